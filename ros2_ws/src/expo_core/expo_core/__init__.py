@@ -1,0 +1,1 @@
+"""EXPO algorithm core. Pure Python + torch; never imports rclpy."""

@@ -1,0 +1,53 @@
+#!/usr/bin/env bash
+# One-command workspace setup (what `make setup` runs). Idempotent: a second run only checks.
+#  1. .venv with every Python dependency pinned by constraints.txt (CPU torch 2.13.0, never CUDA)
+#  2. our Python packages installed editable (console scripts on the venv's PATH)
+#  3. the documented fix-up of the ROS wheels' exported CMake paths
+#  4. colcon build of ros2_ws (expo_interfaces messages + the ament_python packages)
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+VENV="$ROOT/.venv"
+PY="${PYTHON:-python3}"
+cd "$ROOT"
+
+log() { printf '[setup] %s\n' "$*"; }
+
+if [ ! -x "$VENV/bin/python" ]; then
+  log "creating $VENV with $($PY --version)"
+  "$PY" -m venv "$VENV"
+fi
+
+PIP_ARGS=(-q --disable-pip-version-check)
+# The CPU torch wheel is a local file on our machines; point pip at it when present.
+[ -d /opt/wheels ] && PIP_ARGS+=(--find-links /opt/wheels)
+
+PY_PKGS=(ros2_ws/src/expo_core ros2_ws/src/expo_policy ros2_ws/src/expo_learner ros2_ws/src/expo_bringup sim)
+deps_hash=$(cat requirements.txt constraints.txt "${PY_PKGS[@]/%//setup.py}" sim/pyproject.toml 2>/dev/null | sha256sum | cut -c1-16)
+stamp="$VENV/.expo-deps-$deps_hash"
+if [ ! -f "$stamp" ]; then
+  log "installing Python dependencies (pinned by constraints.txt)"
+  "$VENV/bin/pip" install "${PIP_ARGS[@]}" -c constraints.txt -r requirements.txt 2>&1 | grep -v "is ignored: it is neither" || true
+  "$VENV/bin/python" -c "import torch, rclpy; assert not torch.version.cuda, 'CUDA torch installed: expected the CPU wheel'" \
+    || { log "dependency install failed"; exit 1; }
+  for p in "${PY_PKGS[@]}"; do
+    [ -f "$p/setup.py" ] || [ -f "$p/pyproject.toml" ] || continue
+    "$VENV/bin/pip" install "${PIP_ARGS[@]}" --no-deps --no-build-isolation -e "$p" >/dev/null
+  done
+  rm -f "$VENV"/.expo-deps-*
+  touch "$stamp"
+else
+  log "Python dependencies up to date"
+fi
+
+"$VENV/bin/python" scripts/fix_ros_cmake_paths.py "$VENV"
+
+# colcon build of the workspace (incremental; the interface package rebuilds only on change).
+export AMENT_PREFIX_PATH="$VENV" CMAKE_PREFIX_PATH="$VENV"
+export PATH="$VENV/bin:$PATH"
+cd ros2_ws
+log "colcon build"
+colcon --log-base log build --symlink-install --base-paths src \
+  --cmake-args -DBUILD_TESTING=OFF -DPython3_EXECUTABLE="$VENV/bin/python" \
+  --event-handlers console_cohesion- summary- >/tmp/expo-colcon.log 2>&1 \
+  || { cat /tmp/expo-colcon.log; log "colcon build failed"; exit 1; }
+log "done: source scripts/env.sh to use the workspace"

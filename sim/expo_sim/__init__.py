@@ -1,0 +1,1 @@
+"""Simulation side of the EXPO stack (no ROS in the env code)."""
