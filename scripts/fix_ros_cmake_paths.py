@@ -42,7 +42,7 @@ def main() -> None:
     if not (venv / "share").is_dir():
         raise SystemExit(f"{venv}/share not found: is {venv} the venv with the ROS wheels?")
     n = fix(venv)
-    print(f"[setup] ROS wheel CMake paths: {n} file(s) rewritten" if n else "[setup] ROS wheel CMake paths: already fixed")
+    print(f"[setup] ROS wheel CMake paths: {f'{n} file(s) rewritten' if n else 'already fixed'}")
 
 
 if __name__ == "__main__":

@@ -22,11 +22,21 @@ PIP_ARGS=(-q --disable-pip-version-check)
 [ -d /opt/wheels ] && PIP_ARGS+=(--find-links /opt/wheels)
 
 PY_PKGS=(ros2_ws/src/expo_core ros2_ws/src/expo_policy ros2_ws/src/expo_learner ros2_ws/src/expo_bringup sim)
-deps_hash=$(cat requirements.txt constraints.txt "${PY_PKGS[@]/%//setup.py}" sim/pyproject.toml 2>/dev/null | sha256sum | cut -c1-16)
+# Hash only the files that exist: under `set -o pipefail` a missing one (sim has no setup.py)
+# would make `cat` fail and abort the script.
+deps_files=(requirements.txt constraints.txt)
+for f in "${PY_PKGS[@]/%//setup.py}" "${PY_PKGS[@]/%//pyproject.toml}"; do
+  [ -f "$f" ] && deps_files+=("$f")
+done
+deps_hash=$(cat "${deps_files[@]}" | sha256sum | cut -c1-16)
 stamp="$VENV/.expo-deps-$deps_hash"
 if [ ! -f "$stamp" ]; then
   log "installing Python dependencies (pinned by constraints.txt)"
-  "$VENV/bin/pip" install "${PIP_ARGS[@]}" -c constraints.txt -r requirements.txt 2>&1 | grep -v "is ignored: it is neither" || true
+  set +o pipefail
+  "$VENV/bin/pip" install "${PIP_ARGS[@]}" -c constraints.txt -r requirements.txt 2>&1 | grep -v "is ignored: it is neither"
+  pip_rc=${PIPESTATUS[0]}
+  set -o pipefail
+  [ "$pip_rc" -eq 0 ] || { log "pip install failed (exit $pip_rc)"; exit 1; }
   "$VENV/bin/python" -c "import torch, rclpy; assert not torch.version.cuda, 'CUDA torch installed: expected the CPU wheel'" \
     || { log "dependency install failed"; exit 1; }
   for p in "${PY_PKGS[@]}"; do
@@ -44,10 +54,15 @@ fi
 # colcon build of the workspace (incremental; the interface package rebuilds only on change).
 export AMENT_PREFIX_PATH="$VENV" CMAKE_PREFIX_PATH="$VENV"
 export PATH="$VENV/bin:$PATH"
+# The venv is a plain prefix, not a colcon underlay (no local_setup.*): colcon-ros' ament
+# prefix-path extension would only warn about it and chain nothing, so it is switched off.
+export COLCON_EXTENSION_BLOCKLIST="colcon_core.prefix_path.ament${COLCON_EXTENSION_BLOCKLIST:+:$COLCON_EXTENSION_BLOCKLIST}"
 cd ros2_ws
+mkdir -p log
+colcon_log="$ROOT/ros2_ws/log/setup-colcon.log"  # per checkout, not a shared /tmp file
 log "colcon build"
 colcon --log-base log build --symlink-install --base-paths src \
   --cmake-args -DBUILD_TESTING=OFF -DPython3_EXECUTABLE="$VENV/bin/python" \
-  --event-handlers console_cohesion- summary- >/tmp/expo-colcon.log 2>&1 \
-  || { cat /tmp/expo-colcon.log; log "colcon build failed"; exit 1; }
+  --event-handlers console_cohesion- summary- >"$colcon_log" 2>&1 \
+  || { cat "$colcon_log"; log "colcon build failed"; exit 1; }
 log "done: source scripts/env.sh to use the workspace"

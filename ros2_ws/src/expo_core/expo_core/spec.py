@@ -72,9 +72,7 @@ class ObsSpec:
                 )
             v = np.asarray(obs[k.name], dtype=np.float32)
             if v.shape[-1:] != (k.dim,):
-                raise ValueError(
-                    f"observation key '{k.name}' has shape {v.shape}, expected last dim {k.dim}"
-                )
+                raise ValueError(f"observation key '{k.name}' has shape {v.shape}, expected last dim {k.dim}")
             parts.append(v)
         return np.concatenate(parts, axis=-1)
 

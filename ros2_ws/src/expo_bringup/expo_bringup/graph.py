@@ -1,0 +1,197 @@
+"""The node graph, described once as plain data.
+
+Both ways of starting the stack read this: ``launch/sim.launch.py`` turns each :class:`NodeSpec`
+into a ``launch_ros`` ``Node`` (package, executable, name, namespace, parameter files then the
+parameter dict, remappings), and the runner (:mod:`expo_bringup.runner`) starts each one as
+``python -m <module> <to_ros_args(node)>`` where ``ros2 launch`` is not installed.
+
+Parameters come from one YAML per node under ``expo_bringup/config`` (keys under
+``/**: ros__parameters:``); the graph adds only what a launch argument decides (task, checkpoint,
+backend, realtime, sim time). Later ``-p`` values override the files, as in ``ros2 launch``.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from expo_core.spec import TASK_OBJECT_DIMS
+
+ParamScalar = bool | int | float | str
+ParamValue = ParamScalar | list[bool] | list[int] | list[float] | list[str]
+
+_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_MODULE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
+_TOPIC = re.compile(r"^~?/?[A-Za-z_{][A-Za-z0-9_/{}~]*$")
+
+
+def default_config_dir() -> Path:
+    """``expo_bringup/config`` next to this module (installed as package data)."""
+    return Path(__file__).resolve().parent / "config"
+
+
+def _normalize_namespace(ns: str) -> str:
+    """'' -> '', 'a' or '/a/' -> '/a'; raises ValueError on invalid ROS names."""
+    parts = [p for p in ns.strip("/").split("/") if p]
+    for p in parts:
+        if not _NAME.match(p):
+            raise ValueError(f"namespace '{ns}' has an invalid part '{p}' (letters, digits, _)")
+    return "/" + "/".join(parts) if parts else ""
+
+
+def _check_param(node: str, key: str, value: object) -> None:
+    if not re.match(r"^[A-Za-z_][A-Za-z0-9_.]*$", key):
+        raise ValueError(f"NodeSpec '{node}': parameter name '{key}' is invalid")
+    scalar = (bool, int, float, str)
+    if isinstance(value, list):
+        kinds = {type(v) for v in value}
+        if not value or len(kinds) != 1 or not isinstance(value[0], scalar):
+            raise ValueError(
+                f"NodeSpec '{node}': parameter '{key}' must be a non-empty list of one scalar type,"
+                f" got {value!r}"
+            )
+    elif not isinstance(value, scalar):
+        raise ValueError(f"NodeSpec '{node}': parameter '{key}' must be bool/int/float/str, got {value!r}")
+
+
+@dataclass(frozen=True)
+class NodeSpec:
+    """One node of the graph.
+
+    Attributes:
+        name: ROS node name (``__node`` remap), letters/digits/underscore.
+        package: ROS package that installs ``executable`` (for ``ros2 launch``).
+        executable: console script name inside ``package`` (for ``ros2 launch``).
+        module: importable Python module whose ``main()`` runs the node (for the runner).
+        namespace: '' or a ROS namespace; normalized to '/a/b'.
+        parameters: name -> value overrides, applied after ``params_files``.
+        remappings: ``(from, to)`` topic remaps.
+        params_files: absolute paths of parameter YAML files, applied in order.
+        env: extra environment variables for the process.
+    """
+
+    name: str
+    package: str
+    executable: str
+    module: str
+    namespace: str = ""
+    parameters: dict[str, ParamValue] = field(default_factory=dict)
+    remappings: tuple[tuple[str, str], ...] = ()
+    params_files: tuple[str, ...] = ()
+    env: dict[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        for attr in ("name", "package", "executable"):
+            if not _NAME.match(getattr(self, attr)):
+                raise ValueError(f"NodeSpec.{attr} '{getattr(self, attr)}' must match {_NAME.pattern}")
+        if not _MODULE.match(self.module):
+            raise ValueError(f"NodeSpec.module '{self.module}' must be a dotted Python module name")
+        object.__setattr__(self, "namespace", _normalize_namespace(self.namespace))
+        for key, value in self.parameters.items():
+            _check_param(self.name, key, value)
+        for pair in self.remappings:
+            if len(pair) != 2 or not all(isinstance(t, str) and _TOPIC.match(t) for t in pair):
+                raise ValueError(f"NodeSpec '{self.name}': remapping {pair!r} must be (from, to) topic names")
+        for key, value in self.env.items():
+            if not key or "=" in key or not isinstance(value, str):
+                raise ValueError(f"NodeSpec '{self.name}': env entry {key!r}={value!r} is invalid")
+        # Copies, so a caller's dict changed later cannot change a frozen spec.
+        object.__setattr__(self, "parameters", dict(self.parameters))
+        object.__setattr__(self, "env", dict(self.env))
+        object.__setattr__(self, "remappings", tuple(tuple(p) for p in self.remappings))
+        object.__setattr__(self, "params_files", tuple(str(f) for f in self.params_files))
+
+
+@dataclass(frozen=True)
+class Graph:
+    """Nodes started together; names must be unique within a namespace."""
+
+    nodes: tuple[NodeSpec, ...]
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "nodes", tuple(self.nodes))
+        if not self.nodes:
+            raise ValueError("Graph.nodes must hold at least one NodeSpec")
+        fq = [f"{n.namespace}/{n.name}" for n in self.nodes]
+        if len(set(fq)) != len(fq):
+            raise ValueError(f"Graph has duplicate node names: {fq}")
+
+    def node(self, name: str) -> NodeSpec:
+        """The node called ``name``; KeyError listing the names otherwise."""
+        for n in self.nodes:
+            if n.name == name:
+                return n
+        raise KeyError(f"no node '{name}' in graph; nodes: {[n.name for n in self.nodes]}")
+
+
+def format_param(value: ParamValue) -> str:
+    """A ``-p`` value as YAML that rcl parses back to the same type (strings JSON-quoted)."""
+    return json.dumps(value)
+
+
+def to_ros_args(node: NodeSpec) -> list[str]:
+    """Command-line arguments giving ``node`` its name, namespace, parameters and remaps."""
+    args = ["--ros-args", "-r", f"__node:={node.name}"]
+    if node.namespace:
+        args += ["-r", f"__ns:={node.namespace}"]
+    for f in node.params_files:
+        args += ["--params-file", f]
+    for key, value in node.parameters.items():
+        args += ["-p", f"{key}:={format_param(value)}"]
+    for src, dst in node.remappings:
+        args += ["-r", f"{src}:={dst}"]
+    return args
+
+
+def sim_graph(
+    task: str = "lift",
+    checkpoint: str = "",
+    backend: str = "torch",
+    realtime: bool = False,
+    namespace: str = "",
+    config_dir: Path | str | None = None,
+) -> Graph:
+    """Sim bridge + policy node for one robomimic task.
+
+    Args:
+        task: robomimic task (``expo_core.spec.TASK_OBJECT_DIMS``).
+        checkpoint: policy checkpoint directory; '' lets the policy node use its configured one.
+        backend: inference backend name handed to the policy node (it validates the choice).
+        realtime: True runs the bridge at 20 Hz wall time and the policy on its timer; False
+            runs lockstep (the bridge waits for each action, sim time as fast as possible).
+        namespace: ROS namespace for both nodes ('' = root).
+        config_dir: where ``sim_bridge.yaml`` and ``policy.yaml`` live (default: package data).
+    """
+    if task not in TASK_OBJECT_DIMS:
+        raise ValueError(f"sim_graph task '{task}' unknown; supported: {sorted(TASK_OBJECT_DIMS)}")
+    if not _NAME.match(backend):
+        raise ValueError(f"sim_graph backend '{backend}' must be a plain name such as 'torch'")
+    cfg = Path(config_dir) if config_dir is not None else default_config_dir()
+    bridge = NodeSpec(
+        name="sim_bridge",
+        package="expo_sim",
+        executable="bridge_node",
+        module="expo_sim.bridge_node",
+        namespace=namespace,
+        parameters={"task": task, "realtime": bool(realtime)},
+        params_files=(str((cfg / "sim_bridge.yaml").resolve()),),
+    )
+    policy = NodeSpec(
+        name="policy_node",
+        package="expo_policy",
+        executable="policy_node",
+        module="expo_policy.policy_node",
+        namespace=namespace,
+        # The bridge drives /clock in both modes, so the policy always runs on sim time.
+        parameters={
+            "task": task,
+            **({"checkpoint": checkpoint} if checkpoint else {}),
+            "backend": backend,
+            "lockstep": not realtime,
+            "use_sim_time": True,
+        },
+        params_files=(str((cfg / "policy.yaml").resolve()),),
+    )
+    return Graph((bridge, policy))

@@ -1,0 +1,226 @@
+"""Replay storage: a numpy ring buffer of transitions and an online/offline mixing sampler.
+
+The buffer keeps ``terminated`` (the MDP ended: no bootstrap) and ``truncated`` (a time limit or
+the end of a recording cut the episode: bootstrap anyway) apart, as :class:`Batch` does. Sampling
+draws indices with ``torch.randint`` on a caller-owned ``torch.Generator`` so that a seeded run
+sees the same minibatches every time.
+
+:class:`MixedSampler` is the RLPD-style symmetric sampler EXPO trains with: a fixed fraction of
+every minibatch comes from the offline demonstrations, the rest from online experience.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+
+import numpy as np
+import torch
+
+from expo_core.batch import Batch
+
+Device = torch.device | str
+
+TRANSITION_FIELDS: tuple[str, ...] = ("obs", "action", "reward", "next_obs", "terminated", "truncated")
+
+
+class ReplayBuffer:
+    """Fixed-capacity FIFO of transitions stored as float32 numpy arrays.
+
+    Storage: obs, next_obs (capacity, obs_dim); action (capacity, act_dim); reward, terminated,
+    truncated (capacity,). Once full, new transitions overwrite the oldest ones.
+    """
+
+    def __init__(self, obs_dim: int, act_dim: int, capacity: int) -> None:
+        for name, value in (("obs_dim", obs_dim), ("act_dim", act_dim), ("capacity", capacity)):
+            if int(value) != value or value < 1:
+                raise ValueError(f"ReplayBuffer.{name} must be an integer >= 1, got {value!r}")
+        self.obs_dim, self.act_dim, self.capacity = int(obs_dim), int(act_dim), int(capacity)
+        self._data = {
+            name: np.zeros((self.capacity, *shape), dtype=np.float32)
+            for name, shape in self._row_shapes().items()
+        }
+        self._ptr = 0  # next row to write
+        self._size = 0
+
+    @classmethod
+    def from_arrays(cls, arrays: Mapping[str, np.ndarray], capacity: int | None = None) -> ReplayBuffer:
+        """A buffer holding ``arrays`` (the six transition fields, leading dim N).
+
+        ``capacity`` defaults to N; with a smaller capacity only the last ``capacity`` rows stay.
+        Accepts :meth:`arrays` output and ``TransitionArrays.transitions()``.
+        """
+        missing = [name for name in TRANSITION_FIELDS if name not in arrays]
+        if missing:
+            raise KeyError(f"ReplayBuffer.from_arrays: missing fields {missing}; have {sorted(arrays)}")
+        obs, action = np.asarray(arrays["obs"]), np.asarray(arrays["action"])
+        if obs.ndim != 2 or action.ndim != 2:
+            raise ValueError(
+                f"ReplayBuffer.from_arrays: obs and action must be 2-D (N, dim), "
+                f"got obs {obs.shape} and action {action.shape}"
+            )
+        buffer = cls(obs.shape[1], action.shape[1], capacity if capacity is not None else max(len(obs), 1))
+        buffer.add_many(**{name: arrays[name] for name in TRANSITION_FIELDS})
+        return buffer
+
+    def __len__(self) -> int:
+        return self._size
+
+    def _row_shapes(self) -> dict[str, tuple[int, ...]]:
+        return {
+            "obs": (self.obs_dim,),
+            "action": (self.act_dim,),
+            "reward": (),
+            "next_obs": (self.obs_dim,),
+            "terminated": (),
+            "truncated": (),
+        }
+
+    def _validated(self, values: dict[str, object], lead: tuple[int, ...]) -> dict[str, np.ndarray]:
+        """Cast to float32 and check each field has shape ``lead + row shape``, finite, flags 0/1."""
+        out = {}
+        for name, row_shape in self._row_shapes().items():
+            arr = np.asarray(values[name], dtype=np.float32)
+            expected = lead + row_shape
+            if arr.shape != expected:
+                shown = ("N", *row_shape) if lead else row_shape
+                raise ValueError(f"ReplayBuffer: field '{name}' has shape {arr.shape}, expected {shown}")
+            if not np.all(np.isfinite(arr)):
+                raise ValueError(f"ReplayBuffer: field '{name}' has non-finite values (NaN or inf)")
+            if name in ("terminated", "truncated") and not np.all((arr == 0.0) | (arr == 1.0)):
+                raise ValueError(f"ReplayBuffer: field '{name}' must hold only 0 or 1")
+            out[name] = arr
+        return out
+
+    def add(
+        self,
+        obs: np.ndarray,
+        action: np.ndarray,
+        reward: float,
+        next_obs: np.ndarray,
+        terminated: float | bool,
+        truncated: float | bool,
+    ) -> None:
+        """Append one transition: obs, next_obs (obs_dim,); action (act_dim,); scalars otherwise."""
+        row = self._validated(
+            dict(
+                obs=obs,
+                action=action,
+                reward=reward,
+                next_obs=next_obs,
+                terminated=terminated,
+                truncated=truncated,
+            ),
+            lead=(),
+        )
+        for name, value in row.items():
+            self._data[name][self._ptr] = value
+        self._ptr = (self._ptr + 1) % self.capacity
+        self._size = min(self._size + 1, self.capacity)
+
+    def add_many(
+        self,
+        obs: np.ndarray,
+        action: np.ndarray,
+        reward: np.ndarray,
+        next_obs: np.ndarray,
+        terminated: np.ndarray,
+        truncated: np.ndarray,
+    ) -> None:
+        """Append N transitions at once: obs, next_obs (N, obs_dim); action (N, act_dim); rest (N,).
+
+        Writes wrap around the ring; if N exceeds the capacity only the last ``capacity`` stay.
+        """
+        if np.ndim(obs) != 2:
+            raise ValueError(
+                f"ReplayBuffer: field 'obs' has shape {np.shape(obs)}, expected ('N', {self.obs_dim})"
+            )
+        n = int(np.shape(obs)[0])
+        rows = self._validated(
+            dict(
+                obs=obs,
+                action=action,
+                reward=reward,
+                next_obs=next_obs,
+                terminated=terminated,
+                truncated=truncated,
+            ),
+            lead=(n,),
+        )
+        if n == 0:
+            return
+        if n > self.capacity:  # the first n - capacity rows would be overwritten anyway
+            rows = {name: arr[n - self.capacity :] for name, arr in rows.items()}
+            n = self.capacity
+        idx = (self._ptr + np.arange(n)) % self.capacity
+        for name, arr in rows.items():
+            self._data[name][idx] = arr
+        self._ptr = (self._ptr + n) % self.capacity
+        self._size = min(self._size + n, self.capacity)
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        """Copies of the valid contents, oldest first: each field with leading dim ``len(self)``."""
+        if self._size < self.capacity:
+            order = np.arange(self._size)
+        else:
+            order = (self._ptr + np.arange(self.capacity)) % self.capacity
+        return {name: arr[order] for name, arr in self._data.items()}
+
+    def sample(self, batch_size: int, generator: torch.Generator, device: Device = "cpu") -> Batch:
+        """``batch_size`` transitions drawn uniformly with replacement, as a float32 :class:`Batch`."""
+        if batch_size < 1:
+            raise ValueError(f"ReplayBuffer.sample: batch_size must be >= 1, got {batch_size}")
+        if self._size == 0:
+            raise ValueError("ReplayBuffer.sample: the buffer is empty; add transitions before sampling")
+        # Rows [0, size) are valid whether or not the ring has wrapped: order does not matter here.
+        idx = torch.randint(0, self._size, (batch_size,), generator=generator).numpy()
+        return Batch(**{name: torch.from_numpy(arr[idx]).to(device) for name, arr in self._data.items()})
+
+
+class MixedSampler:
+    """Minibatches mixing offline demonstrations and online experience (RLPD symmetric sampling).
+
+    Each batch holds ``round(offline_fraction * B)`` offline rows first, then online rows. With no
+    (or an empty) offline buffer all rows are online; with an empty online buffer all rows are
+    offline, so the same sampler serves offline-only pretraining.
+    """
+
+    def __init__(
+        self, online: ReplayBuffer, offline: ReplayBuffer | None, offline_fraction: float = 0.5
+    ) -> None:
+        if not 0.0 <= offline_fraction <= 1.0:  # also rejects NaN
+            raise ValueError(f"MixedSampler.offline_fraction must be in [0, 1], got {offline_fraction}")
+        if offline is not None and (offline.obs_dim, offline.act_dim) != (online.obs_dim, online.act_dim):
+            raise ValueError(
+                f"MixedSampler: offline buffer dims (obs {offline.obs_dim}, act {offline.act_dim}) differ "
+                f"from online (obs {online.obs_dim}, act {online.act_dim})"
+            )
+        self.online, self.offline, self.offline_fraction = online, offline, float(offline_fraction)
+
+    def split(self, batch_size: int) -> tuple[int, int]:
+        """(offline rows, online rows) a batch of ``batch_size`` takes given what is stored now."""
+        n_offline_avail = len(self.offline) if self.offline is not None else 0
+        if n_offline_avail == 0:
+            return 0, batch_size
+        if len(self.online) == 0:
+            return batch_size, 0
+        n_off = round(self.offline_fraction * batch_size)
+        return n_off, batch_size - n_off
+
+    def sample(self, batch_size: int, generator: torch.Generator, device: Device = "cpu") -> Batch:
+        """One mixed :class:`Batch` of ``batch_size`` rows (offline rows first)."""
+        if batch_size < 1:
+            raise ValueError(f"MixedSampler.sample: batch_size must be >= 1, got {batch_size}")
+        if len(self.online) == 0 and (self.offline is None or len(self.offline) == 0):
+            raise ValueError("MixedSampler.sample: both the online and the offline buffer are empty")
+        n_off, n_on = self.split(batch_size)
+        parts = []
+        if n_off:
+            parts.append(self.offline.sample(n_off, generator, device))
+        if n_on:
+            parts.append(self.online.sample(n_on, generator, device))
+        return parts[0] if len(parts) == 1 else Batch.cat(parts)
+
+    def batches(self, batch_size: int, generator: torch.Generator, device: Device = "cpu") -> Iterator[Batch]:
+        """An endless stream of :meth:`sample` batches (feeds ``agent.update(batch_iter)``)."""
+        while True:
+            yield self.sample(batch_size, generator, device)
