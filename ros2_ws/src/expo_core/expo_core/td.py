@@ -63,7 +63,38 @@ def td_targets(
     noises: list[TDNoise],
     alpha: torch.Tensor,
 ) -> TDTargets:
-    """Targets for G minibatches (already observation-normalized) in one batched computation."""
+    """Targets for G minibatches (already observation-normalized) in one batched computation.
+
+    With `cfg.td_chunk_rows` > 0 the minibatches are processed a few at a time (whole groups of
+    at most that many state-sample rows, at least one group): identical results, activations
+    that stay cache-sized on CPUs. 0 computes all G at once (GPUs)."""
+    B = len(batches[0])
+    rows = B * cfg.num_samples
+    per = len(batches) if cfg.td_chunk_rows <= 0 else max(1, cfg.td_chunk_rows // rows)
+    parts = [
+        _td_targets_groups(cfg, base, editor, target_critic, batches[i : i + per], noises[i : i + per], alpha)
+        for i in range(0, len(batches), per)
+    ]
+    if len(parts) == 1:
+        return parts[0]
+    n = sum(p.target.shape[0] for p in parts)
+    return TDTargets(
+        torch.cat([p.target for p in parts]),
+        torch.cat([p.next_q for p in parts]),
+        sum(p.edited_fraction * p.target.shape[0] for p in parts) / n,
+        None if parts[0].entropy is None else torch.cat([p.entropy for p in parts]),
+    )
+
+
+def _td_targets_groups(
+    cfg: ExpoConfig,
+    base: DiffusionBase,
+    editor: Editor,
+    target_critic: CriticEnsemble,
+    batches: list[Batch],
+    noises: list[TDNoise],
+    alpha: torch.Tensor,
+) -> TDTargets:
     G, B = len(batches), len(batches[0])
     N, K = cfg.num_samples, 2 * cfg.num_samples
     next_obs = torch.cat([b.next_obs for b in batches])  # (G*B, o)

@@ -60,9 +60,10 @@ def test_update_returns_finite_flat_stats_and_changes_every_part(tiny_cfg):
         assert any(not torch.equal(a, b) for a, b in zip(before[name], params(module))), name
 
 
-@pytest.mark.parametrize("td_steps", [0, 2])
-def test_fast_batched_td_equals_faithful_path_when_targets_are_frozen(make_cfg, td_steps):
-    cfg = make_cfg(tau=0.0, utd=4, td_sampling_steps=td_steps)
+@pytest.mark.parametrize("td_steps, chunk_rows", [(0, 0), (2, 0), (0, 130)])
+def test_fast_batched_td_equals_faithful_path_when_targets_are_frozen(make_cfg, td_steps, chunk_rows):
+    # chunk_rows=130: two minibatches of 16 states x 4 samples per chunk, the sampler in 32-state chunks
+    cfg = make_cfg(tau=0.0, utd=4, td_sampling_steps=td_steps, td_chunk_rows=chunk_rows)
     fast = ExpoAgent(cfg.replace(batched_td=True), seed=1)
     slow = ExpoAgent(cfg.replace(batched_td=False), seed=1)
     sf, ss = fast.update(batches(cfg, seed=5)), slow.update(batches(cfg, seed=5))
