@@ -32,11 +32,12 @@ deps_hash=$(cat "${deps_files[@]}" | sha256sum | cut -c1-16)
 stamp="$VENV/.expo-deps-$deps_hash"
 if [ ! -f "$stamp" ]; then
   log "installing Python dependencies (pinned by constraints.txt)"
-  set +o pipefail
-  "$VENV/bin/pip" install "${PIP_ARGS[@]}" -c constraints.txt -r requirements.txt 2>&1 | grep -v "is ignored: it is neither"
-  pip_rc=${PIPESTATUS[0]}
-  set -o pipefail
-  [ "$pip_rc" -eq 0 ] || { log "pip install failed (exit $pip_rc)"; exit 1; }
+  pip_log="$VENV/pip-install.log"
+  if ! "$VENV/bin/pip" install "${PIP_ARGS[@]}" -c constraints.txt -r requirements.txt >"$pip_log" 2>&1; then
+    grep -v "is ignored: it is neither" "$pip_log" | tail -40
+    log "pip install failed (full log: $pip_log)"
+    exit 1
+  fi
   "$VENV/bin/python" -c "import torch, rclpy; assert not torch.version.cuda, 'CUDA torch installed: expected the CPU wheel'" \
     || { log "dependency install failed"; exit 1; }
   for p in "${PY_PKGS[@]}"; do
