@@ -1,0 +1,222 @@
+"""The policy node's parameters: declared in one table, converted once into a validated dataclass.
+
+Values come from ``expo_bringup/config/policy.yaml`` (and ``-p`` overrides); the defaults below
+match that file, except ``autostart`` (False here: a lifecycle node waits for its manager unless
+told otherwise; the YAML sets it True for the pip-mode runner, which has no manager).
+Parameters are declared with dynamic typing so that e.g. ``control_rate_hz: 20`` (an integer in
+YAML) is accepted; :meth:`PolicyNodeConfig.from_values` checks every type and range and raises
+ValueError naming the parameter, which the node turns into a failed configure transition.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from expo_core.spec import TASK_OBJECT_DIMS
+
+from .safety import SafetyLimits
+
+_SAFE = SafetyLimits()
+#: Inputs watched by the watchdog: topic -> required (a stale required input holds the arm).
+WATCHED_INPUTS: dict[str, bool] = {
+    "joint_states": True,
+    "ee_pose": True,
+    "object_poses": True,
+    "image_raw": False,
+    "env_feedback": False,
+}
+
+
+@dataclass(frozen=True)
+class ParamSpec:
+    name: str
+    default: Any
+    description: str
+
+
+PARAMETERS: tuple[ParamSpec, ...] = (
+    ParamSpec("task", "lift", f"robomimic task, one of {sorted(TASK_OBJECT_DIMS)}: the observation spec"),
+    ParamSpec(
+        "checkpoint",
+        "",
+        "acting weights: a save_checkpoint .safetensors (JSON beside it), its path without suffix, "
+        "a policy-weights bundle file, or a directory holding exactly one .safetensors",
+    ),
+    ParamSpec("backend", "torch", "inference backend: torch (onnxruntime, tensorrt: inference issue)"),
+    ParamSpec("device", "cpu", "torch device: cpu, cuda, cuda:N or auto (CUDA when available)"),
+    ParamSpec("seed", 0, "seed of the torch.Generator for diffusion and editor noise"),
+    ParamSpec("num_threads", 1, "torch intra-op CPU threads (0 = torch default); 1 keeps latency steady"),
+    ParamSpec("lockstep", True, "true: act once per new synchronized observation; false: fixed-rate timer"),
+    ParamSpec("control_rate_hz", 20.0, "timer rate on the node clock when lockstep is false [Hz]"),
+    ParamSpec("deadline_ms", 40.0, "latency budget, tick start -> action published [ms]"),
+    ParamSpec("num_base_samples", 8, "OTF: N base diffusion samples, each also edited (2N candidates)"),
+    ParamSpec("diagnostics_period_s", 1.0, "diagnostics publish period, wall clock [s]"),
+    ParamSpec("latency_window", 1000, "samples in the rolling latency p50/p99 window"),
+    ParamSpec("publish_markers", True, "publish RViz markers of candidate and chosen targets"),
+    ParamSpec("publish_transitions", True, "assemble and publish transitions for the learner"),
+    ParamSpec("autostart", False, "configure and activate at startup (no lifecycle manager)"),
+    ParamSpec("observation.max_age_s", 0.25, "a piece whose header stamp is older than this holds [s]"),
+    ParamSpec("observation.max_skew_s", 0.1, "largest spread of the pieces' header stamps [s]"),
+    ParamSpec(
+        "observation.finger_joint_names",
+        ["panda_finger_joint1", "panda_finger_joint2"],
+        "finger joints read from joint_states into robot0_gripper_qpos",
+    ),
+    ParamSpec("observation.finger_signs", [1.0, 1.0], "sign applied to each finger position (+-1.0)"),
+    *(
+        ParamSpec(
+            f"watchdog.{name}_max_age_s",
+            0.25 if required else (0.5 if name == "image_raw" else 1.0),
+            f"receive-age limit of {name} [s]" + ("" if required else " (optional input, never holds)"),
+        )
+        for name, required in WATCHED_INPUTS.items()
+    ),
+    ParamSpec("safety.action_low", list(_SAFE.action_low), "normalized action lower bounds, one per dim"),
+    ParamSpec("safety.action_high", list(_SAFE.action_high), "normalized action upper bounds, one per dim"),
+    ParamSpec("safety.max_delta", list(_SAFE.max_delta), "largest change per step, one per dim (2.0 = none)"),
+    ParamSpec("safety.workspace_low", list(_SAFE.workspace_low), "end-effector box lower corner [m]"),
+    ParamSpec("safety.workspace_high", list(_SAFE.workspace_high), "end-effector box upper corner [m]"),
+    ParamSpec("safety.pos_scale", _SAFE.pos_scale, "m of end-effector motion per unit action per step"),
+)
+
+
+def _bad(name: str, value: Any, want: str) -> ValueError:
+    return ValueError(f"parameter '{name}' must be {want}, got {value!r}")
+
+
+def _float(name: str, v: Any, lo: float = -math.inf, lo_open: bool = True) -> float:
+    if isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v):
+        raise _bad(name, v, "a finite number")
+    if (lo_open and not v > lo) or (not lo_open and not v >= lo):
+        raise _bad(name, v, f"{'>' if lo_open else '>='} {lo}")
+    return float(v)
+
+
+def _int(name: str, v: Any, lo: int) -> int:
+    if isinstance(v, bool) or not isinstance(v, int) or v < lo:
+        raise _bad(name, v, f"an integer >= {lo}")
+    return int(v)
+
+
+def _bool(name: str, v: Any) -> bool:
+    if not isinstance(v, bool):
+        raise _bad(name, v, "true or false")
+    return v
+
+
+def _str(name: str, v: Any) -> str:
+    if not isinstance(v, str):
+        raise _bad(name, v, "a string")
+    return v
+
+
+def _floats(name: str, v: Any) -> tuple[float, ...]:
+    if isinstance(v, str) or not isinstance(v, Sequence) or not len(v):
+        raise _bad(name, v, "a non-empty list of numbers")
+    return tuple(_float(f"{name}[{i}]", x) for i, x in enumerate(v))
+
+
+@dataclass(frozen=True)
+class PolicyNodeConfig:
+    """Every parameter of the policy node, typed and validated (see :data:`PARAMETERS`)."""
+
+    task: str
+    checkpoint: str
+    backend: str
+    device: str
+    seed: int
+    num_threads: int
+    lockstep: bool
+    control_rate_hz: float
+    deadline_ms: float
+    num_base_samples: int
+    diagnostics_period_s: float
+    latency_window: int
+    publish_markers: bool
+    publish_transitions: bool
+    autostart: bool
+    obs_max_age_s: float
+    obs_max_skew_s: float
+    finger_joint_names: tuple[str, str]
+    finger_signs: tuple[float, float]
+    watchdog_max_age_s: dict[str, float]
+    safety: SafetyLimits
+
+    @classmethod
+    def from_values(cls, v: Mapping[str, Any]) -> PolicyNodeConfig:
+        """Convert raw parameter values (name -> value); ValueError names the bad parameter."""
+        task = _str("task", v["task"])
+        if task not in TASK_OBJECT_DIMS:
+            raise _bad("task", task, f"one of {sorted(TASK_OBJECT_DIMS)}")
+        checkpoint = _str("checkpoint", v["checkpoint"])
+        if not checkpoint.strip():
+            raise ValueError(
+                "parameter 'checkpoint' is empty: set it to a checkpoint or policy-weights .safetensors file"
+            )
+        backend = _str("backend", v["backend"])
+        device = _str("device", v["device"])
+        if not re.match(r"^(cpu|cuda(:\d+)?|auto)$", device):
+            raise _bad("device", device, "cpu, cuda, cuda:N or auto")
+        fingers = v["observation.finger_joint_names"]
+        if (
+            isinstance(fingers, str)
+            or not isinstance(fingers, Sequence)
+            or len(fingers) != 2
+            or not all(isinstance(f, str) and f for f in fingers)
+            or fingers[0] == fingers[1]
+        ):
+            raise _bad("observation.finger_joint_names", fingers, "two distinct joint names")
+        signs = _floats("observation.finger_signs", v["observation.finger_signs"])
+        if len(signs) != 2 or any(s not in (1.0, -1.0) for s in signs):
+            raise _bad("observation.finger_signs", list(signs), "two values, each 1.0 or -1.0")
+        low = _floats("safety.action_low", v["safety.action_low"])
+        try:
+            safety = SafetyLimits(
+                action_dim=len(low),
+                action_low=low,
+                action_high=_floats("safety.action_high", v["safety.action_high"]),
+                max_delta=_floats("safety.max_delta", v["safety.max_delta"]),
+                workspace_low=_floats("safety.workspace_low", v["safety.workspace_low"]),
+                workspace_high=_floats("safety.workspace_high", v["safety.workspace_high"]),
+                pos_scale=_float("safety.pos_scale", v["safety.pos_scale"], 0.0),
+            )
+        except ValueError as e:
+            msg = str(e)
+            if msg.startswith("parameter"):
+                raise
+            field = re.search(r"SafetyLimits\.(\w+)", msg)
+            raise ValueError(f"parameter 'safety.{field.group(1) if field else '*'}': {msg}") from e
+        return cls(
+            task=task,
+            checkpoint=checkpoint,
+            backend=backend,
+            device=device,
+            seed=_int("seed", v["seed"], 0),
+            num_threads=_int("num_threads", v["num_threads"], 0),
+            lockstep=_bool("lockstep", v["lockstep"]),
+            control_rate_hz=_float("control_rate_hz", v["control_rate_hz"], 0.0),
+            deadline_ms=_float("deadline_ms", v["deadline_ms"], 0.0),
+            num_base_samples=_int("num_base_samples", v["num_base_samples"], 1),
+            diagnostics_period_s=_float("diagnostics_period_s", v["diagnostics_period_s"], 0.0),
+            latency_window=_int("latency_window", v["latency_window"], 2),
+            publish_markers=_bool("publish_markers", v["publish_markers"]),
+            publish_transitions=_bool("publish_transitions", v["publish_transitions"]),
+            autostart=_bool("autostart", v["autostart"]),
+            obs_max_age_s=_float("observation.max_age_s", v["observation.max_age_s"], 0.0),
+            obs_max_skew_s=_float("observation.max_skew_s", v["observation.max_skew_s"], 0.0, lo_open=False),
+            finger_joint_names=(fingers[0], fingers[1]),
+            finger_signs=(signs[0], signs[1]),
+            watchdog_max_age_s={
+                name: _float(f"watchdog.{name}_max_age_s", v[f"watchdog.{name}_max_age_s"], 0.0)
+                for name in WATCHED_INPUTS
+            },
+            safety=safety,
+        )
+
+    @property
+    def deadline_s(self) -> float:
+        return self.deadline_ms * 1e-3

@@ -1,0 +1,523 @@
+"""EXPO real-time policy node (lifecycle): sensors in, safe actions out, transitions to the learner.
+
+Topics (relative names; remap in the graph):
+
+========================  =================================  ======================================
+in                        type                               QoS
+========================  =================================  ======================================
+joint_states              sensor_msgs/JointState             reliable, volatile, depth 10
+ee_pose                   geometry_msgs/PoseStamped          reliable, volatile, depth 10
+object_poses              geometry_msgs/PoseArray            reliable, volatile, depth 10
+image_raw (optional)      sensor_msgs/Image                  best effort, depth 5 (sensor data)
+env_feedback              expo_interfaces/EnvFeedback        reliable, volatile, depth 50
+policy_weights            expo_interfaces/PolicyWeights      reliable, transient local, depth 1
+out (lifecycle pubs)
+action                    expo_interfaces/ActionCommand      reliable, volatile, depth 10
+transitions               expo_interfaces/Transition         reliable, volatile, depth 100
+otf_decision              expo_interfaces/OtfDecision        reliable, volatile, depth 10
+diagnostics               diagnostic_msgs/DiagnosticArray    reliable, volatile, depth 10
+markers                   visualization_msgs/MarkerArray     reliable, volatile, depth 10
+========================  =================================  ======================================
+
+Lifecycle: configure reads the parameters (:mod:`expo_policy.params`), loads and warms up the
+weights, creates subscriptions, publishers and timers (stopped); activate starts acting;
+deactivate publishes a hold and stops; cleanup/shutdown destroy everything.
+
+Acting. Timer mode: every period of the node clock (sim time works). Lockstep mode: once per
+new observation set (all three pieces with one header stamp, :mod:`expo_policy.sync`), after the
+feedback of the previous command has arrived (when env_feedback has a publisher), and never on
+the terminal observation of an episode (a set stamped at or before a done feedback). Each
+decision: watchdog -> observation -> backend -> safety filter -> ActionCommand + OtfDecision +
+markers. Anything wrong publishes a hold saying why. In timer mode a decision later than the
+deadline is replaced by a hold (its observation is too old); in lockstep the sim waits, so a
+late decision is only counted.
+
+Episode/step indices are the node's: each command takes the next step; a done feedback for the
+current episode starts the next one. Contract with the bridge: all pieces of one observation
+carry one header stamp, strictly later than the previous observation's; a command's header
+stamp is that of the observation it answers (lockstep: apply the command stamped like the
+current observation); the feedback of a step echoes the command's (episode, step) and carries
+the stamp of the observation published after the step (:mod:`expo_policy.transitions`).
+
+Weights: a PolicyWeights message newer than the running version is decoded and verified in a
+worker thread; the swap is a reference change between ticks. Failures keep the old weights.
+"""
+
+from __future__ import annotations
+
+import signal
+import time
+from typing import Any
+
+import numpy as np
+import rclpy
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
+from expo_core.spec import task_obs_spec
+from expo_interfaces.msg import ActionCommand, EnvFeedback, OtfDecision, PolicyWeights, Transition
+from geometry_msgs.msg import PoseArray, PoseStamped
+from rcl_interfaces.msg import ParameterDescriptor
+from rclpy.clock import Clock, ClockType
+from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
+from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
+from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
+from rclpy.signals import SignalHandlerOptions
+from sensor_msgs.msg import Image, JointState
+from std_msgs.msg import Header
+from visualization_msgs.msg import MarkerArray
+
+from . import conversions as cv
+from .backends import InferenceBackend, make_backend, resolve_device
+from .inputs import ObservationInputs, Pieces
+from .latency import LatencyTracker
+from .loop_status import OK, LoopStatus
+from .markers import clear_markers, decision_markers
+from .obs_builder import ObservationBuilder
+from .params import PARAMETERS, WATCHED_INPUTS, PolicyNodeConfig
+from .safety import filter_action, hold_action
+from .transitions import StepRecord, TransitionAssembler
+from .watchdog import InputWatchdog
+from .weights_swap import WeightsSwapper
+
+SUCCESS, FAILURE = TransitionCallbackReturn.SUCCESS, TransitionCallbackReturn.FAILURE
+_SENSOR_QOS = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
+_WEIGHTS_QOS = QoSProfile(
+    depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL
+)
+
+
+class PolicyNode(LifecycleNode):
+    """The control loop around an :class:`~expo_policy.backends.InferenceBackend`."""
+
+    def __init__(self, node_name: str = "policy_node", **kwargs: Any) -> None:
+        super().__init__(node_name, **kwargs)
+        for p in PARAMETERS:
+            self.declare_parameter(
+                p.name, p.default, ParameterDescriptor(description=p.description, dynamic_typing=True)
+            )
+        self.cfg: PolicyNodeConfig | None = None
+        self.backend: InferenceBackend | None = None
+        self.weights: WeightsSwapper | None = None
+        self.active = False
+        self._subs: list[Any] = []
+        self._pubs: dict[str, Any] = {}
+        self._timers: list[Any] = []
+        self._episode, self._step = 0, 0
+        self.counts = dict.fromkeys(("actions", "holds", "transitions"), 0)
+        self.last_hold_reason = ""
+        self._reset_loop_state()
+
+    @property
+    def weights_version(self) -> int:
+        """Version of the running weights (0 before configure and for a checkpoint)."""
+        return self.weights.version if self.weights is not None else 0
+
+    # --- lifecycle ------------------------------------------------------------------------
+    def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
+        log = self.get_logger()
+        try:
+            cfg = PolicyNodeConfig.from_values({p.name: self.get_parameter(p.name).value for p in PARAMETERS})
+            self._load(cfg)
+        except (ValueError, NotImplementedError) as e:
+            log.error(f"configure failed: {e}")
+            self._destroy()
+            return FAILURE
+        self._create_entities(cfg)
+        mode = "lockstep" if cfg.lockstep else f"timer {cfg.control_rate_hz:g} Hz"
+        log.info(
+            f"configured: task {cfg.task}, {self.backend.name} on {cfg.device}, weights "
+            f"v{self.weights_version} from {cfg.checkpoint}, {mode}, deadline {cfg.deadline_ms:g} ms"
+        )
+        return super().on_configure(state)
+
+    def _load(self, cfg: PolicyNodeConfig) -> None:
+        """Backend + weights + the pure helpers; raises ValueError naming the parameter."""
+        spec = task_obs_spec(cfg.task)
+        try:
+            resolve_device(cfg.device)
+        except ValueError as e:
+            raise ValueError(f"parameter 'device': {e}") from e
+        try:
+            backend = make_backend(
+                cfg.backend,
+                device=cfg.device,
+                seed=cfg.seed,
+                num_base_samples=cfg.num_base_samples,
+                num_threads=cfg.num_threads,
+            )
+        except (ValueError, NotImplementedError) as e:
+            raise ValueError(f"parameter 'backend': {e}") from e
+        try:
+            src = backend.load(cfg.checkpoint)
+        except (ValueError, OSError) as e:  # WeightsError is a ValueError
+            raise ValueError(f"parameter 'checkpoint': {e}") from e
+        o, a = backend.config.obs_dim, backend.config.act_dim
+        if o != spec.dim:
+            raise ValueError(
+                f"parameter 'checkpoint': weights expect {o} observation values, "
+                f"task '{cfg.task}' observations have {spec.dim} ({', '.join(spec.names)})"
+            )
+        if a != cfg.safety.action_dim:
+            raise ValueError(
+                f"parameter 'safety.action_low': limits are for {cfg.safety.action_dim} action dims, "
+                f"the weights act in {a}"
+            )
+        backend.warmup()
+        self.cfg, self.backend, self.weights = cfg, backend, WeightsSwapper(backend, src.version)
+        builder = ObservationBuilder(
+            spec, cfg.obs_max_age_s, cfg.obs_max_skew_s, cfg.finger_joint_names, cfg.finger_signs
+        )
+        self._inputs = ObservationInputs(cfg.task, builder)
+
+    def _create_entities(self, cfg: PolicyNodeConfig) -> None:
+        self._watchdog = InputWatchdog()
+        for name, required in WATCHED_INPUTS.items():
+            self._watchdog.add_input(name, cfg.watchdog_max_age_s[name], required)
+        self._latency = LatencyTracker(cfg.latency_window, cfg.deadline_s)
+        self._assembler = TransitionAssembler()
+        self._status = LoopStatus(cfg.deadline_ms)
+        self._reset_loop_state()
+        self._episode, self._step = 0, 0
+        self.counts = dict.fromkeys(self.counts, 0)
+        self.last_hold_reason = ""
+        sub = self.create_subscription
+        self._feedback_sub = sub(EnvFeedback, "env_feedback", self._on_feedback, QoSProfile(depth=50))
+        self._subs = [
+            sub(JointState, "joint_states", self._on_joint_states, _SENSOR_QOS),
+            sub(PoseStamped, "ee_pose", self._on_ee_pose, _SENSOR_QOS),
+            sub(PoseArray, "object_poses", self._on_object_poses, _SENSOR_QOS),
+            sub(Image, "image_raw", self._on_image, qos_profile_sensor_data),
+            sub(PolicyWeights, "policy_weights", self._on_weights, _WEIGHTS_QOS),
+            self._feedback_sub,
+        ]
+        pub = self.create_lifecycle_publisher
+        self._pubs = {
+            "action": pub(ActionCommand, "action", 10),
+            "transitions": pub(Transition, "transitions", 100),
+            "otf_decision": pub(OtfDecision, "otf_decision", 10),
+            "diagnostics": pub(DiagnosticArray, "diagnostics", 10),
+            "markers": pub(MarkerArray, "markers", 10),
+        }
+        self._timers = [
+            self.create_timer(
+                cfg.diagnostics_period_s,
+                self._publish_diagnostics,
+                clock=Clock(clock_type=ClockType.STEADY_TIME),
+                autostart=False,
+            )
+        ]
+        if not cfg.lockstep:  # on the node clock: follows /clock under use_sim_time
+            self._timers.append(self.create_timer(1.0 / cfg.control_rate_hz, self._on_timer, autostart=False))
+
+    def _reset_loop_state(self) -> None:
+        self._image: Image | None = None
+        self._prev_action: np.ndarray | None = None
+        self._awaiting: tuple[int, int] | None = None  # (episode, step) of the last command
+        self._pending_set: tuple[int, Pieces] | None = None
+        self._done_stamp_ns = -1
+
+    def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        ret = super().on_activate(state)  # enables the lifecycle publishers
+        self.active = True
+        self._commit_weights()
+        for t in self._timers:
+            t.reset()
+        self.get_logger().info(f"active: acting with weights v{self.weights_version}")
+        return ret
+
+    def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._stop("deactivated")
+        return super().on_deactivate(state)
+
+    def on_cleanup(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._destroy()
+        return SUCCESS
+
+    def on_shutdown(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._stop("shutdown")
+        self._destroy()
+        return SUCCESS
+
+    def on_error(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self.get_logger().error(f"error in state {state.label}: stopping and cleaning up")
+        self._stop("error")
+        self._destroy()
+        return SUCCESS
+
+    def _stop(self, reason: str) -> None:
+        """Stop acting; while the publishers are still enabled, send one last hold."""
+        for t in self._timers:
+            t.cancel()
+        if self.active:
+            self._hold(reason, "", self._now_ns())
+        self.active = False
+        self._reset_loop_state()
+        if self._step > 0:  # indices stay monotonic: acting again starts a new episode
+            self._episode, self._step = self._episode + 1, 0
+        if self.cfg is not None:
+            self._watchdog.reset()
+            self._inputs.reset()
+            self._assembler.reset()
+
+    def _destroy(self) -> None:
+        for t in self._timers:
+            self.destroy_timer(t)
+        for s in self._subs:
+            self.destroy_subscription(s)
+        for p in self._pubs.values():
+            self.destroy_lifecycle_publisher(p)
+        if self.weights is not None:
+            self.weights.close()
+        self._timers, self._subs, self._pubs = [], [], {}
+        self.cfg, self.backend, self.weights, self.active = None, None, None, False
+
+    def autostart(self) -> bool:
+        """Configure and activate when the ``autostart`` parameter is true; False on failure."""
+        if not self.get_parameter("autostart").value:
+            return True
+        return self.trigger_configure() == SUCCESS and self.trigger_activate() == SUCCESS
+
+    # --- inputs ---------------------------------------------------------------------------
+    def _now_ns(self) -> int:
+        return self.get_clock().now().nanoseconds
+
+    def _on_joint_states(self, msg: JointState) -> None:
+        names, pos = cv.joint_state_to_numpy(msg)
+        if self._inputs.accepts_joint_state(names):
+            self._store("joint_states", msg.header, (names, pos))
+
+    def _on_ee_pose(self, msg: PoseStamped) -> None:
+        self._store("ee_pose", msg.header, cv.pose_stamped_to_numpy(msg))
+
+    def _on_object_poses(self, msg: PoseArray) -> None:
+        self._store("object_poses", msg.header, cv.pose_array_to_numpy(msg))
+
+    def _on_image(self, msg: Image) -> None:
+        self._image = msg
+        self._watchdog.mark("image_raw", self._now_ns() * 1e-9)
+
+    def _store(self, name: str, header: Header, payload: Any) -> None:
+        self._watchdog.mark(name, self._now_ns() * 1e-9)
+        ns = cv.stamp_ns(header.stamp)
+        pieces = self._inputs.add(name, ns, payload, header.frame_id)
+        if pieces is None or not self.active:
+            return
+        res = self._inputs.build(pieces, self._now_ns() * 1e-9)
+        if res.ok and self.cfg.publish_transitions:
+            self._publish_transitions(self._assembler.add_observation(ns, res.obs))
+        if self.cfg.lockstep:
+            self._pending_set = (ns, pieces)
+            self._lockstep_act()
+
+    def _on_feedback(self, msg: EnvFeedback) -> None:
+        fb = cv.env_feedback_to_numpy(msg)
+        self._watchdog.mark("env_feedback", self._now_ns() * 1e-9)
+        if not self.active:
+            return
+        if self.cfg.publish_transitions:
+            self._publish_transitions(self._assembler.add_feedback(fb))
+        if self._awaiting is not None and (fb.episode, fb.step) >= self._awaiting:
+            self._awaiting = None
+        if fb.done and fb.episode >= self._episode:
+            self._episode, self._step = fb.episode + 1, 0
+            self._done_stamp_ns = fb.stamp_ns
+        self._lockstep_act()
+
+    def _on_weights(self, msg: PolicyWeights) -> None:
+        # Decode + verify run in the swapper's worker thread; the swap happens between ticks.
+        event = self.weights.offer(cv.policy_weights_to_numpy(msg))
+        if event is not None:
+            self._log_swap([event])
+
+    def _commit_weights(self) -> None:
+        self._log_swap(self.weights.poll())
+
+    def _log_swap(self, events: list) -> None:
+        log = self.get_logger()
+        for e in events:
+            if e.ok:
+                log.info(f"swapped in policy weights v{e.version}")
+            elif e.error.startswith("ignored"):
+                log.info(f"policy weights v{e.version} {e.error}")
+            else:
+                log.error(f"policy weights v{e.version} {e.error}; keeping v{self.weights_version}")
+
+    # --- acting ---------------------------------------------------------------------------
+    def _on_timer(self) -> None:
+        self._control_step(self._inputs.latest, None)
+
+    def _lockstep_act(self) -> None:
+        if not (self.cfg.lockstep and self.active) or self._pending_set is None:
+            return
+        if self._awaiting is not None and self._feedback_sub.get_publisher_count() > 0:
+            return  # the previous command's step has not been reported yet
+        ns, pieces = self._pending_set
+        self._pending_set = None
+        if ns <= self._done_stamp_ns:
+            return  # the terminal observation of a finished episode: next_obs only, no action
+        self._control_step(pieces, ns)
+
+    def _control_step(self, pieces: Pieces, set_ns: int | None) -> None:
+        """One decision; ``set_ns``: the lockstep observation's stamp (None in timer mode)."""
+        t0 = time.perf_counter()
+        self._commit_weights()
+        now_ns = self._now_ns()
+        now = now_ns * 1e-9
+        self._latency.tick(now)
+        stamp = set_ns if set_ns is not None else now_ns
+        status = self._watchdog.check(now)
+        if not status.ok:
+            return self._hold("stale_input", status.reason.removeprefix("hold: "), stamp)
+        res = self._inputs.build(pieces, now)
+        if not res.ok:
+            return self._hold("bad_observation", res.reason, stamp)
+        stamp = set_ns if set_ns is not None else self._inputs.stamp_ns(pieces)
+        try:
+            dec = self.backend.decide(res.obs)
+        except Exception as e:  # a crash in inference must still end in a hold
+            return self._hold("inference_error", f"{type(e).__name__}: {e}", stamp)
+        elapsed = time.perf_counter() - t0
+        if elapsed > self.cfg.deadline_s and not self.cfg.lockstep:
+            self._latency.record(elapsed)
+            budget = f"{elapsed * 1e3:.1f} ms > budget {self.cfg.deadline_ms:g} ms"
+            return self._hold("inference_late", budget, stamp)
+        ee_pos, frame = pieces["ee_pose"][1][0], pieces["ee_pose"][2]
+        safe = filter_action(dec.action, self._prev_action, ee_pos, self.cfg.safety)
+        if safe.rejected:
+            return self._hold("safety_rejected", "; ".join(safe.reasons), stamp)
+        n = self.backend.num_base_samples
+        version = self.weights_version
+        cmd = cv.Command(
+            action=safe.action,
+            stamp_ns=stamp,
+            policy_version=version,
+            candidate_index=dec.index,
+            is_edited=dec.index >= n,
+            safety_modified=safe.modified,
+            episode=self._episode,
+            step=self._step,
+            frame_id=frame,
+        )
+        self._pubs["action"].publish(cv.action_command_msg(cmd))
+        latency_s = time.perf_counter() - t0
+        self._pubs["otf_decision"].publish(
+            cv.otf_decision_msg(dec.candidates, dec.q, dec.index, latency_s * 1e3, version, stamp)
+        )
+        if self.cfg.publish_markers:
+            self._pubs["markers"].publish(
+                decision_markers(
+                    stamp,
+                    frame,
+                    ee_pos,
+                    dec.candidates,
+                    n,
+                    dec.index,
+                    safe.action,
+                    self.cfg.safety.pos_scale,
+                )
+            )
+        self._latency.record(latency_s)
+        if self.cfg.publish_transitions:
+            images = (self._image,) if self._fresh_image(now) else ()
+            self._assembler.add_step(
+                StepRecord(self._episode, self._step, res.obs, safe.action, version, stamp, images)
+            )
+        if self.last_hold_reason:
+            self.get_logger().info(f"acting again after hold ({self.last_hold_reason})")
+            self.last_hold_reason = ""
+        self.counts["actions"] += 1
+        self._advance(safe.action)
+
+    def _fresh_image(self, now: float) -> bool:
+        age = self._watchdog.age("image_raw", now)
+        return self._image is not None and age is not None and age <= self.cfg.watchdog_max_age_s["image_raw"]
+
+    def _hold(self, code: str, detail: str, stamp: int) -> None:
+        """Publish the hold command (zero motion, gripper kept) and say why, loudly."""
+        reason = f"{code}: {detail}" if detail else code
+        action = hold_action(self._prev_action, self.cfg.safety.action_dim)
+        frame = self._inputs.frame("ee_pose")
+        cmd = cv.Command(
+            action=action,
+            stamp_ns=stamp,
+            policy_version=self.weights_version,
+            hold=True,
+            hold_reason=reason,
+            episode=self._episode,
+            step=self._step,
+            frame_id=frame,
+        )
+        self._pubs["action"].publish(cv.action_command_msg(cmd))
+        if self.cfg.publish_markers:
+            self._pubs["markers"].publish(clear_markers(stamp, frame))
+        if reason != self.last_hold_reason:
+            self.get_logger().warning(f"hold: {reason}")
+        else:
+            self.get_logger().warning(f"still holding: {reason}", throttle_duration_sec=2.0)
+        self.last_hold_reason = reason
+        self.counts["holds"] += 1
+        self._advance(action)
+
+    def _advance(self, sent: np.ndarray) -> None:
+        self._prev_action = sent
+        self._awaiting = (self._episode, self._step)
+        self._step += 1
+
+    def _publish_transitions(self, done: list) -> None:
+        for t in done:
+            self._pubs["transitions"].publish(cv.transition_msg(t, self.get_fully_qualified_name()))
+            self.counts["transitions"] += 1
+
+    # --- diagnostics ----------------------------------------------------------------------
+    def _publish_diagnostics(self) -> None:
+        self._commit_weights()
+        extra = {
+            "mode": "lockstep" if self.cfg.lockstep else "timer",
+            "weights_version": self.weights_version,
+            "weights_accepted": self.weights.accepted,
+            "weights_rejected": self.weights.rejected,
+            "weights_ignored": self.weights.ignored,
+            "transitions_dropped": self._assembler.dropped,
+            "episode": self._episode,
+            "step": self._step,
+        }
+        level, message, values = self._status.report(
+            self._latency.stats(), self._watchdog.stale_events, self.counts, self.last_hold_reason, extra
+        )
+        level = DiagnosticStatus.OK if level == OK else DiagnosticStatus.WARN
+        name = f"{self.get_fully_qualified_name()}: control loop"
+        self._pubs["diagnostics"].publish(cv.diagnostics_msg(self._now_ns(), name, level, message, values))
+
+
+def _interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt
+
+
+def main(args: list[str] | None = None) -> None:
+    """Run the node; Ctrl-C / SIGTERM deactivate it (a final hold) before exiting 0."""
+    # Our own signal handling: rclpy's would shut the context down before the final hold.
+    rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
+    signal.signal(signal.SIGINT, _interrupt)
+    signal.signal(signal.SIGTERM, _interrupt)
+    node = PolicyNode()
+    executor = SingleThreadedExecutor()
+    executor.add_node(node)
+    code = 0
+    try:
+        if not node.autostart():
+            node.get_logger().fatal("autostart failed: see the configure error above")
+            code = 1
+        while code == 0 and rclpy.ok():
+            executor.spin_once(timeout_sec=0.1)  # returns regularly so signals are handled
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    finally:
+        if node.active and rclpy.ok():
+            node.trigger_deactivate()  # publishes the final hold
+        executor.shutdown()
+        node.destroy_node()
+        rclpy.try_shutdown()
+    raise SystemExit(code)
+
+
+if __name__ == "__main__":
+    main()

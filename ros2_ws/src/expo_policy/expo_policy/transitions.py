@@ -1,0 +1,157 @@
+"""Transition assembly: (obs, action) + env feedback + next observation -> one learner sample.
+
+Pure Python + numpy, no ROS. The policy node reports three kinds of events, in any order:
+
+- :meth:`TransitionAssembler.add_step`: a policy action was sent for an observation (holds are
+  not recorded: they were not chosen by the policy);
+- :meth:`TransitionAssembler.add_feedback`: the robot / sim finished the step ``(episode,
+  step)``, echoing the indices of the command it executed, stamped with the time the step ended;
+- :meth:`TransitionAssembler.add_observation`: an observation was assembled, stamped with its
+  oldest piece.
+
+A step is complete when its feedback has arrived and an observation stamped at or after the
+feedback's stamp exists: the earliest such observation is ``next_obs``. The sim bridge stamps
+the post-step observation with the feedback's stamp and gives every later observation (e.g. the
+first one after a reset) a strictly later stamp, so a terminal step gets the terminal
+observation, not the reset one. All stamps are integer nanoseconds on the node clock (exact
+comparisons: a float in seconds cannot hold today's epoch to the nanosecond).
+
+Bounded memory: at most ``max_pending`` steps wait for feedback and as many feedbacks wait for
+an observation; older ones are dropped and counted (``dropped``).
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict, deque
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class StepRecord:
+    """An action the policy sent. ``obs`` (obs_dim,) and ``action`` (act_dim,) float32;
+    ``stamp_ns``: the observation's stamp; ``images``: camera messages of ``obs``, passed through."""
+
+    episode: int
+    step: int
+    obs: np.ndarray
+    action: np.ndarray
+    policy_version: int
+    stamp_ns: int
+    images: tuple[Any, ...] = ()
+
+
+@dataclass(frozen=True)
+class Feedback:
+    """Outcome of step ``(episode, step)``; ``stamp_ns``: when the step ended."""
+
+    episode: int
+    step: int
+    reward: float
+    terminated: bool
+    truncated: bool
+    success: bool
+    stamp_ns: int
+
+    @property
+    def done(self) -> bool:
+        return self.terminated or self.truncated
+
+
+@dataclass(frozen=True)
+class TransitionData:
+    """One (s, a, r, s', terminated, truncated) sample; ``stamp_ns``: the next observation's."""
+
+    obs: np.ndarray
+    action: np.ndarray
+    reward: float
+    next_obs: np.ndarray
+    terminated: bool
+    truncated: bool
+    episode: int
+    step: int
+    policy_version: int
+    stamp_ns: int
+    images: tuple[Any, ...] = field(default=())
+
+
+class TransitionAssembler:
+    """Matches steps, feedback and observations; see the module docstring."""
+
+    def __init__(self, max_pending: int = 64, max_observations: int = 16) -> None:
+        if max_pending < 1 or max_observations < 1:
+            raise ValueError("TransitionAssembler.max_pending and max_observations must be >= 1")
+        self.max_pending = int(max_pending)
+        self._steps: OrderedDict[tuple[int, int], StepRecord] = OrderedDict()
+        self._waiting: deque[tuple[StepRecord, Feedback]] = deque()
+        self._observations: deque[tuple[int, np.ndarray]] = deque(maxlen=int(max_observations))
+        self.dropped = 0  # steps or feedbacks evicted before they completed
+        self.unmatched_feedback = 0  # feedback for no recorded step (holds, restarts)
+
+    @property
+    def pending(self) -> int:
+        """Steps waiting for feedback plus feedbacks waiting for an observation."""
+        return len(self._steps) + len(self._waiting)
+
+    def add_step(self, record: StepRecord) -> None:
+        key = (record.episode, record.step)
+        self._steps.pop(key, None)
+        self._steps[key] = record
+        while len(self._steps) > self.max_pending:
+            self._steps.popitem(last=False)
+            self.dropped += 1
+
+    def add_feedback(self, fb: Feedback) -> list[TransitionData]:
+        record = self._steps.pop((fb.episode, fb.step), None)
+        if record is None:
+            self.unmatched_feedback += 1
+            return []
+        nxt = self._next_observation(fb.stamp_ns)
+        if nxt is not None:
+            return [self._complete(record, fb, *nxt)]
+        self._waiting.append((record, fb))
+        while len(self._waiting) > self.max_pending:
+            self._waiting.popleft()
+            self.dropped += 1
+        return []
+
+    def add_observation(self, stamp_ns: int, obs: np.ndarray) -> list[TransitionData]:
+        obs = np.asarray(obs, dtype=np.float32)
+        self._observations.append((int(stamp_ns), obs))
+        done, still = [], deque()
+        for record, fb in self._waiting:
+            nxt = self._next_observation(fb.stamp_ns)
+            if nxt is None:
+                still.append((record, fb))
+            else:
+                done.append(self._complete(record, fb, *nxt))
+        self._waiting = still
+        return done
+
+    def reset(self) -> None:
+        """Forget everything pending (counts are kept)."""
+        self._steps.clear()
+        self._waiting.clear()
+        self._observations.clear()
+
+    def _next_observation(self, after: int) -> tuple[int, np.ndarray] | None:
+        later = [o for o in self._observations if o[0] >= after]
+        return min(later, key=lambda o: o[0]) if later else None
+
+    @staticmethod
+    def _complete(record: StepRecord, fb: Feedback, stamp_ns: int, next_obs: np.ndarray) -> TransitionData:
+        return TransitionData(
+            obs=record.obs,
+            action=record.action,
+            reward=float(fb.reward),
+            next_obs=next_obs,
+            terminated=bool(fb.terminated),
+            truncated=bool(fb.truncated),
+            episode=record.episode,
+            step=record.step,
+            policy_version=record.policy_version,
+            stamp_ns=stamp_ns,
+            images=record.images,
+        )
