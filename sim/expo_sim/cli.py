@@ -4,6 +4,8 @@ Subcommands register themselves in :func:`build_parser` (one ``_add_<name>`` fun
 its handler set as ``func``), so more can be added without touching :func:`main`.
 
     expo-sim demos --task lift --episodes 50 --quality mixed --seed 0 --out data/lift_mixed.hdf5
+    expo-sim train ...    (also installed as ``expo-train``; see expo_sim.train)
+    expo-sim compare ...  (also installed as ``expo-compare``; see expo_sim.compare)
 """
 
 from __future__ import annotations
@@ -107,6 +109,127 @@ def _run_demos(args: argparse.Namespace) -> int:
     return 0
 
 
+def _nonneg_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got '{text}'") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {value}")
+    return value
+
+
+def add_train_arguments(p: argparse.ArgumentParser) -> None:
+    from expo_sim.presets import ALGOS, PRESETS
+    from expo_sim.tasks import SUPPORTED_TASKS
+
+    p.add_argument("--task", required=True, choices=SUPPORTED_TASKS, help="simulated task")
+    p.add_argument("--dataset", required=True, type=Path, help="robomimic HDF5 demonstrations of the task")
+    p.add_argument("--algo", default="expo", choices=ALGOS, help="algorithm (default expo)")
+    p.add_argument("--env-steps", type=_nonneg_int, default=20_000, help="online env steps (default 20000)")
+    p.add_argument("--eval-every", type=_positive_int, default=2_000, help="env steps between evaluations")
+    p.add_argument(
+        "--eval-episodes", type=_positive_int, default=20, help="episodes per evaluation (default 20)"
+    )
+    p.add_argument("--seed", type=_nonneg_int, default=0, help="run seed (default 0)")
+    p.add_argument("--out", required=True, type=Path, help="run directory (created)")
+    p.add_argument("--preset", default="cpu", choices=PRESETS, help="network/learner preset (default cpu)")
+    p.add_argument("--pretrain-steps", type=_nonneg_int, help="base imitation steps (default: the preset's)")
+    p.add_argument("--warmup-steps", type=_nonneg_int, help="env steps before the first update (preset's)")
+    p.add_argument("--random-warmup", action="store_true", help="uniform random actions during warm-up")
+    p.add_argument("--horizon", type=_positive_int, default=400, help="episode step limit (default 400)")
+    p.add_argument("--pretrain-dir", type=Path, help="cache of pretrained bases (default OUT/pretrain)")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint")
+    p.add_argument(
+        "--threads",
+        type=_positive_int,
+        default=1,
+        help="torch CPU threads (default 1: these small networks gain little from more, and threads "
+        "oversubscribed by other processes make every call many times slower)",
+    )
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+
+def _run_train(args: argparse.Namespace) -> int:
+    import torch
+
+    from expo_sim.train import TrainConfig, train
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    try:
+        cfg = TrainConfig(
+            task=args.task,
+            dataset=args.dataset,
+            out=args.out,
+            algo=args.algo,
+            env_steps=args.env_steps,
+            eval_every=args.eval_every,
+            eval_episodes=args.eval_episodes,
+            seed=args.seed,
+            preset=args.preset,
+            pretrain_steps=args.pretrain_steps,
+            warmup_steps=args.warmup_steps,
+            random_warmup=args.random_warmup,
+            horizon=args.horizon,
+            pretrain_dir=args.pretrain_dir,
+            resume=args.resume,
+            progress=not args.no_progress,
+        )
+        summary = train(cfg, command=args.command_line)
+    except (FileNotFoundError, FileExistsError, KeyError, ValueError) as e:
+        msg = e.args[0] if isinstance(e, KeyError) and e.args else e
+        print(f"{args.prog}: error: {msg}", file=sys.stderr)
+        return 2
+    lo, hi = summary["final_ci"]
+    print(
+        f"{summary['algo']} on {summary['task']}: final success {summary['final_success']:.2f} "
+        f"[{lo:.2f}, {hi:.2f}] at {summary['env_steps']} env steps, best {summary['best_success']:.2f} "
+        f"(at {summary['best_env_steps']}), {summary['timing']['wall_time_s'] / 60:.1f} min -> {args.out}"
+    )
+    return 0
+
+
+def _add_train(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "train",
+        help="pretrain on demonstrations, then learn online in the simulator",
+        description="Offline pretraining, then online learning with periodic evaluation (expo_sim.train).",
+    )
+    add_train_arguments(p)
+    p.set_defaults(func=_run_train, prog="expo-sim train")
+
+
+def add_compare_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("runs", nargs="+", type=Path, help="run directories written by expo-train")
+    p.add_argument("--out", required=True, type=Path, help="output PNG")
+    p.add_argument("--title", default="", help="plot title")
+
+
+def _run_compare(args: argparse.Namespace) -> int:
+    from expo_sim.compare import load_run, markdown_table, plot_runs
+
+    try:
+        runs = [load_run(p) for p in args.runs]
+    except (FileNotFoundError, ValueError) as e:
+        print(f"{args.prog}: error: {e}", file=sys.stderr)
+        return 2
+    plot_runs(runs, args.out, args.title)
+    print(markdown_table(runs))
+    print(f"\nplot: {args.out}")
+    return 0
+
+
+def _add_compare(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "compare",
+        help="plot several training runs together and print a table",
+        description="Success curves of several expo-train runs on one plot, and a markdown table.",
+    )
+    add_compare_arguments(p)
+    p.set_defaults(func=_run_compare, prog="expo-sim compare")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="expo-sim", description="EXPO simulation tools (robosuite/robomimic)."
@@ -114,15 +237,57 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _add_demos(sub)
+    _add_train(sub)
+    _add_compare(sub)
     return parser
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+def _setup_logging(verbose: bool) -> None:
     logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s"
+        level=logging.DEBUG if verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s"
     )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = build_parser().parse_args(argv)
+    args.command_line = ["expo-sim", *argv]
+    _setup_logging(args.verbose)
     return int(args.func(args))
+
+
+def _standalone(prog: str, description: str, add_arguments, func, argv: Sequence[str] | None) -> int:
+    parser = argparse.ArgumentParser(prog=prog, description=description)
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    add_arguments(parser)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = parser.parse_args(argv)
+    args.prog = prog
+    args.command_line = [prog, *argv]
+    _setup_logging(args.verbose)
+    return int(func(args))
+
+
+def train_main(argv: Sequence[str] | None = None) -> int:
+    """``expo-train``: the same as ``expo-sim train``."""
+    return _standalone(
+        "expo-train",
+        "Pretrain on demonstrations, then learn online (expo_sim.train).",
+        add_train_arguments,
+        _run_train,
+        argv,
+    )
+
+
+def compare_main(argv: Sequence[str] | None = None) -> int:
+    """``expo-compare``: the same as ``expo-sim compare``."""
+    return _standalone(
+        "expo-compare",
+        "Compare expo-train runs: one plot, one table.",
+        add_compare_arguments,
+        _run_compare,
+        argv,
+    )
 
 
 if __name__ == "__main__":

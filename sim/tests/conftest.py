@@ -37,3 +37,37 @@ def lift_env(env_cache):
 @pytest.fixture(scope="session")
 def can_env(env_cache):
     return env_cache("can")
+
+
+@pytest.fixture
+def synthetic_lift_hdf5(tmp_path):
+    """``make(path=None, drop_key=None, demos=3, steps=12)``: a small robomimic-layout Lift file
+    of random transitions (no simulator), optionally without one observation key."""
+    import json
+
+    import h5py
+    import numpy as np
+
+    def make(path=None, drop_key=None, demos=3, steps=12):
+        path = path or tmp_path / "synthetic_lift.hdf5"
+        rng = np.random.default_rng(0)
+        dims = {"robot0_eef_pos": 3, "robot0_eef_quat": 4, "robot0_gripper_qpos": 2, "object": 10}
+        with h5py.File(path, "w") as f:
+            data = f.create_group("data")
+            data.attrs["env_args"] = json.dumps(
+                {"env_name": "Lift", "env_version": "1.4.1", "type": 1, "env_kwargs": {}}
+            )
+            for i in range(demos):
+                demo = data.create_group(f"demo_{i}")
+                demo.attrs["num_samples"] = steps
+                for key, d in dims.items():
+                    if key != drop_key:
+                        demo.create_dataset(f"obs/{key}", data=rng.standard_normal((steps, d)))
+                demo.create_dataset("actions", data=rng.uniform(-1, 1, (steps, 7)))
+                rewards = np.zeros(steps)
+                rewards[-1] = float(i % 2 == 0)
+                demo.create_dataset("rewards", data=rewards)
+                demo.create_dataset("dones", data=rewards.astype(np.int64))
+        return path
+
+    return make

@@ -118,7 +118,7 @@ class ExpoAgent(nn.Module):
         """One env step of EXPO learning. Pulls `utd` minibatches from `batch_iter` first (so the
         fast and faithful paths consume identical random streams), then:
         utd x [OTF TD target -> critic step -> Polyak], base BC step + EMA, editor step,
-        temperature step. Returns flat float stats."""
+        temperature step (the last two skipped when `use_editor` is off). Returns flat float stats."""
         cfg = self.cfg
         batches = [self._normalized(next(batch_iter)) for _ in range(cfg.utd)]
         alpha = self.alpha
@@ -153,7 +153,16 @@ class ExpoAgent(nn.Module):
 
         last = batches[-1]
         stats["bc_loss"] = self._base_step(last)
+        if cfg.use_editor:
+            stats.update(self._editor_and_temperature_steps(last, alpha))
+        self.num_updates += 1
+        stats["alpha"] = self.alpha.item()
+        stats["rejected_steps"] = float(self.num_rejected.item())
+        return stats
 
+    def _editor_and_temperature_steps(self, last: Batch, alpha: torch.Tensor) -> dict[str, float]:
+        cfg = self.cfg
+        critic = self.policy.critic
         if cfg.editor_on_base_samples:
             with torch.no_grad():
                 base_action = self.policy.base.sample(
@@ -165,16 +174,12 @@ class ExpoAgent(nn.Module):
         self._step(self.editor_opt, ed.loss)
         t_loss = temperature_loss(self.log_alpha, ed.log_prob, self.target_entropy)
         self._step(self.alpha_opt, t_loss)
-        self.num_updates += 1
-        stats.update(
+        return dict(
             editor_loss=ed.loss.item(),
             editor_q=ed.q.item(),
             editor_entropy=-ed.log_prob.mean().item(),
-            alpha=self.alpha.item(),
             temperature_loss=t_loss.item(),
-            rejected_steps=float(self.num_rejected.item()),
         )
-        return stats
 
     # --- weights -------------------------------------------------------------------------
     def policy_state(self) -> dict[str, torch.Tensor]:

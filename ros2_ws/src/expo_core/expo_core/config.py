@@ -141,6 +141,9 @@ class ExpoConfig:
     td_sampling_steps: int = 0  # DDIM steps for target base samples; 0 = full DDPM (num_steps)
     act_sampling_steps: int = 0  # DDIM steps when acting; 0 = full DDPM (num_steps)
     td_chunk_rows: int = 1024  # rows per chunk of target sampling (cache-sized on CPU); 0 = no chunking
+    # Paper ablations (the defaults are EXPO; td.py states the maths of each).
+    use_editor: bool = True  # False: OTF picks among the N base samples only; no editor/temperature steps
+    max_q_backup: bool = True  # False: TD target from one sampled base action and its edit (no argmax)
 
     def __post_init__(self) -> None:
         _positive_int("obs_dim", self.obs_dim)
@@ -164,6 +167,14 @@ class ExpoConfig:
             "td_chunk_rows",
             self.td_chunk_rows,
             "integer >= 0 (0 = no chunking)",
+        )
+        for n in ("use_editor", "max_q_backup"):
+            _require(isinstance(getattr(self, n), bool), n, getattr(self, n), "True or False")
+        _require(
+            self.max_q_backup or not self.entropy_backup,
+            "entropy_backup",
+            self.entropy_backup,
+            "False when max_q_backup=False (the entropy relaxes the max over candidates)",
         )
         for n in ("td_sampling_steps", "act_sampling_steps"):
             v = getattr(self, n)

@@ -1,7 +1,8 @@
 """On-the-fly (OTF) policy: N base samples + their N edits, pick the candidate with highest Q.
 
 Batched over states: every function takes (B, ...) tensors. Candidate k < N is the k-th base
-sample, candidate N + k its edit. The same construction serves acting and TD targets.
+sample, candidate N + k its edit. The same construction serves acting and TD targets. With
+`ExpoConfig.use_editor=False` (an ablation) there are only the N base samples.
 
 Entropy backup (paper Eq. 4-5, as implemented here): the OTF choice is relaxed to a categorical
 distribution over the K = 2N candidates, p_k = softmax_k(Q_k / alpha). Its entropy has the
@@ -38,10 +39,14 @@ def build_candidates(
     base_noise: torch.Tensor | None = None,
     edit_noise: torch.Tensor | None = None,
     chunk_rows: int = 0,
+    edit: bool = True,
 ) -> torch.Tensor:
-    """obs (B, o) -> candidates (B, 2N, d): N base samples followed by their N edits."""
+    """obs (B, o) -> candidates (B, 2N, d): N base samples followed by their N edits.
+    edit=False (the no-editor ablation): the N base samples alone, (B, N, d)."""
     B = obs.shape[0]
     base_actions = base.sample(obs, num_samples, generator, base_noise, steps, chunk_rows)  # (B, N, d)
+    if not edit:
+        return base_actions
     obs_rep = obs[:, None, :].expand(B, num_samples, obs.shape[-1])
     edited = editor(obs_rep, base_actions, generator, edit_noise, deterministic_edit).action
     return torch.cat([base_actions, edited], dim=1)

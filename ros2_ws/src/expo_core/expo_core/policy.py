@@ -77,5 +77,6 @@ class ExpoPolicy(nn.Module):
             deterministic_edit=deterministic,
             base_noise=base_noise,
             edit_noise=edit_noise,
+            edit=self.cfg.use_editor,
         )
         return select(cands, self.q_values(nobs, cands))

@@ -7,6 +7,10 @@ step at once (fast path).
   m = 1 - terminated                     (bootstrap through time-limit truncation: the fix)
   m = 1 - max(terminated, truncated)     (reference behaviour: time limits treated as terminal)
 
+Ablations (ExpoConfig): `use_editor=False` drops the edits (c = the N base samples);
+`max_q_backup=False` replaces the argmax by one sampled action: a* = the edit of a single base
+sample (the sample itself without editor), V(s') = min_{j in S} Q'_j(s', a*).
+
 Random numbers are drawn per minibatch in a fixed order (subset, base noise, edit noise) by
 `draw_td_noise`, so the batched path consumes exactly the faithful path's random stream. With
 frozen targets (tau = 0) the two paths are then mathematically identical; with tau > 0 the
@@ -25,7 +29,7 @@ from .config import ExpoConfig
 from .critic import CriticEnsemble
 from .diffusion import DiffusionBase
 from .editor import Editor
-from .otf import build_candidates, select, softmax_entropy
+from .otf import OTFResult, build_candidates, select, softmax_entropy
 
 
 @dataclass(frozen=True)
@@ -35,13 +39,19 @@ class TDNoise:
     edit: torch.Tensor  # (B, N, d)
 
 
+def td_num_samples(cfg: ExpoConfig) -> int:
+    """Base samples per next state in the backup: N for the max-Q backup, 1 for the sampled one."""
+    return cfg.num_samples if cfg.max_q_backup else 1
+
+
 def draw_td_noise(
     cfg: ExpoConfig, base: DiffusionBase, batch_size: int, generator: torch.Generator, device: torch.device
 ) -> TDNoise:
     members = torch.randperm(cfg.critic.num_critics, generator=generator, device=device)[: cfg.critic.num_min]
-    shape = base.noise_shape(batch_size, cfg.num_samples, cfg.td_sampling_steps)
+    n = td_num_samples(cfg)
+    shape = base.noise_shape(batch_size, n, cfg.td_sampling_steps)
     base_noise = torch.randn(shape, generator=generator, device=device)
-    edit_noise = torch.randn((batch_size, cfg.num_samples, cfg.act_dim), generator=generator, device=device)
+    edit_noise = torch.randn((batch_size, n, cfg.act_dim), generator=generator, device=device)
     return TDNoise(members, base_noise, edit_noise)
 
 
@@ -96,7 +106,8 @@ def _td_targets_groups(
     alpha: torch.Tensor,
 ) -> TDTargets:
     G, B = len(batches), len(batches[0])
-    N, K = cfg.num_samples, 2 * cfg.num_samples
+    N = td_num_samples(cfg)
+    K = 2 * N if cfg.use_editor else N
     next_obs = torch.cat([b.next_obs for b in batches])  # (G*B, o)
     base_noise = torch.cat([n.base for n in noises], dim=1)
     edit_noise = torch.cat([n.edit for n in noises])
@@ -109,6 +120,7 @@ def _td_targets_groups(
         base_noise=base_noise,
         edit_noise=edit_noise,
         chunk_rows=cfg.td_chunk_rows,
+        edit=cfg.use_editor,
     )  # (G*B, K, d)
     obs_rep = next_obs[:, None, :].expand(-1, K, -1)
     members = torch.stack([n.members for n in noises])  # (G, k)
@@ -116,7 +128,11 @@ def _td_targets_groups(
         obs_rep.reshape(G, B * K, -1), cands.reshape(G, B * K, -1), members
     ).amin(0)  # (G, B*K)
     q = q.reshape(G * B, K)
-    chosen = select(cands, q)
+    if cfg.max_q_backup:
+        chosen = select(cands, q)
+    else:  # the single sampled action: the last candidate (the edit, or the base sample without editor)
+        last = torch.full((G * B,), K - 1, dtype=torch.long, device=q.device)
+        chosen = OTFResult(cands[:, K - 1], last, cands, q)
     v = chosen.q.gather(1, chosen.index[:, None])[:, 0]
     next_q = v
     entropy = None
