@@ -1,0 +1,95 @@
+"""A node that watches a running sim graph from the outside and can act as the bridge's
+lifecycle manager: what the integration tests (runner and launch_pytest) use.
+
+It records ``action``, ``env_feedback``, ``transitions``, ``diagnostics`` and the clock topic
+of one namespace. Volatile topics only reach subscriptions that are matched when a message is
+sent, so a complete record needs the bridge held back until the observer is matched to every
+publisher: start the bridge with ``autostart:=false``, wait for :meth:`GraphObserver.matched`
+(after :meth:`configure_bridge`, when its publishers exist), then :meth:`activate_bridge`.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import defaultdict
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import rclpy
+from diagnostic_msgs.msg import DiagnosticArray
+from expo_interfaces.msg import ActionCommand, EnvFeedback, Transition
+from expo_policy import conversions as cv
+from expo_policy.conversions import Command
+from expo_policy.transitions import Feedback, TransitionData
+from lifecycle_msgs.msg import Transition as LifecycleTransition
+from lifecycle_msgs.srv import ChangeState
+from rclpy.executors import SingleThreadedExecutor
+from rosgraph_msgs.msg import Clock
+
+TOPICS: dict[str, Any] = {
+    "action": ActionCommand,
+    "env_feedback": EnvFeedback,
+    "transitions": Transition,
+    "diagnostics": DiagnosticArray,
+}
+
+
+class GraphObserver:
+    """Records the graph's channels in ``got[topic]`` (messages as received)."""
+
+    def __init__(
+        self,
+        context: rclpy.Context,
+        namespace: str,
+        clock_topic: str = "/clock",
+        bridge_name: str = "sim_bridge",
+        depth: int = 1000,
+    ) -> None:
+        self.node = rclpy.create_node("graph_observer", namespace=namespace, context=context)
+        self.got: dict[str, list] = defaultdict(list)
+        sub = self.node.create_subscription
+        self._subs = {topic: sub(t, topic, self.got[topic].append, depth) for topic, t in TOPICS.items()}
+        self._subs["clock"] = sub(Clock, clock_topic, self.got["clock"].append, depth)
+        self._bridge = self.node.create_client(ChangeState, f"{bridge_name}/change_state")
+        self.executor = SingleThreadedExecutor(context=context)
+        self.executor.add_node(self.node)
+
+    def close(self) -> None:
+        self.executor.shutdown()
+        self.node.destroy_node()
+
+    def spin_until(self, done: Callable[[], object], what: str, timeout: float) -> None:
+        """Spin until ``done()``; TimeoutError naming ``what`` after ``timeout`` seconds."""
+        deadline = time.monotonic() + timeout
+        while not done():
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"timed out after {timeout:g} s waiting for {what}")
+            self.executor.spin_once(timeout_sec=0.05)
+
+    def matched(self, topics: Iterable[str] = (*TOPICS, "clock")) -> bool:
+        """Whether every subscription among ``topics`` hears at least one publisher."""
+        return all(self._subs[t].get_publisher_count() > 0 for t in topics)
+
+    def _change_bridge_state(self, transition: int, timeout: float) -> None:
+        self.spin_until(self._bridge.service_is_ready, "the bridge's change_state service", timeout)
+        future = self._bridge.call_async(ChangeState.Request(transition=LifecycleTransition(id=transition)))
+        self.spin_until(future.done, f"lifecycle transition {transition} of the bridge", timeout)
+        if not future.result().success:
+            raise RuntimeError(f"the bridge refused lifecycle transition {transition}")
+
+    def configure_bridge(self, timeout: float = 60.0) -> None:
+        self._change_bridge_state(LifecycleTransition.TRANSITION_CONFIGURE, timeout)
+
+    def activate_bridge(self, timeout: float = 60.0) -> None:
+        self._change_bridge_state(LifecycleTransition.TRANSITION_ACTIVATE, timeout)
+
+    def episodes_done(self) -> int:
+        return sum(m.terminated or m.truncated for m in self.got["env_feedback"])
+
+    def decoded(self) -> tuple[list[Feedback], list[Command], list[TransitionData]]:
+        """(feedback, commands, transitions) decoded with the policy's conversions."""
+        return (
+            [cv.env_feedback_to_numpy(m) for m in self.got["env_feedback"]],
+            [cv.action_command_to_numpy(m) for m in self.got["action"]],
+            [cv.transition_to_numpy(m) for m in self.got["transitions"]],
+        )

@@ -1,0 +1,289 @@
+"""SimBridge on an isolated ROS domain, driven by a test node playing the policy: the lockstep
+protocol (matching, stale answers, holds, episode ends, finishing), timeouts, realtime stepping,
+bad parameters, and the executables.
+
+One rclpy context per module on its own domain id; each test uses a fresh namespace. Waits are
+for conditions with timeouts; the only fixed windows check that something does *not* happen.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Callable
+
+import numpy as np
+import pytest
+import rclpy
+from expo_interfaces.msg import ActionCommand, EnvFeedback
+from expo_policy import conversions as cv
+from expo_sim.bridge_node import SimBridge
+from geometry_msgs.msg import PoseArray, PoseStamped
+from rclpy.executors import SingleThreadedExecutor
+from rclpy.lifecycle import TransitionCallbackReturn
+from rclpy.parameter import Parameter
+from rosgraph_msgs.msg import Clock
+from sensor_msgs.msg import Image, JointState
+
+pytestmark = pytest.mark.ros
+
+TIMEOUT_S = 20.0
+DOMAIN_ID = 201 + os.getpid() % 15  # 201..215: apart from the other test files' ranges
+PERIOD_NS = 50_000_000
+SUCCESS, FAILURE = TransitionCallbackReturn.SUCCESS, TransitionCallbackReturn.FAILURE
+MOVE = np.array([1.0, 0.0, 0.0, 0.0, 0.0, 0.0, -1.0], dtype=np.float32)
+
+
+@pytest.fixture(scope="module")
+def ros_ctx():
+    ctx = rclpy.Context()
+    rclpy.init(context=ctx, domain_id=DOMAIN_ID)
+    try:
+        yield ctx
+    finally:
+        rclpy.try_shutdown(context=ctx)
+
+
+class Harness:
+    """A SimBridge and an ``io`` node playing the policy, in one fresh namespace."""
+
+    def __init__(self, ctx: rclpy.Context, **params: object) -> None:
+        self.ctx = ctx
+        self.ns = f"/t_{uuid.uuid4().hex[:8]}"
+        overrides = [Parameter(k, value=v) for k, v in {"autostart": False, **params}.items()]
+        # /clock is global: remapped so that no other bridge in this domain is heard.
+        remap = ["--ros-args", "-r", f"/clock:={self.ns}/clock"]
+        self.bridge = SimBridge(context=ctx, namespace=self.ns, parameter_overrides=overrides, cli_args=remap)
+        self.io = rclpy.create_node("io", namespace=self.ns, context=ctx)
+        self.obs: dict[str, list] = {"joint_states": [], "ee_pose": [], "object_poses": []}
+        for name, t in (("joint_states", JointState), ("ee_pose", PoseStamped), ("object_poses", PoseArray)):
+            self.io.create_subscription(t, name, self.obs[name].append, 100)
+        self.feedback: list[EnvFeedback] = []
+        self.io.create_subscription(EnvFeedback, "env_feedback", self.feedback.append, 100)
+        self.clock: list[Clock] = []
+        self.io.create_subscription(Clock, "clock", self.clock.append, 100)
+        self.action_pub = None
+        self.ex = SingleThreadedExecutor(context=ctx)
+        self.ex.add_node(self.bridge)
+        self.ex.add_node(self.io)
+
+    def start(self) -> None:
+        assert self.bridge.trigger_configure() == SUCCESS
+        assert self.bridge.trigger_activate() == SUCCESS
+
+    def connect_policy(self) -> None:
+        self.action_pub = self.io.create_publisher(ActionCommand, "action", 10)
+
+    def close(self) -> None:
+        self.ex.shutdown()
+        self.bridge.destroy_node()
+        self.io.destroy_node()
+
+    def spin_until(self, done: Callable[[], object], what: str, timeout: float = TIMEOUT_S) -> None:
+        deadline = time.monotonic() + timeout
+        while not done():
+            if time.monotonic() > deadline:
+                pytest.fail(f"timed out after {timeout:g} s waiting for {what}")
+            self.ex.spin_once(timeout_sec=0.02)
+
+    def spin_for(self, seconds: float) -> None:
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            self.ex.spin_once(timeout_sec=0.02)
+
+    def sets(self) -> list[int]:
+        """Stamps for which all three observation pieces arrived, in arrival order of ee_pose."""
+        have = [{cv.stamp_ns(m.header.stamp) for m in msgs} for msgs in self.obs.values()]
+        stamps = [cv.stamp_ns(m.header.stamp) for m in self.obs["ee_pose"]]
+        return [s for s in stamps if all(s in h for h in have)]
+
+    def ee_at(self, ns: int) -> np.ndarray:
+        m = next(m for m in self.obs["ee_pose"] if cv.stamp_ns(m.header.stamp) == ns)
+        return cv.pose_stamped_to_numpy(m)[0]
+
+    def wait_set(self, after: int, what: str) -> int:
+        self.spin_until(lambda: any(s > after for s in self.sets()), what)
+        return min(s for s in self.sets() if s > after)
+
+    def answer(self, stamp: int, episode: int, step: int, hold: bool = False) -> None:
+        action = np.zeros(7, np.float32) if hold else MOVE
+        cmd = cv.Command(action=action, stamp_ns=stamp, hold=hold, episode=episode, step=step)
+        self.action_pub.publish(cv.action_command_msg(cmd))
+
+    def wait_feedback(self, n: int) -> EnvFeedback:
+        self.spin_until(lambda: len(self.feedback) >= n, f"feedback #{n}")
+        return self.feedback[n - 1]
+
+
+@pytest.fixture
+def harness(ros_ctx):
+    made: list[Harness] = []
+
+    def make(**params: object) -> Harness:
+        made.append(Harness(ros_ctx, **params))
+        return made[-1]
+
+    yield make
+    for h in made:
+        h.close()
+
+
+def test_lockstep_protocol_holds_stale_answers_episode_end_and_finish(harness) -> None:
+    h = harness(horizon=3, num_episodes=2, action_timeout_s=60.0)
+    h.start()
+    h.spin_for(0.3)
+    assert h.sets() == [], "no observation before a policy is connected"
+    h.connect_policy()
+    s0 = h.wait_set(0, "the first observation")
+    assert s0 == PERIOD_NS
+    h.spin_until(lambda: any(cv.stamp_ns(c.clock) == s0 for c in h.clock), "/clock at the first stamp")
+
+    h.answer(s0, 0, 0)
+    fb0 = h.wait_feedback(1)
+    s1 = h.wait_set(s0, "the observation after step 0")
+    assert s1 == s0 + PERIOD_NS and cv.stamp_ns(fb0.header.stamp) == s1
+    assert (fb0.episode, fb0.step, fb0.terminated, fb0.truncated) == (0, 0, False, False)
+    assert h.ee_at(s1)[0] > h.ee_at(s0)[0] + 1e-3, "a +x action moves the end effector"
+
+    h.answer(s0, 0, 1)  # answers an old observation: ignored
+    h.spin_for(0.3)
+    assert len(h.feedback) == 1 and h.bridge._gate.stale == 1
+
+    h.answer(s1, 0, 1, hold=True)  # a hold is not stepped; a no-op feedback lets the policy go on
+    fb1 = h.wait_feedback(2)
+    s2 = h.wait_set(s1, "the re-published observation after the hold")
+    assert (fb1.episode, fb1.step, fb1.reward, fb1.terminated, fb1.truncated) == (0, 1, 0.0, False, False)
+    assert s2 == s1 + PERIOD_NS and cv.stamp_ns(fb1.header.stamp) == s2
+    np.testing.assert_array_equal(h.ee_at(s2), h.ee_at(s1))
+    assert (h.bridge.stats.env_steps, h.bridge.stats.holds) == (1, 1)
+
+    h.answer(s1, 0, 2)  # the state's first stamp is still a valid answer after the re-publish
+    h.wait_feedback(3)
+    s3 = h.wait_set(s2, "the observation after step 2")
+    h.answer(s3, 0, 3)
+    fb3 = h.wait_feedback(4)  # the third env step: horizon reached
+    assert fb3.truncated and not fb3.terminated and (fb3.episode, fb3.step) == (0, 3)
+    s4 = cv.stamp_ns(fb3.header.stamp)
+    h.spin_until(lambda: s4 in h.sets() and any(s > s4 for s in h.sets()), "terminal and reset observations")
+    s5 = min(s for s in h.sets() if s > s4)
+    assert s5 == s4 + PERIOD_NS, "the reset takes one period: strictly after the terminal observation"
+    assert h.bridge.stats.records[0].steps == 3 and not h.bridge.finished
+
+    last = s5
+    for step in range(3):
+        h.answer(last, 1, step)
+        h.wait_feedback(5 + step)
+        if step < 2:
+            last = h.wait_set(last, f"episode 1 step {step}")
+    assert h.feedback[-1].truncated and h.feedback[-1].episode == 1
+    h.spin_until(lambda: h.bridge.finished, "the bridge to finish after num_episodes")
+    assert len(h.bridge.stats.records) == 2 and h.bridge.stats.env_steps == 6
+    n_sets = len(h.sets())
+    h.spin_for(0.2)
+    assert len(h.sets()) == n_sets, "nothing is published after the last episode"
+
+
+def test_lockstep_timeout_republishes_the_same_state_later(harness) -> None:
+    h = harness(action_timeout_s=0.3)
+    h.start()
+    h.connect_policy()
+    s0 = h.wait_set(0, "the first observation")
+    s1 = h.wait_set(s0, "a re-publish after the timeout")
+    assert s1 > s0 and h.bridge.stats.timeouts >= 1
+    np.testing.assert_array_equal(h.ee_at(s1), h.ee_at(s0))
+    assert h.feedback == []
+    h.answer(s0, 0, 0)  # an answer to the first publish of the same state is accepted
+    fb = h.wait_feedback(1)
+    assert (fb.episode, fb.step) == (0, 0) and h.bridge.stats.env_steps == 1
+
+
+def test_realtime_idles_until_the_first_command_then_steps_every_period(harness) -> None:
+    h = harness(realtime=True, horizon=6, num_episodes=1)
+    h.start()
+    h.spin_until(lambda: len(h.sets()) >= 3, "observations while no policy commands")
+    assert h.feedback == [] and h.bridge.stats.env_steps == 0
+    stamps = h.sets()
+    assert all(b - a == PERIOD_NS for a, b in zip(stamps, stamps[1:]))
+    h.connect_policy()
+    h.spin_until(lambda: h.action_pub.get_subscription_count() > 0, "the bridge to hear the policy")
+    h.answer(stamps[-1], 0, 0)
+    h.spin_until(lambda: h.bridge.finished, "one realtime episode")
+    h.wait_feedback(6)
+    assert len(h.feedback) == 6 and h.feedback[-1].truncated
+    # One command, then bridge holds that echo its indices.
+    assert all((f.episode, f.step) == (0, 0) for f in h.feedback)
+    assert h.bridge.stats.own_holds == 5 and h.bridge.stats.env_steps == 6
+
+
+def test_camera_image_goes_out_with_each_observation(harness) -> None:
+    h = harness(**{"camera.enabled": True, "camera.width": 32, "camera.height": 32})
+    images: list[Image] = []
+    h.io.create_subscription(Image, "image_raw", images.append, 10)
+    h.start()
+    h.connect_policy()
+    s0 = h.wait_set(0, "the first observation")
+    h.spin_until(lambda: images, "the first image")
+    img = images[0]
+    assert cv.stamp_ns(img.header.stamp) == s0 and img.header.frame_id == "agentview"
+    pixels = cv.image_to_numpy(img)
+    assert pixels.shape == (32, 32, 3) and pixels.std() > 0, "a rendered scene, not a blank frame"
+
+
+def test_bad_parameters_fail_configure(harness) -> None:
+    assert harness(control_rate_hz=10.0).bridge.trigger_configure() == FAILURE
+    assert harness(use_sim_time=True).bridge.trigger_configure() == FAILURE
+    assert harness(task="towel").bridge.trigger_configure() == FAILURE
+
+
+def _bridge_env() -> dict[str, str]:
+    return {**os.environ, "ROS_DOMAIN_ID": str(DOMAIN_ID)}
+
+
+def test_console_script_fails_with_the_parameter_named() -> None:
+    exe = shutil.which("expo-sim-bridge")
+    assert exe is not None, "expo-sim-bridge is not installed (run scripts/setup.sh)"
+    out = subprocess.run(
+        [exe, "--ros-args", "-p", "control_rate_hz:=10.0"],
+        env=_bridge_env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert out.returncode == 1
+    assert "parameter 'control_rate_hz'" in out.stdout + out.stderr
+
+
+def test_module_entry_point_exits_cleanly_on_sigint() -> None:
+    ns = f"/t_{uuid.uuid4().hex[:8]}"
+    cmd = [sys.executable, "-m", "expo_sim.bridge_node", "--ros-args", "-r", f"__ns:={ns}"]
+    proc = subprocess.Popen(
+        cmd, env=_bridge_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
+    lines: list[str] = []
+
+    def read() -> None:
+        for line in proc.stdout:
+            lines.append(line)
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    try:
+        deadline = time.monotonic() + 60.0
+        while not any("active: waiting for the policy" in line for line in lines):
+            assert proc.poll() is None, "".join(lines)
+            assert time.monotonic() < deadline, f"the bridge never became active:\n{''.join(lines)}"
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=15) == 0, "".join(lines)
+        reader.join(timeout=5)
+        assert any("summary: 0 episodes" in line for line in lines), "".join(lines)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()

@@ -1,0 +1,120 @@
+"""Sim bridge bookkeeping (pure Python): parameters, sim clock, lockstep matching, realtime inbox,
+episode statistics."""
+
+from __future__ import annotations
+
+import pytest
+from expo_sim.bridge_params import PARAMETERS, BridgeConfig
+from expo_sim.bridge_protocol import EpisodeStats, LockstepGate, RealtimeInbox, SimClock
+
+DEFAULTS = {p.name: p.default for p in PARAMETERS}
+
+
+def test_defaults_make_the_default_config() -> None:
+    cfg = BridgeConfig.from_values(DEFAULTS)
+    assert cfg == BridgeConfig()
+    assert cfg.period_ns == 50_000_000
+    assert cfg.joint_names == tuple(f"panda_joint{i}" for i in range(1, 8)) + (
+        "panda_finger_joint1",
+        "panda_finger_joint2",
+    )
+    assert cfg.camera is None
+
+
+def test_yaml_integers_for_floats_and_the_camera_are_accepted() -> None:
+    cfg = BridgeConfig.from_values(
+        {
+            **DEFAULTS,
+            "control_rate_hz": 20,
+            "action_timeout_s": 2,
+            "camera.enabled": True,
+            "camera.width": 64,
+            "camera.height": 64,
+        }
+    )
+    assert cfg.control_rate_hz == 20.0 and cfg.action_timeout_s == 2.0
+    assert (cfg.camera, cfg.camera_size) == ("agentview", 64)
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "needle"),
+    [
+        ("task", "towel", "parameter 'task'"),
+        ("realtime", "yes", "parameter 'realtime'"),
+        ("control_rate_hz", 10.0, "robosuite control frequency"),
+        ("horizon", 0, "parameter 'horizon'"),
+        ("num_episodes", -1, "parameter 'num_episodes'"),
+        ("action_timeout_s", 0.0, "parameter 'action_timeout_s'"),
+        ("action_timeout_s", float("nan"), "parameter 'action_timeout_s'"),
+        ("frame_id", "", "parameter 'frame_id'"),
+        ("arm_joint_names", ["a"] * 7, "parameter 'arm_joint_names'"),
+        ("finger_joint_names", ["panda_joint1", "f2"], "overlaps 'arm_joint_names'"),
+        ("camera.width", 100, "must be equal"),
+    ],
+)
+def test_bad_values_name_the_parameter(key: str, value: object, needle: str) -> None:
+    with pytest.raises(ValueError, match=needle):
+        BridgeConfig.from_values({**DEFAULTS, key: value})
+
+
+def test_bad_camera_name_only_matters_when_enabled() -> None:
+    BridgeConfig.from_values({**DEFAULTS, "camera.name": "nope"})
+    with pytest.raises(ValueError, match="parameter 'camera.name'"):
+        BridgeConfig.from_values({**DEFAULTS, "camera.name": "nope", "camera.enabled": True})
+
+
+def test_sim_clock_advances_in_whole_periods() -> None:
+    clock = SimClock(50_000_000)
+    assert [clock.advance() for _ in range(3)] == [50_000_000, 100_000_000, 150_000_000]
+    with pytest.raises(ValueError):
+        SimClock(0)
+
+
+def test_gate_accepts_one_answer_for_any_stamp_of_the_current_state() -> None:
+    gate = LockstepGate()
+    assert not gate.accept(0) and gate.stale == 1  # nothing published yet
+    gate.published(100, new_state=True, now=0.0)
+    gate.published(150, new_state=False, now=1.0)  # a re-publish of the same state
+    assert not gate.accept(50)  # answers an older state
+    assert not gate.accept(200)  # a stamp never published
+    assert gate.accept(100)  # the first stamp of this state is still a valid answer
+    assert not gate.accept(150)  # only one answer per wait
+    assert gate.stale == 4
+    gate.published(200, new_state=True, now=2.0)
+    assert not gate.accept(150)  # the previous state's re-publish stamp is stale now
+    assert gate.accept(200)
+
+
+def test_gate_overdue_only_while_waiting() -> None:
+    gate = LockstepGate()
+    assert not gate.overdue(1.0, now=100.0)
+    gate.published(100, new_state=True, now=10.0)
+    assert not gate.overdue(1.0, now=10.5)
+    assert gate.overdue(1.0, now=11.5)
+    gate.accept(100)
+    assert not gate.overdue(1.0, now=20.0)
+
+
+def test_inbox_keeps_the_newest_and_counts_superseded() -> None:
+    inbox = RealtimeInbox()
+    assert inbox.take() is None
+    inbox.put("a")
+    inbox.put("b")
+    assert inbox.take() == "b" and inbox.take() is None
+    assert inbox.superseded == 1
+
+
+def test_episode_stats_records_returns_and_summary() -> None:
+    stats = EpisodeStats()
+    assert "no episodes" in stats.summary() and stats.steps_per_s() == 0.0
+    for r in (0.0, 0.0, 1.0):
+        stats.step(r)
+    rec = stats.end_episode(0, 3, True)
+    assert (rec.episode, rec.steps, rec.success, rec.ret) == (0, 3, True, 1.0)
+    stats.step(0.0)
+    assert stats.end_episode(1, 1, False).ret == 0.0
+    assert stats.successes == 1 and stats.env_steps == 4
+    assert stats.summary().startswith("2 episodes, 1/2 successes (50 %), 4 env steps")
+    stats.timing(0.002, 0.010)
+    stats.timing(0.004, 0.030)
+    assert "bridge work 1.5 ms, policy answer 20.0 ms" in stats.summary()  # work over 4 steps
