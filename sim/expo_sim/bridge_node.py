@@ -366,16 +366,28 @@ class SimBridge(LifecycleNode):
             self._end_episode(result[3])
 
 
-def _interrupt(signum: int, frame: Any) -> None:
-    raise KeyboardInterrupt
+class _StopRequest:
+    """SIGINT/SIGTERM handler for main(): the first signal only sets ``requested``, which the spin
+    loop checks between callbacks, so a signal can never land inside a lifecycle transition or a
+    callback (a KeyboardInterrupt raised there left the node stuck in 'activating': no
+    deactivation, no summary, and trigger_shutdown raised). A second signal forces the exit."""
+
+    def __init__(self) -> None:
+        self.requested = False
+
+    def __call__(self, signum: int, frame: Any) -> None:
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
 
 
 def main(args: list[str] | None = None) -> None:
     """Run the bridge until Ctrl-C / SIGTERM (exit 0) or until ``num_episodes`` are done (exit 0);
     exit 1 when autostart fails (the configure error is logged)."""
+    stop = _StopRequest()
+    signal.signal(signal.SIGINT, stop)
+    signal.signal(signal.SIGTERM, stop)
     rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
-    signal.signal(signal.SIGINT, _interrupt)
-    signal.signal(signal.SIGTERM, _interrupt)
     node = SimBridge()
     executor = SingleThreadedExecutor()
     executor.add_node(node)
@@ -384,8 +396,8 @@ def main(args: list[str] | None = None) -> None:
         if not node.autostart():
             node.get_logger().fatal("autostart failed: see the configure error above")
             code = 1
-        while code == 0 and rclpy.ok() and not node.finished:
-            executor.spin_once(timeout_sec=0.1)  # returns regularly so signals are handled
+        while code == 0 and not stop.requested and rclpy.ok() and not node.finished:
+            executor.spin_once(timeout_sec=0.1)  # returns regularly so a stop request is seen
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     finally:

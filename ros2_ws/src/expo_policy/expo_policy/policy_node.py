@@ -488,16 +488,28 @@ class PolicyNode(LifecycleNode):
         self._pubs["diagnostics"].publish(cv.diagnostics_msg(self._now_ns(), name, level, message, values))
 
 
-def _interrupt(signum: int, frame: Any) -> None:
-    raise KeyboardInterrupt
+class _StopRequest:
+    """SIGINT/SIGTERM handler for main(): the first signal only sets ``requested``, which the spin
+    loop checks between callbacks, so a signal can never land inside a lifecycle transition or a
+    callback (a KeyboardInterrupt raised there could leave the node stuck in 'activating', so
+    the deactivation and its final hold never happened). A second signal forces the exit."""
+
+    def __init__(self) -> None:
+        self.requested = False
+
+    def __call__(self, signum: int, frame: Any) -> None:
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
 
 
 def main(args: list[str] | None = None) -> None:
     """Run the node; Ctrl-C / SIGTERM deactivate it (a final hold) before exiting 0."""
     # Our own signal handling: rclpy's would shut the context down before the final hold.
+    stop = _StopRequest()
+    signal.signal(signal.SIGINT, stop)
+    signal.signal(signal.SIGTERM, stop)
     rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
-    signal.signal(signal.SIGINT, _interrupt)
-    signal.signal(signal.SIGTERM, _interrupt)
     node = PolicyNode()
     executor = SingleThreadedExecutor()
     executor.add_node(node)
@@ -506,8 +518,8 @@ def main(args: list[str] | None = None) -> None:
         if not node.autostart():
             node.get_logger().fatal("autostart failed: see the configure error above")
             code = 1
-        while code == 0 and rclpy.ok():
-            executor.spin_once(timeout_sec=0.1)  # returns regularly so signals are handled
+        while code == 0 and not stop.requested and rclpy.ok():
+            executor.spin_once(timeout_sec=0.1)  # returns regularly so a stop request is seen
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     finally:
