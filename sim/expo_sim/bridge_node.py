@@ -31,22 +31,19 @@ episodes and the process exits 0 (the runner then stops the rest of the graph).
 
 from __future__ import annotations
 
-import signal
 import time
 from typing import Any
 
 import numpy as np
-import rclpy
 from expo_interfaces.msg import ActionCommand, EnvFeedback
 from expo_policy import conversions as cv
+from expo_policy.node_main import run_lifecycle_node
 from expo_policy.safety import hold_action
 from geometry_msgs.msg import PoseArray, PoseStamped
 from rcl_interfaces.msg import ParameterDescriptor
 from rclpy.clock import Clock, ClockType
 from rclpy.duration import Duration
-from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
-from rclpy.signals import SignalHandlerOptions
 from rclpy.time_source import TimeSource
 from rosgraph_msgs.msg import Clock as ClockMsg
 from sensor_msgs.msg import Image, JointState
@@ -366,49 +363,15 @@ class SimBridge(LifecycleNode):
             self._end_episode(result[3])
 
 
-class _StopRequest:
-    """SIGINT/SIGTERM handler for main(): the first signal only sets ``requested``, which the spin
-    loop checks between callbacks, so a signal can never land inside a lifecycle transition or a
-    callback (a KeyboardInterrupt raised there left the node stuck in 'activating': no
-    deactivation, no summary, and trigger_shutdown raised). A second signal forces the exit."""
-
-    def __init__(self) -> None:
-        self.requested = False
-
-    def __call__(self, signum: int, frame: Any) -> None:
-        if self.requested:
-            raise KeyboardInterrupt
-        self.requested = True
+def _close_env(node: SimBridge) -> None:
+    if node.cfg is not None:
+        node.trigger_shutdown()  # closes the env (and its GL context, with a camera)
 
 
 def main(args: list[str] | None = None) -> None:
     """Run the bridge until Ctrl-C / SIGTERM (exit 0) or until ``num_episodes`` are done (exit 0);
     exit 1 when autostart fails (the configure error is logged)."""
-    stop = _StopRequest()
-    signal.signal(signal.SIGINT, stop)
-    signal.signal(signal.SIGTERM, stop)
-    rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
-    node = SimBridge()
-    executor = SingleThreadedExecutor()
-    executor.add_node(node)
-    code = 0
-    try:
-        if not node.autostart():
-            node.get_logger().fatal("autostart failed: see the configure error above")
-            code = 1
-        while code == 0 and not stop.requested and rclpy.ok() and not node.finished:
-            executor.spin_once(timeout_sec=0.1)  # returns regularly so a stop request is seen
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    finally:
-        if node.active and rclpy.ok():
-            node.trigger_deactivate()
-        if node.cfg is not None and rclpy.ok():
-            node.trigger_shutdown()  # closes the env (and its GL context, with a camera)
-        executor.shutdown()
-        node.destroy_node()
-        rclpy.try_shutdown()
-    raise SystemExit(code)
+    run_lifecycle_node(SimBridge, args, finalize=_close_env)
 
 
 if __name__ == "__main__":

@@ -45,22 +45,18 @@ worker thread; the swap is a reference change between ticks. Failures keep the o
 
 from __future__ import annotations
 
-import signal
 import time
 from typing import Any
 
 import numpy as np
-import rclpy
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
 from expo_core.spec import task_obs_spec
 from expo_interfaces.msg import ActionCommand, EnvFeedback, OtfDecision, PolicyWeights, Transition
 from geometry_msgs.msg import PoseArray, PoseStamped
 from rcl_interfaces.msg import ParameterDescriptor
 from rclpy.clock import Clock, ClockType
-from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
-from rclpy.signals import SignalHandlerOptions
 from sensor_msgs.msg import Image, JointState
 from std_msgs.msg import Header
 from visualization_msgs.msg import MarkerArray
@@ -71,6 +67,7 @@ from .inputs import ObservationInputs, Pieces
 from .latency import LatencyTracker
 from .loop_status import OK, LoopStatus
 from .markers import clear_markers, decision_markers
+from .node_main import run_lifecycle_node
 from .obs_builder import ObservationBuilder
 from .params import PARAMETERS, WATCHED_INPUTS, PolicyNodeConfig
 from .safety import filter_action, hold_action
@@ -488,47 +485,10 @@ class PolicyNode(LifecycleNode):
         self._pubs["diagnostics"].publish(cv.diagnostics_msg(self._now_ns(), name, level, message, values))
 
 
-class _StopRequest:
-    """SIGINT/SIGTERM handler for main(): the first signal only sets ``requested``, which the spin
-    loop checks between callbacks, so a signal can never land inside a lifecycle transition or a
-    callback (a KeyboardInterrupt raised there could leave the node stuck in 'activating', so
-    the deactivation and its final hold never happened). A second signal forces the exit."""
-
-    def __init__(self) -> None:
-        self.requested = False
-
-    def __call__(self, signum: int, frame: Any) -> None:
-        if self.requested:
-            raise KeyboardInterrupt
-        self.requested = True
-
-
 def main(args: list[str] | None = None) -> None:
     """Run the node; Ctrl-C / SIGTERM deactivate it (a final hold) before exiting 0."""
     # Our own signal handling: rclpy's would shut the context down before the final hold.
-    stop = _StopRequest()
-    signal.signal(signal.SIGINT, stop)
-    signal.signal(signal.SIGTERM, stop)
-    rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
-    node = PolicyNode()
-    executor = SingleThreadedExecutor()
-    executor.add_node(node)
-    code = 0
-    try:
-        if not node.autostart():
-            node.get_logger().fatal("autostart failed: see the configure error above")
-            code = 1
-        while code == 0 and not stop.requested and rclpy.ok():
-            executor.spin_once(timeout_sec=0.1)  # returns regularly so a stop request is seen
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    finally:
-        if node.active and rclpy.ok():
-            node.trigger_deactivate()  # publishes the final hold
-        executor.shutdown()
-        node.destroy_node()
-        rclpy.try_shutdown()
-    raise SystemExit(code)
+    run_lifecycle_node(PolicyNode, args)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,68 @@
+"""Process entry shared by our lifecycle nodes (policy node, sim bridge).
+
+Pip installs have no lifecycle manager, so a node with ``autostart`` configures and activates
+itself; Ctrl-C / SIGTERM then deactivate it (for the policy node: a final hold) before a clean
+exit 0. Signals only *request* the stop: the spin loop checks the request between callbacks, so
+a signal can never land inside a lifecycle transition or a callback (a KeyboardInterrupt raised
+there could leave the node stuck in 'activating': no deactivation, no final hold). A second
+signal forces the exit.
+"""
+
+from __future__ import annotations
+
+import signal
+from collections.abc import Callable
+from typing import Any, NoReturn
+
+import rclpy
+from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
+from rclpy.lifecycle import LifecycleNode
+from rclpy.signals import SignalHandlerOptions
+
+
+class StopRequest:
+    """SIGINT/SIGTERM handler: the first signal sets ``requested``; a second raises."""
+
+    def __init__(self) -> None:
+        self.requested = False
+
+    def __call__(self, signum: int, frame: Any) -> None:
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+
+
+def run_lifecycle_node(
+    make_node: Callable[[], LifecycleNode],
+    args: list[str] | None = None,
+    finalize: Callable[[Any], None] | None = None,
+) -> NoReturn:
+    """Create the node, autostart it, spin until a stop request, rclpy shutdown or the node's
+    ``finished`` flag; then deactivate it and run `finalize(node)`. Exits 0, or 1 when autostart
+    fails (the node logs why). `make_node` runs after rclpy.init; the node must provide
+    ``autostart() -> bool`` and ``active``."""
+    stop = StopRequest()
+    signal.signal(signal.SIGINT, stop)
+    signal.signal(signal.SIGTERM, stop)
+    rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
+    node = make_node()
+    executor = SingleThreadedExecutor()
+    executor.add_node(node)
+    code = 0
+    try:
+        if not node.autostart():
+            node.get_logger().fatal("autostart failed: see the configure error above")
+            code = 1
+        while code == 0 and not stop.requested and rclpy.ok() and not getattr(node, "finished", False):
+            executor.spin_once(timeout_sec=0.1)  # returns regularly so a stop request is seen
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    finally:
+        if node.active and rclpy.ok():
+            node.trigger_deactivate()
+        if finalize is not None and rclpy.ok():
+            finalize(node)
+        executor.shutdown()
+        node.destroy_node()
+        rclpy.try_shutdown()
+    raise SystemExit(code)
