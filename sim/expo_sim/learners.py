@@ -17,8 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
-from expo_core.agent import EVAL_SEED, ExpoAgent
+from expo_core.agent import ExpoAgent
 from expo_core.batch import Batch
 from expo_core.checkpoint import load_checkpoint, save_checkpoint
 
@@ -52,12 +51,8 @@ class BCLearner(ExpoLearner):
 
     learns = False
 
-    @torch.no_grad()
     def act(self, obs: np.ndarray, deterministic: bool = False) -> np.ndarray:
-        policy, cfg = self.agent.policy, self.agent.cfg
-        gen = torch.Generator().manual_seed(EVAL_SEED) if deterministic else self.agent.generator
-        x = policy.normalizer(torch.as_tensor(np.asarray(obs, dtype=np.float32))[None])
-        return policy.base.sample(x, 1, gen, steps=cfg.act_sampling_steps)[0, 0].numpy()
+        return self.agent.base_act(obs, deterministic)
 
     def update(self, batch_iter: Iterator[Batch]) -> dict[str, float]:
         raise RuntimeError("the bc baseline does not learn online")

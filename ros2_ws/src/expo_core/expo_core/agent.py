@@ -63,13 +63,25 @@ class ExpoAgent(nn.Module):
     def alpha(self) -> torch.Tensor:
         return self.log_alpha.detach().exp()
 
+    def _sampling_generator(self, deterministic: bool) -> torch.Generator:
+        """The training stream, or a fresh fixed-seed one so eval actions depend on obs alone."""
+        return torch.Generator(self.device).manual_seed(EVAL_SEED) if deterministic else self.generator
+
     def decide(self, obs: torch.Tensor, deterministic: bool = False) -> OTFResult:
         """obs (B, o) raw. deterministic: editor mean and a fixed base-noise seed, so the action
         is a function of the observation alone (the eval policy)."""
-        gen = self.generator
-        if deterministic:
-            gen = torch.Generator(self.device).manual_seed(EVAL_SEED)
-        return self.policy.decide(obs.to(self.device), gen, deterministic)
+        return self.policy.decide(obs.to(self.device), self._sampling_generator(deterministic), deterministic)
+
+    @torch.no_grad()
+    def base_act(self, obs: np.ndarray, deterministic: bool = False) -> np.ndarray:
+        """The base policy alone, one EMA-base sample per state (the imitation baseline).
+        obs (o,) or (B, o) -> action (d,) or (B, d)."""
+        x = torch.as_tensor(np.asarray(obs, dtype=np.float32), device=self.device)
+        single = x.ndim == 1
+        nobs = self.policy.normalizer(x[None] if single else x)
+        gen = self._sampling_generator(deterministic)
+        out = self.policy.base.sample(nobs, 1, gen, steps=self.cfg.act_sampling_steps)[:, 0].cpu().numpy()
+        return out[0] if single else out
 
     def act(self, obs: np.ndarray, deterministic: bool = False) -> np.ndarray:
         """obs (o,) or (B, o) -> action (d,) or (B, d), float32 in [-1, 1]."""

@@ -3,7 +3,7 @@ import itertools
 import numpy as np
 import pytest
 import torch
-from expo_core.agent import ExpoAgent
+from expo_core.agent import EVAL_SEED, ExpoAgent
 from expo_core.batch import Batch
 from expo_core.checkpoint import (
     WeightsError,
@@ -161,3 +161,16 @@ def test_policy_weights_bundle_round_trip_and_rejections(tiny_cfg, make_cfg):
         load_policy_weights(target, policy_weights_bytes(other)[0])
     for k, v in target.state_dict().items():
         assert torch.equal(v, kept[k])  # nothing replaced on failure
+
+
+def test_base_act_samples_the_ema_base_alone(tiny_cfg):
+    agent = ExpoAgent(tiny_cfg, seed=0)
+    obs = np.random.default_rng(1).standard_normal((5, tiny_cfg.obs_dim)).astype(np.float32)
+    det = agent.base_act(obs, deterministic=True)
+    np.testing.assert_array_equal(det, agent.base_act(obs, deterministic=True))
+    assert det.shape == (5, tiny_cfg.act_dim) and np.abs(det).max() <= 1.0
+    assert agent.base_act(obs[0]).shape == (tiny_cfg.act_dim,)
+    # exactly one EMA-base sample per state, with the eval seed
+    g = torch.Generator().manual_seed(EVAL_SEED)
+    ref = agent.policy.base.sample(agent.policy.normalizer(torch.as_tensor(obs)), 1, g)[:, 0]
+    np.testing.assert_allclose(det, ref.detach().numpy(), atol=1e-6)
