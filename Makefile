@@ -3,7 +3,7 @@ SHELL := /bin/bash
 .SHELLFLAGS := -eo pipefail -c
 ENV := source scripts/env.sh &&
 
-.PHONY: setup test test-fast lint bench-learner
+.PHONY: setup test test-fast lint sim bench-learner bench-ros
 
 setup:
 	@bash scripts/setup.sh
@@ -18,6 +18,18 @@ test-fast: setup
 
 lint: setup
 	@$(ENV) ruff check . && ruff format --check .
+
+## The main job: lift demos + a pretrained base (both cached under data/), then sim bridge + policy
+## node over ROS for EPISODES evaluation episodes with a live progress line and a summary.
+## Extra options: make sim SIM_ARGS="--realtime --episodes 20" (see expo-sim session --help).
+EPISODES ?= 10
+SIM_ARGS ?=
+sim: setup
+	@$(ENV) expo-sim session --task lift --episodes $(EPISODES) $(SIM_ARGS)
+
+## Closed-loop latency over ROS: obs published -> action received by the bridge, vs inference.
+bench-ros: setup
+	@$(ENV) python -m expo_sim.bench_ros --steps 1000
 
 ## Learner throughput at UTD 20, published sizes, batch 256: faithful vs fast TD path.
 bench-learner: setup

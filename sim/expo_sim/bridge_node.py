@@ -11,6 +11,8 @@ out object_poses    geometry_msgs/PoseArray          10     task objects, ground
 out image_raw       sensor_msgs/Image (optional)     5      rgb8 camera image (camera.enabled)
 out env_feedback    expo_interfaces/EnvFeedback      50     one per command: reward, done, ...
 out /clock          rosgraph_msgs/Clock              10     sim time (absolute topic)
+out diagnostics     diagnostic_msgs/DiagnosticArray  10     episodes, success, steps/s, obs ->
+                                                            action round trip p50/p99 (lockstep)
 in  action          expo_interfaces/ActionCommand    10     the policy's commands
 ==================  ===============================  =====  ====================================
 
@@ -35,6 +37,7 @@ import time
 from typing import Any
 
 import numpy as np
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
 from expo_interfaces.msg import ActionCommand, EnvFeedback
 from expo_policy import conversions as cv
 from expo_policy.node_main import run_lifecycle_node
@@ -118,6 +121,7 @@ class SimBridge(LifecycleNode):
             "object_poses": pub(PoseArray, "object_poses", 10),
             "env_feedback": pub(EnvFeedback, "env_feedback", 50),
             "clock": pub(ClockMsg, "/clock", 10),
+            "diagnostics": pub(DiagnosticArray, "diagnostics", 10),
         }
         if cfg.camera:
             self._pubs["image_raw"] = pub(Image, "image_raw", 5)
@@ -130,6 +134,8 @@ class SimBridge(LifecycleNode):
             ]
         else:
             self._timers = [self.create_timer(_WATCH_PERIOD_S, self._on_watch, clock=wall, autostart=False)]
+        period = cfg.diagnostics_period_s
+        self._timers.append(self.create_timer(period, self._publish_diagnostics, clock=wall, autostart=False))
 
     def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
         ret = super().on_activate(state)  # enables the lifecycle publishers
@@ -254,6 +260,7 @@ class SimBridge(LifecycleNode):
             t.cancel()
         self.finished = True
         self._log_summary()
+        self._publish_diagnostics()
         for p in self._pubs.values():  # the final feedback and observation must reach the policy
             p.wait_for_all_acked(_FLUSH_TIMEOUT)
 
@@ -263,6 +270,17 @@ class SimBridge(LifecycleNode):
             realtime = self.cfg.realtime
             unused = f"{self._inbox.superseded} superseded" if realtime else f"{self._gate.stale} stale"
             self.get_logger().info(f"summary: {self.stats.summary()}, {unused} commands")
+
+    def _publish_diagnostics(self) -> None:
+        """Episodes, success, env step rate and (lockstep) the obs -> action round trip."""
+        values = self.stats.diagnostics_values()
+        level, message = DiagnosticStatus.OK, "finished" if self.finished else "stepping"
+        if self.stats.timeouts or self.stats.rejected:
+            level = DiagnosticStatus.WARN
+            message = f"{self.stats.timeouts} action timeouts, {self.stats.rejected} rejected commands"
+        name = f"{self.get_fully_qualified_name()}: sim"
+        msg = cv.diagnostics_msg(self.get_clock().now().nanoseconds, name, level, message, values, "expo_sim")
+        self._pubs["diagnostics"].publish(msg)
 
     # --- lockstep -------------------------------------------------------------------------
     def _on_action(self, msg: ActionCommand) -> None:
@@ -274,9 +292,9 @@ class SimBridge(LifecycleNode):
             self._started = True
         elif self._gate.accept(cmd.stamp_ns):
             t0 = time.monotonic()
-            waited = t0 - self._gate.published_at
+            self.stats.answered(t0 - self._gate.published_at)
             self._lockstep_step(cmd)
-            self.stats.timing(time.monotonic() - t0, waited)
+            self.stats.timing(time.monotonic() - t0)
         else:
             self.get_logger().debug(f"ignored a command for stamp {cmd.stamp_ns} (not the current state)")
 

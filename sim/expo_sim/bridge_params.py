@@ -40,6 +40,7 @@ PARAMETERS: tuple[ParamSpec, ...] = (
     ParamSpec("seed", 0, "reset seed of the first episode; +1 per episode"),
     ParamSpec("num_episodes", 0, "exit after this many episodes; 0 = run until shut down"),
     ParamSpec("action_timeout_s", 5.0, "lockstep: wall time without an answer before warn + re-publish [s]"),
+    ParamSpec("diagnostics_period_s", 1.0, "diagnostics publish period, wall clock [s]"),
     ParamSpec("frame_id", "world", "header frame of ee_pose and object_poses"),
     ParamSpec("arm_joint_names", ARM_JOINTS, "published arm joint names, robosuite order (7)"),
     ParamSpec("finger_joint_names", FINGER_JOINTS, "published finger joint names (2)"),
@@ -93,6 +94,7 @@ class BridgeConfig:
     seed: int = 0
     num_episodes: int = 0
     action_timeout_s: float = 5.0
+    diagnostics_period_s: float = 1.0
     frame_id: str = "world"
     arm_joint_names: tuple[str, ...] = tuple(ARM_JOINTS)
     finger_joint_names: tuple[str, ...] = tuple(FINGER_JOINTS)
@@ -151,6 +153,7 @@ class BridgeConfig:
             seed=_int("seed", v["seed"], 0, 2**31 - 1),
             num_episodes=_int("num_episodes", v["num_episodes"], 0),
             action_timeout_s=_float("action_timeout_s", v["action_timeout_s"], 0.0, 3600.0),
+            diagnostics_period_s=_float("diagnostics_period_s", v["diagnostics_period_s"], 0.01, 3600.0),
             frame_id=frame,
             arm_joint_names=arm,
             finger_joint_names=fingers,

@@ -31,6 +31,10 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from expo_policy.latency import LatencyTracker
+
+ROUND_TRIP_WINDOW = 100_000  # lockstep answers kept for the obs -> action percentiles
+
 
 class SimClock:
     """Sim time in integer nanoseconds, advanced in whole control periods."""
@@ -118,6 +122,9 @@ class EpisodeStats:
     work_s: float = 0.0  # wall time in the bridge's own step work (env step, publishing)
     wait_s: float = 0.0  # lockstep: wall time from publishing an observation to its answer
     answers: int = 0  # lockstep: answered observations (the count behind wait_s)
+    # lockstep: the same waits one by one (observation published -> its action received), the
+    # closed-loop latency through ROS; the window keeps every sample of a benchmark-sized run
+    round_trip: LatencyTracker = field(default_factory=lambda: LatencyTracker(window=ROUND_TRIP_WINDOW))
     _ret: float = 0.0
     _start: float = field(default_factory=time.monotonic)
     _first: float | None = None
@@ -128,12 +135,16 @@ class EpisodeStats:
         self.env_steps += 1
         self._ret += float(reward)
 
-    def timing(self, work_s: float, wait_s: float | None = None) -> None:
-        """One handled command: the bridge's own work and (lockstep) how long it waited for it."""
+    def timing(self, work_s: float) -> None:
+        """One handled command: the bridge's own work (env step, publishing) [s]."""
         self.work_s += work_s
-        if wait_s is not None:
-            self.wait_s += wait_s
-            self.answers += 1
+
+    def answered(self, wait_s: float) -> None:
+        """Lockstep: the current observation's action arrived ``wait_s`` after it was published
+        (recorded before stepping, so a final status sent from that step already counts it)."""
+        self.wait_s += wait_s
+        self.answers += 1
+        self.round_trip.record(max(wait_s, 0.0))
 
     def end_episode(self, episode: int, steps: int, success: bool) -> EpisodeRecord:
         now = time.monotonic()
@@ -151,6 +162,24 @@ class EpisodeStats:
         if self._first is None:
             return 0.0
         return self.env_steps / max(time.monotonic() - self._first, 1e-9)
+
+    def diagnostics_values(self) -> dict[str, float | int]:
+        """Flat scalars for the bridge's diagnostics status (``obs_to_action_*`` in ms over the
+        last :data:`ROUND_TRIP_WINDOW` lockstep answers; NaN before the first)."""
+        n = len(self.records)
+        rt = self.round_trip.stats().as_dict()
+        return {
+            "episodes": n,
+            "successes": self.successes,
+            "success_rate": self.successes / n if n else float("nan"),
+            "env_steps": self.env_steps,
+            "env_steps_per_s": self.steps_per_s(),
+            **{f"obs_to_action_{k}": rt[k] for k in ("count", "p50_ms", "p99_ms", "max_ms", "mean_ms")},
+            "holds": self.holds,
+            "bridge_holds": self.own_holds,
+            "rejected": self.rejected,
+            "timeouts": self.timeouts,
+        }
 
     def summary(self) -> str:
         n = len(self.records)

@@ -11,14 +11,13 @@ its handler set as ``func``), so more can be added without touching :func:`main`
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import sys
-import time
 from collections.abc import Sequence
 from pathlib import Path
 
 from expo_sim.scripted import QUALITIES, SCRIPTED_TASKS
+from expo_sim.session_cli import add_session
 
 
 def _positive_int(text: str) -> int:
@@ -65,47 +64,24 @@ def _add_demos(sub: argparse._SubParsersAction) -> None:
 
 
 def _run_demos(args: argparse.Namespace) -> int:
-    from tqdm import tqdm
+    from expo_sim.demo_set import write_demo_set
 
-    from expo_sim.envs import make_env
-    from expo_sim.episodes import generate_demos
-    from expo_sim.robomimic_writer import RobomimicWriter
-
-    if args.out.exists() and not args.overwrite:
-        print(f"expo-sim demos: error: {args.out} exists (use --overwrite)", file=sys.stderr)
-        return 2
-    t0 = time.perf_counter()
-    env = make_env(args.task, horizon=args.horizon)
-    generator = {"task": args.task, "quality": args.quality, "seed": args.seed, "episodes": args.episodes}
-    successes, lengths, success_lengths = 0, [], []
     try:
-        with RobomimicWriter(
+        summary = write_demo_set(
+            args.task,
+            args.episodes,
+            args.quality,
+            args.seed,
             args.out,
-            env.env_args,
-            model_xml=None if args.no_model_file else env.model_xml(),
-            extra_attrs={"expo_generator": json.dumps(generator)},
+            horizon=args.horizon,
+            valid_fraction=args.valid_fraction,
+            model_file=not args.no_model_file,
             overwrite=args.overwrite,
-        ) as writer:
-            bar = tqdm(
-                generate_demos(env, args.episodes, args.quality, args.seed), total=args.episodes, unit="demo"
-            )
-            for ep in bar:
-                writer.add(ep)
-                lengths.append(len(ep))
-                if ep.success:
-                    successes += 1
-                    success_lengths.append(len(ep))
-                bar.set_postfix(success=f"{successes}/{len(lengths)}")
-            writer.close(valid_fraction=args.valid_fraction, split_seed=args.seed)
-    finally:
-        env.close()
-    n = len(lengths)
-    mean_success = sum(success_lengths) / len(success_lengths) if success_lengths else float("nan")
-    print(
-        f"{args.task} {args.quality}: {successes}/{n} successful ({100.0 * successes / n:.0f}%), "
-        f"mean length {sum(lengths) / n:.1f} steps (successful demos {mean_success:.1f}), "
-        f"{sum(lengths)} samples -> {args.out} in {time.perf_counter() - t0:.1f} s"
-    )
+        )
+    except FileExistsError as e:
+        print(f"expo-sim demos: error: {e}", file=sys.stderr)
+        return 2
+    print(summary.line())
     return 0
 
 
@@ -239,6 +215,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_demos(sub)
     _add_train(sub)
     _add_compare(sub)
+    add_session(sub)
     return parser
 
 

@@ -10,7 +10,6 @@ publisher: start the bridge with ``autostart:=false``, wait for :meth:`GraphObse
 
 from __future__ import annotations
 
-import time
 from collections import defaultdict
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -21,10 +20,10 @@ from expo_interfaces.msg import ActionCommand, EnvFeedback, Transition
 from expo_policy import conversions as cv
 from expo_policy.conversions import Command
 from expo_policy.transitions import Feedback, TransitionData
-from lifecycle_msgs.msg import Transition as LifecycleTransition
-from lifecycle_msgs.srv import ChangeState
 from rclpy.executors import SingleThreadedExecutor
 from rosgraph_msgs.msg import Clock
+
+from expo_sim.lifecycle_client import LifecycleClient, spin_until
 
 TOPICS: dict[str, Any] = {
     "action": ActionCommand,
@@ -50,9 +49,9 @@ class GraphObserver:
         sub = self.node.create_subscription
         self._subs = {topic: sub(t, topic, self.got[topic].append, depth) for topic, t in TOPICS.items()}
         self._subs["clock"] = sub(Clock, clock_topic, self.got["clock"].append, depth)
-        self._bridge = self.node.create_client(ChangeState, f"{bridge_name}/change_state")
         self.executor = SingleThreadedExecutor(context=context)
         self.executor.add_node(self.node)
+        self._bridge = LifecycleClient(self.node, self.executor, bridge_name)
 
     def close(self) -> None:
         self.executor.shutdown()
@@ -60,31 +59,29 @@ class GraphObserver:
 
     def spin_until(self, done: Callable[[], object], what: str, timeout: float) -> None:
         """Spin until ``done()``; TimeoutError naming ``what`` after ``timeout`` seconds."""
-        deadline = time.monotonic() + timeout
-        while not done():
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"timed out after {timeout:g} s waiting for {what}")
-            self.executor.spin_once(timeout_sec=0.05)
+        spin_until(self.executor, done, what, timeout)
 
     def matched(self, topics: Iterable[str] = (*TOPICS, "clock")) -> bool:
         """Whether every subscription among ``topics`` hears at least one publisher."""
         return all(self._subs[t].get_publisher_count() > 0 for t in topics)
 
-    def _change_bridge_state(self, transition: int, timeout: float) -> None:
-        self.spin_until(self._bridge.service_is_ready, "the bridge's change_state service", timeout)
-        future = self._bridge.call_async(ChangeState.Request(transition=LifecycleTransition(id=transition)))
-        self.spin_until(future.done, f"lifecycle transition {transition} of the bridge", timeout)
-        if not future.result().success:
-            raise RuntimeError(f"the bridge refused lifecycle transition {transition}")
-
     def configure_bridge(self, timeout: float = 60.0) -> None:
-        self._change_bridge_state(LifecycleTransition.TRANSITION_CONFIGURE, timeout)
+        self._bridge.configure(timeout)
 
     def activate_bridge(self, timeout: float = 60.0) -> None:
-        self._change_bridge_state(LifecycleTransition.TRANSITION_ACTIVATE, timeout)
+        self._bridge.activate(timeout)
 
     def episodes_done(self) -> int:
         return sum(m.terminated or m.truncated for m in self.got["env_feedback"])
+
+    def latest_status(self, name_suffix: str) -> dict[str, str]:
+        """Key/values of the newest diagnostics status whose name ends with ``name_suffix``
+        (": control loop" for the policy node, ": sim" for the bridge); {} if none arrived."""
+        for msg in reversed(self.got["diagnostics"]):
+            for st in msg.status:
+                if st.name.endswith(name_suffix):
+                    return {kv.key: kv.value for kv in st.values}
+        return {}
 
     def decoded(self) -> tuple[list[Feedback], list[Command], list[TransitionData]]:
         """(feedback, commands, transitions) decoded with the policy's conversions."""

@@ -157,6 +157,25 @@ def pretrain_base(
     return out
 
 
+def preset_base(
+    dataset: Path,
+    task: str,
+    cfg: ExpoConfig,
+    preset: str,
+    steps: int,
+    seed: int,
+    pre_dir: Path,
+    progress: bool = True,
+) -> Path:
+    """:func:`pretrain_base` of ``cfg``'s base under a name that says what it is:
+    ``pre_dir/base-<task>-<preset>-s<seed>-p<steps>-<config hash>.safetensors``. Every algorithm
+    and every rerun of one preset (the harness, ``make sim``) shares that one cached file."""
+    bcfg = base_config(cfg)
+    digest = hashlib.sha256(bcfg.to_json().encode()).hexdigest()[:10]
+    out = Path(pre_dir) / f"base-{task}-{preset}-s{seed}-p{steps}-{digest}"
+    return pretrain_base(dataset, task, bcfg, steps, seed, out, progress)
+
+
 def load_pretrained(path: Path, cfg: ExpoConfig, seed: int, device: str = "cpu") -> ExpoAgent:
     """An agent with ``cfg`` carrying the pretrained checkpoint's weights and base optimizer.
 

@@ -19,7 +19,6 @@
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import logging
 import platform
@@ -39,13 +38,12 @@ from expo_sim.evaluation import evaluate
 from expo_sim.learners import load_learner, wrap
 from expo_sim.presets import (
     algo_config,
-    base_config,
     check_algo,
     check_preset,
     harness_defaults,
     preset_config,
 )
-from expo_sim.pretrain import load_dataset, load_pretrained, pretrain_base
+from expo_sim.pretrain import load_dataset, load_pretrained, preset_base
 from expo_sim.rlpd import RLPDAgent, RLPDConfig
 from expo_sim.run_log import COLUMNS, MetricsLog, plot_learning_curve, write_json
 from expo_sim.run_state import Counters, load_run_state, save_run_state
@@ -157,12 +155,10 @@ class Trainer:
             agent = RLPDAgent(RLPDConfig.from_expo(ecfg), seed=cfg.seed)
             agent.set_obs_normalization(data.obs.mean(0), data.obs.std(0))
             return wrap(cfg.algo, agent)
-        bcfg = base_config(ecfg)
-        tag = f"{cfg.task}-{cfg.preset}-s{cfg.seed}-p{cfg.pretrain_steps}-{_short_hash(bcfg.to_json())}"
         pre_dir = cfg.pretrain_dir if cfg.pretrain_dir is not None else cfg.out / "pretrain"
         t = time.perf_counter()
-        path = pretrain_base(
-            cfg.dataset, cfg.task, bcfg, cfg.pretrain_steps, cfg.seed, pre_dir / f"base-{tag}", cfg.progress
+        path = preset_base(
+            cfg.dataset, cfg.task, ecfg, cfg.preset, cfg.pretrain_steps, cfg.seed, pre_dir, cfg.progress
         )
         self.counters.pretrain_time_s = time.perf_counter() - t
         return wrap(cfg.algo, load_pretrained(path, ecfg, cfg.seed))
@@ -311,10 +307,6 @@ class Trainer:
             "command": self.command,
             "versions": {"python": platform.python_version(), "torch": torch.__version__},
         }
-
-
-def _short_hash(text: str) -> str:
-    return hashlib.sha256(text.encode()).hexdigest()[:10]
 
 
 def train(cfg: TrainConfig, command: list[str] | None = None) -> dict[str, Any]:

@@ -115,6 +115,12 @@ def test_episode_stats_records_returns_and_summary() -> None:
     assert stats.end_episode(1, 1, False).ret == 0.0
     assert stats.successes == 1 and stats.env_steps == 4
     assert stats.summary().startswith("2 episodes, 1/2 successes (50 %), 4 env steps")
-    stats.timing(0.002, 0.010)
-    stats.timing(0.004, 0.030)
+    for work, wait in ((0.002, 0.010), (0.004, 0.030)):
+        stats.answered(wait)
+        stats.timing(work)
     assert "bridge work 1.5 ms, policy answer 20.0 ms" in stats.summary()  # work over 4 steps
+    values = stats.diagnostics_values()
+    assert (values["episodes"], values["successes"], values["env_steps"]) == (2, 1, 4)
+    assert values["success_rate"] == 0.5 and values["obs_to_action_count"] == 2
+    assert values["obs_to_action_p50_ms"] == pytest.approx(20.0)
+    assert values["obs_to_action_max_ms"] == pytest.approx(30.0)

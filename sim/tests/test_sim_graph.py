@@ -6,7 +6,6 @@ nodes' logs. Every wait is bounded.
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import threading
 import time
@@ -16,14 +15,14 @@ from pathlib import Path
 
 import pytest
 import rclpy
-from expo_bringup.graph import Graph, sim_graph
+from expo_bringup.graph import sim_graph
 from expo_bringup.runner import Runner
 from expo_core.agent import ExpoAgent
 from expo_core.checkpoint import save_checkpoint
-from expo_core.config import CriticConfig, DiffusionConfig, EditorConfig, ExpoConfig
 from expo_core.spec import task_obs_spec
 from expo_policy import conversions as cv
 from expo_sim.graph_observer import GraphObserver
+from expo_sim.presets import preset_config
 from expo_sim.run_check import check_lockstep_run
 
 pytestmark = [pytest.mark.ros, pytest.mark.slow]
@@ -39,33 +38,9 @@ BRIDGE_PARAMS = {"horizon": HORIZON, "num_episodes": EPISODES, "action_timeout_s
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A tiny untrained EXPO agent for lift (the test checks plumbing, not learning)."""
-    cfg = ExpoConfig(
-        obs_dim=OBS_DIM,
-        act_dim=7,
-        diffusion=DiffusionConfig(hidden_dim=32, num_blocks=1, block_dim=64, time_embed_dim=8, num_steps=3),
-        editor=EditorConfig(hidden_dims=(32,), beta=0.2),
-        critic=CriticConfig(hidden_dims=(32, 32), num_critics=2, num_min=2),
-        num_samples=4,
-    )
     path = tmp_path_factory.mktemp("policy") / "ckpt"
-    save_checkpoint(path, ExpoAgent(cfg, seed=0))
+    save_checkpoint(path, ExpoAgent(preset_config("tiny", OBS_DIM, 7), seed=0))
     return path.with_suffix(".safetensors")
-
-
-def for_test(graph: Graph, clock_topic: str, **per_node: dict) -> Graph:
-    """The graph with extra ``-p`` overrides per node name (applied after the YAML files) and
-    ``/clock`` remapped: sim time is a global topic, and a test run elsewhere on this machine
-    that happens to draw the same domain id must not drive this graph's clock."""
-    return Graph(
-        tuple(
-            dataclasses.replace(
-                n,
-                parameters={**n.parameters, **per_node.get(n.name, {})},
-                remappings=(*n.remappings, ("/clock", clock_topic)),
-            )
-            for n in graph.nodes
-        )
-    )
 
 
 class Lines:
@@ -87,8 +62,7 @@ class Lines:
 def test_sim_graph_runs_three_lockstep_episodes(checkpoint: Path, record_property) -> None:
     ns = f"t_{uuid.uuid4().hex[:8]}"
     clock_topic = f"/{ns}/clock"
-    graph = for_test(
-        sim_graph(task="lift", checkpoint=str(checkpoint), namespace=ns),
+    graph = sim_graph(task="lift", checkpoint=str(checkpoint), namespace=ns).with_overrides(
         clock_topic,
         # The test is the bridge's lifecycle manager: it activates the bridge once it hears
         # every publisher, so that no message of the run goes out before it listens.
@@ -147,11 +121,15 @@ def test_sim_graph_runs_three_lockstep_episodes(checkpoint: Path, record_propert
     assert not problems, "\n".join(problems) + f"\nnode output:\n{log}"
     assert all(m.source == f"/{ns}/policy_node" for m in obs.got["transitions"])
 
-    # Diagnostics from the policy node, with the control-loop values.
-    assert obs.got["diagnostics"], "no diagnostics"
-    values = cv.diagnostics_values(obs.got["diagnostics"][-1])
-    assert {"latency_p50_ms", "latency_p99_ms", "deadline_misses", "actions"} <= set(values)
+    # Diagnostics from the policy node, with the control-loop values, and from the bridge, whose
+    # final status counts every episode and every answered observation (the round trip).
+    values = obs.latest_status(": control loop")
+    assert {"latency_p50_ms", "latency_p99_ms", "deadline_misses", "actions"} <= set(values), values
     assert int(values["actions"]) > 0
+    sim = obs.latest_status(": sim")
+    assert int(sim["episodes"]) == EPISODES and int(sim["env_steps"]) == len(feedback), sim
+    assert int(float(sim["obs_to_action_count"])) == len(feedback), sim
+    assert 0.0 < float(sim["obs_to_action_p50_ms"]) <= float(sim["obs_to_action_p99_ms"]), sim
 
     # Sim time came from the bridge, on the remapped clock topic.
     clock = obs.got["clock"]

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from expo_core.spec import TASK_OBJECT_DIMS
@@ -124,6 +124,25 @@ class Graph:
             if n.name == name:
                 return n
         raise KeyError(f"no node '{name}' in graph; nodes: {[n.name for n in self.nodes]}")
+
+    def with_overrides(self, clock_topic: str | None = None, **per_node: dict[str, ParamValue]) -> Graph:
+        """A copy with extra parameters per node name (applied after the YAML files and the
+        graph's own values) and, if ``clock_topic`` is given, ``/clock`` remapped to it in every
+        node: sim time is one global topic, so two graphs on one ROS domain (tests, several sim
+        instances) must each drive their own. Unknown node names raise KeyError."""
+        for name in per_node:
+            self.node(name)
+        remap = (("/clock", clock_topic),) if clock_topic else ()
+        return Graph(
+            tuple(
+                replace(
+                    n,
+                    parameters={**n.parameters, **per_node.get(n.name, {})},
+                    remappings=(*n.remappings, *remap),
+                )
+                for n in self.nodes
+            )
+        )
 
 
 def format_param(value: ParamValue) -> str:

@@ -122,3 +122,16 @@ def test_config_files_have_ros_parameters_for_every_node() -> None:
         assert keys <= set(params), f"{name} lacks {keys - set(params)}"
     safety = yaml.safe_load((default_config_dir() / "policy.yaml").read_text())["/**"]["ros__parameters"]
     SafetyLimits(**safety["safety"])  # the shipped limits validate
+
+
+def test_with_overrides_adds_parameters_and_clock_remap_per_node() -> None:
+    graph = sim_graph(task="lift", checkpoint="/tmp/x.safetensors")
+    out = graph.with_overrides("/ns1/clock", sim_bridge={"num_episodes": 3, "task": "can"})
+    bridge, policy = out.node("sim_bridge"), out.node("policy_node")
+    assert bridge.parameters["num_episodes"] == 3 and bridge.parameters["task"] == "can"
+    assert "num_episodes" not in policy.parameters
+    assert ("/clock", "/ns1/clock") in bridge.remappings and ("/clock", "/ns1/clock") in policy.remappings
+    assert graph.node("sim_bridge").parameters["task"] == "lift"  # the original is unchanged
+    assert graph.with_overrides().nodes == graph.nodes  # nothing asked, nothing changed
+    with pytest.raises(KeyError, match="no node 'learner'"):
+        graph.with_overrides(learner={"x": 1})

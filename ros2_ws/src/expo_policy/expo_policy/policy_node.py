@@ -369,7 +369,9 @@ class PolicyNode(LifecycleNode):
             return self._hold("bad_observation", res.reason, stamp)
         stamp = set_ns if set_ns is not None else self._inputs.stamp_ns(pieces)
         try:
+            t_inf = time.perf_counter()
             dec = self.backend.decide(res.obs)
+            inference_ms = (time.perf_counter() - t_inf) * 1e3  # selection only: OtfDecision's field
         except Exception as e:  # a crash in inference must still end in a hold
             return self._hold("inference_error", f"{type(e).__name__}: {e}", stamp)
         elapsed = time.perf_counter() - t0
@@ -397,7 +399,7 @@ class PolicyNode(LifecycleNode):
         self._pubs["action"].publish(cv.action_command_msg(cmd))
         latency_s = time.perf_counter() - t0
         self._pubs["otf_decision"].publish(
-            cv.otf_decision_msg(dec.candidates, dec.q, dec.index, latency_s * 1e3, version, stamp)
+            cv.otf_decision_msg(dec.candidates, dec.q, dec.index, inference_ms, version, stamp)
         )
         if self.cfg.publish_markers:
             self._pubs["markers"].publish(

@@ -1,0 +1,136 @@
+"""What a running sim session looks like from outside: episodes, success, control rate and
+latency, from the graph's own messages. Pure Python (no ROS), fed by
+:class:`expo_sim.session_monitor.SessionMonitor`; used by ``make sim`` (progress line and
+summary) and ``make bench-ros`` (latency table).
+
+Sources: ``env_feedback`` (one per env step; an episode ends at terminated or truncated), the
+policy node's diagnostics status (``...: control loop``: its own latency, observation built ->
+action published, and its weights version), the bridge's diagnostics status (``...: sim``: the
+closed loop, observation published -> action received, over ROS) and ``otf_decision`` (one
+inference time per decision).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+import numpy as np
+
+POLICY_STATUS = ": control loop"  # suffix of the policy node's diagnostics status name
+BRIDGE_STATUS = ": sim"  # suffix of the sim bridge's
+
+
+def _float(values: Mapping[str, str], key: str) -> float:
+    try:
+        return float(values[key])
+    except (KeyError, ValueError):
+        return math.nan
+
+
+def percentiles_ms(samples_ms: list[float]) -> dict[str, float]:
+    """count, p50, p99, max and mean of millisecond samples (NaN when empty)."""
+    if not samples_ms:
+        return {"count": 0, "p50_ms": math.nan, "p99_ms": math.nan, "max_ms": math.nan, "mean_ms": math.nan}
+    a = np.asarray(samples_ms, dtype=np.float64)
+    p50, p99 = np.percentile(a, [50.0, 99.0])
+    return {
+        "count": int(a.size),
+        "p50_ms": float(p50),
+        "p99_ms": float(p99),
+        "max_ms": float(a.max()),
+        "mean_ms": float(a.mean()),
+    }
+
+
+@dataclass
+class SessionStats:
+    """Running totals of one session; ``clock`` is injectable for tests."""
+
+    target_episodes: int = 0  # 0 = open-ended
+    clock: object = time.monotonic
+    episodes: int = 0
+    successes: int = 0
+    env_steps: int = 0
+    episode_lengths: list[int] = field(default_factory=list)
+    inference_ms: list[float] = field(default_factory=list)
+    policy: dict[str, str] = field(default_factory=dict)  # newest policy diagnostics values
+    bridge: dict[str, str] = field(default_factory=dict)  # newest bridge diagnostics values
+    _first_step_s: float | None = None
+    _last_step_s: float | None = None
+
+    # --- intake ----------------------------------------------------------------------------
+    def feedback(self, step: int, terminated: bool, truncated: bool, success: bool) -> None:
+        """One env step's feedback (``step`` is its index within the episode)."""
+        now = self.clock()
+        if self._first_step_s is None:
+            self._first_step_s = now
+        self._last_step_s = now
+        self.env_steps += 1
+        if terminated or truncated:
+            self.episodes += 1
+            self.successes += int(success)
+            self.episode_lengths.append(step + 1)
+
+    def status(self, name: str, values: Mapping[str, str]) -> None:
+        """One diagnostics status; kept when it is the policy's or the bridge's."""
+        if name.endswith(POLICY_STATUS):
+            self.policy = dict(values)
+        elif name.endswith(BRIDGE_STATUS):
+            self.bridge = dict(values)
+
+    def decision(self, inference_latency_ms: float) -> None:
+        if math.isfinite(inference_latency_ms):
+            self.inference_ms.append(float(inference_latency_ms))
+
+    # --- views -----------------------------------------------------------------------------
+    @property
+    def success_rate(self) -> float:
+        return self.successes / self.episodes if self.episodes else math.nan
+
+    @property
+    def steps_per_s(self) -> float:
+        """Env steps per wall second between the first and the latest feedback."""
+        if self._first_step_s is None or self.env_steps < 2:
+            return math.nan
+        return (self.env_steps - 1) / max(self._last_step_s - self._first_step_s, 1e-9)
+
+    @property
+    def done(self) -> bool:
+        return bool(self.target_episodes) and self.episodes >= self.target_episodes
+
+    def progress_line(self) -> str:
+        """``episodes 3/10 | success 2/3 (67%) | 41.3 steps/s | policy p99 9.1 ms | ...``"""
+        target = f"/{self.target_episodes}" if self.target_episodes else ""
+        rate = f" ({100.0 * self.success_rate:.0f}%)" if self.episodes else ""
+        parts = [
+            f"episodes {self.episodes}{target}",
+            f"success {self.successes}/{self.episodes}{rate}",
+            f"{self.steps_per_s:.1f} steps/s",
+            f"policy p99 {_float(self.policy, 'latency_p99_ms'):.1f} ms",
+            f"obs->action p99 {_float(self.bridge, 'obs_to_action_p99_ms'):.1f} ms",
+            f"weights v{self.policy.get('weights_version', '?')}",
+        ]
+        return " | ".join(parts)
+
+    def summary(self) -> dict[str, object]:
+        """Flat JSON-ready totals (NaN where nothing was measured)."""
+        return {
+            "episodes": self.episodes,
+            "successes": self.successes,
+            "success_rate": self.success_rate,
+            "env_steps": self.env_steps,
+            "env_steps_per_s": self.steps_per_s,
+            "mean_episode_length": float(np.mean(self.episode_lengths)) if self.episode_lengths else math.nan,
+            "policy_latency_p50_ms": _float(self.policy, "latency_p50_ms"),
+            "policy_latency_p99_ms": _float(self.policy, "latency_p99_ms"),
+            "policy_deadline_misses": _float(self.policy, "deadline_misses"),
+            "policy_holds": _float(self.policy, "holds"),
+            "obs_to_action_p50_ms": _float(self.bridge, "obs_to_action_p50_ms"),
+            "obs_to_action_p99_ms": _float(self.bridge, "obs_to_action_p99_ms"),
+            "obs_to_action_count": _float(self.bridge, "obs_to_action_count"),
+            "weights_version": self.policy.get("weights_version", ""),
+            **{f"inference_{k}": v for k, v in percentiles_ms(self.inference_ms).items()},
+        }

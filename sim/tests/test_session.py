@@ -1,0 +1,63 @@
+"""``make sim``'s path end to end, small: demos generated, a base pretrained (cached), the sim
+graph brought up by the runner, episodes watched over ROS, a summary written. Tiny networks and
+short episodes; the checks are about the session's plumbing, not about success."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+from pathlib import Path
+
+import pytest
+from expo_sim.cli import main as expo_sim_main
+from expo_sim.session import SessionConfig, format_summary, prepare_policy, run_session
+
+pytestmark = [pytest.mark.ros, pytest.mark.slow]
+
+DOMAIN_ID = 1 + os.getpid() % 20  # 1..20: apart from the other test files' ranges
+
+
+def test_session_generates_pretrains_runs_and_summarizes(tmp_path: Path) -> None:
+    cfg = SessionConfig(
+        task="lift",
+        episodes=2,
+        demos=2,
+        preset="tiny",
+        pretrain_steps=5,
+        horizon=30,
+        data_dir=tmp_path / "data",
+        out=tmp_path / "runs",
+        domain_id=DOMAIN_ID,
+        timeout_s=180.0,
+    )
+    out = io.StringIO()
+    summary = run_session(cfg, stream=out, progress=True)
+    text = out.getvalue()
+    assert summary["exit_code"] == 0 and not summary["error"], (summary, text)
+    assert summary["episodes"] == 2 and 2 <= summary["env_steps"] <= 60
+    assert summary["node_exit_codes"] == {"sim_bridge": 0, "policy_node": 0}
+    assert summary["obs_to_action_count"] == summary["env_steps"]  # the bridge's final status
+    assert summary["inference_count"] == summary["env_steps"]  # one OTF decision per step
+    assert summary["policy_latency_p99_ms"] > 0
+    assert "episodes 2/2" in text  # the final progress line
+    run_dir = Path(summary["run_dir"])
+    assert json.loads((run_dir / "summary.json").read_text())["episodes"] == 2
+    assert "[policy_node]" in (run_dir / "nodes.log").read_text()
+    assert (tmp_path / "data" / "lift_mixed.hdf5").is_file()
+    assert "session summary" in format_summary(summary) and "FAILED" not in format_summary(summary)
+
+    # A second session reuses the demos and the pretrained base.
+    ckpt = Path(summary["checkpoint"])
+    mtime = ckpt.stat().st_mtime_ns
+    assert prepare_policy(cfg, progress=False) == ckpt and ckpt.stat().st_mtime_ns == mtime
+
+
+def test_session_cli_rejects_bad_input(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert expo_sim_main(["session", "--task", "stack", "--out", str(tmp_path)]) == 2
+    assert "no scripted demonstrator" in capsys.readouterr().err
+    missing = tmp_path / "nope.safetensors"
+    assert expo_sim_main(["session", "--checkpoint", str(missing), "--out", str(tmp_path)]) == 2
+    assert "checkpoint not found" in capsys.readouterr().err
+    assert expo_sim_main(["session", "--episodes", "0", "--out", str(tmp_path)]) == 2
+    assert "episodes must be >= 1" in capsys.readouterr().err

@@ -1,0 +1,55 @@
+"""SessionStats: the numbers behind ``make sim``'s progress line and summary (pure, no ROS)."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+from expo_sim.session_stats import SessionStats, percentiles_ms
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.t = 100.0
+
+    def __call__(self) -> float:
+        return self.t
+
+
+def test_episodes_success_and_rate_from_feedback() -> None:
+    clock = FakeClock()
+    s = SessionStats(target_episodes=2, clock=clock)
+    assert math.isnan(s.success_rate) and math.isnan(s.steps_per_s) and not s.done
+    for step in range(3):  # episode 0: success at step 2
+        s.feedback(step, terminated=step == 2, truncated=False, success=step == 2)
+        clock.t += 0.1
+    for step in range(5):  # episode 1: truncated at the horizon
+        s.feedback(step, terminated=False, truncated=step == 4, success=False)
+        clock.t += 0.1
+    assert (s.episodes, s.successes, s.env_steps, s.episode_lengths) == (2, 1, 8, [3, 5])
+    assert s.success_rate == 0.5 and s.done
+    assert s.steps_per_s == pytest.approx(7 / 0.7)  # 7 intervals between 8 feedbacks
+
+
+def test_statuses_are_routed_by_name_and_shown() -> None:
+    s = SessionStats(target_episodes=10)
+    s.status("/policy_node: control loop", {"latency_p99_ms": "4.2", "weights_version": "3"})
+    s.status("/sim_bridge: sim", {"obs_to_action_p99_ms": "7.5", "obs_to_action_p50_ms": "5"})
+    s.status("/other: thing", {"latency_p99_ms": "999"})
+    line = s.progress_line()
+    assert "episodes 0/10" in line and "policy p99 4.2 ms" in line
+    assert "obs->action p99 7.5 ms" in line and "weights v3" in line
+    summary = s.summary()
+    assert summary["policy_latency_p99_ms"] == 4.2 and summary["obs_to_action_p50_ms"] == 5.0
+    assert math.isnan(summary["policy_latency_p50_ms"])  # absent key -> NaN, not an error
+
+
+def test_inference_percentiles() -> None:
+    s = SessionStats()
+    for v in range(1, 101):
+        s.decision(float(v))
+    s.decision(float("nan"))  # ignored
+    out = s.summary()
+    assert out["inference_count"] == 100 and out["inference_max_ms"] == 100.0
+    assert out["inference_p50_ms"] == pytest.approx(50.5)
+    assert percentiles_ms([])["count"] == 0 and math.isnan(percentiles_ms([])["p99_ms"])
