@@ -30,6 +30,7 @@ LAUNCH_ARGUMENTS: tuple[tuple[str, str, str], ...] = (
     ("backend", "torch", "inference backend of the policy node"),
     ("realtime", "false", "true: 20 Hz wall-clock control; false: lockstep sim time"),
     ("namespace", "", "ROS namespace of every node ('' = root)"),
+    ("rviz", "false", "true: also start RViz with expo_bringup's expo_sim.rviz (not required)"),
 )
 _TRUE, _FALSE = ("true", "1", "yes", "on"), ("false", "0", "no", "off")
 
@@ -51,6 +52,7 @@ def graph_from_launch_arguments(values: Mapping[str, str]) -> Graph:
         known = [name for name, _, _ in LAUNCH_ARGUMENTS]
         raise ValueError(f"unknown launch arguments {sorted(unknown)}; known: {known}")
     v = {name: values.get(name, default) for name, default, _ in LAUNCH_ARGUMENTS}
+    parse_bool("rviz", v["rviz"])  # checked here, used by generate_launch_description
     return sim_graph(
         task=v["task"],
         checkpoint=v["checkpoint"],
@@ -101,6 +103,21 @@ def launch_actions(graph: Graph) -> list[Any]:
     ]
 
 
+def rviz_config() -> str:
+    """The installed RViz layout (``expo_bringup/config/expo_sim.rviz``)."""
+    from expo_bringup.graph import default_config_dir
+
+    return str(default_config_dir() / "expo_sim.rviz")
+
+
+def rviz_action(namespace: str) -> Any:
+    """RViz in the graph's namespace; not required: closing its window leaves the stack running."""
+    from launch_ros.actions import Node
+
+    ns = namespace or None
+    return Node(package="rviz2", executable="rviz2", namespace=ns, arguments=["-d", rviz_config()])
+
+
 def generate_launch_description() -> Any:
     from launch import LaunchDescription
     from launch.actions import DeclareLaunchArgument, OpaqueFunction
@@ -108,7 +125,10 @@ def generate_launch_description() -> Any:
 
     def nodes(context: Any) -> list[Any]:
         values = {name: LaunchConfiguration(name).perform(context) for name, _, _ in LAUNCH_ARGUMENTS}
-        return launch_actions(graph_from_launch_arguments(values))
+        actions = launch_actions(graph_from_launch_arguments(values))
+        if parse_bool("rviz", values["rviz"]):
+            actions.append(rviz_action(values["namespace"]))
+        return actions
 
     declared = [DeclareLaunchArgument(n, default_value=d, description=t) for n, d, t in LAUNCH_ARGUMENTS]
     return LaunchDescription([*declared, OpaqueFunction(function=nodes)])

@@ -8,9 +8,9 @@ import pytest
 from expo_bringup.graph import sim_graph
 
 
-def test_launch_arguments_are_the_documented_five_with_sim_graph_defaults(sim_launch) -> None:
+def test_launch_arguments_are_the_documented_six_with_sim_graph_defaults(sim_launch) -> None:
     names = [name for name, _, _ in sim_launch.LAUNCH_ARGUMENTS]
-    assert names == ["task", "checkpoint", "backend", "realtime", "namespace"]
+    assert names == ["task", "checkpoint", "backend", "realtime", "namespace", "rviz"]
     assert sim_launch.graph_from_launch_arguments({}) == sim_graph()
 
 
@@ -26,6 +26,7 @@ def test_launch_argument_texts_map_onto_sim_graph(sim_launch) -> None:
     ("values", "needle"),
     [
         ({"realtime": "maybe"}, "launch argument 'realtime'"),
+        ({"rviz": "sometimes"}, "launch argument 'rviz'"),
         ({"speed": "1"}, "unknown launch arguments ['speed']"),
         ({"task": "towel"}, "task 'towel' unknown"),
         ({"namespace": "bad-ns"}, "namespace"),
@@ -74,3 +75,17 @@ def _has_launch() -> bool:
 def test_launch_is_only_needed_to_build_the_description(sim_launch) -> None:
     with pytest.raises(ImportError):
         sim_launch.generate_launch_description()
+
+
+def test_rviz_layout_is_installed_and_shows_the_graph_topics(sim_launch) -> None:
+    import yaml
+
+    path = sim_launch.rviz_config()
+    layout = yaml.safe_load(open(path))
+    manager = layout["Visualization Manager"]
+    assert manager["Global Options"]["Fixed Frame"] == "world"  # the bridge's and markers' frame
+    shown = {d["Class"].split("/")[-1]: d.get("Topic", {}).get("Value") for d in manager["Displays"]}
+    assert shown["MarkerArray"] == "markers" and shown["Image"] == "image_raw"
+    assert shown["Pose"] == "ee_pose" and shown["PoseArray"] == "object_poses"
+    namespaces = next(d for d in manager["Displays"] if d["Class"].endswith("MarkerArray"))["Namespaces"]
+    assert set(namespaces) == {"candidates", "sent", "status"}  # what expo_policy.markers draws

@@ -10,6 +10,9 @@ frame:
 - ns ``sent``: a green arrow from the hand to the target of the action actually sent (after the
   safety filter).
 
+- ns ``status``: a text above the hand with the control loop's health (:func:`status_marker`,
+  at the diagnostics rate), so RViz shows the diagnostics next to the scene.
+
 Holds publish :func:`clear_markers` so no stale target stays on screen.
 """
 
@@ -66,3 +69,19 @@ def decision_markers(
 def clear_markers(ns: int, frame_id: str) -> MarkerArray:
     """One DELETEALL marker: removes this publisher's markers in RViz."""
     return MarkerArray(markers=[Marker(header=header(ns, frame_id), action=Marker.DELETEALL)])
+
+
+_STATUS_OK = ColorRGBA(r=1.0, g=1.0, b=1.0, a=0.9)
+_STATUS_WARN = ColorRGBA(r=1.0, g=0.3, b=0.2, a=1.0)
+
+
+def status_marker(ns: int, frame_id: str, position: np.ndarray, text: str, warn: bool) -> MarkerArray:
+    """A camera-facing text (2.5 cm letters) at ``position`` (3,) [m]; red when ``warn``."""
+    hdr = header(ns, frame_id)
+    m = Marker(header=hdr, ns="status", id=0, type=Marker.TEXT_VIEW_FACING, action=Marker.ADD)
+    m.pose.position = _point(np.asarray(position, dtype=np.float64).reshape(3))
+    m.pose.orientation.w = 1.0
+    m.scale.z = 0.025
+    m.color = _STATUS_WARN if warn else _STATUS_OK
+    m.text = text
+    return MarkerArray(markers=[m])

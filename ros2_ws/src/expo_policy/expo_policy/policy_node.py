@@ -66,7 +66,7 @@ from .backends import InferenceBackend, make_backend, resolve_device
 from .inputs import ObservationInputs, Pieces
 from .latency import LatencyTracker
 from .loop_status import OK, LoopStatus
-from .markers import clear_markers, decision_markers
+from .markers import clear_markers, decision_markers, status_marker
 from .node_main import run_lifecycle_node
 from .obs_builder import ObservationBuilder
 from .params import PARAMETERS, WATCHED_INPUTS, PolicyNodeConfig
@@ -99,6 +99,7 @@ class PolicyNode(LifecycleNode):
         self._pubs: dict[str, Any] = {}
         self._timers: list[Any] = []
         self._episode, self._step = 0, 0
+        self._marker_anchor: tuple[str, np.ndarray] | None = None  # (frame, ee position) for the status text
         self.counts = dict.fromkeys(("actions", "holds", "transitions"), 0)
         self.last_hold_reason = ""
         self._reset_loop_state()
@@ -402,6 +403,7 @@ class PolicyNode(LifecycleNode):
             cv.otf_decision_msg(dec.candidates, dec.q, dec.index, inference_ms, version, stamp)
         )
         if self.cfg.publish_markers:
+            self._marker_anchor = (frame, np.asarray(ee_pos, dtype=np.float64))
             self._pubs["markers"].publish(
                 decision_markers(
                     stamp,
@@ -485,6 +487,15 @@ class PolicyNode(LifecycleNode):
         level = DiagnosticStatus.OK if level == OK else DiagnosticStatus.WARN
         name = f"{self.get_fully_qualified_name()}: control loop"
         self._pubs["diagnostics"].publish(cv.diagnostics_msg(self._now_ns(), name, level, message, values))
+        if self.cfg.publish_markers and self._marker_anchor is not None:
+            frame, ee_pos = self._marker_anchor
+            text = (
+                f"{message} | {values['loop_rate_hz']:.1f} Hz | p99 {values['latency_p99_ms']:.1f} ms | "
+                f"weights v{self.weights_version}"
+            )
+            above = ee_pos + np.array([0.0, 0.0, 0.15])
+            marker = status_marker(self._now_ns(), frame, above, text, level != DiagnosticStatus.OK)
+            self._pubs["markers"].publish(marker)
 
 
 def main(args: list[str] | None = None) -> None:

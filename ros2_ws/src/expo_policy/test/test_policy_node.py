@@ -277,6 +277,12 @@ def test_acts_on_inputs_with_decision_markers_and_diagnostics(harness) -> None:
     assert d["mode"] == "timer" and d["weights_version"] == "0"
     assert float(d["latency_p99_ms"]) > 0 and float(d["loop_rate_hz"]) > 0
     assert {"deadline_misses", "stale_inputs", "holds", "latency_p50_ms"} <= set(d)
+    # The health also shows in RViz: a status text above the hand, at the diagnostics rate.
+    texts = lambda: [m.markers[0] for m in h.got["markers"] if m.markers and m.markers[0].ns == "status"]  # noqa: E731
+    h.spin_until(texts, "a status text marker")
+    status = texts()[-1]
+    assert "weights v0" in status.text and "Hz" in status.text and status.header.frame_id == "world"
+    assert status.pose.position.z == pytest.approx(EE_POS[2] + 0.15)
 
 
 def test_nan_and_stale_inputs_hold_with_a_reason(harness) -> None:
