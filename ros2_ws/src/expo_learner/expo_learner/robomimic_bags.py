@@ -1,0 +1,204 @@
+"""robomimic HDF5 <-> transition bag segments (the conversions behind ``expo-data``).
+
+HDF5 -> bags: every demo becomes an episode (``episode`` = the demo's position in the file,
+``step`` = index within the demo, ``policy_version`` 0, ``source`` ``"hdf5:<file name>"``,
+stamps at 20 Hz from the conversion time). The segments' metadata ``custom_data`` keeps the
+file's ``env_args`` JSON (``expo.env_args``) and the observation spec (``expo.obs_spec``), so
+the way back restores them.
+
+Bags -> HDF5 writes the layout :func:`expo_core.robomimic_io.load_robomimic_hdf5` and robomimic's
+SequenceDataset read (see ``sim/expo_sim/robomimic_writer.py``): one ``data/demo_<i>`` per
+``(source, episode)`` in order of first appearance, rows sorted by step, ``obs/<key>`` and
+``next_obs/<key>`` split by the task's ObsSpec, ``actions``, ``rewards``, ``dones`` (=
+``terminated``). What the bags cannot give back:
+
+- ``states`` (MuJoCo states) are absent: the file trains policies but cannot be replayed in sim;
+- no ``mask/train|valid`` split (robomimic's ``split_train_val.py`` adds one);
+- ``truncated`` is not stored: the reader re-derives it for the last step of each demo, so a
+  mid-episode truncation or an unfinished (still running) episode reads back as truncated at the
+  demo's end;
+- without ``expo.env_args`` in the bags (live recordings) or an explicit ``env_args``, env_args is
+  minimal: ``env_name`` of the task, ``type`` 1 and empty ``env_kwargs`` (our sim fills
+  robomimic's defaults; robomimic's own env factory needs the full kwargs).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import h5py
+import numpy as np
+from expo_core.robomimic_io import load_robomimic_hdf5, read_env_meta
+from expo_core.spec import ObsSpec, task_obs_spec
+
+from .segment_reader import LoadReport, SegmentReport, load_segments
+from .segments import SegmentConfig, SegmentWriter, list_segments
+from .transition_table import TransitionTable
+
+log = logging.getLogger(__name__)
+
+ENV_ARGS_KEY = "expo.env_args"
+OBS_SPEC_KEY = "expo.obs_spec"
+CONTROL_PERIOD_NS = 50_000_000  # robomimic tasks run at 20 Hz
+
+
+def _env_name_to_task(env_name: str) -> str:
+    try:  # the one task <-> robosuite name table lives with the simulator
+        from expo_sim.tasks import task_from_env_name
+    except ImportError as e:
+        raise ValueError(f"cannot map env_name '{env_name}' to a task without expo_sim; pass --task") from e
+    return task_from_env_name(env_name)
+
+
+def _minimal_env_args(task: str) -> dict:
+    try:
+        from expo_sim.tasks import ROBOSUITE_ENV_TYPE, TASK_TO_ENV_NAME
+    except ImportError as e:
+        raise ValueError("the bags carry no env_args and expo_sim is not installed; pass env_args") from e
+    return {
+        "env_name": TASK_TO_ENV_NAME[task],
+        "env_version": "unknown",
+        "type": ROBOSUITE_ENV_TYPE,
+        "env_kwargs": {},
+    }
+
+
+def hdf5_to_segments(
+    in_path: str | os.PathLike,
+    out_dir: str | os.PathLike,
+    *,
+    task: str | None = None,
+    segment_bytes: int = 64 * 2**20,
+    progress: Callable[[int], None] | None = None,
+) -> tuple[int, list[Path]]:
+    """Write all demos of a robomimic HDF5 file as transition segments under ``out_dir``.
+
+    ``task`` defaults to the one named by the file's env_args (required when it has none).
+    ``progress(n)`` is called with the number of transitions just written. Returns
+    ``(transitions written, closed segments)``. Raises FileNotFoundError, FileExistsError
+    (``out_dir`` already holds segments), KeyError or ValueError (not a robomimic file, unknown
+    task, keys missing for the task's spec).
+    """
+    in_path = Path(in_path)
+    if not in_path.is_file():
+        raise FileNotFoundError(f"{in_path}: no such file")
+    if list_segments(out_dir):
+        raise FileExistsError(f"{out_dir} already holds segments; choose an empty directory")
+    if task is None:  # read_env_meta raises a KeyError naming the file when env_args is missing
+        task = _env_name_to_task(str(read_env_meta(in_path).get("env_name")))
+    spec = task_obs_spec(task)
+    data = load_robomimic_hdf5(in_path, spec)
+    env_meta = data.env_meta  # {} (with a warning) when the file has no env_args
+    starts = np.flatnonzero(np.r_[True, data.episode[1:] != data.episode[:-1]])
+    step = np.arange(len(data)) - np.repeat(starts, np.diff(np.r_[starts, len(data)]))
+    table = TransitionTable.from_arrays(
+        **data.transitions(),
+        episode=data.episode,
+        step=step,
+        source=f"hdf5:{in_path.name}",
+        stamp_ns=time.time_ns() + np.arange(len(data)) * CONTROL_PERIOD_NS,
+    )
+    custom = {ENV_ARGS_KEY: json.dumps(env_meta), OBS_SPEC_KEY: json.dumps(spec.to_json())}
+    config = SegmentConfig(max_bytes=int(segment_bytes), max_age_s=None)
+    with SegmentWriter(out_dir, config, custom_data=custom) as writer:
+        for start in range(0, len(table), 1000):
+            n = writer.write_table(table.select(np.arange(start, min(start + 1000, len(table)))))
+            if progress is not None:
+                progress(n)
+    log.info(
+        "%s: %d transitions of %d demos -> %d segments",
+        in_path,
+        len(table),
+        data.num_episodes,
+        len(writer.closed_segments),
+    )
+    return len(table), writer.closed_segments
+
+
+def _check_task(table: TransitionTable, spec: ObsSpec, task: str, custom: dict[str, str], where: str) -> None:
+    if OBS_SPEC_KEY in custom and ObsSpec.from_json(json.loads(custom[OBS_SPEC_KEY])) != spec:
+        raise ValueError(
+            f"{where} hold transitions with obs spec {custom[OBS_SPEC_KEY]}; "
+            f"task '{task}' expects {json.dumps(spec.to_json())}"
+        )
+    if table.obs_dim != spec.dim:
+        raise ValueError(
+            f"{where} hold obs of dim {table.obs_dim}; task '{task}' has dim {spec.dim} ({spec.names})"
+        )
+
+
+def _warn_irregular(table: TransitionTable, rows: np.ndarray, name: str) -> None:
+    steps = table.step[rows]
+    if len(steps) and not np.array_equal(steps, np.arange(steps[0], steps[0] + len(steps))):
+        log.warning(
+            "%s: steps are not consecutive (%d..%d over %d rows)", name, steps[0], steps[-1], len(steps)
+        )
+    if np.any(table.terminated[rows][:-1]) or np.any(table.truncated[rows][:-1]):
+        log.warning("%s: an episode end flag appears before the last step", name)
+
+
+def segments_to_hdf5(
+    bag_dirs: Sequence[str | os.PathLike],
+    out_path: str | os.PathLike,
+    *,
+    task: str,
+    env_args: dict | None = None,
+    overwrite: bool = False,
+    progress: Callable[[SegmentReport], None] | None = None,
+) -> tuple[int, int, LoadReport]:
+    """Write the transitions of ``bag_dirs`` (segment roots or segment directories) as a robomimic
+    HDF5 file for ``task``. Returns ``(demos, transitions, load report)``.
+
+    Raises FileNotFoundError (a bag dir), FileExistsError (``out_path`` without ``overwrite``),
+    ValueError (no transitions, obs that do not fit the task).
+    """
+    spec = task_obs_spec(task)
+    out_path = Path(out_path)
+    if out_path.exists() and not overwrite:
+        raise FileExistsError(f"{out_path} exists (replace it with --overwrite / overwrite=True)")
+    table, report = load_segments(bag_dirs, progress=progress)
+    where = ", ".join(map(str, bag_dirs))
+    if not len(table):
+        raise ValueError(f"no transitions in {where} ({report.segments_read} segments): empty bag")
+    _check_task(table, spec, task, report.custom_data, where)
+    if env_args is None:
+        stored = report.custom_data.get(ENV_ARGS_KEY)
+        env_args = json.loads(stored) if stored else _minimal_env_args(task)
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out_path.with_name(f".{out_path.name}.{os.getpid()}.tmp")
+    groups = table.episode_groups()
+    try:
+        with h5py.File(tmp, "w") as f:
+            data = f.create_group("data")
+            data.attrs["env_args"] = json.dumps(env_args, indent=4)
+            data.attrs["total"] = len(table)
+            for i, rows in enumerate(groups):
+                g = data.create_group(f"demo_{i}")
+                name = f"data/demo_{i} ({table.source[rows[0]]} episode {table.episode[rows[0]]})"
+                _warn_irregular(table, rows, name)
+                g.attrs["num_samples"] = len(rows)
+                g.attrs["source"] = str(table.source[rows[0]])
+                g.attrs["episode"] = int(table.episode[rows[0]])
+                g.create_dataset("actions", data=table.action[rows].astype(np.float64))
+                g.create_dataset("rewards", data=table.reward[rows].astype(np.float64))
+                g.create_dataset("dones", data=table.terminated[rows].astype(np.int64))
+                g.create_dataset("policy_versions", data=table.policy_version[rows])
+                for group, arr in (("obs", table.obs), ("next_obs", table.next_obs)):
+                    for key, part in spec.unflatten(arr[rows]).items():
+                        g.create_dataset(f"{group}/{key}", data=part.astype(np.float64))
+        os.replace(tmp, out_path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    log.info(
+        "%s: %d demos, %d transitions from %d segments",
+        out_path,
+        len(groups),
+        len(table),
+        report.segments_read,
+    )
+    return len(groups), len(table), report
