@@ -17,7 +17,7 @@ test-fast: setup
 	@$(ENV) python -m pytest -m "not slow"
 
 lint: setup
-	@$(ENV) ruff check . && ruff format --check .
+	@$(ENV) ruff check . && ruff format --check . && bash scripts/lint_docker.sh
 
 ## The main job: lift demos + a pretrained base (both cached under data/), then sim bridge + policy
 ## node over ROS for EPISODES evaluation episodes with a live progress line and a summary.

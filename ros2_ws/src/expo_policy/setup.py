@@ -16,5 +16,10 @@ setup(
     maintainer_email="maintainers@expo-stack.dev",
     description="EXPO real-time policy lifecycle node (inference, safety filter, watchdog).",
     license="Apache-2.0",
-    entry_points={"console_scripts": ["policy_node = expo_policy.policy_node:main"]},
+    entry_points={
+        "console_scripts": [
+            "policy_node = expo_policy.policy_node:main",
+            "franka_adapter_node = expo_policy.franka_adapter_node:main",
+        ]
+    },
 )
