@@ -16,5 +16,10 @@ setup(
     maintainer_email="maintainers@expo-stack.dev",
     description="EXPO asynchronous learner node (replay intake, training, weight publishing).",
     license="Apache-2.0",
-    entry_points={"console_scripts": ["expo-data = expo_learner.data_cli:main"]},
+    entry_points={
+        "console_scripts": [
+            "expo-data = expo_learner.data_cli:main",
+            "learner_node = expo_learner.learner_node:main",
+        ]
+    },
 )

@@ -49,3 +49,22 @@ def make_table():
 def assert_tables_equal():
     """``assert_tables_equal(a, b)``: every column equal."""
     return _assert_tables_equal
+
+
+@pytest.fixture
+def tiny_config():
+    """The tiny preset for lift (obs 19, act 7) with UTD 2: a learner update takes milliseconds."""
+    from expo_sim.presets import preset_config
+
+    return preset_config("tiny", OBS_DIM, ACT_DIM).replace(utd=2, batch_size=16)
+
+
+@pytest.fixture
+def base_checkpoint(tmp_path, tiny_config):
+    """A save_checkpoint of a fresh tiny agent (the 'pretrained base'); returns its path stem."""
+    from expo_core.agent import ExpoAgent
+    from expo_core.checkpoint import save_checkpoint
+
+    path = tmp_path / "base" / "tiny"
+    save_checkpoint(path, ExpoAgent(tiny_config, seed=0), {"note": "test base"})
+    return path

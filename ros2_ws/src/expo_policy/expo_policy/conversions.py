@@ -17,7 +17,14 @@ from dataclasses import dataclass
 import numpy as np
 from builtin_interfaces.msg import Time
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
-from expo_interfaces.msg import ActionCommand, EnvFeedback, OtfDecision, PolicyWeights, Transition
+from expo_interfaces.msg import (
+    ActionCommand,
+    EnvFeedback,
+    LearnerStats,
+    OtfDecision,
+    PolicyWeights,
+    Transition,
+)
 from geometry_msgs.msg import Point, Pose, PoseArray, PoseStamped, Quaternion
 from sensor_msgs.msg import Image, JointState
 from std_msgs.msg import Header
@@ -303,6 +310,57 @@ def policy_weights_to_numpy(msg: PolicyWeights) -> WeightsPayload:
         format=msg.format,
         training_step=msg.training_step,
         config_json=msg.config_json,
+    )
+
+
+# --- learner_stats: expo_interfaces/LearnerStats -----------------------------------------------
+@dataclass(frozen=True)
+class LearnerStatsData:
+    """A decoded LearnerStats message (see the message for field meanings).
+
+    ``training_step``: critic gradient steps so far; ``achieved_utd``: critic steps per received
+    transition; ``updates_per_second``: critic steps per wall-clock second; ``scalars``: the
+    flat named stats (losses, alpha, Q, buffer sizes, per-source counts), in message order.
+    """
+
+    stamp_ns: int
+    training_step: int
+    env_steps_received: int
+    buffer_size: int
+    achieved_utd: float
+    updates_per_second: float
+    weights_version: int
+    scalars: dict[str, float]
+
+
+def learner_stats_msg(s: LearnerStatsData) -> LearnerStats:
+    """Values are sent as float32 (a count above 2**24 loses its last digits in ``scalars``)."""
+    return LearnerStats(
+        header=header(s.stamp_ns),
+        training_step=int(s.training_step),
+        env_steps_received=int(s.env_steps_received),
+        buffer_size=int(s.buffer_size),
+        achieved_utd=float(s.achieved_utd),
+        updates_per_second=float(s.updates_per_second),
+        weights_version=int(s.weights_version),
+        names=[str(k) for k in s.scalars],
+        values=_f32(np.fromiter(s.scalars.values(), dtype=np.float64, count=len(s.scalars))),
+    )
+
+
+def learner_stats_to_numpy(msg: LearnerStats) -> LearnerStatsData:
+    values = _np32(msg.values)
+    if len(values) != len(msg.names):
+        raise ValueError(f"LearnerStats has {len(msg.names)} names but {len(values)} values")
+    return LearnerStatsData(
+        stamp_ns=stamp_ns(msg.header.stamp),
+        training_step=msg.training_step,
+        env_steps_received=msg.env_steps_received,
+        buffer_size=msg.buffer_size,
+        achieved_utd=float(msg.achieved_utd),
+        updates_per_second=float(msg.updates_per_second),
+        weights_version=msg.weights_version,
+        scalars={str(k): float(v) for k, v in zip(msg.names, values)},
     )
 
 

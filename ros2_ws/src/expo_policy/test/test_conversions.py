@@ -153,6 +153,16 @@ def test_policy_weights() -> None:
     assert got == w and isinstance(got.data, bytes)
 
 
+def test_learner_stats() -> None:
+    s = cv.LearnerStatsData(NS, 2**40 + 3, 1234, 1000, 19.5, 41.25, 9, {"critic_loss": 0.5, "alpha": 0.125})
+    got = cv.learner_stats_to_numpy(wire(cv.learner_stats_msg(s)))
+    assert got == s and list(got.scalars) == ["critic_loss", "alpha"]  # names keep their order
+    bad = cv.learner_stats_msg(s)
+    bad.names = ["only_one_name", "and_another", "and_a_third"]
+    with pytest.raises(ValueError, match="3 names but 2 values"):
+        cv.learner_stats_to_numpy(bad)
+
+
 def test_diagnostics() -> None:
     msg = wire(
         cv.diagnostics_msg(

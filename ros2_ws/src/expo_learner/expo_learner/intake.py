@@ -1,0 +1,163 @@
+"""Replay intake: received CDR bytes and stored bags/datasets into the learner's replay.
+
+Live path (:class:`TransitionIntake`, called by the node's ``raw=True`` subscription): CDR bytes
+-> decode (rosbags, the installed Transition definition) -> check dims and finiteness -> the
+same bytes into the segment log (:class:`~expo_learner.segments.SegmentWriter`) -> the online
+buffer -> the trainer's update budget. A transition that fails the check is neither recorded nor
+trained on (rejected and counted by reason), so the log never holds rows a reload could choke on.
+
+Reload path (:func:`reload_online`, :func:`load_offline`): every segment of ``bag_dir`` back into
+the online buffer, damaged ones salvaged and reported (:func:`~expo_learner.segment_reader.
+load_segments`, never fatal); the offline dataset from a robomimic HDF5 file and/or bag dirs.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections import Counter
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import numpy as np
+from expo_core.replay import ReplayBuffer
+from expo_core.robomimic_io import load_robomimic_hdf5
+from expo_core.spec import ObsSpec
+
+from .bag_types import project_typestore
+from .replay_store import ReplayStore
+from .segment_reader import LoadReport, load_segments
+from .segments import SegmentWriter
+from .transition_codec import decode_transition
+from .transition_table import TransitionTable
+
+log = logging.getLogger(__name__)
+
+
+class TransitionIntake:
+    """Bytes of one ``expo_interfaces/msg/Transition`` at a time (one thread: the executor's).
+
+    ``on_stored(n)`` is told after each stored transition (the trainer's budget). ``rejected``
+    counts refused transitions by reason; ``new_sources`` collects sources seen for the first
+    time since the last :meth:`take_new_sources` (for the log).
+    """
+
+    def __init__(self, store: ReplayStore, writer: SegmentWriter, on_stored: Callable[[int], None]) -> None:
+        self.store, self.writer, self.on_stored = store, writer, on_stored
+        self._typestore = project_typestore()
+        self.received = 0
+        self.rejected: Counter[str] = Counter()
+        self._known = set(store.source_counts())
+        self._new: list[str] = []
+
+    def on_cdr(self, data: bytes | memoryview, timestamp_ns: int | None = None) -> bool:
+        """Record and store one transition; False when it was rejected (see ``rejected``)."""
+        self.received += 1
+        try:
+            t, source = decode_transition(data, self._typestore)
+        except Exception:  # bytes that are not a Transition: count, never raise into the executor
+            self.rejected["undecodable"] += 1
+            return False
+        o, a = self.store.obs_dim, self.store.act_dim
+        if t.obs.shape != (o,) or t.next_obs.shape != (o,) or t.action.shape != (a,):
+            self.rejected[f"dims obs {t.obs.shape[0]} action {t.action.shape[0]} (want {o}, {a})"] += 1
+            return False
+        if not (np.isfinite(t.obs).all() and np.isfinite(t.next_obs).all() and np.isfinite(t.action).all()):
+            self.rejected["non-finite values"] += 1
+            return False
+        if not np.isfinite(t.reward):
+            self.rejected["non-finite reward"] += 1
+            return False
+        self.writer.write_cdr(data, timestamp_ns)
+        self.store.add(t, source)
+        if source not in self._known:
+            self._known.add(source)
+            self._new.append(source)
+        self.on_stored(1)
+        return True
+
+    def take_new_sources(self) -> list[str]:
+        """Sources first seen since the last call."""
+        new, self._new = self._new, []
+        return new
+
+
+def _finite_rows(table: TransitionTable) -> tuple[TransitionTable, int]:
+    ok = (
+        np.isfinite(table.obs).all(1)
+        & np.isfinite(table.next_obs).all(1)
+        & np.isfinite(table.action).all(1)
+        & np.isfinite(table.reward)
+    )
+    return (table, 0) if ok.all() else (table.select(ok), int((~ok).sum()))
+
+
+def _check_dims(what: str, obs_dim: int, act_dim: int, store_dims: tuple[int, int]) -> None:
+    if (obs_dim, act_dim) != store_dims:
+        raise ValueError(
+            f"{what} holds transitions with obs/action dims {(obs_dim, act_dim)}; the checkpoint's "
+            f"networks take {store_dims}"
+        )
+
+
+def reload_online(store: ReplayStore, bag_dir: str | os.PathLike) -> LoadReport:
+    """Every segment of ``bag_dir`` (if it exists) into the online buffer, in write order.
+
+    Damaged segments give what could be read (listed in the report and logged). Raises
+    ValueError only when the recorded transitions do not fit the networks (another task).
+    """
+    if not Path(bag_dir).is_dir():
+        return LoadReport(())
+    table, report = load_segments(bag_dir)
+    if len(table):
+        _check_dims(
+            f"parameter 'bag_dir' ({bag_dir})", table.obs_dim, table.act_dim, (store.obs_dim, store.act_dim)
+        )
+        table, dropped = _finite_rows(table)
+        if dropped:
+            log.warning("%s: %d reloaded transitions with non-finite values dropped", bag_dir, dropped)
+        store.add_table(table, reloaded=True)
+    return report
+
+
+def load_offline(
+    dataset: str,
+    bag_dirs: Sequence[str],
+    spec: ObsSpec,
+    act_dim: int,
+) -> tuple[ReplayBuffer | None, list[str]]:
+    """The offline buffer from a robomimic HDF5 file (read through ``spec``) and/or bag dirs
+    (each a segment root or a segment); ``(None, [])`` when both are empty. Also returns one
+    description line per source. Raises ValueError/FileNotFoundError naming the parameter."""
+    parts, lines = [], []
+    if dataset:
+        if not Path(dataset).is_file():
+            raise FileNotFoundError(f"parameter 'offline_dataset': {dataset} does not exist")
+        try:
+            data = load_robomimic_hdf5(dataset, spec)
+        except (KeyError, ValueError, OSError) as e:
+            raise ValueError(f"parameter 'offline_dataset': cannot read {dataset}: {e}") from e
+        _check_dims(
+            f"parameter 'offline_dataset' ({dataset})",
+            data.obs.shape[1],
+            data.action.shape[1],
+            (spec.dim, act_dim),
+        )
+        parts.append(data.transitions())
+        lines.append(f"{dataset}: {data.num_episodes} demos, {len(data)} transitions")
+    for d in bag_dirs:
+        try:
+            table, report = load_segments(d)
+        except (FileNotFoundError, ValueError) as e:
+            raise ValueError(f"parameter 'offline_bag_dirs': {e}") from e
+        if len(table):
+            _check_dims(
+                f"parameter 'offline_bag_dirs' ({d})", table.obs_dim, table.act_dim, (spec.dim, act_dim)
+            )
+            table, _ = _finite_rows(table)
+            parts.append(table.transitions())
+        lines.append(f"{d}: {report.summary()}")
+    if not parts:
+        return None, lines
+    arrays = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+    return ReplayBuffer.from_arrays(arrays), lines

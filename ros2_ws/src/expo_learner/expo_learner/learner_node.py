@@ -1,0 +1,283 @@
+"""EXPO learner node (lifecycle): transitions in, rosbag2 segments and training, weights out.
+
+Topics (relative names; remap in the graph):
+
+=================  ===============================  ===========================================
+transitions        expo_interfaces/Transition       in; reliable, volatile, depth 1000; raw CDR
+policy_weights     expo_interfaces/PolicyWeights    out; reliable, transient local, depth 1
+learner_stats      expo_interfaces/LearnerStats     out; reliable, volatile, depth 10
+=================  ===============================  ===========================================
+
+Several actors (policy nodes in namespaces) can publish to one learner's ``transitions`` through
+remaps; each Transition carries its ``source`` and the learner counts transitions per source
+(log and learner_stats ``transitions/<source>``).
+
+Lifecycle. configure: read the parameters (:mod:`.learner_params`), load the agent (the newest
+readable checkpoint in ``checkpoint_dir``, else the base ``checkpoint``: :mod:`.checkpoints`),
+load the offline data, reload every segment of ``bag_dir`` into the online buffer (damaged ones
+salvaged and reported), open the segment writer, create the subscription, publishers and a 1 Hz
+housekeeping timer. activate: publish the current weights as the next version and start the
+training thread (:mod:`.trainer`). Transitions are recorded and stored only while active (the
+rest are counted as dropped). deactivate: stop training, checkpoint, close the open segment (a
+complete, fsync'd bag). cleanup/shutdown: release everything. Training never runs in a callback:
+the executor thread only decodes, records and stores; weights and stats are published from the
+training thread.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from expo_core.spec import task_obs_spec
+from expo_interfaces.msg import LearnerStats, PolicyWeights, Transition
+from expo_policy import conversions as cv
+from expo_policy.node_main import run_lifecycle_node
+from rcl_interfaces.msg import ParameterDescriptor
+from rclpy.clock import Clock, ClockType
+from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
+from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
+
+from .checkpoints import CheckpointDir, load_start
+from .intake import TransitionIntake, load_offline, reload_online
+from .learner_params import PARAMETERS, LearnerConfig
+from .learner_stats import StatsReport, TensorBoardLog
+from .replay_store import ReplayStore
+from .segment_reader import LoadReport
+from .segments import SegmentConfig, SegmentWriter
+from .trainer import Trainer, TrainerConfig, WeightsSnapshot
+
+SUCCESS, FAILURE = TransitionCallbackReturn.SUCCESS, TransitionCallbackReturn.FAILURE
+WEIGHTS_QOS = QoSProfile(
+    depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL
+)
+TRANSITIONS_QOS = QoSProfile(depth=1000, reliability=ReliabilityPolicy.RELIABLE)
+
+
+class LearnerNode(LifecycleNode):
+    """Thin adapter: ROS in and out around :class:`~expo_learner.trainer.Trainer`."""
+
+    def __init__(self, node_name: str = "learner_node", **kwargs: Any) -> None:
+        super().__init__(node_name, **kwargs)
+        for p in PARAMETERS:
+            self.declare_parameter(
+                p.name, p.default, ParameterDescriptor(description=p.description, dynamic_typing=True)
+            )
+        self.cfg: LearnerConfig | None = None
+        self.trainer: Trainer | None = None
+        self.intake: TransitionIntake | None = None
+        self.writer: SegmentWriter | None = None
+        self.reload_report: LoadReport | None = None
+        self.last_report: StatsReport | None = None
+        self._tb: TensorBoardLog | None = None
+        self.active = False
+        self.dropped_inactive = 0
+        self._sub, self._pubs, self._timer, self._error_logged = None, {}, None, False
+
+    # --- lifecycle ------------------------------------------------------------------------
+    def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
+        try:
+            cfg = LearnerConfig.from_values({p.name: self.get_parameter(p.name).value for p in PARAMETERS})
+            self._load(cfg)
+        except (ValueError, OSError) as e:
+            self.get_logger().error(f"configure failed: {e}")
+            self._destroy()
+            return FAILURE
+        self._pubs = {
+            "policy_weights": self.create_lifecycle_publisher(PolicyWeights, "policy_weights", WEIGHTS_QOS),
+            "learner_stats": self.create_lifecycle_publisher(LearnerStats, "learner_stats", 10),
+        }
+        self._sub = self.create_subscription(
+            Transition, "transitions", self._on_transition, TRANSITIONS_QOS, raw=True
+        )
+        steady = Clock(clock_type=ClockType.STEADY_TIME)
+        self._timer = self.create_timer(1.0, self._housekeeping, clock=steady)
+        return super().on_configure(state)
+
+    def _load(self, cfg: LearnerConfig) -> None:
+        """Agent, replay, segment writer, trainer; raises ValueError/OSError naming the parameter."""
+        log = self.get_logger()
+        if cfg.device.startswith("cuda") and not torch.cuda.is_available():
+            raise ValueError(f"parameter 'device': {cfg.device} requested but CUDA is not available")
+        if cfg.torch_threads:
+            torch.set_num_threads(cfg.torch_threads)  # process-wide
+        spec = task_obs_spec(cfg.task)
+        checkpoints = CheckpointDir(cfg.checkpoint_dir, cfg.keep_checkpoints)
+        start = load_start(checkpoints, cfg.checkpoint, cfg.device, cfg.utd, cfg.batch_size)
+        for skipped in start.skipped:
+            log.warning(f"unreadable checkpoint skipped: {skipped}")
+        ecfg = start.agent.cfg
+        if ecfg.obs_dim != spec.dim:
+            raise ValueError(
+                f"parameter 'task': {start.path} takes {ecfg.obs_dim} observation values, task "
+                f"'{cfg.task}' observations have {spec.dim} ({', '.join(spec.names)})"
+            )
+        offline, lines = load_offline(cfg.offline_dataset, cfg.offline_bag_dirs, spec, ecfg.act_dim)
+        store = ReplayStore(ecfg.obs_dim, ecfg.act_dim, cfg.online_capacity, offline, ecfg.offline_fraction)
+        report = reload_online(store, cfg.bag_dir)
+        seg = SegmentConfig(
+            max_bytes=cfg.segment_max_bytes,
+            max_age_s=cfg.segment_max_age_s,
+            flush_every_s=cfg.segment_flush_every_s,
+            topic=self.resolve_topic_name("transitions"),
+        )
+        writer = SegmentWriter(cfg.bag_dir, seg)
+        tcfg = TrainerConfig(
+            warmup_transitions=cfg.warmup_transitions,
+            max_update_backlog=cfg.max_update_backlog,
+            publish_every_updates=cfg.publish_every_updates,
+            publish_every_s=cfg.publish_every_s,
+            checkpoint_every_updates=cfg.checkpoint_every_updates,
+            stats_period_s=cfg.stats_period_s,
+            seed=cfg.seed,
+            device=cfg.device,
+        )
+        self._tb = TensorBoardLog(cfg.tensorboard_dir) if cfg.tensorboard_dir else None
+        self.trainer = Trainer(start, store, checkpoints, tcfg, self._publish_weights, self._publish_stats)
+        self.intake = TransitionIntake(store, writer, self.trainer.notify)
+        self.cfg, self.writer, self.reload_report = cfg, writer, report
+        log.info(start.describe())
+        log.info(
+            f"network from the checkpoint: obs {ecfg.obs_dim}, act {ecfg.act_dim}, utd {ecfg.utd}, "
+            f"batch {ecfg.batch_size}, offline fraction {ecfg.offline_fraction:g}"
+        )
+        for line in lines:
+            log.info(f"offline data: {line}")
+        log.info(f"reloaded {store.reloaded} online transitions from {cfg.bag_dir}: {report.summary()}")
+        for s in report.damaged:
+            log.warning(
+                f"damaged segment {s.name} salvaged: {s.messages} transitions; {'; '.join(s.problems)}"
+            )
+        log.info(f"transitions by source: {store.source_counts()}")
+
+    def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        ret = super().on_activate(state)  # enables the lifecycle publishers
+        self.active = True
+        self.trainer.start()
+        b = self.trainer.budget
+        self.get_logger().info(
+            f"active: training after {self.cfg.warmup_transitions} online transitions "
+            f"(have {b.seen}), {self.trainer.agent.cfg.utd} critic steps per transition"
+        )
+        return ret
+
+    def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._stop_training("deactivated")
+        return super().on_deactivate(state)
+
+    def on_cleanup(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._destroy()
+        return SUCCESS
+
+    def on_shutdown(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._stop_training("shutdown")
+        self._destroy()
+        return SUCCESS
+
+    def on_error(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self.get_logger().error(f"error in state {state.label}: stopping and cleaning up")
+        self._stop_training("error")
+        self._destroy()
+        return SUCCESS
+
+    def _stop_training(self, reason: str) -> None:
+        """Stop intake and training; checkpoint; close the open segment (durable)."""
+        if not self.active or self.trainer is None:
+            return
+        self.active = False
+        path = self.trainer.stop(checkpoint=True)
+        closed = self.writer.rotate()
+        if self._tb is not None:
+            self._tb.flush()
+        self.get_logger().info(
+            f"{reason}: training stopped at {self.trainer.updates} updates, weights v{self.trainer.version}; "
+            f"checkpoint {path.name if path else '(unchanged)'}; "
+            + (f"segment {closed.name} closed" if closed else "no segment open")
+        )
+
+    def _destroy(self) -> None:
+        if self._timer is not None:
+            self.destroy_timer(self._timer)
+        if self._sub is not None:
+            self.destroy_subscription(self._sub)
+        for p in self._pubs.values():
+            self.destroy_lifecycle_publisher(p)
+        if self.writer is not None:
+            self.writer.close()
+        if self._tb is not None:
+            self._tb.close()
+        self._timer, self._sub, self._pubs, self._tb = None, None, {}, None
+        self.cfg, self.trainer, self.intake, self.writer, self.active = None, None, None, None, False
+
+    def autostart(self) -> bool:
+        """Configure and activate when the ``autostart`` parameter is true; False on failure."""
+        if not self.get_parameter("autostart").value:
+            return True
+        return self.trigger_configure() == SUCCESS and self.trigger_activate() == SUCCESS
+
+    # --- callbacks (executor thread) ------------------------------------------------------
+    def _on_transition(self, data: bytes) -> None:
+        if not self.active:
+            self.dropped_inactive += 1
+            self.get_logger().warning(
+                f"not active: {self.dropped_inactive} transitions dropped", throttle_duration_sec=5.0
+            )
+            return
+        if not self.intake.on_cdr(data):
+            self.get_logger().warning(
+                f"transitions rejected so far: {dict(self.intake.rejected)}", throttle_duration_sec=5.0
+            )
+
+    def _housekeeping(self) -> None:
+        """1 Hz: flush/rotate the segment log, name new sources, report a dead training thread."""
+        if self.writer is not None:
+            self.writer.tick()
+        if self.intake is not None:
+            for source in self.intake.take_new_sources():
+                self.get_logger().info(f"first transition from source '{source}'")
+        if self.trainer is not None and self.trainer.error is not None and not self._error_logged:
+            self._error_logged = True
+            self.get_logger().error(f"training thread died: {self.trainer.error!r}; intake continues")
+
+    # --- outputs (training thread) --------------------------------------------------------
+    def _publish_weights(self, w: WeightsSnapshot) -> None:
+        payload = cv.WeightsPayload(w.version, w.data, w.sha256, w.format, w.training_step, w.config_json)
+        self._pubs["policy_weights"].publish(
+            cv.policy_weights_msg(payload, self.get_clock().now().nanoseconds)
+        )
+        self.get_logger().info(
+            f"published policy weights v{w.version} ({len(w.data)} bytes, critic step {w.training_step}, "
+            f"sha256 {w.sha256[:12]})"
+        )
+
+    def _publish_stats(self, r: StatsReport) -> None:
+        self.last_report = r
+        scalars = r.scalars()
+        if self.intake is not None:
+            scalars["transitions_rejected"] = float(sum(self.intake.rejected.values()))
+            scalars["transitions_dropped_inactive"] = float(self.dropped_inactive)
+        msg = cv.learner_stats_msg(
+            cv.LearnerStatsData(
+                stamp_ns=self.get_clock().now().nanoseconds,
+                training_step=r.training_step,
+                env_steps_received=r.env_steps_received,
+                buffer_size=r.online_size,
+                achieved_utd=r.achieved_utd,
+                updates_per_second=r.updates_per_second,
+                weights_version=r.weights_version,
+                scalars=scalars,
+            )
+        )
+        self._pubs["learner_stats"].publish(msg)
+        if self._tb is not None:
+            self._tb.write(r)
+        self.get_logger().info(r.line())
+
+
+def main(args: list[str] | None = None) -> None:
+    """Run the node; Ctrl-C / SIGTERM stop training and checkpoint before exiting 0."""
+    run_lifecycle_node(LearnerNode, args, finalize=lambda node: node.trigger_shutdown())
+
+
+if __name__ == "__main__":
+    main()

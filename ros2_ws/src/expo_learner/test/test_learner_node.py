@@ -1,0 +1,289 @@
+"""LearnerNode on an isolated ROS domain: lifecycle, bad parameters, intake into segments and the
+buffer (two actors, per-source counts), weights accepted by a real policy node, stats, TensorBoard.
+
+One rclpy context per module on its own domain id (41..50); every test puts its nodes in a fresh
+namespace. Waits are for conditions (matching, counts), with timeouts.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pytest
+import rclpy
+import torch
+from expo_core.checkpoint import FORMAT
+from expo_interfaces.msg import LearnerStats, PolicyWeights, Transition
+from expo_learner.learner_node import WEIGHTS_QOS, LearnerNode
+from expo_learner.segment_reader import load_segments
+from expo_learner.segments import list_segments
+from expo_policy import conversions as cv
+from expo_policy.policy_node import PolicyNode
+from expo_policy.transitions import TransitionData
+from rclpy.executors import SingleThreadedExecutor
+from rclpy.lifecycle import TransitionCallbackReturn
+from rclpy.parameter import Parameter
+
+pytestmark = pytest.mark.ros
+
+TIMEOUT_S = 30.0
+DOMAIN_ID = 41 + os.getpid() % 10  # 41..50: this file only (the crash test uses 51..60)
+SUCCESS, FAILURE = TransitionCallbackReturn.SUCCESS, TransitionCallbackReturn.FAILURE
+
+
+@pytest.fixture(scope="module")
+def ros_ctx():
+    ctx = rclpy.Context()
+    rclpy.init(context=ctx, domain_id=DOMAIN_ID)
+    try:
+        yield ctx
+    finally:
+        rclpy.try_shutdown(context=ctx)
+
+
+def transition(i: int, obs_dim: int = 19) -> TransitionData:
+    """Row ``i``: obs[0] == i, episodes of 10 steps."""
+    obs = np.full(obs_dim, 0.1, np.float32)
+    obs[0] = i
+    act = np.linspace(-0.5, 0.5, 7, dtype=np.float32)
+    return TransitionData(
+        obs, act, float(i % 10 == 9), obs + 1, i % 10 == 9, False, i // 10, i % 10, 0, i + 1
+    )
+
+
+class Harness:
+    """A LearnerNode and an ``io`` node playing two actors and a monitor, in one fresh namespace."""
+
+    def __init__(self, ctx: rclpy.Context, tmp: Path, base: Path, **params: object) -> None:
+        self.ns = f"/t_{uuid.uuid4().hex[:8]}"
+        self.tmp = tmp
+        defaults = {
+            "checkpoint": str(base),
+            "checkpoint_dir": str(tmp / "ckpt"),
+            "bag_dir": str(tmp / "bags"),
+            "segment_max_bytes": 4096,
+            "warmup_transitions": 5,
+            "publish_every_updates": 3,
+            "checkpoint_every_updates": 1000,
+            "stats_period_s": 0.2,
+        }
+        overrides = [Parameter(k, value=v) for k, v in {**defaults, **params}.items()]
+        self.node = LearnerNode(context=ctx, namespace=self.ns, parameter_overrides=overrides)
+        self.io = rclpy.create_node("io", namespace=self.ns, context=ctx)
+        self.weights: list[PolicyWeights] = []
+        self.stats: list[LearnerStats] = []
+        self.io.create_subscription(PolicyWeights, "policy_weights", self.weights.append, WEIGHTS_QOS)
+        self.io.create_subscription(LearnerStats, "learner_stats", self.stats.append, 10)
+        # Two actors on the learner's one topic: one beside it, one in its own namespace remapped
+        # onto it (as a second policy node in the graph would be).
+        self.io2 = rclpy.create_node(
+            "actor2",
+            namespace=f"{self.ns}/robot2",
+            context=ctx,
+            cli_args=["--ros-args", "-r", f"transitions:={self.ns}/transitions"],
+        )
+        self.actors = [self.io.create_publisher(Transition, "transitions", 100)]
+        self.actors.append(self.io2.create_publisher(Transition, "transitions", 100))
+        assert self.actors[1].topic_name == f"{self.ns}/transitions"
+        self.ex = SingleThreadedExecutor(context=ctx)
+        for n in (self.node, self.io, self.io2):
+            self.ex.add_node(n)
+        self.extra: list = []
+
+    def add(self, node) -> None:
+        self.ex.add_node(node)
+        self.extra.append(node)
+
+    def close(self) -> None:
+        if self.node.active:
+            self.node.trigger_deactivate()
+        self.ex.shutdown()
+        for n in (self.node, self.io, self.io2, *self.extra):
+            n.destroy_node()
+
+    def spin_until(self, done: Callable[[], object], what: str, timeout: float = TIMEOUT_S) -> None:
+        deadline = time.monotonic() + timeout
+        while not done():
+            if time.monotonic() > deadline:
+                pytest.fail(f"timed out after {timeout} s waiting for {what}")
+            self.ex.spin_once(timeout_sec=0.02)
+
+    def start(self) -> None:
+        assert self.node.trigger_configure() == SUCCESS
+        assert self.node.trigger_activate() == SUCCESS
+        self.spin_until(
+            lambda: (
+                all(p.get_subscription_count() >= 1 for p in self.actors)
+                and all(s.get_publisher_count() >= 1 for s in self.io.subscriptions)
+            ),
+            "topic matching",
+        )
+
+    def publish(self, start: int, n: int, actor: int = 0, source: str = "/robot1") -> None:
+        for i in range(start, start + n):
+            self.actors[actor].publish(cv.transition_msg(transition(i), source))
+
+
+@pytest.fixture
+def harness(ros_ctx, tmp_path: Path, base_checkpoint: Path):
+    made: list[Harness] = []
+
+    def make(**params: object) -> Harness:
+        made.append(Harness(ros_ctx, tmp_path, base_checkpoint, **params))
+        return made[-1]
+
+    yield make
+    for h in made:
+        h.close()
+
+
+def test_lifecycle_transitions(harness) -> None:
+    h = harness()
+    assert h.node.trigger_configure() == SUCCESS and not h.node.active
+    assert h.node.trainer is not None and not h.node.trainer.running
+    assert h.node.trigger_activate() == SUCCESS and h.node.active and h.node.trainer.running
+    h.spin_until(lambda: h.weights, "the weights published on activate")
+    assert h.weights[-1].version == 1 and h.weights[-1].format == FORMAT
+    h.publish(0, 3)
+    h.spin_until(lambda: h.node.trainer.store.seen == 3, "3 transitions stored")
+    assert h.node.trigger_deactivate() == SUCCESS and not h.node.active
+    assert h.node.trainer is not None and not h.node.trainer.running
+    assert [p.name for p in h.node.trainer.checkpoints.list()] == ["learner_000000000"]  # saved on stop
+    assert all((s / "metadata.yaml").is_file() for s in list_segments(h.tmp / "bags"))  # closed on stop
+    assert h.node.trigger_cleanup() == SUCCESS and h.node.trainer is None
+    assert h.node.trigger_configure() == SUCCESS  # reloads: resumes and re-reads the bags
+    assert h.node.trainer.store.reloaded == 3 and h.node.reload_report.total_messages == 3
+    assert h.node.trainer.version == 1 and h.node.trainer.updates == 0
+    assert h.node.trigger_shutdown() == SUCCESS and h.node.trainer is None
+
+
+@pytest.mark.parametrize(
+    ("params", "expected"),
+    [
+        ({"bag_dir": ""}, "parameter 'bag_dir' is empty"),
+        ({"checkpoint_dir": ""}, "parameter 'checkpoint_dir' is empty"),
+        ({"utd": -1}, "parameter 'utd' must be an integer >= 0"),
+        ({"publish_every_s": 0.0}, "parameter 'publish_every_s' must be > 0.0"),
+        ({"device": "tpu"}, "parameter 'device' must be cpu, cuda or cuda:N"),
+        (
+            {"task": "can"},
+            "parameter 'task': .* takes 19 observation values, task 'can' observations have 23",
+        ),
+        ({"checkpoint": "/nonexistent/base.safetensors"}, "parameter 'checkpoint': /nonexistent"),
+        ({"offline_dataset": "/nonexistent.hdf5"}, "parameter 'offline_dataset': /nonexistent.hdf5 does not"),
+        ({"offline_bag_dirs": ["/nonexistent_bags"]}, "parameter 'offline_bag_dirs': /nonexistent_bags"),
+    ],
+)
+def test_bad_parameters_fail_configure_with_a_clear_message(harness, monkeypatch, params, expected) -> None:
+    import re
+
+    h = harness(**params)
+    errors: list[str] = []
+    monkeypatch.setattr(h.node.get_logger(), "error", lambda msg, **kw: errors.append(msg))
+    assert h.node.trigger_configure() == FAILURE
+    assert h.node.trainer is None and h.node.writer is None
+    assert len(errors) == 1 and re.search(expected, errors[0]), errors
+
+
+def test_transitions_from_two_actors_land_in_segments_and_the_buffer(harness) -> None:
+    h = harness(tensorboard_dir="")
+    h.start()
+    h.publish(0, 30, actor=0, source="/robot1")
+    h.publish(30, 20, actor=1, source="/robot2")
+    bad = transition(99, obs_dim=5)  # another task's observation: rejected, never recorded
+    h.actors[0].publish(cv.transition_msg(bad, "/robot3"))
+    h.spin_until(lambda: h.node.trainer.store.seen == 50 and h.node.intake.received == 51, "51 received")
+    trainer = h.node.trainer
+    assert trainer.store.source_counts() == {"/robot1": 30, "/robot2": 20}
+    assert sum(h.node.intake.rejected.values()) == 1
+    h.spin_until(lambda: trainer.updates >= 45, "45 updates (warm-up 5, then one per transition)")
+    h.spin_until(
+        lambda: h.stats and cv.learner_stats_to_numpy(h.stats[-1]).training_step >= 90, "stats after training"
+    )
+    s = cv.learner_stats_to_numpy(h.stats[-1])
+    assert s.env_steps_received == 50 and s.buffer_size == 50
+    assert s.scalars["transitions//robot1"] == 30 and s.scalars["transitions//robot2"] == 20
+    assert s.scalars["transitions_rejected"] == 1 and "critic_loss" in s.scalars
+    assert s.achieved_utd == pytest.approx(2.0)  # the tiny preset's utd (2) critic steps per transition
+    assert h.node.trigger_deactivate() == SUCCESS
+    table, report = load_segments(h.tmp / "bags")
+    assert report.segments_read >= 3 and not report.damaged  # 4 kB segments: rotated by size
+    assert sorted(table.obs[:, 0].astype(int).tolist()) == list(range(50))
+    online = trainer.store.online.arrays()
+    assert sorted(online["obs"][:, 0].astype(int).tolist()) == list(range(50))
+    assert set(table.source.tolist()) == {"/robot1", "/robot2"}
+
+
+def test_weights_are_accepted_by_a_policy_node_and_stats_reach_tensorboard(
+    harness, base_checkpoint: Path, tmp_path: Path
+) -> None:
+    h = harness(tensorboard_dir=str(tmp_path / "tb"), publish_every_updates=5)
+    policy = PolicyNode(
+        context=h.node.context,
+        namespace=h.ns,
+        parameter_overrides=[
+            Parameter("checkpoint", value=str(base_checkpoint) + ".safetensors"),
+            Parameter("lockstep", value=True),
+            Parameter("diagnostics_period_s", value=0.05),
+            Parameter("publish_markers", value=False),
+        ],
+    )
+    h.add(policy)
+    assert policy.trigger_configure() == SUCCESS and policy.trigger_activate() == SUCCESS
+    assert policy.weights_version == 0
+    h.start()
+    h.spin_until(lambda: policy.weights_version >= 1, "the policy to run the learner's v1")
+    for k in range(3):  # training between publications: each new version must be swapped in
+        h.publish(5 * k, 5 if k else 10)
+        want = k + 2
+        h.spin_until(lambda w=want: policy.weights_version >= w, f"the policy to run weights v{want}")
+    assert policy.weights.accepted >= 3 and policy.weights.rejected == 0
+    for m in h.weights:  # what went out is what the policy verified: sha256 of the bytes
+        assert hashlib.sha256(bytes(m.data)).hexdigest() == m.sha256 and m.format == FORMAT
+    assert [m.version for m in h.weights] == sorted({m.version for m in h.weights})
+    assert h.node.trigger_deactivate() == SUCCESS and policy.trigger_deactivate() == SUCCESS
+    events = list((tmp_path / "tb").glob("events.out.tfevents.*"))
+    assert events, "no TensorBoard event file"
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    acc = EventAccumulator(str(tmp_path / "tb"))
+    acc.Reload()
+    tags = acc.Tags()["scalars"]
+    assert {"learner/achieved_utd", "learner/critic_loss", "learner/weights_version"} <= set(tags)
+
+
+def test_offline_data_and_a_damaged_segment_at_configure(harness, tmp_path: Path, make_table) -> None:
+    from expo_learner.robomimic_bags import segments_to_hdf5
+    from expo_learner.segments import SegmentWriter
+
+    with SegmentWriter(tmp_path / "demos") as w:  # 30 demo rows as bags, and the same as HDF5
+        w.write_table(make_table(30, source="hdf5:demo"))
+    segments_to_hdf5(
+        [tmp_path / "demos"], tmp_path / "demos.hdf5", task="lift", env_args={"env_name": "Lift"}
+    )
+    with SegmentWriter(tmp_path / "bags") as w:  # an earlier recording: one good segment ...
+        w.write_table(make_table(12, start=100, source="/robot1"))
+    garbage = tmp_path / "bags" / "seg_000001_20260101T000000Z"  # ... and one a crash mangled
+    garbage.mkdir()
+    (garbage / f"{garbage.name}.mcap").write_bytes(b"\x89MCAP0\r\n" + bytes(300))
+    h = harness(offline_dataset=str(tmp_path / "demos.hdf5"), offline_bag_dirs=[str(tmp_path / "demos")])
+    assert h.node.trigger_configure() == SUCCESS  # damage is reported, never fatal
+    report, store = h.node.reload_report, h.node.trainer.store
+    assert report.total_messages == 12 and [s.name for s in report.damaged] == [garbage.name]
+    assert store.sizes() == (12, 60) and store.reloaded == 12 and store.source_counts() == {"/robot1": 12}
+    batch = store.sample(1, 16, torch.Generator().manual_seed(0))[0]
+    online_ids = set(range(100, 112))
+    ids = batch.obs[:, 0].int().tolist()
+    assert sum(i in online_ids for i in ids) == 8  # offline_fraction 0.5 of the tiny preset
+    # The next segment continues after the damaged one: nothing is overwritten.
+    assert h.node.trigger_activate() == SUCCESS
+    h.spin_until(lambda: all(p.get_subscription_count() >= 1 for p in h.actors), "matching")
+    h.publish(200, 2)
+    h.spin_until(lambda: store.seen == 14, "2 new transitions stored")
+    assert h.node.writer.current.name.startswith("seg_000002_")
