@@ -3,7 +3,7 @@ SHELL := /bin/bash
 .SHELLFLAGS := -eo pipefail -c
 ENV := source scripts/env.sh &&
 
-.PHONY: setup test test-fast lint sim bench-learner bench-ros
+.PHONY: setup test test-fast lint sim bench-learner bench-ros bench-policy
 
 setup:
 	@bash scripts/setup.sh
@@ -30,6 +30,11 @@ sim: setup
 ## Closed-loop latency over ROS: obs published -> action received by the bridge, vs inference.
 bench-ros: setup
 	@$(ENV) python -m expo_sim.bench_ros --steps 1000
+
+## Per-decision latency of each available inference backend (torch, ONNX Runtime, TensorRT/CUDA
+## where present), published sizes, >= 1000 decisions each.
+bench-policy: setup
+	@$(ENV) python -m expo_policy.bench_policy --decisions 1000 --out runs/bench_policy.json
 
 ## Learner throughput at UTD 20, published sizes, batch 256: faithful vs fast TD path.
 bench-learner: setup

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import load, load_file, save, save_file
 
 from .agent import ExpoAgent
@@ -139,7 +140,7 @@ def decode_policy_weights(
     try:
         cfg = ExpoConfig.from_json(meta["config"])
         state = load(data)
-    except (KeyError, ValueError, RuntimeError) as e:
+    except (KeyError, ValueError, RuntimeError, SafetensorError) as e:
         raise WeightsError(f"undecodable weights: {e}") from e
     return cfg, state
 

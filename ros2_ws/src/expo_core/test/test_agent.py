@@ -156,6 +156,8 @@ def test_policy_weights_bundle_round_trip_and_rejections(tiny_cfg, make_cfg):
         load_policy_weights(target, bytes(corrupted), sha)
     with pytest.raises(WeightsError):
         load_policy_weights(target, data[:100])
+    with pytest.raises(WeightsError, match="undecodable"):  # header intact, tensor bytes cut off
+        load_policy_weights(target, data[: len(data) - 64])
     other = ExpoAgent(make_cfg(obs_dim=9), seed=0)
     with pytest.raises(WeightsError, match="shape"):
         load_policy_weights(target, policy_weights_bytes(other)[0])

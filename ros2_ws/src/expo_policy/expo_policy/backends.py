@@ -7,8 +7,10 @@ ones (safe in a worker thread), :meth:`~InferenceBackend.commit` swaps the refer
 control loop calls it between ticks). ``swap_weights`` does both. Any failure raises
 ``expo_core.checkpoint.WeightsError`` and leaves the running weights untouched.
 
-:class:`TorchBackend` runs ``expo_core.policy.ExpoPolicy`` eagerly on CPU or CUDA. ONNX Runtime
-and TensorRT backends come with the inference issue (#7); :func:`make_backend` names them.
+:class:`TorchBackend` runs ``expo_core.policy.ExpoPolicy`` eagerly on CPU or CUDA. The exported
+OTF graph (``expo_core.export``) runs under ONNX Runtime (``backend_onnx.OnnxRuntimeBackend``)
+and TensorRT (``backend_tensorrt.TensorRTBackend``); :func:`make_backend` builds any of them by
+name and raises :class:`BackendUnavailableError` where a runtime library is not installed.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import re
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -164,6 +167,29 @@ def resolve_device(device: str) -> torch.device:
     return torch.device(device)
 
 
+class BackendUnavailableError(NotImplementedError):
+    """The backend exists but cannot run here: its runtime library (onnxruntime, TensorRT) or
+    the device it needs is absent. A NotImplementedError, so the policy node reports it as a bad
+    ``backend`` parameter like any other backend it cannot build."""
+
+
+def check_compatible(running: ExpoPolicy, new: ExpoPolicy) -> None:
+    """Raise WeightsError unless ``new`` has exactly the running policy's tensor names and shapes
+    (a hot swap must not change the observation/action spec or the network sizes)."""
+    cur, nxt = running.state_dict(), new.state_dict()
+    if set(cur) != set(nxt):
+        missing, extra = sorted(set(cur) - set(nxt)), sorted(set(nxt) - set(cur))
+        raise WeightsError(
+            f"weights keys differ from the running policy: missing {missing[:3]}, extra {extra[:3]}"
+        )
+    for k, v in nxt.items():
+        if v.shape != cur[k].shape:
+            raise WeightsError(
+                f"weights shape mismatch with the running policy for {k}: "
+                f"{tuple(v.shape)} vs {tuple(cur[k].shape)}"
+            )
+
+
 @dataclass(frozen=True)
 class _TorchPrepared:
     policy: ExpoPolicy
@@ -228,18 +254,7 @@ class TorchBackend(InferenceBackend):
     def prepare(self, data: bytes, sha256: str) -> _TorchPrepared:
         running = self.policy
         new = self._build(data, sha256)
-        cur, nxt = running.state_dict(), new.state_dict()
-        if set(cur) != set(nxt):
-            missing, extra = sorted(set(cur) - set(nxt)), sorted(set(nxt) - set(cur))
-            raise WeightsError(
-                f"weights keys differ from the running policy: missing {missing[:3]}, extra {extra[:3]}"
-            )
-        for k, v in nxt.items():
-            if v.shape != cur[k].shape:
-                raise WeightsError(
-                    f"weights shape mismatch with the running policy for {k}: "
-                    f"{tuple(v.shape)} vs {tuple(cur[k].shape)}"
-                )
+        check_compatible(running, new)
         return _TorchPrepared(new)
 
     def commit(self, prepared: Any) -> None:
@@ -261,28 +276,33 @@ class TorchBackend(InferenceBackend):
         )
 
 
-#: name -> backend class, for the ``backend`` parameter.
-BACKENDS: dict[str, type[InferenceBackend]] = {"torch": TorchBackend}
-#: names the parameter will accept once their backend exists.
-PLANNED_BACKENDS: dict[str, str] = {
-    "onnxruntime": "ONNX Runtime export and backend come with the inference issue (#7)",
-    "tensorrt": "TensorRT engines come with the inference issue (#7)",
+def _onnxruntime() -> type[InferenceBackend]:
+    from .backend_onnx import OnnxRuntimeBackend  # imported on use: it imports this module
+
+    return OnnxRuntimeBackend
+
+
+def _tensorrt() -> type[InferenceBackend]:
+    from .backend_tensorrt import TensorRTBackend
+
+    return TensorRTBackend
+
+
+#: name (the ``backend`` parameter) -> the backend class, imported when first asked for.
+BACKENDS: dict[str, Callable[[], type[InferenceBackend]]] = {
+    "torch": lambda: TorchBackend,
+    "onnxruntime": _onnxruntime,
+    "tensorrt": _tensorrt,
 }
 
 
 def make_backend(name: str, **kwargs: Any) -> InferenceBackend:
-    """Build the backend called ``name`` with its keyword arguments.
+    """Build the backend called ``name`` with its keyword arguments (every backend takes
+    ``device``, ``seed``, ``num_base_samples`` and ``num_threads``).
 
-    Raises ValueError for unknown names (listing the known ones) and NotImplementedError for a
-    planned backend that does not exist yet.
+    Raises ValueError for unknown names (listing the known ones) and BackendUnavailableError (a
+    NotImplementedError) when the backend's runtime library is not installed here.
     """
-    if name in BACKENDS:
-        return BACKENDS[name](**kwargs)
-    if name in PLANNED_BACKENDS:
-        raise NotImplementedError(
-            f"inference backend '{name}' is not available yet: {PLANNED_BACKENDS[name]}; use 'torch'"
-        )
-    raise ValueError(
-        f"unknown inference backend '{name}'; available: {sorted(BACKENDS)}, "
-        f"planned: {sorted(PLANNED_BACKENDS)}"
-    )
+    if name not in BACKENDS:
+        raise ValueError(f"unknown inference backend '{name}'; available: {sorted(BACKENDS)}")
+    return BACKENDS[name]()(**kwargs)

@@ -46,7 +46,9 @@ PARAMETERS: tuple[ParamSpec, ...] = (
         "acting weights: a save_checkpoint .safetensors (JSON beside it), its path without suffix, "
         "a policy-weights bundle file, or a directory holding exactly one .safetensors",
     ),
-    ParamSpec("backend", "torch", "inference backend: torch (onnxruntime, tensorrt: inference issue)"),
+    ParamSpec(
+        "backend", "torch", "inference backend: torch | onnxruntime | tensorrt (TensorRT + a CUDA GPU)"
+    ),
     ParamSpec("device", "cpu", "torch device: cpu, cuda, cuda:N or auto (CUDA when available)"),
     ParamSpec("seed", 0, "seed of the torch.Generator for diffusion and editor noise"),
     ParamSpec("num_threads", 1, "torch intra-op CPU threads (0 = torch default); 1 keeps latency steady"),

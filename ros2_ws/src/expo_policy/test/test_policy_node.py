@@ -236,7 +236,10 @@ def test_lifecycle_through_the_standard_services(harness) -> None:
     ("params", "message"),
     [
         ({"control_rate_hz": 0.0}, "parameter 'control_rate_hz' must be > 0.0"),
-        ({"backend": "tensorrt"}, "parameter 'backend': inference backend 'tensorrt' is not available yet"),
+        (
+            {"backend": "tensorrt"},
+            "parameter 'backend': inference backend 'tensorrt' is not available on this machine",
+        ),
         ({"task": "can"}, "parameter 'checkpoint': weights expect 19 observation values, task 'can'"),
         ({"checkpoint": "/nonexistent/ckpt"}, "parameter 'checkpoint': no checkpoint or policy-weights file"),
     ],

@@ -1,0 +1,390 @@
+"""The whole OTF decision as one ONNX graph with explicit noise inputs.
+
+:class:`OTFGraph` wraps :meth:`ExpoPolicy.decide` so that acting is a pure function of the
+observation and the noise: obs normalization, N base DDPM samples (T denoising steps), the
+editor's N edits, the critic ensemble's mean Q over the 2N candidates and the argmax. The graph
+calls ``decide`` itself, so it is that method, not a copy of its maths; given the same noise
+the ONNX graph and torch agree to float32 rounding (``verify_onnx`` checks it).
+
+Graph inputs, B = export batch (1 for the policy node), N = ``cfg.num_samples``, A = act_dim:
+  obs         (B, obs_dim)     raw (unnormalized) observation, float32
+  base_noise  (B, N, A)        initial noise x_T of the base sampler, standard normal
+  step_noise  (T, B, N, A)     noise added after denoising step i (i = 0..T-1); the last slice is
+                               unused (z = 0 at the final step) and kept so that
+                               cat(base_noise[None], step_noise) is exactly torch's (T+1, B, N, A)
+                               noise layout (``DiffusionBase.noise_shape``). Absent for DDIM
+                               acting (``act_sampling_steps`` in [1, T)), which only has x_T.
+  edit_noise  (B, N, A)        editor noise eps (zeros give the editor's mean, the eval policy).
+                               Absent when ``use_editor`` is False.
+Graph outputs: action (B, A), candidates (B, K, A) with K = 2N (N without editor), q (B, K) the
+ensemble-mean Q the choice was made on, index (B,) int64.
+
+Two ways to a model: :func:`export_onnx` / :func:`export_onnx_bytes` trace the policy itself
+(constant-folded; files for deployment, ~0.5 s at published sizes), and :class:`GraphTemplate`,
+traced once per config, into which new weights are copied byte for byte (~15 ms). Backends
+use the template for weight hot-swaps: tracing holds the GIL in C++ stretches of up to ~80 ms,
+which would stall the control loop running in another thread.
+
+``onnx`` and ``onnxruntime`` are imported lazily inside the functions that need them, so the rest
+of expo_core never depends on them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import threading
+import time
+import warnings
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from safetensors.torch import save
+from torch import nn
+
+from .config import ExpoConfig
+from .policy import ExpoPolicy
+
+ONNX_FORMAT = "expo-otf-onnx-v1"
+#: ONNX opset of the exported graph: 17 has LayerNormalization as one op (TensorRT >= 8.6 and
+#: every onnxruntime >= 1.13 run it).
+DEFAULT_OPSET = 17
+INPUT_OBS = "obs"
+OUTPUT_NAMES = ("action", "candidates", "q", "index")
+#: default tolerance of the torch-vs-ONNX check on action, candidates and q (float32, CPU):
+#: |onnx - torch| <= DEFAULT_ATOL + DEFAULT_RTOL * |torch|. Measured at published sizes: <= 5e-6
+#: on actions; on Q about 5e-7 * |Q| (8e-5 at |Q| = 160), hence the relative term.
+DEFAULT_ATOL = 1e-4
+DEFAULT_RTOL = 1e-5
+
+_PREFIX = "policy."  # OTFGraph's attribute: initializer names are "policy." + state-dict keys
+_EXPORT_LOCK = threading.Lock()  # torch.onnx.export keeps global state: one export at a time
+
+
+class ExportMismatchError(RuntimeError):
+    """The exported graph does not reproduce the torch policy within tolerance."""
+
+
+def uses_ddpm(cfg: ExpoConfig) -> bool:
+    """True when acting runs the full ancestral sampler (and thus consumes per-step noise)."""
+    return cfg.act_sampling_steps in (0, cfg.diffusion.num_steps)
+
+
+def noise_shapes(cfg: ExpoConfig, batch: int = 1) -> dict[str, tuple[int, ...]]:
+    """The graph's noise inputs in input order: name -> shape (see the module docstring)."""
+    n, a = cfg.num_samples, cfg.act_dim
+    shapes: dict[str, tuple[int, ...]] = {"base_noise": (batch, n, a)}
+    if uses_ddpm(cfg):
+        shapes["step_noise"] = (cfg.diffusion.num_steps, batch, n, a)
+    if cfg.use_editor:
+        shapes["edit_noise"] = (batch, n, a)
+    return shapes
+
+
+def input_shapes(cfg: ExpoConfig, batch: int = 1) -> dict[str, tuple[int, ...]]:
+    """All graph inputs in order: obs first, then :func:`noise_shapes`."""
+    return {INPUT_OBS: (batch, cfg.obs_dim), **noise_shapes(cfg, batch)}
+
+
+def weights_sha256(policy: ExpoPolicy) -> str:
+    """sha256 of the policy's tensors alone (safetensors bytes of its state dict, no metadata):
+    identical weights give the same digest whatever bundle version or step they came with."""
+    state = {k: v.detach().cpu().contiguous() for k, v in policy.state_dict().items()}
+    return hashlib.sha256(save(state)).hexdigest()
+
+
+class OTFGraph(nn.Module):
+    """``policy.decide`` with explicit noise: (obs, *noise) -> (action, candidates, q, index).
+
+    ``noise`` are the tensors named by :func:`noise_shapes` for the policy's config, in that
+    order. Shapes as in the module docstring.
+    """
+
+    def __init__(self, policy: ExpoPolicy) -> None:
+        super().__init__()
+        self.policy = policy
+        self.noise_names = tuple(noise_shapes(policy.cfg))
+
+    def forward(self, obs: torch.Tensor, *noise: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        if len(noise) != len(self.noise_names):
+            raise ValueError(f"OTFGraph expects noise inputs {self.noise_names}, got {len(noise)} tensors")
+        named = dict(zip(self.noise_names, noise))
+        base = named["base_noise"][None]
+        if "step_noise" in named:
+            base = torch.cat([base, named["step_noise"]], dim=0)  # (T+1, B, N, A), torch's layout
+        res = self.policy.decide(obs, base_noise=base, edit_noise=named.get("edit_noise"))
+        return res.action, res.candidates, res.q, res.index
+
+
+def random_inputs(cfg: ExpoConfig, rng: np.random.Generator, batch: int = 1) -> dict[str, np.ndarray]:
+    """float32 inputs for the graph: obs ~ N(0, 1), noise standard normal (as the backends draw)."""
+    return {k: rng.standard_normal(s, dtype=np.float32) for k, s in input_shapes(cfg, batch).items()}
+
+
+def torch_reference(policy: ExpoPolicy, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Outputs of :class:`OTFGraph` in eager torch (CPU) for numpy inputs, by output name."""
+    graph = OTFGraph(policy)
+    args = [torch.from_numpy(inputs[k]) for k in input_shapes(policy.cfg)]
+    with torch.no_grad():
+        outs = graph(*args)
+    return {k: v.cpu().numpy() for k, v in zip(OUTPUT_NAMES, outs)}
+
+
+def _cpu_copy(policy: ExpoPolicy) -> ExpoPolicy:
+    """The policy itself when it is on CPU, else a CPU copy (the caller's module is untouched)."""
+    if all(t.device.type == "cpu" for t in policy.state_dict().values()):
+        return policy
+    cpu = ExpoPolicy(policy.cfg)
+    cpu.load_state_dict({k: v.detach().cpu() for k, v in policy.state_dict().items()})
+    return cpu
+
+
+def _trace(policy: ExpoPolicy, batch: int, opset: int, fold: bool, metadata: dict[str, str]) -> Any:
+    """Trace OTFGraph(policy) to an onnx.ModelProto with ``metadata`` in its metadata_props."""
+    import onnx  # lazy: only exporting needs it
+
+    shapes = input_shapes(policy.cfg, batch)
+    args = tuple(torch.zeros(s) for s in shapes.values())
+    buf = io.BytesIO()
+    with _EXPORT_LOCK, warnings.catch_warnings(), torch.no_grad():
+        warnings.simplefilter("ignore")  # the legacy exporter's deprecation and tracer warnings
+        torch.onnx.export(
+            OTFGraph(policy),
+            args,
+            buf,
+            dynamo=False,
+            opset_version=opset,
+            input_names=list(shapes),
+            output_names=list(OUTPUT_NAMES),
+            do_constant_folding=fold,
+        )
+    model = onnx.load_from_string(buf.getvalue())
+    for k, v in metadata.items():
+        entry = model.metadata_props.add()
+        entry.key, entry.value = k, str(v)
+    model.producer_name = "expo_core.export"
+    return model
+
+
+def export_onnx_bytes(
+    policy: ExpoPolicy,
+    *,
+    batch: int = 1,
+    opset: int = DEFAULT_OPSET,
+    metadata: dict[str, str] | None = None,
+) -> bytes:
+    """The serialized ONNX model of :class:`OTFGraph` for ``policy`` (static shapes, batch
+    ``batch``, constant-folded), with expo metadata in ``metadata_props`` (see
+    :func:`onnx_metadata`) plus ``metadata``. Uses the TorchScript exporter (``dynamo=False``):
+    it traces the unrolled sampler loop in one pass and needs no extra packages."""
+    policy = _cpu_copy(policy)
+    meta = onnx_metadata(policy.cfg, batch, opset, weights_sha256(policy)) | dict(metadata or {})
+    return _trace(policy, batch, opset, True, meta).SerializeToString()
+
+
+@dataclass(frozen=True)
+class GraphTemplate:
+    """The graph of one config, traced once, whose weights are replaced without re-tracing.
+
+    Traced from a copy of the policy whose tensors hold distinct random values, with constant
+    folding off: every policy tensor is then its own initializer named after it (the exporter
+    merges equal-valued initializers, e.g. LayerNorm weights still at their init, and folding
+    would bake weights into derived constants). ``slots`` gives each tensor's raw bytes in
+    ``model`` (key -> byte offset, byte length), so :meth:`with_weights` is one copy of the bytes
+    and a memcpy per tensor. onnxruntime and TensorRT fold constants when they load the graph.
+    Backends compare every graph made this way with eager torch before using it.
+    """
+
+    cfg: ExpoConfig
+    batch: int
+    opset: int
+    model: bytes
+    slots: dict[str, tuple[int, int]]
+    shapes: dict[str, tuple[int, ...]]
+
+    @classmethod
+    def export(
+        cls, cfg: ExpoConfig, *, batch: int = 1, opset: int = DEFAULT_OPSET, seed: int = 0
+    ) -> GraphTemplate:
+        """Trace the template for ``cfg``. RuntimeError when a tensor cannot be located (the
+        graph would then not be swappable byte for byte)."""
+        policy = ExpoPolicy(cfg)
+        gen = torch.Generator().manual_seed(seed)
+        state = policy.state_dict()
+        with torch.no_grad():
+            for t in state.values():
+                t.copy_(torch.rand(t.shape, generator=gen) + 0.5)
+        meta = onnx_metadata(cfg, batch, opset, "template")
+        proto = _trace(policy, batch, opset, False, meta)
+        model = proto.SerializeToString()
+        names = [i.name for i in proto.graph.initializer]  # serialized in this order
+        foreign = sorted(set(names) - {_PREFIX + k for k in state})
+        if foreign:
+            raise RuntimeError(f"template graph has initializers that are not policy tensors: {foreign[:5]}")
+        slots, shapes, pos = {}, {}, 0
+        for name in names:  # tensors the graph does not use have no initializer
+            k = name[len(_PREFIX) :]
+            raw = state[k].numpy().tobytes()
+            off = model.find(raw, pos)  # random values: the bytes occur once, after the previous
+            if off < 0:
+                raise RuntimeError(f"cannot locate tensor {k} in the template graph")
+            slots[k], shapes[k], pos = (off, len(raw)), tuple(state[k].shape), off + len(raw)
+        return cls(cfg, batch, opset, model, slots, shapes)
+
+    def with_weights(self, policy: ExpoPolicy) -> bytes:
+        """The template's graph with ``policy``'s tensors (same config required)."""
+        if policy.cfg != self.cfg:
+            raise ValueError("policy config differs from the template's: export a new template")
+        state = policy.state_dict()
+        buf = bytearray(self.model)
+        for k, (off, n) in self.slots.items():
+            t = state[k].detach()
+            if tuple(t.shape) != self.shapes[k] or t.dtype != torch.float32:
+                raise ValueError(
+                    f"tensor {k} is {t.dtype} {tuple(t.shape)}, the template has float32 {self.shapes[k]}"
+                )
+            buf[off : off + n] = t.cpu().contiguous().numpy().tobytes()
+        return bytes(buf)
+
+
+def onnx_metadata(cfg: ExpoConfig, batch: int, opset: int, weights_digest: str) -> dict[str, str]:
+    """The ``expo.*`` metadata_props an exported graph carries (``weights_digest``:
+    :func:`weights_sha256`, or "template" for a :class:`GraphTemplate`)."""
+    return {
+        "expo.format": ONNX_FORMAT,
+        "expo.config": cfg.to_json(),
+        "expo.weights_sha256": weights_digest,
+        "expo.opset": str(opset),
+        "expo.inputs": json.dumps(input_shapes(cfg, batch)),
+        "expo.outputs": json.dumps(list(OUTPUT_NAMES)),
+        "expo.torch_version": torch.__version__,
+    }
+
+
+def read_onnx_metadata(model: str | Path | bytes) -> dict[str, str]:
+    """metadata_props of an ONNX file or serialized model as a dict."""
+    import onnx
+
+    m = onnx.load_from_string(model) if isinstance(model, bytes) else onnx.load(str(model))
+    return {p.key: p.value for p in m.metadata_props}
+
+
+Runner = Callable[[dict[str, np.ndarray]], Sequence[np.ndarray]]
+
+
+def compare_with_torch(
+    policy: ExpoPolicy,
+    run: Runner,
+    *,
+    batch: int = 1,
+    trials: int = 3,
+    seed: int = 0,
+    atol: float = DEFAULT_ATOL,
+    rtol: float = DEFAULT_RTOL,
+) -> float:
+    """Run a compiled graph (``run``: inputs by name -> outputs in OUTPUT_NAMES order) and eager
+    torch on ``trials`` random (obs, noise) inputs of batch ``batch``; returns the max abs
+    difference over action, candidates and q.
+
+    Raises ExportMismatchError when any |graph - torch| exceeds ``atol + rtol * |torch|``, or when
+    the chosen index differs and the two choices are not a near-tie (their torch Q values further
+    apart than that tolerance). GPU runtimes (TF32 or fp16 matmuls) need larger tolerances."""
+    policy = _cpu_copy(policy)
+    rng = np.random.default_rng(seed)
+    worst = 0.0
+    for trial in range(trials):
+        inputs = random_inputs(policy.cfg, rng, batch)
+        ref = torch_reference(policy, inputs)
+        got = dict(zip(OUTPUT_NAMES, run(inputs)))
+        same = got["index"] == ref["index"]
+        for b in np.flatnonzero(~same):
+            q, i, j = ref["q"][b], got["index"][b], ref["index"][b]
+            if abs(q[i] - q[j]) > atol + rtol * abs(q[j]):
+                raise ExportMismatchError(
+                    f"trial {trial}: the graph chose candidate {i}, torch {j} (Q {q[i]:.6g} vs {q[j]:.6g})"
+                )
+        pairs = [(got[k], ref[k]) for k in ("candidates", "q")]
+        if same.any():
+            pairs.append((got["action"][same], ref["action"][same]))
+        for g, r in pairs:
+            err = np.abs(g - r)
+            if not np.all(err <= atol + rtol * np.abs(r)):  # also catches NaN
+                raise ExportMismatchError(
+                    f"trial {trial}: max abs difference {float(np.nanmax(err)):.3g} exceeds "
+                    f"atol {atol:g} + rtol {rtol:g} * |torch|"
+                )
+            worst = max(worst, float(err.max()))
+    return worst
+
+
+def verify_onnx(policy: ExpoPolicy, model: bytes, **kwargs: Any) -> float:
+    """:func:`compare_with_torch` on an onnxruntime CPU session of the serialized ``model``
+    (batch read from its metadata); keyword arguments as there."""
+    session = ort_session(model)
+    batch = json.loads(read_onnx_metadata(model)["expo.inputs"])[INPUT_OBS][0]
+    return compare_with_torch(policy, partial(session.run, list(OUTPUT_NAMES)), batch=batch, **kwargs)
+
+
+def ort_session(model: bytes | str | Path, providers: list[Any] | None = None, num_threads: int = 1) -> Any:
+    """An onnxruntime InferenceSession (full graph optimization, ``num_threads`` intra-op threads,
+    0 = onnxruntime's default, one inter-op thread). ``providers`` default to CPU."""
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    opts.intra_op_num_threads = int(num_threads)
+    opts.inter_op_num_threads = 1
+    opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    src = model if isinstance(model, bytes) else str(model)
+    return ort.InferenceSession(src, opts, providers=providers or ["CPUExecutionProvider"])
+
+
+@dataclass(frozen=True)
+class ExportInfo:
+    """What :func:`export_onnx` wrote: the file, its sha256, the weights' digest, the opset, the
+    max abs torch-vs-ONNX difference of the check (None when skipped) and the seconds taken."""
+
+    path: Path
+    sha256: str
+    weights_sha256: str
+    opset: int
+    max_abs_diff: float | None
+    seconds: float
+
+
+def export_onnx(
+    policy: ExpoPolicy,
+    path: str | Path,
+    *,
+    batch: int = 1,
+    opset: int = DEFAULT_OPSET,
+    metadata: dict[str, str] | None = None,
+    check_trials: int = 3,
+    atol: float = DEFAULT_ATOL,
+    rtol: float = DEFAULT_RTOL,
+) -> ExportInfo:
+    """Export ``policy``'s OTF decision to ``path`` (written atomically) and, when
+    ``check_trials`` > 0, verify it against torch with onnxruntime (:func:`verify_onnx`; raises
+    ExportMismatchError and writes nothing on a mismatch)."""
+    t0 = time.perf_counter()
+    model = export_onnx_bytes(policy, batch=batch, opset=opset, metadata=metadata)
+    diff = verify_onnx(policy, model, trials=check_trials, atol=atol, rtol=rtol) if check_trials > 0 else None
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_bytes(model)
+    tmp.replace(path)
+    return ExportInfo(
+        path,
+        hashlib.sha256(model).hexdigest(),
+        read_onnx_metadata(model)["expo.weights_sha256"],
+        opset,
+        diff,
+        time.perf_counter() - t0,
+    )
