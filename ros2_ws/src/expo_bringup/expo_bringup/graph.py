@@ -171,8 +171,11 @@ def sim_graph(
     realtime: bool = False,
     namespace: str = "",
     config_dir: Path | str | None = None,
+    learner: bool = False,
+    learner_dir: str = "",
+    offline_dataset: str = "",
 ) -> Graph:
-    """Sim bridge + policy node for one robomimic task.
+    """Sim bridge + policy node (+ learner) for one robomimic task.
 
     Args:
         task: robomimic task (``expo_core.spec.TASK_OBJECT_DIMS``).
@@ -181,7 +184,13 @@ def sim_graph(
         realtime: True runs the bridge at 20 Hz wall time and the policy on its timer; False
             runs lockstep (the bridge waits for each action, sim time as fast as possible).
         namespace: ROS namespace for both nodes ('' = root).
-        config_dir: where ``sim_bridge.yaml`` and ``policy.yaml`` live (default: package data).
+        config_dir: where ``sim_bridge.yaml``, ``policy.yaml`` and ``learner.yaml`` live
+            (default: package data).
+        learner: add the learner node: it trains on the policy's ``transitions`` starting from
+            ``checkpoint`` and streams ``policy_weights`` back (online fine-tuning).
+        learner_dir: the learner's directory (``bags/`` segments, ``checkpoints/``, ``tensorboard/``);
+            required with ``learner``. A restart with the same directory resumes.
+        offline_dataset: robomimic HDF5 for the offline half of the learner's batches ('' = none).
     """
     if task not in TASK_OBJECT_DIMS:
         raise ValueError(f"sim_graph task '{task}' unknown; supported: {sorted(TASK_OBJECT_DIMS)}")
@@ -213,4 +222,25 @@ def sim_graph(
         },
         params_files=(str((cfg / "policy.yaml").resolve()),),
     )
-    return Graph((bridge, policy))
+    if not learner:
+        return Graph((bridge, policy))
+    if not checkpoint or not learner_dir:
+        raise ValueError("sim_graph with learner=True needs a checkpoint (the base) and a learner_dir")
+    root = Path(learner_dir).resolve()
+    learner_node = NodeSpec(
+        name="learner_node",
+        package="expo_learner",
+        executable="learner_node",
+        module="expo_learner.learner_node",
+        namespace=namespace,
+        parameters={
+            "task": task,
+            "checkpoint": checkpoint,
+            "offline_dataset": offline_dataset,
+            "bag_dir": str(root / "bags"),
+            "checkpoint_dir": str(root / "checkpoints"),
+            "tensorboard_dir": str(root / "tensorboard"),
+        },
+        params_files=(str((cfg / "learner.yaml").resolve()),),
+    )
+    return Graph((bridge, policy, learner_node))

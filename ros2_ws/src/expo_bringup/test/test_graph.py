@@ -135,3 +135,23 @@ def test_with_overrides_adds_parameters_and_clock_remap_per_node() -> None:
     assert graph.with_overrides().nodes == graph.nodes  # nothing asked, nothing changed
     with pytest.raises(KeyError, match="no node 'learner'"):
         graph.with_overrides(learner={"x": 1})
+
+
+def test_sim_graph_with_learner_adds_it_in_the_same_namespace(tmp_path: Path) -> None:
+    g = sim_graph(
+        checkpoint="/b/base.safetensors",
+        namespace="r1",
+        learner=True,
+        learner_dir=str(tmp_path / "learn"),
+        offline_dataset="/d/lift.hdf5",
+    )
+    assert [n.name for n in g.nodes] == ["sim_bridge", "policy_node", "learner_node"]
+    node = g.node("learner_node")
+    assert node.namespace == "/r1" and node.module == "expo_learner.learner_node"
+    p = node.parameters
+    assert p["checkpoint"] == "/b/base.safetensors" and p["offline_dataset"] == "/d/lift.hdf5"
+    assert p["bag_dir"] == str((tmp_path / "learn" / "bags").resolve())
+    assert node.params_files[0].endswith("learner.yaml") and Path(node.params_files[0]).is_file()
+    with pytest.raises(ValueError, match="learner_dir"):
+        sim_graph(checkpoint="/b/base.safetensors", learner=True)
+    assert len(sim_graph().nodes) == 2  # no learner unless asked
