@@ -50,6 +50,8 @@ class SessionConfig:
     domain_id: int | None = None
     out: Path = Path("runs/sim")
     timeout_s: float = 0.0  # wall-clock limit of the episodes; 0 = none
+    learn: bool = False  # add the learner node: online EXPO fine-tuning during the episodes
+    learner_dir: Path | None = None  # None: <run dir>/learner; an existing one resumes
     progress_every_s: float = 0.5
     graph_overrides: dict[str, dict[str, Any]] = field(default_factory=dict)
 
@@ -73,13 +75,16 @@ class SessionConfig:
             raise ValueError(f"SessionConfig.timeout_s must be >= 0, got {self.timeout_s}")
 
 
-def prepare_policy(cfg: SessionConfig, progress: bool = True) -> Path:
-    """The checkpoint the policy node loads: ``cfg.checkpoint``, or a cached pretrained base."""
+def prepare_policy(cfg: SessionConfig, progress: bool = True) -> tuple[Path, Path | None]:
+    """(the checkpoint the policy node loads, the demonstrations or None): ``cfg.checkpoint``
+    (with ``cfg.dataset`` if given), or a cached base pretrained on the (cached) demos."""
     if cfg.checkpoint is not None:
         path = Path(cfg.checkpoint)
         if not (path.exists() or path.with_suffix(".safetensors").exists()):
             raise FileNotFoundError(f"checkpoint not found: {path}")
-        return path.resolve()
+        if cfg.dataset is not None and not Path(cfg.dataset).is_file():
+            raise FileNotFoundError(f"dataset not found: {cfg.dataset}")
+        return path.resolve(), Path(cfg.dataset).resolve() if cfg.dataset is not None else None
     from expo_core.spec import FRANKA_ACTION_SPEC, task_obs_spec
 
     from expo_sim.demo_set import write_demo_set
@@ -100,7 +105,8 @@ def prepare_policy(cfg: SessionConfig, progress: bool = True) -> Path:
         steps = harness_defaults(cfg.preset).pretrain_steps
     ecfg = preset_config(cfg.preset, task_obs_spec(cfg.task).dim, FRANKA_ACTION_SPEC.dim)
     pre_dir = cfg.data_dir / "pretrain"
-    return preset_base(dataset, cfg.task, ecfg, cfg.preset, steps, cfg.seed, pre_dir, progress).resolve()
+    base = preset_base(dataset, cfg.task, ecfg, cfg.preset, steps, cfg.seed, pre_dir, progress)
+    return base.resolve(), Path(dataset).resolve()
 
 
 class _LineFile:
@@ -157,8 +163,9 @@ def run_session(cfg: SessionConfig, stream: TextIO = sys.stdout, progress: bool 
     from expo_sim.session_stats import SessionStats
 
     t_start = time.monotonic()
-    checkpoint = prepare_policy(cfg, progress)
+    checkpoint, dataset = prepare_policy(cfg, progress)
     run_dir = _run_dir(cfg.out)
+    learner_dir = cfg.learner_dir if cfg.learner_dir is not None else run_dir / "learner"
     overrides = dict(cfg.graph_overrides)
     overrides["sim_bridge"] = {
         **overrides.get("sim_bridge", {}),
@@ -168,7 +175,13 @@ def run_session(cfg: SessionConfig, stream: TextIO = sys.stdout, progress: bool 
         "autostart": False,  # this process is its lifecycle manager (SessionMonitor.start_bridge)
     }
     graph = sim_graph(
-        task=cfg.task, checkpoint=str(checkpoint), backend=cfg.backend, realtime=cfg.realtime
+        task=cfg.task,
+        checkpoint=str(checkpoint),
+        backend=cfg.backend,
+        realtime=cfg.realtime,
+        learner=cfg.learn,
+        learner_dir=str(learner_dir) if cfg.learn else "",
+        offline_dataset=str(dataset) if cfg.learn and dataset is not None else "",
     ).with_overrides(**overrides)
     domain = cfg.domain_id if cfg.domain_id is not None else int(os.environ.get("ROS_DOMAIN_ID", "0"))
     sink = _LineFile(run_dir / "nodes.log")
@@ -230,8 +243,41 @@ def run_session(cfg: SessionConfig, stream: TextIO = sys.stdout, progress: bool 
         "run_dir": str(run_dir),
         "config": {k: str(v) if isinstance(v, Path) else v for k, v in asdict(cfg).items()},
     }
+    if cfg.learn:
+        summary["learner_dir"] = str(learner_dir)
+    if stats.episode_log:
+        summary["learning_curve"] = str(plot_episode_curve(stats.episode_log, run_dir / "learning_curve.png"))
     (run_dir / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
     return summary
+
+
+def plot_episode_curve(log: list[tuple[int, bool, str]], out: Path, window: int = 10) -> Path:
+    """Success per episode (dots) and its running mean over ``window`` episodes against env
+    steps, with the policy weights version on a second axis: the session's learning curve."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    steps = [e[0] for e in log]
+    success = [float(e[1]) for e in log]
+    mean = [sum(success[max(0, i + 1 - window) : i + 1]) / min(i + 1, window) for i in range(len(success))]
+    fig, ax = plt.subplots(figsize=(7, 4))
+    ax.plot(steps, success, "o", alpha=0.3, label="episode success")
+    ax.plot(steps, mean, "-", label=f"success, last {window} episodes")
+    ax.set_xlabel("env steps")
+    ax.set_ylabel("success")
+    ax.set_ylim(-0.05, 1.05)
+    versions = [float(e[2]) if str(e[2]).replace(".", "", 1).isdigit() else math.nan for e in log]
+    if any(v > 0 for v in versions if not math.isnan(v)):
+        ax2 = ax.twinx()
+        ax2.step(steps, versions, where="post", color="gray", alpha=0.6, label="weights version")
+        ax2.set_ylabel("policy weights version")
+    ax.legend(loc="upper left")
+    fig.tight_layout()
+    fig.savefig(out, dpi=100)
+    plt.close(fig)
+    return out
 
 
 def format_summary(s: dict[str, Any]) -> str:

@@ -36,6 +36,8 @@ def add_session(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--domain-id", type=int, default=None, help="ROS_DOMAIN_ID (default: the environment's)")
     p.add_argument("--out", type=Path, default=Path("runs/sim"), help="parent of the run directory")
     p.add_argument("--timeout", type=float, default=0.0, help="wall-clock limit in s (default none)")
+    p.add_argument("--learn", action="store_true", help="add the learner: online EXPO fine-tuning over ROS")
+    p.add_argument("--learner-dir", type=Path, default=None, help="learner data (default RUN/learner)")
     p.set_defaults(func=run_session_command)
 
 
@@ -60,6 +62,8 @@ def run_session_command(args: argparse.Namespace) -> int:
             domain_id=args.domain_id,
             out=args.out,
             timeout_s=args.timeout,
+            learn=args.learn,
+            learner_dir=args.learner_dir,
         )
         summary = run_session(cfg)
     except (ValueError, FileNotFoundError) as e:

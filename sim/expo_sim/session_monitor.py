@@ -4,12 +4,14 @@
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable
 
 import rclpy
 from diagnostic_msgs.msg import DiagnosticArray
-from expo_interfaces.msg import EnvFeedback, OtfDecision
+from expo_interfaces.msg import EnvFeedback, LearnerStats, OtfDecision
+from expo_policy.conversions import learner_stats_to_numpy
 from rclpy.executors import SingleThreadedExecutor
 
 from expo_sim.lifecycle_client import LifecycleClient, spin_until
@@ -33,6 +35,8 @@ class SessionMonitor:
             sub(DiagnosticArray, "diagnostics", self._on_diagnostics, 100),
             sub(OtfDecision, "otf_decision", self._on_decision, 1000),
         ]
+        # Not waited for at startup: the learner publishes its first stats after loading its data.
+        self._learner_sub = sub(LearnerStats, "learner_stats", self._on_learner_stats, 10)
         self.executor = SingleThreadedExecutor(context=context)
         self.executor.add_node(self.node)
         self._bridge = LifecycleClient(self.node, self.executor, bridge_name)
@@ -53,6 +57,11 @@ class SessionMonitor:
     def _on_diagnostics(self, m: DiagnosticArray) -> None:
         for st in m.status:
             self.stats.status(st.name, {kv.key: kv.value for kv in st.values})
+
+    def _on_learner_stats(self, m: LearnerStats) -> None:
+        d = learner_stats_to_numpy(m)
+        updates = d.scalars.get("updates", math.nan)
+        self.stats.learner_stats(updates, d.training_step, d.achieved_utd, d.weights_version)
 
     def _on_decision(self, m: OtfDecision) -> None:
         self.stats.decision(float(m.inference_latency_ms))

@@ -58,6 +58,9 @@ class SessionStats:
     inference_ms: list[float] = field(default_factory=list)
     policy: dict[str, str] = field(default_factory=dict)  # newest policy diagnostics values
     bridge: dict[str, str] = field(default_factory=dict)  # newest bridge diagnostics values
+    learner: dict[str, float] = field(default_factory=dict)  # newest learner_stats (when learning)
+    # (env steps so far, success, policy weights version) at the end of each episode
+    episode_log: list[tuple[int, bool, str]] = field(default_factory=list)
     _first_step_s: float | None = None
     _last_step_s: float | None = None
 
@@ -73,6 +76,7 @@ class SessionStats:
             self.episodes += 1
             self.successes += int(success)
             self.episode_lengths.append(step + 1)
+            self.episode_log.append((self.env_steps, bool(success), self.policy.get("weights_version", "0")))
 
     def status(self, name: str, values: Mapping[str, str]) -> None:
         """One diagnostics status; kept when it is the policy's or the bridge's."""
@@ -80,6 +84,20 @@ class SessionStats:
             self.policy = dict(values)
         elif name.endswith(BRIDGE_STATUS):
             self.bridge = dict(values)
+
+    def learner_stats(self, updates: float, critic_steps: int, achieved_utd: float, version: int) -> None:
+        """The newest learner_stats: agent updates, critic steps, achieved UTD, weights version."""
+        self.learner = {
+            "updates": float(updates),
+            "critic_steps": float(critic_steps),
+            "achieved_utd": float(achieved_utd),
+            "weights_version": float(version),
+        }
+
+    def recent_success(self, window: int = 10) -> float:
+        """Success rate over the last ``window`` episodes (NaN before the first)."""
+        last = self.episode_log[-window:]
+        return sum(s for _, s, _ in last) / len(last) if last else math.nan
 
     def decision(self, inference_latency_ms: float) -> None:
         if math.isfinite(inference_latency_ms):
@@ -113,6 +131,9 @@ class SessionStats:
             f"obs->action p99 {_float(self.bridge, 'obs_to_action_p99_ms'):.1f} ms",
             f"weights v{self.policy.get('weights_version', '?')}",
         ]
+        if self.learner:
+            parts[1] += f", last 10: {100.0 * self.recent_success():.0f}%"
+            parts.append(f"UTD {self.learner['achieved_utd']:.2f} ({int(self.learner['updates'])} updates)")
         return " | ".join(parts)
 
     def summary(self) -> dict[str, object]:
@@ -133,4 +154,6 @@ class SessionStats:
             "obs_to_action_count": _float(self.bridge, "obs_to_action_count"),
             "weights_version": self.policy.get("weights_version", ""),
             **{f"inference_{k}": v for k, v in percentiles_ms(self.inference_ms).items()},
+            **{f"learner_{k}": v for k, v in self.learner.items()},
+            "episode_log": [list(e) for e in self.episode_log],
         }

@@ -50,7 +50,7 @@ def test_session_generates_pretrains_runs_and_summarizes(tmp_path: Path) -> None
     # A second session reuses the demos and the pretrained base.
     ckpt = Path(summary["checkpoint"])
     mtime = ckpt.stat().st_mtime_ns
-    assert prepare_policy(cfg, progress=False) == ckpt and ckpt.stat().st_mtime_ns == mtime
+    assert prepare_policy(cfg, progress=False)[0] == ckpt and ckpt.stat().st_mtime_ns == mtime
 
 
 def test_session_cli_rejects_bad_input(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -61,3 +61,41 @@ def test_session_cli_rejects_bad_input(tmp_path: Path, capsys: pytest.CaptureFix
     assert "checkpoint not found" in capsys.readouterr().err
     assert expo_sim_main(["session", "--episodes", "0", "--out", str(tmp_path)]) == 2
     assert "episodes must be >= 1" in capsys.readouterr().err
+
+
+def test_online_session_learner_updates_and_policy_swaps_weights(tmp_path: Path) -> None:
+    """Issue 5's integration scenario through the runner: bridge + policy + learner in lockstep;
+    the learner trains on the streamed transitions and the policy's weights version advances at
+    least twice during the episodes (v1 is the learner's first publication at activation)."""
+    cfg = SessionConfig(
+        task="lift",
+        episodes=4,
+        demos=2,
+        preset="tiny",
+        pretrain_steps=5,
+        horizon=60,
+        data_dir=tmp_path / "data",
+        out=tmp_path / "runs",
+        domain_id=DOMAIN_ID,
+        timeout_s=240.0,
+        learn=True,
+        graph_overrides={
+            "learner_node": {
+                "warmup_transitions": 20,
+                "publish_every_updates": 10,
+                "publish_every_s": 1.0,
+                "stats_period_s": 0.5,
+            }
+        },
+    )
+    summary = run_session(cfg, stream=io.StringIO(), progress=False)
+    assert summary["exit_code"] == 0 and not summary["error"], summary
+    assert summary["node_exit_codes"] == {"sim_bridge": 0, "policy_node": 0, "learner_node": 0}
+    assert summary["learner_updates"] > 0 and summary["learner_critic_steps"] > 0, summary
+    versions = {int(v) for _, _, v in summary["episode_log"]} | {int(summary["weights_version"])}
+    assert max(versions) >= 3, versions  # v1 at activation, then at least two more swaps
+    learner_dir = Path(summary["learner_dir"])
+    segments = sorted((learner_dir / "bags").glob("seg_*"))
+    assert segments, "the learner recorded no transition segments"
+    assert list((learner_dir / "checkpoints").glob("*.safetensors")), "no learner checkpoint on shutdown"
+    assert Path(summary["learning_curve"]).is_file()
