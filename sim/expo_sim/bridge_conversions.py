@@ -10,8 +10,9 @@ float32).
 What goes where (robosuite world frame, meters, quaternions x, y, z, w as robosuite gives them):
 
 - ``joint_states``: 7 arm joints [rad] read from the MuJoCo state (robosuite's observations only
-  carry their sin/cos), then the 2 fingers [m] exactly as ``robot0_gripper_qpos`` (finger 2 is
-  negative when open); velocities alike.
+  carry their sin/cos), then the 2 fingers [m] as ``robot0_gripper_qpos`` (finger 2 is
+  negative when open) times the ``finger_signs`` parameter (default 1, 1: as is; 1, -1: both
+  positive, as franka_ros2 reports them); velocities alike.
 - ``ee_pose``: ``robot0_eef_pos`` and ``robot0_eef_quat``.
 - ``object_poses``: the task's objects in ``expo_policy.object_state.TASK_OBJECT_LAYOUTS`` order.
 - ``image_raw``: the camera image, upright (row 0 = top), rgb8, frame_id = the camera name.
@@ -89,13 +90,21 @@ class ObservationMsgs:
 
 
 def observation_msgs(
-    snap: SimSnapshot, ns: int, joint_names: tuple[str, ...], frame_id: str, camera: str | None = None
+    snap: SimSnapshot,
+    ns: int,
+    joint_names: tuple[str, ...],
+    frame_id: str,
+    camera: str | None = None,
+    finger_signs: tuple[float, float] = (1.0, 1.0),
 ) -> ObservationMsgs:
-    """Messages of one snapshot stamped ``ns`` [ns on the node clock]."""
+    """Messages of one snapshot stamped ``ns`` [ns on the node clock]; ``finger_signs`` multiply
+    the two finger positions and velocities (``(1.0, -1.0)``: both positive, as franka_ros2)."""
     if len(joint_names) != snap.joint_pos.shape[0]:
         raise ValueError(f"{len(joint_names)} joint names for {snap.joint_pos.shape[0]} joint positions")
-    js = cv.joint_state_msg(joint_names, snap.joint_pos, ns)
-    js.velocity = snap.joint_vel.tolist()
+    signs = np.ones(snap.joint_pos.shape[0])
+    signs[-2:] = finger_signs
+    js = cv.joint_state_msg(joint_names, snap.joint_pos * signs, ns)
+    js.velocity = (snap.joint_vel * signs).tolist()
     image = None
     if snap.image is not None:
         image = cv.image_msg(snap.image, ns, camera or "camera", "rgb8")

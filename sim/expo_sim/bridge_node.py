@@ -14,6 +14,7 @@ out /clock          rosgraph_msgs/Clock              10     sim time (absolute t
 out diagnostics     diagnostic_msgs/DiagnosticArray  10     episodes, success, steps/s, obs ->
                                                             action round trip p50/p99 (lockstep)
 in  action          expo_interfaces/ActionCommand    10     the policy's commands
+in  learner_stats   expo_interfaces/LearnerStats     10     lockstep pacing (learner_pacing_backlog)
 ==================  ===============================  =====  ====================================
 
 Parameters: :mod:`expo_sim.bridge_params` (``expo_bringup/config/sim_bridge.yaml``).
@@ -38,7 +39,7 @@ from typing import Any
 
 import numpy as np
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
-from expo_interfaces.msg import ActionCommand, EnvFeedback
+from expo_interfaces.msg import ActionCommand, EnvFeedback, LearnerStats
 from expo_policy import conversions as cv
 from expo_policy.node_main import run_lifecycle_node
 from expo_policy.safety import hold_action
@@ -53,7 +54,7 @@ from sensor_msgs.msg import Image, JointState
 
 from expo_sim.bridge_conversions import clock_msg, feedback_msg, observation_msgs, snapshot_from_env
 from expo_sim.bridge_params import PARAMETERS, BridgeConfig
-from expo_sim.bridge_protocol import EpisodeStats, LockstepGate, RealtimeInbox, SimClock
+from expo_sim.bridge_protocol import EpisodeStats, LearnerPacer, LockstepGate, RealtimeInbox, SimClock
 from expo_sim.envs import RobomimicEnv, make_env
 
 SUCCESS, FAILURE = TransitionCallbackReturn.SUCCESS, TransitionCallbackReturn.FAILURE
@@ -127,6 +128,9 @@ class SimBridge(LifecycleNode):
             self._pubs["image_raw"] = pub(Image, "image_raw", 5)
         self._action_sub = self.create_subscription(ActionCommand, "action", self._on_action, 10)
         self._subs = [self._action_sub]
+        if cfg.learner_pacing_backlog and not cfg.realtime:
+            sub = self.create_subscription(LearnerStats, "learner_stats", self._on_learner_stats, 10)
+            self._subs.append(sub)
         wall = Clock(clock_type=ClockType.STEADY_TIME)  # the node clock is sim time: it would never tick
         if cfg.realtime:
             self._timers = [
@@ -145,6 +149,8 @@ class SimBridge(LifecycleNode):
         self._first_sent = False  # lockstep: first observation published
         self._started = False  # realtime: a command has arrived, so stepping begins
         self._summary_logged = False
+        self._pacer = LearnerPacer(self.cfg.learner_pacing_backlog)
+        self._held: tuple[cv.Command, float] | None = None  # lockstep command waiting for the learner
         self._reset_env()
         self.active, self.finished = True, False
         for t in self._timers:
@@ -221,7 +227,7 @@ class SimBridge(LifecycleNode):
 
     def _publish_obs(self, ns: int) -> None:
         c = self.cfg
-        msgs = observation_msgs(self._snap, ns, c.joint_names, c.frame_id, c.camera)
+        msgs = observation_msgs(self._snap, ns, c.joint_names, c.frame_id, c.camera, c.finger_signs)
         self._pubs["joint_states"].publish(msgs.joint_states)
         self._pubs["ee_pose"].publish(msgs.ee_pose)
         self._pubs["object_poses"].publish(msgs.object_poses)
@@ -274,6 +280,8 @@ class SimBridge(LifecycleNode):
     def _publish_diagnostics(self) -> None:
         """Episodes, success, env step rate and (lockstep) the obs -> action round trip."""
         values = self.stats.diagnostics_values()
+        if self.cfg.learner_pacing_backlog and not self.cfg.realtime:
+            values.update(paced_steps=self._pacer.held, paced_s=self._pacer.held_s)
         level, message = DiagnosticStatus.OK, "finished" if self.finished else "stepping"
         if self.stats.timeouts or self.stats.rejected:
             level = DiagnosticStatus.WARN
@@ -293,10 +301,27 @@ class SimBridge(LifecycleNode):
         elif self._gate.accept(cmd.stamp_ns):
             t0 = time.monotonic()
             self.stats.answered(t0 - self._gate.published_at)
+            if self._pacer.should_hold(self.stats.env_steps):
+                self._held = (cmd, t0)  # stepped when the learner has caught up (_on_learner_stats)
+                self._pacer.held += 1
+                return
             self._lockstep_step(cmd)
             self.stats.timing(time.monotonic() - t0)
         else:
             self.get_logger().debug(f"ignored a command for stamp {cmd.stamp_ns} (not the current state)")
+
+    def _on_learner_stats(self, msg: LearnerStats) -> None:
+        """Pacing: the learner's backlog; step a held command once it has caught up."""
+        d = cv.learner_stats_to_numpy(msg)
+        backlog, warm = int(d.scalars.get("backlog", 0)), bool(d.scalars.get("warmed_up", 1.0))
+        self._pacer.report(backlog, warm, self.stats.env_steps)
+        if self._held is not None and self.active and not self._pacer.should_hold(self.stats.env_steps):
+            cmd, t_held = self._held
+            self._held = None
+            t0 = time.monotonic()
+            self._pacer.held_s += t0 - t_held
+            self._lockstep_step(cmd)
+            self.stats.timing(time.monotonic() - t0)
 
     def _lockstep_step(self, cmd: cv.Command) -> None:
         action = None if cmd.hold else self._checked(cmd)

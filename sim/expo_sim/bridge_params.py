@@ -41,9 +41,21 @@ PARAMETERS: tuple[ParamSpec, ...] = (
     ParamSpec("num_episodes", 0, "exit after this many episodes; 0 = run until shut down"),
     ParamSpec("action_timeout_s", 5.0, "lockstep: wall time without an answer before warn + re-publish [s]"),
     ParamSpec("diagnostics_period_s", 1.0, "diagnostics publish period, wall clock [s]"),
+    ParamSpec(
+        "learner_pacing_backlog",
+        0,
+        "lockstep: hold the next step while the learner owes more updates than this (learner_stats "
+        "backlog + steps since); 0 = off",
+    ),
     ParamSpec("frame_id", "world", "header frame of ee_pose and object_poses"),
     ParamSpec("arm_joint_names", ARM_JOINTS, "published arm joint names, robosuite order (7)"),
     ParamSpec("finger_joint_names", FINGER_JOINTS, "published finger joint names (2)"),
+    ParamSpec(
+        "finger_signs",
+        [1.0, 1.0],
+        "sign applied to each published finger position/velocity: [1.0, 1.0] = robosuite's qpos as is "
+        "(finger 2 negative when open); [1.0, -1.0] = both positive, as franka_ros2 reports them",
+    ),
     ParamSpec("camera.enabled", False, "publish image_raw from one robosuite camera"),
     ParamSpec("camera.name", "agentview", f"robosuite camera, one of {list(SUPPORTED_CAMERAS)}"),
     ParamSpec("camera.width", 84, "image width [px] (square images only: width == height)"),
@@ -95,9 +107,11 @@ class BridgeConfig:
     num_episodes: int = 0
     action_timeout_s: float = 5.0
     diagnostics_period_s: float = 1.0
+    learner_pacing_backlog: int = 0
     frame_id: str = "world"
     arm_joint_names: tuple[str, ...] = tuple(ARM_JOINTS)
     finger_joint_names: tuple[str, ...] = tuple(FINGER_JOINTS)
+    finger_signs: tuple[float, float] = (1.0, 1.0)
     camera: str | None = None  # the camera name when enabled
     camera_size: int = 84
     autostart: bool = True
@@ -145,6 +159,11 @@ class BridgeConfig:
         fingers = _names("finger_joint_names", v["finger_joint_names"], 2)
         if set(arm) & set(fingers):
             raise ValueError(f"parameter 'finger_joint_names' {list(fingers)} overlaps 'arm_joint_names'")
+        signs = v["finger_signs"]
+        if isinstance(signs, str) or not isinstance(signs, Sequence) or len(signs) != 2:
+            raise ValueError(f"parameter 'finger_signs' must list 2 values of 1.0 or -1.0, got {signs!r}")
+        if not all(not isinstance(x, bool) and x in (1.0, -1.0) for x in signs):
+            raise ValueError(f"parameter 'finger_signs' must list 2 values of 1.0 or -1.0, got {signs!r}")
         return cls(
             task=task,
             realtime=_bool("realtime", v["realtime"]),
@@ -154,9 +173,11 @@ class BridgeConfig:
             num_episodes=_int("num_episodes", v["num_episodes"], 0),
             action_timeout_s=_float("action_timeout_s", v["action_timeout_s"], 0.0, 3600.0),
             diagnostics_period_s=_float("diagnostics_period_s", v["diagnostics_period_s"], 0.01, 3600.0),
+            learner_pacing_backlog=_int("learner_pacing_backlog", v["learner_pacing_backlog"], 0),
             frame_id=frame,
             arm_joint_names=arm,
             finger_joint_names=fingers,
+            finger_signs=(float(signs[0]), float(signs[1])),
             camera=camera,
             camera_size=width,
             autostart=_bool("autostart", v["autostart"]),

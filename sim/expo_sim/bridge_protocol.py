@@ -82,6 +82,35 @@ class LockstepGate:
         return self.waiting and now - self.published_at > timeout_s
 
 
+class LearnerPacer:
+    """Lockstep pacing for online learning: hold the next env step while the learner owes more
+    than ``limit`` updates, so that it keeps its update-to-data ratio however fast the sim runs.
+
+    The learner reports its backlog (owed updates not yet done) in ``learner_stats`` every stats
+    period; the steps taken since that report owe one update each too, so the estimate
+    ``backlog + steps since the report`` can only over-count and the learner's own backlog cap is
+    never reached. Until the first report (the learner loading its data) nothing is held: the
+    learner's warm-up needs the transitions.
+    """
+
+    def __init__(self, limit: int) -> None:
+        self.limit = int(limit)
+        self._backlog: int | None = None
+        self._steps_at_report = 0
+        self.held = 0  # steps that had to wait
+        self.held_s = 0.0  # wall time spent waiting [s]
+
+    def report(self, backlog: int, warmed_up: bool, env_steps: int) -> None:
+        """A learner_stats arrived when the bridge had taken ``env_steps`` steps."""
+        self._backlog = int(backlog) if warmed_up else None
+        self._steps_at_report = int(env_steps)
+
+    def should_hold(self, env_steps: int) -> bool:
+        if self.limit <= 0 or self._backlog is None:
+            return False
+        return self._backlog + (env_steps - self._steps_at_report) > self.limit
+
+
 class RealtimeInbox:
     """Newest command received since the previous control tick; older unapplied ones are
     counted as superseded (the policy answered twice within one period)."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 from expo_sim.bridge_params import PARAMETERS, BridgeConfig
-from expo_sim.bridge_protocol import EpisodeStats, LockstepGate, RealtimeInbox, SimClock
+from expo_sim.bridge_protocol import EpisodeStats, LearnerPacer, LockstepGate, RealtimeInbox, SimClock
 
 DEFAULTS = {p.name: p.default for p in PARAMETERS}
 
@@ -124,3 +124,16 @@ def test_episode_stats_records_returns_and_summary() -> None:
     assert values["success_rate"] == 0.5 and values["obs_to_action_count"] == 2
     assert values["obs_to_action_p50_ms"] == pytest.approx(20.0)
     assert values["obs_to_action_max_ms"] == pytest.approx(30.0)
+
+
+def test_learner_pacer_holds_while_the_learner_owes_too_much() -> None:
+    pacer = LearnerPacer(limit=5)
+    assert not pacer.should_hold(100)  # no report yet: the learner is still loading
+    pacer.report(backlog=3, warmed_up=True, env_steps=100)
+    assert not pacer.should_hold(101) and not pacer.should_hold(102)  # 3 + 2 <= 5
+    assert pacer.should_hold(103)  # 3 + 3 steps since the report > 5
+    pacer.report(backlog=0, warmed_up=True, env_steps=103)
+    assert not pacer.should_hold(103)
+    pacer.report(backlog=50, warmed_up=False, env_steps=200)  # warming up: never hold
+    assert not pacer.should_hold(500)
+    assert not LearnerPacer(limit=0).should_hold(10**6)  # off

@@ -164,6 +164,9 @@ def to_ros_args(node: NodeSpec) -> list[str]:
     return args
 
 
+LOCKSTEP_PACING_BACKLOG = 20  # owed learner updates a lockstep bridge lets accumulate
+
+
 def sim_graph(
     task: str = "lift",
     checkpoint: str = "",
@@ -227,6 +230,13 @@ def sim_graph(
     if not checkpoint or not learner_dir:
         raise ValueError("sim_graph with learner=True needs a checkpoint (the base) and a learner_dir")
     root = Path(learner_dir).resolve()
+    if not realtime:
+        # Lockstep runs as fast as the policy answers, far faster than the learner trains: the
+        # bridge holds a step while the learner owes more than LOCKSTEP_PACING_BACKLOG updates,
+        # judged from learner_stats, which the learner then sends often.
+        bridge = replace(
+            bridge, parameters={**bridge.parameters, "learner_pacing_backlog": LOCKSTEP_PACING_BACKLOG}
+        )
     learner_node = NodeSpec(
         name="learner_node",
         package="expo_learner",
@@ -240,6 +250,7 @@ def sim_graph(
             "bag_dir": str(root / "bags"),
             "checkpoint_dir": str(root / "checkpoints"),
             "tensorboard_dir": str(root / "tensorboard"),
+            **({} if realtime else {"stats_period_s": 0.2}),
         },
         params_files=(str((cfg / "learner.yaml").resolve()),),
     )

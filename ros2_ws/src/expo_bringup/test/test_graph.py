@@ -152,6 +152,10 @@ def test_sim_graph_with_learner_adds_it_in_the_same_namespace(tmp_path: Path) ->
     assert p["checkpoint"] == "/b/base.safetensors" and p["offline_dataset"] == "/d/lift.hdf5"
     assert p["bag_dir"] == str((tmp_path / "learn" / "bags").resolve())
     assert node.params_files[0].endswith("learner.yaml") and Path(node.params_files[0]).is_file()
+    # lockstep: the bridge paces itself on the learner's backlog; realtime cannot wait
+    assert g.node("sim_bridge").parameters["learner_pacing_backlog"] > 0 and p["stats_period_s"] < 1.0
+    rt = sim_graph(checkpoint="/b/base.safetensors", realtime=True, learner=True, learner_dir=str(tmp_path))
+    assert "learner_pacing_backlog" not in rt.node("sim_bridge").parameters
     with pytest.raises(ValueError, match="learner_dir"):
         sim_graph(checkpoint="/b/base.safetensors", learner=True)
     assert len(sim_graph().nodes) == 2  # no learner unless asked
