@@ -20,12 +20,14 @@ lint: setup
 	@$(ENV) ruff check . && ruff format --check . && bash scripts/lint_docker.sh
 
 ## The main job: lift demos + a pretrained base (both cached under data/), then sim bridge + policy
-## node over ROS for EPISODES evaluation episodes with a live progress line and a summary.
-## Extra options: make sim SIM_ARGS="--realtime --episodes 20" (see expo-sim session --help).
+## node + learner over ROS: EPISODES episodes of online EXPO fine-tuning (LEARN=0: evaluation
+## only) with a live progress line, a summary and a learning curve.
+## Extra options: make sim SIM_ARGS="--realtime" (see expo-sim session --help).
 EPISODES ?= 10
+LEARN ?= 1
 SIM_ARGS ?=
 sim: setup
-	@$(ENV) expo-sim session --task lift --episodes $(EPISODES) $(SIM_ARGS)
+	@$(ENV) expo-sim session --task lift --episodes $(EPISODES) $(if $(filter 1,$(LEARN)),--learn) $(SIM_ARGS)
 
 ## Closed-loop latency over ROS: obs published -> action received by the bridge, vs inference.
 bench-ros: setup

@@ -3,6 +3,8 @@
     ros2 launch expo_bringup sim.launch.py                         # lift, lockstep, torch
     ros2 launch expo_bringup sim.launch.py task:=can checkpoint:=/runs/can/ckpt.safetensors \\
         realtime:=true namespace:=robot1
+    ros2 launch expo_bringup sim.launch.py checkpoint:=/data/base.safetensors learner:=true \\
+        learner_dir:=/runs/online offline_dataset:=/data/lift_mixed.hdf5   # online fine-tuning
 
 The nodes, parameter files, overrides and namespaces come from
 :func:`expo_bringup.graph.sim_graph`, the same data the pip-mode runner (``expo-bringup sim``)
@@ -31,6 +33,9 @@ LAUNCH_ARGUMENTS: tuple[tuple[str, str, str], ...] = (
     ("realtime", "false", "true: 20 Hz wall-clock control; false: lockstep sim time"),
     ("namespace", "", "ROS namespace of every node ('' = root)"),
     ("rviz", "false", "true: also start RViz with expo_bringup's expo_sim.rviz (not required)"),
+    ("learner", "false", "true: add the learner node (online fine-tuning from checkpoint)"),
+    ("learner_dir", "", "the learner's bags/checkpoints directory (required with learner:=true)"),
+    ("offline_dataset", "", "robomimic HDF5 for the learner's offline half of each batch"),
 )
 _TRUE, _FALSE = ("true", "1", "yes", "on"), ("false", "0", "no", "off")
 
@@ -59,6 +64,9 @@ def graph_from_launch_arguments(values: Mapping[str, str]) -> Graph:
         backend=v["backend"],
         realtime=parse_bool("realtime", v["realtime"]),
         namespace=v["namespace"],
+        learner=parse_bool("learner", v["learner"]),
+        learner_dir=v["learner_dir"],
+        offline_dataset=v["offline_dataset"],
     )
 
 

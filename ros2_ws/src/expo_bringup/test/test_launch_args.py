@@ -8,9 +8,19 @@ import pytest
 from expo_bringup.graph import sim_graph
 
 
-def test_launch_arguments_are_the_documented_six_with_sim_graph_defaults(sim_launch) -> None:
+def test_launch_arguments_are_the_documented_ones_with_sim_graph_defaults(sim_launch) -> None:
     names = [name for name, _, _ in sim_launch.LAUNCH_ARGUMENTS]
-    assert names == ["task", "checkpoint", "backend", "realtime", "namespace", "rviz"]
+    assert names == [
+        "task",
+        "checkpoint",
+        "backend",
+        "realtime",
+        "namespace",
+        "rviz",
+        "learner",
+        "learner_dir",
+        "offline_dataset",
+    ]
     assert sim_launch.graph_from_launch_arguments({}) == sim_graph()
 
 
@@ -27,6 +37,7 @@ def test_launch_argument_texts_map_onto_sim_graph(sim_launch) -> None:
     [
         ({"realtime": "maybe"}, "launch argument 'realtime'"),
         ({"rviz": "sometimes"}, "launch argument 'rviz'"),
+        ({"learner": "true", "checkpoint": "/b.safetensors"}, "learner_dir"),
         ({"speed": "1"}, "unknown launch arguments ['speed']"),
         ({"task": "towel"}, "task 'towel' unknown"),
         ({"namespace": "bad-ns"}, "namespace"),
@@ -89,3 +100,12 @@ def test_rviz_layout_is_installed_and_shows_the_graph_topics(sim_launch) -> None
     assert shown["Pose"] == "ee_pose" and shown["PoseArray"] == "object_poses"
     namespaces = next(d for d in manager["Displays"] if d["Class"].endswith("MarkerArray"))["Namespaces"]
     assert set(namespaces) == {"candidates", "sent", "status"}  # what expo_policy.markers draws
+
+
+def test_learner_launch_arguments_add_the_learner(sim_launch, tmp_path) -> None:
+    args = {"checkpoint": "/b.safetensors", "learner": "true", "learner_dir": str(tmp_path)}
+    g = sim_launch.graph_from_launch_arguments({**args, "offline_dataset": "/d.hdf5"})
+    assert g == sim_graph(
+        checkpoint="/b.safetensors", learner=True, learner_dir=str(tmp_path), offline_dataset="/d.hdf5"
+    )
+    assert g.node("learner_node").parameters["offline_dataset"] == "/d.hdf5"
