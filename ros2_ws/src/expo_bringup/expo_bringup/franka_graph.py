@@ -1,0 +1,163 @@
+"""The hardware graph, as data: policy node -> Franka adapter -> franka_ros2 (or its emulation).
+
+::
+
+    franka_ros2 / emulation                   policy_node                 franka_adapter
+    joint_states ─────────────────────────────► (timer mode) ─ policy_action ─► (arm safety)
+    franka_robot_state_broadcaster/current_pose ─►  (as ee_pose)                │
+      ▲                                                                         │
+      └── cartesian_impedance_example_controller/equilibrium_pose, gripper ◄────┘
+
+Our nodes use franka_ros2's topic names, relative, so one ``namespace`` puts them next to a
+franka_ros2 started in the same namespace. franka_ros2 itself is not part of the graph: on the
+robot PC it comes from ``launch/franka.launch.py`` (which includes franka_bringup's launch file),
+or is already running when ``expo-bringup franka`` starts our nodes.
+
+With ``emulate=True`` the sim bridge (realtime 20 Hz, franka_ros2's joint names and finger signs,
+``ee_pose`` remapped to ``franka_robot_state_broadcaster/current_pose``) and the Franka emulator
+(:mod:`expo_sim.franka_emulator_node`: equilibrium pose -> OSC_POSE action) stand in for
+franka_ros2, so the whole hardware graph runs in CI. Then every node runs on the bridge's sim
+time (``/clock``), as in the sim graph; on hardware they run on wall time.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from expo_core.spec import TASK_OBJECT_DIMS
+
+from expo_bringup.graph import Graph, NodeSpec, default_config_dir
+
+ROBOT_TYPES = ("fr3", "panda")
+#: franka_ros2's controller that takes an equilibrium pose (franka_example_controllers).
+CONTROLLER = "cartesian_impedance_example_controller"
+CURRENT_POSE = "franka_robot_state_broadcaster/current_pose"
+EQUILIBRIUM_POSE = f"{CONTROLLER}/equilibrium_pose"
+#: The policy's actions, between the policy node and the adapter (``action`` is the sim bridge's).
+POLICY_ACTION = "policy_action"
+#: franka_ros2 reports both fingers positive; robosuite (what the policy learned on) the second
+#: one negative when open. The policy reads them back with these signs; the bridge publishes
+#: robosuite's fingers with the same signs when it emulates the Franka.
+FRANKA_FINGER_SIGNS = [1.0, -1.0]
+_BACKEND = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+def joint_names(robot_type: str) -> tuple[list[str], list[str]]:
+    """(7 arm joints, 2 finger joints) as franka_ros2 names them, e.g. ``fr3_joint1``."""
+    if robot_type not in ROBOT_TYPES:
+        raise ValueError(f"franka_graph robot_type '{robot_type}' unknown; supported: {list(ROBOT_TYPES)}")
+    arm = [f"{robot_type}_joint{i}" for i in range(1, 8)]
+    return arm, [f"{robot_type}_finger_joint1", f"{robot_type}_finger_joint2"]
+
+
+def franka_graph(
+    task: str = "lift",
+    checkpoint: str = "",
+    backend: str = "torch",
+    robot_type: str = "fr3",
+    namespace: str = "",
+    dry_run: bool | None = None,
+    emulate: bool = False,
+    learner: bool = False,
+    config_dir: Path | str | None = None,
+) -> Graph:
+    """Policy node + Franka adapter (+ sim bridge + Franka emulator with ``emulate``).
+
+    Args:
+        task: robomimic task the policy was trained on (``expo_core.spec.TASK_OBJECT_DIMS``).
+        checkpoint: policy checkpoint; '' lets the policy node use its configured one.
+        backend: inference backend name handed to the policy node (it validates the choice).
+        robot_type: ``fr3`` or ``panda``: franka_ros2's joint name prefix.
+        namespace: ROS namespace of every node, franka_ros2's included ('' = root).
+        dry_run: the adapter's ``dry_run``. None: True on hardware (nothing reaches the arm
+            until asked for explicitly), False when emulating (there is no arm to protect).
+        emulate: sim bridge + Franka emulator instead of franka_ros2.
+        learner: also start the learner node. Not wired yet (no reward source on the arm):
+            raises NotImplementedError.
+        config_dir: where the nodes' YAML files live (default: package data).
+    """
+    if task not in TASK_OBJECT_DIMS:
+        raise ValueError(f"franka_graph task '{task}' unknown; supported: {sorted(TASK_OBJECT_DIMS)}")
+    if not _BACKEND.match(backend):
+        raise ValueError(f"franka_graph backend '{backend}' must be a plain name such as 'torch'")
+    arm, fingers = joint_names(robot_type)
+    if learner:
+        # Hook. The learner node exists (sim_graph(learner=True) builds its NodeSpec; take it from
+        # there rather than copying it), but on the arm nothing publishes env_feedback (reward,
+        # success, episode ends), so the policy node completes no transitions and the learner
+        # would never train. Add it here together with a reward/success source for the cell.
+        raise NotImplementedError(
+            "franka_graph(learner=True): online learning on the arm needs an env_feedback source "
+            "(reward, success, episode ends) that the hardware graph does not have yet; run the "
+            "policy with fixed weights"
+        )
+    cfg = Path(config_dir) if config_dir is not None else default_config_dir()
+
+    def files(*names: str) -> tuple[str, ...]:
+        return tuple(str((cfg / n).resolve()) for n in names)
+
+    sim_time = bool(emulate)  # the bridge drives /clock; franka_ros2 runs on wall time
+    policy = NodeSpec(
+        name="policy_node",
+        package="expo_policy",
+        executable="policy_node",
+        module="expo_policy.policy_node",
+        namespace=namespace,
+        parameters={
+            "task": task,
+            **({"checkpoint": checkpoint} if checkpoint else {}),
+            "backend": backend,
+            "lockstep": False,  # a real arm does not wait for the policy: act on the timer
+            "use_sim_time": sim_time,
+            "observation.finger_joint_names": fingers,
+            "observation.finger_signs": FRANKA_FINGER_SIGNS,
+        },
+        remappings=(("action", POLICY_ACTION), ("ee_pose", CURRENT_POSE)),
+        params_files=files("policy.yaml"),
+    )
+    adapter = NodeSpec(
+        name="franka_adapter",
+        package="expo_policy",
+        executable="franka_adapter_node",
+        module="expo_policy.franka_adapter_node",
+        namespace=namespace,
+        # Its other topics default to franka_ros2's names (franka_adapter.yaml).
+        parameters={
+            "dry_run": (not emulate) if dry_run is None else bool(dry_run),
+            "use_sim_time": sim_time,
+            "joints.arm": arm,
+            "joints.fingers": fingers,
+        },
+        remappings=(("action", POLICY_ACTION),),
+        params_files=files("franka_adapter.yaml", *(("franka_adapter_emulated.yaml",) if emulate else ())),
+    )
+    nodes = [policy, adapter]
+    if emulate:
+        bridge = NodeSpec(
+            name="sim_bridge",
+            package="expo_sim",
+            executable="bridge_node",
+            module="expo_sim.bridge_node",
+            namespace=namespace,
+            parameters={
+                "task": task,
+                "realtime": True,  # the arm's time: 20 Hz wall clock, whether commands come or not
+                "arm_joint_names": arm,
+                "finger_joint_names": fingers,
+                "finger_signs": FRANKA_FINGER_SIGNS,
+            },
+            remappings=(("ee_pose", CURRENT_POSE),),
+            params_files=files("sim_bridge.yaml"),
+        )
+        emulator = NodeSpec(
+            name="franka_emulator",
+            package="expo_sim",
+            executable="franka_emulator_node",
+            module="expo_sim.franka_emulator_node",
+            namespace=namespace,
+            parameters={"use_sim_time": True},
+            params_files=files("franka_emulator.yaml"),
+        )
+        nodes += [bridge, emulator]
+    return Graph(tuple(nodes))

@@ -1,0 +1,125 @@
+"""The hardware graph as data: wiring of franka_graph, the YAML files it names, the CLI profile."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+from expo_bringup.cli import build_parser, main
+from expo_bringup.franka_graph import CURRENT_POSE, EQUILIBRIUM_POSE, POLICY_ACTION, franka_graph
+from expo_bringup.graph import default_config_dir
+from expo_policy.franka_adapter_params import PARAMETERS as ADAPTER_PARAMETERS
+from expo_policy.franka_adapter_params import FrankaAdapterConfig
+
+
+def ros_parameters(*names: str) -> dict[str, Any]:
+    """The ``/**`` parameters of the YAML files ``names`` (later files win), flattened to dotted
+    names as rcl reads them."""
+    yaml = pytest.importorskip("yaml")
+    flat: dict[str, Any] = {}
+
+    def walk(prefix: str, d: dict[str, Any]) -> None:
+        for k, v in d.items():
+            if isinstance(v, dict):
+                walk(f"{prefix}{k}.", v)
+            else:
+                flat[f"{prefix}{k}"] = v
+
+    for name in names:
+        walk("", yaml.safe_load((default_config_dir() / name).read_text())["/**"]["ros__parameters"])
+    return flat
+
+
+def test_hardware_graph_wires_the_policy_through_the_adapter() -> None:
+    g = franka_graph(checkpoint="/c/x.safetensors", namespace="robot1")
+    policy, adapter = g.node("policy_node"), g.node("franka_adapter")
+    assert [n.name for n in g.nodes] == ["policy_node", "franka_adapter"]
+    assert policy.namespace == adapter.namespace == "/robot1"
+    assert dict(policy.remappings) == {"action": POLICY_ACTION, "ee_pose": CURRENT_POSE}
+    assert dict(adapter.remappings) == {"action": POLICY_ACTION}
+    p = policy.parameters
+    assert p["lockstep"] is False and p["use_sim_time"] is False and p["checkpoint"] == "/c/x.safetensors"
+    assert p["observation.finger_joint_names"] == ["fr3_finger_joint1", "fr3_finger_joint2"]
+    assert p["observation.finger_signs"] == [1.0, -1.0]  # franka_ros2 reports both fingers positive
+    a = adapter.parameters
+    assert a["dry_run"] is True and a["use_sim_time"] is False
+    assert a["joints.arm"] == [f"fr3_joint{i}" for i in range(1, 8)]
+    assert [Path(f).name for f in adapter.params_files] == ["franka_adapter.yaml"]
+    # The adapter's own topic defaults are franka_ros2's names: nothing else to remap.
+    adapter_yaml = ros_parameters("franka_adapter.yaml")
+    assert adapter_yaml["topics.current_pose"] == CURRENT_POSE
+    assert adapter_yaml["topics.equilibrium_pose"] == EQUILIBRIUM_POSE
+
+
+def test_emulated_graph_closes_the_loop_with_franka_names() -> None:
+    g = franka_graph(robot_type="panda", emulate=True)
+    bridge, emulator = g.node("sim_bridge"), g.node("franka_emulator")
+    assert bridge.parameters["realtime"] is True
+    assert bridge.parameters["arm_joint_names"] == [f"panda_joint{i}" for i in range(1, 8)]
+    assert bridge.parameters["finger_joint_names"] == g.node("franka_adapter").parameters["joints.fingers"]
+    assert bridge.parameters["finger_signs"] == g.node("policy_node").parameters["observation.finger_signs"]
+    assert dict(bridge.remappings) == {"ee_pose": CURRENT_POSE}
+    assert emulator.module == "expo_sim.franka_emulator_node" and emulator.remappings == ()
+    assert all(n.parameters["use_sim_time"] is True for n in (g.node("policy_node"), emulator))
+    assert g.node("franka_adapter").parameters["use_sim_time"] is True
+    assert g.node("franka_adapter").parameters["dry_run"] is False
+    assert franka_graph(emulate=True, dry_run=True).node("franka_adapter").parameters["dry_run"] is True
+    assert franka_graph(dry_run=False).node("franka_adapter").parameters["dry_run"] is False
+
+
+def test_emulator_and_adapter_configs_agree() -> None:
+    """The emulator inverts the adapter's conversion: same topics between them, same scaling."""
+    adapter = ros_parameters("franka_adapter.yaml", "franka_adapter_emulated.yaml")
+    emulator = ros_parameters("franka_emulator.yaml")
+    for key in ("equilibrium_pose", "gripper_width_cmd", "current_pose"):
+        assert emulator[f"topics.{key}"] == adapter[f"topics.{key}"], key
+    assert emulator["topics.action"] == "action" != POLICY_ACTION  # the bridge's input, not the policy's
+    for key in ("osc.pos_scale", "osc.rot_scale", "gripper.open_width", "gripper.closed_width"):
+        assert emulator[key] == adapter[key], key
+    assert adapter["gripper.interface"] == "width_topic"  # what the emulator listens to
+    # The overlay keeps a valid adapter configuration, its box inside the policy's sim box.
+    values = {p.name: adapter.get(p.name, p.default) for p in ADAPTER_PARAMETERS}
+    cfg = FrankaAdapterConfig.from_values(values)
+    policy = ros_parameters("policy.yaml")
+    assert list(cfg.limits.workspace_low) == policy["safety.workspace_low"]
+    assert list(cfg.limits.workspace_high) == policy["safety.workspace_high"]
+
+
+def test_franka_graph_rejects_bad_arguments_and_has_a_learner_hook() -> None:
+    with pytest.raises(ValueError, match="robot_type 'ur5'"):
+        franka_graph(robot_type="ur5")
+    with pytest.raises(ValueError, match="task 'pour'"):
+        franka_graph(task="pour")
+    with pytest.raises(ValueError, match="backend"):
+        franka_graph(backend="torch; rm -rf /")
+    with pytest.raises(NotImplementedError, match="learner"):
+        franka_graph(learner=True)
+
+
+def test_cli_franka_profile(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["franka", "--emulate", "--episodes", "3", "--domain-id", "81", "--dry-run"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split("]")[0][1:] for line in lines] == [
+        "policy_node",
+        "franka_adapter",
+        "sim_bridge",
+        "franka_emulator",
+    ]
+    bridge = next(line for line in lines if line.startswith("[sim_bridge]"))
+    assert "-m expo_sim.bridge_node" in bridge and "num_episodes:=3" in bridge and "realtime:=true" in bridge
+    adapter = next(line for line in lines if line.startswith("[franka_adapter]"))
+    assert "dry_run:=false" in adapter
+
+    args = build_parser().parse_args(["franka", "--checkpoint", "/c/x"])
+    assert args.dry_run_commands is None and not args.emulate
+    assert main(["franka", "--dry-run"]) == 0
+    assert "dry_run:=true" in capsys.readouterr().out  # on hardware: a dry run unless asked otherwise
+    assert main(["franka", "--send-commands", "--dry-run"]) == 0
+    assert "dry_run:=false" in capsys.readouterr().out
+    assert main(["franka", "--emulate", "--dry-run-commands", "--dry-run"]) == 0
+    assert "dry_run:=true" in capsys.readouterr().out
+    assert main(["franka", "--episodes", "2", "--dry-run"]) == 2  # episodes only exist in emulation
+    assert "--episodes needs --emulate" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["franka", "--send-commands", "--dry-run-commands"])
