@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import re
-import threading
 import time
 import uuid
 from collections import Counter
@@ -21,7 +20,7 @@ import numpy as np
 import pytest
 import rclpy
 from expo_bringup.franka_graph import CURRENT_POSE, EQUILIBRIUM_POSE, POLICY_ACTION, franka_graph
-from expo_bringup.runner import Runner
+from expo_bringup.runner import LineBuffer, Runner
 from expo_core.agent import ExpoAgent
 from expo_core.checkpoint import save_checkpoint
 from expo_core.spec import task_obs_spec
@@ -52,22 +51,6 @@ def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("policy") / "ckpt"
     save_checkpoint(path, ExpoAgent(preset_config("tiny", OBS_DIM, 7), seed=0))
     return path.with_suffix(".safetensors")
-
-
-class Lines:
-    """Thread-safe sink for the runner's prefixed output lines."""
-
-    def __init__(self) -> None:
-        self.lines: list[str] = []
-        self._lock = threading.Lock()
-
-    def __call__(self, line: str) -> None:
-        with self._lock:
-            self.lines.append(line)
-
-    def text(self) -> str:
-        with self._lock:
-            return "\n".join(self.lines)
 
 
 def pose_of(msg: PoseStamped) -> np.ndarray:
@@ -109,7 +92,7 @@ def test_franka_graph_runs_against_the_emulated_franka(checkpoint: Path, record_
         franka_adapter={"diagnostics_period_s": 0.1},
         franka_emulator={"diagnostics_period_s": 0.2},
     )
-    out = Lines()
+    out = LineBuffer()
     runner = Runner(graph, domain_id=DOMAIN_ID, stop_timeout_s=10.0, sink=out)
     ctx = rclpy.Context()
     rclpy.init(context=ctx, domain_id=DOMAIN_ID)

@@ -5,14 +5,13 @@ both policies swap in its weights. Tiny networks; the test is about the wiring."
 from __future__ import annotations
 
 import os
-import threading
 from pathlib import Path
 
 import pytest
 import rclpy
 from diagnostic_msgs.msg import DiagnosticArray
 from expo_bringup.multi_actor import multi_actor_graph
-from expo_bringup.runner import Runner
+from expo_bringup.runner import LineBuffer, Runner
 from expo_core.agent import ExpoAgent
 from expo_core.checkpoint import save_checkpoint
 from expo_interfaces.msg import LearnerStats
@@ -25,20 +24,6 @@ pytestmark = [pytest.mark.ros, pytest.mark.slow]
 
 DOMAIN_ID = 21 + os.getpid() % 19  # 21..39: apart from the other test files' ranges
 TIMEOUT_S = 180.0
-
-
-class Lines:
-    def __init__(self) -> None:
-        self.lines: list[str] = []
-        self._lock = threading.Lock()
-
-    def __call__(self, line: str) -> None:
-        with self._lock:
-            self.lines.append(line)
-
-    def text(self) -> str:
-        with self._lock:
-            return "\n".join(self.lines[-200:])
 
 
 def test_two_actors_feed_one_learner_and_both_get_its_weights(tmp_path: Path) -> None:
@@ -64,7 +49,7 @@ def test_two_actors_feed_one_learner_and_both_get_its_weights(tmp_path: Path) ->
         ("/actor_1", "policy_node"),
         ("", "learner_node"),
     ]
-    out = Lines()
+    out = LineBuffer()
     runner = Runner(graph, domain_id=DOMAIN_ID, sink=out)
     ctx = rclpy.Context()
     rclpy.init(context=ctx, domain_id=DOMAIN_ID)

@@ -7,7 +7,6 @@ nodes' logs. Every wait is bounded.
 from __future__ import annotations
 
 import os
-import threading
 import time
 import uuid
 from collections.abc import Callable
@@ -16,7 +15,7 @@ from pathlib import Path
 import pytest
 import rclpy
 from expo_bringup.graph import sim_graph
-from expo_bringup.runner import Runner
+from expo_bringup.runner import LineBuffer, Runner
 from expo_core.agent import ExpoAgent
 from expo_core.checkpoint import save_checkpoint
 from expo_core.spec import task_obs_spec
@@ -43,22 +42,6 @@ def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path.with_suffix(".safetensors")
 
 
-class Lines:
-    """Thread-safe sink for the runner's prefixed output lines."""
-
-    def __init__(self) -> None:
-        self.lines: list[str] = []
-        self._lock = threading.Lock()
-
-    def __call__(self, line: str) -> None:
-        with self._lock:
-            self.lines.append(line)
-
-    def text(self) -> str:
-        with self._lock:
-            return "\n".join(self.lines)
-
-
 def test_sim_graph_runs_three_lockstep_episodes(checkpoint: Path, record_property) -> None:
     ns = f"t_{uuid.uuid4().hex[:8]}"
     clock_topic = f"/{ns}/clock"
@@ -69,7 +52,7 @@ def test_sim_graph_runs_three_lockstep_episodes(checkpoint: Path, record_propert
         sim_bridge={**BRIDGE_PARAMS, "autostart": False},
         policy_node={"diagnostics_period_s": 0.2},
     )
-    out = Lines()
+    out = LineBuffer()
     runner = Runner(graph, domain_id=DOMAIN_ID, stop_timeout_s=10.0, sink=out)
     ctx = rclpy.Context()
     rclpy.init(context=ctx, domain_id=DOMAIN_ID)

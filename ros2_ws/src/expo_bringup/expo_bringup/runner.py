@@ -37,6 +37,23 @@ def _stdout_sink(line: str) -> None:
     sys.stdout.flush()
 
 
+class LineBuffer:
+    """A thread-safe ``sink`` that keeps the prefixed lines in memory (tests, embedding)."""
+
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+        self._lock = threading.Lock()
+
+    def __call__(self, line: str) -> None:
+        with self._lock:
+            self.lines.append(line)
+
+    def text(self, last: int | None = None) -> str:
+        """The lines joined, or only the ``last`` ones."""
+        with self._lock:
+            return "\n".join(self.lines if last is None else self.lines[-last:])
+
+
 def node_command(node: NodeSpec, python: str = sys.executable) -> list[str]:
     """``[python, -m, module, --ros-args ...]`` for one node."""
     return [python, "-m", node.module, *to_ros_args(node)]

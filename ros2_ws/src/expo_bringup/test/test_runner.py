@@ -184,3 +184,19 @@ def test_cli_dry_run_prints_each_node_command(capsys: pytest.CaptureFixture[str]
         and 'task:="can"' in lines[1].replace("'", "")
     )
     assert cli_main(["sim", "--domain-id", "999", "--dry-run"]) == 2
+
+
+def test_line_buffer_keeps_lines_from_threads_in_order_per_thread() -> None:
+    import threading
+
+    from expo_bringup.runner import LineBuffer
+
+    buf = LineBuffer()
+    threads = [threading.Thread(target=lambda k=k: [buf(f"{k}:{i}") for i in range(100)]) for k in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(buf.lines) == 400
+    assert [x for x in buf.lines if x.startswith("2:")] == [f"2:{i}" for i in range(100)]
+    assert buf.text(last=2).count("\n") == 1
