@@ -131,8 +131,9 @@ class SessionStats:
             f"obs->action p99 {_float(self.bridge, 'obs_to_action_p99_ms'):.1f} ms",
             f"weights v{self.policy.get('weights_version', '?')}",
         ]
-        if self.learner:
+        if self.learner and self.episodes:
             parts[1] += f", last 10: {100.0 * self.recent_success():.0f}%"
+        if self.learner:
             parts.append(f"UTD {self.learner['achieved_utd']:.2f} ({int(self.learner['updates'])} updates)")
         return " | ".join(parts)
 

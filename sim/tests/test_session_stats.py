@@ -53,3 +53,16 @@ def test_inference_percentiles() -> None:
     assert out["inference_count"] == 100 and out["inference_max_ms"] == 100.0
     assert out["inference_p50_ms"] == pytest.approx(50.5)
     assert percentiles_ms([])["count"] == 0 and math.isnan(percentiles_ms([])["p99_ms"])
+
+
+def test_learner_stats_add_recent_success_and_utd_to_the_line() -> None:
+    s = SessionStats(target_episodes=5)
+    s.learner_stats(updates=12, critic_steps=24, achieved_utd=1.5, version=3)
+    assert "last 10" not in s.progress_line() and "UTD 1.50 (12 updates)" in s.progress_line()
+    s.status("/policy_node: control loop", {"weights_version": "3"})
+    for ok in (True, False, True, True):
+        s.feedback(0, terminated=ok, truncated=not ok, success=ok)
+    assert "last 10: 75%" in s.progress_line()
+    assert s.episode_log[-1] == (4, True, "3") and s.recent_success(window=2) == 1.0
+    out = s.summary()
+    assert out["learner_updates"] == 12.0 and out["learner_weights_version"] == 3.0
