@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 from pathlib import Path
 
@@ -41,6 +42,10 @@ def add_session(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run_session_command)
 
 
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
 def run_session_command(args: argparse.Namespace) -> int:
     from expo_sim.session import SessionConfig, format_summary, run_session
 
@@ -65,6 +70,8 @@ def run_session_command(args: argparse.Namespace) -> int:
             learn=args.learn,
             learner_dir=args.learner_dir,
         )
+        # SIGTERM (a supervisor, `kill`) ends the session like Ctrl-C: every node is stopped.
+        signal.signal(signal.SIGTERM, _interrupt)
         summary = run_session(cfg)
     except (ValueError, FileNotFoundError) as e:
         print(f"expo-sim session: error: {e}", file=sys.stderr)

@@ -94,6 +94,10 @@ def test_two_actors_feed_one_learner_and_both_get_its_weights(tmp_path: Path) ->
         node.destroy_node()
         rclpy.try_shutdown(context=ctx)
     assert code == 0, out.text()
+    codes = runner.exit_codes  # every process of both actors was supervised and has exited
+    assert set(codes) == {f"/actor_{i}/{n}" for i in (0, 1) for n in ("sim_bridge", "policy_node")} | {
+        "learner_node"
+    } and all(c is not None for c in codes.values()), codes
     last = stats[-1]
     assert last.env_steps_received >= sum(last.scalars[s] for s in sources) - 1e-6 > 0
     assert all((tmp_path / "learner" / "bags").glob("seg_*"))

@@ -93,7 +93,7 @@ def test_sim_graph_runs_three_lockstep_episodes(checkpoint: Path, record_propert
         rclpy.try_shutdown(context=ctx)
 
     log = out.text()
-    assert code[0] == 0 and runner.first_exit == ("sim_bridge", 0), log
+    assert code[0] == 0 and runner.first_exit == (f"/{ns}/sim_bridge", 0), log
     assert all(c == 0 for c in runner.exit_codes.values()), (runner.exit_codes, log)
     assert f"summary: {EPISODES} episodes" in log, log
 

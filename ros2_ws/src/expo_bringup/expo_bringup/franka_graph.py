@@ -112,6 +112,9 @@ def franka_graph(
             "use_sim_time": sim_time,
             "observation.finger_joint_names": fingers,
             "observation.finger_signs": FRANKA_FINGER_SIGNS,
+            # franka_robot_state_broadcaster publishes current_pose best effort: a reliable
+            # subscription would never connect to it on the arm
+            "observation.best_effort": True,
         },
         remappings=(("action", POLICY_ACTION), ("ee_pose", CURRENT_POSE)),
         params_files=files("policy.yaml"),

@@ -54,6 +54,12 @@ class LineBuffer:
             return "\n".join(self.lines if last is None else self.lines[-last:])
 
 
+def node_label(node: NodeSpec) -> str:
+    """How the runner names a node (log prefix, exit codes): its name, or ``/ns/name`` when it
+    has a namespace, so that same-named nodes of several namespaces stay apart."""
+    return f"{node.namespace}/{node.name}" if node.namespace else node.name
+
+
 def node_command(node: NodeSpec, python: str = sys.executable) -> list[str]:
     """``[python, -m, module, --ros-args ...]`` for one node."""
     return [python, "-m", node.module, *to_ros_args(node)]
@@ -116,8 +122,9 @@ class Runner:
         if self._procs:
             raise RuntimeError("Runner.start() called twice")
         for node in self.graph.nodes:
+            label = node_label(node)
             cmd = node_command(node, self.python)
-            log.info("starting %s: %s", node.name, " ".join(cmd))
+            log.info("starting %s: %s", label, " ".join(cmd))
             try:
                 proc = subprocess.Popen(
                     cmd,
@@ -131,11 +138,11 @@ class Runner:
                     start_new_session=True,
                 )
             except OSError:
-                log.exception("could not start node %s", node.name)
+                log.exception("could not start node %s", label)
                 self._shutdown(signal.SIGINT)
                 raise
-            self._procs[node.name] = proc
-            reader = threading.Thread(target=self._read, args=(node.name, proc.stdout), daemon=True)
+            self._procs[label] = proc
+            reader = threading.Thread(target=self._read, args=(label, proc.stdout), daemon=True)
             reader.start()
             self._readers.append(reader)
 

@@ -42,6 +42,7 @@ def test_hardware_graph_wires_the_policy_through_the_adapter() -> None:
     assert p["lockstep"] is False and p["use_sim_time"] is False and p["checkpoint"] == "/c/x.safetensors"
     assert p["observation.finger_joint_names"] == ["fr3_finger_joint1", "fr3_finger_joint2"]
     assert p["observation.finger_signs"] == [1.0, -1.0]  # franka_ros2 reports both fingers positive
+    assert p["observation.best_effort"] is True  # current_pose is published best effort
     a = adapter.parameters
     assert a["dry_run"] is True and a["use_sim_time"] is False
     assert a["joints.arm"] == [f"fr3_joint{i}" for i in range(1, 8)]

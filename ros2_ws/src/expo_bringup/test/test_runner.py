@@ -6,6 +6,7 @@ takes well under a few seconds.
 
 from __future__ import annotations
 
+import dataclasses
 import signal
 import subprocess
 import sys
@@ -200,3 +201,15 @@ def test_line_buffer_keeps_lines_from_threads_in_order_per_thread() -> None:
     assert len(buf.lines) == 400
     assert [x for x in buf.lines if x.startswith("2:")] == [f"2:{i}" for i in range(100)]
     assert buf.text(last=2).count("\n") == 1
+
+
+def test_same_named_nodes_in_two_namespaces_are_both_supervised_and_stopped(moddir: Path) -> None:
+    out = Lines()
+    a = node(moddir, "talker", "talker")
+    graph = Graph((dataclasses.replace(a, namespace="r1"), dataclasses.replace(a, namespace="r2")))
+    runner = Runner(graph, sink=out)
+    runner.start()
+    out.wait_for(lambda ls: "[/r1/talker] ready" in ls and "[/r2/talker] ready" in ls)
+    assert runner.stop() == 0
+    assert runner.exit_codes == {"/r1/talker": 0, "/r2/talker": 0}  # neither left running
+    assert "[/r1/talker] bye" in out.lines and "[/r2/talker] bye" in out.lines

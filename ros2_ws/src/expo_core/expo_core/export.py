@@ -19,6 +19,17 @@ Graph inputs, B = export batch (1 for the policy node), N = ``cfg.num_samples``,
 Graph outputs: action (B, A), candidates (B, K, A) with K = 2N (N without editor), q (B, K) the
 ensemble-mean Q the choice was made on, index (B,) int64.
 
+Batch axis: ``dynamic_batch=True`` names B "batch" in every input and output (axis 1 of
+step_noise), so one file serves batch-1 control and batch-B evaluation; the traced ops take B from
+the input's shape, and :func:`verify_onnx` checks such a graph at batch 1 and at a larger batch.
+The backends keep a static batch of 1 (the control path; static shapes let the runtimes plan
+memory once). Opset 17 (:data:`DEFAULT_OPSET`).
+
+From the command line, a checkpoint (``save_checkpoint``) or a policy-weights bundle file to a
+verified ONNX file (dynamic batch unless ``--static-batch``)::
+
+    python -m expo_core.export runs/x/ckpt.safetensors runs/x/otf.onnx [--batch 1] [--opset 17]
+
 Two ways to a model: :func:`export_onnx` / :func:`export_onnx_bytes` trace the policy itself
 (constant-folded; files for deployment, ~0.5 s at published sizes), and :class:`GraphTemplate`,
 traced once per config, into which new weights are copied byte for byte (~15 ms). Backends
@@ -31,9 +42,12 @@ of expo_core never depends on them.
 
 from __future__ import annotations
 
+import argparse
 import hashlib
 import io
 import json
+import logging
+import sys
 import threading
 import time
 import warnings
@@ -48,8 +62,18 @@ import torch
 from safetensors.torch import save
 from torch import nn
 
+from .checkpoint import (
+    FORMAT,
+    WeightsError,
+    _read_meta,
+    load_checkpoint,
+    policy_from_weights,
+    policy_weights_bytes,
+)
 from .config import ExpoConfig
 from .policy import ExpoPolicy
+
+log = logging.getLogger(__name__)
 
 ONNX_FORMAT = "expo-otf-onnx-v1"
 #: ONNX opset of the exported graph: 17 has LayerNormalization as one op (TensorRT >= 8.6 and
@@ -57,13 +81,16 @@ ONNX_FORMAT = "expo-otf-onnx-v1"
 DEFAULT_OPSET = 17
 INPUT_OBS = "obs"
 OUTPUT_NAMES = ("action", "candidates", "q", "index")
+BATCH_AXIS = "batch"
 #: default tolerance of the torch-vs-ONNX check on action, candidates and q (float32, CPU):
 #: |onnx - torch| <= DEFAULT_ATOL + DEFAULT_RTOL * |torch|. Measured at published sizes: <= 5e-6
 #: on actions; on Q about 5e-7 * |Q| (8e-5 at |Q| = 160), hence the relative term.
 DEFAULT_ATOL = 1e-4
 DEFAULT_RTOL = 1e-5
 
-_PREFIX = "policy."  # OTFGraph's attribute: initializer names are "policy." + state-dict keys
+#: OTFGraph's attribute: a template's initializer names are this prefix + state-dict keys
+INITIALIZER_PREFIX = "policy."
+_PREFIX = INITIALIZER_PREFIX
 _EXPORT_LOCK = threading.Lock()  # torch.onnx.export keeps global state: one export at a time
 
 
@@ -90,6 +117,12 @@ def noise_shapes(cfg: ExpoConfig, batch: int = 1) -> dict[str, tuple[int, ...]]:
 def input_shapes(cfg: ExpoConfig, batch: int = 1) -> dict[str, tuple[int, ...]]:
     """All graph inputs in order: obs first, then :func:`noise_shapes`."""
     return {INPUT_OBS: (batch, cfg.obs_dim), **noise_shapes(cfg, batch)}
+
+
+def dynamic_axes(cfg: ExpoConfig) -> dict[str, dict[int, str]]:
+    """torch.onnx ``dynamic_axes`` naming the batch axis of every input and output."""
+    axes = {name: {1 if name == "step_noise" else 0: BATCH_AXIS} for name in input_shapes(cfg)}
+    return axes | {name: {0: BATCH_AXIS} for name in OUTPUT_NAMES}
 
 
 def weights_sha256(policy: ExpoPolicy) -> str:
@@ -145,7 +178,14 @@ def _cpu_copy(policy: ExpoPolicy) -> ExpoPolicy:
     return cpu
 
 
-def _trace(policy: ExpoPolicy, batch: int, opset: int, fold: bool, metadata: dict[str, str]) -> Any:
+def _trace(
+    policy: ExpoPolicy,
+    batch: int,
+    opset: int,
+    fold: bool,
+    metadata: dict[str, str],
+    dynamic_batch: bool = False,
+) -> Any:
     """Trace OTFGraph(policy) to an onnx.ModelProto with ``metadata`` in its metadata_props."""
     import onnx  # lazy: only exporting needs it
 
@@ -163,6 +203,7 @@ def _trace(policy: ExpoPolicy, batch: int, opset: int, fold: bool, metadata: dic
             input_names=list(shapes),
             output_names=list(OUTPUT_NAMES),
             do_constant_folding=fold,
+            dynamic_axes=dynamic_axes(policy.cfg) if dynamic_batch else None,
         )
     model = onnx.load_from_string(buf.getvalue())
     for k, v in metadata.items():
@@ -178,14 +219,17 @@ def export_onnx_bytes(
     batch: int = 1,
     opset: int = DEFAULT_OPSET,
     metadata: dict[str, str] | None = None,
+    dynamic_batch: bool = False,
 ) -> bytes:
-    """The serialized ONNX model of :class:`OTFGraph` for ``policy`` (static shapes, batch
-    ``batch``, constant-folded), with expo metadata in ``metadata_props`` (see
-    :func:`onnx_metadata`) plus ``metadata``. Uses the TorchScript exporter (``dynamo=False``):
-    it traces the unrolled sampler loop in one pass and needs no extra packages."""
+    """The serialized ONNX model of :class:`OTFGraph` for ``policy`` (traced at batch ``batch``;
+    a static batch unless ``dynamic_batch``; constant-folded), with expo metadata in
+    ``metadata_props`` (see :func:`onnx_metadata`) plus ``metadata``. Uses the TorchScript
+    exporter (``dynamo=False``): it traces the unrolled sampler loop in one pass and needs no
+    extra packages."""
     policy = _cpu_copy(policy)
-    meta = onnx_metadata(policy.cfg, batch, opset, weights_sha256(policy)) | dict(metadata or {})
-    return _trace(policy, batch, opset, True, meta).SerializeToString()
+    meta = onnx_metadata(policy.cfg, batch, opset, weights_sha256(policy), dynamic_batch)
+    meta |= dict(metadata or {})
+    return _trace(policy, batch, opset, True, meta, dynamic_batch).SerializeToString()
 
 
 @dataclass(frozen=True)
@@ -253,9 +297,12 @@ class GraphTemplate:
         return bytes(buf)
 
 
-def onnx_metadata(cfg: ExpoConfig, batch: int, opset: int, weights_digest: str) -> dict[str, str]:
+def onnx_metadata(
+    cfg: ExpoConfig, batch: int, opset: int, weights_digest: str, dynamic_batch: bool = False
+) -> dict[str, str]:
     """The ``expo.*`` metadata_props an exported graph carries (``weights_digest``:
-    :func:`weights_sha256`, or "template" for a :class:`GraphTemplate`)."""
+    :func:`weights_sha256`, or "template" for a :class:`GraphTemplate`; ``expo.inputs`` gives
+    the shapes at the traced batch, ``expo.dynamic_batch`` "1" when B is free)."""
     return {
         "expo.format": ONNX_FORMAT,
         "expo.config": cfg.to_json(),
@@ -263,6 +310,7 @@ def onnx_metadata(cfg: ExpoConfig, batch: int, opset: int, weights_digest: str) 
         "expo.opset": str(opset),
         "expo.inputs": json.dumps(input_shapes(cfg, batch)),
         "expo.outputs": json.dumps(list(OUTPUT_NAMES)),
+        "expo.dynamic_batch": "1" if dynamic_batch else "0",
         "expo.torch_version": torch.__version__,
     }
 
@@ -278,7 +326,30 @@ def read_onnx_metadata(model: str | Path | bytes) -> dict[str, str]:
 Runner = Callable[[dict[str, np.ndarray]], Sequence[np.ndarray]]
 
 
-def compare_with_torch(
+@dataclass(frozen=True)
+class Parity:
+    """Result of a torch-vs-graph comparison: the largest absolute difference over action,
+    candidates and q, the largest relative one per output (max |graph - torch| / max |torch|),
+    the batch and the number of random trials."""
+
+    max_abs_diff: float
+    rel_err: dict[str, float]
+    batch: int
+    trials: int
+
+    @property
+    def max_rel_err(self) -> float:
+        return max(self.rel_err.values(), default=0.0)
+
+    def __str__(self) -> str:
+        rel = ", ".join(f"{k} {v:.2e}" for k, v in self.rel_err.items())
+        return (
+            f"batch {self.batch}, {self.trials} trials: max abs diff {self.max_abs_diff:.2e}, "
+            f"relative error {rel}"
+        )
+
+
+def parity(
     policy: ExpoPolicy,
     run: Runner,
     *,
@@ -287,21 +358,31 @@ def compare_with_torch(
     seed: int = 0,
     atol: float = DEFAULT_ATOL,
     rtol: float = DEFAULT_RTOL,
-) -> float:
+) -> Parity:
     """Run a compiled graph (``run``: inputs by name -> outputs in OUTPUT_NAMES order) and eager
-    torch on ``trials`` random (obs, noise) inputs of batch ``batch``; returns the max abs
-    difference over action, candidates and q.
+    torch on ``trials`` random (obs, noise) inputs of batch ``batch``; returns the differences.
 
-    Raises ExportMismatchError when any |graph - torch| exceeds ``atol + rtol * |torch|``, or when
-    the chosen index differs and the two choices are not a near-tie (their torch Q values further
-    apart than that tolerance). GPU runtimes (TF32 or fp16 matmuls) need larger tolerances."""
+    Raises ExportMismatchError when any output of either side is not finite (NaN never passes),
+    when any |graph - torch| exceeds ``atol + rtol * |torch|``, or when the chosen index differs
+    and the two choices are not a near-tie (their torch Q values further apart than that
+    tolerance). GPU runtimes (TF32 or fp16 matmuls) need larger tolerances."""
     policy = _cpu_copy(policy)
     rng = np.random.default_rng(seed)
     worst = 0.0
+    peak = dict.fromkeys(("action", "candidates", "q"), 0.0)  # max |torch| per output
+    rel_num = dict(peak)  # max |graph - torch| per output
     for trial in range(trials):
         inputs = random_inputs(policy.cfg, rng, batch)
         ref = torch_reference(policy, inputs)
         got = dict(zip(OUTPUT_NAMES, run(inputs)))
+        for k in OUTPUT_NAMES:
+            if np.shape(got[k]) != ref[k].shape:
+                raise ExportMismatchError(
+                    f"trial {trial}: {k} has shape {np.shape(got[k])}, torch {ref[k].shape}"
+                )
+            for side, v in (("graph", got[k]), ("torch", ref[k])):
+                if not np.all(np.isfinite(v)):
+                    raise ExportMismatchError(f"trial {trial}: the {side}'s {k} is not finite (NaN or inf)")
         same = got["index"] == ref["index"]
         for b in np.flatnonzero(~same):
             q, i, j = ref["q"][b], got["index"][b], ref["index"][b]
@@ -309,31 +390,61 @@ def compare_with_torch(
                 raise ExportMismatchError(
                     f"trial {trial}: the graph chose candidate {i}, torch {j} (Q {q[i]:.6g} vs {q[j]:.6g})"
                 )
-        pairs = [(got[k], ref[k]) for k in ("candidates", "q")]
+        pairs = {k: (got[k], ref[k]) for k in ("candidates", "q")}
         if same.any():
-            pairs.append((got["action"][same], ref["action"][same]))
-        for g, r in pairs:
+            pairs["action"] = (got["action"][same], ref["action"][same])
+        for k, (g, r) in pairs.items():
             err = np.abs(g - r)
-            if not np.all(err <= atol + rtol * np.abs(r)):  # also catches NaN
+            if not np.all(err <= atol + rtol * np.abs(r)):
                 raise ExportMismatchError(
-                    f"trial {trial}: max abs difference {float(np.nanmax(err)):.3g} exceeds "
+                    f"trial {trial}: {k} max abs difference {float(np.nanmax(err)):.3g} exceeds "
                     f"atol {atol:g} + rtol {rtol:g} * |torch|"
                 )
             worst = max(worst, float(err.max()))
-    return worst
+            rel_num[k] = max(rel_num[k], float(err.max()))
+            peak[k] = max(peak[k], float(np.abs(r).max()))
+    rel = {k: rel_num[k] / peak[k] if peak[k] > 0 else rel_num[k] for k in rel_num}
+    return Parity(worst, rel, batch, trials)
+
+
+def compare_with_torch(policy: ExpoPolicy, run: Runner, **kwargs: Any) -> float:
+    """:func:`parity`'s max abs difference (keyword arguments as there)."""
+    return parity(policy, run, **kwargs).max_abs_diff
+
+
+def model_batch(model: bytes | str | Path) -> tuple[int, bool]:
+    """(traced batch, whether the batch axis is dynamic) from an exported graph's metadata."""
+    meta = read_onnx_metadata(model)
+    return json.loads(meta["expo.inputs"])[INPUT_OBS][0], meta.get("expo.dynamic_batch") == "1"
+
+
+def verify_onnx_report(
+    policy: ExpoPolicy, model: bytes, *, eval_batch: int = 4, **kwargs: Any
+) -> list[Parity]:
+    """:func:`parity` on an onnxruntime CPU session of the serialized ``model``: at the traced
+    batch, and for a dynamic-batch graph also at batch 1 and ``eval_batch``."""
+    session = ort_session(model)
+    batch, dynamic = model_batch(model)
+    batches = sorted({batch, 1, eval_batch}) if dynamic else [batch]
+    run = partial(session.run, list(OUTPUT_NAMES))
+    return [parity(policy, run, batch=b, **kwargs) for b in batches]
 
 
 def verify_onnx(policy: ExpoPolicy, model: bytes, **kwargs: Any) -> float:
-    """:func:`compare_with_torch` on an onnxruntime CPU session of the serialized ``model``
-    (batch read from its metadata); keyword arguments as there."""
-    session = ort_session(model)
-    batch = json.loads(read_onnx_metadata(model)["expo.inputs"])[INPUT_OBS][0]
-    return compare_with_torch(policy, partial(session.run, list(OUTPUT_NAMES)), batch=batch, **kwargs)
+    """Max abs difference of :func:`verify_onnx_report` (keyword arguments as there)."""
+    return max(p.max_abs_diff for p in verify_onnx_report(policy, model, **kwargs))
 
 
-def ort_session(model: bytes | str | Path, providers: list[Any] | None = None, num_threads: int = 1) -> Any:
+def ort_session(
+    model: bytes | str | Path,
+    providers: list[Any] | None = None,
+    num_threads: int = 1,
+    allow_spinning: bool = True,
+) -> Any:
     """An onnxruntime InferenceSession (full graph optimization, ``num_threads`` intra-op threads,
-    0 = onnxruntime's default, one inter-op thread). ``providers`` default to CPU."""
+    0 = onnxruntime's default, one inter-op thread, sequential execution). ``allow_spinning``
+    False stops idle intra-op workers from busy-waiting (they would steal a shared core).
+    ``providers`` default to CPU."""
     import onnxruntime as ort
 
     opts = ort.SessionOptions()
@@ -341,14 +452,16 @@ def ort_session(model: bytes | str | Path, providers: list[Any] | None = None, n
     opts.intra_op_num_threads = int(num_threads)
     opts.inter_op_num_threads = 1
     opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    opts.add_session_config_entry("session.intra_op.allow_spinning", "1" if allow_spinning else "0")
     src = model if isinstance(model, bytes) else str(model)
     return ort.InferenceSession(src, opts, providers=providers or ["CPUExecutionProvider"])
 
 
 @dataclass(frozen=True)
 class ExportInfo:
-    """What :func:`export_onnx` wrote: the file, its sha256, the weights' digest, the opset, the
-    max abs torch-vs-ONNX difference of the check (None when skipped) and the seconds taken."""
+    """What :func:`export_onnx` wrote: the file, its sha256, the weights' digest, the opset,
+    whether the batch axis is dynamic, the parity checks run (empty when skipped; their max abs
+    difference as ``max_abs_diff``, None when skipped) and the seconds taken."""
 
     path: Path
     sha256: str
@@ -356,6 +469,12 @@ class ExportInfo:
     opset: int
     max_abs_diff: float | None
     seconds: float
+    dynamic_batch: bool = False
+    checks: tuple[Parity, ...] = ()
+
+    @property
+    def max_rel_err(self) -> float | None:
+        return max((p.max_rel_err for p in self.checks), default=None)
 
 
 def export_onnx(
@@ -363,6 +482,7 @@ def export_onnx(
     path: str | Path,
     *,
     batch: int = 1,
+    dynamic_batch: bool = False,
     opset: int = DEFAULT_OPSET,
     metadata: dict[str, str] | None = None,
     check_trials: int = 3,
@@ -370,11 +490,15 @@ def export_onnx(
     rtol: float = DEFAULT_RTOL,
 ) -> ExportInfo:
     """Export ``policy``'s OTF decision to ``path`` (written atomically) and, when
-    ``check_trials`` > 0, verify it against torch with onnxruntime (:func:`verify_onnx`; raises
-    ExportMismatchError and writes nothing on a mismatch)."""
+    ``check_trials`` > 0, verify it against torch with onnxruntime (:func:`verify_onnx_report`;
+    raises ExportMismatchError and writes nothing on a mismatch)."""
     t0 = time.perf_counter()
-    model = export_onnx_bytes(policy, batch=batch, opset=opset, metadata=metadata)
-    diff = verify_onnx(policy, model, trials=check_trials, atol=atol, rtol=rtol) if check_trials > 0 else None
+    model = export_onnx_bytes(
+        policy, batch=batch, opset=opset, metadata=metadata, dynamic_batch=dynamic_batch
+    )
+    checks: list[Parity] = []
+    if check_trials > 0:
+        checks = verify_onnx_report(policy, model, trials=check_trials, atol=atol, rtol=rtol)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(path.suffix + ".tmp")
@@ -385,6 +509,78 @@ def export_onnx(
         hashlib.sha256(model).hexdigest(),
         read_onnx_metadata(model)["expo.weights_sha256"],
         opset,
-        diff,
+        max((p.max_abs_diff for p in checks), default=None),
         time.perf_counter() - t0,
+        dynamic_batch,
+        tuple(checks),
     )
+
+
+def load_acting_policy(path: str | Path) -> ExpoPolicy:
+    """The acting policy (EMA base, editor, critics; CPU, eval mode) of a policy-weights bundle
+    file (``policy_weights_bytes`` written to disk) or a checkpoint (``save_checkpoint``'s
+    ``x.safetensors`` with ``x.json`` beside it, or its path ``x``). Raises WeightsError."""
+    p = Path(path).expanduser()
+    if not p.is_file() and p.with_suffix(".safetensors").is_file():
+        p = p.with_suffix(".safetensors")
+    if not p.is_file():
+        raise WeightsError(f"no checkpoint or policy-weights file at {path}")
+    data = p.read_bytes()
+    is_bundle = _read_meta(data).get("format") == FORMAT  # WeightsError when not safetensors
+    if is_bundle:
+        return policy_from_weights(data).eval()
+    if not p.with_suffix(".json").is_file():
+        raise WeightsError(
+            f"{p}: neither a policy-weights bundle nor a checkpoint (no {p.with_suffix('.json').name})"
+        )
+    agent, _ = load_checkpoint(p)
+    return policy_from_weights(policy_weights_bytes(agent)[0]).eval()
+
+
+def main(argv: list[str] | None = None) -> int:
+    """CLI: export a checkpoint or bundle to a verified ONNX file (see the module docstring)."""
+    ap = argparse.ArgumentParser(
+        prog="python -m expo_core.export", description="Export the OTF decision to ONNX."
+    )
+    ap.add_argument(
+        "weights", type=Path, help="save_checkpoint .safetensors (or its stem) or a policy-weights bundle"
+    )
+    ap.add_argument("out", type=Path, help="the .onnx file to write")
+    ap.add_argument("--batch", type=int, default=1, help="batch the graph is traced at (default 1)")
+    ap.add_argument("--static-batch", action="store_true", help="fix the batch axis (default: dynamic)")
+    ap.add_argument("--opset", type=int, default=DEFAULT_OPSET)
+    ap.add_argument("--trials", type=int, default=3, help="random parity checks against torch (0: none)")
+    args = ap.parse_args(argv)
+    if args.batch < 1 or args.trials < 0:
+        ap.error("--batch >= 1 and --trials >= 0")
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    try:
+        policy = load_acting_policy(args.weights)
+        info = export_onnx(
+            policy,
+            args.out,
+            batch=args.batch,
+            dynamic_batch=not args.static_batch,
+            opset=args.opset,
+            check_trials=args.trials,
+        )
+    except (WeightsError, ExportMismatchError) as e:
+        log.error("export failed: %s", e)
+        return 1
+    for check in info.checks:
+        log.info("parity vs torch: %s", check)
+    batch = "dynamic" if info.dynamic_batch else f"static {args.batch}"
+    log.info(
+        "wrote %s (opset %d, batch %s, sha256 %s, weights %s) in %.1f s",
+        info.path,
+        info.opset,
+        batch,
+        info.sha256[:12],
+        info.weights_sha256[:12],
+        info.seconds,
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -170,3 +170,101 @@ def test_importing_export_does_not_import_onnx() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
+
+
+@needs_ort
+@pytest.mark.parametrize("variant", sorted(VARIANTS))
+def test_dynamic_batch_graph_matches_torch_at_batch_1_and_b(make_cfg, variant: str) -> None:
+    """One graph with a free batch axis: batch-1 control and batch-B evaluation both match torch;
+    the relative error is reported per output."""
+    from expo_core.export import verify_onnx_report
+
+    cfg = make_cfg(**VARIANTS[variant])
+    policy = _policy(cfg, seed=3)
+    model = export_onnx_bytes(policy, dynamic_batch=True)
+    assert read_onnx_metadata(model)["expo.dynamic_batch"] == "1"
+    checks = verify_onnx_report(policy, model, eval_batch=5, trials=2)
+    assert [c.batch for c in checks] == [1, 5]
+    for c in checks:
+        assert c.max_abs_diff <= DEFAULT_ATOL and set(c.rel_err) == {"action", "candidates", "q"}
+        assert 0.0 <= c.max_rel_err < 1e-4 and "relative error" in str(c)
+    static = export_onnx_bytes(policy, batch=2)
+    assert [c.batch for c in verify_onnx_report(policy, static, eval_batch=5, trials=1)] == [2]
+
+
+@needs_ort
+def test_nan_never_passes(make_cfg) -> None:
+    """NaN from the graph (or from torch) fails the check, whatever the tolerance."""
+    from expo_core.export import parity
+
+    cfg = make_cfg()
+    policy = _policy(cfg)
+
+    def run_with(bad: str):
+        def run(inputs):
+            out = torch_reference(policy, inputs)
+            out[bad] = np.full_like(out[bad], np.nan)
+            return [out[k] for k in OUTPUT_NAMES]
+
+        return run
+
+    for bad in ("action", "candidates", "q"):
+        with pytest.raises(ExportMismatchError, match=f"graph's {bad} is not finite"):
+            parity(policy, run_with(bad), atol=1e9, rtol=1e9)
+    exact = parity(policy, lambda x: [torch_reference(policy, x)[k] for k in OUTPUT_NAMES])
+    assert exact.max_abs_diff == 0.0 and exact.max_rel_err == 0.0
+    broken = _policy(cfg)
+    with torch.no_grad():
+        next(broken.critic.parameters()).fill_(float("nan"))
+    with pytest.raises(ExportMismatchError, match="torch's q is not finite"):
+        parity(broken, lambda x: [torch_reference(policy, x)[k] for k in OUTPUT_NAMES])
+
+
+@needs_ort
+@pytest.mark.parametrize("source", ["checkpoint", "bundle"])
+def test_cli_exports_and_a_fresh_process_gives_the_same_action(tmp_path: Path, make_cfg, source: str) -> None:
+    """``python -m expo_core.export`` from a checkpoint or a bundle; another process loading the
+    file with onnxruntime returns torch's action for the same noise, at batch 1 and 3."""
+    from expo_core.agent import ExpoAgent
+    from expo_core.checkpoint import policy_from_weights, policy_weights_bytes, save_checkpoint
+
+    agent = ExpoAgent(make_cfg(), seed=4)
+    if source == "checkpoint":
+        save_checkpoint(tmp_path / "ckpt", agent)
+        weights = tmp_path / "ckpt"  # the stem, as save_checkpoint was called
+    else:
+        weights = tmp_path / "policy.safetensors"
+        weights.write_bytes(policy_weights_bytes(agent, version=3)[0])
+    out = tmp_path / "otf.onnx"
+    res = subprocess.run(
+        [sys.executable, "-m", "expo_core.export", str(weights), str(out), "--trials", "1"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert res.returncode == 0, res.stderr
+    assert "relative error" in res.stderr and "batch dynamic" in res.stderr
+    policy = policy_from_weights(policy_weights_bytes(agent)[0]).eval()
+    for batch in (1, 3):
+        inputs = random_inputs(agent.cfg, np.random.default_rng(batch), batch)
+        np.savez(tmp_path / "in.npz", **inputs)
+        code = (
+            "import sys, numpy as np, onnxruntime as ort\n"
+            "s = ort.InferenceSession(sys.argv[1], providers=['CPUExecutionProvider'])\n"
+            "x = dict(np.load(sys.argv[2]))\n"
+            "np.save(sys.argv[3], s.run(['action'], x)[0])\n"
+        )
+        argv = [sys.executable, "-c", code, str(out), str(tmp_path / "in.npz"), str(tmp_path / "a.npy")]
+        res = subprocess.run(argv, capture_output=True, text=True, timeout=120)
+        assert res.returncode == 0, res.stderr
+        got = np.load(tmp_path / "a.npy")
+        ref = torch_reference(policy, inputs)["action"]
+        assert got.shape == (batch, agent.cfg.act_dim)
+        np.testing.assert_allclose(got, ref, atol=DEFAULT_ATOL, rtol=0)
+    bad = subprocess.run(
+        [sys.executable, "-m", "expo_core.export", str(tmp_path / "nope"), str(tmp_path / "x.onnx")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert bad.returncode == 1 and "no checkpoint or policy-weights file" in bad.stderr

@@ -96,9 +96,12 @@ class GraphBackend(InferenceBackend):
         self._rng = np.random.default_rng(self._seed)
 
     @abstractmethod
-    def _compile(self, policy: ExpoPolicy, model: bytes, onnx_sha256: str) -> tuple[Runner, float | None]:
-        """Compile the serialized ONNX ``model`` holding ``policy``'s weights; returns the runner
-        and, when it checked the result against torch, the max abs difference (else None)."""
+    def _compile(
+        self, policy: ExpoPolicy, template: GraphTemplate, model: bytes, onnx_sha256: str
+    ) -> tuple[Runner, float | None]:
+        """Compile the serialized ONNX ``model`` (``template`` holding ``policy``'s weights);
+        returns the runner and, when it checked the result against torch, the max abs difference
+        (else None)."""
 
     @property
     def compiled(self) -> CompiledGraph:
@@ -144,7 +147,7 @@ class GraphBackend(InferenceBackend):
             model = template.with_weights(policy)
             t1 = time.perf_counter()
             onnx_sha = hashlib.sha256(model).hexdigest()
-            run, diff = self._compile(policy, model, onnx_sha)
+            run, diff = self._compile(policy, template, model, onnx_sha)
             t2 = time.perf_counter()
         except (WeightsError, BackendUnavailableError):
             raise
@@ -220,6 +223,8 @@ class OnnxRuntimeBackend(GraphBackend):
         seed, num_base_samples, opset: see :class:`GraphBackend`.
         num_threads: intra-op threads of the session (0 = onnxruntime's default, one per core).
             1 keeps latency steady on a small shared CPU (as for :class:`TorchBackend`).
+        allow_spinning: let idle intra-op workers busy-wait (only matters with num_threads != 1;
+            off by default: on cores shared with other processes a spinning worker steals time).
         check_trials: random (obs, noise) inputs on which every new graph is compared with eager
             torch before it is used (``compare_with_torch``; tolerance 1e-4 + 1e-5 * |torch| on
             CPU, atol = rtol = 1e-2 on CUDA where matmuls may use TF32); 0 skips the check.
@@ -235,6 +240,7 @@ class OnnxRuntimeBackend(GraphBackend):
         num_threads: int = 1,
         opset: int = DEFAULT_OPSET,
         check_trials: int = 1,
+        allow_spinning: bool = False,
     ) -> None:
         try:
             import onnxruntime
@@ -248,12 +254,15 @@ class OnnxRuntimeBackend(GraphBackend):
         super().__init__(seed, num_base_samples, opset)
         self.providers = ort_providers(device, onnxruntime.get_available_providers())
         self.num_threads = int(num_threads)
+        self.allow_spinning = bool(allow_spinning)
         self.check_trials = int(check_trials)
         on_cuda = self.providers[0] != CPU_EP
         self.check_tolerance = (1e-2, 1e-2) if on_cuda else (DEFAULT_ATOL, DEFAULT_RTOL)
 
-    def _compile(self, policy: ExpoPolicy, model: bytes, onnx_sha256: str) -> tuple[Runner, float | None]:
-        session = ort_session(model, self.providers, self.num_threads)
+    def _compile(
+        self, policy: ExpoPolicy, template: GraphTemplate, model: bytes, onnx_sha256: str
+    ) -> tuple[Runner, float | None]:
+        session = ort_session(model, self.providers, self.num_threads, self.allow_spinning)
         names = list(OUTPUT_NAMES)
 
         def run(feeds: dict[str, np.ndarray]) -> Sequence[np.ndarray]:

@@ -1,10 +1,23 @@
 """TensorRT backend: the exported OTF graph as a TensorRT engine on a CUDA GPU.
 
-The engine is built from the same ONNX graph the onnxruntime backend runs (``expo_core.export``)
-with the TensorRT Python API (ONNX parser, ``build_serialized_network``), and cached on disk
-under a sha256 of (ONNX bytes, TensorRT version, GPU, precision, workspace): the ONNX bytes hold
-the weights, so a cache hit is the same weights built the same way. Building takes seconds to
-minutes; like every graph backend it happens in ``prepare`` (the weights worker thread).
+The engine is built from the same ONNX graph the onnxruntime backend runs (``expo_core.export``,
+the :class:`~expo_core.export.GraphTemplate` with the weights copied in) with the TensorRT Python
+API (ONNX parser, ``build_serialized_network``) and ``BuilderFlag.REFIT``: its weights can be
+replaced without a rebuild. Engines are cached on disk under :func:`engine_cache_key`, a sha256 of
+the template graph (the config and network structure, not the weights), TensorRT version, GPU
+name and compute capability, precision and workspace; a JSON beside each engine records the
+sha256 of the ONNX (so of the weights) it holds. Loading weights:
+
+* cached engine holding exactly these weights: deserialize it, nothing else;
+* cached engine of the same structure, other weights: deserialize it and refit the new weights
+  (``OnnxParserRefitter.refit_from_bytes`` where TensorRT has it, else ``Refitter`` with
+  :func:`refit_weights`, the engine's weight names mapped to the policy's tensors): milliseconds
+  to a second rather than the minutes of a build;
+* nothing cached: build (seconds to minutes), cache.
+
+A hot swap (``prepare`` in the weights worker thread) deserializes a second engine from the
+in-memory plan and refits that one, so the running engine is never touched while the control loop
+executes it; ``commit`` swaps the reference.
 
 I/O buffers are torch CUDA tensors (no pycuda): a decision copies the observation and the numpy
 noise (the same seeded stream as the onnxruntime backend) into pinned staging buffers, then to the
@@ -22,13 +35,20 @@ import json
 import logging
 import os
 import re
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from expo_core.export import DEFAULT_OPSET, OUTPUT_NAMES, Runner, compare_with_torch
+from expo_core.export import (
+    DEFAULT_OPSET,
+    INITIALIZER_PREFIX,
+    OUTPUT_NAMES,
+    GraphTemplate,
+    Runner,
+    compare_with_torch,
+)
 from expo_core.policy import ExpoPolicy
 
 from .backend_onnx import GraphBackend
@@ -55,6 +75,54 @@ def default_cache_dir() -> Path:
     """$EXPO_TRT_CACHE, else ~/.cache/expo/tensorrt."""
     env = os.environ.get("EXPO_TRT_CACHE")
     return Path(env) if env else Path.home() / ".cache" / "expo" / "tensorrt"
+
+
+def engine_cache_key(
+    template_sha256: str,
+    tensorrt_version: str,
+    gpu_name: str,
+    capability: tuple[int, int],
+    fp16: bool,
+    workspace_mib: int,
+) -> str:
+    """sha256 naming a cached refittable engine: everything the build depends on except the
+    weights (a refit supplies those). ``template_sha256``: sha256 of the template graph bytes."""
+    key = {
+        "template_sha256": template_sha256,
+        "tensorrt": tensorrt_version,
+        "gpu": gpu_name,
+        "capability": list(capability),
+        "fp16": bool(fp16),
+        "workspace_mib": int(workspace_mib),
+        "refit": True,
+    }
+    return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()
+
+
+def refit_weights(template: GraphTemplate, policy: ExpoPolicy, names: Iterable[str]) -> dict[str, np.ndarray]:
+    """The weights a refit needs: each refittable weight name of the engine (the template's ONNX
+    initializer names, ``"policy." + state-dict key``) -> ``policy``'s tensor as a contiguous
+    float32 array. Raises RuntimeError for a name that is not a policy tensor of the template
+    (the engine was built from another graph) or a tensor whose shape differs from it."""
+    state = policy.state_dict()
+    out: dict[str, np.ndarray] = {}
+    foreign = []
+    for name in names:
+        key = name[len(INITIALIZER_PREFIX) :] if name.startswith(INITIALIZER_PREFIX) else None
+        if key is None or key not in template.slots or key not in state:
+            foreign.append(name)
+            continue
+        t = state[key].detach().cpu().contiguous()
+        if tuple(t.shape) != template.shapes[key]:
+            raise RuntimeError(
+                f"refit: {key} is {tuple(t.shape)}, the engine's graph has {template.shapes[key]}"
+            )
+        out[name] = np.ascontiguousarray(t.numpy(), dtype=np.float32)
+    if foreign:
+        raise RuntimeError(
+            f"refit: the engine has weights that are not policy tensors: {sorted(foreign)[:5]}"
+        )
+    return out
 
 
 class TensorRTBackend(GraphBackend):
@@ -107,20 +175,21 @@ class TensorRTBackend(GraphBackend):
         self.workspace_mib = int(workspace_mib)
         self.check_trials = int(check_trials)
         self._logger = self.trt.Logger(self.trt.Logger.WARNING)
+        self._plans: dict[str, tuple[bytes, str]] = {}  # cache key -> (plan, ONNX sha256 it holds)
+        self.refitted = False  # whether the last compile refit a cached engine
 
     # --- engine ------------------------------------------------------------------------------
-    def engine_key(self, onnx_sha256: str) -> str:
-        """sha256 naming the cached engine: the ONNX bytes and everything the build depends on."""
+    def engine_key(self, template: GraphTemplate) -> str:
+        """:func:`engine_cache_key` for ``template`` on this backend's GPU and settings."""
         props = torch.cuda.get_device_properties(self.device)
-        key = {
-            "onnx_sha256": onnx_sha256,
-            "tensorrt": self.trt.__version__,
-            "gpu": props.name,
-            "capability": [props.major, props.minor],
-            "fp16": self.fp16,
-            "workspace_mib": self.workspace_mib,
-        }
-        return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()
+        return engine_cache_key(
+            hashlib.sha256(template.model).hexdigest(),
+            self.trt.__version__,
+            props.name,
+            (props.major, props.minor),
+            self.fp16,
+            self.workspace_mib,
+        )
 
     def _build_engine(self, model: bytes) -> bytes:
         trt = self.trt
@@ -136,6 +205,7 @@ class TensorRTBackend(GraphBackend):
             raise RuntimeError(f"TensorRT could not parse the ONNX graph: {errors}")
         config = builder.create_builder_config()
         config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, self.workspace_mib << 20)
+        config.set_flag(trt.BuilderFlag.REFIT)  # weights swap in by refit, without a rebuild
         if self.fp16:
             config.set_flag(trt.BuilderFlag.FP16)
         serialized = builder.build_serialized_network(network, config)
@@ -143,31 +213,69 @@ class TensorRTBackend(GraphBackend):
             raise RuntimeError("TensorRT failed to build the engine (see its log above)")
         return bytes(serialized)
 
-    def _engine_bytes(self, model: bytes, onnx_sha256: str) -> tuple[bytes, Path]:
-        path = self.cache_dir / f"{self.engine_key(onnx_sha256)}.engine"
-        if path.is_file():
-            return path.read_bytes(), path
+    def _plan(self, template: GraphTemplate, model: bytes, onnx_sha256: str) -> tuple[bytes, str, Path]:
+        """(refittable plan, sha256 of the ONNX whose weights it holds, cache path): from memory,
+        the disk cache, or a build (then cached)."""
+        key = self.engine_key(template)
+        path = self.cache_dir / f"{key}.engine"
+        if key in self._plans:
+            return (*self._plans[key], path)
+        info = path.with_suffix(".json")
+        if path.is_file() and info.is_file():
+            try:
+                held = json.loads(info.read_text())["onnx_sha256"]
+                self._plans[key] = (path.read_bytes(), held)
+                return (*self._plans[key], path)
+            except (OSError, ValueError, KeyError) as e:
+                log.warning("ignoring the unreadable TensorRT cache entry %s: %s", path, e)
+        log.info("building a refittable TensorRT engine (cache miss %s)", path.name)
         data = self._build_engine(model)
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_suffix(f".tmp{os.getpid()}")
-            tmp.write_bytes(data)
-            tmp.replace(path)
+            for dst, blob in ((path, data), (info, json.dumps({"onnx_sha256": onnx_sha256}).encode())):
+                tmp = dst.with_suffix(f"{dst.suffix}.tmp{os.getpid()}")
+                tmp.write_bytes(blob)
+                tmp.replace(dst)
         except OSError as e:  # a read-only cache costs a rebuild next time, nothing else
             log.warning("could not cache the TensorRT engine at %s: %s", path, e)
-        return data, path
+        self._plans[key] = (data, onnx_sha256)
+        return data, onnx_sha256, path
 
-    def _compile(self, policy: ExpoPolicy, model: bytes, onnx_sha256: str) -> tuple[Runner, float | None]:
+    def _refit(self, engine: Any, template: GraphTemplate, policy: ExpoPolicy, model: bytes) -> None:
+        """Replace every weight of ``engine`` (deserialized, not yet running) by ``policy``'s."""
+        trt = self.trt
+        refitter = trt.Refitter(engine, self._logger)
+        if hasattr(trt, "OnnxParserRefitter"):  # TensorRT >= 10: maps ONNX initializers itself
+            if not trt.OnnxParserRefitter(refitter, self._logger).refit_from_bytes(model):
+                raise RuntimeError("TensorRT could not refit the engine from the ONNX weights")
+        else:
+            arrays = refit_weights(template, policy, refitter.get_all_weights())  # kept alive to the refit
+            for name, arr in arrays.items():
+                if not refitter.set_named_weights(name, trt.Weights(arr)):
+                    raise RuntimeError(f"TensorRT refused the refit weight {name}")
+        missing = list(refitter.get_missing_weights())
+        if missing:
+            raise RuntimeError(f"TensorRT refit misses weights {missing[:5]}")
+        if not refitter.refit_cuda_engine():
+            raise RuntimeError("TensorRT refit_cuda_engine failed")
+
+    def _compile(
+        self, policy: ExpoPolicy, template: GraphTemplate, model: bytes, onnx_sha256: str
+    ) -> tuple[Runner, float | None]:
         trt = self.trt
         with torch.cuda.device(self.device):
-            data, path = self._engine_bytes(model, onnx_sha256)
+            data, held, path = self._plan(template, model, onnx_sha256)
             engine = trt.Runtime(self._logger).deserialize_cuda_engine(data)
             if engine is None:  # stale or foreign cache file: rebuild once
                 path.unlink(missing_ok=True)
-                data, path = self._engine_bytes(model, onnx_sha256)
+                self._plans.pop(path.stem, None)
+                data, held, path = self._plan(template, model, onnx_sha256)
                 engine = trt.Runtime(self._logger).deserialize_cuda_engine(data)
             if engine is None:
                 raise RuntimeError("TensorRT could not deserialize the engine it built")
+            self.refitted = held != onnx_sha256
+            if self.refitted:
+                self._refit(engine, template, policy, model)
             run = _EngineRunner(trt, engine, self.device)
         diff = None
         if self.check_trials > 0:

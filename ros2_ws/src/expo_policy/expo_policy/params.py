@@ -31,6 +31,10 @@ WATCHED_INPUTS: dict[str, bool] = {
 }
 
 
+#: values of the ``backend`` parameter (``backends.make_backend``'s names; a test keeps them equal).
+BACKEND_NAMES = ("auto", "onnxruntime", "tensorrt", "torch")
+
+
 @dataclass(frozen=True)
 class ParamSpec:
     name: str
@@ -47,7 +51,10 @@ PARAMETERS: tuple[ParamSpec, ...] = (
         "a policy-weights bundle file, or a directory holding exactly one .safetensors",
     ),
     ParamSpec(
-        "backend", "torch", "inference backend: torch | onnxruntime | tensorrt (TensorRT + a CUDA GPU)"
+        "backend",
+        "torch",
+        "inference backend: auto (the fastest available, logged) | torch (CUDA graph on a GPU) | "
+        "onnxruntime (CPU, or the CUDA EP where installed) | tensorrt (TensorRT + a CUDA GPU)",
     ),
     ParamSpec("device", "cpu", "torch device: cpu, cuda, cuda:N or auto (CUDA when available)"),
     ParamSpec("seed", 0, "seed of the torch.Generator for diffusion and editor noise"),
@@ -69,6 +76,12 @@ PARAMETERS: tuple[ParamSpec, ...] = (
         "finger joints read from joint_states into robot0_gripper_qpos",
     ),
     ParamSpec("observation.finger_signs", [1.0, 1.0], "sign applied to each finger position (+-1.0)"),
+    ParamSpec(
+        "observation.best_effort",
+        False,
+        "subscribe joint_states, ee_pose, object_poses best effort (hears reliable and best-effort "
+        "publishers; franka_ros2 publishes current_pose best effort)",
+    ),
     *(
         ParamSpec(
             f"watchdog.{name}_max_age_s",
@@ -145,6 +158,7 @@ class PolicyNodeConfig:
     obs_max_skew_s: float
     finger_joint_names: tuple[str, str]
     finger_signs: tuple[float, float]
+    best_effort_inputs: bool
     watchdog_max_age_s: dict[str, float]
     safety: SafetyLimits
 
@@ -160,6 +174,8 @@ class PolicyNodeConfig:
                 "parameter 'checkpoint' is empty: set it to a checkpoint or policy-weights .safetensors file"
             )
         backend = _str("backend", v["backend"])
+        if backend not in BACKEND_NAMES:
+            raise _bad("backend", backend, f"one of {' | '.join(BACKEND_NAMES)}")
         device = _str("device", v["device"])
         if not re.match(r"^(cpu|cuda(:\d+)?|auto)$", device):
             raise _bad("device", device, "cpu, cuda, cuda:N or auto")
@@ -212,6 +228,7 @@ class PolicyNodeConfig:
             obs_max_skew_s=_float("observation.max_skew_s", v["observation.max_skew_s"], 0.0, lo_open=False),
             finger_joint_names=(fingers[0], fingers[1]),
             finger_signs=(signs[0], signs[1]),
+            best_effort_inputs=_bool("observation.best_effort", v["observation.best_effort"]),
             watchdog_max_age_s={
                 name: _float(f"watchdog.{name}_max_age_s", v[f"watchdog.{name}_max_age_s"], 0.0)
                 for name in WATCHED_INPUTS

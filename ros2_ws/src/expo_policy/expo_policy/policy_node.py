@@ -5,9 +5,10 @@ Topics (relative names; remap in the graph):
 ========================  =================================  ======================================
 in                        type                               QoS
 ========================  =================================  ======================================
-joint_states              sensor_msgs/JointState             reliable, volatile, depth 10
-ee_pose                   geometry_msgs/PoseStamped          reliable, volatile, depth 10
-object_poses              geometry_msgs/PoseArray            reliable, volatile, depth 10
+joint_states              sensor_msgs/JointState             reliable (observation.best_effort:
+                                                             best effort), volatile, depth 10
+ee_pose                   geometry_msgs/PoseStamped          as joint_states
+object_poses              geometry_msgs/PoseArray            as joint_states
 image_raw (optional)      sensor_msgs/Image                  best effort, depth 5 (sensor data)
 env_feedback              expo_interfaces/EnvFeedback        reliable, volatile, depth 50
 policy_weights            expo_interfaces/PolicyWeights      reliable, transient local, depth 1
@@ -77,6 +78,8 @@ from .weights_swap import WeightsSwapper
 
 SUCCESS, FAILURE = TransitionCallbackReturn.SUCCESS, TransitionCallbackReturn.FAILURE
 _SENSOR_QOS = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
+# observation.best_effort: also hears best-effort publishers (franka_ros2's current_pose)
+_BEST_EFFORT_QOS = QoSProfile(depth=10, reliability=ReliabilityPolicy.BEST_EFFORT)
 _WEIGHTS_QOS = QoSProfile(
     depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL
 )
@@ -144,6 +147,8 @@ class PolicyNode(LifecycleNode):
             )
         except (ValueError, NotImplementedError) as e:
             raise ValueError(f"parameter 'backend': {e}") from e
+        if backend.selection:  # backend: auto says what it chose and why
+            self.get_logger().info(f"backend: {backend.selection}")
         try:
             src = backend.load(cfg.checkpoint)
         except (ValueError, OSError) as e:  # WeightsError is a ValueError
@@ -179,10 +184,11 @@ class PolicyNode(LifecycleNode):
         self.last_hold_reason = ""
         sub = self.create_subscription
         self._feedback_sub = sub(EnvFeedback, "env_feedback", self._on_feedback, QoSProfile(depth=50))
+        qos = _BEST_EFFORT_QOS if self.cfg.best_effort_inputs else _SENSOR_QOS
         self._subs = [
-            sub(JointState, "joint_states", self._on_joint_states, _SENSOR_QOS),
-            sub(PoseStamped, "ee_pose", self._on_ee_pose, _SENSOR_QOS),
-            sub(PoseArray, "object_poses", self._on_object_poses, _SENSOR_QOS),
+            sub(JointState, "joint_states", self._on_joint_states, qos),
+            sub(PoseStamped, "ee_pose", self._on_ee_pose, qos),
+            sub(PoseArray, "object_poses", self._on_object_poses, qos),
             sub(Image, "image_raw", self._on_image, qos_profile_sensor_data),
             sub(PolicyWeights, "policy_weights", self._on_weights, _WEIGHTS_QOS),
             self._feedback_sub,

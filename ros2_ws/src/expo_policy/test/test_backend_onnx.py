@@ -172,5 +172,22 @@ def test_tensorrt_matches_onnxruntime(tmp_path: Path, checkpoint: Path) -> None:
         np.testing.assert_allclose(a.candidates, b.candidates, atol=1e-2)
         np.testing.assert_allclose(a.q, b.q, atol=1e-2, rtol=1e-2)
     again = TensorRTBackend(seed=2, cache_dir=tmp_path)
-    again.load(checkpoint)  # served from the cache
-    assert len(list(tmp_path.glob("*.engine"))) == 1
+    again.load(checkpoint)  # served from the cache, holding these very weights: no refit
+    assert len(list(tmp_path.glob("*.engine"))) == 1 and not again.refitted
+
+
+@pytest.mark.skipif(
+    not (HAVE_TRT and torch.cuda.is_available()),
+    reason="TensorRT not installed" if not HAVE_TRT else "TensorRT needs CUDA; no GPU here",
+)
+def test_tensorrt_swap_refits_the_cached_engine(tmp_path: Path, checkpoint: Path, make_agent) -> None:
+    """New weights of the same config: the cached refittable engine is refit, not rebuilt."""
+    from expo_policy.backend_tensorrt import TensorRTBackend
+
+    trt = TensorRTBackend(seed=2, cache_dir=tmp_path)
+    trt.load(checkpoint)
+    engines = sorted(tmp_path.glob("*.engine"))
+    new = make_agent(seed=12)
+    trt.swap_weights(*policy_weights_bytes(new, version=2))  # checked against torch in prepare
+    assert trt.refitted and sorted(tmp_path.glob("*.engine")) == engines
+    assert trt.compiled.max_abs_diff is not None and trt.compiled.max_abs_diff <= 1e-2

@@ -31,7 +31,7 @@ def test_make_backend_names() -> None:
     assert isinstance(make_backend("torch"), TorchBackend)
     with pytest.raises(
         ValueError,
-        match=r"unknown inference backend 'jax'; available: \['onnxruntime', 'tensorrt', 'torch'\]",
+        match=r"unknown inference backend 'jax'; available: \['auto', 'onnxruntime', 'tensorrt', 'torch'\]",
     ):
         make_backend("jax")
 

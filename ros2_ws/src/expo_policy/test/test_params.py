@@ -55,6 +55,7 @@ def test_integers_are_accepted_where_numbers_are_meant() -> None:
         ("observation.max_skew_s", -0.1, "parameter 'observation.max_skew_s' must be >= 0.0"),
         ("observation.finger_joint_names", ["a", "a"], "parameter 'observation.finger_joint_names'"),
         ("observation.finger_signs", [1.0, 0.5], "parameter 'observation.finger_signs'"),
+        ("observation.best_effort", "yes", "parameter 'observation.best_effort' must be true or false"),
         ("watchdog.ee_pose_max_age_s", 0.0, "parameter 'watchdog.ee_pose_max_age_s' must be > 0.0"),
         ("safety.max_delta", [0.5] * 6 + [3.0], r"parameter 'safety.max_delta': SafetyLimits.max_delta"),
         (
@@ -70,3 +71,14 @@ def test_integers_are_accepted_where_numbers_are_meant() -> None:
 def test_bad_values_name_the_parameter(name: str, value: object, match: str) -> None:
     with pytest.raises(ValueError, match=match):
         PolicyNodeConfig.from_values({**DEFAULTS, "checkpoint": "x", name: value})
+
+
+def test_backend_names_are_make_backends() -> None:
+    from expo_policy.backends import AUTO, BACKENDS
+    from expo_policy.params import BACKEND_NAMES
+
+    assert sorted(BACKEND_NAMES) == sorted([*BACKENDS, AUTO])
+    for name in BACKEND_NAMES:
+        assert PolicyNodeConfig.from_values({**DEFAULTS, "checkpoint": "x", "backend": name}).backend == name
+    with pytest.raises(ValueError, match=r"parameter 'backend' must be one of auto \| onnxruntime"):
+        PolicyNodeConfig.from_values({**DEFAULTS, "checkpoint": "x", "backend": "jax"})
