@@ -16,6 +16,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from expo_sim.evaluate_cli import add_evaluate
 from expo_sim.scripted import QUALITIES, SCRIPTED_TASKS
 from expo_sim.session_cli import add_session
 
@@ -216,6 +217,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_train(sub)
     _add_compare(sub)
     add_session(sub)
+    add_evaluate(sub)
     return parser
 
 

@@ -1,0 +1,28 @@
+"""expo-sim evaluate: a checkpoint's success on the harness's evaluation episodes."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from expo_core.agent import ExpoAgent
+from expo_core.checkpoint import save_checkpoint
+from expo_sim.cli import main
+from expo_sim.presets import preset_config
+
+
+def test_evaluate_writes_the_result_and_rejects_a_missing_checkpoint(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    ckpt = tmp_path / "tiny"
+    save_checkpoint(ckpt, ExpoAgent(preset_config("tiny", 19, 7), seed=0))
+    out = tmp_path / "eval.json"
+    args = ["evaluate", str(ckpt), "--episodes", "2", "--horizon", "5", "--out", str(out)]
+    assert main(args) == 0
+    result = json.loads(out.read_text())
+    assert result["episodes"] == 2 and result["policy"] == "expo" and 0.0 <= result["success_rate"] <= 1.0
+    assert result["mean_length"] <= 5 and "success" in capsys.readouterr().out
+    assert main([*args[:-2], "--base-only"]) == 0
+    assert main(["evaluate", str(tmp_path / "missing")]) == 2
+    assert "cannot load" in capsys.readouterr().err
