@@ -20,6 +20,7 @@ setup(
         "console_scripts": [
             "policy_node = expo_policy.policy_node:main",
             "franka_adapter_node = expo_policy.franka_adapter_node:main",
+            "episode_manager_node = expo_policy.episode_manager_node:main",
         ]
     },
 )

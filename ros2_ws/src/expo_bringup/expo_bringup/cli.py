@@ -8,8 +8,10 @@ Examples::
     expo-bringup franka --emulate --episodes 3        # the hardware graph against the emulated Franka
     expo-bringup franka --checkpoint runs/x/ckpt      # our nodes against a running franka_ros2 (dry run)
     expo-bringup franka --checkpoint runs/x/ckpt --send-commands   # ... commands reach the arm
+    expo-bringup franka --checkpoint runs/x/ckpt --learn --learner-dir runs/arm   # + local learner
 
-``franka`` starts the policy node and the Franka adapter (``expo_bringup.franka_graph``) against
+``franka`` starts the policy node, the Franka adapter and the episode manager (operator labels ->
+``env_feedback``; ``expo_bringup.franka_graph``), with ``--learn`` also the learner, against
 an already running franka_ros2 (same ROS domain and namespace), or with ``--emulate`` against the
 sim bridge + Franka emulator. On hardware the adapter runs as a dry run unless
 ``--send-commands`` is given; ``--dry-run-commands`` forces the dry run in emulation too.
@@ -44,7 +46,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _common_arguments(sim)
 
-    franka = sub.add_parser("franka", help="policy node + Franka adapter (franka_ros2 or its emulation)")
+    franka = sub.add_parser(
+        "franka", help="policy node + Franka adapter + episode manager (franka_ros2 or its emulation)"
+    )
     franka.add_argument("--task", default="lift", choices=sorted(TASK_OBJECT_DIMS), help="robomimic task")
     franka.add_argument("--checkpoint", default="", help="policy checkpoint ('' = policy.yaml's)")
     franka.add_argument("--backend", default="torch", help="inference backend (torch)")
@@ -70,6 +74,11 @@ def build_parser() -> argparse.ArgumentParser:
     franka.add_argument(
         "--episodes", type=int, default=0, help="--emulate: stop after this many sim episodes (0 = never)"
     )
+    franka.add_argument(
+        "--learn", action="store_true", help="also start the learner (online fine-tuning from --checkpoint)"
+    )
+    franka.add_argument("--learner-dir", default="", help="--learn: bags, checkpoints and tensorboard here")
+    franka.add_argument("--offline-dataset", default="", help="--learn: robomimic HDF5 for the offline half")
     _common_arguments(franka)
     return parser
 
@@ -103,6 +112,9 @@ def build_graph(args: argparse.Namespace) -> Graph:
         namespace=args.namespace,
         dry_run=args.dry_run_commands,
         emulate=args.emulate,
+        learner=args.learn,
+        learner_dir=args.learner_dir,
+        offline_dataset=args.offline_dataset,
         config_dir=args.config_dir,
     )
     return graph.with_overrides(sim_bridge={"num_episodes": args.episodes}) if args.episodes else graph

@@ -18,6 +18,18 @@ With ``emulate=True`` the sim bridge (realtime 20 Hz, franka_ros2's joint names 
 (:mod:`expo_sim.franka_emulator_node`: equilibrium pose -> OSC_POSE action) stand in for
 franka_ros2, so the whole hardware graph runs in CI. Then every node runs on the bridge's sim
 time (``/clock``), as in the sim graph; on hardware they run on wall time.
+
+On hardware the **episode manager** (:mod:`expo_policy.episode_manager_node`) is always part of
+the graph: it reads the policy's commands (``policy_action``) and publishes ``env_feedback`` from
+the operator's ``start_episode`` / ``label_success`` / ``label_failure`` service calls and the
+horizon, so the policy node completes transitions. When emulating it is left out: the sim bridge
+already publishes ``env_feedback`` (reward, success and resets from the simulator), and two
+publishers of one topic would report every step twice with conflicting ends.
+
+``learner=True`` adds the learner node, built exactly as :func:`expo_bringup.graph.sim_graph`
+builds it (same namespace: it trains on the policy's ``transitions`` and streams
+``policy_weights`` back). A remote learner is not part of this graph: start it on the training
+machine with the same ``ROS_DOMAIN_ID`` and namespace (see docs/sim_to_real.md).
 """
 
 from __future__ import annotations
@@ -27,7 +39,7 @@ from pathlib import Path
 
 from expo_core.spec import TASK_OBJECT_DIMS
 
-from expo_bringup.graph import Graph, NodeSpec, default_config_dir
+from expo_bringup.graph import Graph, NodeSpec, default_config_dir, sim_graph
 
 ROBOT_TYPES = ("fr3", "panda")
 #: franka_ros2's controller that takes an equilibrium pose (franka_example_controllers).
@@ -60,9 +72,12 @@ def franka_graph(
     dry_run: bool | None = None,
     emulate: bool = False,
     learner: bool = False,
+    learner_dir: str = "",
+    offline_dataset: str = "",
     config_dir: Path | str | None = None,
 ) -> Graph:
-    """Policy node + Franka adapter (+ sim bridge + Franka emulator with ``emulate``).
+    """Policy node + Franka adapter + episode manager (emulated: sim bridge + Franka emulator
+    instead of the episode manager) (+ learner node).
 
     Args:
         task: robomimic task the policy was trained on (``expo_core.spec.TASK_OBJECT_DIMS``).
@@ -73,8 +88,10 @@ def franka_graph(
         dry_run: the adapter's ``dry_run``. None: True on hardware (nothing reaches the arm
             until asked for explicitly), False when emulating (there is no arm to protect).
         emulate: sim bridge + Franka emulator instead of franka_ros2.
-        learner: also start the learner node. Not wired yet (no reward source on the arm):
-            raises NotImplementedError.
+        learner: also start the learner node (local online fine-tuning from ``checkpoint``).
+        learner_dir: the learner's directory (bags, checkpoints, tensorboard); required with
+            ``learner``, as ``checkpoint``.
+        offline_dataset: robomimic HDF5 for the offline half of the learner's batches ('' = none).
         config_dir: where the nodes' YAML files live (default: package data).
     """
     if task not in TASK_OBJECT_DIMS:
@@ -82,16 +99,8 @@ def franka_graph(
     if not _BACKEND.match(backend):
         raise ValueError(f"franka_graph backend '{backend}' must be a plain name such as 'torch'")
     arm, fingers = joint_names(robot_type)
-    if learner:
-        # Hook. The learner node exists (sim_graph(learner=True) builds its NodeSpec; take it from
-        # there rather than copying it), but on the arm nothing publishes env_feedback (reward,
-        # success, episode ends), so the policy node completes no transitions and the learner
-        # would never train. Add it here together with a reward/success source for the cell.
-        raise NotImplementedError(
-            "franka_graph(learner=True): online learning on the arm needs an env_feedback source "
-            "(reward, success, episode ends) that the hardware graph does not have yet; run the "
-            "policy with fixed weights"
-        )
+    if learner and (not checkpoint or not learner_dir):
+        raise ValueError("franka_graph with learner=True needs a checkpoint (the base) and a learner_dir")
     cfg = Path(config_dir) if config_dir is not None else default_config_dir()
 
     def files(*names: str) -> tuple[str, ...]:
@@ -163,4 +172,32 @@ def franka_graph(
             params_files=files("franka_emulator.yaml"),
         )
         nodes += [bridge, emulator]
+    else:
+        nodes.append(
+            NodeSpec(
+                name="episode_manager",
+                package="expo_policy",
+                executable="episode_manager_node",
+                module="expo_policy.episode_manager_node",
+                namespace=namespace,
+                parameters={"use_sim_time": False},
+                remappings=(("action", POLICY_ACTION),),
+                params_files=files("episode_manager.yaml"),
+            )
+        )
+    if learner:
+        # The sim graph's learner node, unchanged (realtime: no lockstep pacing overrides).
+        nodes.append(
+            sim_graph(
+                task=task,
+                checkpoint=checkpoint,
+                backend=backend,
+                realtime=True,
+                namespace=namespace,
+                config_dir=cfg,
+                learner=True,
+                learner_dir=learner_dir,
+                offline_dataset=offline_dataset,
+            ).node("learner_node")
+        )
     return Graph(tuple(nodes))

@@ -1,6 +1,8 @@
-"""Policy node + Franka adapter on franka_ros2 (or its emulation), as a LaunchDescription.
+"""Policy node + Franka adapter + episode manager on franka_ros2 (or its emulation), as a
+LaunchDescription.
 
     ros2 launch expo_bringup franka.launch.py robot_ip:=172.16.0.2 checkpoint:=/runs/lift/ckpt.safetensors
+    ros2 launch expo_bringup franka.launch.py robot_ip:=... checkpoint:=... learner:=true learner_dir:=/runs/x
     ros2 launch expo_bringup franka.launch.py robot_ip:=172.16.0.2 checkpoint:=... dry_run:=false
     ros2 launch expo_bringup franka.launch.py emulate:=true checkpoint:=...   # no robot, no franka_ros2
 
@@ -57,6 +59,9 @@ LAUNCH_ARGUMENTS: tuple[tuple[str, str, str], ...] = (
     ),
     ("emulate", "false", "true: sim bridge + Franka emulator instead of franka_ros2"),
     ("rviz", "false", "true: also start RViz with expo_bringup's layout (not required)"),
+    ("learner", "false", "true: also start the learner here (online fine-tuning; needs checkpoint)"),
+    ("learner_dir", "", "the learner's directory (bags, checkpoints, tensorboard); required with learner"),
+    ("offline_dataset", "", "robomimic HDF5 for the learner's offline half ('' = none)"),
 )
 #: franka_ros2 (v3.x, Jazzy) bringup that starts the arm and spawns one example controller.
 FRANKA_BRINGUP = ("franka_bringup", "launch", "example.launch.py")
@@ -91,7 +96,8 @@ def graph_from_launch_arguments(values: Mapping[str, str]) -> Graph:
     """Launch argument texts (missing ones take their defaults) -> the hardware graph.
 
     Raises ValueError naming the argument: unknown names, bad booleans, a missing robot_ip on
-    real hardware, and whatever :func:`franka_graph` rejects (robot_type, task, namespace).
+    real hardware, and whatever :func:`franka_graph` rejects (robot_type, task, namespace, a
+    learner without checkpoint or learner_dir).
     """
     v = _values(values)
     parse = sim_launch().parse_bool
@@ -109,6 +115,9 @@ def graph_from_launch_arguments(values: Mapping[str, str]) -> Graph:
         namespace=v["namespace"],
         dry_run=parse_dry_run(v["dry_run"]),
         emulate=emulate,
+        learner=parse("learner", v["learner"]),
+        learner_dir=v["learner_dir"],
+        offline_dataset=v["offline_dataset"],
     )
 
 

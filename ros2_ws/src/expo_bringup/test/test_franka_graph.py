@@ -8,7 +8,9 @@ from typing import Any
 import pytest
 from expo_bringup.cli import build_parser, main
 from expo_bringup.franka_graph import CURRENT_POSE, EQUILIBRIUM_POSE, POLICY_ACTION, franka_graph
-from expo_bringup.graph import default_config_dir
+from expo_bringup.graph import default_config_dir, sim_graph
+from expo_policy.episode_manager_node import PARAMETERS as MANAGER_PARAMETERS
+from expo_policy.episode_manager_node import EpisodeManagerNodeConfig
 from expo_policy.franka_adapter_params import PARAMETERS as ADAPTER_PARAMETERS
 from expo_policy.franka_adapter_params import FrankaAdapterConfig
 
@@ -34,8 +36,8 @@ def ros_parameters(*names: str) -> dict[str, Any]:
 def test_hardware_graph_wires_the_policy_through_the_adapter() -> None:
     g = franka_graph(checkpoint="/c/x.safetensors", namespace="robot1")
     policy, adapter = g.node("policy_node"), g.node("franka_adapter")
-    assert [n.name for n in g.nodes] == ["policy_node", "franka_adapter"]
-    assert policy.namespace == adapter.namespace == "/robot1"
+    assert [n.name for n in g.nodes] == ["policy_node", "franka_adapter", "episode_manager"]
+    assert policy.namespace == adapter.namespace == g.node("episode_manager").namespace == "/robot1"
     assert dict(policy.remappings) == {"action": POLICY_ACTION, "ee_pose": CURRENT_POSE}
     assert dict(adapter.remappings) == {"action": POLICY_ACTION}
     p = policy.parameters
@@ -51,6 +53,41 @@ def test_hardware_graph_wires_the_policy_through_the_adapter() -> None:
     adapter_yaml = ros_parameters("franka_adapter.yaml")
     assert adapter_yaml["topics.current_pose"] == CURRENT_POSE
     assert adapter_yaml["topics.equilibrium_pose"] == EQUILIBRIUM_POSE
+
+
+def test_episode_manager_labels_the_policys_commands_on_hardware_only() -> None:
+    manager = franka_graph().node("episode_manager")
+    assert (
+        manager.module == "expo_policy.episode_manager_node" and manager.executable == "episode_manager_node"
+    )
+    assert dict(manager.remappings) == {"action": POLICY_ACTION}  # the policy's commands, not the bridge's
+    assert manager.parameters["use_sim_time"] is False
+    assert [Path(f).name for f in manager.params_files] == ["episode_manager.yaml"]
+    values = {p.name: p.default for p in MANAGER_PARAMETERS}
+    values.update(ros_parameters("episode_manager.yaml"))
+    cfg = EpisodeManagerNodeConfig.from_values(values)  # the shipped YAML is a valid configuration
+    assert cfg.autostart is True and cfg.feedback_topic == "env_feedback" and cfg.action_topic == "action"
+    assert set(ros_parameters("episode_manager.yaml")) <= {p.name for p in MANAGER_PARAMETERS}
+    # Emulated, the sim bridge publishes env_feedback: a second publisher would report steps twice.
+    with pytest.raises(KeyError):
+        franka_graph(emulate=True).node("episode_manager")
+
+
+def test_learner_is_the_sim_graphs_learner_node() -> None:
+    kw = {"task": "lift", "checkpoint": "/c/x.safetensors", "namespace": "r1"}
+    g = franka_graph(**kw, learner=True, learner_dir="/runs/arm", offline_dataset="/d/lift.hdf5")
+    assert [n.name for n in g.nodes] == ["policy_node", "franka_adapter", "episode_manager", "learner_node"]
+    expected = sim_graph(
+        **kw, realtime=True, learner=True, learner_dir="/runs/arm", offline_dataset="/d/lift.hdf5"
+    ).node("learner_node")
+    assert g.node("learner_node") == expected and expected.namespace == "/r1"
+    assert expected.parameters["bag_dir"] == "/runs/arm/bags"
+    emulated = franka_graph(**kw, emulate=True, learner=True, learner_dir="/runs/arm")
+    assert [n.name for n in emulated.nodes][-1] == "learner_node"
+    for missing in ({"checkpoint": ""}, {"learner_dir": ""}):
+        args = {**kw, "learner_dir": "/runs/arm", **missing}
+        with pytest.raises(ValueError, match="learner=True needs a checkpoint"):
+            franka_graph(**args, learner=True)
 
 
 def test_emulated_graph_closes_the_loop_with_franka_names() -> None:
@@ -87,15 +124,13 @@ def test_emulator_and_adapter_configs_agree() -> None:
     assert list(cfg.limits.workspace_high) == policy["safety.workspace_high"]
 
 
-def test_franka_graph_rejects_bad_arguments_and_has_a_learner_hook() -> None:
+def test_franka_graph_rejects_bad_arguments() -> None:
     with pytest.raises(ValueError, match="robot_type 'ur5'"):
         franka_graph(robot_type="ur5")
     with pytest.raises(ValueError, match="task 'pour'"):
         franka_graph(task="pour")
     with pytest.raises(ValueError, match="backend"):
         franka_graph(backend="torch; rm -rf /")
-    with pytest.raises(NotImplementedError, match="learner"):
-        franka_graph(learner=True)
 
 
 def test_cli_franka_profile(capsys: pytest.CaptureFixture[str]) -> None:
@@ -124,3 +159,9 @@ def test_cli_franka_profile(capsys: pytest.CaptureFixture[str]) -> None:
     assert "--episodes needs --emulate" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         build_parser().parse_args(["franka", "--send-commands", "--dry-run-commands"])
+
+    assert main(["franka", "--checkpoint", "/c/x", "--learn", "--learner-dir", "/runs/arm", "--dry-run"]) == 0
+    names = [line.split("]")[0][1:] for line in capsys.readouterr().out.splitlines()]
+    assert names == ["policy_node", "franka_adapter", "episode_manager", "learner_node"]
+    assert main(["franka", "--learn", "--dry-run"]) == 2  # a learner needs its base and directory
+    assert "learner=True needs a checkpoint" in capsys.readouterr().err

@@ -36,6 +36,9 @@ def test_launch_arguments_are_the_documented_ones(franka_launch) -> None:
         "dry_run",
         "emulate",
         "rviz",
+        "learner",
+        "learner_dir",
+        "offline_dataset",
     ]
     defaults = {name: default for name, default, _ in franka_launch.LAUNCH_ARGUMENTS}
     assert (
@@ -46,10 +49,21 @@ def test_launch_arguments_are_the_documented_ones(franka_launch) -> None:
 def test_hardware_defaults_map_onto_franka_graph_as_a_dry_run(franka_launch) -> None:
     g = franka_launch.graph_from_launch_arguments(HW)
     assert g == franka_graph()
-    assert [n.name for n in g.nodes] == ["policy_node", "franka_adapter"]
+    assert [n.name for n in g.nodes] == ["policy_node", "franka_adapter", "episode_manager"]
     assert g.node("franka_adapter").parameters["dry_run"] is True  # auto on hardware: dry run
     sending = franka_launch.graph_from_launch_arguments({**HW, "dry_run": "false"})
     assert sending.node("franka_adapter").parameters["dry_run"] is False
+
+
+def test_learner_argument_adds_the_learner(franka_launch) -> None:
+    args = {**HW, "checkpoint": "/c/x.safetensors", "learner": "true", "learner_dir": "/runs/arm"}
+    g = franka_launch.graph_from_launch_arguments(args)
+    assert g == franka_graph(checkpoint="/c/x.safetensors", learner=True, learner_dir="/runs/arm")
+    assert g.nodes[-1].name == "learner_node"
+    with pytest.raises(ValueError, match="launch argument 'learner'"):
+        franka_launch.graph_from_launch_arguments({**args, "learner": "yes please"})
+    with pytest.raises(ValueError, match="learner_dir"):
+        franka_launch.graph_from_launch_arguments({**args, "learner_dir": ""})
 
 
 def test_emulation_maps_onto_the_emulated_graph(franka_launch) -> None:
