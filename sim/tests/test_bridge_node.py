@@ -16,16 +16,15 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Callable
 
 import numpy as np
 import pytest
 import rclpy
 from expo_interfaces.msg import ActionCommand, EnvFeedback
 from expo_policy import conversions as cv
+from expo_policy.node_harness import NodeHarness
 from expo_sim.bridge_node import SimBridge
 from geometry_msgs.msg import PoseArray, PoseStamped
-from rclpy.executors import SingleThreadedExecutor
 from rclpy.lifecycle import TransitionCallbackReturn
 from rclpy.parameter import Parameter
 from rosgraph_msgs.msg import Clock
@@ -50,8 +49,10 @@ def ros_ctx():
         rclpy.try_shutdown(context=ctx)
 
 
-class Harness:
+class Harness(NodeHarness):
     """A SimBridge and an ``io`` node playing the policy, in one fresh namespace."""
+
+    timeout_s = TIMEOUT_S
 
     def __init__(self, ctx: rclpy.Context, **params: object) -> None:
         self.ctx = ctx
@@ -69,9 +70,7 @@ class Harness:
         self.clock: list[Clock] = []
         self.io.create_subscription(Clock, "clock", self.clock.append, 100)
         self.action_pub = None
-        self.ex = SingleThreadedExecutor(context=ctx)
-        self.ex.add_node(self.bridge)
-        self.ex.add_node(self.io)
+        self.attach(ctx, self.bridge, self.io)
 
     def start(self) -> None:
         assert self.bridge.trigger_configure() == SUCCESS
@@ -79,23 +78,6 @@ class Harness:
 
     def connect_policy(self) -> None:
         self.action_pub = self.io.create_publisher(ActionCommand, "action", 10)
-
-    def close(self) -> None:
-        self.ex.shutdown()
-        self.bridge.destroy_node()
-        self.io.destroy_node()
-
-    def spin_until(self, done: Callable[[], object], what: str, timeout: float = TIMEOUT_S) -> None:
-        deadline = time.monotonic() + timeout
-        while not done():
-            if time.monotonic() > deadline:
-                pytest.fail(f"timed out after {timeout:g} s waiting for {what}")
-            self.ex.spin_once(timeout_sec=0.02)
-
-    def spin_for(self, seconds: float) -> None:
-        deadline = time.monotonic() + seconds
-        while time.monotonic() < deadline:
-            self.ex.spin_once(timeout_sec=0.02)
 
     def sets(self) -> list[int]:
         """Stamps for which all three observation pieces arrived, in arrival order of ee_pose."""

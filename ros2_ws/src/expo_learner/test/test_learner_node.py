@@ -9,9 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import os
-import time
 import uuid
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -24,9 +22,9 @@ from expo_learner.learner_node import WEIGHTS_QOS, LearnerNode
 from expo_learner.segment_reader import load_segments
 from expo_learner.segments import list_segments
 from expo_policy import conversions as cv
+from expo_policy.node_harness import NodeHarness
 from expo_policy.policy_node import PolicyNode
 from expo_policy.transitions import TransitionData
-from rclpy.executors import SingleThreadedExecutor
 from rclpy.lifecycle import TransitionCallbackReturn
 from rclpy.parameter import Parameter
 
@@ -57,8 +55,10 @@ def transition(i: int, obs_dim: int = 19) -> TransitionData:
     )
 
 
-class Harness:
+class Harness(NodeHarness):
     """A LearnerNode and an ``io`` node playing two actors and a monitor, in one fresh namespace."""
+
+    timeout_s = TIMEOUT_S
 
     def __init__(self, ctx: rclpy.Context, tmp: Path, base: Path, **params: object) -> None:
         self.ns = f"/t_{uuid.uuid4().hex[:8]}"
@@ -91,28 +91,15 @@ class Harness:
         self.actors = [self.io.create_publisher(Transition, "transitions", 100)]
         self.actors.append(self.io2.create_publisher(Transition, "transitions", 100))
         assert self.actors[1].topic_name == f"{self.ns}/transitions"
-        self.ex = SingleThreadedExecutor(context=ctx)
-        for n in (self.node, self.io, self.io2):
-            self.ex.add_node(n)
-        self.extra: list = []
+        self.attach(ctx, self.node, self.io, self.io2)
 
     def add(self, node) -> None:
-        self.ex.add_node(node)
-        self.extra.append(node)
+        self.add_node(node)
 
     def close(self) -> None:
         if self.node.active:
             self.node.trigger_deactivate()
-        self.ex.shutdown()
-        for n in (self.node, self.io, self.io2, *self.extra):
-            n.destroy_node()
-
-    def spin_until(self, done: Callable[[], object], what: str, timeout: float = TIMEOUT_S) -> None:
-        deadline = time.monotonic() + timeout
-        while not done():
-            if time.monotonic() > deadline:
-                pytest.fail(f"timed out after {timeout} s waiting for {what}")
-            self.ex.spin_once(timeout_sec=0.02)
+        super().close()
 
     def start(self) -> None:
         assert self.node.trigger_configure() == SUCCESS

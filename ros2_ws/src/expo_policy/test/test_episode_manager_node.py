@@ -9,9 +9,7 @@ Waits are for conditions with timeouts; fixed windows only show that something d
 from __future__ import annotations
 
 import os
-import time
 import uuid
-from collections.abc import Callable
 
 import numpy as np
 import pytest
@@ -19,7 +17,7 @@ import rclpy
 from expo_interfaces.msg import ActionCommand, EnvFeedback
 from expo_policy import conversions as cv
 from expo_policy.episode_manager_node import EpisodeManagerNode
-from rclpy.executors import SingleThreadedExecutor
+from expo_policy.node_harness import NodeHarness
 from rclpy.lifecycle import TransitionCallbackReturn
 from rclpy.parameter import Parameter
 from std_srvs.srv import Trigger
@@ -41,8 +39,10 @@ def ros_ctx():
         rclpy.try_shutdown(context=ctx)
 
 
-class Harness:
+class Harness(NodeHarness):
     """An EpisodeManagerNode plus an ``io`` node playing the policy, in a fresh namespace."""
+
+    timeout_s = TIMEOUT_S
 
     def __init__(self, ctx: rclpy.Context, **params: object) -> None:
         self.ns = f"/t_{uuid.uuid4().hex[:8]}"
@@ -52,27 +52,7 @@ class Harness:
         self.feedback: list[EnvFeedback] = []
         self.io.create_subscription(EnvFeedback, "env_feedback", self.feedback.append, 50)
         self.pub = self.io.create_publisher(ActionCommand, "action", 10)
-        self.ex = SingleThreadedExecutor(context=ctx)
-        self.ex.add_node(self.node)
-        self.ex.add_node(self.io)
-
-    def close(self) -> None:
-        self.ex.shutdown()
-        self.node.destroy_node()
-        self.io.destroy_node()
-
-    def spin_until(self, done: Callable[[], object], what: str, timeout: float = TIMEOUT_S) -> None:
-        deadline = time.monotonic() + timeout
-        while not done():
-            if time.monotonic() > deadline:
-                pytest.fail(f"timed out after {timeout} s waiting for {what}")
-            self.ex.spin_once(timeout_sec=0.02)
-
-    def spin_for(self, seconds: float) -> None:
-        """Only to show that something does NOT happen within a window."""
-        end = time.monotonic() + seconds
-        while time.monotonic() < end:
-            self.ex.spin_once(timeout_sec=0.02)
+        self.attach(ctx, self.node, self.io)
 
     def start(self) -> None:
         assert self.node.trigger_configure() == SUCCESS

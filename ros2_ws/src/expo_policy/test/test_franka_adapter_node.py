@@ -26,6 +26,7 @@ from expo_policy import conversions as cv
 from expo_policy.franka_adapter_node import FrankaAdapterNode
 from expo_policy.franka_adapter_params import PARAMETERS, TOPICS
 from expo_policy.franka_conversions import axis_angle_to_quat, rotation_angle
+from expo_policy.node_harness import NodeHarness
 from expo_policy.object_state import quat_multiply
 from geometry_msgs.msg import PoseStamped
 from rclpy.executors import SingleThreadedExecutor
@@ -63,8 +64,10 @@ def ros_ctx():
         rclpy.try_shutdown(context=ctx)
 
 
-class Harness:
+class Harness(NodeHarness):
     """A FrankaAdapterNode plus an ``io`` node playing policy and franka_ros2, in a fresh namespace."""
+
+    timeout_s = TIMEOUT_S
 
     def __init__(self, ctx: rclpy.Context, **params: object) -> None:
         self.ns = f"/t_{uuid.uuid4().hex[:8]}"
@@ -91,9 +94,7 @@ class Harness:
         }
         self.streaming = {"current_pose", "joint_states"}  # what the 50 Hz robot stream publishes
         self.io.create_timer(0.02, self._stream)
-        self.ex = SingleThreadedExecutor(context=ctx)
-        self.ex.add_node(self.node)
-        self.ex.add_node(self.io)
+        self.attach(ctx, self.node, self.io)
 
     def _stream(self) -> None:
         ns = self.io.get_clock().now().nanoseconds
@@ -101,24 +102,6 @@ class Harness:
             self.pub["current_pose"].publish(cv.pose_stamped_msg(HOME_POS, DOWN, ns, "fr3_link0"))
         if "joint_states" in self.streaming:
             self.pub["joint_states"].publish(cv.joint_state_msg(JOINTS, np.r_[np.zeros(7), 0.02, 0.02], ns))
-
-    def close(self) -> None:
-        self.ex.shutdown()
-        self.node.destroy_node()
-        self.io.destroy_node()
-
-    def spin_until(self, done: Callable[[], object], what: str, timeout: float = TIMEOUT_S) -> None:
-        deadline = time.monotonic() + timeout
-        while not done():
-            if time.monotonic() > deadline:
-                pytest.fail(f"timed out after {timeout} s waiting for {what}")
-            self.ex.spin_once(timeout_sec=0.02)
-
-    def spin_for(self, seconds: float) -> None:
-        """Only to show that something does NOT happen within a window."""
-        end = time.monotonic() + seconds
-        while time.monotonic() < end:
-            self.ex.spin_once(timeout_sec=0.02)
 
     def start(self, out: str = "equilibrium") -> None:
         """configure + activate, wait for matching and for the first (hold) equilibrium."""

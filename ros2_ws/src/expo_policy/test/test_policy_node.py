@@ -25,6 +25,7 @@ from expo_core.checkpoint import FORMAT, policy_weights_bytes
 from expo_core.spec import task_obs_spec
 from expo_interfaces.msg import ActionCommand, EnvFeedback, OtfDecision, PolicyWeights, Transition
 from expo_policy import conversions as cv
+from expo_policy.node_harness import NodeHarness
 from expo_policy.object_state import object_vector
 from expo_policy.policy_node import PolicyNode
 from expo_policy.transitions import Feedback
@@ -84,8 +85,10 @@ def ros_ctx():
         rclpy.try_shutdown(context=ctx)
 
 
-class Harness:
+class Harness(NodeHarness):
     """A PolicyNode plus an ``io`` node playing robot/sim and learner, in one fresh namespace."""
+
+    timeout_s = TIMEOUT_S
 
     def __init__(self, ctx: rclpy.Context, **params: object) -> None:
         self.ns = f"/t_{uuid.uuid4().hex[:8]}"
@@ -109,27 +112,7 @@ class Harness:
         self.io.create_timer(
             0.05, lambda: self.publish_obs(pieces=tuple(self.streaming)) if self.streaming else None
         )
-        self.ex = SingleThreadedExecutor(context=ctx)
-        self.ex.add_node(self.node)
-        self.ex.add_node(self.io)
-
-    def close(self) -> None:
-        self.ex.shutdown()
-        self.node.destroy_node()
-        self.io.destroy_node()
-
-    def spin_until(self, done: Callable[[], object], what: str, timeout: float = TIMEOUT_S) -> None:
-        deadline = time.monotonic() + timeout
-        while not done():
-            if time.monotonic() > deadline:
-                pytest.fail(f"timed out after {timeout} s waiting for {what}")
-            self.ex.spin_once(timeout_sec=0.02)
-
-    def spin_for(self, seconds: float) -> None:
-        """Only to show that something does NOT happen within a window."""
-        end = time.monotonic() + seconds
-        while time.monotonic() < end:
-            self.ex.spin_once(timeout_sec=0.02)
+        self.attach(ctx, self.node, self.io)
 
     def start(self) -> None:
         """configure + activate, then wait until every topic is matched both ways."""
