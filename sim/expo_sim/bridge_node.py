@@ -81,6 +81,8 @@ class SimBridge(LifecycleNode):
         self.active = False
         self.finished = False  # num_episodes reached: main() exits
         self.stats = EpisodeStats()
+        self._pacer = LearnerPacer(0)  # replaced on activate with the configured limit
+        self._held: tuple[cv.Command, float] | None = None
         self._pubs: dict[str, Any] = {}
         self._subs: list[Any] = []
         self._timers: list[Any] = []
@@ -312,6 +314,8 @@ class SimBridge(LifecycleNode):
 
     def _on_learner_stats(self, msg: LearnerStats) -> None:
         """Pacing: the learner's backlog; step a held command once it has caught up."""
+        if not self.active:  # configured but not yet activated (or stopped): no episode to pace
+            return
         d = cv.learner_stats_to_numpy(msg)
         backlog, warm = int(d.scalars.get("backlog", 0)), bool(d.scalars.get("warmed_up", 1.0))
         self._pacer.report(backlog, warm, self.stats.env_steps)

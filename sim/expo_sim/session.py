@@ -222,7 +222,12 @@ def run_session(cfg: SessionConfig, stream: TextIO = sys.stdout, progress: bool 
         error = "interrupted"
     finally:
         code = runner.stop()
-        for _ in range(20):  # late diagnostics already on the wire
+        # Messages already on the wire (the last OTF decision, late diagnostics) still arrive
+        # after their publisher exited: collect them, bounded.
+        drain_until = time.monotonic() + 3.0
+        while time.monotonic() < drain_until and len(stats.inference_ms) < stats.env_steps:
+            monitor.executor.spin_once(timeout_sec=0.05)
+        for _ in range(5):
             monitor.executor.spin_once(timeout_sec=0.01)
         monitor.close()
         rclpy.try_shutdown(context=ctx)

@@ -269,3 +269,20 @@ def test_module_entry_point_exits_cleanly_on_sigint() -> None:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+def test_learner_stats_before_activation_are_ignored(ros_ctx) -> None:
+    """A learner publishes stats as soon as it is up; a bridge configured but not yet active
+    (its manager activates it later) must not fail on them."""
+    from expo_interfaces.msg import LearnerStats
+
+    h = Harness(ros_ctx, learner_pacing_backlog=5)
+    try:
+        assert h.bridge.trigger_configure() == SUCCESS
+        pub = h.io.create_publisher(LearnerStats, "learner_stats", 10)
+        h.spin_until(lambda: pub.get_subscription_count() > 0, "the bridge's learner_stats subscription")
+        pub.publish(LearnerStats(names=["backlog", "warmed_up"], values=[50.0, 1.0]))
+        h.spin_for(0.3)  # the callback runs; before the fix it raised AttributeError here
+        assert h.bridge.trigger_activate() == SUCCESS
+    finally:
+        h.close()
