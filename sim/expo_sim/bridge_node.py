@@ -41,13 +41,14 @@ import numpy as np
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
 from expo_interfaces.msg import ActionCommand, EnvFeedback, LearnerStats
 from expo_policy import conversions as cv
+from expo_policy.lifecycle_teardown import TeardownLifecycleNode
 from expo_policy.node_main import run_lifecycle_node
 from expo_policy.safety import hold_action
 from geometry_msgs.msg import PoseArray, PoseStamped
 from rcl_interfaces.msg import ParameterDescriptor
 from rclpy.clock import Clock, ClockType
 from rclpy.duration import Duration
-from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
+from rclpy.lifecycle import LifecycleState, TransitionCallbackReturn
 from rclpy.time_source import TimeSource
 from rosgraph_msgs.msg import Clock as ClockMsg
 from sensor_msgs.msg import Image, JointState
@@ -64,7 +65,7 @@ _FLUSH_TIMEOUT = Duration(seconds=2.0)  # final messages: wait this long for the
 StepResult = tuple[float, bool, bool, bool]  # reward, terminated, truncated, success
 
 
-class SimBridge(LifecycleNode):
+class SimBridge(TeardownLifecycleNode):
     """Steps a :class:`~expo_sim.envs.RobomimicEnv` with the policy's commands."""
 
     def __init__(self, node_name: str = "sim_bridge", **kwargs: Any) -> None:
@@ -160,26 +161,7 @@ class SimBridge(LifecycleNode):
         self.get_logger().info("active: waiting for the policy")
         return ret
 
-    def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
-        self._stop()
-        return super().on_deactivate(state)
-
-    def on_cleanup(self, state: LifecycleState) -> TransitionCallbackReturn:
-        self._destroy()
-        return SUCCESS
-
-    def on_shutdown(self, state: LifecycleState) -> TransitionCallbackReturn:
-        self._stop()
-        self._destroy()
-        return SUCCESS
-
-    def on_error(self, state: LifecycleState) -> TransitionCallbackReturn:
-        self.get_logger().error(f"error in state {state.label}: stopping and cleaning up")
-        self._stop()
-        self._destroy()
-        return SUCCESS
-
-    def _stop(self) -> None:
+    def _stop(self, reason: str = "") -> None:
         for t in self._timers:
             t.cancel()
         if self.active:

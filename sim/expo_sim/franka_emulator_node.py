@@ -40,11 +40,12 @@ from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
 from expo_interfaces.msg import ActionCommand, EnvFeedback
 from expo_policy import conversions as cv
 from expo_policy.franka_conversions import Pose
+from expo_policy.lifecycle_teardown import TeardownLifecycleNode
 from expo_policy.node_main import run_lifecycle_node
 from geometry_msgs.msg import PoseStamped
 from rcl_interfaces.msg import ParameterDescriptor
 from rclpy.clock import Clock, ClockType
-from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
+from rclpy.lifecycle import LifecycleState, TransitionCallbackReturn
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 from std_msgs.msg import Float64
 
@@ -66,7 +67,7 @@ COUNTERS = (
 )
 
 
-class FrankaEmulator(LifecycleNode):
+class FrankaEmulator(TeardownLifecycleNode):
     """Equilibrium pose + gripper width -> OSC_POSE ActionCommand for the sim bridge."""
 
     def __init__(self, node_name: str = "franka_emulator", **kwargs: Any) -> None:
@@ -132,26 +133,7 @@ class FrankaEmulator(LifecycleNode):
         self.get_logger().info("active: waiting for the first equilibrium pose")
         return ret
 
-    def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
-        self._stop()
-        return super().on_deactivate(state)
-
-    def on_cleanup(self, state: LifecycleState) -> TransitionCallbackReturn:
-        self._destroy()
-        return SUCCESS
-
-    def on_shutdown(self, state: LifecycleState) -> TransitionCallbackReturn:
-        self._stop()
-        self._destroy()
-        return SUCCESS
-
-    def on_error(self, state: LifecycleState) -> TransitionCallbackReturn:
-        self.get_logger().error(f"error in state {state.label}: stopping and cleaning up")
-        self._stop()
-        self._destroy()
-        return SUCCESS
-
-    def _stop(self) -> None:
+    def _stop(self, reason: str = "") -> None:
         """Stop sending: the realtime bridge then holds the arm by itself (no command = hold)."""
         for t in self._timers:
             t.cancel()

@@ -32,10 +32,11 @@ import torch
 from expo_core.spec import task_obs_spec
 from expo_interfaces.msg import LearnerStats, PolicyWeights, Transition
 from expo_policy import conversions as cv
+from expo_policy.lifecycle_teardown import TeardownLifecycleNode
 from expo_policy.node_main import run_lifecycle_node
 from rcl_interfaces.msg import ParameterDescriptor
 from rclpy.clock import Clock, ClockType
-from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
+from rclpy.lifecycle import LifecycleState, TransitionCallbackReturn
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 
 from .checkpoints import CheckpointDir, load_start
@@ -54,7 +55,7 @@ WEIGHTS_QOS = QoSProfile(
 TRANSITIONS_QOS = QoSProfile(depth=1000, reliability=ReliabilityPolicy.RELIABLE)
 
 
-class LearnerNode(LifecycleNode):
+class LearnerNode(TeardownLifecycleNode):
     """Thin adapter: ROS in and out around :class:`~expo_learner.trainer.Trainer`."""
 
     def __init__(self, node_name: str = "learner_node", **kwargs: Any) -> None:
@@ -161,26 +162,7 @@ class LearnerNode(LifecycleNode):
         )
         return ret
 
-    def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
-        self._stop_training("deactivated")
-        return super().on_deactivate(state)
-
-    def on_cleanup(self, state: LifecycleState) -> TransitionCallbackReturn:
-        self._destroy()
-        return SUCCESS
-
-    def on_shutdown(self, state: LifecycleState) -> TransitionCallbackReturn:
-        self._stop_training("shutdown")
-        self._destroy()
-        return SUCCESS
-
-    def on_error(self, state: LifecycleState) -> TransitionCallbackReturn:
-        self.get_logger().error(f"error in state {state.label}: stopping and cleaning up")
-        self._stop_training("error")
-        self._destroy()
-        return SUCCESS
-
-    def _stop_training(self, reason: str) -> None:
+    def _stop(self, reason: str) -> None:
         """Stop intake and training; checkpoint; close the open segment (durable)."""
         if not self.active or self.trainer is None:
             return

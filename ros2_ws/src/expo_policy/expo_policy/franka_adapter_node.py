@@ -41,7 +41,7 @@ from expo_interfaces.msg import ActionCommand
 from geometry_msgs.msg import PoseStamped
 from rcl_interfaces.msg import ParameterDescriptor
 from rclpy.clock import Clock, ClockType
-from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
+from rclpy.lifecycle import LifecycleState, TransitionCallbackReturn
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import JointState
 from std_msgs.msg import Bool, Float64
@@ -60,6 +60,7 @@ from .franka_conversions import (
     osc_target_pose,
 )
 from .franka_gripper_io import GripperSink, make_sink, resolve_interface
+from .lifecycle_teardown import TeardownLifecycleNode
 from .node_main import run_lifecycle_node
 from .watchdog import InputWatchdog
 
@@ -68,7 +69,7 @@ _BEST_EFFORT = QoSProfile(depth=10, reliability=ReliabilityPolicy.BEST_EFFORT)
 _RELIABLE = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
 
 
-class FrankaAdapterNode(LifecycleNode):
+class FrankaAdapterNode(TeardownLifecycleNode):
     """ActionCommand -> equilibrium pose + gripper goals, through :class:`ArmSafety`."""
 
     def __init__(self, node_name: str = "franka_adapter", **kwargs: Any) -> None:
@@ -161,25 +162,6 @@ class FrankaAdapterNode(LifecycleNode):
             t.reset()
         self.get_logger().info("active" + (" (DRY RUN)" if self.cfg.dry_run else ": commands go to the arm"))
         return ret
-
-    def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
-        self._stop("deactivated")
-        return super().on_deactivate(state)
-
-    def on_cleanup(self, state: LifecycleState) -> TransitionCallbackReturn:
-        self._destroy()
-        return SUCCESS
-
-    def on_shutdown(self, state: LifecycleState) -> TransitionCallbackReturn:
-        self._stop("shutdown")
-        self._destroy()
-        return SUCCESS
-
-    def on_error(self, state: LifecycleState) -> TransitionCallbackReturn:
-        self.get_logger().error(f"error in state {state.label}: holding and cleaning up")
-        self._stop("error")
-        self._destroy()
-        return SUCCESS
 
     def _stop(self, reason: str) -> None:
         """Stop sending; while the publishers are still enabled, send one last hold."""

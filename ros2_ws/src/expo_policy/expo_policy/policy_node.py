@@ -56,7 +56,7 @@ from expo_interfaces.msg import ActionCommand, EnvFeedback, OtfDecision, PolicyW
 from geometry_msgs.msg import PoseArray, PoseStamped
 from rcl_interfaces.msg import ParameterDescriptor
 from rclpy.clock import Clock, ClockType
-from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
+from rclpy.lifecycle import LifecycleState, TransitionCallbackReturn
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 from sensor_msgs.msg import Image, JointState
 from std_msgs.msg import Header
@@ -66,6 +66,7 @@ from . import conversions as cv
 from .backends import InferenceBackend, make_backend, resolve_device
 from .inputs import ObservationInputs, Pieces
 from .latency import LatencyTracker
+from .lifecycle_teardown import TeardownLifecycleNode
 from .loop_status import OK, LoopStatus
 from .markers import clear_markers, decision_markers, status_marker
 from .node_main import run_lifecycle_node
@@ -85,7 +86,7 @@ _WEIGHTS_QOS = QoSProfile(
 )
 
 
-class PolicyNode(LifecycleNode):
+class PolicyNode(TeardownLifecycleNode):
     """The control loop around an :class:`~expo_policy.backends.InferenceBackend`."""
 
     def __init__(self, node_name: str = "policy_node", **kwargs: Any) -> None:
@@ -227,25 +228,6 @@ class PolicyNode(LifecycleNode):
             t.reset()
         self.get_logger().info(f"active: acting with weights v{self.weights_version}")
         return ret
-
-    def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
-        self._stop("deactivated")
-        return super().on_deactivate(state)
-
-    def on_cleanup(self, state: LifecycleState) -> TransitionCallbackReturn:
-        self._destroy()
-        return SUCCESS
-
-    def on_shutdown(self, state: LifecycleState) -> TransitionCallbackReturn:
-        self._stop("shutdown")
-        self._destroy()
-        return SUCCESS
-
-    def on_error(self, state: LifecycleState) -> TransitionCallbackReturn:
-        self.get_logger().error(f"error in state {state.label}: stopping and cleaning up")
-        self._stop("error")
-        self._destroy()
-        return SUCCESS
 
     def _stop(self, reason: str) -> None:
         """Stop acting; while the publishers are still enabled, send one last hold."""
