@@ -53,9 +53,8 @@ import time
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -73,7 +72,33 @@ from .checkpoint import (
 from .config import ExpoConfig
 from .policy import ExpoPolicy
 
+if TYPE_CHECKING:
+    from .export_check import Parity
+
 log = logging.getLogger(__name__)
+
+#: Defined in :mod:`expo_core.export_check`, importable from here too (lazily: that module
+#: imports this one).
+_CHECK_NAMES = frozenset(
+    {
+        "Parity",
+        "parity",
+        "compare_with_torch",
+        "model_batch",
+        "verify_onnx_report",
+        "verify_onnx",
+        "ort_session",
+    }
+)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _CHECK_NAMES:
+        from . import export_check
+
+        return getattr(export_check, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 ONNX_FORMAT = "expo-otf-onnx-v1"
 #: ONNX opset of the exported graph: 17 has LayerNormalization as one op (TensorRT >= 8.6 and
@@ -327,137 +352,6 @@ Runner = Callable[[dict[str, np.ndarray]], Sequence[np.ndarray]]
 
 
 @dataclass(frozen=True)
-class Parity:
-    """Result of a torch-vs-graph comparison: the largest absolute difference over action,
-    candidates and q, the largest relative one per output (max |graph - torch| / max |torch|),
-    the batch and the number of random trials."""
-
-    max_abs_diff: float
-    rel_err: dict[str, float]
-    batch: int
-    trials: int
-
-    @property
-    def max_rel_err(self) -> float:
-        return max(self.rel_err.values(), default=0.0)
-
-    def __str__(self) -> str:
-        rel = ", ".join(f"{k} {v:.2e}" for k, v in self.rel_err.items())
-        return (
-            f"batch {self.batch}, {self.trials} trials: max abs diff {self.max_abs_diff:.2e}, "
-            f"relative error {rel}"
-        )
-
-
-def parity(
-    policy: ExpoPolicy,
-    run: Runner,
-    *,
-    batch: int = 1,
-    trials: int = 3,
-    seed: int = 0,
-    atol: float = DEFAULT_ATOL,
-    rtol: float = DEFAULT_RTOL,
-) -> Parity:
-    """Run a compiled graph (``run``: inputs by name -> outputs in OUTPUT_NAMES order) and eager
-    torch on ``trials`` random (obs, noise) inputs of batch ``batch``; returns the differences.
-
-    Raises ExportMismatchError when any output of either side is not finite (NaN never passes),
-    when any |graph - torch| exceeds ``atol + rtol * |torch|``, or when the chosen index differs
-    and the two choices are not a near-tie (their torch Q values further apart than that
-    tolerance). GPU runtimes (TF32 or fp16 matmuls) need larger tolerances."""
-    policy = _cpu_copy(policy)
-    rng = np.random.default_rng(seed)
-    worst = 0.0
-    peak = dict.fromkeys(("action", "candidates", "q"), 0.0)  # max |torch| per output
-    rel_num = dict(peak)  # max |graph - torch| per output
-    for trial in range(trials):
-        inputs = random_inputs(policy.cfg, rng, batch)
-        ref = torch_reference(policy, inputs)
-        got = dict(zip(OUTPUT_NAMES, run(inputs)))
-        for k in OUTPUT_NAMES:
-            if np.shape(got[k]) != ref[k].shape:
-                raise ExportMismatchError(
-                    f"trial {trial}: {k} has shape {np.shape(got[k])}, torch {ref[k].shape}"
-                )
-            for side, v in (("graph", got[k]), ("torch", ref[k])):
-                if not np.all(np.isfinite(v)):
-                    raise ExportMismatchError(f"trial {trial}: the {side}'s {k} is not finite (NaN or inf)")
-        same = got["index"] == ref["index"]
-        for b in np.flatnonzero(~same):
-            q, i, j = ref["q"][b], got["index"][b], ref["index"][b]
-            if abs(q[i] - q[j]) > atol + rtol * abs(q[j]):
-                raise ExportMismatchError(
-                    f"trial {trial}: the graph chose candidate {i}, torch {j} (Q {q[i]:.6g} vs {q[j]:.6g})"
-                )
-        pairs = {k: (got[k], ref[k]) for k in ("candidates", "q")}
-        if same.any():
-            pairs["action"] = (got["action"][same], ref["action"][same])
-        for k, (g, r) in pairs.items():
-            err = np.abs(g - r)
-            if not np.all(err <= atol + rtol * np.abs(r)):
-                raise ExportMismatchError(
-                    f"trial {trial}: {k} max abs difference {float(np.nanmax(err)):.3g} exceeds "
-                    f"atol {atol:g} + rtol {rtol:g} * |torch|"
-                )
-            worst = max(worst, float(err.max()))
-            rel_num[k] = max(rel_num[k], float(err.max()))
-            peak[k] = max(peak[k], float(np.abs(r).max()))
-    rel = {k: rel_num[k] / peak[k] if peak[k] > 0 else rel_num[k] for k in rel_num}
-    return Parity(worst, rel, batch, trials)
-
-
-def compare_with_torch(policy: ExpoPolicy, run: Runner, **kwargs: Any) -> float:
-    """:func:`parity`'s max abs difference (keyword arguments as there)."""
-    return parity(policy, run, **kwargs).max_abs_diff
-
-
-def model_batch(model: bytes | str | Path) -> tuple[int, bool]:
-    """(traced batch, whether the batch axis is dynamic) from an exported graph's metadata."""
-    meta = read_onnx_metadata(model)
-    return json.loads(meta["expo.inputs"])[INPUT_OBS][0], meta.get("expo.dynamic_batch") == "1"
-
-
-def verify_onnx_report(
-    policy: ExpoPolicy, model: bytes, *, eval_batch: int = 4, **kwargs: Any
-) -> list[Parity]:
-    """:func:`parity` on an onnxruntime CPU session of the serialized ``model``: at the traced
-    batch, and for a dynamic-batch graph also at batch 1 and ``eval_batch``."""
-    session = ort_session(model)
-    batch, dynamic = model_batch(model)
-    batches = sorted({batch, 1, eval_batch}) if dynamic else [batch]
-    run = partial(session.run, list(OUTPUT_NAMES))
-    return [parity(policy, run, batch=b, **kwargs) for b in batches]
-
-
-def verify_onnx(policy: ExpoPolicy, model: bytes, **kwargs: Any) -> float:
-    """Max abs difference of :func:`verify_onnx_report` (keyword arguments as there)."""
-    return max(p.max_abs_diff for p in verify_onnx_report(policy, model, **kwargs))
-
-
-def ort_session(
-    model: bytes | str | Path,
-    providers: list[Any] | None = None,
-    num_threads: int = 1,
-    allow_spinning: bool = True,
-) -> Any:
-    """An onnxruntime InferenceSession (full graph optimization, ``num_threads`` intra-op threads,
-    0 = onnxruntime's default, one inter-op thread, sequential execution). ``allow_spinning``
-    False stops idle intra-op workers from busy-waiting (they would steal a shared core).
-    ``providers`` default to CPU."""
-    import onnxruntime as ort
-
-    opts = ort.SessionOptions()
-    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    opts.intra_op_num_threads = int(num_threads)
-    opts.inter_op_num_threads = 1
-    opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    opts.add_session_config_entry("session.intra_op.allow_spinning", "1" if allow_spinning else "0")
-    src = model if isinstance(model, bytes) else str(model)
-    return ort.InferenceSession(src, opts, providers=providers or ["CPUExecutionProvider"])
-
-
-@dataclass(frozen=True)
 class ExportInfo:
     """What :func:`export_onnx` wrote: the file, its sha256, the weights' digest, the opset,
     whether the batch axis is dynamic, the parity checks run (empty when skipped; their max abs
@@ -498,6 +392,8 @@ def export_onnx(
     )
     checks: list[Parity] = []
     if check_trials > 0:
+        from .export_check import verify_onnx_report
+
         checks = verify_onnx_report(policy, model, trials=check_trials, atol=atol, rtol=rtol)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
