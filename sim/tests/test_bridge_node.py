@@ -22,7 +22,7 @@ import pytest
 import rclpy
 from expo_interfaces.msg import ActionCommand, EnvFeedback
 from expo_policy import conversions as cv
-from expo_policy.node_harness import NodeHarness
+from expo_policy.node_harness import NodeHarness, harness_factory, ros_context
 from expo_sim.bridge_node import SimBridge
 from geometry_msgs.msg import PoseArray, PoseStamped
 from rclpy.lifecycle import TransitionCallbackReturn
@@ -41,12 +41,8 @@ MOVE = np.array([1.0, 0.0, 0.0, 0.0, 0.0, 0.0, -1.0], dtype=np.float32)
 
 @pytest.fixture(scope="module")
 def ros_ctx():
-    ctx = rclpy.Context()
-    rclpy.init(context=ctx, domain_id=DOMAIN_ID)
-    try:
+    with ros_context(DOMAIN_ID) as ctx:
         yield ctx
-    finally:
-        rclpy.try_shutdown(context=ctx)
 
 
 class Harness(NodeHarness):
@@ -105,15 +101,7 @@ class Harness(NodeHarness):
 
 @pytest.fixture
 def harness(ros_ctx):
-    made: list[Harness] = []
-
-    def make(**params: object) -> Harness:
-        made.append(Harness(ros_ctx, **params))
-        return made[-1]
-
-    yield make
-    for h in made:
-        h.close()
+    yield from harness_factory(lambda **params: Harness(ros_ctx, **params))
 
 
 def test_lockstep_protocol_holds_stale_answers_episode_end_and_finish(harness) -> None:

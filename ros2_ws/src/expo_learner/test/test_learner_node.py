@@ -22,7 +22,7 @@ from expo_learner.learner_node import WEIGHTS_QOS, LearnerNode
 from expo_learner.segment_reader import load_segments
 from expo_learner.segments import list_segments
 from expo_policy import conversions as cv
-from expo_policy.node_harness import NodeHarness
+from expo_policy.node_harness import NodeHarness, ros_context
 from expo_policy.policy_node import PolicyNode
 from expo_policy.transitions import TransitionData
 from rclpy.lifecycle import TransitionCallbackReturn
@@ -37,12 +37,8 @@ SUCCESS, FAILURE = TransitionCallbackReturn.SUCCESS, TransitionCallbackReturn.FA
 
 @pytest.fixture(scope="module")
 def ros_ctx():
-    ctx = rclpy.Context()
-    rclpy.init(context=ctx, domain_id=DOMAIN_ID)
-    try:
+    with ros_context(DOMAIN_ID) as ctx:
         yield ctx
-    finally:
-        rclpy.try_shutdown(context=ctx)
 
 
 def transition(i: int, obs_dim: int = 19) -> TransitionData:

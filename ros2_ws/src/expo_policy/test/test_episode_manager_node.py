@@ -17,7 +17,7 @@ import rclpy
 from expo_interfaces.msg import ActionCommand, EnvFeedback
 from expo_policy import conversions as cv
 from expo_policy.episode_manager_node import EpisodeManagerNode
-from expo_policy.node_harness import NodeHarness
+from expo_policy.node_harness import NodeHarness, harness_factory, ros_context
 from rclpy.lifecycle import TransitionCallbackReturn
 from rclpy.parameter import Parameter
 from std_srvs.srv import Trigger
@@ -31,12 +31,8 @@ SUCCESS, FAILURE = TransitionCallbackReturn.SUCCESS, TransitionCallbackReturn.FA
 
 @pytest.fixture(scope="module")
 def ros_ctx():
-    ctx = rclpy.Context()
-    rclpy.init(context=ctx, domain_id=DOMAIN_ID)
-    try:
+    with ros_context(DOMAIN_ID) as ctx:
         yield ctx
-    finally:
-        rclpy.try_shutdown(context=ctx)
 
 
 class Harness(NodeHarness):
@@ -79,25 +75,12 @@ class Harness(NodeHarness):
             )
 
     def call(self, service: str) -> Trigger.Response:
-        client = self.io.create_client(Trigger, f"{self.ns}/{service}")
-        self.spin_until(client.service_is_ready, f"service {service}")
-        future = client.call_async(Trigger.Request())
-        self.spin_until(future.done, f"{service} response")
-        self.io.destroy_client(client)
-        return future.result()
+        return self.call_trigger(self.io, f"{self.ns}/{service}")
 
 
 @pytest.fixture
 def harness(ros_ctx):
-    made: list[Harness] = []
-
-    def make(**params: object) -> Harness:
-        made.append(Harness(ros_ctx, **params))
-        return made[-1]
-
-    yield make
-    for h in made:
-        h.close()
+    yield from harness_factory(lambda **params: Harness(ros_ctx, **params))
 
 
 def test_feedback_echoes_the_commands_and_labels_end_and_start_episodes(harness) -> None:

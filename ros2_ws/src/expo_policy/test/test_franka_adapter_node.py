@@ -26,7 +26,7 @@ from expo_policy import conversions as cv
 from expo_policy.franka_adapter_node import FrankaAdapterNode
 from expo_policy.franka_adapter_params import PARAMETERS, TOPICS
 from expo_policy.franka_conversions import axis_angle_to_quat, rotation_angle
-from expo_policy.node_harness import NodeHarness
+from expo_policy.node_harness import NodeHarness, harness_factory, ros_context
 from expo_policy.object_state import quat_multiply
 from geometry_msgs.msg import PoseStamped
 from rclpy.executors import SingleThreadedExecutor
@@ -56,12 +56,8 @@ OUT = {
 
 @pytest.fixture(scope="module")
 def ros_ctx():
-    ctx = rclpy.Context()
-    rclpy.init(context=ctx, domain_id=DOMAIN_ID)
-    try:
+    with ros_context(DOMAIN_ID) as ctx:
         yield ctx
-    finally:
-        rclpy.try_shutdown(context=ctx)
 
 
 class Harness(NodeHarness):
@@ -134,25 +130,12 @@ class Harness(NodeHarness):
         return cv.diagnostics_values(self.got["diagnostics"][-1]) if self.got["diagnostics"] else {}
 
     def call(self, service: str) -> Trigger.Response:
-        client = self.io.create_client(Trigger, f"{self.ns}/{service}")
-        self.spin_until(client.service_is_ready, f"service {service}")
-        future = client.call_async(Trigger.Request())
-        self.spin_until(future.done, f"{service} response")
-        self.io.destroy_client(client)
-        return future.result()
+        return self.call_trigger(self.io, f"{self.ns}/{service}")
 
 
 @pytest.fixture
 def harness(ros_ctx):
-    made: list[Harness] = []
-
-    def make(**params: object) -> Harness:
-        made.append(Harness(ros_ctx, **params))
-        return made[-1]
-
-    yield make
-    for h in made:
-        h.close()
+    yield from harness_factory(lambda **params: Harness(ros_ctx, **params))
 
 
 def _at_home(pos: np.ndarray, quat: np.ndarray) -> bool:

@@ -25,7 +25,7 @@ from expo_core.checkpoint import FORMAT, policy_weights_bytes
 from expo_core.spec import task_obs_spec
 from expo_interfaces.msg import ActionCommand, EnvFeedback, OtfDecision, PolicyWeights, Transition
 from expo_policy import conversions as cv
-from expo_policy.node_harness import NodeHarness
+from expo_policy.node_harness import NodeHarness, ros_context
 from expo_policy.object_state import object_vector
 from expo_policy.policy_node import PolicyNode
 from expo_policy.transitions import Feedback
@@ -77,12 +77,8 @@ def expected_obs(ee_pos: np.ndarray) -> np.ndarray:
 
 @pytest.fixture(scope="module")
 def ros_ctx():
-    ctx = rclpy.Context()
-    rclpy.init(context=ctx, domain_id=DOMAIN_ID)
-    try:
+    with ros_context(DOMAIN_ID) as ctx:
         yield ctx
-    finally:
-        rclpy.try_shutdown(context=ctx)
 
 
 class Harness(NodeHarness):
