@@ -34,10 +34,7 @@ machine with the same ``ROS_DOMAIN_ID`` and namespace (see docs/sim_to_real.md).
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
-
-from expo_core.spec import TASK_OBJECT_DIMS
 
 from expo_bringup.graph import Graph, NodeSpec, default_config_dir, sim_graph
 
@@ -52,7 +49,6 @@ POLICY_ACTION = "policy_action"
 #: one negative when open. The policy reads them back with these signs; the bridge publishes
 #: robosuite's fingers with the same signs when it emulates the Franka.
 FRANKA_FINGER_SIGNS = [1.0, -1.0]
-_BACKEND = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
 def joint_names(robot_type: str) -> tuple[list[str], list[str]]:
@@ -94,30 +90,22 @@ def franka_graph(
         offline_dataset: robomimic HDF5 for the offline half of the learner's batches ('' = none).
         config_dir: where the nodes' YAML files live (default: package data).
     """
-    if task not in TASK_OBJECT_DIMS:
-        raise ValueError(f"franka_graph task '{task}' unknown; supported: {sorted(TASK_OBJECT_DIMS)}")
-    if not _BACKEND.match(backend):
-        raise ValueError(f"franka_graph backend '{backend}' must be a plain name such as 'torch'")
     arm, fingers = joint_names(robot_type)
-    if learner and (not checkpoint or not learner_dir):
-        raise ValueError("franka_graph with learner=True needs a checkpoint (the base) and a learner_dir")
     cfg = Path(config_dir) if config_dir is not None else default_config_dir()
 
     def files(*names: str) -> tuple[str, ...]:
         return tuple(str((cfg / n).resolve()) for n in names)
 
+    # The sim graph's nodes in realtime mode (the policy acts on its timer: a real arm does not
+    # wait for it; the bridge keeps 20 Hz wall time), adapted below to franka_ros2's names and
+    # topics. sim_graph also checks task, backend and the learner's arguments.
+    base = sim_graph(
+        task, checkpoint, backend, realtime=True, namespace=namespace, config_dir=cfg,
+        learner=learner, learner_dir=learner_dir, offline_dataset=offline_dataset,
+    )  # fmt: skip
     sim_time = bool(emulate)  # the bridge drives /clock; franka_ros2 runs on wall time
-    policy = NodeSpec(
-        name="policy_node",
-        package="expo_policy",
-        executable="policy_node",
-        module="expo_policy.policy_node",
-        namespace=namespace,
-        parameters={
-            "task": task,
-            **({"checkpoint": checkpoint} if checkpoint else {}),
-            "backend": backend,
-            "lockstep": False,  # a real arm does not wait for the policy: act on the timer
+    policy = base.node("policy_node").adapted(
+        {
             "use_sim_time": sim_time,
             "observation.finger_joint_names": fingers,
             "observation.finger_signs": FRANKA_FINGER_SIGNS,
@@ -125,8 +113,7 @@ def franka_graph(
             # subscription would never connect to it on the arm
             "observation.best_effort": True,
         },
-        remappings=(("action", POLICY_ACTION), ("ee_pose", CURRENT_POSE)),
-        params_files=files("policy.yaml"),
+        (("action", POLICY_ACTION), ("ee_pose", CURRENT_POSE)),
     )
     adapter = NodeSpec(
         name="franka_adapter",
@@ -146,21 +133,9 @@ def franka_graph(
     )
     nodes = [policy, adapter]
     if emulate:
-        bridge = NodeSpec(
-            name="sim_bridge",
-            package="expo_sim",
-            executable="bridge_node",
-            module="expo_sim.bridge_node",
-            namespace=namespace,
-            parameters={
-                "task": task,
-                "realtime": True,  # the arm's time: 20 Hz wall clock, whether commands come or not
-                "arm_joint_names": arm,
-                "finger_joint_names": fingers,
-                "finger_signs": FRANKA_FINGER_SIGNS,
-            },
-            remappings=(("ee_pose", CURRENT_POSE),),
-            params_files=files("sim_bridge.yaml"),
+        bridge = base.node("sim_bridge").adapted(
+            {"arm_joint_names": arm, "finger_joint_names": fingers, "finger_signs": FRANKA_FINGER_SIGNS},
+            (("ee_pose", CURRENT_POSE),),
         )
         emulator = NodeSpec(
             name="franka_emulator",
@@ -186,18 +161,5 @@ def franka_graph(
             )
         )
     if learner:
-        # The sim graph's learner node, unchanged (realtime: no lockstep pacing overrides).
-        nodes.append(
-            sim_graph(
-                task=task,
-                checkpoint=checkpoint,
-                backend=backend,
-                realtime=True,
-                namespace=namespace,
-                config_dir=cfg,
-                learner=True,
-                learner_dir=learner_dir,
-                offline_dataset=offline_dataset,
-            ).node("learner_node")
-        )
+        nodes.append(base.node("learner_node"))  # realtime: no lockstep pacing
     return Graph(tuple(nodes))

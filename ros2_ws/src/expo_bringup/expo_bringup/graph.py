@@ -103,6 +103,16 @@ class NodeSpec:
         object.__setattr__(self, "remappings", tuple(tuple(p) for p in self.remappings))
         object.__setattr__(self, "params_files", tuple(str(f) for f in self.params_files))
 
+    def adapted(
+        self, parameters: dict[str, ParamValue] | None = None, remappings: tuple[tuple[str, str], ...] = ()
+    ) -> NodeSpec:
+        """A copy with more parameters (winning over its own) and more remappings."""
+        return replace(
+            self,
+            parameters={**self.parameters, **(parameters or {})},
+            remappings=(*self.remappings, *remappings),
+        )
+
 
 @dataclass(frozen=True)
 class Graph:
@@ -133,16 +143,7 @@ class Graph:
         for name in per_node:
             self.node(name)
         remap = (("/clock", clock_topic),) if clock_topic else ()
-        return Graph(
-            tuple(
-                replace(
-                    n,
-                    parameters={**n.parameters, **per_node.get(n.name, {})},
-                    remappings=(*n.remappings, *remap),
-                )
-                for n in self.nodes
-            )
-        )
+        return Graph(tuple(n.adapted(per_node.get(n.name), remap) for n in self.nodes))
 
 
 def format_param(value: ParamValue) -> str:
@@ -234,9 +235,7 @@ def sim_graph(
         # Lockstep runs as fast as the policy answers, far faster than the learner trains: the
         # bridge holds a step while the learner owes more than LOCKSTEP_PACING_BACKLOG updates,
         # judged from learner_stats, which the learner then sends often.
-        bridge = replace(
-            bridge, parameters={**bridge.parameters, "learner_pacing_backlog": LOCKSTEP_PACING_BACKLOG}
-        )
+        bridge = bridge.adapted({"learner_pacing_backlog": LOCKSTEP_PACING_BACKLOG})
     learner_node = NodeSpec(
         name="learner_node",
         package="expo_learner",

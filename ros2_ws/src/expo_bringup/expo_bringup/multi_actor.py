@@ -9,10 +9,9 @@ and listens to ``/policy_weights``; in lockstep every bridge paces itself on ``/
 
 from __future__ import annotations
 
-from dataclasses import replace
 from pathlib import Path
 
-from expo_bringup.graph import Graph, NodeSpec, sim_graph
+from expo_bringup.graph import Graph, sim_graph
 
 ACTOR_SEED_STRIDE = 1000  # actor i's episodes start at reset seed i * 1000
 
@@ -52,9 +51,5 @@ def multi_actor_graph(
             "sim_bridge": (("learner_stats", "/learner_stats"),),
             "policy_node": (("transitions", "/transitions"), ("policy_weights", "/policy_weights")),
         }
-        nodes += [_remapped(n, global_topics[n.name]) for n in actor.nodes]
+        nodes += [n.adapted(remappings=global_topics[n.name]) for n in actor.nodes]
     return Graph((*nodes, with_learner.node("learner_node")))
-
-
-def _remapped(node: NodeSpec, remaps: tuple[tuple[str, str], ...]) -> NodeSpec:
-    return replace(node, remappings=(*node.remappings, *remaps))

@@ -159,3 +159,12 @@ def test_sim_graph_with_learner_adds_it_in_the_same_namespace(tmp_path: Path) ->
     with pytest.raises(ValueError, match="learner_dir"):
         sim_graph(checkpoint="/b/base.safetensors", learner=True)
     assert len(sim_graph().nodes) == 2  # no learner unless asked
+
+
+def test_adapted_adds_parameters_and_remappings_without_touching_the_original() -> None:
+    node = sim_graph().node("policy_node")
+    out = node.adapted({"lockstep": False, "extra": 1}, (("action", "/a"),))
+    assert out.parameters["lockstep"] is False and out.parameters["extra"] == 1
+    assert out.remappings == (*node.remappings, ("action", "/a"))
+    assert node.parameters["lockstep"] is True and "extra" not in node.parameters
+    assert node.adapted() == node
