@@ -87,6 +87,10 @@ def test_sim_graph_runs_three_lockstep_episodes(checkpoint: Path, record_propert
         wait(lambda: obs.episodes_done() >= EPISODES, "the final feedback", 10.0)
         n_steps = len(obs.got["env_feedback"])
         obs.spin_until(lambda: len(obs.got["transitions"]) >= n_steps, "a transition per step", 10.0)
+        # The bridge stepped on every action, but this observer's copy of the last one may still
+        # be on its way: wait for it (bounded) before the graph goes down.
+        acted = lambda: sum(not m.hold for m in obs.got["action"]) >= n_steps  # noqa: E731
+        obs.spin_until(acted, "an action per step", 10.0)
     finally:
         runner.stop()
         obs.close()

@@ -79,6 +79,10 @@ def test_three_lockstep_episodes_through_the_launch_file():
         obs.spin_until(lambda: obs.episodes_done() >= EPISODES, f"{EPISODES} episodes", RUN_TIMEOUT_S)
         n_steps = len(obs.got["env_feedback"])
         obs.spin_until(lambda: len(obs.got["transitions"]) >= n_steps, "a transition per step", 10.0)
+        # The bridge stepped on every action, but this observer's copy of the last one may still
+        # be on its way: wait for it (bounded) before the graph goes down.
+        acted = lambda: sum(not m.hold for m in obs.got["action"]) >= n_steps  # noqa: E731
+        obs.spin_until(acted, "an action per step", 10.0)
         feedback, commands, transitions = obs.decoded()
         loop, sim = obs.latest_status(": control loop"), obs.latest_status(": sim")
     finally:
