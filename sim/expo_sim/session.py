@@ -225,7 +225,7 @@ def run_session(cfg: SessionConfig, stream: TextIO = sys.stdout, progress: bool 
         # Messages already on the wire (the last OTF decision, late diagnostics) still arrive
         # after their publisher exited: collect them, bounded.
         drain_until = time.monotonic() + 3.0
-        while time.monotonic() < drain_until and len(stats.inference_ms) < stats.env_steps:
+        while time.monotonic() < drain_until and stats.inference.stats().count < stats.env_steps:
             monitor.executor.spin_once(timeout_sec=0.05)
         for _ in range(5):
             monitor.executor.spin_once(timeout_sec=0.01)

@@ -18,7 +18,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
+from expo_policy.latency import LatencyTracker
 
+INFERENCE_WINDOW = 1_000_000  # decisions kept for the inference percentiles (every one of a session)
 POLICY_STATUS = ": control loop"  # suffix of the policy node's diagnostics status name
 BRIDGE_STATUS = ": sim"  # suffix of the sim bridge's
 
@@ -28,21 +30,6 @@ def _float(values: Mapping[str, str], key: str) -> float:
         return float(values[key])
     except (KeyError, ValueError):
         return math.nan
-
-
-def percentiles_ms(samples_ms: list[float]) -> dict[str, float]:
-    """count, p50, p99, max and mean of millisecond samples (NaN when empty)."""
-    if not samples_ms:
-        return {"count": 0, "p50_ms": math.nan, "p99_ms": math.nan, "max_ms": math.nan, "mean_ms": math.nan}
-    a = np.asarray(samples_ms, dtype=np.float64)
-    p50, p99 = np.percentile(a, [50.0, 99.0])
-    return {
-        "count": int(a.size),
-        "p50_ms": float(p50),
-        "p99_ms": float(p99),
-        "max_ms": float(a.max()),
-        "mean_ms": float(a.mean()),
-    }
 
 
 @dataclass
@@ -55,7 +42,8 @@ class SessionStats:
     successes: int = 0
     env_steps: int = 0
     episode_lengths: list[int] = field(default_factory=list)
-    inference_ms: list[float] = field(default_factory=list)
+    # one OTF inference time per decision [s]; the window keeps every sample of a session
+    inference: LatencyTracker = field(default_factory=lambda: LatencyTracker(window=INFERENCE_WINDOW))
     policy: dict[str, str] = field(default_factory=dict)  # newest policy diagnostics values
     bridge: dict[str, str] = field(default_factory=dict)  # newest bridge diagnostics values
     learner: dict[str, float] = field(default_factory=dict)  # newest learner_stats (when learning)
@@ -101,7 +89,7 @@ class SessionStats:
 
     def decision(self, inference_latency_ms: float) -> None:
         if math.isfinite(inference_latency_ms):
-            self.inference_ms.append(float(inference_latency_ms))
+            self.inference.record(max(float(inference_latency_ms), 0.0) * 1e-3)
 
     # --- views -----------------------------------------------------------------------------
     @property
@@ -139,6 +127,7 @@ class SessionStats:
 
     def summary(self) -> dict[str, object]:
         """Flat JSON-ready totals (NaN where nothing was measured)."""
+        inference = self.inference.stats().as_dict()
         return {
             "episodes": self.episodes,
             "successes": self.successes,
@@ -154,7 +143,7 @@ class SessionStats:
             "obs_to_action_p99_ms": _float(self.bridge, "obs_to_action_p99_ms"),
             "obs_to_action_count": _float(self.bridge, "obs_to_action_count"),
             "weights_version": self.policy.get("weights_version", ""),
-            **{f"inference_{k}": v for k, v in percentiles_ms(self.inference_ms).items()},
+            **{f"inference_{k}": inference[k] for k in ("count", "p50_ms", "p99_ms", "max_ms", "mean_ms")},
             **{f"learner_{k}": v for k, v in self.learner.items()},
             "episode_log": [list(e) for e in self.episode_log],
         }
