@@ -21,7 +21,8 @@ PIP_ARGS=(-q --disable-pip-version-check)
 # The CPU torch wheel is a local file on our machines; point pip at it when present.
 [ -d /opt/wheels ] && PIP_ARGS+=(--find-links /opt/wheels)
 
-PY_PKGS=(ros2_ws/src/expo_core ros2_ws/src/expo_policy ros2_ws/src/expo_learner ros2_ws/src/expo_bringup sim)
+PY_PKGS=(ros2_ws/src/expo_core ros2_ws/src/expo_ros ros2_ws/src/expo_policy ros2_ws/src/expo_franka
+  ros2_ws/src/expo_learner ros2_ws/src/expo_bringup sim)
 # Hash only the files that exist: under `set -o pipefail` a missing one (sim has no setup.py)
 # would make `cat` fail and abort the script.
 deps_files=(requirements.txt constraints.txt)

@@ -4,8 +4,8 @@ Subcommands register themselves in :func:`build_parser` (one ``_add_<name>`` fun
 its handler set as ``func``), so more can be added without touching :func:`main`.
 
     expo-sim demos --task lift --episodes 50 --quality mixed --seed 0 --out data/lift_mixed.hdf5
-    expo-sim train ...    (also installed as ``expo-train``; see expo_sim.train)
-    expo-sim compare ...  (also installed as ``expo-compare``; see expo_sim.compare)
+    expo-sim train ...    (also installed as ``expo-train``; see expo_sim.train.harness)
+    expo-sim compare ...  (also installed as ``expo-compare``; see expo_sim.train.compare)
 """
 
 from __future__ import annotations
@@ -16,9 +16,9 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from expo_sim.evaluate_cli import add_evaluate
-from expo_sim.scripted import QUALITIES, SCRIPTED_TASKS
-from expo_sim.session_cli import add_session
+from expo_sim.envs.scripted import QUALITIES, SCRIPTED_TASKS
+from expo_sim.session.cli import add_session
+from expo_sim.train.evaluate_cli import add_evaluate
 
 
 def _positive_int(text: str) -> int:
@@ -65,7 +65,7 @@ def _add_demos(sub: argparse._SubParsersAction) -> None:
 
 
 def _run_demos(args: argparse.Namespace) -> int:
-    from expo_sim.demo_set import write_demo_set
+    from expo_sim.envs.demo_set import write_demo_set
 
     try:
         summary = write_demo_set(
@@ -97,8 +97,10 @@ def _nonneg_int(text: str) -> int:
 
 
 def add_train_arguments(p: argparse.ArgumentParser) -> None:
-    from expo_sim.presets import ALGOS, PRESETS
-    from expo_sim.tasks import SUPPORTED_TASKS
+    from expo_core.presets import PRESETS
+    from expo_core.tasks import SUPPORTED_TASKS
+
+    from expo_sim.train.presets import ALGOS
 
     p.add_argument("--task", required=True, choices=SUPPORTED_TASKS, help="simulated task")
     p.add_argument("--dataset", required=True, type=Path, help="robomimic HDF5 demonstrations of the task")
@@ -130,7 +132,7 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
 def _run_train(args: argparse.Namespace) -> int:
     import torch
 
-    from expo_sim.train import TrainConfig, train
+    from expo_sim.train.harness import TrainConfig, train
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -184,7 +186,7 @@ def add_compare_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def _run_compare(args: argparse.Namespace) -> int:
-    from expo_sim.compare import load_run, markdown_table, plot_runs
+    from expo_sim.train.compare import load_run, markdown_table, plot_runs
 
     try:
         runs = [load_run(p) for p in args.runs]
@@ -251,7 +253,7 @@ def train_main(argv: Sequence[str] | None = None) -> int:
     """``expo-train``: the same as ``expo-sim train``."""
     return _standalone(
         "expo-train",
-        "Pretrain on demonstrations, then learn online (expo_sim.train).",
+        "Pretrain on demonstrations, then learn online (expo_sim.train.harness).",
         add_train_arguments,
         _run_train,
         argv,

@@ -15,7 +15,7 @@ import pytest  # noqa: E402
 @pytest.fixture(scope="session")
 def env_cache():
     """``get(task)`` returns this session's default env of ``task`` (built on first use)."""
-    from expo_sim.envs import make_env
+    from expo_sim.envs.robosuite_env import make_env
 
     envs = {}
 

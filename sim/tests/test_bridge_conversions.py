@@ -8,17 +8,17 @@ import pytest
 import yaml
 from expo_bringup.graph import default_config_dir
 from expo_core.spec import task_obs_spec
-from expo_policy import conversions as cv
 from expo_policy.inputs import ObservationInputs
 from expo_policy.obs_builder import ObservationBuilder
-from expo_sim.bridge_conversions import (
+from expo_ros import conversions as cv
+from expo_sim.ros.bridge_conversions import (
     SimSnapshot,
     clock_msg,
     feedback_msg,
     observation_msgs,
     snapshot_from_env,
 )
-from expo_sim.bridge_params import BridgeConfig
+from expo_sim.ros.bridge_params import BridgeConfig
 
 pytestmark = pytest.mark.ros
 

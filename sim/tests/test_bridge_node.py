@@ -21,9 +21,9 @@ import numpy as np
 import pytest
 import rclpy
 from expo_interfaces.msg import ActionCommand, EnvFeedback
-from expo_policy import conversions as cv
-from expo_policy.node_harness import NodeHarness, harness_factory, ros_context
-from expo_sim.bridge_node import SimBridge
+from expo_ros import conversions as cv
+from expo_ros.node_harness import NodeHarness, harness_factory, ros_context
+from expo_sim.ros.bridge_node import SimBridge
 from geometry_msgs.msg import PoseArray, PoseStamped
 from rclpy.lifecycle import TransitionCallbackReturn
 from rclpy.parameter import Parameter
@@ -231,7 +231,7 @@ def test_console_script_fails_with_the_parameter_named() -> None:
 
 def test_module_entry_point_exits_cleanly_on_sigint() -> None:
     ns = f"/t_{uuid.uuid4().hex[:8]}"
-    cmd = [sys.executable, "-m", "expo_sim.bridge_node", "--ros-args", "-r", f"__ns:={ns}"]
+    cmd = [sys.executable, "-m", "expo_sim.ros.bridge_node", "--ros-args", "-r", f"__ns:={ns}"]
     proc = subprocess.Popen(
         cmd, env=_bridge_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
     )

@@ -4,8 +4,8 @@ episode statistics."""
 from __future__ import annotations
 
 import pytest
-from expo_sim.bridge_params import PARAMETERS, BridgeConfig
-from expo_sim.bridge_protocol import EpisodeStats, LearnerPacer, LockstepGate, RealtimeInbox, SimClock
+from expo_sim.ros.bridge_params import PARAMETERS, BridgeConfig
+from expo_sim.ros.bridge_protocol import EpisodeStats, LearnerPacer, LockstepGate, RealtimeInbox, SimClock
 
 DEFAULTS = {p.name: p.default for p in PARAMETERS}
 

@@ -6,8 +6,9 @@ import gc
 import numpy as np
 import pytest
 from expo_core.spec import TASK_OBJECT_DIMS, task_obs_spec
-from expo_sim.envs import make_env
-from expo_sim.tasks import SUPPORTED_TASKS, TASK_TO_ENV_NAME, EnvConfig, task_from_env_name
+from expo_core.tasks import SUPPORTED_TASKS, TASK_TO_ENV_NAME, task_from_env_name
+from expo_sim.envs.env_config import EnvConfig
+from expo_sim.envs.robosuite_env import make_env
 
 
 def test_task_table_matches_shared_spec():

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 from expo_core.agent import ExpoAgent
 from expo_core.checkpoint import save_checkpoint
+from expo_core.presets import preset_config
 from expo_sim.cli import main
-from expo_sim.presets import preset_config
 
 
 def test_evaluate_writes_the_result_and_rejects_a_missing_checkpoint(

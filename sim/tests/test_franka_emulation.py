@@ -23,12 +23,12 @@ from expo_bringup.franka_graph import CURRENT_POSE, EQUILIBRIUM_POSE, POLICY_ACT
 from expo_bringup.runner import LineBuffer, Runner
 from expo_core.agent import ExpoAgent
 from expo_core.checkpoint import save_checkpoint
+from expo_core.presets import preset_config
 from expo_core.spec import task_obs_spec
+from expo_franka.franka_conversions import OscScaling, Pose, osc_target_pose, rotation_angle
 from expo_interfaces.msg import ActionCommand
-from expo_policy import conversions as cv
-from expo_policy.franka_conversions import OscScaling, Pose, osc_target_pose, rotation_angle
-from expo_sim.graph_observer import GraphObserver
-from expo_sim.presets import preset_config
+from expo_ros import conversions as cv
+from expo_sim.ros.graph_observer import GraphObserver
 from geometry_msgs.msg import PoseStamped
 from std_msgs.msg import Bool
 from std_srvs.srv import Trigger

@@ -8,7 +8,7 @@ import math
 import numpy as np
 import pytest
 from expo_bringup.graph import default_config_dir
-from expo_policy.franka_conversions import (
+from expo_franka.franka_conversions import (
     GripperConfig,
     GripperState,
     OscScaling,
@@ -19,17 +19,17 @@ from expo_policy.franka_conversions import (
     osc_target_pose,
     rotation_angle,
 )
-from expo_policy.object_state import quat_multiply
-from expo_sim.bridge_conversions import SimSnapshot, observation_msgs
-from expo_sim.bridge_params import PARAMETERS as BRIDGE_PARAMETERS
-from expo_sim.bridge_params import BridgeConfig
-from expo_sim.franka_emulation import (
+from expo_ros.object_state import quat_multiply
+from expo_sim.ros.bridge_conversions import SimSnapshot, observation_msgs
+from expo_sim.ros.bridge_params import PARAMETERS as BRIDGE_PARAMETERS
+from expo_sim.ros.bridge_params import BridgeConfig
+from expo_sim.ros.franka_emulation import (
     EpisodeIndices,
     emulated_action,
     gripper_action_from_width,
     osc_delta_action,
 )
-from expo_sim.franka_emulator_params import PARAMETERS, FrankaEmulatorConfig
+from expo_sim.ros.franka_emulator_params import PARAMETERS, FrankaEmulatorConfig
 
 SCALE = OscScaling()
 

@@ -14,10 +14,10 @@ from expo_bringup.multi_actor import multi_actor_graph
 from expo_bringup.runner import LineBuffer, Runner
 from expo_core.agent import ExpoAgent
 from expo_core.checkpoint import save_checkpoint
+from expo_core.presets import preset_config
 from expo_interfaces.msg import LearnerStats
-from expo_policy.conversions import learner_stats_to_numpy
-from expo_sim.lifecycle_client import spin_until
-from expo_sim.presets import preset_config
+from expo_ros.conversions import learner_stats_to_numpy
+from expo_sim.ros.lifecycle_client import spin_until
 from rclpy.executors import SingleThreadedExecutor
 
 pytestmark = [pytest.mark.ros, pytest.mark.slow]

@@ -7,8 +7,8 @@ import pytest
 import torch
 from expo_core.batch import Batch
 from expo_core.config import CriticConfig
-from expo_sim.presets import preset_config
-from expo_sim.rlpd import RLPDAgent, RLPDConfig, load_rlpd, save_rlpd
+from expo_core.presets import preset_config
+from expo_sim.train.rlpd import RLPDAgent, RLPDConfig, load_rlpd, save_rlpd
 
 
 @pytest.fixture(autouse=True)

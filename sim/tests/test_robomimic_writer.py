@@ -10,10 +10,10 @@ import robosuite
 from expo_core.robomimic_io import load_robomimic_hdf5
 from expo_core.spec import task_obs_spec
 from expo_sim.cli import main
-from expo_sim.envs import make_env_from_hdf5, read_env_args
-from expo_sim.episodes import episode_seeds, generate_demos, record_episode
-from expo_sim.robomimic_writer import RobomimicWriter, train_valid_split
-from expo_sim.scripted import DemoStyle
+from expo_sim.envs.episodes import episode_seeds, generate_demos, record_episode
+from expo_sim.envs.robomimic_writer import RobomimicWriter, train_valid_split
+from expo_sim.envs.robosuite_env import make_env_from_hdf5, read_env_args
+from expo_sim.envs.scripted import DemoStyle
 
 OBS_KEYS = ("robot0_eef_pos", "robot0_eef_quat", "robot0_gripper_qpos", "object")
 

@@ -6,11 +6,11 @@ import dataclasses
 
 import numpy as np
 import pytest
-from expo_policy.conversions import Command
-from expo_policy.transitions import Feedback, TransitionData
-from expo_sim.run_check import check_lockstep_run
+from expo_ros.conversions import Command
+from expo_ros.transitions import Feedback, TransitionData
+from expo_sim.session.run_check import check_lockstep_run
 
-pytestmark = pytest.mark.ros  # expo_policy.conversions imports the message types
+pytestmark = pytest.mark.ros  # expo_ros.conversions imports the message types
 
 P = 50_000_000
 DIM = 4

@@ -3,8 +3,8 @@ everything is reproducible from the seed."""
 
 import numpy as np
 import pytest
-from expo_sim.episodes import episode_seeds, generate_demos, record_episode
-from expo_sim.scripted import DemoStyle, make_expert, sample_style
+from expo_sim.envs.episodes import episode_seeds, generate_demos, record_episode
+from expo_sim.envs.scripted import DemoStyle, make_expert, sample_style
 
 
 @pytest.mark.parametrize("task", ["lift", "can", "square"])

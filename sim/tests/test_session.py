@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 from expo_sim.cli import main as expo_sim_main
-from expo_sim.session import SessionConfig, format_summary, prepare_policy, run_session
+from expo_sim.session.run import SessionConfig, format_summary, prepare_policy, run_session
 
 pytestmark = [pytest.mark.ros, pytest.mark.slow]
 

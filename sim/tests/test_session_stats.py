@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 
 import pytest
-from expo_sim.session_stats import SessionStats
+from expo_sim.session.stats import SessionStats
 
 
 class FakeClock:

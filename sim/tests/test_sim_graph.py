@@ -18,11 +18,11 @@ from expo_bringup.graph import sim_graph
 from expo_bringup.runner import LineBuffer, Runner
 from expo_core.agent import ExpoAgent
 from expo_core.checkpoint import save_checkpoint
+from expo_core.presets import preset_config
 from expo_core.spec import task_obs_spec
-from expo_policy import conversions as cv
-from expo_sim.graph_observer import GraphObserver
-from expo_sim.presets import preset_config
-from expo_sim.run_check import check_lockstep_run
+from expo_ros import conversions as cv
+from expo_sim.ros.graph_observer import GraphObserver
+from expo_sim.session.run_check import check_lockstep_run
 
 pytestmark = [pytest.mark.ros, pytest.mark.slow]
 

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 from expo_sim.cli import compare_main, main, train_main
-from expo_sim.run_log import COLUMNS
+from expo_sim.train.run_log import COLUMNS
 
 
 @pytest.fixture(autouse=True)

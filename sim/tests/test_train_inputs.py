@@ -2,7 +2,7 @@
 
 import pytest
 from expo_sim.cli import compare_main, main, train_main
-from expo_sim.train import TrainConfig
+from expo_sim.train.harness import TrainConfig
 
 
 def _args(dataset, out, *extra):

@@ -7,12 +7,13 @@ import math
 import numpy as np
 import pytest
 import torch
-from expo_sim.compare import load_run, markdown_table, plot_runs
-from expo_sim.evaluation import wilson_interval
-from expo_sim.learners import load_learner
-from expo_sim.presets import ALGOS, PRESETS, algo_config, base_config, harness_defaults, preset_config
-from expo_sim.pretrain import load_pretrained, pretrain_base
-from expo_sim.run_log import COLUMNS, MetricsLog, plot_learning_curve, write_json
+from expo_core.presets import PRESETS, preset_config
+from expo_sim.train.compare import load_run, markdown_table, plot_runs
+from expo_sim.train.evaluation import wilson_interval
+from expo_sim.train.learners import load_learner
+from expo_sim.train.presets import ALGOS, algo_config, base_config, harness_defaults
+from expo_sim.train.pretrain import load_pretrained, pretrain_base
+from expo_sim.train.run_log import COLUMNS, MetricsLog, plot_learning_curve, write_json
 
 
 @pytest.fixture(autouse=True)

@@ -14,13 +14,13 @@ setup(
     zip_safe=True,
     maintainer="EXPO stack maintainers",
     maintainer_email="maintainers@expo-stack.dev",
-    description="EXPO real-time policy lifecycle node (inference, safety filter, watchdog).",
+    description="EXPO real-time policy lifecycle node: observations, inference backends, safety.",
     license="Apache-2.0",
     entry_points={
         "console_scripts": [
             "policy_node = expo_policy.policy_node:main",
-            "franka_adapter_node = expo_policy.franka_adapter_node:main",
-            "episode_manager_node = expo_policy.episode_manager_node:main",
+            "franka_adapter_node = expo_franka.franka_adapter_node:main",
+            "episode_manager_node = expo_franka.episode_manager_node:main",
         ]
     },
 )

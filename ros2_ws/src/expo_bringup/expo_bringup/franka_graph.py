@@ -15,11 +15,11 @@ or is already running when ``expo-bringup franka`` starts our nodes.
 
 With ``emulate=True`` the sim bridge (realtime 20 Hz, franka_ros2's joint names and finger signs,
 ``ee_pose`` remapped to ``franka_robot_state_broadcaster/current_pose``) and the Franka emulator
-(:mod:`expo_sim.franka_emulator_node`: equilibrium pose -> OSC_POSE action) stand in for
+(:mod:`expo_sim.ros.franka_emulator_node`: equilibrium pose -> OSC_POSE action) stand in for
 franka_ros2, so the whole hardware graph runs in CI. Then every node runs on the bridge's sim
 time (``/clock``), as in the sim graph; on hardware they run on wall time.
 
-On hardware the **episode manager** (:mod:`expo_policy.episode_manager_node`) is always part of
+On hardware the **episode manager** (:mod:`expo_franka.episode_manager_node`) is always part of
 the graph: it reads the policy's commands (``policy_action``) and publishes ``env_feedback`` from
 the operator's ``start_episode`` / ``label_success`` / ``label_failure`` service calls and the
 horizon, so the policy node completes transitions. When emulating it is left out: the sim bridge
@@ -117,9 +117,9 @@ def franka_graph(
     )
     adapter = NodeSpec(
         name="franka_adapter",
-        package="expo_policy",
+        package="expo_franka",
         executable="franka_adapter_node",
-        module="expo_policy.franka_adapter_node",
+        module="expo_franka.franka_adapter_node",
         namespace=namespace,
         # Its other topics default to franka_ros2's names (franka_adapter.yaml).
         parameters={
@@ -141,7 +141,7 @@ def franka_graph(
             name="franka_emulator",
             package="expo_sim",
             executable="franka_emulator_node",
-            module="expo_sim.franka_emulator_node",
+            module="expo_sim.ros.franka_emulator_node",
             namespace=namespace,
             parameters={"use_sim_time": True},
             params_files=files("franka_emulator.yaml"),
@@ -151,9 +151,9 @@ def franka_graph(
         nodes.append(
             NodeSpec(
                 name="episode_manager",
-                package="expo_policy",
+                package="expo_franka",
                 executable="episode_manager_node",
-                module="expo_policy.episode_manager_node",
+                module="expo_franka.episode_manager_node",
                 namespace=namespace,
                 parameters={"use_sim_time": False},
                 remappings=(("action", POLICY_ACTION),),

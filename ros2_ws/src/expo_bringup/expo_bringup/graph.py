@@ -205,7 +205,7 @@ def sim_graph(
         name="sim_bridge",
         package="expo_sim",
         executable="bridge_node",
-        module="expo_sim.bridge_node",
+        module="expo_sim.ros.bridge_node",
         namespace=namespace,
         parameters={"task": task, "realtime": bool(realtime)},
         params_files=(str((cfg / "sim_bridge.yaml").resolve()),),

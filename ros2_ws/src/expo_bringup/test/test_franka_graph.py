@@ -9,10 +9,10 @@ import pytest
 from expo_bringup.cli import build_parser, main
 from expo_bringup.franka_graph import CURRENT_POSE, EQUILIBRIUM_POSE, POLICY_ACTION, franka_graph
 from expo_bringup.graph import default_config_dir, sim_graph
-from expo_policy.episode_manager_node import PARAMETERS as MANAGER_PARAMETERS
-from expo_policy.episode_manager_node import EpisodeManagerNodeConfig
-from expo_policy.franka_adapter_params import PARAMETERS as ADAPTER_PARAMETERS
-from expo_policy.franka_adapter_params import FrankaAdapterConfig
+from expo_franka.episode_manager_node import PARAMETERS as MANAGER_PARAMETERS
+from expo_franka.episode_manager_node import EpisodeManagerNodeConfig
+from expo_franka.franka_adapter_params import PARAMETERS as ADAPTER_PARAMETERS
+from expo_franka.franka_adapter_params import FrankaAdapterConfig
 
 
 def ros_parameters(*names: str) -> dict[str, Any]:
@@ -58,7 +58,7 @@ def test_hardware_graph_wires_the_policy_through_the_adapter() -> None:
 def test_episode_manager_labels_the_policys_commands_on_hardware_only() -> None:
     manager = franka_graph().node("episode_manager")
     assert (
-        manager.module == "expo_policy.episode_manager_node" and manager.executable == "episode_manager_node"
+        manager.module == "expo_franka.episode_manager_node" and manager.executable == "episode_manager_node"
     )
     assert dict(manager.remappings) == {"action": POLICY_ACTION}  # the policy's commands, not the bridge's
     assert manager.parameters["use_sim_time"] is False
@@ -98,7 +98,7 @@ def test_emulated_graph_closes_the_loop_with_franka_names() -> None:
     assert bridge.parameters["finger_joint_names"] == g.node("franka_adapter").parameters["joints.fingers"]
     assert bridge.parameters["finger_signs"] == g.node("policy_node").parameters["observation.finger_signs"]
     assert dict(bridge.remappings) == {"ee_pose": CURRENT_POSE}
-    assert emulator.module == "expo_sim.franka_emulator_node" and emulator.remappings == ()
+    assert emulator.module == "expo_sim.ros.franka_emulator_node" and emulator.remappings == ()
     assert all(n.parameters["use_sim_time"] is True for n in (g.node("policy_node"), emulator))
     assert g.node("franka_adapter").parameters["use_sim_time"] is True
     assert g.node("franka_adapter").parameters["dry_run"] is False
@@ -143,7 +143,9 @@ def test_cli_franka_profile(capsys: pytest.CaptureFixture[str]) -> None:
         "franka_emulator",
     ]
     bridge = next(line for line in lines if line.startswith("[sim_bridge]"))
-    assert "-m expo_sim.bridge_node" in bridge and "num_episodes:=3" in bridge and "realtime:=true" in bridge
+    assert (
+        "-m expo_sim.ros.bridge_node" in bridge and "num_episodes:=3" in bridge and "realtime:=true" in bridge
+    )
     adapter = next(line for line in lines if line.startswith("[franka_adapter]"))
     assert "dry_run:=false" in adapter
 

@@ -138,10 +138,13 @@ def test_node_kwargs_reuse_the_sim_launch_mapping(franka_launch) -> None:
     g = franka_launch.graph_from_launch_arguments({"emulate": "true", "namespace": "r1"})
     node_kwargs = franka_launch.sim_launch().node_kwargs
     emulator = node_kwargs(g.node("franka_emulator"), {"expo_policy"}, python="/py")
-    assert (emulator["executable"], emulator["arguments"]) == ("/py", ["-m", "expo_sim.franka_emulator_node"])
+    assert (emulator["executable"], emulator["arguments"]) == (
+        "/py",
+        ["-m", "expo_sim.ros.franka_emulator_node"],
+    )
     assert emulator["namespace"] == "/r1"
-    adapter = node_kwargs(g.node("franka_adapter"), {"expo_policy"}, python="/py")
-    assert (adapter["package"], adapter["executable"]) == ("expo_policy", "franka_adapter_node")
+    adapter = node_kwargs(g.node("franka_adapter"), {"expo_policy", "expo_franka"}, python="/py")
+    assert (adapter["package"], adapter["executable"]) == ("expo_franka", "franka_adapter_node")
     assert adapter["remappings"] == [("action", "policy_action")]
     assert [Path(p).name for p in adapter["parameters"][:-1]] == [
         "franka_adapter.yaml",

@@ -22,7 +22,7 @@ def test_sim_graph_nodes_modules_and_parameters() -> None:
     g = sim_graph(task="can", checkpoint="/ckpt/can", backend="torch", realtime=True, namespace="robot1")
     assert [n.name for n in g.nodes] == ["sim_bridge", "policy_node"]
     bridge, policy = g.node("sim_bridge"), g.node("policy_node")
-    assert bridge.module == "expo_sim.bridge_node" and bridge.package == "expo_sim"
+    assert bridge.module == "expo_sim.ros.bridge_node" and bridge.package == "expo_sim"
     assert policy.module == "expo_policy.policy_node" and policy.package == "expo_policy"
     assert bridge.namespace == policy.namespace == "/robot1"
     assert bridge.parameters == {"task": "can", "realtime": True}

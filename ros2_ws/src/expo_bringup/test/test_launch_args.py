@@ -57,7 +57,7 @@ def test_node_kwargs_use_the_ament_package_when_installed_else_python_m(sim_laun
     assert "arguments" not in policy
     bridge = sim_launch.node_kwargs(g.node("sim_bridge"), {"expo_policy"}, python="/py")
     assert "package" not in bridge
-    assert (bridge["executable"], bridge["arguments"]) == ("/py", ["-m", "expo_sim.bridge_node"])
+    assert (bridge["executable"], bridge["arguments"]) == ("/py", ["-m", "expo_sim.ros.bridge_node"])
     assert bridge["namespace"] == policy["namespace"] == "/robot1"
 
 

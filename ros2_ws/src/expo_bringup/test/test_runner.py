@@ -177,7 +177,7 @@ def test_failed_start_stops_nodes_already_started(moddir: Path, monkeypatch: pyt
 def test_cli_dry_run_prints_each_node_command(capsys: pytest.CaptureFixture[str]) -> None:
     assert cli_main(["sim", "--task", "can", "--namespace", "r1", "--realtime", "--dry-run"]) == 0
     lines = capsys.readouterr().out.splitlines()
-    assert lines[0].startswith("[sim_bridge] ") and "-m expo_sim.bridge_node" in lines[0]
+    assert lines[0].startswith("[sim_bridge] ") and "-m expo_sim.ros.bridge_node" in lines[0]
     assert lines[1].startswith("[policy_node] ") and "-m expo_policy.policy_node" in lines[1]
     assert (
         "__ns:=/r1" in lines[1]

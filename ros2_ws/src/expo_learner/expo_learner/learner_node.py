@@ -31,9 +31,9 @@ from typing import Any
 import torch
 from expo_core.spec import task_obs_spec
 from expo_interfaces.msg import LearnerStats, PolicyWeights, Transition
-from expo_policy import conversions as cv
-from expo_policy.lifecycle_teardown import TeardownLifecycleNode
-from expo_policy.node_main import run_lifecycle_node
+from expo_ros import conversions as cv
+from expo_ros.lifecycle_teardown import TeardownLifecycleNode
+from expo_ros.node_main import run_lifecycle_node
 from rcl_interfaces.msg import ParameterDescriptor
 from rclpy.clock import Clock, ClockType
 from rclpy.lifecycle import LifecycleState, TransitionCallbackReturn

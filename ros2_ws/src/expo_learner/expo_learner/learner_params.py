@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from expo_core.spec import TASK_OBJECT_DIMS
-from expo_policy.params import ParamSpec
+from expo_ros.params import ParamSpec
 
 PARAMETERS: tuple[ParamSpec, ...] = (
     ParamSpec("checkpoint", "", "pretrained base (save_checkpoint .safetensors or its path without suffix)"),

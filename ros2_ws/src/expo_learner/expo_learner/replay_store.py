@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from expo_core.batch import Batch
 from expo_core.replay import MixedSampler, ReplayBuffer
-from expo_policy.transitions import TransitionData
+from expo_ros.transitions import TransitionData
 
 from .transition_table import TransitionTable
 

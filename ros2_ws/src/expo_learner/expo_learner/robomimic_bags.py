@@ -7,7 +7,7 @@ file's ``env_args`` JSON (``expo.env_args``) and the observation spec (``expo.ob
 the way back restores them.
 
 Bags -> HDF5 writes the layout :func:`expo_core.robomimic_io.load_robomimic_hdf5` and robomimic's
-SequenceDataset read (see ``sim/expo_sim/robomimic_writer.py``): one ``data/demo_<i>`` per
+SequenceDataset read (see ``sim/expo_sim/envs/robomimic_writer.py``): one ``data/demo_<i>`` per
 ``(source, episode)`` in order of first appearance, rows sorted by step, ``obs/<key>`` and
 ``next_obs/<key>`` split by the task's ObsSpec, ``actions``, ``rewards``, ``dones`` (=
 ``terminated``). What the bags cannot give back:
@@ -49,7 +49,7 @@ CONTROL_PERIOD_NS = 50_000_000  # robomimic tasks run at 20 Hz
 
 def _env_name_to_task(env_name: str) -> str:
     try:  # the one task <-> robosuite name table lives with the simulator
-        from expo_sim.tasks import task_from_env_name
+        from expo_core.tasks import task_from_env_name
     except ImportError as e:
         raise ValueError(f"cannot map env_name '{env_name}' to a task without expo_sim; pass --task") from e
     return task_from_env_name(env_name)
@@ -57,7 +57,7 @@ def _env_name_to_task(env_name: str) -> str:
 
 def _minimal_env_args(task: str) -> dict:
     try:
-        from expo_sim.tasks import ROBOSUITE_ENV_TYPE, TASK_TO_ENV_NAME
+        from expo_core.tasks import ROBOSUITE_ENV_TYPE, TASK_TO_ENV_NAME
     except ImportError as e:
         raise ValueError("the bags carry no env_args and expo_sim is not installed; pass env_args") from e
     return {

@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from expo_policy.transitions import TransitionData
+from expo_ros.transitions import TransitionData
 from mcap.exceptions import EndOfFile
 from mcap.records import Channel, Footer, Message, Schema
 from mcap.stream_reader import StreamReader

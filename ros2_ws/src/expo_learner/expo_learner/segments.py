@@ -43,7 +43,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from expo_policy.transitions import TransitionData
+from expo_ros.transitions import TransitionData
 from rosbags.rosbag2 import StoragePlugin, Writer
 
 from .bag_types import TRANSITION_TYPE, message_definition

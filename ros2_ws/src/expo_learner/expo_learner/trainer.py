@@ -6,7 +6,7 @@ callbacks (called from the training thread).
 
 The ratio. One *agent update* (``ExpoAgent.update``: ``utd`` critic steps on ``utd`` fresh
 minibatches, then one base, one editor and one temperature step) is owed per online transition
-received after warm-up, as in the training harness (``expo_sim.train``: one update per env step
+received after warm-up, as in the training harness (``expo_sim.train.harness``: one update per env step
 once ``warmup`` steps are stored). The target critic-step UTD is therefore ``ExpoConfig.utd``.
 Warm-up counts every online transition, reloaded ones included; reloaded transitions owe nothing
 (they were trained on before the restart).

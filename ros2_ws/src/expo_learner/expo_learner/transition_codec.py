@@ -1,9 +1,9 @@
 """CDR bytes <-> one transition, through the project's single Transition encode/decode pair.
 
-The numpy <-> message conversion lives in :mod:`expo_policy.conversions` (``transition_msg`` /
+The numpy <-> message conversion lives in :mod:`expo_ros.conversions` (``transition_msg`` /
 ``transition_to_numpy``, one pair per channel); this module only adds the byte layer around it:
 
-- encode: :class:`~expo_policy.transitions.TransitionData` -> rclpy ``Transition`` ->
+- encode: :class:`~expo_ros.transitions.TransitionData` -> rclpy ``Transition`` ->
   ``rclpy.serialization.serialize_message`` -> CDR bytes, identical (up to CDR padding bytes) to
   what the policy node publishes and what a ``raw=True`` subscription hands the learner;
 - decode: CDR bytes -> a rosbags message object (typestore built from the bag's embedded schema)
@@ -14,8 +14,8 @@ The numpy <-> message conversion lives in :mod:`expo_policy.conversions` (``tran
 
 from __future__ import annotations
 
-from expo_policy.conversions import transition_msg, transition_to_numpy
-from expo_policy.transitions import TransitionData
+from expo_ros.conversions import transition_msg, transition_to_numpy
+from expo_ros.transitions import TransitionData
 from rclpy.serialization import serialize_message
 from rosbags.typesys.store import Typestore
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass, fields
 
 import numpy as np
 from expo_core.robomimic_io import TransitionArrays
-from expo_policy.transitions import TransitionData
+from expo_ros.transitions import TransitionData
 
 _REPLAY_FIELDS = ("obs", "action", "reward", "next_obs", "terminated", "truncated")
 _DTYPES = {

@@ -54,7 +54,7 @@ def assert_tables_equal():
 @pytest.fixture
 def tiny_config():
     """The tiny preset for lift (obs 19, act 7) with UTD 2: a learner update takes milliseconds."""
-    from expo_sim.presets import preset_config
+    from expo_core.presets import preset_config
 
     return preset_config("tiny", OBS_DIM, ACT_DIM).replace(utd=2, batch_size=16)
 

@@ -14,7 +14,7 @@ import sys
 import numpy as np
 from expo_learner.segments import SegmentConfig, SegmentWriter
 from expo_learner.transition_codec import encode_transition
-from expo_policy.transitions import TransitionData
+from expo_ros.transitions import TransitionData
 
 
 def main(root: str) -> None:

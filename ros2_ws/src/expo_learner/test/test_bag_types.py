@@ -18,10 +18,10 @@ from expo_learner.bag_types import (
 )
 from expo_learner.transition_codec import decode_transition, encode_transition
 from expo_learner.transition_table import TransitionTable
-from expo_policy.transitions import TransitionData
+from expo_ros.transitions import TransitionData
 from rclpy.serialization import deserialize_message
 
-pytestmark = pytest.mark.ros  # expo_policy.conversions and rclpy serialization (built messages)
+pytestmark = pytest.mark.ros  # expo_ros.conversions and rclpy serialization (built messages)
 
 
 def test_every_interface_type_is_registered_with_the_hashes_rosidl_generated() -> None:

@@ -30,8 +30,8 @@ from expo_learner.checkpoints import CheckpointDir
 from expo_learner.learner_node import WEIGHTS_QOS
 from expo_learner.segment_reader import load_segments
 from expo_learner.segments import list_segments
-from expo_policy import conversions as cv
-from expo_policy.transitions import TransitionData
+from expo_ros import conversions as cv
+from expo_ros.transitions import TransitionData
 from rclpy.executors import SingleThreadedExecutor
 
 pytestmark = [pytest.mark.ros, pytest.mark.slow]

@@ -15,7 +15,7 @@ from expo_core.spec import task_obs_spec
 from expo_learner.data_cli import main
 from expo_learner.segment_reader import load_segments
 
-pytestmark = pytest.mark.ros  # expo_policy.conversions and rclpy serialization (built messages)
+pytestmark = pytest.mark.ros  # expo_ros.conversions and rclpy serialization (built messages)
 
 ENV_ARGS = {"env_name": "Lift", "env_version": "1.4.1", "type": 1, "env_kwargs": {"control_freq": 20}}
 

@@ -21,10 +21,10 @@ from expo_interfaces.msg import LearnerStats, PolicyWeights, Transition
 from expo_learner.learner_node import WEIGHTS_QOS, LearnerNode
 from expo_learner.segment_reader import load_segments
 from expo_learner.segments import list_segments
-from expo_policy import conversions as cv
-from expo_policy.node_harness import NodeHarness, ros_context
 from expo_policy.policy_node import PolicyNode
-from expo_policy.transitions import TransitionData
+from expo_ros import conversions as cv
+from expo_ros.node_harness import NodeHarness, ros_context
+from expo_ros.transitions import TransitionData
 from rclpy.lifecycle import TransitionCallbackReturn
 from rclpy.parameter import Parameter
 

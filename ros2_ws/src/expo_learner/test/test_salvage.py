@@ -14,7 +14,7 @@ import pytest
 from expo_learner.segment_reader import load_segments, read_segment
 from expo_learner.segments import SegmentWriter, list_segments
 
-pytestmark = pytest.mark.ros  # expo_policy.conversions and rclpy serialization (built messages)
+pytestmark = pytest.mark.ros  # expo_ros.conversions and rclpy serialization (built messages)
 
 CHILD = Path(__file__).with_name("segment_writer_child.py")
 

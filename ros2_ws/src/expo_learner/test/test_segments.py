@@ -20,7 +20,7 @@ from expo_learner.segments import (
 from expo_learner.transition_codec import encode_transition
 from expo_learner.transition_table import TransitionTable
 
-pytestmark = pytest.mark.ros  # expo_policy.conversions and rclpy serialization (built messages)
+pytestmark = pytest.mark.ros  # expo_ros.conversions and rclpy serialization (built messages)
 
 
 class FakeClock:

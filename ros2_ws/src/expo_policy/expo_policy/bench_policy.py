@@ -100,14 +100,14 @@ def build_rows(
         add(NAIVE, lambda: NaiveLoop(data, sha, n, seed))
 
     def ort(device: str, num_threads: int) -> Any:
-        from .backend_onnx import OnnxRuntimeBackend
+        from .backends.onnx_runtime import OnnxRuntimeBackend
 
         return OnnxRuntimeBackend(device=device, seed=seed, num_base_samples=n, num_threads=num_threads)
 
     add("onnxruntime (cpu, 1 thread)", lambda: ort("cpu", 1))
     add("onnxruntime (cpu, 2 threads, no spin)", lambda: ort("cpu", 2))
     if cuda:
-        from .backend_torch_cuda import CudaGraphTorchBackend
+        from .backends.torch_cuda import CudaGraphTorchBackend
 
         add("torch eager (cuda)", lambda: TorchBackend(device="cuda", seed=seed, num_base_samples=n))
         add("torch cuda-graph (cuda)", lambda: CudaGraphTorchBackend("cuda", seed, n))
@@ -116,7 +116,7 @@ def build_rows(
     add("onnxruntime (cuda)", lambda: ort("cuda", 1))
 
     def trt(fp16: bool) -> Any:
-        from .backend_tensorrt import TensorRTBackend
+        from .backends.tensorrt_engine import TensorRTBackend
 
         return TensorRTBackend(device="cuda", seed=seed, num_base_samples=n, fp16=fp16)
 

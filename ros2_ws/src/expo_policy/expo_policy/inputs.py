@@ -7,7 +7,7 @@ stamp (integer ns). Pieces and their payloads:
 - ``ee_pose``: (position (3,), quaternion (4,) x, y, z, w);
 - ``object_poses``: (positions (n, 3), quaternions (n, 4)), turned into the task's robomimic
   ``object`` vector together with the end-effector pose of the same observation
-  (:func:`expo_policy.object_state.object_vector`).
+  (:func:`expo_ros.object_state.object_vector`).
 
 Two ways to observe: the latest piece of each kind (timer mode, any sensor rates), or the
 complete sets whose pieces share one stamp (:mod:`expo_policy.sync`; lockstep mode, and the
@@ -23,8 +23,8 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
+from expo_ros.object_state import object_vector
 
-from .object_state import object_vector
 from .obs_builder import BuildResult, ObservationBuilder
 from .sync import ExactStampSync
 

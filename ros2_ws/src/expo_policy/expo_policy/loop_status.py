@@ -15,7 +15,7 @@ from __future__ import annotations
 import time
 from collections.abc import Mapping
 
-from .latency import LatencyStats
+from expo_ros.latency import LatencyStats
 
 OK, WARN = "ok", "warn"
 Value = float | int | str | bool

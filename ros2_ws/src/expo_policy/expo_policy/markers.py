@@ -19,11 +19,10 @@ Holds publish :func:`clear_markers` so no stale target stays on screen.
 from __future__ import annotations
 
 import numpy as np
+from expo_ros.conversions import header
 from geometry_msgs.msg import Point, Vector3
 from std_msgs.msg import ColorRGBA
 from visualization_msgs.msg import Marker, MarkerArray
-
-from .conversions import header
 
 _BASE = ColorRGBA(r=0.2, g=0.4, b=1.0, a=0.8)
 _EDIT = ColorRGBA(r=1.0, g=0.55, b=0.0, a=0.8)

@@ -10,13 +10,13 @@ ValueError naming the parameter, which the node turns into a failed configure tr
 
 from __future__ import annotations
 
-import math
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from expo_core.spec import TASK_OBJECT_DIMS
+from expo_ros.params import ParamSpec, as_bool, as_float, as_floats, as_int, as_str, bad_value
 
 from .safety import SafetyLimits
 
@@ -33,13 +33,6 @@ WATCHED_INPUTS: dict[str, bool] = {
 
 #: values of the ``backend`` parameter (``backends.make_backend``'s names; a test keeps them equal).
 BACKEND_NAMES = ("auto", "onnxruntime", "tensorrt", "torch")
-
-
-@dataclass(frozen=True)
-class ParamSpec:
-    name: str
-    default: Any
-    description: str
 
 
 PARAMETERS: tuple[ParamSpec, ...] = (
@@ -99,42 +92,6 @@ PARAMETERS: tuple[ParamSpec, ...] = (
 )
 
 
-def _bad(name: str, value: Any, want: str) -> ValueError:
-    return ValueError(f"parameter '{name}' must be {want}, got {value!r}")
-
-
-def _float(name: str, v: Any, lo: float = -math.inf, lo_open: bool = True) -> float:
-    if isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v):
-        raise _bad(name, v, "a finite number")
-    if (lo_open and not v > lo) or (not lo_open and not v >= lo):
-        raise _bad(name, v, f"{'>' if lo_open else '>='} {lo}")
-    return float(v)
-
-
-def _int(name: str, v: Any, lo: int) -> int:
-    if isinstance(v, bool) or not isinstance(v, int) or v < lo:
-        raise _bad(name, v, f"an integer >= {lo}")
-    return int(v)
-
-
-def _bool(name: str, v: Any) -> bool:
-    if not isinstance(v, bool):
-        raise _bad(name, v, "true or false")
-    return v
-
-
-def _str(name: str, v: Any) -> str:
-    if not isinstance(v, str):
-        raise _bad(name, v, "a string")
-    return v
-
-
-def _floats(name: str, v: Any) -> tuple[float, ...]:
-    if isinstance(v, str) or not isinstance(v, Sequence) or not len(v):
-        raise _bad(name, v, "a non-empty list of numbers")
-    return tuple(_float(f"{name}[{i}]", x) for i, x in enumerate(v))
-
-
 @dataclass(frozen=True)
 class PolicyNodeConfig:
     """Every parameter of the policy node, typed and validated (see :data:`PARAMETERS`)."""
@@ -165,20 +122,20 @@ class PolicyNodeConfig:
     @classmethod
     def from_values(cls, v: Mapping[str, Any]) -> PolicyNodeConfig:
         """Convert raw parameter values (name -> value); ValueError names the bad parameter."""
-        task = _str("task", v["task"])
+        task = as_str("task", v["task"])
         if task not in TASK_OBJECT_DIMS:
-            raise _bad("task", task, f"one of {sorted(TASK_OBJECT_DIMS)}")
-        checkpoint = _str("checkpoint", v["checkpoint"])
+            raise bad_value("task", task, f"one of {sorted(TASK_OBJECT_DIMS)}")
+        checkpoint = as_str("checkpoint", v["checkpoint"])
         if not checkpoint.strip():
             raise ValueError(
                 "parameter 'checkpoint' is empty: set it to a checkpoint or policy-weights .safetensors file"
             )
-        backend = _str("backend", v["backend"])
+        backend = as_str("backend", v["backend"])
         if backend not in BACKEND_NAMES:
-            raise _bad("backend", backend, f"one of {' | '.join(BACKEND_NAMES)}")
-        device = _str("device", v["device"])
+            raise bad_value("backend", backend, f"one of {' | '.join(BACKEND_NAMES)}")
+        device = as_str("device", v["device"])
         if not re.match(r"^(cpu|cuda(:\d+)?|auto)$", device):
-            raise _bad("device", device, "cpu, cuda, cuda:N or auto")
+            raise bad_value("device", device, "cpu, cuda, cuda:N or auto")
         fingers = v["observation.finger_joint_names"]
         if (
             isinstance(fingers, str)
@@ -187,20 +144,20 @@ class PolicyNodeConfig:
             or not all(isinstance(f, str) and f for f in fingers)
             or fingers[0] == fingers[1]
         ):
-            raise _bad("observation.finger_joint_names", fingers, "two distinct joint names")
-        signs = _floats("observation.finger_signs", v["observation.finger_signs"])
+            raise bad_value("observation.finger_joint_names", fingers, "two distinct joint names")
+        signs = as_floats("observation.finger_signs", v["observation.finger_signs"])
         if len(signs) != 2 or any(s not in (1.0, -1.0) for s in signs):
-            raise _bad("observation.finger_signs", list(signs), "two values, each 1.0 or -1.0")
-        low = _floats("safety.action_low", v["safety.action_low"])
+            raise bad_value("observation.finger_signs", list(signs), "two values, each 1.0 or -1.0")
+        low = as_floats("safety.action_low", v["safety.action_low"])
         try:
             safety = SafetyLimits(
                 action_dim=len(low),
                 action_low=low,
-                action_high=_floats("safety.action_high", v["safety.action_high"]),
-                max_delta=_floats("safety.max_delta", v["safety.max_delta"]),
-                workspace_low=_floats("safety.workspace_low", v["safety.workspace_low"]),
-                workspace_high=_floats("safety.workspace_high", v["safety.workspace_high"]),
-                pos_scale=_float("safety.pos_scale", v["safety.pos_scale"], 0.0),
+                action_high=as_floats("safety.action_high", v["safety.action_high"]),
+                max_delta=as_floats("safety.max_delta", v["safety.max_delta"]),
+                workspace_low=as_floats("safety.workspace_low", v["safety.workspace_low"]),
+                workspace_high=as_floats("safety.workspace_high", v["safety.workspace_high"]),
+                pos_scale=as_float("safety.pos_scale", v["safety.pos_scale"], 0.0),
             )
         except ValueError as e:
             msg = str(e)
@@ -213,24 +170,26 @@ class PolicyNodeConfig:
             checkpoint=checkpoint,
             backend=backend,
             device=device,
-            seed=_int("seed", v["seed"], 0),
-            num_threads=_int("num_threads", v["num_threads"], 0),
-            lockstep=_bool("lockstep", v["lockstep"]),
-            control_rate_hz=_float("control_rate_hz", v["control_rate_hz"], 0.0),
-            deadline_ms=_float("deadline_ms", v["deadline_ms"], 0.0),
-            num_base_samples=_int("num_base_samples", v["num_base_samples"], 1),
-            diagnostics_period_s=_float("diagnostics_period_s", v["diagnostics_period_s"], 0.0),
-            latency_window=_int("latency_window", v["latency_window"], 2),
-            publish_markers=_bool("publish_markers", v["publish_markers"]),
-            publish_transitions=_bool("publish_transitions", v["publish_transitions"]),
-            autostart=_bool("autostart", v["autostart"]),
-            obs_max_age_s=_float("observation.max_age_s", v["observation.max_age_s"], 0.0),
-            obs_max_skew_s=_float("observation.max_skew_s", v["observation.max_skew_s"], 0.0, lo_open=False),
+            seed=as_int("seed", v["seed"], 0),
+            num_threads=as_int("num_threads", v["num_threads"], 0),
+            lockstep=as_bool("lockstep", v["lockstep"]),
+            control_rate_hz=as_float("control_rate_hz", v["control_rate_hz"], 0.0),
+            deadline_ms=as_float("deadline_ms", v["deadline_ms"], 0.0),
+            num_base_samples=as_int("num_base_samples", v["num_base_samples"], 1),
+            diagnostics_period_s=as_float("diagnostics_period_s", v["diagnostics_period_s"], 0.0),
+            latency_window=as_int("latency_window", v["latency_window"], 2),
+            publish_markers=as_bool("publish_markers", v["publish_markers"]),
+            publish_transitions=as_bool("publish_transitions", v["publish_transitions"]),
+            autostart=as_bool("autostart", v["autostart"]),
+            obs_max_age_s=as_float("observation.max_age_s", v["observation.max_age_s"], 0.0),
+            obs_max_skew_s=as_float(
+                "observation.max_skew_s", v["observation.max_skew_s"], 0.0, lo_open=False
+            ),
             finger_joint_names=(fingers[0], fingers[1]),
             finger_signs=(signs[0], signs[1]),
-            best_effort_inputs=_bool("observation.best_effort", v["observation.best_effort"]),
+            best_effort_inputs=as_bool("observation.best_effort", v["observation.best_effort"]),
             watchdog_max_age_s={
-                name: _float(f"watchdog.{name}_max_age_s", v[f"watchdog.{name}_max_age_s"], 0.0)
+                name: as_float(f"watchdog.{name}_max_age_s", v[f"watchdog.{name}_max_age_s"], 0.0)
                 for name in WATCHED_INPUTS
             },
             safety=safety,

@@ -38,7 +38,7 @@ current episode starts the next one. Contract with the bridge: all pieces of one
 carry one header stamp, strictly later than the previous observation's; a command's header
 stamp is that of the observation it answers (lockstep: apply the command stamped like the
 current observation); the feedback of a step echoes the command's (episode, step) and carries
-the stamp of the observation published after the step (:mod:`expo_policy.transitions`).
+the stamp of the observation published after the step (:mod:`expo_ros.transitions`).
 
 Weights: a PolicyWeights message newer than the running version is decoded and verified in a
 worker thread; the swap is a reference change between ticks. Failures keep the old weights.
@@ -53,6 +53,12 @@ import numpy as np
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
 from expo_core.spec import task_obs_spec
 from expo_interfaces.msg import ActionCommand, EnvFeedback, OtfDecision, PolicyWeights, Transition
+from expo_ros import conversions as cv
+from expo_ros.latency import LatencyTracker
+from expo_ros.lifecycle_teardown import TeardownLifecycleNode
+from expo_ros.node_main import run_lifecycle_node
+from expo_ros.transitions import StepRecord, TransitionAssembler
+from expo_ros.watchdog import InputWatchdog
 from geometry_msgs.msg import PoseArray, PoseStamped
 from rcl_interfaces.msg import ParameterDescriptor
 from rclpy.clock import Clock, ClockType
@@ -62,19 +68,13 @@ from sensor_msgs.msg import Image, JointState
 from std_msgs.msg import Header
 from visualization_msgs.msg import MarkerArray
 
-from . import conversions as cv
 from .backends import InferenceBackend, make_backend, resolve_device
 from .inputs import ObservationInputs, Pieces
-from .latency import LatencyTracker
-from .lifecycle_teardown import TeardownLifecycleNode
 from .loop_status import OK, LoopStatus
 from .markers import clear_markers, decision_markers, status_marker
-from .node_main import run_lifecycle_node
 from .obs_builder import ObservationBuilder
 from .params import PARAMETERS, WATCHED_INPUTS, PolicyNodeConfig
 from .safety import filter_action, hold_action
-from .transitions import StepRecord, TransitionAssembler
-from .watchdog import InputWatchdog
 from .weights_swap import WeightsSwapper
 
 SUCCESS, FAILURE = TransitionCallbackReturn.SUCCESS, TransitionCallbackReturn.FAILURE

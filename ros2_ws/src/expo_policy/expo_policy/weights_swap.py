@@ -15,9 +15,9 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
 from expo_core.checkpoint import FORMAT
+from expo_ros.conversions import WeightsPayload
 
 from .backends import InferenceBackend
-from .conversions import WeightsPayload
 
 
 @dataclass(frozen=True)

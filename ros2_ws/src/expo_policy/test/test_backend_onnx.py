@@ -16,8 +16,8 @@ from expo_core.agent import ExpoAgent
 from expo_core.checkpoint import FORMAT, WeightsError, policy_weights_bytes
 from expo_core.export import DEFAULT_ATOL, noise_shapes
 from expo_policy.backends import BackendUnavailableError, make_backend
-from expo_policy.conversions import WeightsPayload
 from expo_policy.weights_swap import WeightsSwapper
+from expo_ros.conversions import WeightsPayload
 
 HAVE_ORT = all(importlib.util.find_spec(m) is not None for m in ("onnx", "onnxruntime"))
 HAVE_TRT = importlib.util.find_spec("tensorrt") is not None
@@ -42,7 +42,7 @@ def _torch_decision_with_numpy_noise(agent: ExpoAgent, obs: np.ndarray, seed: in
 
 
 def test_make_backend_builds_onnxruntime(checkpoint: Path) -> None:
-    from expo_policy.backend_onnx import OnnxRuntimeBackend
+    from expo_policy.backends.onnx_runtime import OnnxRuntimeBackend
 
     backend = make_backend("onnxruntime", device="cpu", seed=0, num_base_samples=None, num_threads=1)
     assert isinstance(backend, OnnxRuntimeBackend) and backend.providers == ["CPUExecutionProvider"]
@@ -51,7 +51,7 @@ def test_make_backend_builds_onnxruntime(checkpoint: Path) -> None:
 
 
 def test_decide_matches_torch_with_the_same_noise(checkpoint: Path, agent: ExpoAgent) -> None:
-    from expo_policy.backend_onnx import OnnxRuntimeBackend
+    from expo_policy.backends.onnx_runtime import OnnxRuntimeBackend
 
     backend = OnnxRuntimeBackend(device="cpu", seed=3)
     assert backend.load(checkpoint).kind == "checkpoint"
@@ -73,7 +73,7 @@ def test_decide_matches_torch_with_the_same_noise(checkpoint: Path, agent: ExpoA
 
 
 def test_num_base_samples_override_is_exported(checkpoint: Path) -> None:
-    from expo_policy.backend_onnx import OnnxRuntimeBackend
+    from expo_policy.backends.onnx_runtime import OnnxRuntimeBackend
 
     backend = OnnxRuntimeBackend(device="cpu", num_base_samples=6, check_trials=0)
     backend.load(checkpoint)
@@ -84,7 +84,7 @@ def test_num_base_samples_override_is_exported(checkpoint: Path) -> None:
 
 
 def test_swap_keeps_old_graph_on_bad_bundles_and_takes_good_ones(checkpoint: Path, make_agent) -> None:
-    from expo_policy.backend_onnx import OnnxRuntimeBackend
+    from expo_policy.backends.onnx_runtime import OnnxRuntimeBackend
 
     backend = OnnxRuntimeBackend(device="cpu", seed=1)
     backend.load(checkpoint)
@@ -121,7 +121,7 @@ def test_swap_keeps_old_graph_on_bad_bundles_and_takes_good_ones(checkpoint: Pat
 
 def test_swap_with_a_new_config_retraces(checkpoint: Path, agent: ExpoAgent) -> None:
     """A bundle whose config changes the graph (here the editor's beta) gets a new template."""
-    from expo_policy.backend_onnx import OnnxRuntimeBackend
+    from expo_policy.backends.onnx_runtime import OnnxRuntimeBackend
 
     backend = OnnxRuntimeBackend(device="cpu", seed=5)
     backend.load(checkpoint)
@@ -136,7 +136,7 @@ def test_swap_with_a_new_config_retraces(checkpoint: Path, agent: ExpoAgent) -> 
 
 
 def test_ort_providers() -> None:
-    from expo_policy.backend_onnx import CPU_EP, CUDA_EP, ort_providers
+    from expo_policy.backends.onnx_runtime import CPU_EP, CUDA_EP, ort_providers
 
     assert ort_providers("cpu", [CUDA_EP, CPU_EP]) == [CPU_EP]
     assert ort_providers("auto", [CPU_EP]) == [CPU_EP]
@@ -159,8 +159,8 @@ def test_tensorrt_absent_is_a_clear_error() -> None:
     reason="TensorRT not installed" if not HAVE_TRT else "TensorRT needs CUDA; no GPU here",
 )
 def test_tensorrt_matches_onnxruntime(tmp_path: Path, checkpoint: Path) -> None:
-    from expo_policy.backend_onnx import OnnxRuntimeBackend
-    from expo_policy.backend_tensorrt import TensorRTBackend
+    from expo_policy.backends.onnx_runtime import OnnxRuntimeBackend
+    from expo_policy.backends.tensorrt_engine import TensorRTBackend
 
     trt = TensorRTBackend(seed=2, cache_dir=tmp_path)
     trt.load(checkpoint)
@@ -182,7 +182,7 @@ def test_tensorrt_matches_onnxruntime(tmp_path: Path, checkpoint: Path) -> None:
 )
 def test_tensorrt_swap_refits_the_cached_engine(tmp_path: Path, checkpoint: Path, make_agent) -> None:
     """New weights of the same config: the cached refittable engine is refit, not rebuilt."""
-    from expo_policy.backend_tensorrt import TensorRTBackend
+    from expo_policy.backends.tensorrt_engine import TensorRTBackend
 
     trt = TensorRTBackend(seed=2, cache_dir=tmp_path)
     trt.load(checkpoint)

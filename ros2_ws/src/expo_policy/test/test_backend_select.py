@@ -19,8 +19,8 @@ import pytest
 import torch
 from expo_core.checkpoint import FORMAT, policy_weights_bytes
 from expo_policy.backends import AUTO_ORDER, BackendUnavailableError, TorchBackend, make_backend
-from expo_policy.conversions import WeightsPayload
 from expo_policy.weights_swap import WeightsSwapper
+from expo_ros.conversions import WeightsPayload
 
 HAVE_ORT = all(importlib.util.find_spec(m) is not None for m in ("onnx", "onnxruntime"))
 HAVE_TRT = importlib.util.find_spec("tensorrt") is not None
@@ -42,7 +42,7 @@ def test_auto_order_is_fastest_first_and_cpu_last() -> None:
 
 @pytest.mark.skipif(CUDA or not HAVE_ORT, reason="expects a CPU-only machine with onnxruntime")
 def test_auto_on_this_cpu_picks_onnxruntime_and_logs_why(caplog) -> None:
-    from expo_policy.backend_onnx import OnnxRuntimeBackend
+    from expo_policy.backends.onnx_runtime import OnnxRuntimeBackend
 
     with caplog.at_level(logging.INFO, logger="expo_policy.backends"):
         backend = make_backend("auto", device="auto", **COMMON)
@@ -157,7 +157,7 @@ def test_cuda_graph_replay_is_the_eager_decision(checkpoint: Path) -> None:
     """make_backend('torch', device='cuda') replays a captured graph; its outputs equal OTFGraph
     run eagerly on the same static inputs (the noise the replay drew)."""
     from expo_core.export import OTFGraph
-    from expo_policy.backend_torch_cuda import CudaGraphTorchBackend
+    from expo_policy.backends.torch_cuda import CudaGraphTorchBackend
 
     backend = make_backend("torch", device="cuda", **COMMON)
     assert isinstance(backend, CudaGraphTorchBackend)

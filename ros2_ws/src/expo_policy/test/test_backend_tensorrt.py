@@ -30,7 +30,7 @@ def _initializer_names(template: GraphTemplate) -> list[str]:
 def test_engine_cache_key_depends_on_structure_gpu_and_settings(agent: ExpoAgent, make_agent) -> None:
     import hashlib
 
-    from expo_policy.backend_tensorrt import engine_cache_key
+    from expo_policy.backends.tensorrt_engine import engine_cache_key
 
     t1 = GraphTemplate.export(agent.cfg)
     t2 = GraphTemplate.export(make_agent(seed=5).cfg)  # other weights, same config: same graph
@@ -48,7 +48,7 @@ def test_engine_cache_key_depends_on_structure_gpu_and_settings(agent: ExpoAgent
 
 
 def test_refit_weights_maps_engine_names_to_policy_tensors(template: GraphTemplate, make_agent) -> None:
-    from expo_policy.backend_tensorrt import refit_weights
+    from expo_policy.backends.tensorrt_engine import refit_weights
 
     policy = make_agent(seed=3).policy
     names = _initializer_names(template)
@@ -89,7 +89,7 @@ class _FakeRefitter:
 
 def test_refit_sequence_with_named_weights(template: GraphTemplate, make_agent) -> None:
     """Without OnnxParserRefitter (TensorRT < 10): every engine weight set by name, then refit."""
-    from expo_policy.backend_tensorrt import TensorRTBackend
+    from expo_policy.backends.tensorrt_engine import TensorRTBackend
 
     policy = make_agent(seed=8).policy
     refitter = _FakeRefitter(_initializer_names(template))
@@ -110,7 +110,7 @@ def test_refit_sequence_with_named_weights(template: GraphTemplate, make_agent) 
 
 def test_refit_sequence_with_the_onnx_parser_refitter(template: GraphTemplate, make_agent) -> None:
     """TensorRT >= 10: the ONNX bytes (the template with the new weights) go to refit_from_bytes."""
-    from expo_policy.backend_tensorrt import TensorRTBackend
+    from expo_policy.backends.tensorrt_engine import TensorRTBackend
 
     policy = make_agent(seed=9).policy
     model = template.with_weights(policy)

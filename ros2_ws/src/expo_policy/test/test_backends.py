@@ -11,8 +11,8 @@ from expo_core.agent import ExpoAgent
 from expo_core.checkpoint import FORMAT, WeightsError, policy_weights_bytes
 from expo_core.spec import task_obs_spec
 from expo_policy.backends import TorchBackend, make_backend, read_weights_source, resolve_device
-from expo_policy.conversions import WeightsPayload
 from expo_policy.weights_swap import WeightsSwapper
+from expo_ros.conversions import WeightsPayload
 
 LIFT_OBS_DIM = task_obs_spec("lift").dim  # 19
 OBS = np.linspace(-0.5, 1.0, LIFT_OBS_DIM).astype(np.float32)

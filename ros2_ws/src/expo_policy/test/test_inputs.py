@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 from expo_core.spec import task_obs_spec
 from expo_policy.inputs import ObservationInputs
-from expo_policy.object_state import object_vector
 from expo_policy.obs_builder import ObservationBuilder
+from expo_ros.object_state import object_vector
 
 SPEC = task_obs_spec("lift")
 NAMES = ["panda_joint1", "panda_finger_joint1", "panda_finger_joint2"]

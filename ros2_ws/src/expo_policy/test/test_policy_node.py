@@ -24,11 +24,11 @@ from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
 from expo_core.checkpoint import FORMAT, policy_weights_bytes
 from expo_core.spec import task_obs_spec
 from expo_interfaces.msg import ActionCommand, EnvFeedback, OtfDecision, PolicyWeights, Transition
-from expo_policy import conversions as cv
-from expo_policy.node_harness import NodeHarness, ros_context
-from expo_policy.object_state import object_vector
 from expo_policy.policy_node import PolicyNode
-from expo_policy.transitions import Feedback
+from expo_ros import conversions as cv
+from expo_ros.node_harness import NodeHarness, ros_context
+from expo_ros.object_state import object_vector
+from expo_ros.transitions import Feedback
 from geometry_msgs.msg import PoseArray, PoseStamped
 from lifecycle_msgs.msg import Transition as LifecycleTransition
 from lifecycle_msgs.srv import ChangeState, GetState

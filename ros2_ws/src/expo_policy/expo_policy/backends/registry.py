@@ -1,0 +1,105 @@
+"""Backends by name: the ``backend`` parameter's values, and ``auto``'s order of preference.
+
+This module imports each backend (on use: their runtime libraries may be absent); no backend
+imports it.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from .base import _DEVICE, BackendUnavailableError, InferenceBackend, resolve_device
+from .torch_eager import TorchBackend
+
+log = logging.getLogger(__name__)
+
+
+def _onnxruntime() -> type[InferenceBackend]:
+    from .onnx_runtime import OnnxRuntimeBackend  # imported on use: onnxruntime may be absent
+
+    return OnnxRuntimeBackend
+
+
+def _tensorrt() -> type[InferenceBackend]:
+    from .tensorrt_engine import TensorRTBackend
+
+    return TensorRTBackend
+
+
+def _torch_cuda_graph() -> type[InferenceBackend]:
+    from .torch_cuda import CudaGraphTorchBackend
+
+    return CudaGraphTorchBackend
+
+
+#: name (the ``backend`` parameter) -> the backend class, imported when first asked for.
+BACKENDS: dict[str, Callable[[], type[InferenceBackend]]] = {
+    "torch": lambda: TorchBackend,
+    "onnxruntime": _onnxruntime,
+    "tensorrt": _tensorrt,
+}
+AUTO = "auto"
+
+#: ``auto``'s candidates, fastest first: (label, backend name, device it is built for, class).
+#: The order is the bench's (``make bench-policy``): on a GPU TensorRT, then onnxruntime's CUDA
+#: EP, then torch replaying a CUDA graph (each an order of magnitude under eager CUDA torch at
+#: N=8, T=10, which is launch-bound); on CPU the onnxruntime graph (1.3-2x batched eager torch
+#: on 2 cores) before eager torch. Chosen by availability rather than by a timed probe: a probe
+#: needs the weights (loaded after the backend is built), costs seconds of export and compile
+#: per candidate at configure time, and on a shared, loaded CPU its few samples rank by noise.
+AUTO_ORDER: tuple[tuple[str, str, str, Callable[[], type[InferenceBackend]]], ...] = (
+    ("tensorrt (cuda)", "tensorrt", "cuda", _tensorrt),
+    ("onnxruntime (CUDA EP)", "onnxruntime", "cuda", _onnxruntime),
+    ("torch cuda-graph (cuda)", "torch", "cuda", _torch_cuda_graph),
+    ("onnxruntime (cpu)", "onnxruntime", "cpu", _onnxruntime),
+    ("torch (cpu)", "torch", "cpu", lambda: TorchBackend),
+)
+
+
+def select_backend(device: str = "auto", **kwargs: Any) -> InferenceBackend:
+    """``backend: auto``: build the first of :data:`AUTO_ORDER` that runs here and log why.
+
+    ``device`` limits the candidates: 'cpu' skips the GPU ones, 'cuda'/'cuda:N' the CPU ones
+    ('auto' tries all). A candidate is skipped when its library, provider or GPU is missing
+    (BackendUnavailableError, ImportError) or it rejects the device (ValueError). The chosen
+    backend's ``selection`` attribute holds the reason, also logged at INFO. Raises
+    BackendUnavailableError when none can be built."""
+    if not _DEVICE.match(device):
+        raise ValueError(f"device '{device}' is invalid; use cpu, cuda, cuda:N or auto")
+    why: list[str] = []
+    for label, name, kind, cls in AUTO_ORDER:
+        if device != "auto" and (kind == "cuda") != device.startswith("cuda"):
+            why.append(f"{label}: device '{device}' asked")
+            continue
+        dev = device if device.startswith("cuda") else kind
+        try:
+            backend = cls()(device=dev, **kwargs)
+        except (BackendUnavailableError, ImportError, ValueError) as e:
+            why.append(f"{label}: {str(e).splitlines()[0] if str(e) else type(e).__name__}")
+            continue
+        reason = f"backend auto chose {label} ({name}, device {dev}), the fastest available"
+        if why:
+            reason += "; skipped " + "; ".join(why)
+        backend.selection = reason
+        log.info("%s", reason)
+        return backend
+    raise BackendUnavailableError("backend auto: no inference backend can run here: " + "; ".join(why))
+
+
+def make_backend(name: str, **kwargs: Any) -> InferenceBackend:
+    """Build the backend called ``name`` with its keyword arguments (every backend takes
+    ``device``, ``seed``, ``num_base_samples`` and ``num_threads``); ``auto`` picks one
+    (:func:`select_backend`). ``torch`` on a CUDA device replays a captured CUDA graph.
+
+    Raises ValueError for unknown names (listing the known ones) and BackendUnavailableError (a
+    NotImplementedError) when the backend's runtime library is not installed here.
+    """
+    if name == AUTO:
+        return select_backend(**kwargs)
+    if name not in BACKENDS:
+        raise ValueError(f"unknown inference backend '{name}'; available: {sorted([*BACKENDS, AUTO])}")
+    if name == "torch" and resolve_device(str(kwargs.get("device", "cpu"))).type == "cuda":
+        return _torch_cuda_graph()(**kwargs)
+    return BACKENDS[name]()(**kwargs)

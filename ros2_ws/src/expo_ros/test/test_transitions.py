@@ -1,0 +1,50 @@
+"""Transition assembly (step + feedback + next observation) and exact-stamp synchronization."""
+
+from __future__ import annotations
+
+import numpy as np
+from expo_ros.transitions import Feedback, StepRecord, TransitionAssembler
+
+
+def _step(ep: int, st: int, t: int) -> StepRecord:
+    return StepRecord(ep, st, np.full(3, t, np.float32), np.full(2, st, np.float32), 4, t)
+
+
+def _fb(ep: int, st: int, t: int, done: bool = False, reward: float = 0.0) -> Feedback:
+    return Feedback(ep, st, reward, terminated=done, truncated=False, success=done, stamp_ns=t)
+
+
+def test_feedback_then_observation_completes_with_the_post_step_observation() -> None:
+    a = TransitionAssembler()
+    a.add_step(_step(0, 0, 1000))
+    assert a.add_feedback(_fb(0, 0, 1050, reward=0.5)) == []
+    assert a.pending == 1
+    assert a.add_observation(1000, np.zeros(3)) == []  # older than the step's end: not s'
+    (t,) = a.add_observation(1050, np.ones(3))
+    assert (t.episode, t.step, t.reward, t.policy_version, t.stamp_ns) == (0, 0, 0.5, 4, 1050)
+    np.testing.assert_array_equal(t.obs, np.full(3, 1000.0))
+    np.testing.assert_array_equal(t.next_obs, np.ones(3))
+    assert a.pending == 0
+
+
+def test_observation_before_feedback_and_terminal_picks_the_earliest_later_one() -> None:
+    """The terminal observation (stamped like the feedback) wins over the reset one after it."""
+    a = TransitionAssembler()
+    a.add_step(_step(3, 7, 2000))
+    a.add_observation(2050, np.full(3, 5.0))  # terminal observation
+    a.add_observation(2100, np.full(3, 9.0))  # first observation of the next episode
+    (t,) = a.add_feedback(_fb(3, 7, 2050, done=True, reward=1.0))
+    assert t.terminated and not t.truncated and t.reward == 1.0
+    np.testing.assert_array_equal(t.next_obs, np.full(3, 5.0))
+
+
+def test_feedback_without_step_is_counted_and_old_steps_are_dropped() -> None:
+    a = TransitionAssembler(max_pending=2)
+    assert a.add_feedback(_fb(0, 0, 1000)) == []  # e.g. the step was a hold
+    assert a.unmatched_feedback == 1
+    for i in range(3):
+        a.add_step(_step(0, i, i))
+    assert a.dropped == 1 and a.pending == 2
+    assert a.add_feedback(_fb(0, 0, 5000)) == [] and a.unmatched_feedback == 2  # step 0 was evicted
+    a.reset()
+    assert a.pending == 0

@@ -1,0 +1,1 @@
+"""Simulated tasks: robosuite environments, scripted experts, demonstrations, the robomimic writer."""

@@ -1,0 +1,118 @@
+"""Closed-loop latency over ROS (``make bench-ros``): how much the graph adds to inference.
+
+For each policy size (a preset's networks, randomly initialized: timing does not depend on the
+weights), one lockstep session of the sim graph (sim bridge + policy node, separate processes,
+Fast DDS on loopback) runs until at least ``--steps`` env steps are done, and three latencies are
+reported side by side, each as p50 / p99 over every step of the run:
+
+- inference: the OTF selection alone (``OtfDecision.inference_latency_ms``, one per decision);
+- policy loop: observation set complete -> action published, inside the policy node
+  (diagnostics ``latency_*``, the node's rolling window of its last 1000 decisions);
+- obs -> action: the bridge publishes an observation -> the bridge receives the action for it
+  (diagnostics ``obs_to_action_*``, wall clock, every step): the closed loop through DDS.
+
+``obs -> action`` minus ``inference`` is the ROS overhead (serialization, transport, executor
+wake-ups, observation assembly, safety filter) that a user pays per control step.
+
+Run: ``python -m expo_sim.ros.bench_ros [--presets cpu published] [--steps 1000] [--out DIR]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+COLUMNS = (
+    ("inference", "inference_p50_ms", "inference_p99_ms"),
+    ("policy loop", "policy_latency_p50_ms", "policy_latency_p99_ms"),
+    ("obs -> action", "obs_to_action_p50_ms", "obs_to_action_p99_ms"),
+)
+
+
+def random_policy(preset: str, task: str, out_dir: Path, seed: int = 0) -> Path:
+    """A freshly initialized agent of ``preset``'s sizes for ``task``, saved as a checkpoint."""
+    from expo_core.agent import ExpoAgent
+    from expo_core.checkpoint import save_checkpoint
+    from expo_core.presets import preset_config
+    from expo_core.spec import FRANKA_ACTION_SPEC, task_obs_spec
+
+    cfg = preset_config(preset, task_obs_spec(task).dim, FRANKA_ACTION_SPEC.dim)
+    path = out_dir / f"random-{preset}"
+    save_checkpoint(path, ExpoAgent(cfg, seed=seed))
+    return path.with_suffix(".safetensors")
+
+
+def bench_preset(preset: str, steps: int, task: str, horizon: int, tmp: Path, domain_id: int | None) -> dict:
+    from expo_sim.session.run import SessionConfig, run_session
+
+    ckpt = random_policy(preset, task, tmp)
+    cfg = SessionConfig(
+        task=task,
+        episodes=math.ceil(steps / horizon) + 1,  # a success ends an episode early: one to spare
+        checkpoint=ckpt,
+        horizon=horizon,
+        domain_id=domain_id,
+        out=tmp / "sessions",
+    )
+    s = run_session(cfg)
+    s["preset"] = preset
+    s["ros_overhead_p50_ms"] = s["obs_to_action_p50_ms"] - s["inference_p50_ms"]
+    s["ros_overhead_p99_ms"] = s["obs_to_action_p99_ms"] - s["inference_p99_ms"]
+    return s
+
+
+def markdown_table(rows: Sequence[dict[str, Any]]) -> str:
+    head = ["policy", "steps"] + [f"{name} p50 / p99 [ms]" for name, _, _ in COLUMNS]
+    head += ["ROS overhead p50 / p99 [ms]", "env steps/s"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in rows:
+        cells = [r["preset"], f"{int(r['obs_to_action_count'])}"]
+        cells += [f"{r[a]:.2f} / {r[b]:.2f}" for _, a, b in COLUMNS]
+        cells += [f"{r['ros_overhead_p50_ms']:.2f} / {r['ros_overhead_p99_ms']:.2f}"]
+        cells += [f"{r['env_steps_per_s']:.1f}"]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    from expo_core.presets import PRESETS
+
+    p = argparse.ArgumentParser(prog="python -m expo_sim.ros.bench_ros", description=__doc__.split("\n")[0])
+    p.add_argument("--presets", nargs="+", default=["cpu", "published"], choices=PRESETS)
+    p.add_argument("--steps", type=int, default=1000, help="min env steps per size (default 1000)")
+    p.add_argument("--task", default="lift")
+    p.add_argument("--horizon", type=int, default=400)
+    p.add_argument("--domain-id", type=int, default=None)
+    p.add_argument("--out", type=Path, default=Path("runs/bench_ros"), help="where the JSON result goes")
+    args = p.parse_args(argv)
+    if args.steps < 1:
+        p.error("--steps must be >= 1")
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="expo-bench-ros-") as tmp:
+        for preset in args.presets:
+            print(f"== {preset}: lockstep session of >= {args.steps} env steps", flush=True)
+            row = bench_preset(preset, args.steps, args.task, args.horizon, Path(tmp), args.domain_id)
+            if row["error"] or row["obs_to_action_count"] < args.steps:
+                print(f"bench-ros: {preset} failed: {row['error'] or 'too few steps'}", file=sys.stderr)
+                return 1
+            rows.append(row)
+    table = markdown_table(rows)
+    print(table)
+    args.out.mkdir(parents=True, exist_ok=True)
+    path = args.out / f"bench-ros-{time.strftime('%Y%m%d-%H%M%S')}.json"
+    path.write_text(json.dumps({"rows": rows, "table": table}, indent=2, default=str))
+    print(f"-> {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,407 @@
+"""Sim bridge (lifecycle node): a robosuite task that speaks the topics a real Franka setup does.
+
+Topics (relative names, remap in the graph; QoS reliable, volatile):
+
+==================  ===============================  =====  ====================================
+topic               type                             depth  what
+==================  ===============================  =====  ====================================
+out joint_states    sensor_msgs/JointState           10     7 arm joints [rad] + 2 fingers [m]
+out ee_pose         geometry_msgs/PoseStamped        10     end effector, ``frame_id`` (world)
+out object_poses    geometry_msgs/PoseArray          10     task objects, ground truth
+out image_raw       sensor_msgs/Image (optional)     5      rgb8 camera image (camera.enabled)
+out env_feedback    expo_interfaces/EnvFeedback      50     one per command: reward, done, ...
+out /clock          rosgraph_msgs/Clock              10     sim time (absolute topic)
+out diagnostics     diagnostic_msgs/DiagnosticArray  10     episodes, success, steps/s, obs ->
+                                                            action round trip p50/p99 (lockstep)
+in  action          expo_interfaces/ActionCommand    10     the policy's commands
+in  learner_stats   expo_interfaces/LearnerStats     10     lockstep pacing (learner_pacing_backlog)
+==================  ===============================  =====  ====================================
+
+Parameters: :mod:`expo_sim.ros.bridge_params` (``expo_bringup/config/sim_bridge.yaml``).
+
+Time. The bridge is the clock of the stack: its node clock is sim time, which it sets itself
+and publishes on ``/clock`` (the policy runs with ``use_sim_time``); every stamp is read from
+the node clock. Sim time starts at 0 and advances one control period (50 ms) per env step,
+per lockstep hold and per reset. Lockstep mode therefore runs as fast as the policy answers;
+realtime mode advances it on a 20 Hz wall timer. The protocols are described in
+:mod:`expo_sim.ros.bridge_protocol`.
+
+Lifecycle: configure validates the parameters and builds the env (a bad value fails the
+transition naming the parameter); activate resets the first episode and starts the timers;
+deactivate stops stepping. With ``num_episodes > 0`` the node logs a summary after that many
+episodes and the process exits 0 (the runner then stops the rest of the graph).
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import numpy as np
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
+from expo_interfaces.msg import ActionCommand, EnvFeedback, LearnerStats
+from expo_policy.safety import hold_action
+from expo_ros import conversions as cv
+from expo_ros.lifecycle_teardown import TeardownLifecycleNode
+from expo_ros.node_main import run_lifecycle_node
+from geometry_msgs.msg import PoseArray, PoseStamped
+from rcl_interfaces.msg import ParameterDescriptor
+from rclpy.clock import Clock, ClockType
+from rclpy.duration import Duration
+from rclpy.lifecycle import LifecycleState, TransitionCallbackReturn
+from rclpy.time_source import TimeSource
+from rosgraph_msgs.msg import Clock as ClockMsg
+from sensor_msgs.msg import Image, JointState
+
+from expo_sim.envs.robosuite_env import RobomimicEnv, make_env
+from expo_sim.ros.bridge_conversions import clock_msg, feedback_msg, observation_msgs, snapshot_from_env
+from expo_sim.ros.bridge_params import PARAMETERS, BridgeConfig
+from expo_sim.ros.bridge_protocol import EpisodeStats, LearnerPacer, LockstepGate, RealtimeInbox, SimClock
+
+SUCCESS, FAILURE = TransitionCallbackReturn.SUCCESS, TransitionCallbackReturn.FAILURE
+OBS_TOPICS = ("joint_states", "ee_pose", "object_poses")
+_WATCH_PERIOD_S = 0.02  # lockstep: how often to check for the policy and for timeouts (wall)
+_FLUSH_TIMEOUT = Duration(seconds=2.0)  # final messages: wait this long for the acknowledgements
+StepResult = tuple[float, bool, bool, bool]  # reward, terminated, truncated, success
+
+
+class SimBridge(TeardownLifecycleNode):
+    """Steps a :class:`~expo_sim.envs.robosuite_env.RobomimicEnv` with the policy's commands."""
+
+    def __init__(self, node_name: str = "sim_bridge", **kwargs: Any) -> None:
+        super().__init__(node_name, **kwargs)
+        for p in PARAMETERS:
+            self.declare_parameter(
+                p.name, p.default, ParameterDescriptor(description=p.description, dynamic_typing=True)
+            )
+        # Sim time: the node clock follows a time source that only this node feeds.
+        self._sim_time = TimeSource()
+        self._sim_time.attach_clock(self.get_clock())
+        self.cfg: BridgeConfig | None = None
+        self.env: RobomimicEnv | None = None
+        self.active = False
+        self.finished = False  # num_episodes reached: main() exits
+        self.stats = EpisodeStats()
+        self._pacer = LearnerPacer(0)  # replaced on activate with the configured limit
+        self._held: tuple[cv.Command, float] | None = None
+        self._pubs: dict[str, Any] = {}
+        self._subs: list[Any] = []
+        self._timers: list[Any] = []
+
+    # --- lifecycle ------------------------------------------------------------------------
+    def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
+        log = self.get_logger()
+        try:
+            cfg = BridgeConfig.from_values({p.name: self.get_parameter(p.name).value for p in PARAMETERS})
+            if self.get_parameter("use_sim_time").value:
+                raise ValueError(
+                    "parameter 'use_sim_time' must be false: the sim bridge is the /clock source"
+                )
+            cams = (cfg.camera,) if cfg.camera else ()
+            env = make_env(cfg.task, horizon=cfg.horizon, cameras=cams, camera_size=cfg.camera_size)
+        except ValueError as e:
+            log.error(f"configure failed: {e}")
+            return FAILURE
+        self.cfg, self.env = cfg, env
+        # Episodes (env resets; seed + index) and sim time run on across re-activations.
+        self._episode = 0  # the bridge's own count; feedback echoes the commands' indices
+        self._sim_clock = SimClock(cfg.period_ns)
+        self._sim_time.ros_time_is_active = True
+        self._sim_time.clock_callback(clock_msg(self._sim_clock.now_ns))
+        self._create_entities(cfg)
+        mode = "realtime 20 Hz wall" if cfg.realtime else f"lockstep (timeout {cfg.action_timeout_s:g} s)"
+        episodes = cfg.num_episodes or "unlimited"
+        log.info(
+            f"configured: task {cfg.task}, horizon {cfg.horizon}, {mode}, episodes {episodes}, "
+            f"seed {cfg.seed}, camera {cfg.camera or 'off'}"
+        )
+        return SUCCESS
+
+    def _create_entities(self, cfg: BridgeConfig) -> None:
+        pub = self.create_lifecycle_publisher
+        self._pubs = {
+            "joint_states": pub(JointState, "joint_states", 10),
+            "ee_pose": pub(PoseStamped, "ee_pose", 10),
+            "object_poses": pub(PoseArray, "object_poses", 10),
+            "env_feedback": pub(EnvFeedback, "env_feedback", 50),
+            "clock": pub(ClockMsg, "/clock", 10),
+            "diagnostics": pub(DiagnosticArray, "diagnostics", 10),
+        }
+        if cfg.camera:
+            self._pubs["image_raw"] = pub(Image, "image_raw", 5)
+        self._action_sub = self.create_subscription(ActionCommand, "action", self._on_action, 10)
+        self._subs = [self._action_sub]
+        if cfg.learner_pacing_backlog and not cfg.realtime:
+            sub = self.create_subscription(LearnerStats, "learner_stats", self._on_learner_stats, 10)
+            self._subs.append(sub)
+        wall = Clock(clock_type=ClockType.STEADY_TIME)  # the node clock is sim time: it would never tick
+        if cfg.realtime:
+            self._timers = [
+                self.create_timer(1.0 / cfg.control_rate_hz, self._on_tick, clock=wall, autostart=False)
+            ]
+        else:
+            self._timers = [self.create_timer(_WATCH_PERIOD_S, self._on_watch, clock=wall, autostart=False)]
+        period = cfg.diagnostics_period_s
+        self._timers.append(self.create_timer(period, self._publish_diagnostics, clock=wall, autostart=False))
+
+    def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        ret = super().on_activate(state)  # enables the lifecycle publishers
+        self.stats = EpisodeStats()
+        self._gate, self._inbox = LockstepGate(), RealtimeInbox()
+        self._last_indices = (0, 0)  # (episode, step) of the latest command (realtime bridge holds)
+        self._first_sent = False  # lockstep: first observation published
+        self._started = False  # realtime: a command has arrived, so stepping begins
+        self._summary_logged = False
+        self._pacer = LearnerPacer(self.cfg.learner_pacing_backlog)
+        self._held: tuple[cv.Command, float] | None = None  # lockstep command waiting for the learner
+        self._reset_env()
+        self.active, self.finished = True, False
+        for t in self._timers:
+            t.reset()
+        self.get_logger().info("active: waiting for the policy")
+        return ret
+
+    def _stop(self, reason: str = "") -> None:
+        for t in self._timers:
+            t.cancel()
+        if self.active:
+            self._log_summary()
+        self.active = False
+
+    def _destroy(self) -> None:
+        for t in self._timers:
+            self.destroy_timer(t)
+        for s in self._subs:
+            self.destroy_subscription(s)
+        for p in self._pubs.values():
+            self.destroy_lifecycle_publisher(p)
+        if self.env is not None:
+            self.env.close()
+        self._timers, self._subs, self._pubs = [], [], {}
+        self.cfg, self.env, self.active = None, None, False
+
+    def autostart(self) -> bool:
+        """Configure and activate when the ``autostart`` parameter is true; False on failure."""
+        if not self.get_parameter("autostart").value:
+            return True
+        return self.trigger_configure() == SUCCESS and self.trigger_activate() == SUCCESS
+
+    # --- env and publishing ---------------------------------------------------------------
+    def _tick_clock(self) -> int:
+        """Advance sim time one control period, publish it; returns the node clock's time [ns]."""
+        msg = clock_msg(self._sim_clock.advance())
+        self._sim_time.clock_callback(msg)
+        self._pubs["clock"].publish(msg)
+        return self.get_clock().now().nanoseconds
+
+    def _reset_env(self) -> None:
+        _, info = self.env.reset(seed=self.cfg.seed + self._episode)
+        self._snap = snapshot_from_env(self.env, info["obs_dict"], self.cfg.camera)
+        self._prev_action: np.ndarray | None = None
+        self._steps_in_episode = 0
+        self._done = False
+
+    def _step_env(self, action: np.ndarray) -> StepResult:
+        _, reward, terminated, truncated, info = self.env.step(action)
+        self._snap = snapshot_from_env(self.env, info["obs_dict"], self.cfg.camera)
+        self._prev_action = info["action"]
+        self._steps_in_episode = info["t"]
+        self.stats.step(reward)
+        return float(reward), terminated, truncated, bool(info["success"])
+
+    def _publish_obs(self, ns: int) -> None:
+        c = self.cfg
+        msgs = observation_msgs(self._snap, ns, c.joint_names, c.frame_id, c.camera, c.finger_signs)
+        self._pubs["joint_states"].publish(msgs.joint_states)
+        self._pubs["ee_pose"].publish(msgs.ee_pose)
+        self._pubs["object_poses"].publish(msgs.object_poses)
+        if msgs.image is not None:
+            self._pubs["image_raw"].publish(msgs.image)
+
+    def _publish_feedback(self, ns: int, result: StepResult, indices: tuple[int, int]) -> None:
+        self._pubs["env_feedback"].publish(feedback_msg(ns, *result, *indices))
+
+    def _checked(self, cmd: cv.Command) -> np.ndarray | None:
+        """The command's action, clipped; None (counted, logged) when the env refuses it."""
+        try:
+            return self.env.check_action(cmd.action)
+        except ValueError as e:
+            self.stats.rejected += 1
+            self.get_logger().error(f"command rejected, treated as a hold: {e}", throttle_duration_sec=2.0)
+            return None
+
+    def _end_episode(self, success: bool) -> bool:
+        """Log the finished episode; True when that was the last one (the node is finished)."""
+        rec = self.stats.end_episode(self._episode, self._steps_in_episode, success)
+        n, wins = len(self.stats.records), self.stats.successes
+        self.get_logger().info(
+            f"episode {rec.episode}: {'success' if success else 'failure'} after {rec.steps} steps "
+            f"({rec.wall_s:.2f} s wall); {wins}/{n} successes, {self.stats.steps_per_s():.1f} env steps/s"
+        )
+        self._episode += 1
+        self._done = True
+        if self.cfg.num_episodes and self._episode >= self.cfg.num_episodes:
+            self._finish()
+            return True
+        return False
+
+    def _finish(self) -> None:
+        for t in self._timers:
+            t.cancel()
+        self.finished = True
+        self._log_summary()
+        self._publish_diagnostics()
+        for p in self._pubs.values():  # the final feedback and observation must reach the policy
+            p.wait_for_all_acked(_FLUSH_TIMEOUT)
+
+    def _log_summary(self) -> None:
+        if not self._summary_logged:
+            self._summary_logged = True
+            realtime = self.cfg.realtime
+            unused = f"{self._inbox.superseded} superseded" if realtime else f"{self._gate.stale} stale"
+            self.get_logger().info(f"summary: {self.stats.summary()}, {unused} commands")
+
+    def _publish_diagnostics(self) -> None:
+        """Episodes, success, env step rate and (lockstep) the obs -> action round trip."""
+        values = self.stats.diagnostics_values()
+        if self.cfg.learner_pacing_backlog and not self.cfg.realtime:
+            values.update(paced_steps=self._pacer.held, paced_s=self._pacer.held_s)
+        level, message = DiagnosticStatus.OK, "finished" if self.finished else "stepping"
+        if self.stats.timeouts or self.stats.rejected:
+            level = DiagnosticStatus.WARN
+            message = f"{self.stats.timeouts} action timeouts, {self.stats.rejected} rejected commands"
+        name = f"{self.get_fully_qualified_name()}: sim"
+        msg = cv.diagnostics_msg(self.get_clock().now().nanoseconds, name, level, message, values, "expo_sim")
+        self._pubs["diagnostics"].publish(msg)
+
+    # --- lockstep -------------------------------------------------------------------------
+    def _on_action(self, msg: ActionCommand) -> None:
+        if not self.active or self.finished:
+            return
+        cmd = cv.action_command_to_numpy(msg)
+        if self.cfg.realtime:
+            self._inbox.put(cmd)
+            self._started = True
+        elif self._gate.accept(cmd.stamp_ns):
+            t0 = time.monotonic()
+            self.stats.answered(t0 - self._gate.published_at)
+            if self._pacer.should_hold(self.stats.env_steps):
+                self._held = (cmd, t0)  # stepped when the learner has caught up (_on_learner_stats)
+                self._pacer.held += 1
+                return
+            self._lockstep_step(cmd)
+            self.stats.timing(time.monotonic() - t0)
+        else:
+            self.get_logger().debug(f"ignored a command for stamp {cmd.stamp_ns} (not the current state)")
+
+    def _on_learner_stats(self, msg: LearnerStats) -> None:
+        """Pacing: the learner's backlog; step a held command once it has caught up."""
+        if not self.active:  # configured but not yet activated (or stopped): no episode to pace
+            return
+        d = cv.learner_stats_to_numpy(msg)
+        backlog, warm = int(d.scalars.get("backlog", 0)), bool(d.scalars.get("warmed_up", 1.0))
+        self._pacer.report(backlog, warm, self.stats.env_steps)
+        if self._held is not None and self.active and not self._pacer.should_hold(self.stats.env_steps):
+            cmd, t_held = self._held
+            self._held = None
+            t0 = time.monotonic()
+            self._pacer.held_s += t0 - t_held
+            self._lockstep_step(cmd)
+            self.stats.timing(time.monotonic() - t0)
+
+    def _lockstep_step(self, cmd: cv.Command) -> None:
+        action = None if cmd.hold else self._checked(cmd)
+        ns = self._tick_clock()
+        if action is None:  # a hold: the arm keeps still for one period, the env is not stepped
+            self.stats.holds += int(cmd.hold)
+            self._publish_obs(ns)
+            self._publish_feedback(ns, (0.0, False, False, False), (cmd.episode, cmd.step))
+            self._gate.published(ns, new_state=False)
+            return
+        result = self._step_env(action)
+        self._publish_obs(ns)
+        self._publish_feedback(ns, result, (cmd.episode, cmd.step))
+        if result[1] or result[2]:
+            if self._end_episode(result[3]):
+                return
+            ns = self._tick_clock()  # the reset takes one period: the next state is strictly later
+            self._reset_env()
+            self._publish_obs(ns)
+        self._gate.published(ns, new_state=True)
+
+    def _on_watch(self) -> None:
+        """Lockstep, wall timer: first observation once the policy is there; timeouts."""
+        if self.finished:
+            return
+        if not self._first_sent:
+            if not self._policy_connected():
+                self.get_logger().info(
+                    "waiting for a policy: subscribers on joint_states, ee_pose, object_poses and a "
+                    "publisher on action",
+                    throttle_duration_sec=5.0,
+                )
+                return
+            self._first_sent = True
+            ns = self._tick_clock()
+            self._publish_obs(ns)
+            self._gate.published(ns, new_state=True)
+            self.get_logger().info("policy connected: first observation published")
+        elif self._gate.overdue(self.cfg.action_timeout_s):
+            self.stats.timeouts += 1
+            self.get_logger().warning(
+                f"no command for the current observation within {self.cfg.action_timeout_s:g} s: "
+                "re-publishing it with a new stamp"
+            )
+            ns = self._tick_clock()
+            self._publish_obs(ns)
+            self._gate.published(ns, new_state=False)
+
+    def _policy_connected(self) -> bool:
+        subscribed = all(self._pubs[t].get_subscription_count() > 0 for t in OBS_TOPICS)
+        return subscribed and self._action_sub.get_publisher_count() > 0
+
+    # --- realtime -------------------------------------------------------------------------
+    def _on_tick(self) -> None:
+        """Realtime, every control period of wall time: one period of sim time, one env step."""
+        if self.finished:
+            return
+        t0 = time.monotonic()
+        ns = self._tick_clock()
+        if self._done:  # the previous tick ended an episode: this period resets
+            self._reset_env()
+            self._publish_obs(ns)
+            return
+        cmd = self._inbox.take()
+        if not self._started:  # no policy yet: the arm sits still, observations keep flowing
+            self._publish_obs(ns)
+            return
+        if cmd is None:
+            self.stats.own_holds += 1
+            action = None
+        else:
+            self._last_indices = (cmd.episode, cmd.step)
+            self.stats.holds += int(cmd.hold)
+            action = None if cmd.hold else self._checked(cmd)
+        if action is None:
+            action = hold_action(self._prev_action, self.env.action_space.shape[0])
+        result = self._step_env(action)
+        self._publish_obs(ns)
+        self._publish_feedback(ns, result, self._last_indices)
+        self.stats.timing(time.monotonic() - t0)
+        if result[1] or result[2]:
+            self._end_episode(result[3])
+
+
+def _close_env(node: SimBridge) -> None:
+    if node.cfg is not None:
+        node.trigger_shutdown()  # closes the env (and its GL context, with a camera)
+
+
+def main(args: list[str] | None = None) -> None:
+    """Run the bridge until Ctrl-C / SIGTERM (exit 0) or until ``num_episodes`` are done (exit 0);
+    exit 1 when autostart fails (the configure error is logged)."""
+    run_lifecycle_node(SimBridge, args, finalize=_close_env)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,184 @@
+"""The sim bridge's parameters: declared in one table, converted once into a validated dataclass.
+
+Values come from ``expo_bringup/config/sim_bridge.yaml`` (and ``-p`` overrides); the defaults
+below match that file, plus ``autostart`` (True: the pip-mode runner has no lifecycle manager;
+set it False where one drives the node). Parameters are declared with dynamic typing so that
+``control_rate_hz: 20`` (an integer in YAML) is accepted; :meth:`BridgeConfig.from_values`
+checks every type and range and raises ValueError naming the parameter, which the node turns
+into a failed configure transition.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from expo_core.tasks import CONTROL_FREQ_HZ, SUPPORTED_CAMERAS, SUPPORTED_TASKS
+
+ARM_JOINTS = [f"panda_joint{i}" for i in range(1, 8)]
+# Must match policy.yaml's observation.finger_joint_names; the bridge publishes robosuite's
+# finger qpos as is (finger 2 negative when open), which policy.yaml's finger_signs [1, 1] reads.
+FINGER_JOINTS = ["panda_finger_joint1", "panda_finger_joint2"]
+
+
+@dataclass(frozen=True)
+class ParamSpec:
+    name: str
+    default: Any
+    description: str
+
+
+PARAMETERS: tuple[ParamSpec, ...] = (
+    ParamSpec("task", "lift", f"robomimic task, one of {list(SUPPORTED_TASKS)}"),
+    ParamSpec("realtime", False, "false: lockstep (one step per action, sim time); true: 20 Hz wall timer"),
+    ParamSpec(
+        "control_rate_hz", float(CONTROL_FREQ_HZ), "control frequency [Hz]; sim time per step = 1/rate"
+    ),
+    ParamSpec("horizon", 400, "steps per episode before truncation"),
+    ParamSpec("seed", 0, "reset seed of the first episode; +1 per episode"),
+    ParamSpec("num_episodes", 0, "exit after this many episodes; 0 = run until shut down"),
+    ParamSpec("action_timeout_s", 5.0, "lockstep: wall time without an answer before warn + re-publish [s]"),
+    ParamSpec("diagnostics_period_s", 1.0, "diagnostics publish period, wall clock [s]"),
+    ParamSpec(
+        "learner_pacing_backlog",
+        0,
+        "lockstep: hold the next step while the learner owes more updates than this (learner_stats "
+        "backlog + steps since); 0 = off",
+    ),
+    ParamSpec("frame_id", "world", "header frame of ee_pose and object_poses"),
+    ParamSpec("arm_joint_names", ARM_JOINTS, "published arm joint names, robosuite order (7)"),
+    ParamSpec("finger_joint_names", FINGER_JOINTS, "published finger joint names (2)"),
+    ParamSpec(
+        "finger_signs",
+        [1.0, 1.0],
+        "sign applied to each published finger position/velocity: [1.0, 1.0] = robosuite's qpos as is "
+        "(finger 2 negative when open); [1.0, -1.0] = both positive, as franka_ros2 reports them",
+    ),
+    ParamSpec("camera.enabled", False, "publish image_raw from one robosuite camera"),
+    ParamSpec("camera.name", "agentview", f"robosuite camera, one of {list(SUPPORTED_CAMERAS)}"),
+    ParamSpec("camera.width", 84, "image width [px] (square images only: width == height)"),
+    ParamSpec("camera.height", 84, "image height [px]"),
+    ParamSpec("autostart", True, "configure + activate at startup (pip mode has no lifecycle manager)"),
+)
+
+
+def _bool(name: str, v: Any) -> bool:
+    if not isinstance(v, bool):
+        raise ValueError(f"parameter '{name}' must be true or false, got {v!r}")
+    return v
+
+
+def _int(name: str, v: Any, low: int, high: int | None = None) -> int:
+    if isinstance(v, bool) or not isinstance(v, int) or v < low or (high is not None and v > high):
+        rng = f">= {low}" if high is None else f"in [{low}, {high}]"
+        raise ValueError(f"parameter '{name}' must be an integer {rng}, got {v!r}")
+    return int(v)
+
+
+def _float(name: str, v: Any, low: float, high: float) -> float:
+    if isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v) or not low < v <= high:
+        raise ValueError(f"parameter '{name}' must be a number in ({low:g}, {high:g}], got {v!r}")
+    return float(v)
+
+
+def _names(name: str, v: Any, count: int) -> tuple[str, ...]:
+    if (
+        not isinstance(v, Sequence)
+        or isinstance(v, str)
+        or len(v) != count
+        or not all(isinstance(s, str) and s for s in v)
+        or len(set(v)) != count
+    ):
+        raise ValueError(f"parameter '{name}' must list {count} distinct non-empty names, got {v!r}")
+    return tuple(v)
+
+
+@dataclass(frozen=True)
+class BridgeConfig:
+    """Validated bridge settings; see :data:`PARAMETERS` for the meaning of each field."""
+
+    task: str = "lift"
+    realtime: bool = False
+    control_rate_hz: float = float(CONTROL_FREQ_HZ)
+    horizon: int = 400
+    seed: int = 0
+    num_episodes: int = 0
+    action_timeout_s: float = 5.0
+    diagnostics_period_s: float = 1.0
+    learner_pacing_backlog: int = 0
+    frame_id: str = "world"
+    arm_joint_names: tuple[str, ...] = tuple(ARM_JOINTS)
+    finger_joint_names: tuple[str, ...] = tuple(FINGER_JOINTS)
+    finger_signs: tuple[float, float] = (1.0, 1.0)
+    camera: str | None = None  # the camera name when enabled
+    camera_size: int = 84
+    autostart: bool = True
+
+    @property
+    def period_ns(self) -> int:
+        """Sim time per control step [ns] (50 ms at 20 Hz)."""
+        return round(1e9 / self.control_rate_hz)
+
+    @property
+    def joint_names(self) -> tuple[str, ...]:
+        return self.arm_joint_names + self.finger_joint_names
+
+    @classmethod
+    def from_values(cls, v: Mapping[str, Any]) -> BridgeConfig:
+        """Parameter name -> value (as declared in :data:`PARAMETERS`) -> config; ValueError
+        naming the parameter and the allowed range on any bad value."""
+        task = v["task"]
+        if task not in SUPPORTED_TASKS:
+            raise ValueError(f"parameter 'task' must be one of {list(SUPPORTED_TASKS)}, got {task!r}")
+        rate = _float("control_rate_hz", v["control_rate_hz"], 0.0, 1000.0)
+        if rate != CONTROL_FREQ_HZ:
+            # Sim time must follow the physics: robosuite integrates 1/control_freq per step.
+            raise ValueError(
+                f"parameter 'control_rate_hz' must equal the robosuite control frequency "
+                f"{CONTROL_FREQ_HZ} Hz of the robomimic tasks, got {rate:g}"
+            )
+        camera = None
+        if _bool("camera.enabled", v["camera.enabled"]):
+            camera = v["camera.name"]
+            if camera not in SUPPORTED_CAMERAS:
+                raise ValueError(
+                    f"parameter 'camera.name' must be one of {list(SUPPORTED_CAMERAS)}, got {camera!r}"
+                )
+        width = _int("camera.width", v["camera.width"], 8, 1024)
+        height = _int("camera.height", v["camera.height"], 8, 1024)
+        if width != height:
+            raise ValueError(
+                f"parameters 'camera.width' and 'camera.height' must be equal, got {width}x{height}"
+            )
+        frame = v["frame_id"]
+        if not isinstance(frame, str) or not frame:
+            raise ValueError(f"parameter 'frame_id' must be a non-empty frame name, got {frame!r}")
+        arm = _names("arm_joint_names", v["arm_joint_names"], 7)
+        fingers = _names("finger_joint_names", v["finger_joint_names"], 2)
+        if set(arm) & set(fingers):
+            raise ValueError(f"parameter 'finger_joint_names' {list(fingers)} overlaps 'arm_joint_names'")
+        signs = v["finger_signs"]
+        if isinstance(signs, str) or not isinstance(signs, Sequence) or len(signs) != 2:
+            raise ValueError(f"parameter 'finger_signs' must list 2 values of 1.0 or -1.0, got {signs!r}")
+        if not all(not isinstance(x, bool) and x in (1.0, -1.0) for x in signs):
+            raise ValueError(f"parameter 'finger_signs' must list 2 values of 1.0 or -1.0, got {signs!r}")
+        return cls(
+            task=task,
+            realtime=_bool("realtime", v["realtime"]),
+            control_rate_hz=rate,
+            horizon=_int("horizon", v["horizon"], 1),
+            seed=_int("seed", v["seed"], 0, 2**31 - 1),
+            num_episodes=_int("num_episodes", v["num_episodes"], 0),
+            action_timeout_s=_float("action_timeout_s", v["action_timeout_s"], 0.0, 3600.0),
+            diagnostics_period_s=_float("diagnostics_period_s", v["diagnostics_period_s"], 0.01, 3600.0),
+            learner_pacing_backlog=_int("learner_pacing_backlog", v["learner_pacing_backlog"], 0),
+            frame_id=frame,
+            arm_joint_names=arm,
+            finger_joint_names=fingers,
+            finger_signs=(float(signs[0]), float(signs[1])),
+            camera=camera,
+            camera_size=width,
+            autostart=_bool("autostart", v["autostart"]),
+        )

@@ -1,0 +1,81 @@
+"""``expo-sim session``: the arguments of a sim session over ROS (what ``make sim`` runs)."""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+from pathlib import Path
+
+
+def add_session(sub: argparse._SubParsersAction) -> None:
+    from expo_core.presets import PRESETS
+    from expo_core.tasks import SUPPORTED_TASKS
+
+    from expo_sim.envs.scripted import QUALITIES
+
+    p = sub.add_parser(
+        "session",
+        help="bring up sim bridge + policy node over ROS and run evaluation episodes",
+        description=(
+            "Demonstrations and a pretrained base if none is given (both cached under --data-dir), "
+            "then the sim graph through the pip-mode runner, a live progress line and a summary."
+        ),
+    )
+    p.add_argument("--task", default="lift", choices=SUPPORTED_TASKS, help="task (default lift)")
+    p.add_argument("--episodes", type=int, default=10, help="evaluation episodes (default 10)")
+    p.add_argument("--checkpoint", type=Path, default=None, help="policy checkpoint (default: pretrain one)")
+    p.add_argument("--dataset", type=Path, default=None, help="demonstrations to pretrain on")
+    p.add_argument("--data-dir", type=Path, default=Path("data"), help="demos + bases cache (default data)")
+    p.add_argument("--demos", type=int, default=50, help="demos to generate when none exist (default 50)")
+    p.add_argument("--quality", choices=QUALITIES, default="mixed", help="quality of generated demos")
+    p.add_argument("--preset", choices=PRESETS, default="cpu", help="network/learner preset (default cpu)")
+    p.add_argument("--pretrain-steps", type=int, default=None, help="imitation steps (default: preset's)")
+    p.add_argument("--seed", type=int, default=0, help="demo, pretraining and env seed (default 0)")
+    p.add_argument("--horizon", type=int, default=400, help="episode step limit (default 400)")
+    p.add_argument("--realtime", action="store_true", help="20 Hz wall-clock control instead of lockstep")
+    p.add_argument("--backend", default="torch", help="policy inference backend (default torch)")
+    p.add_argument("--domain-id", type=int, default=None, help="ROS_DOMAIN_ID (default: the environment's)")
+    p.add_argument("--out", type=Path, default=Path("runs/sim"), help="parent of the run directory")
+    p.add_argument("--timeout", type=float, default=0.0, help="wall-clock limit in s (default none)")
+    p.add_argument("--learn", action="store_true", help="add the learner: online EXPO fine-tuning over ROS")
+    p.add_argument("--learner-dir", type=Path, default=None, help="learner data (default RUN/learner)")
+    p.set_defaults(func=run_session_command)
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+def run_session_command(args: argparse.Namespace) -> int:
+    from expo_sim.session.run import SessionConfig, format_summary, run_session
+
+    try:
+        cfg = SessionConfig(
+            task=args.task,
+            episodes=args.episodes,
+            checkpoint=args.checkpoint,
+            dataset=args.dataset,
+            data_dir=args.data_dir,
+            demos=args.demos,
+            quality=args.quality,
+            preset=args.preset,
+            pretrain_steps=args.pretrain_steps,
+            seed=args.seed,
+            horizon=args.horizon,
+            realtime=args.realtime,
+            backend=args.backend,
+            domain_id=args.domain_id,
+            out=args.out,
+            timeout_s=args.timeout,
+            learn=args.learn,
+            learner_dir=args.learner_dir,
+        )
+        # SIGTERM (a supervisor, `kill`) ends the session like Ctrl-C: every node is stopped.
+        signal.signal(signal.SIGTERM, _interrupt)
+        summary = run_session(cfg)
+    except (ValueError, FileNotFoundError) as e:
+        print(f"expo-sim session: error: {e}", file=sys.stderr)
+        return 2
+    print(format_summary(summary))
+    return int(summary["exit_code"])

@@ -1,0 +1,315 @@
+"""A sim session over ROS: what ``make sim`` runs (``expo-sim session``).
+
+1. A policy: ``--checkpoint`` if given; otherwise a lift demo set (generated on first use under
+   ``data/``) and a base pretrained on it by imitation (cached under ``data/pretrain``: the second
+   run starts in seconds).
+2. The sim graph (:func:`expo_bringup.graph.sim_graph`: sim bridge + policy node) started by the
+   pip-mode runner, node output prefixed into ``<run dir>/nodes.log``.
+3. The session process is the bridge's lifecycle manager and watches the run through a
+   :class:`~expo_sim.session.monitor.SessionMonitor`: a live progress line (episodes, success,
+   control rate, latency p99, weights version) until the bridge has run its episodes.
+4. A summary (printed, and ``summary.json`` in the run directory) with the exit codes.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import sys
+import threading
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, TextIO
+
+log = logging.getLogger(__name__)
+
+STARTUP_TIMEOUT_S = 120.0
+
+
+@dataclass(frozen=True)
+class SessionConfig:
+    """One ``expo-sim session``. ``checkpoint`` None: demos + cached pretraining as in the
+    module doc (``dataset`` None: ``data_dir/<task>_<quality>.hdf5``, generated if missing)."""
+
+    task: str = "lift"
+    episodes: int = 10
+    checkpoint: Path | None = None
+    dataset: Path | None = None
+    data_dir: Path = Path("data")
+    demos: int = 50
+    quality: str = "mixed"
+    preset: str = "cpu"
+    pretrain_steps: int | None = None  # None: the preset's default
+    seed: int = 0
+    horizon: int = 400
+    realtime: bool = False
+    backend: str = "torch"
+    domain_id: int | None = None
+    out: Path = Path("runs/sim")
+    timeout_s: float = 0.0  # wall-clock limit of the episodes; 0 = none
+    learn: bool = False  # add the learner node: online EXPO fine-tuning during the episodes
+    learner_dir: Path | None = None  # None: <run dir>/learner; an existing one resumes
+    progress_every_s: float = 0.5
+    graph_overrides: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        from expo_core.presets import check_preset
+
+        from expo_sim.envs.scripted import QUALITIES, SCRIPTED_TASKS
+
+        if self.checkpoint is None and self.task not in SCRIPTED_TASKS:
+            raise ValueError(
+                f"task '{self.task}' has no scripted demonstrator ({list(SCRIPTED_TASKS)}); pass --checkpoint"
+            )
+        if self.quality not in QUALITIES:
+            raise ValueError(f"quality '{self.quality}' unknown; allowed: {list(QUALITIES)}")
+        check_preset(self.preset)
+        for name in ("episodes", "demos", "horizon"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"SessionConfig.{name} must be >= 1, got {getattr(self, name)}")
+        if self.domain_id is not None and not 0 <= self.domain_id <= 232:
+            raise ValueError(f"SessionConfig.domain_id must be in 0..232, got {self.domain_id}")
+        if self.timeout_s < 0:
+            raise ValueError(f"SessionConfig.timeout_s must be >= 0, got {self.timeout_s}")
+
+
+def prepare_policy(cfg: SessionConfig, progress: bool = True) -> tuple[Path, Path | None]:
+    """(the checkpoint the policy node loads, the demonstrations or None): ``cfg.checkpoint``
+    (with ``cfg.dataset`` if given), or a cached base pretrained on the (cached) demos."""
+    if cfg.checkpoint is not None:
+        path = Path(cfg.checkpoint)
+        if not (path.exists() or path.with_suffix(".safetensors").exists()):
+            raise FileNotFoundError(f"checkpoint not found: {path}")
+        if cfg.dataset is not None and not Path(cfg.dataset).is_file():
+            raise FileNotFoundError(f"dataset not found: {cfg.dataset}")
+        return path.resolve(), Path(cfg.dataset).resolve() if cfg.dataset is not None else None
+    from expo_core.presets import preset_config
+    from expo_core.spec import FRANKA_ACTION_SPEC, task_obs_spec
+
+    from expo_sim.envs.demo_set import write_demo_set
+    from expo_sim.train.presets import harness_defaults
+    from expo_sim.train.pretrain import preset_base
+
+    dataset = cfg.dataset
+    if dataset is None:
+        dataset = cfg.data_dir / f"{cfg.task}_{cfg.quality}.hdf5"
+        if not dataset.exists():
+            log.info("no demonstrations at %s: generating %d %s demos", dataset, cfg.demos, cfg.quality)
+            summary = write_demo_set(cfg.task, cfg.demos, cfg.quality, cfg.seed, dataset, progress=progress)
+            log.info("%s", summary.line())
+    elif not Path(dataset).is_file():
+        raise FileNotFoundError(f"dataset not found: {dataset}")
+    steps = cfg.pretrain_steps
+    if steps is None:
+        steps = harness_defaults(cfg.preset).pretrain_steps
+    ecfg = preset_config(cfg.preset, task_obs_spec(cfg.task).dim, FRANKA_ACTION_SPEC.dim)
+    pre_dir = cfg.data_dir / "pretrain"
+    base = preset_base(dataset, cfg.task, ecfg, cfg.preset, steps, cfg.seed, pre_dir, progress)
+    return base.resolve(), Path(dataset).resolve()
+
+
+class _LineFile:
+    """Thread-safe sink for the runner: node output lines into a log file."""
+
+    def __init__(self, path: Path) -> None:
+        self._f = open(path, "a", buffering=1)  # noqa: SIM115  # closed by close()
+        self._lock = threading.Lock()
+
+    def __call__(self, line: str) -> None:
+        with self._lock:
+            self._f.write(line + "\n")
+
+    def close(self) -> None:
+        with self._lock:
+            self._f.close()
+
+
+class _Progress:
+    """One rewritten line on a terminal; a plain line every ``plain_every_s`` otherwise (CI logs)."""
+
+    def __init__(self, stream: TextIO, plain_every_s: float = 10.0) -> None:
+        self.stream, self.tty = stream, stream.isatty()
+        self.plain_every_s, self._last = plain_every_s, -math.inf
+
+    def show(self, line: str, final: bool = False) -> None:
+        if self.tty:
+            self.stream.write("\r\033[K" + line + ("\n" if final else ""))
+        elif final or time.monotonic() - self._last >= self.plain_every_s:
+            self._last = time.monotonic()
+            self.stream.write(line + "\n")
+        self.stream.flush()
+
+
+def _run_dir(out: Path) -> Path:
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    path = out / stamp
+    n = 1
+    while path.exists():
+        path, n = out / f"{stamp}-{n}", n + 1
+    path.mkdir(parents=True)
+    return path
+
+
+def run_session(cfg: SessionConfig, stream: TextIO = sys.stdout, progress: bool = True) -> dict[str, Any]:
+    """Run one session (module doc); returns the summary dict (also in ``summary.json``).
+
+    ``summary["exit_code"]`` is 0 when every episode ran and every node exited cleanly."""
+    import rclpy
+    from expo_bringup.graph import sim_graph
+    from expo_bringup.runner import Runner
+
+    from expo_sim.session.monitor import SessionMonitor
+    from expo_sim.session.stats import SessionStats
+
+    t_start = time.monotonic()
+    checkpoint, dataset = prepare_policy(cfg, progress)
+    run_dir = _run_dir(cfg.out)
+    learner_dir = cfg.learner_dir if cfg.learner_dir is not None else run_dir / "learner"
+    overrides = dict(cfg.graph_overrides)
+    overrides["sim_bridge"] = {
+        **overrides.get("sim_bridge", {}),
+        "num_episodes": cfg.episodes,
+        "horizon": cfg.horizon,
+        "seed": cfg.seed,
+        "autostart": False,  # this process is its lifecycle manager (SessionMonitor.start_bridge)
+    }
+    graph = sim_graph(
+        task=cfg.task,
+        checkpoint=str(checkpoint),
+        backend=cfg.backend,
+        realtime=cfg.realtime,
+        learner=cfg.learn,
+        learner_dir=str(learner_dir) if cfg.learn else "",
+        offline_dataset=str(dataset) if cfg.learn and dataset is not None else "",
+    ).with_overrides(**overrides)
+    domain = cfg.domain_id if cfg.domain_id is not None else int(os.environ.get("ROS_DOMAIN_ID", "0"))
+    sink = _LineFile(run_dir / "nodes.log")
+    runner = Runner(graph, domain_id=domain, sink=sink)
+    stats = SessionStats(target_episodes=cfg.episodes)
+    bar = _Progress(stream)
+    ctx = rclpy.Context()
+    rclpy.init(context=ctx, domain_id=domain)
+    monitor = SessionMonitor(ctx, "", stats)
+    code: int | None = None
+    error = ""
+    mode = "realtime" if cfg.realtime else "lockstep"
+    stream.write(
+        f"expo-sim session: {cfg.task}, {cfg.episodes} episodes, {mode}, "
+        f"policy {checkpoint}, ROS domain {domain}; node logs: {run_dir / 'nodes.log'}\n"
+    )
+    t_active = time.monotonic()
+    try:
+        runner.start()
+        alive = lambda: runner.wait(timeout=0) is None  # noqa: E731
+        monitor.start_bridge(STARTUP_TIMEOUT_S, alive)
+        t_active = time.monotonic()
+        deadline = t_active + cfg.timeout_s if cfg.timeout_s else math.inf
+
+        def finished() -> bool:
+            return stats.done or not alive() or time.monotonic() > deadline
+
+        tick = (lambda: bar.show(stats.progress_line())) if progress else (lambda: None)
+        monitor.spin_until(finished, cfg.progress_every_s, tick)
+        if stats.done:  # the bridge exits after its last episode: collect its final status
+            end = time.monotonic() + 30.0
+            monitor.spin_until(lambda: not alive() or time.monotonic() > end, 1.0, lambda: None)
+        elif time.monotonic() > deadline:
+            error = f"timed out after {cfg.timeout_s:g} s with {stats.episodes}/{cfg.episodes} episodes"
+    except (TimeoutError, RuntimeError) as e:
+        error = str(e)
+    except KeyboardInterrupt:
+        error = "interrupted"
+    finally:
+        code = runner.stop()
+        # Messages already on the wire (the last OTF decision, late diagnostics) still arrive
+        # after their publisher exited: collect them, bounded.
+        drain_until = time.monotonic() + 3.0
+        while time.monotonic() < drain_until and stats.inference.stats().count < stats.env_steps:
+            monitor.executor.spin_once(timeout_sec=0.05)
+        for _ in range(5):
+            monitor.executor.spin_once(timeout_sec=0.01)
+        monitor.close()
+        rclpy.try_shutdown(context=ctx)
+        sink.close()
+    if progress:
+        bar.show(stats.progress_line(), final=True)
+    if not error and stats.episodes < cfg.episodes:
+        error = f"only {stats.episodes}/{cfg.episodes} episodes ran"
+    summary = {
+        **stats.summary(),
+        "exit_code": code if code else int(bool(error)),
+        "error": error,
+        "node_exit_codes": runner.exit_codes,
+        "first_exit": runner.first_exit,
+        "wall_s_total": time.monotonic() - t_start,
+        "wall_s_episodes": time.monotonic() - t_active,
+        "checkpoint": str(checkpoint),
+        "run_dir": str(run_dir),
+        "config": {k: str(v) if isinstance(v, Path) else v for k, v in asdict(cfg).items()},
+    }
+    if cfg.learn:
+        summary["learner_dir"] = str(learner_dir)
+    if stats.episode_log:
+        summary["learning_curve"] = str(plot_episode_curve(stats.episode_log, run_dir / "learning_curve.png"))
+    (run_dir / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
+    return summary
+
+
+def plot_episode_curve(log: list[tuple[int, bool, str]], out: Path, window: int = 10) -> Path:
+    """Success per episode (dots) and its running mean over ``window`` episodes against env
+    steps, with the policy weights version on a second axis: the session's learning curve."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    steps = [e[0] for e in log]
+    success = [float(e[1]) for e in log]
+    mean = [sum(success[max(0, i + 1 - window) : i + 1]) / min(i + 1, window) for i in range(len(success))]
+    fig, ax = plt.subplots(figsize=(7, 4))
+    ax.plot(steps, success, "o", alpha=0.3, label="episode success")
+    ax.plot(steps, mean, "-", label=f"success, last {window} episodes")
+    ax.set_xlabel("env steps")
+    ax.set_ylabel("success")
+    ax.set_ylim(-0.05, 1.05)
+    versions = [float(e[2]) if str(e[2]).replace(".", "", 1).isdigit() else math.nan for e in log]
+    if any(v > 0 for v in versions if not math.isnan(v)):
+        ax2 = ax.twinx()
+        ax2.step(steps, versions, where="post", color="gray", alpha=0.6, label="weights version")
+        ax2.set_ylabel("policy weights version")
+    ax.legend(loc="upper left")
+    fig.tight_layout()
+    fig.savefig(out, dpi=100)
+    plt.close(fig)
+    return out
+
+
+def format_summary(s: dict[str, Any]) -> str:
+    """The end-of-session table printed by ``expo-sim session``."""
+
+    def f(key: str, unit: str = "", digits: int = 1) -> str:
+        v = s.get(key)
+        return "n/a" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.{digits}f}{unit}"
+
+    def pair(a: str, b: str, unit: str = " ms", digits: int = 2) -> str:
+        return f"{f(a, unit, digits)} / {f(b, unit, digits)}"
+
+    rows = [
+        ("episodes", f"{s['episodes']} ({s['successes']} successful, rate {f('success_rate', '', 2)})"),
+        ("env steps", f"{s['env_steps']} at {f('env_steps_per_s', ' steps/s')} (wall)"),
+        ("mean episode length", f("mean_episode_length", " steps")),
+        ("policy latency p50 / p99", pair("policy_latency_p50_ms", "policy_latency_p99_ms")),
+        ("inference p50 / p99", pair("inference_p50_ms", "inference_p99_ms")),
+        ("obs -> action p50 / p99", pair("obs_to_action_p50_ms", "obs_to_action_p99_ms")),
+        ("deadline misses / holds", pair("policy_deadline_misses", "policy_holds", "", 0)),
+        ("weights version", str(s.get("weights_version") or "n/a")),
+        ("wall time", f"{s['wall_s_total']:.0f} s ({s['wall_s_episodes']:.0f} s of episodes)"),
+        ("run directory", s["run_dir"]),
+    ]
+    width = max(len(k) for k, _ in rows)
+    lines = [f"  {k.ljust(width)}  {v}" for k, v in rows]
+    head = "session summary" + (f" -- FAILED: {s['error']}" if s["error"] else "")
+    return "\n".join([head, *lines])

@@ -1,0 +1,149 @@
+"""What a running sim session looks like from outside: episodes, success, control rate and
+latency, from the graph's own messages. Pure Python (no ROS), fed by
+:class:`expo_sim.session.monitor.SessionMonitor`; used by ``make sim`` (progress line and
+summary) and ``make bench-ros`` (latency table).
+
+Sources: ``env_feedback`` (one per env step; an episode ends at terminated or truncated), the
+policy node's diagnostics status (``...: control loop``: its own latency, observation built ->
+action published, and its weights version), the bridge's diagnostics status (``...: sim``: the
+closed loop, observation published -> action received, over ROS) and ``otf_decision`` (one
+inference time per decision).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+import numpy as np
+from expo_ros.latency import LatencyTracker
+
+INFERENCE_WINDOW = 1_000_000  # decisions kept for the inference percentiles (every one of a session)
+POLICY_STATUS = ": control loop"  # suffix of the policy node's diagnostics status name
+BRIDGE_STATUS = ": sim"  # suffix of the sim bridge's
+
+
+def _float(values: Mapping[str, str], key: str) -> float:
+    try:
+        return float(values[key])
+    except (KeyError, ValueError):
+        return math.nan
+
+
+@dataclass
+class SessionStats:
+    """Running totals of one session; ``clock`` is injectable for tests."""
+
+    target_episodes: int = 0  # 0 = open-ended
+    clock: object = time.monotonic
+    episodes: int = 0
+    successes: int = 0
+    env_steps: int = 0
+    episode_lengths: list[int] = field(default_factory=list)
+    # one OTF inference time per decision [s]; the window keeps every sample of a session
+    inference: LatencyTracker = field(default_factory=lambda: LatencyTracker(window=INFERENCE_WINDOW))
+    policy: dict[str, str] = field(default_factory=dict)  # newest policy diagnostics values
+    bridge: dict[str, str] = field(default_factory=dict)  # newest bridge diagnostics values
+    learner: dict[str, float] = field(default_factory=dict)  # newest learner_stats (when learning)
+    # (env steps so far, success, policy weights version) at the end of each episode
+    episode_log: list[tuple[int, bool, str]] = field(default_factory=list)
+    _first_step_s: float | None = None
+    _last_step_s: float | None = None
+
+    # --- intake ----------------------------------------------------------------------------
+    def feedback(self, step: int, terminated: bool, truncated: bool, success: bool) -> None:
+        """One env step's feedback (``step`` is its index within the episode)."""
+        now = self.clock()
+        if self._first_step_s is None:
+            self._first_step_s = now
+        self._last_step_s = now
+        self.env_steps += 1
+        if terminated or truncated:
+            self.episodes += 1
+            self.successes += int(success)
+            self.episode_lengths.append(step + 1)
+            self.episode_log.append((self.env_steps, bool(success), self.policy.get("weights_version", "0")))
+
+    def status(self, name: str, values: Mapping[str, str]) -> None:
+        """One diagnostics status; kept when it is the policy's or the bridge's."""
+        if name.endswith(POLICY_STATUS):
+            self.policy = dict(values)
+        elif name.endswith(BRIDGE_STATUS):
+            self.bridge = dict(values)
+
+    def learner_stats(self, updates: float, critic_steps: int, achieved_utd: float, version: int) -> None:
+        """The newest learner_stats: agent updates, critic steps, achieved UTD, weights version."""
+        self.learner = {
+            "updates": float(updates),
+            "critic_steps": float(critic_steps),
+            "achieved_utd": float(achieved_utd),
+            "weights_version": float(version),
+        }
+
+    def recent_success(self, window: int = 10) -> float:
+        """Success rate over the last ``window`` episodes (NaN before the first)."""
+        last = self.episode_log[-window:]
+        return sum(s for _, s, _ in last) / len(last) if last else math.nan
+
+    def decision(self, inference_latency_ms: float) -> None:
+        if math.isfinite(inference_latency_ms):
+            self.inference.record(max(float(inference_latency_ms), 0.0) * 1e-3)
+
+    # --- views -----------------------------------------------------------------------------
+    @property
+    def success_rate(self) -> float:
+        return self.successes / self.episodes if self.episodes else math.nan
+
+    @property
+    def steps_per_s(self) -> float:
+        """Env steps per wall second between the first and the latest feedback."""
+        if self._first_step_s is None or self.env_steps < 2:
+            return math.nan
+        return (self.env_steps - 1) / max(self._last_step_s - self._first_step_s, 1e-9)
+
+    @property
+    def done(self) -> bool:
+        return bool(self.target_episodes) and self.episodes >= self.target_episodes
+
+    def progress_line(self) -> str:
+        """``episodes 3/10 | success 2/3 (67%) | 41.3 steps/s | policy p99 9.1 ms | ...``"""
+        target = f"/{self.target_episodes}" if self.target_episodes else ""
+        rate = f" ({100.0 * self.success_rate:.0f}%)" if self.episodes else ""
+        parts = [
+            f"episodes {self.episodes}{target}",
+            f"success {self.successes}/{self.episodes}{rate}",
+            f"{self.steps_per_s:.1f} steps/s",
+            f"policy p99 {_float(self.policy, 'latency_p99_ms'):.1f} ms",
+            f"obs->action p99 {_float(self.bridge, 'obs_to_action_p99_ms'):.1f} ms",
+            f"weights v{self.policy.get('weights_version', '?')}",
+        ]
+        if self.learner and self.episodes:
+            parts[1] += f", last 10: {100.0 * self.recent_success():.0f}%"
+        if self.learner:
+            parts.append(f"UTD {self.learner['achieved_utd']:.2f} ({int(self.learner['updates'])} updates)")
+        return " | ".join(parts)
+
+    def summary(self) -> dict[str, object]:
+        """Flat JSON-ready totals (NaN where nothing was measured)."""
+        inference = self.inference.stats().as_dict()
+        return {
+            "episodes": self.episodes,
+            "successes": self.successes,
+            "success_rate": self.success_rate,
+            "env_steps": self.env_steps,
+            "env_steps_per_s": self.steps_per_s,
+            "mean_episode_length": float(np.mean(self.episode_lengths)) if self.episode_lengths else math.nan,
+            "policy_latency_p50_ms": _float(self.policy, "latency_p50_ms"),
+            "policy_latency_p99_ms": _float(self.policy, "latency_p99_ms"),
+            "policy_deadline_misses": _float(self.policy, "deadline_misses"),
+            "policy_holds": _float(self.policy, "holds"),
+            "obs_to_action_p50_ms": _float(self.bridge, "obs_to_action_p50_ms"),
+            "obs_to_action_p99_ms": _float(self.bridge, "obs_to_action_p99_ms"),
+            "obs_to_action_count": _float(self.bridge, "obs_to_action_count"),
+            "weights_version": self.policy.get("weights_version", ""),
+            **{f"inference_{k}": inference[k] for k in ("count", "p50_ms", "p99_ms", "max_ms", "mean_ms")},
+            **{f"learner_{k}": v for k, v in self.learner.items()},
+            "episode_log": [list(e) for e in self.episode_log],
+        }

@@ -1,0 +1,1 @@
+"""The offline/online training harness: pretraining, EXPO and baselines, presets, evaluation, comparison."""

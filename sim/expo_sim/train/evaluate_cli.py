@@ -1,0 +1,81 @@
+"""``expo-sim evaluate``: the success rate of a saved policy on the harness's evaluation episodes.
+
+The same episodes (reset seeds ``EVAL_SEED_BASE + i``) and the same deterministic EXPO policy
+(editor mean, fixed base noise) as ``expo-train``'s evaluations, so a checkpoint written by the
+ROS learner (``<learner dir>/checkpoints/learner_*.safetensors``) and a harness run are measured
+alike. ``--base-only`` evaluates the diffusion base alone (the ``bc`` baseline).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+
+def add_evaluate(sub: argparse._SubParsersAction) -> None:
+    from expo_core.tasks import SUPPORTED_TASKS
+
+    p = sub.add_parser(
+        "evaluate",
+        help="success rate of a checkpoint on the harness's evaluation episodes",
+        description=__doc__.split("\n")[0],
+    )
+    p.add_argument("checkpoint", type=Path, help="expo_core checkpoint (x.safetensors with x.json beside it)")
+    p.add_argument("--task", default="lift", choices=SUPPORTED_TASKS, help="task (default lift)")
+    p.add_argument("--episodes", type=int, default=30, help="evaluation episodes (default 30)")
+    p.add_argument("--horizon", type=int, default=400, help="episode step limit (default 400)")
+    p.add_argument("--base-only", action="store_true", help="the diffusion base alone (no editor, no critic)")
+    p.add_argument("--out", type=Path, default=None, help="also write the result as JSON here")
+    p.set_defaults(func=run_evaluate)
+
+
+def run_evaluate(args: argparse.Namespace) -> int:
+    import torch
+    from expo_core.checkpoint import WeightsError, load_checkpoint
+
+    from expo_sim.envs.robosuite_env import make_env
+    from expo_sim.train.evaluation import evaluate
+
+    if args.episodes < 1:
+        print("expo-sim evaluate: error: --episodes must be >= 1", file=sys.stderr)
+        return 2
+    path = args.checkpoint.with_suffix(".safetensors")
+    try:
+        agent, _ = load_checkpoint(path)
+    except (FileNotFoundError, WeightsError, KeyError, ValueError) as e:
+        print(f"expo-sim evaluate: error: cannot load {path}: {e}", file=sys.stderr)
+        return 2
+    torch.set_num_threads(1)
+    act = (
+        (lambda o: agent.base_act(o, deterministic=True))
+        if args.base_only
+        else (lambda o: agent.act(o, deterministic=True))
+    )
+    env = make_env(args.task, horizon=args.horizon)
+    t0 = time.perf_counter()
+    try:
+        res = evaluate(env, act, args.episodes)
+    finally:
+        env.close()
+    result = {
+        "checkpoint": str(path),
+        "task": args.task,
+        "policy": "base" if args.base_only else "expo",
+        "episodes": res.episodes,
+        "successes": res.successes,
+        "success_rate": res.success_rate,
+        "ci95": [res.success_ci_low, res.success_ci_high],
+        "mean_length": res.mean_length,
+        "wall_s": time.perf_counter() - t0,
+    }
+    print(
+        f"{path.name}: success {res.successes}/{res.episodes} = {res.success_rate:.2f} "
+        f"[{res.success_ci_low:.2f}, {res.success_ci_high:.2f}], mean length {res.mean_length:.0f} steps"
+    )
+    if args.out is not None:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(result, indent=2))
+    return 0

@@ -1,0 +1,309 @@
+"""The training harness: offline pretraining, then online learning in a simulated task, one process.
+
+    expo-train --task lift --dataset data/lift_mixed.hdf5 --algo expo --env-steps 20000 \\
+        --eval-every 2000 --eval-episodes 20 --seed 0 --out runs/lift_expo_s0 --preset cpu
+
+1. The dataset is loaded with expo_core's reader (the task's observation spec); it is the offline
+   half of every minibatch and the source of the observation normalization.
+2. ``expo``, its ablations and ``bc`` start from a pretrained diffusion base
+   (:func:`expo_sim.train.pretrain.pretrain_base`, cached); ``rlpd`` starts from scratch.
+3. Online: ``warmup_steps`` env steps are collected before the first update (policy actions, or
+   uniform random ones with ``random_warmup``), then one learner update per env step. Episodes
+   end on success (terminated) or at the horizon (truncated); both flags are stored separately.
+4. Every ``eval_every`` env steps (and at 0 and the end): ``eval_episodes`` episodes of the
+   deterministic policy from fixed initial states, a metrics.csv row, the learning-curve PNG,
+   summary.json and a checkpoint (learner + replay.npz) that ``resume`` continues from.
+``bc`` does not learn online: it is evaluated once, at env step 0.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import platform
+import time
+from collections import defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from expo_core.presets import check_preset, preset_config
+from expo_core.replay import MixedSampler, ReplayBuffer
+from expo_core.spec import FRANKA_ACTION_SPEC, task_obs_spec
+from expo_core.tasks import check_task
+
+from expo_sim.envs.robosuite_env import make_env_from_hdf5
+from expo_sim.train.evaluation import evaluate
+from expo_sim.train.learners import load_learner, wrap
+from expo_sim.train.presets import algo_config, check_algo, harness_defaults
+from expo_sim.train.pretrain import load_dataset, load_pretrained, preset_base
+from expo_sim.train.rlpd import RLPDAgent, RLPDConfig
+from expo_sim.train.run_log import COLUMNS, MetricsLog, plot_learning_curve, write_json
+from expo_sim.train.run_state import Counters, load_run_state, save_run_state
+
+log = logging.getLogger(__name__)
+
+# Settings that must not change when a run is resumed (env_steps and eval_every may).
+RESUME_FIXED = ("task", "dataset", "algo", "seed", "preset", "pretrain_steps", "warmup_steps", "horizon")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """One run. ``pretrain_steps``/``warmup_steps`` None take the preset's defaults;
+    ``pretrain_dir`` None caches the pretrained base under ``out/pretrain``."""
+
+    task: str
+    dataset: Path
+    out: Path
+    algo: str = "expo"
+    env_steps: int = 20_000
+    eval_every: int = 2_000
+    eval_episodes: int = 20
+    seed: int = 0
+    preset: str = "cpu"
+    pretrain_steps: int | None = None
+    warmup_steps: int | None = None
+    random_warmup: bool = False
+    horizon: int = 400
+    pretrain_dir: Path | None = None
+    resume: bool = False
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        check_task(self.task)
+        check_algo(self.algo)
+        check_preset(self.preset)
+        defaults = harness_defaults(self.preset)
+        if self.pretrain_steps is None:
+            object.__setattr__(self, "pretrain_steps", defaults.pretrain_steps)
+        if self.warmup_steps is None:
+            object.__setattr__(self, "warmup_steps", defaults.warmup_steps)
+        for name, low in (("env_steps", 0), ("eval_every", 1), ("eval_episodes", 1), ("horizon", 1)):
+            v = getattr(self, name)
+            if not isinstance(v, int) or v < low:
+                raise ValueError(f"{name}={v!r} is invalid; allowed: integer >= {low}")
+        for name in ("pretrain_steps", "warmup_steps", "seed"):
+            v = getattr(self, name)
+            if not isinstance(v, int) or v < 0:
+                raise ValueError(f"{name}={v!r} is invalid; allowed: integer >= 0")
+        object.__setattr__(self, "dataset", Path(self.dataset).resolve())
+        object.__setattr__(self, "out", Path(self.out))
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        return {k: str(v) if isinstance(v, Path) else v for k, v in d.items()}
+
+
+def train_episode_seed(seed: int, episode: int) -> int:
+    """Reset seed of training episode ``episode`` (a function of both, so a resumed run goes on
+    with the episodes it would have seen)."""
+    return int(np.random.SeedSequence([seed, episode]).generate_state(1)[0])
+
+
+class Trainer:
+    """Builds (or resumes) a run in ``cfg.out``; :meth:`run` trains and returns the summary."""
+
+    def __init__(self, cfg: TrainConfig, command: list[str] | None = None) -> None:
+        self.cfg, self.command = cfg, command or []
+        self._t0 = time.perf_counter()
+        out = cfg.out
+        self.ckpt = out / "checkpoint"
+        self.replay_path = out / "replay.npz"
+        exists = self.ckpt.with_suffix(".json").exists() or (out / "metrics.csv").exists()
+        if exists and not cfg.resume:
+            raise FileExistsError(
+                f"{out} already holds a run; pass --resume to continue it or choose another --out"
+            )
+        data = load_dataset(cfg.dataset, cfg.task)  # clear errors for a bad dataset before any env work
+        self.env = make_env_from_hdf5(cfg.dataset, horizon=cfg.horizon)
+        if self.env.task != cfg.task:
+            self.env.close()
+            raise ValueError(f"{cfg.dataset} was recorded in task '{self.env.task}', not '{cfg.task}'")
+        self.eval_env = make_env_from_hdf5(cfg.dataset, horizon=cfg.horizon)
+        out.mkdir(parents=True, exist_ok=True)
+        self.metrics = MetricsLog(out / "metrics.csv")
+        self.offline = ReplayBuffer.from_arrays(data.transitions())
+        self.sampler_gen = torch.Generator().manual_seed(cfg.seed + 7919)
+        self.action_rng = np.random.default_rng([cfg.seed, 2])
+        self.counters = Counters()
+        if cfg.resume and self.ckpt.with_suffix(".json").exists():
+            self._resume()
+        else:
+            (out / "metrics.csv").unlink(missing_ok=True)
+            self.learner = self._fresh_learner(data)
+            self.online = ReplayBuffer(self.offline.obs_dim, self.offline.act_dim, max(cfg.env_steps, 1))
+        write_json(out / "run.json", cfg.to_dict())
+        lc = self.learner.agent.cfg
+        sampler = MixedSampler(self.online, self.offline, lc.offline_fraction)
+        self.batches = sampler.batches(lc.batch_size, self.sampler_gen)
+        self._session_wall0 = self.counters.wall_time_s
+
+    # --- setup ------------------------------------------------------------------------
+    def _fresh_learner(self, data):
+        cfg = self.cfg
+        spec = task_obs_spec(cfg.task)
+        ecfg = algo_config(cfg.algo, preset_config(cfg.preset, spec.dim, FRANKA_ACTION_SPEC.dim))
+        if cfg.algo == "rlpd":
+            agent = RLPDAgent(RLPDConfig.from_expo(ecfg), seed=cfg.seed)
+            agent.set_obs_normalization(data.obs.mean(0), data.obs.std(0))
+            return wrap(cfg.algo, agent)
+        pre_dir = cfg.pretrain_dir if cfg.pretrain_dir is not None else cfg.out / "pretrain"
+        t = time.perf_counter()
+        path = preset_base(
+            cfg.dataset, cfg.task, ecfg, cfg.preset, cfg.pretrain_steps, cfg.seed, pre_dir, cfg.progress
+        )
+        self.counters.pretrain_time_s = time.perf_counter() - t
+        return wrap(cfg.algo, load_pretrained(path, ecfg, cfg.seed))
+
+    def _resume(self) -> None:
+        cfg = self.cfg
+        prev = json.loads((cfg.out / "run.json").read_text())
+        now = cfg.to_dict()
+        changed = {k: (prev.get(k), now[k]) for k in RESUME_FIXED if prev.get(k) != now[k]}
+        if changed:
+            raise ValueError(f"--resume with different settings than the run in {cfg.out}: {changed}")
+        self.learner, meta = load_learner(cfg.algo, self.ckpt)
+        steps = int(meta["counters"]["env_steps"])
+        self.online, self.counters = load_run_state(
+            self.replay_path, self.sampler_gen, self.action_rng, steps, max(cfg.env_steps, 1)
+        )
+        dropped = self.metrics.truncate_after(steps)
+        log.info("resuming %s at env step %d (%d later metrics rows dropped)", cfg.out, steps, dropped)
+
+    # --- loop -------------------------------------------------------------------------
+    def run(self) -> dict[str, Any]:
+        cfg, c = self.cfg, self.counters
+        from tqdm import tqdm
+
+        if not self.metrics.rows():
+            self._evaluate_and_save({}, 0, 0, 0.0)
+        if not self.learner.learns:
+            log.info("%s does not learn online: evaluated once at env step 0", cfg.algo)
+            return self._finish()
+        stats: dict[str, list[float]] = defaultdict(list)
+        ep_success, ep_total, loop_t, last_success = 0, 0, time.perf_counter(), self.metrics.rows()[-1]
+        bar = tqdm(
+            total=cfg.env_steps,
+            initial=min(c.env_steps, cfg.env_steps),
+            unit="step",
+            desc=f"{cfg.algo} {cfg.task}",
+            disable=not cfg.progress,
+            mininterval=1.0,
+        )
+        bar.set_postfix(success=f"{last_success['success_rate']:.2f}", refresh=False)
+        obs, _ = self.env.reset(seed=train_episode_seed(cfg.seed, c.episodes))
+        while c.env_steps < cfg.env_steps:
+            if c.env_steps < cfg.warmup_steps and cfg.random_warmup:
+                action = self.action_rng.uniform(-1.0, 1.0, FRANKA_ACTION_SPEC.dim).astype(np.float32)
+            else:
+                action = self.learner.act(obs)
+            nxt, reward, terminated, truncated, info = self.env.step(action)
+            self.online.add(obs, info["action"], reward, nxt, float(terminated), float(truncated))
+            c.env_steps += 1
+            if c.env_steps > cfg.warmup_steps:
+                t = time.perf_counter()
+                for k, v in self.learner.update(self.batches).items():
+                    stats[k].append(v)
+                c.update_time_s += time.perf_counter() - t
+                c.updates += 1
+            if terminated or truncated:
+                c.episodes += 1
+                ep_total += 1
+                ep_success += int(terminated)
+                obs, _ = self.env.reset(seed=train_episode_seed(cfg.seed, c.episodes))
+            else:
+                obs = nxt
+            bar.update(1)
+            if c.env_steps % cfg.eval_every == 0 or c.env_steps == cfg.env_steps:
+                loop_s = time.perf_counter() - loop_t
+                row = self._evaluate_and_save(stats, ep_success, ep_total, loop_s)
+                ups = len(next(iter(stats.values()), [])) / loop_s if loop_s > 0 else 0.0
+                bar.set_postfix(success=f"{row['success_rate']:.2f}", upd_s=f"{ups:.1f}", refresh=False)
+                stats, ep_success, ep_total, loop_t = defaultdict(list), 0, 0, time.perf_counter()
+        bar.close()
+        return self._finish()
+
+    def _wall(self) -> float:
+        return self._session_wall0 + time.perf_counter() - self._t0
+
+    def _evaluate_and_save(
+        self, stats: dict, ep_success: int, ep_total: int, loop_s: float
+    ) -> dict[str, float]:
+        cfg, c = self.cfg, self.counters
+        t = time.perf_counter()
+        res = evaluate(self.eval_env, lambda o: self.learner.act(o, deterministic=True), cfg.eval_episodes)
+        eval_s = time.perf_counter() - t
+        c.eval_time_s += eval_s
+        n_updates = len(next(iter(stats.values()), []))
+        steps_in_row = c.env_steps - int(self.metrics.rows()[-1]["env_steps"]) if self.metrics.rows() else 0
+        row: dict[str, float] = {k: float(np.mean(v)) for k, v in stats.items() if k in COLUMNS}
+        row.update(dataclasses.asdict(res))
+        row.pop("successes")
+        row["eval_episodes"] = row.pop("episodes")
+        row.update(
+            env_steps=c.env_steps,
+            episodes=c.episodes,
+            updates=c.updates,
+            train_success_rate=ep_success / ep_total if ep_total else float("nan"),
+            updates_per_s=n_updates / loop_s if loop_s > 0 else float("nan"),
+            env_steps_per_s=steps_in_row / loop_s if loop_s > 0 else float("nan"),
+            eval_time_s=eval_s,
+        )
+        c.wall_time_s = self._wall()
+        row["wall_time_s"] = c.wall_time_s
+        self.metrics.append(row)
+        save_run_state(self.replay_path, self.online, self.sampler_gen, self.action_rng, c)
+        self.learner.save(self.ckpt, {"counters": dataclasses.asdict(c), "train_config": cfg.to_dict()})
+        rows = self.metrics.rows()
+        plot_learning_curve(
+            rows, cfg.out / "learning_curve.png", f"{cfg.algo} on {cfg.task} (seed {cfg.seed})"
+        )
+        write_json(cfg.out / "summary.json", self._summary(rows, complete=False))
+        ci = (res.success_ci_low, res.success_ci_high)
+        log.info("env step %d: success %.2f [%.2f, %.2f]", c.env_steps, res.success_rate, *ci)
+        return row
+
+    def _finish(self) -> dict[str, Any]:
+        self.counters.wall_time_s = self._wall()
+        summary = self._summary(self.metrics.rows(), complete=True)
+        write_json(self.cfg.out / "summary.json", summary)
+        self.env.close()
+        self.eval_env.close()
+        return summary
+
+    def _summary(self, rows: list[dict[str, float]], complete: bool) -> dict[str, Any]:
+        cfg, c = self.cfg, self.counters
+        best = max(rows, key=lambda r: (r["success_rate"], -r["env_steps"]))
+        final = rows[-1]
+        online_s = c.wall_time_s - c.pretrain_time_s - c.eval_time_s
+        return {
+            "status": "complete" if complete else "running",
+            **{k: cfg.to_dict()[k] for k in ("task", "algo", "preset", "seed", "dataset", "out")},
+            "env_steps": c.env_steps,
+            "episodes": c.episodes,
+            "updates": c.updates,
+            "initial_success": rows[0]["success_rate"],
+            "final_success": final["success_rate"],
+            "final_ci": [final["success_ci_low"], final["success_ci_high"]],
+            "best_success": best["success_rate"],
+            "best_env_steps": int(best["env_steps"]),
+            "timing": {
+                "wall_time_s": c.wall_time_s,
+                "pretrain_time_s": c.pretrain_time_s,
+                "eval_time_s": c.eval_time_s,
+                "update_time_s": c.update_time_s,
+                "online_env_steps_per_s": c.env_steps / online_s if c.env_steps and online_s > 0 else None,
+            },
+            "config": self.learner.config_dict(),
+            "train_config": cfg.to_dict(),
+            "command": self.command,
+            "versions": {"python": platform.python_version(), "torch": torch.__version__},
+        }
+
+
+def train(cfg: TrainConfig, command: list[str] | None = None) -> dict[str, Any]:
+    """Run (or resume) one training run; returns what summary.json holds."""
+    return Trainer(cfg, command).run()
