@@ -3,7 +3,9 @@
 #  1. .venv with every Python dependency pinned by constraints.txt (CPU torch 2.13.0, never CUDA)
 #  2. our Python packages installed editable (console scripts on the venv's PATH)
 #  3. the documented fix-up of the ROS wheels' exported CMake paths
-#  4. colcon build of ros2_ws (expo_interfaces messages + the ament_python packages)
+#  4. the ROS 2 tools the wheels lack (launch, launch_pytest, the ros2 CLI) built from pinned
+#     sources into .ros_tools (scripts/setup_ros_tools.sh, docs/ros_tools.md)
+#  5. colcon build of ros2_ws (expo_interfaces messages + the ament_python packages)
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 VENV="$ROOT/.venv"
@@ -21,6 +23,7 @@ PIP_ARGS=(-q --disable-pip-version-check)
 # The CPU torch wheel is a local file on our machines; point pip at it when present.
 [ -d /opt/wheels ] && PIP_ARGS+=(--find-links /opt/wheels)
 
+# Missing folders are skipped (here and in the install loop below).
 PY_PKGS=(ros2_ws/src/expo_core ros2_ws/src/expo_ros ros2_ws/src/expo_policy ros2_ws/src/expo_franka
   ros2_ws/src/expo_learner ros2_ws/src/expo_bringup sim)
 # Hash only the files that exist: under `set -o pipefail` a missing one (sim has no setup.py)
@@ -52,6 +55,8 @@ else
 fi
 
 "$VENV/bin/python" scripts/fix_ros_cmake_paths.py "$VENV"
+
+bash scripts/setup_ros_tools.sh
 
 # colcon build of the workspace (incremental; the interface package rebuilds only on change).
 export AMENT_PREFIX_PATH="$VENV" CMAKE_PREFIX_PATH="$VENV"
