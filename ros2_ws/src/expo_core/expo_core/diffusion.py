@@ -55,6 +55,14 @@ class DiffusionBase(nn.Module):
         self.register_buffer("betas", betas.float())
         self.register_buffer("alphas", alphas.float())
         self.register_buffer("alpha_bars", torch.cumprod(alphas, 0).float())
+        # The samplers' per-step coefficients as Python floats, computed in float64 from the
+        # float32 buffers above (so they match the tensor formulas to rounding).
+        b32, a32, ab32 = (x.double() for x in (self.betas, self.alphas, self.alpha_bars))
+        self._eps_coef = (b32 / (1 - ab32).sqrt()).tolist()
+        self._sqrt_alpha = a32.sqrt().tolist()
+        self._sigma = b32.sqrt().tolist()
+        self._sqrt_abar = ab32.sqrt().tolist()
+        self._sqrt_one_minus_abar = (1 - ab32).sqrt().tolist()
 
     # --- training ------------------------------------------------------------------------
     def loss(
@@ -76,6 +84,7 @@ class DiffusionBase(nn.Module):
         n = self.num_steps + 1 if steps in (0, self.num_steps) else 1
         return (n, batch, num_samples, self.act_dim)
 
+    @torch.no_grad()
     def sample(
         self,
         obs: torch.Tensor,
@@ -89,47 +98,58 @@ class DiffusionBase(nn.Module):
         steps = 0 or T: ancestral DDPM with all T steps; 1 <= steps < T: DDIM with that many.
         chunk_rows > 0 processes at most that many (state, sample) rows at a time: the result is
         identical (rows are independent) but activations stay cache-sized, which is much faster
-        on CPUs for large batches; 0 runs everything at once (best on GPUs)."""
+        on CPUs for large batches; 0 runs everything at once (best on GPUs).
+
+        Never differentiated (runs under no_grad). The first layer's observation share is
+        computed once per state and its time share once per step index, summed once per chunk
+        for all N samples and all steps; the update coefficients are precomputed floats and the
+        update works in place; no host-to-device copies. Equal to the plain formulas (module
+        docstring) within float rounding: tests compare it with the straightforward sampler,
+        `expo_core.bench.reference.sample`. (The time share is not cached across calls: its
+        cost is ~1 % of a decision, and a cache keyed on parameter versions would go stale under
+        fused optimizers, which do not bump them.)"""
         B = obs.shape[0]
         shape = self.noise_shape(B, num_samples, steps)
         if noise is None:
             noise = torch.randn(shape, generator=generator, device=obs.device)
         elif tuple(noise.shape) != shape:
             raise ValueError(f"noise has shape {tuple(noise.shape)}, expected {shape}")
+        ddpm = shape[0] > 1
+        ts = list(range(self.num_steps - 1, -1, -1)) if ddpm else ddim_timesteps(self.num_steps, steps)
+        t_share = self.denoiser.time_proj(torch.arange(self.num_steps, dtype=obs.dtype, device=obs.device))
         per = B if chunk_rows <= 0 else max(1, chunk_rows // num_samples)
         outs = []
         for s in range(0, B, per):
-            proj = self.denoiser.obs_proj(obs[s : s + per])[:, None, :]  # (b, 1, h): shared by N and T
+            proj = self.denoiser.obs_proj(obs[s : s + per])  # (b, h): shared by N and all steps
+            shared = proj[None, :, None, :] + t_share[:, None, None, :]  # (T, b, 1, h), by step index
             nz = noise[:, s : s + per]
-            if shape[0] == 1:
-                outs.append(self._ddim(proj, nz[0], ddim_timesteps(self.num_steps, steps)))
-            else:
-                outs.append(self._ddpm(proj, nz))
+            outs.append(self._ddpm(shared, nz, ts) if ddpm else self._ddim(shared, nz[0], ts))
         return outs[0] if len(outs) == 1 else torch.cat(outs)
 
-    def _ddpm(self, proj: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
-        T = self.num_steps
-        t_proj = self.denoiser.time_proj(torch.arange(T, dtype=proj.dtype, device=proj.device))
+    def _ddpm(self, shared: torch.Tensor, noise: torch.Tensor, ts: list[int]) -> torch.Tensor:
+        """shared (T, b, 1, h) by step index; noise (T+1, b, N, d); ts = T-1, ..., 0."""
         x = noise[0]
-        for i, t in enumerate(range(T - 1, -1, -1)):
-            eps = self.denoiser.forward_proj(proj, x, t_proj[t])
-            a, ab, b = self.alphas[t], self.alpha_bars[t], self.betas[t]
-            x = (x - (b / (1 - ab).sqrt()) * eps) / a.sqrt()
+        for i, t in enumerate(ts):
+            eps = self.denoiser.forward_shared_(shared[t], x)
+            # x <- (x - beta_t / sqrt(1 - abar_t) eps) / sqrt(alpha_t) [+ sqrt(beta_t) z], clipped
+            x = torch.sub(x, eps, alpha=self._eps_coef[t]).div_(self._sqrt_alpha[t])
             if t > 0:
-                x = x + b.sqrt() * noise[i + 1]
-            x = x.clamp(-1.0, 1.0)
+                x.add_(noise[i + 1], alpha=self._sigma[t])
+            x.clamp_(-1.0, 1.0)
         return x
 
-    def _ddim(self, proj: torch.Tensor, x: torch.Tensor, ts: list[int]) -> torch.Tensor:
-        t_all = torch.tensor(ts, dtype=proj.dtype, device=proj.device)
-        t_proj = self.denoiser.time_proj(t_all)
+    def _ddim(self, shared: torch.Tensor, x: torch.Tensor, ts: list[int]) -> torch.Tensor:
+        """shared (T, b, 1, h) by step index; x (b, N, d) the initial noise; ts the k steps."""
         for j, t in enumerate(ts):
-            eps = self.denoiser.forward_proj(proj, x, t_proj[j])
-            ab = self.alpha_bars[t]
-            x0 = ((x - (1 - ab).sqrt() * eps) / ab.sqrt()).clamp(-1.0, 1.0)
+            eps = self.denoiser.forward_shared_(shared[t], x)
+            x0 = (
+                torch.sub(x, eps, alpha=self._sqrt_one_minus_abar[t])
+                .div_(self._sqrt_abar[t])
+                .clamp_(-1.0, 1.0)
+            )
             if j + 1 < len(ts):
-                ab_prev = self.alpha_bars[ts[j + 1]]
-                x = ab_prev.sqrt() * x0 + (1 - ab_prev).sqrt() * eps
+                prev = ts[j + 1]
+                x = x0.mul_(self._sqrt_abar[prev]).add_(eps, alpha=self._sqrt_one_minus_abar[prev])
             else:
                 x = x0
         return x

@@ -68,3 +68,34 @@ class Editor(nn.Module):
         log_prob = (log_normal - log_det).sum(-1) - self.act_dim * math.log(self.beta)
         edited = (action + self.beta * u).clamp(-1.0, 1.0)
         return EditSample(edited, log_prob)
+
+    @torch.no_grad()
+    def act(
+        self,
+        obs: torch.Tensor,
+        action: torch.Tensor,
+        generator: torch.Generator | None = None,
+        noise: torch.Tensor | None = None,
+        deterministic: bool = False,
+    ) -> torch.Tensor:
+        """The edited actions alone, for acting and TD targets: `forward(...).action` without
+        the log-prob (and without autograd). obs (B, o) with action (B, N, d) edits N actions
+        per state, the observation's share of the first layer computed once per state; obs with
+        action's own leading shape (..., o) works too. Consumes the generator exactly as
+        `forward` does (one normal draw of shape action.shape unless deterministic or `noise`)."""
+        first, *rest = self.net.net
+        o = obs.shape[-1]
+        shared = F.linear(obs, first.weight[:, :o], first.bias)
+        h = F.linear(action, first.weight[:, o:])
+        h.add_(shared[..., None, :] if obs.dim() == action.dim() - 1 else shared)
+        for layer in rest:
+            h = layer(h) if not isinstance(layer, nn.ReLU) else h.relu_()
+        mu, log_std = h.chunk(2, dim=-1)
+        if deterministic:
+            u = torch.tanh(mu)
+        else:
+            if noise is None:
+                noise = torch.randn(mu.shape, generator=generator, device=mu.device)
+            std = log_std.clamp(self.cfg.log_std_min, self.cfg.log_std_max).exp_()
+            u = torch.addcmul(mu, std, noise).tanh_()
+        return torch.add(action, u, alpha=self.beta).clamp_(-1.0, 1.0)

@@ -49,3 +49,31 @@ def test_deterministic_edit_is_the_mean():
     obs, a = torch.randn(3, 2), torch.zeros(3, 2)
     mu, _ = ed.dist_params(obs, a)
     assert torch.allclose(ed(obs, a, deterministic=True).action, 0.2 * torch.tanh(mu))
+
+
+def _random_editor(beta: float = 0.3) -> Editor:
+    ed = Editor(EditorConfig(hidden_dims=(16, 12), beta=beta), obs_dim=4, act_dim=3)
+    g = torch.Generator().manual_seed(3)
+    with torch.no_grad():
+        for p in ed.parameters():
+            p.copy_(torch.randn(p.shape, generator=g) * 0.5)
+    return ed
+
+
+def test_act_is_forward_without_the_log_prob():
+    """The acting path (split first layer, obs broadcast over N, no log-prob) gives forward's
+    edited actions for the same noise, the same generator draws and the editor's mean."""
+    ed = _random_editor()
+    obs, a = torch.randn(5, 4), torch.rand(5, 6, 3) * 2 - 1
+    obs_rep = obs[:, None].expand(5, 6, 4)
+    eps = torch.randn(5, 6, 3)
+    assert torch.allclose(ed.act(obs, a, noise=eps), ed(obs_rep, a, noise=eps).action, atol=1e-6)
+    g1, g2 = torch.Generator().manual_seed(4), torch.Generator().manual_seed(4)
+    assert torch.allclose(ed.act(obs, a, g1), ed(obs_rep, a, g2).action, atol=1e-6)
+    assert torch.equal(torch.randn(3, generator=g1), torch.randn(3, generator=g2))  # same draws consumed
+    det = ed.act(obs, a, deterministic=True)
+    assert torch.allclose(det, ed(obs_rep, a, deterministic=True).action, atol=1e-6)
+    same_shape = ed.act(obs_rep, a, noise=eps)  # obs with the actions' own leading shape
+    assert torch.allclose(same_shape, ed(obs_rep, a, noise=eps).action, atol=1e-6)
+    assert (ed.act(obs, a, noise=eps * 10) - a).abs().max() <= 0.3 + 1e-6
+    assert not ed.act(obs, a, noise=eps).requires_grad
