@@ -5,6 +5,7 @@ decide(obs) -> OTFResult           the same with candidates and their Q, tensors
 pretrain_step(batch) -> stats      offline imitation of the base only
 update(batch_iter) -> stats        one env step's worth of learning (UTD critic steps, then one
                                    base, one editor and one temperature step)
+evaluate_bc_loss(batch) -> float   the base's imitation loss on given data, no training step
 policy_state() / load_policy_state()   the acting bundle (EMA base, editor, critics, normalizer)
 state_dict() / load_state_dict()   everything (see checkpoint.py for files)
 """
@@ -26,7 +27,7 @@ from .diffusion import DiffusionBase
 from .losses import critic_loss, editor_loss, temperature_loss
 from .otf import OTFResult
 from .policy import ExpoPolicy
-from .td import draw_td_noise, td_targets
+from .td import TDTargets, draw_td_noise, td_targets
 
 EVAL_SEED = 12345  # base-sampling seed of the deterministic eval policy
 
@@ -126,6 +127,16 @@ class ExpoAgent(nn.Module):
         """Offline imitation of the base policy only (no RL)."""
         return {"bc_loss": self._base_step(self._normalized(batch))}
 
+    @torch.no_grad()
+    def evaluate_bc_loss(self, batch: Batch, ema: bool = False, seed: int = EVAL_SEED) -> float:
+        """The base's imitation (denoising) loss on `batch` (raw observations) without a training
+        step, on fixed-seed noise so that values at different evaluation points compare (e.g. on
+        online transitions only: how well the base imitates what the agent now does).
+        ema: the acting EMA copy instead of the online base."""
+        b = self._normalized(batch)
+        base = self.policy.base if ema else self.base
+        return base.loss(b.obs, b.action, torch.Generator(self.device).manual_seed(seed)).item()
+
     def update(self, batch_iter: Iterator[Batch]) -> dict[str, float]:
         """One env step of EXPO learning. Pulls `utd` minibatches from `batch_iter` first (so the
         fast and faithful paths consume identical random streams), then:
@@ -134,35 +145,7 @@ class ExpoAgent(nn.Module):
         cfg = self.cfg
         batches = [self._normalized(next(batch_iter)) for _ in range(cfg.utd)]
         alpha = self.alpha
-        critic = self.policy.critic
-        stats: dict[str, float] = {}
-
-        def noise() -> list:
-            return [draw_td_noise(cfg, self.base, len(b), self.generator, self.device) for b in batches]
-
-        if cfg.batched_td:
-            td = td_targets(cfg, self.base, self.policy.editor, self.critic_target, batches, noise(), alpha)
-            targets = list(td.target)
-        c_losses, c_q = [], []
-        for i, b in enumerate(batches):
-            if not cfg.batched_td:
-                n = [draw_td_noise(cfg, self.base, len(b), self.generator, self.device)]
-                td = td_targets(cfg, self.base, self.policy.editor, self.critic_target, [b], n, alpha)
-                y = td.target[0]
-            else:
-                y = targets[i]
-            loss, q = critic_loss(critic, b.obs, b.action, y)
-            self._step(self.critic_opt, loss)
-            polyak_update(self.critic_target, critic, cfg.tau)
-            c_losses.append(loss.item())
-            c_q.append(q.item())
-        stats["critic_loss"] = float(np.mean(c_losses))
-        stats["q_mean"] = float(np.mean(c_q))
-        stats["target_mean"] = y.mean().item()
-        stats["td_edited_fraction"] = td.edited_fraction
-        if td.entropy is not None:
-            stats["otf_entropy"] = td.entropy.mean().item()
-
+        stats = self._critic_steps(batches, alpha)
         last = batches[-1]
         stats["bc_loss"] = self._base_step(last)
         if cfg.use_editor:
@@ -170,6 +153,35 @@ class ExpoAgent(nn.Module):
         self.num_updates += 1
         stats["alpha"] = self.alpha.item()
         stats["rejected_steps"] = float(self.num_rejected.item())
+        return stats
+
+    def _target_sampling_base(self) -> DiffusionBase:
+        """The base whose samples form the TD-target candidates (`cfg.target_base`): the online
+        (BC-trained) weights or their EMA copy, the one that acts."""
+        return self.base if self.cfg.target_base == "online" else self.policy.base
+
+    def _td_targets(self, batches: list[Batch], alpha: torch.Tensor) -> TDTargets:
+        """Targets of `batches`, one TD-noise draw per minibatch in order, by the target critics."""
+        cfg, base = self.cfg, self._target_sampling_base()
+        noises = [draw_td_noise(cfg, base, len(b), self.generator, self.device) for b in batches]
+        return td_targets(cfg, base, self.policy.editor, self.critic_target, batches, noises, alpha)
+
+    def _critic_steps(self, batches: list[Batch], alpha: torch.Tensor) -> dict[str, float]:
+        """utd x [TD target -> critic step -> Polyak]. With `batched_td` the targets of all
+        minibatches come from one call before the first step; otherwise each just before its step."""
+        cfg = self.cfg
+        batched = self._td_targets(batches, alpha) if cfg.batched_td else None
+        losses, qs, rows = [], [], []
+        for i, b in enumerate(batches):
+            td, row = (batched, i) if batched is not None else (self._td_targets([b], alpha), 0)
+            loss, q = critic_loss(self.policy.critic, b.obs, b.action, td.target[row])
+            self._step(self.critic_opt, loss)
+            polyak_update(self.critic_target, self.policy.critic, cfg.tau)
+            losses.append(loss.item())
+            qs.append(q.item())
+            rows.append((td, row))
+        stats = {"critic_loss": float(np.mean(losses)), "q_mean": float(np.mean(qs))}
+        stats.update(_td_stats(rows))
         return stats
 
     def _editor_and_temperature_steps(self, last: Batch, alpha: torch.Tensor) -> dict[str, float]:
@@ -199,3 +211,22 @@ class ExpoAgent(nn.Module):
 
     def load_policy_state(self, state: dict[str, torch.Tensor]) -> None:
         self.policy.load_state_dict(state)
+
+
+def _td_stats(rows: list[tuple[TDTargets, int]]) -> dict[str, float]:
+    """Means over the minibatches' targets (row `row` of each TDTargets): the same numbers
+    whether the targets came from one batched call or one call per minibatch."""
+
+    def mean(get) -> float:
+        return torch.stack([get(td)[row].float().mean() for td, row in rows]).mean().item()
+
+    stats = {
+        "target_mean": mean(lambda td: td.target),
+        "target_next_q": mean(lambda td: td.next_q),  # Q* of the chosen next actions
+        "td_edited_fraction": mean(lambda td: td.edited),
+    }
+    if rows[0][0].entropy is not None:
+        stats["otf_entropy"] = mean(lambda td: td.entropy)
+    if rows[0][0].log_prob is not None:
+        stats["backup_log_prob"] = mean(lambda td: td.log_prob)
+    return stats

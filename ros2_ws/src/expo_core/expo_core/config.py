@@ -52,10 +52,22 @@ class DiffusionConfig:
     num_steps: int = 10  # T, DDPM denoising steps
     beta_min: float = 0.1  # VP schedule
     beta_max: float = 10.0
-    ema_tau: float = 0.001  # EMA copy update rate per base step
+    # EMA copy update rate per base step; the EMA copy is what acts. Its time constant is 1/tau
+    # base steps (one base step per agent update online). The cpu preset uses 0.005 (200 steps)
+    # instead of the published 0.001 (1000 steps): its online runs are a few thousand updates
+    # long, so at 0.001 the acting base would trail the online base by a large part of the run.
+    ema_tau: float = 0.001
+    # Base AdamW learning rate. The cpu preset uses 1e-3: it was taken with the small networks of
+    # expo_core's learning test (test_learning.py) and fits their 20k-step pretraining budget; it
+    # has not been compared with 3e-4 on the robomimic tasks (a point for the study of issue 14).
     lr: float = 3e-4
     weight_decay: float = 1e-4  # AdamW
-    lr_decay_steps: int = 0  # cosine decay horizon in base steps; 0 keeps lr constant
+    # Cosine decay horizon in base steps; 0 keeps lr constant. The reference decays over its
+    # fixed run length; here runs have no fixed length (the ROS learner runs until stopped and
+    # resumes from checkpoints; the harness resumes too), and a decay to 0 would also stop the
+    # base from imitating the online data, so the default and the cpu preset keep lr constant.
+    # Set it to the planned number of base steps to match the reference.
+    lr_decay_steps: int = 0
 
     def __post_init__(self) -> None:
         for n in ("hidden_dim", "num_blocks", "block_dim", "time_embed_dim", "num_steps"):
@@ -113,9 +125,63 @@ class CriticConfig:
         _positive_float("critic.lr", self.lr)
 
 
+#: Allowed values of the string-valued switches (ExpoConfig validates against these).
+SCORE_RULES: tuple[str, ...] = ("mean", "subset_min")
+ENTROPY_BACKUPS: tuple[str, ...] = ("none", "paper", "softmax_entropy")
+EVAL_SUBSETS: tuple[str, ...] = ("same", "independent")
+TARGET_SAMPLERS: tuple[str, ...] = ("fast", "faithful")
+TARGET_BASES: tuple[str, ...] = ("online", "ema")
+
+
+def _one_of(name: str, value: Any, allowed: tuple[str, ...]) -> None:
+    _require(isinstance(value, str) and value in allowed, name, value, " | ".join(map(repr, allowed)))
+
+
 @dataclass(frozen=True)
 class ExpoConfig:
-    """Everything the agent needs. obs_dim/act_dim come from the task's ObsSpec/ActionSpec."""
+    """Everything the agent needs. obs_dim/act_dim come from the task's ObsSpec/ActionSpec.
+
+    The OTF switches (td.py and otf.py state the maths of each):
+
+    act_score, target_score: how candidates are scored, by one function (`otf.score_candidates`)
+      for acting (online critics) and for TD targets (target critics). "mean": the mean over all
+      critics; "subset_min": the min over a random subset of `critic.num_min` critics (REDQ),
+      drawn per decision when acting and per minibatch for targets (with num_min = num_critics
+      it is the min over all critics, drawn from nothing). Default: acting by "mean", targets by
+      "subset_min" (as before this switch existed). Why: the targets need the pessimism of the
+      subset-min against the overestimation the editor exploits (docs/results.md); acting by the
+      mean ranks candidates by the quantity the editor maximizes, and keeps the decision a pure
+      function of (obs, noise), which the exported ONNX graph needs (a random subset would be a
+      further graph input). Set both to one rule to study the unified form (`unified_scoring`).
+    target_eval_subset: "same" scores the chosen next action a* with the subset that picked it
+      (the maximum of noisy estimates is biased up); "independent" scores it with a second
+      subset disjoint from the first (double-Q style). Needs target_score "subset_min" and
+      2 * num_min <= num_critics.
+    entropy_backup: "none" backs up Q(s', a*) of the argmax a*. "paper" (Eq. 4-5): a* is drawn
+      from p = softmax(backup_temperature * Q) over the candidates and the backup is
+      Q(s', a*) - alpha_b * log p(a*), alpha_b = `backup_alpha` or the learned temperature when
+      None. "softmax_entropy" (the earlier form, kept as a variant): the argmax plus
+      alpha * H(softmax(Q / alpha)). Saved configs with the old boolean load as "none"/
+      "softmax_entropy" (`from_dict`).
+    target_sampler, target_base: how target base samples are drawn. "fast": DDIM with
+      `td_sampling_steps` steps (0 = full DDPM); "faithful": the acting sampler
+      (`act_sampling_steps`), so targets and acting draw from the same distribution. Weights:
+      "online" (the BC-trained base, published) or "ema" (the copy that acts). The acting
+      policy and the editor's training samples always use the EMA copy with the acting sampler.
+
+    Temperature, and the cpu preset's departures from the published values: `init_temperature`
+    1.0 and `temperature_lr` 3e-4 are published; the cpu preset uses 0.1 and 1e-3. With sparse
+    0/1 rewards Q stays within [0, 1] and candidate Q differences are ~0.01-0.1, while the editor's
+    log-density is ~d * log(1 / beta) nats (13 nats for d = 7, beta 0.15): at alpha 1 the
+    entropy term swamps the Q term and the editor only spreads its edits. Adam moves log alpha
+    by about lr per step, so from alpha 1 it takes ~15k updates at 3e-4 to reach 0.01, longer
+    than a cpu run; from 0.1 at 1e-3 about 2.3k. `reachable_target_entropy` caps the target
+    below the editor's maximum entropy (see `effective_target_entropy`); without it the
+    published -|A|/2 is unreachable for beta 0.15 (maximum 7 * log 0.3 = -8.4 < -3.5) and alpha
+    grows without bound. With the cap (-11.9 there) alpha falls whenever the editor is more
+    spread than half a nat per dimension below uniform; on lift it fell 0.039 -> 0.007 over
+    4k-8k env steps (docs/results.md), so where alpha settles is set by that margin.
+    """
 
     obs_dim: int
     act_dim: int
@@ -127,18 +193,26 @@ class ExpoConfig:
     batch_size: int = 256
     utd: int = 20  # critic steps per env step
     num_samples: int = 8  # N base samples per state; OTF picks among N base + N edited
-    init_temperature: float = 1.0
+    init_temperature: float = 1.0  # alpha0 (see the class docstring for the cpu preset's 0.1)
     temperature_lr: float = 3e-4
     target_entropy: float | None = None  # None -> -act_dim / 2 (published)
     offline_fraction: float = 0.5  # share of each batch drawn from the offline dataset
-    entropy_backup: bool = False  # paper Eq. 4-5: add alpha * H(softmax(Q/alpha)) to the backup
+    # OTF scoring and backup (see the class docstring).
+    act_score: str = "mean"  # SCORE_RULES
+    target_score: str = "subset_min"  # SCORE_RULES
+    target_eval_subset: str = "same"  # EVAL_SUBSETS
+    entropy_backup: str = "none"  # ENTROPY_BACKUPS
+    backup_temperature: float = 10.0  # beta_s of "paper": p = softmax(beta_s * Q); no published value
+    backup_alpha: float | None = None  # alpha_b of "paper"; None = the learned temperature
+    target_sampler: str = "fast"  # TARGET_SAMPLERS
+    target_base: str = "online"  # TARGET_BASES
     # Fixes of the reference code's gaps (True = fixed; ExpoConfig.reference() sets them False).
     editor_on_base_samples: bool = True  # train the editor on fresh base samples, not buffer actions
     reachable_target_entropy: bool = True  # cap the target entropy below the editor's maximum
     bootstrap_truncated: bool = True  # time-limit ends bootstrap; only true terminations mask
     # Fast TD-backup path.
     batched_td: bool = True  # targets of all UTD minibatches of one env step in one batched call
-    td_sampling_steps: int = 0  # DDIM steps for target base samples; 0 = full DDPM (num_steps)
+    td_sampling_steps: int = 0  # DDIM steps of the "fast" target sampler; 0 = full DDPM (num_steps)
     act_sampling_steps: int = 0  # DDIM steps when acting; 0 = full DDPM (num_steps)
     td_chunk_rows: int = 1024  # rows per chunk of target sampling (cache-sized on CPU); 0 = no chunking
     # Paper ablations (the defaults are EXPO; td.py states the maths of each).
@@ -170,12 +244,6 @@ class ExpoConfig:
         )
         for n in ("use_editor", "max_q_backup"):
             _require(isinstance(getattr(self, n), bool), n, getattr(self, n), "True or False")
-        _require(
-            self.max_q_backup or not self.entropy_backup,
-            "entropy_backup",
-            self.entropy_backup,
-            "False when max_q_backup=False (the entropy relaxes the max over candidates)",
-        )
         for n in ("td_sampling_steps", "act_sampling_steps"):
             v = getattr(self, n)
             _require(
@@ -183,6 +251,48 @@ class ExpoConfig:
                 n,
                 v,
                 f"integer in [0, diffusion.num_steps={self.diffusion.num_steps}] (0 = full DDPM)",
+            )
+        self._check_otf_switches()
+
+    def _check_otf_switches(self) -> None:
+        _one_of("act_score", self.act_score, SCORE_RULES)
+        _one_of("target_score", self.target_score, SCORE_RULES)
+        _one_of("target_eval_subset", self.target_eval_subset, EVAL_SUBSETS)
+        _one_of("entropy_backup", self.entropy_backup, ENTROPY_BACKUPS)
+        _one_of("target_sampler", self.target_sampler, TARGET_SAMPLERS)
+        _one_of("target_base", self.target_base, TARGET_BASES)
+        _positive_float("backup_temperature", self.backup_temperature)
+        _require(
+            self.backup_alpha is None
+            or (
+                isinstance(self.backup_alpha, (int, float))
+                and not isinstance(self.backup_alpha, bool)
+                and math.isfinite(self.backup_alpha)
+                and self.backup_alpha >= 0
+            ),
+            "backup_alpha",
+            self.backup_alpha,
+            "None (the learned temperature) or a finite float >= 0",
+        )
+        _require(
+            self.max_q_backup or self.entropy_backup == "none",
+            "entropy_backup",
+            self.entropy_backup,
+            "'none' when max_q_backup=False (the entropy backups replace the max over candidates)",
+        )
+        if self.target_eval_subset == "independent":
+            _require(
+                self.target_score == "subset_min",
+                "target_eval_subset",
+                self.target_eval_subset,
+                "'same' unless target_score='subset_min' (the mean uses every critic)",
+            )
+            _require(
+                2 * self.critic.num_min <= self.critic.num_critics,
+                "target_eval_subset",
+                self.target_eval_subset,
+                f"'same' unless 2 * critic.num_min <= critic.num_critics "
+                f"({2 * self.critic.num_min} > {self.critic.num_critics})",
             )
 
     # --- derived quantities -------------------------------------------------------------
@@ -199,6 +309,15 @@ class ExpoConfig:
             target = min(target, self.act_dim * (math.log(2.0 * self.editor.beta) - 0.5))
         return target
 
+    def target_sampling_steps(self) -> int:
+        """Denoising steps of the target sampler: `td_sampling_steps` ("fast") or the acting
+        sampler's `act_sampling_steps` ("faithful"); 0 = full DDPM."""
+        return self.td_sampling_steps if self.target_sampler == "fast" else self.act_sampling_steps
+
+    def unified_scoring(self, rule: str) -> ExpoConfig:
+        """This config with one scoring rule for acting and targets."""
+        return self.replace(act_score=rule, target_score=rule)
+
     # --- serialization ------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -208,11 +327,16 @@ class ExpoConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ExpoConfig:
+        """Inverse of `to_dict`. Also reads configs saved by earlier versions (checkpoints and
+        weights bundles store this JSON): fields added since take their defaults, and the old
+        boolean `entropy_backup` maps to "none" (False) or "softmax_entropy" (True)."""
         data = dict(data)
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(data) - known)
         if unknown:
             raise ValueError(f"unknown ExpoConfig fields {unknown}; known: {sorted(known)}")
+        if isinstance(data.get("entropy_backup"), bool):
+            data["entropy_backup"] = "softmax_entropy" if data["entropy_backup"] else "none"
         subs = {"diffusion": DiffusionConfig, "editor": EditorConfig, "critic": CriticConfig}
         for name, sub in subs.items():
             if name in data and isinstance(data[name], dict):
@@ -236,12 +360,19 @@ class ExpoConfig:
 
     @classmethod
     def reference(cls, obs_dim: int, act_dim: int, **changes: Any) -> ExpoConfig:
-        """The public reference implementation's behaviour, gaps included (for ablations)."""
+        """The public reference implementation's behaviour, gaps included (for ablations):
+        besides the fixes switched off, it acts by the subset-min Q like its targets, without
+        an entropy backup, with targets sampled by full DDPM of the online base weights."""
         base = dict(
             editor_on_base_samples=False,
             reachable_target_entropy=False,
             bootstrap_truncated=False,
-            entropy_backup=False,
+            entropy_backup="none",
+            act_score="subset_min",
+            target_score="subset_min",
+            target_eval_subset="same",
+            target_sampler="fast",
+            target_base="online",
             batched_td=False,
             td_sampling_steps=0,
             act_sampling_steps=0,

@@ -1,13 +1,22 @@
-"""On-the-fly (OTF) policy: N base samples + their N edits, pick the candidate with highest Q.
+"""On-the-fly (OTF) policy: N base samples + their N edits, pick the candidate with the best score.
 
 Batched over states: every function takes (B, ...) tensors. Candidate k < N is the k-th base
 sample, candidate N + k its edit. The same construction serves acting and TD targets. With
 `ExpoConfig.use_editor=False` (an ablation) there are only the N base samples.
 
-Entropy backup (paper Eq. 4-5, as implemented here): the OTF choice is relaxed to a categorical
-distribution over the K = 2N candidates, p_k = softmax_k(Q_k / alpha). Its entropy has the
-closed form H(s) = -sum_k p_k log p_k, and the backup adds alpha * H(s') to Q(s', a*_OTF):
-  y = r + gamma * (1 - terminated) * (Q(s', a*) + alpha * H(s')).
+Scoring, one rule for acting and targets (`score_candidates`): the critics that score
+(Q_j, j in S) each evaluate every candidate, and their values are reduced over j:
+  "mean":        score_k = mean_{j in all critics} Q_j(s, c_k)
+  "subset_min":  score_k = min_{j in S} Q_j(s, c_k),  S a random subset of `critic.num_min` (REDQ)
+Acting scores with the online critics (`ExpoConfig.act_score`), targets with the target critics
+(`ExpoConfig.target_score`).
+
+Choosing among the K candidates:
+  argmax (acting; TD targets by default):  a* = c_k*, k* = argmax_k score_k
+  softmax sampling (the paper's Eq. 4-5, TD targets with entropy_backup="paper"):
+    p_k = softmax_k(beta_s * score_k), k* ~ p (Gumbel-max on explicit noise), log p_k* reported.
+The "softmax_entropy" backup variant instead keeps the argmax and adds alpha * H(softmax(score /
+alpha)), H in closed form (`softmax_entropy`). td.py states the full backups.
 """
 
 from __future__ import annotations
@@ -16,6 +25,7 @@ from dataclasses import dataclass
 
 import torch
 
+from .config import SCORE_RULES
 from .diffusion import DiffusionBase
 from .editor import Editor
 
@@ -25,7 +35,12 @@ class OTFResult:
     action: torch.Tensor  # (B, d) chosen action
     index: torch.Tensor  # (B,) long, index of the chosen candidate (>= N means edited)
     candidates: torch.Tensor  # (B, K, d), K = 2N
-    q: torch.Tensor  # (B, K) the Q estimate the choice was made on
+    q: torch.Tensor  # (B, K) the score the choice was made on
+
+    @property
+    def chosen_q(self) -> torch.Tensor:
+        """(B,) the score of the chosen candidate (e.g. to compare with Monte-Carlo returns)."""
+        return self.q.gather(1, self.index[:, None])[:, 0]
 
 
 def build_candidates(
@@ -52,16 +67,54 @@ def build_candidates(
     return torch.cat([base_actions, edited], dim=1)
 
 
+def score_candidates(q: torch.Tensor, rule: str) -> torch.Tensor:
+    """The scoring rule: per-critic Q (m, ...) of the critics that score -> (...).
+    "mean" averages them (the caller passes all critics), "subset_min" takes their min (the
+    caller passes the subset's)."""
+    if rule == "mean":
+        return q.mean(0)
+    if rule == "subset_min":
+        return q.amin(0)
+    raise ValueError(f"rule={rule!r} is invalid; allowed: {' | '.join(map(repr, SCORE_RULES))}")
+
+
+def take(candidates: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    """candidates (B, K, d), index (B,) -> the chosen actions (B, d)."""
+    return candidates.gather(1, index[:, None, None].expand(-1, 1, candidates.shape[-1]))[:, 0]
+
+
 def select(candidates: torch.Tensor, q: torch.Tensor) -> OTFResult:
     """Argmax over candidates. candidates (B, K, d), q (B, K)."""
     if q.shape != candidates.shape[:2]:
         raise ValueError(f"q has shape {tuple(q.shape)}, expected {tuple(candidates.shape[:2])}")
     index = q.argmax(dim=-1)
-    action = candidates.gather(1, index[:, None, None].expand(-1, 1, candidates.shape[-1]))[:, 0]
-    return OTFResult(action, index, candidates, q)
+    return OTFResult(take(candidates, index), index, candidates, q)
+
+
+def gumbel_noise(
+    shape: tuple[int, ...], generator: torch.Generator | None, device: torch.device | str = "cpu"
+) -> torch.Tensor:
+    """Standard Gumbel noise g = -log(-log u), u ~ U[0, 1) (u = 0 gives -inf: never chosen)."""
+    u = torch.rand(shape, generator=generator, device=device)
+    return -torch.log(-torch.log(u))
+
+
+def sample_softmax(
+    q: torch.Tensor, inv_temperature: float, gumbel: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """k* ~ softmax(inv_temperature * q) over the last dim by Gumbel-max on the given noise.
+    q (B, K), gumbel (B, K) -> (index (B,) long, log p(k*) (B,))."""
+    logp = torch.log_softmax(inv_temperature * q, dim=-1)
+    index = (logp + gumbel).argmax(dim=-1)
+    return index, logp.gather(1, index[:, None])[:, 0]
 
 
 def softmax_entropy(q: torch.Tensor, alpha: torch.Tensor | float) -> torch.Tensor:
     """Closed-form entropy of p = softmax(q / alpha) over the last dim. q (B, K) -> (B,)."""
     logp = torch.log_softmax(q / alpha, dim=-1)
     return -(logp.exp() * logp).sum(-1)
+
+
+def edited_fraction(index: torch.Tensor, num_samples: int) -> float:
+    """Share of choices that are edited candidates (index >= N). index (B,) -> float in [0, 1]."""
+    return (index >= num_samples).float().mean().item()

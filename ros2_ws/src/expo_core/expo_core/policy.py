@@ -14,7 +14,7 @@ from .config import ExpoConfig
 from .critic import CriticEnsemble
 from .diffusion import DiffusionBase
 from .editor import Editor
-from .otf import OTFResult, build_candidates, select
+from .otf import OTFResult, build_candidates, score_candidates, select
 
 
 class ObsNormalizer(nn.Module):
@@ -48,11 +48,30 @@ class ExpoPolicy(nn.Module):
         self.editor = Editor(cfg.editor, cfg.obs_dim, cfg.act_dim)
         self.critic = CriticEnsemble(cfg.critic, cfg.obs_dim, cfg.act_dim)
 
-    def q_values(self, nobs: torch.Tensor, candidates: torch.Tensor) -> torch.Tensor:
-        """Acting Q estimate: the ensemble mean (the quantity the editor maximizes).
-        nobs (B, o) normalized, candidates (B, K, d) -> (B, K)."""
+    def q_values(
+        self, nobs: torch.Tensor, candidates: torch.Tensor, members: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """Acting score of each candidate by the online critics, with the rule `cfg.act_score`
+        (`otf.score_candidates`, the same function the TD targets use): "mean" over all critics
+        (default; the quantity the editor maximizes), or "subset_min" over `members` (k,)
+        (None: all critics). nobs (B, o) normalized, candidates (B, K, d) -> (B, K)."""
+        rule = self.cfg.act_score
         obs_rep = nobs[:, None, :].expand(-1, candidates.shape[1], -1)
-        return self.critic(obs_rep, candidates).mean(0)
+        q = self.critic(obs_rep, candidates, members if rule == "subset_min" else None)
+        return score_candidates(q, rule)
+
+    def scoring_members(self, generator: torch.Generator | None) -> torch.Tensor | None:
+        """The critics that score one decision: None (all of them) unless act_score is
+        "subset_min" with critic.num_min < num_critics; then a random subset from `generator`."""
+        c = self.cfg.critic
+        if self.cfg.act_score != "subset_min" or c.num_min == c.num_critics:
+            return None
+        if generator is None:
+            raise ValueError(
+                "act_score='subset_min' with critic.num_min < critic.num_critics draws a random "
+                "critic subset per decision: pass a generator or explicit members"
+            )
+        return self.critic.random_subset(generator, self.normalizer.mean.device)
 
     @torch.no_grad()
     def decide(
@@ -62,10 +81,12 @@ class ExpoPolicy(nn.Module):
         deterministic: bool = False,
         base_noise: torch.Tensor | None = None,
         edit_noise: torch.Tensor | None = None,
+        members: torch.Tensor | None = None,
     ) -> OTFResult:
         """One OTF decision per state. obs (B, o) raw (unnormalized) -> OTFResult.
         deterministic: the editor uses its mean; pass a seeded generator (or explicit noise)
-        to make the base samples reproducible too."""
+        to make the base samples reproducible too. members: the scoring critics' indices for
+        act_score="subset_min" (drawn from `generator` after the candidates when None)."""
         nobs = self.normalizer(obs)
         cands = build_candidates(
             self.base,
@@ -79,4 +100,6 @@ class ExpoPolicy(nn.Module):
             edit_noise=edit_noise,
             edit=self.cfg.use_editor,
         )
-        return select(cands, self.q_values(nobs, cands))
+        if members is None:
+            members = self.scoring_members(generator)
+        return select(cands, self.q_values(nobs, cands, members))

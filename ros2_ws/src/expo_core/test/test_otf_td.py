@@ -1,7 +1,9 @@
+import pytest
 import torch
+from divergent import diverge
 from expo_core.agent import ExpoAgent
 from expo_core.batch import Batch
-from expo_core.otf import build_candidates, select, softmax_entropy
+from expo_core.otf import build_candidates, edited_fraction, select, softmax_entropy
 from expo_core.td import draw_td_noise, td_targets
 
 
@@ -17,18 +19,41 @@ def _batch(cfg, n=16, seed=0, terminated=None, truncated=None):
     )
 
 
-def test_otf_returns_the_argmax_of_the_q_it_reports(tiny_cfg):
-    agent = ExpoAgent(tiny_cfg, seed=0)
-    res = agent.decide(torch.randn(32, tiny_cfg.obs_dim))
+def _acting_noise(agent, B, seed=0):
+    cfg, g = agent.cfg, torch.Generator().manual_seed(seed)
+    base = torch.randn(agent.policy.base.noise_shape(B, cfg.num_samples, cfg.act_sampling_steps), generator=g)
+    return base, torch.randn(B, cfg.num_samples, cfg.act_dim, generator=g)
+
+
+def test_otf_acts_with_the_ema_base_and_scores_by_the_online_critics_mean(tiny_cfg):
+    agent = diverge(ExpoAgent(tiny_cfg, seed=0))
+    obs = torch.randn(32, tiny_cfg.obs_dim)
+    base_noise, edit_noise = _acting_noise(agent, 32)
+    res = agent.policy.decide(obs, base_noise=base_noise, edit_noise=edit_noise)
     K = 2 * tiny_cfg.num_samples
     assert res.candidates.shape == (32, K, tiny_cfg.act_dim) and res.q.shape == (32, K)
     assert torch.equal(res.index, res.q.argmax(-1))
     assert torch.equal(res.action, res.candidates[torch.arange(32), res.index])
-    # the reported Q is the ensemble-mean Q of each candidate
-    nobs = agent.policy.normalizer(torch.zeros(1, tiny_cfg.obs_dim))
-    r1 = agent.decide(torch.zeros(1, tiny_cfg.obs_dim))
-    q = agent.policy.critic(nobs[:, None].expand(1, K, -1), r1.candidates).mean(0)
-    assert torch.allclose(q, r1.q, atol=1e-6)
+    assert torch.equal(res.chosen_q, res.q.max(-1).values)
+
+    nobs = agent.policy.normalizer(obs)
+    noise = dict(base_noise=base_noise, edit_noise=edit_noise)
+    with torch.no_grad():
+
+        def candidates(base, x=nobs):
+            return build_candidates(base, agent.policy.editor, x, tiny_cfg.num_samples, **noise)
+
+        def mean_q(critic, cands):
+            return critic(nobs[:, None].expand(-1, K, -1), cands).mean(0)
+
+        cands = candidates(agent.policy.base)  # the EMA copy acts
+        assert torch.allclose(res.candidates, cands, atol=1e-6)
+        assert torch.allclose(res.q, mean_q(agent.policy.critic, cands), atol=1e-6)  # online critics
+        # the other copies give other numbers, so the two checks above can fail
+        assert not torch.allclose(candidates(agent.base), cands, atol=1e-3)
+        assert not torch.allclose(mean_q(agent.critic_target, cands), res.q, atol=1e-3)
+        # and the observation is normalized first
+        assert not torch.allclose(candidates(agent.policy.base, obs), cands, atol=1e-3)
 
 
 def test_edited_candidates_follow_their_base_sample(tiny_cfg):
@@ -40,10 +65,13 @@ def test_edited_candidates_follow_their_base_sample(tiny_cfg):
 
 
 def test_select_rejects_mismatched_q():
-    import pytest
-
     with pytest.raises(ValueError):
         select(torch.zeros(2, 4, 3), torch.zeros(2, 5))
+
+
+def test_edited_fraction_counts_candidates_past_the_base_samples():
+    assert edited_fraction(torch.tensor([0, 3, 4, 7]), 4) == 0.5
+    assert edited_fraction(torch.tensor([0, 1]), 2) == 0.0
 
 
 def test_entropy_backup_equals_numerical_entropy():
@@ -58,9 +86,11 @@ def test_entropy_backup_equals_numerical_entropy():
     )
 
 
-def _manual_target(agent, cfg, b, noise, alpha):
+def _subset_min_q(agent, cfg, b, noise, base, critic):
+    """Candidates at s' from `base` with the TD noise, scored by the min over the noise's subset
+    of `critic`: (B, K)."""
     cands = build_candidates(
-        agent.base,
+        base,
         agent.policy.editor,
         b.next_obs,
         cfg.num_samples,
@@ -69,14 +99,11 @@ def _manual_target(agent, cfg, b, noise, alpha):
         edit_noise=noise.edit,
     )
     K = cands.shape[1]
-    q_all = agent.critic_target(b.next_obs[:, None].expand(-1, K, -1), cands)  # (E, B, K)
-    q = q_all[noise.members].amin(0)
-    best = q.max(-1).values
-    return q, best
+    return critic(b.next_obs[:, None].expand(-1, K, -1), cands)[noise.members].amin(0)
 
 
 def test_td_target_uses_the_otf_action_and_masks_only_true_terminations(tiny_cfg):
-    agent = ExpoAgent(tiny_cfg, seed=3)
+    agent = diverge(ExpoAgent(tiny_cfg, seed=3))
     term = torch.tensor([1.0, 0, 0, 0] * 4)
     trunc = torch.tensor([0.0, 1, 0, 0] * 4)
     b = _batch(tiny_cfg, terminated=term, truncated=trunc)
@@ -84,10 +111,14 @@ def test_td_target_uses_the_otf_action_and_masks_only_true_terminations(tiny_cfg
     noise = draw_td_noise(tiny_cfg, agent.base, len(b), g, torch.device("cpu"))
     alpha = torch.tensor(0.3)
     with torch.no_grad():
-        _, best = _manual_target(agent, tiny_cfg, b, noise, alpha)
+        # targets: the online base's samples, scored by the target critics
+        best = _subset_min_q(agent, tiny_cfg, b, noise, agent.base, agent.critic_target).max(-1).values
         td = td_targets(tiny_cfg, agent.base, agent.policy.editor, agent.critic_target, [b], [noise], alpha)
+        wrong = _subset_min_q(agent, tiny_cfg, b, noise, agent.base, agent.policy.critic).max(-1).values
     expected = b.reward + tiny_cfg.gamma * (1 - term) * best  # truncated rows still bootstrap
     assert torch.allclose(td.target[0], expected, atol=1e-5)
+    assert torch.allclose(td.next_q[0], best, atol=1e-5)
+    assert not torch.allclose(wrong, best, atol=1e-3)  # the online critics would differ
     assert torch.allclose(td.target[0][term == 1], b.reward[term == 1])
     # reference behaviour: truncation treated as terminal
     ref_cfg = tiny_cfg.replace(bootstrap_truncated=False)
@@ -99,15 +130,16 @@ def test_td_target_uses_the_otf_action_and_masks_only_true_terminations(tiny_cfg
     assert torch.allclose(td_ref.target[0], b.reward + tiny_cfg.gamma * mask * best, atol=1e-5)
 
 
-def test_entropy_backup_adds_alpha_times_softmax_entropy(tiny_cfg):
-    cfg = tiny_cfg.replace(entropy_backup=True)
-    agent = ExpoAgent(cfg, seed=4)
+def test_softmax_entropy_backup_adds_alpha_times_softmax_entropy(make_cfg):
+    cfg = make_cfg(entropy_backup="softmax_entropy")
+    agent = diverge(ExpoAgent(cfg, seed=4))
     b = _batch(cfg)
     noise = draw_td_noise(cfg, agent.base, len(b), torch.Generator().manual_seed(1), torch.device("cpu"))
+    assert noise.gumbel is None  # this variant draws nothing beyond the max-Q backup
     alpha = torch.tensor(0.7)
     with torch.no_grad():
-        q, best = _manual_target(agent, cfg, b, noise, alpha)
+        q = _subset_min_q(agent, cfg, b, noise, agent.base, agent.critic_target)
         td = td_targets(cfg, agent.base, agent.policy.editor, agent.critic_target, [b], [noise], alpha)
-    expected = b.reward + cfg.gamma * (best + alpha * softmax_entropy(q, alpha))
+    expected = b.reward + cfg.gamma * (q.max(-1).values + alpha * softmax_entropy(q, alpha))
     assert torch.allclose(td.target[0], expected, atol=1e-5)
-    assert (td.entropy > 0).all()
+    assert (td.entropy > 0).all() and td.log_prob is None
