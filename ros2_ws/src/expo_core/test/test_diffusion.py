@@ -103,3 +103,54 @@ def test_chunked_sampling_equals_one_pass():
             whole = base.sample(obs, 3, noise=noise, steps=steps)
             chunked = base.sample(obs, 3, noise=noise, steps=steps, chunk_rows=5)  # 1 state per chunk
         assert torch.allclose(whole, chunked, atol=1e-6)
+
+
+def _reference_sample(base, obs, noise, steps):
+    """DDPM / DDIM written from the module docstring's formulas with the plain denoiser forward,
+    one step at a time (no shared projections, no chunking): the reference for `sample`."""
+    T = base.num_steps
+    abar = torch.cumprod(1 - vp_betas(T, base.cfg.beta_min, base.cfg.beta_max), 0).float()
+    alpha = (1 - vp_betas(T, base.cfg.beta_min, base.cfg.beta_max)).float()
+    B, N, d = noise.shape[1:]
+    o = obs[:, None].expand(B, N, obs.shape[-1]).reshape(B * N, -1)
+    x = noise[0].reshape(B * N, d)
+
+    def eps(x, t):
+        return base.denoiser(o, x, torch.full((B * N,), float(t)))
+
+    if steps in (0, T):
+        for i, t in enumerate(range(T - 1, -1, -1)):
+            x = (x - (1 - alpha[t]) / (1 - abar[t]).sqrt() * eps(x, t)) / alpha[t].sqrt()
+            if t > 0:
+                x = x + (1 - alpha[t]).sqrt() * noise[i + 1].reshape(B * N, d)
+            x = x.clamp(-1, 1)
+    else:
+        ts = ddim_timesteps(T, steps)
+        for j, t in enumerate(ts):
+            e = eps(x, t)
+            x0 = ((x - (1 - abar[t]).sqrt() * e) / abar[t].sqrt()).clamp(-1, 1)
+            x = x0 if j + 1 == len(ts) else abar[ts[j + 1]].sqrt() * x0 + (1 - abar[ts[j + 1]]).sqrt() * e
+    return x.reshape(B, N, d)
+
+
+def test_ddpm_and_ddim_samplers_equal_the_reference_with_this_modules_weights():
+    """Each sampler is the formula applied with the module's own denoiser: a second module with
+    other weights gives other samples from the same noise, so the check can catch a sampler that
+    reads another network's (cached) weights."""
+    cfg = DiffusionConfig(hidden_dim=16, num_blocks=2, block_dim=32, time_embed_dim=8, num_steps=5)
+    torch.manual_seed(0)
+    base, other = DiffusionBase(cfg, obs_dim=3, act_dim=2), DiffusionBase(cfg, obs_dim=3, act_dim=2)
+    with torch.no_grad():
+        for p in list(base.parameters()) + list(other.parameters()):
+            p.add_(0.3 * torch.randn(p.shape))  # no zero-initialized layer leaves eps_hat at 0
+    obs = torch.randn(4, 3)
+    for steps in (0, 2, 3):
+        noise = torch.randn(base.noise_shape(4, 3, steps))
+        with torch.no_grad():
+            fast = base.sample(obs, 3, noise=noise, steps=steps)
+            ref = _reference_sample(base, obs, noise, steps)
+            theirs = other.sample(obs, 3, noise=noise, steps=steps)
+        assert torch.allclose(fast, ref, atol=1e-5), steps
+        assert not torch.allclose(theirs, ref, atol=1e-3), steps
+        if steps:  # DDIM is deterministic after x_T: not the first slice of DDPM noise by accident
+            assert not torch.allclose(fast, noise[0].clamp(-1, 1), atol=1e-3)
