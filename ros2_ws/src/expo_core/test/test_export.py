@@ -112,10 +112,13 @@ def test_template_with_weights_is_the_policy(make_cfg, variant: str) -> None:
     inits = {i.name: numpy_helper.to_array(i) for i in onnx.load_from_string(model).graph.initializer}
     assert set(inits) == {"policy." + k for k in template.slots}
     assert all(np.array_equal(inits["policy." + k], state[k].numpy()) for k in template.slots)
-    unused = {  # tensors the graph does not read: the editor without editing, DDPM's betas for DDIM
-        "ddpm": set(),
-        "ddim2": {"base.alphas", "base.betas"},
-        "no_editor": {k for k in state if k.startswith("editor.")},
+    # Tensors the graph does not read: the noise schedule (the sampler bakes its coefficients in
+    # as constants: they follow from the config, never from training) and the editor without editing.
+    schedule = {"base.alphas", "base.betas", "base.alpha_bars"}
+    unused = {
+        "ddpm": schedule,
+        "ddim2": schedule,
+        "no_editor": schedule | {k for k in state if k.startswith("editor.")},
     }[variant]
     assert set(state) - set(template.slots) == unused
     assert verify_onnx(policy, model, trials=3) <= DEFAULT_ATOL
