@@ -147,7 +147,7 @@ class ExpoConfig:
       for acting (online critics) and for TD targets (target critics). "mean": the mean over all
       critics; "subset_min": the min over a random subset of `critic.num_min` critics (REDQ),
       drawn per decision when acting and per minibatch for targets (with num_min = num_critics
-      it is the min over all critics, drawn from nothing). Default: acting by "mean", targets by
+      it is the min over all critics and acting draws nothing). Default: acting by "mean", targets by
       "subset_min" (as before this switch existed). Why: the targets need the pessimism of the
       subset-min against the overestimation the editor exploits (docs/results.md); acting by the
       mean ranks candidates by the quantity the editor maximizes, and keeps the decision a pure
@@ -171,7 +171,7 @@ class ExpoConfig:
 
     Temperature, and the cpu preset's departures from the published values: `init_temperature`
     1.0 and `temperature_lr` 3e-4 are published; the cpu preset uses 0.1 and 1e-3. With sparse
-    0/1 rewards Q stays within [0, 1] and candidate Q differences are ~0.01-0.1, while the editor's
+    0/1 rewards Q stays within [0, 1] and the candidates' Q differ by a fraction of that, while the editor's
     log-density is ~d * log(1 / beta) nats (13 nats for d = 7, beta 0.15): at alpha 1 the
     entropy term swamps the Q term and the editor only spreads its edits. Adam moves log alpha
     by about lr per step, so from alpha 1 it takes ~15k updates at 3e-4 to reach 0.01, longer
