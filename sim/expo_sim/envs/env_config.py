@@ -11,6 +11,7 @@ import copy
 from dataclasses import dataclass
 from typing import Any
 
+from expo_core.spec import OBS_MODES
 from expo_core.tasks import (
     CONTROL_FREQ_HZ,
     DEFAULT_HORIZON,
@@ -27,8 +28,13 @@ class EnvConfig:
         task: one of :data:`SUPPORTED_TASKS`.
         horizon: episode length in control steps (20 Hz) after which ``truncated`` is set.
         cameras: camera names from :data:`SUPPORTED_CAMERAS` to render each step; empty (the
-            default) means no renderer at all, which is ~7x faster.
+            default) means no renderer at all, which is ~7x faster. With ``obs="pixels"`` and no
+            cameras given, both supported cameras.
         camera_size: square image side in pixels (robomimic uses 84).
+        obs: which observation spec the env's observation follows
+            (``expo_core.spec.task_obs_spec(task, obs)``): ``"state"`` (robomimic's world-frame
+            low-dim keys with the object vector) or ``"pixels"`` (base-frame proprioception and
+            the cameras, no object key).
         model_seed: seed of the randomness robosuite draws while building the model (Lift's cube
             size, fixed for the env's lifetime with soft resets); the same seed gives the same
             model, so demos replay in a freshly built env.
@@ -39,12 +45,17 @@ class EnvConfig:
     cameras: tuple[str, ...] = ()
     camera_size: int = 84
     model_seed: int = 0
+    obs: str = "state"
 
     def __post_init__(self) -> None:
         check_task(self.task)
+        if self.obs not in OBS_MODES:
+            raise ValueError(f"EnvConfig.obs must be one of {list(OBS_MODES)}, got {self.obs!r}")
         if not isinstance(self.horizon, int) or self.horizon < 1:
             raise ValueError(f"EnvConfig.horizon must be an int >= 1, got {self.horizon!r}")
         cams = tuple(self.cameras)
+        if self.obs == "pixels" and not cams:
+            cams = SUPPORTED_CAMERAS
         object.__setattr__(self, "cameras", cams)
         for cam in cams:
             if cam not in SUPPORTED_CAMERAS:
@@ -87,6 +98,24 @@ def robomimic_env_kwargs(cameras: tuple[str, ...] = (), camera_size: int = 84) -
         "camera_widths": camera_size,
         "reward_shaping": False,
     }
+
+
+def with_cameras(env_kwargs: dict[str, Any], cameras: tuple[str, ...], camera_size: int) -> dict[str, Any]:
+    """A copy of stored ``env_kwargs`` whose camera fields say what an image dataset rendered
+    (as robomimic's dataset_states_to_obs rewrites them): offscreen renderer and camera
+    observations on, ``camera_names``, square ``camera_size`` frames, no depth. Without cameras
+    the kwargs are returned unchanged (a low-dim file keeps whatever it stored)."""
+    kw = copy.deepcopy(env_kwargs)
+    if cameras:
+        kw.update(
+            has_offscreen_renderer=True,
+            use_camera_obs=True,
+            camera_names=list(cameras),
+            camera_heights=camera_size,
+            camera_widths=camera_size,
+            camera_depths=False,
+        )
+    return kw
 
 
 def robosuite_make_kwargs(env_kwargs: dict[str, Any], config: EnvConfig) -> dict[str, Any]:

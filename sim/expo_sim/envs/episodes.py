@@ -1,9 +1,10 @@
 """Recording scripted demonstrations as robomimic-shaped episodes.
 
 An :class:`Episode` holds exactly what robomimic stores per demo: MuJoCo states before each
-action, the actions applied, rewards, dones, and obs / next_obs per low-dim key. Episode ``i`` of a
-set seeded ``seed`` draws its object placement, demonstration style and noise from
-``SeedSequence([seed, i])``, so any single demo can be regenerated on its own.
+action, the actions applied, rewards, dones, and obs / next_obs per key (``env.record_keys``:
+world- and base-frame low-dim keys, and ``<camera>_image`` frames when the env renders cameras).
+Episode ``i`` of a set seeded ``seed`` draws its object placement, demonstration style and noise
+from ``SeedSequence([seed, i])``, so any single demo can be regenerated on its own.
 """
 
 from __future__ import annotations
@@ -29,7 +30,8 @@ class Episode:
         actions: (T, 7) float64 actions actually applied (clipped to [-1, 1]).
         rewards: (T,) float64 sparse reward (1 on the success step).
         dones: (T,) int64, 1 only at the final step of a successful demo.
-        obs / next_obs: key -> (T, d) float64 robomimic low-dim observations before/after each step.
+        obs / next_obs: key -> robomimic observations before/after each step: low-dim keys
+            (T, d) float64, camera keys ``<camera>_image`` (T, H, W, 3) uint8 upright.
         success: whether the task was solved (the demo ends at the first success).
         style: the demonstration style name (e.g. "clean", "missed_grasp").
         seed: the environment reset seed used.
@@ -62,7 +64,7 @@ def record_episode(env: RobomimicEnv, style: DemoStyle, env_seed: int, rng: np.r
     The recording stops at success (terminated), at the horizon (truncated), or when the expert's
     script runs out (the operator gives up, e.g. after a missed grasp).
     """
-    keys = env.obs_spec.names
+    keys = env.record_keys
     _, info = env.reset(seed=env_seed)
     expert = make_expert(env, style, rng)
     states, actions, rewards = [], [], []
@@ -77,8 +79,8 @@ def record_episode(env: RobomimicEnv, style: DemoStyle, env_seed: int, rng: np.r
         actions.append(info["action"])
         rewards.append(reward)
         for k in keys:
-            obs_seq[k].append(np.asarray(obs[k], dtype=np.float64))
-            next_seq[k].append(np.asarray(info["obs_dict"][k], dtype=np.float64))
+            obs_seq[k].append(_recorded(k, obs[k]))
+            next_seq[k].append(_recorded(k, info["obs_dict"][k]))
         obs = info["obs_dict"]
         success = bool(info["success"])
         if terminated or truncated or expert.done:
@@ -97,6 +99,13 @@ def record_episode(env: RobomimicEnv, style: DemoStyle, env_seed: int, rng: np.r
         style=style.name,
         seed=env_seed,
     )
+
+
+def _recorded(key: str, value: np.ndarray) -> np.ndarray:
+    """Frames stay uint8; low-dim values are stored as float64 (robomimic's files do)."""
+    if key.endswith("_image"):
+        return np.array(value, dtype=np.uint8)
+    return np.asarray(value, dtype=np.float64)
 
 
 def generate_demos(env: RobomimicEnv, episodes: int, quality: str, seed: int) -> Iterator[Episode]:

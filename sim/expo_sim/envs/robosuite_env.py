@@ -1,9 +1,34 @@
 """Gymnasium wrapper around a robosuite task built with robomimic's settings.
 
 One :class:`RobomimicEnv` is one robosuite environment (Franka Panda, OSC_POSE at 20 Hz, sparse
-reward, no renderer unless cameras are asked for). Its observation is the robomimic low-dim
-observation flattened through ``expo_core.spec.task_obs_spec(task)``, the same vector the
-dataset loader and the ROS observation builder produce, so a policy sees one layout everywhere.
+reward, no renderer unless cameras are asked for). Its observation follows
+``expo_core.spec.task_obs_spec(task, config.obs)``: the low-dim keys flattened through the spec
+(the same vector the dataset loader and the ROS observation builder produce, so a policy sees
+one layout everywhere), and with cameras the frames next to it.
+
+Observation keys (``info["obs_dict"]``, also what demonstrations record):
+
+- robomimic's world-frame keys ``robot0_eef_pos`` (3), ``robot0_eef_quat`` (4, x y z w),
+  ``robot0_gripper_qpos`` (2), ``object`` (task dim), unchanged, so old files and checkpoints
+  keep their meaning;
+- what a real Franka reports, in the robot base frame (``expo_sim.envs.frames`` documents the
+  transform): ``robot0_base_to_eef_pos`` (3), ``robot0_base_to_eef_quat`` (4),
+  ``robot0_joint_pos`` (7, rad); and the base pose itself, ``robot0_base_pos`` (3) and
+  ``robot0_base_quat`` (4), in the world;
+- per camera ``<camera>_image``: ``(H, W, 3)`` uint8 RGB, **upright** (row 0 = the top of the
+  picture). robosuite renders with OpenGL's convention (row 0 = bottom) unless its macro
+  ``IMAGE_CONVENTION`` is "opencv"; this wrapper flips, exactly as robomimic's env wrapper does
+  (``di[k][::-1]``), so frames match robomimic's image datasets. In the upright agentview of
+  Lift the robot stands at the top and the cube on the table below it; in the eye-in-hand view
+  the fingers are at the bottom.
+
+Rendering is offscreen (``MUJOCO_GL=egl``; software Mesa on a CPU) at the image size, without
+multisampling, shadows or reflections (see :meth:`RobomimicEnv._configure_renderer`). A frame is
+rendered inside robosuite's step from the simulator's data after the last physics sub-step, so
+it shows the arm one 2 ms sub-step before the MuJoCo state saved as ``states`` (positions are
+computed before integration); :meth:`RobomimicEnv.observe_state` renders a stored state
+exactly (robomimic's dataset_states_to_obs does the same). The two differ by that sub-step:
+measured ~0.3-1.3 mm of eef position and a mean absolute pixel difference below 0.5 levels.
 
 Episodes follow gymnasium's semantics with EXPO's sparse reward: success gives reward 1 and ends
 the episode (``terminated``); reaching the horizon sets ``truncated`` (a time limit, not a
@@ -24,10 +49,11 @@ from typing import Any, TypeVar
 
 import gymnasium as gym
 import numpy as np
-from expo_core.spec import FRANKA_ACTION_SPEC, ObsSpec, task_obs_spec
+from expo_core.spec import BASE_FRAME_PROPRIO, FRANKA_ACTION_SPEC, ObsSpec, task_obs_spec
 from expo_core.tasks import ROBOSUITE_ENV_TYPE, TASK_TO_ENV_NAME, task_from_env_name
 
-from expo_sim.envs.env_config import EnvConfig, robomimic_env_kwargs, robosuite_make_kwargs
+from expo_sim.envs.env_config import EnvConfig, robomimic_env_kwargs, robosuite_make_kwargs, with_cameras
+from expo_sim.envs.frames import world_to_base
 
 log = logging.getLogger(__name__)
 _T = TypeVar("_T")
@@ -38,9 +64,11 @@ ACTION_SHAPE = (FRANKA_ACTION_SPEC.dim,)
 class RobomimicEnv(gym.Env):
     """A robomimic robosuite task as a ``gymnasium.Env``.
 
-    Observation: float32 vector of ``obs_spec.dim`` (robot0_eef_pos 3, robot0_eef_quat 4 (xyzw),
-    robot0_gripper_qpos 2, object d). With cameras, a Dict of that vector under ``"low_dim"`` and
-    one uint8 ``(H, W, 3)`` image per camera under ``"<camera>_image"`` (upright, row 0 = top).
+    Observation: float32 vector of ``obs_spec.dim``, the spec's low-dim keys (state: robot0_eef_pos
+    3, robot0_eef_quat 4 (xyzw), robot0_gripper_qpos 2, object d; pixels: robot0_base_to_eef_pos
+    3, robot0_base_to_eef_quat 4, robot0_gripper_qpos 2, robot0_joint_pos 7). With cameras, a
+    Dict of that vector under ``"low_dim"`` and one uint8 ``(H, W, 3)`` image per camera under
+    ``"<camera>_image"`` (upright, row 0 = top).
 
     Action: 7 floats in [-1, 1] (OSC_POSE deltas of +-0.05 m / +-0.5 rad, gripper -1 open, +1
     close). Out-of-range values are clipped; a wrong shape or a non-finite value raises ValueError.
@@ -58,11 +86,17 @@ class RobomimicEnv(gym.Env):
         self.config = config
         self.task = config.task
         self.env_name = TASK_TO_ENV_NAME[config.task]
-        self.obs_spec: ObsSpec = task_obs_spec(config.task)
+        if config.obs == "pixels":
+            self.obs_spec: ObsSpec = task_obs_spec(
+                config.task, "pixels", cameras=config.cameras, image_size=config.camera_size
+            )
+        else:
+            self.obs_spec = task_obs_spec(config.task)
         # The kwargs as robomimic would store them (runtime overrides are added only for make).
-        self.env_kwargs = (
-            env_kwargs if env_kwargs is not None else robomimic_env_kwargs(config.cameras, config.camera_size)
-        )
+        if env_kwargs is None:
+            self.env_kwargs = robomimic_env_kwargs(config.cameras, config.camera_size)
+        else:
+            self.env_kwargs = with_cameras(env_kwargs, config.cameras, config.camera_size)
         make_kwargs = robosuite_make_kwargs(self.env_kwargs, config)
         # robosuite samples object placements, joint noise and some model parameters from numpy's
         # global RNG; we keep our own streams and swap them in, so seeding is per-env and the
@@ -100,6 +134,14 @@ class RobomimicEnv(gym.Env):
     @property
     def horizon(self) -> int:
         return self.config.horizon
+
+    @property
+    def record_keys(self) -> tuple[str, ...]:
+        """The observation keys a demonstration of this env records: every low-dim key of the
+        task's state and pixel specs (world- and base-frame proprioception, joint positions,
+        ``object``), then ``<camera>_image`` per configured camera."""
+        low_dim = dict.fromkeys(task_obs_spec(self.task).names + tuple(k.name for k in BASE_FRAME_PROPRIO))
+        return tuple(low_dim) + tuple(f"{cam}_image" for cam in self.config.cameras)
 
     @property
     def env_args(self) -> dict[str, Any]:
@@ -146,9 +188,10 @@ class RobomimicEnv(gym.Env):
         truncated = not terminated and self._t >= self.config.horizon
         self._needs_reset = terminated or truncated
         reward = 1.0 if success else 0.0
-        info = self._info(raw, success)
+        obs = self._obs_dict(raw)
+        info = self._info(obs, success)
         info["action"] = a
-        return self._observation(raw), reward, terminated, truncated, info
+        return self._observation(obs), reward, terminated, truncated, info
 
     def close(self) -> None:
         self._release_renderer()
@@ -211,6 +254,30 @@ class RobomimicEnv(gym.Env):
         raw = self._env._get_observations(force_update=True)
         return self._begin_episode(raw)
 
+    def observe_state(self, state: np.ndarray) -> dict[str, np.ndarray]:
+        """The observation dict (``info["obs_dict"]`` layout, frames rendered) of a flattened
+        MuJoCo state, without stepping: set the state, recompute positions, observe.
+
+        This is how a stored ``states`` row is turned back into observations (robomimic's
+        dataset_states_to_obs does the same). It leaves the env mid-nowhere: call :meth:`reset`
+        or :meth:`reset_to` before stepping again.
+        """
+        state = np.asarray(state, dtype=np.float64).reshape(-1)
+        expected = self.get_state().shape
+        if state.shape != expected:
+            raise ValueError(f"state has shape {state.shape}, this {self.env_name} env expects {expected}")
+        if not np.all(np.isfinite(state)):
+            raise ValueError("state contains NaN or inf")
+        self._needs_reset = True
+        if self.config.cameras:
+            self._configure_renderer()
+        self._env.sim.set_state_from_flattened(state)
+        self._env.sim.forward()
+        self._env._obs_cache = {}
+        for observable in self._env._observables.values():
+            observable.reset()
+        return self._obs_dict(self._env._get_observations(force_update=True))
+
     # ------------------------------------------------------------------ helpers
     @staticmethod
     def check_action(action: np.ndarray) -> np.ndarray:
@@ -226,7 +293,8 @@ class RobomimicEnv(gym.Env):
         self._t = 0
         self._needs_reset = False
         self._configure_renderer()
-        return self._observation(raw), self._info(raw, bool(self._env._check_success()))
+        obs = self._obs_dict(raw)
+        return self._observation(obs), self._info(obs, bool(self._env._check_success()))
 
     def _with_env_rng(self, fn: Callable[[], _T]) -> _T:
         """Run ``fn`` with numpy's legacy global RNG (the one robosuite draws from) set to this
@@ -275,21 +343,39 @@ class RobomimicEnv(gym.Env):
 
         obs = dict(raw)
         obs["object"] = raw["object-state"]
+        obs.update(self._base_frame_proprio(raw))
         upside_down = macros.IMAGE_CONVENTION == "opengl"
         for cam in self.config.cameras:
             key = f"{cam}_image"
             obs[key] = np.ascontiguousarray(raw[key][::-1]) if upside_down else raw[key]
         return obs
 
-    def _observation(self, raw: dict[str, Any]) -> np.ndarray | dict[str, np.ndarray]:
-        obs = self._obs_dict(raw)
+    def _base_frame_proprio(self, raw: dict[str, Any]) -> dict[str, np.ndarray]:
+        """What a real Franka reports, from robosuite's world-frame values and the base body's
+        pose (``expo_sim.envs.frames``); joint positions read from the MuJoCo state the way
+        robosuite's own (inactive by default) ``robot0_joint_pos`` observable reads them."""
+        robot = self._env.robots[0]
+        data = self._env.sim.data
+        root = robot.robot_model.root_body
+        base_pos = np.array(data.get_body_xpos(root), dtype=np.float64)
+        base_quat = np.array(data.get_body_xquat(root), dtype=np.float64)[[1, 2, 3, 0]]  # wxyz -> xyzw
+        pos, quat = world_to_base(raw["robot0_eef_pos"], raw["robot0_eef_quat"], base_pos, base_quat)
+        return {
+            "robot0_base_pos": base_pos,
+            "robot0_base_quat": base_quat,
+            "robot0_base_to_eef_pos": pos,
+            "robot0_base_to_eef_quat": quat,
+            "robot0_joint_pos": np.array(data.qpos[robot._ref_joint_pos_indexes], dtype=np.float64),
+        }
+
+    def _observation(self, obs: dict[str, np.ndarray]) -> np.ndarray | dict[str, np.ndarray]:
         flat = self.obs_spec.flatten(obs)
         if not self.config.cameras:
             return flat
         return {"low_dim": flat, **{f"{c}_image": obs[f"{c}_image"] for c in self.config.cameras}}
 
-    def _info(self, raw: dict[str, Any], success: bool) -> dict[str, Any]:
-        return {"success": success, "obs_dict": self._obs_dict(raw), "t": self._t}
+    def _info(self, obs: dict[str, np.ndarray], success: bool) -> dict[str, Any]:
+        return {"success": success, "obs_dict": obs, "t": self._t}
 
 
 def make_env(
@@ -299,10 +385,17 @@ def make_env(
     cameras: tuple[str, ...] = (),
     camera_size: int = 84,
     model_seed: int = 0,
+    obs: str = "state",
 ) -> RobomimicEnv:
-    """Build a task with robomimic's settings. Unknown task -> ValueError listing supported tasks."""
+    """Build a task with robomimic's settings. Unknown task -> ValueError listing supported tasks.
+    ``obs="pixels"`` observes base-frame proprioception and the cameras (both, if none given)."""
     config = EnvConfig(
-        task=task, horizon=horizon, cameras=tuple(cameras), camera_size=camera_size, model_seed=model_seed
+        task=task,
+        horizon=horizon,
+        cameras=tuple(cameras),
+        camera_size=camera_size,
+        model_seed=model_seed,
+        obs=obs,
     )
     return RobomimicEnv(config)
 
@@ -323,11 +416,17 @@ def read_env_args(path: str | Path) -> dict[str, Any]:
 
 
 def make_env_from_hdf5(
-    path: str | Path, *, horizon: int = 400, cameras: tuple[str, ...] = (), camera_size: int = 84
+    path: str | Path,
+    *,
+    horizon: int = 400,
+    cameras: tuple[str, ...] = (),
+    camera_size: int = 84,
+    obs: str = "state",
 ) -> RobomimicEnv:
     """Rebuild the environment a robomimic dataset was recorded in: its env_name and env_kwargs
     (including the controller config) and, if the first demo stores a ``model_file``, that model.
-    Renderer, horizon and reset mode come from the arguments."""
+    Renderer (cameras, their size), observation spec, horizon and reset mode come from the
+    arguments."""
     import h5py
     import robosuite
 
@@ -338,7 +437,7 @@ def make_env_from_hdf5(
     version = str(env_args.get("env_version", "unknown"))
     if version.split(".")[:2] != robosuite.__version__.split(".")[:2]:
         log.warning("%s was recorded with robosuite %s, running %s", path, version, robosuite.__version__)
-    config = EnvConfig(task=task, horizon=horizon, cameras=tuple(cameras), camera_size=camera_size)
+    config = EnvConfig(task=task, horizon=horizon, cameras=tuple(cameras), camera_size=camera_size, obs=obs)
     env = RobomimicEnv(config, env_kwargs=env_args["env_kwargs"])
     with h5py.File(path, "r") as f:
         demos = [n for n in f["data"] if n.startswith("demo_") and n[5:].isdigit()]
