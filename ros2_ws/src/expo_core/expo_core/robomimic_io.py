@@ -6,6 +6,8 @@ Layout::
     data/demo_i.attrs["num_samples"] T
     data/demo_i/obs/<key>           (T, d) low-dim observation components
     data/demo_i/next_obs/<key>      (T, d) optional; else derived by shifting obs
+    data/demo_i/obs/<camera>_image  (T, H, W, 3) uint8 camera frames (image datasets)
+    data/demo_i/next_obs/<camera>_image  optional; only its last frame is read
     data/demo_i/actions             (T, A) normalized to [-1, 1]
     data/demo_i/rewards, dones      (T,)   optional (see load_robomimic_hdf5)
     data/demo_i/states              (T, S) simulator states for replay (not read here)
@@ -13,6 +15,21 @@ Layout::
 
 Observations are flattened through :meth:`ObsSpec.flatten`, so the key order comes from the spec
 (config), never from the file.
+
+Image datasets (:func:`load_robomimic_images`, for a spec with ``rgb`` keys) keep every frame
+**once**, as uint8: per camera one array ``(F, H, W, 3)`` holding each demo's T frames of
+``obs/<camera>_image`` followed by its final next frame (the last row of
+``next_obs/<camera>_image`` when stored; the T rows of next_obs are otherwise never read, they
+duplicate obs shifted by one). A transition names its frames by index, ``obs_frame`` and
+``next_obs_frame`` (``next_obs_frame = obs_frame + 1``), never by a second copy.
+
+Memory per transition (two 84x84 cameras, the pixel spec's 16-D proprioception, float32):
+frames 2 * 84 * 84 * 3 = 42,336 B (times (T+1)/T for the final frames, +2 % for 50-step
+demos), low-dim obs and next_obs 2 * 16 * 4 = 128 B, action 28 B, reward/terminated/truncated
+12 B, episode 8 B, the two frame indices 16 B: about 42.5 KB. 100k transitions: ~4.3 GB, under
+the 5 GB budget, but not by much: the frames are 99.5 % of it. A second copy of the frames for
+next_obs would need ~8.5 GB; a third camera or 96x96 frames would not fit 5 GB.
+:attr:`ImageTransitionArrays.bytes_per_transition` reports the measured figure.
 """
 
 from __future__ import annotations
@@ -26,7 +43,7 @@ from dataclasses import dataclass, field
 import h5py
 import numpy as np
 
-from expo_core.spec import ObsSpec
+from expo_core.spec import ObsSpec, RgbKey
 
 log = logging.getLogger(__name__)
 
@@ -248,3 +265,146 @@ def load_robomimic_hdf5(
     return TransitionArrays(
         **out, episode=episode, num_episodes=len(demos), env_meta=env_meta, demo_names=tuple(names)
     )
+
+
+@dataclass(frozen=True, eq=False)
+class ImageTransitionArrays:
+    """Transitions of an image dataset with every camera frame stored once.
+
+    Attributes:
+        low_dim: the low-dim part (``obs``/``next_obs`` (N, spec.dim) float32 through the spec's
+            low-dim keys, actions, rewards, flags, episode, env_meta, demo names).
+        frames: rgb key (``<camera>_image``) -> (F, H, W, 3) uint8, upright, each frame once:
+            per demo its T obs frames, then its final next frame (F = N + number of demos).
+        obs_frame, next_obs_frame: (N,) int64 rows of ``frames`` of each transition's obs and
+            next obs (``next_obs_frame == obs_frame + 1``).
+        final_frames_stored: how many demos stored their final next frame
+            (``next_obs/<camera>_image``); in the others the last transition's next frame is its
+            own obs frame repeated (as the low-dim reader repeats the last obs), which only
+            matters where that step is not terminal.
+    """
+
+    low_dim: TransitionArrays
+    frames: dict[str, np.ndarray]
+    obs_frame: np.ndarray
+    next_obs_frame: np.ndarray
+    final_frames_stored: int = 0
+
+    def __len__(self) -> int:
+        return len(self.low_dim)
+
+    def obs_images(self, rows: np.ndarray | slice) -> dict[str, np.ndarray]:
+        """Frames of the obs of transitions ``rows``: key -> (len(rows), H, W, 3) uint8 (a gather)."""
+        idx = self.obs_frame[rows]
+        return {k: v[idx] for k, v in self.frames.items()}
+
+    def next_obs_images(self, rows: np.ndarray | slice) -> dict[str, np.ndarray]:
+        """Frames of the next obs of transitions ``rows`` (a gather, as :meth:`obs_images`)."""
+        idx = self.next_obs_frame[rows]
+        return {k: v[idx] for k, v in self.frames.items()}
+
+    @property
+    def nbytes(self) -> dict[str, int]:
+        """Bytes held, by part: ``frames``, ``low_dim`` (obs, next_obs, actions, rewards, flags,
+        episode) and ``index`` (the two frame index arrays)."""
+        ld = self.low_dim
+        low = sum(a.nbytes for a in ld.transitions().values()) + ld.episode.nbytes
+        return {
+            "frames": sum(v.nbytes for v in self.frames.values()),
+            "low_dim": low,
+            "index": self.obs_frame.nbytes + self.next_obs_frame.nbytes,
+        }
+
+    @property
+    def bytes_per_transition(self) -> float:
+        """All bytes held divided by the number of transitions."""
+        return sum(self.nbytes.values()) / max(len(self), 1)
+
+    def memory_line(self) -> str:
+        """One line: transitions, frames, bytes per transition, and that figure at 100k transitions."""
+        per = self.bytes_per_transition
+        frames = next(iter(self.frames.values())).shape[0] if self.frames else 0
+        per_frames = self.nbytes["frames"] / max(len(self), 1)
+        return (
+            f"{len(self)} transitions, {frames} frames x {len(self.frames)} cameras: "
+            f"{per / 1e3:.1f} KB per transition ({per_frames / 1e3:.1f} KB frames), "
+            f"{per * 100_000 / 1e9:.2f} GB per 100k transitions"
+        )
+
+
+def _frame_shape(demo: h5py.Group, key: RgbKey, where: str, length: int) -> None:
+    if "obs" not in demo or key.name not in demo["obs"]:
+        have = sorted(demo["obs"]) if "obs" in demo else []
+        raise KeyError(
+            f"{where}: missing camera key 'obs/{key.name}'; available keys: {have} "
+            "(add frames to a low-dim file with `expo-sim add-images`)"
+        )
+    ds = demo["obs"][key.name]
+    if ds.dtype != np.uint8:
+        raise ValueError(f"{where}: 'obs/{key.name}' has dtype {ds.dtype}, expected uint8 frames")
+    if ds.shape != (length, *key.shape):
+        raise ValueError(f"{where}: 'obs/{key.name}' has shape {ds.shape}, expected {(length, *key.shape)}")
+
+
+def load_robomimic_images(
+    path: str | os.PathLike,
+    spec: ObsSpec,
+    filter_key: str | None = None,
+    max_demos: int | None = None,
+    reward_from_dones: bool = False,
+    action_tol: float = 0.05,
+) -> ImageTransitionArrays:
+    """Load an image dataset: the low-dim transitions (as :func:`load_robomimic_hdf5`, same
+    demo selection and flags) plus every frame of ``spec.rgb`` once (see
+    :class:`ImageTransitionArrays`). Frames are read straight into one preallocated uint8 array
+    per camera (no float copy, no per-demo temporaries beyond one frame).
+
+    Raises ValueError for a spec without rgb keys, frames that are not uint8 or not of the
+    spec's (H, W, 3); KeyError (naming the demo and the keys it has) for a missing camera.
+    """
+    if not spec.rgb:
+        raise ValueError(f"spec has no rgb keys ({spec.names}); use load_robomimic_hdf5 for low-dim data")
+    low = load_robomimic_hdf5(path, spec, filter_key, max_demos, reward_from_dones, action_tol)
+    counts = np.bincount(low.episode, minlength=low.num_episodes)
+    total_frames = int(counts.sum()) + low.num_episodes
+    frames = {k.name: np.empty((total_frames, *k.shape), dtype=np.uint8) for k in spec.rgb}
+    obs_frame = np.empty(len(low), dtype=np.int64)
+    final_stored = 0
+    with h5py.File(path, "r") as f:
+        data = _data_group(f, path)
+        start, row = 0, 0
+        for name, T in zip(low.demo_names, counts.tolist(), strict=True):
+            demo, where = data[name], f"{path}: data/{name}"
+            has_final = "next_obs" in demo and all(k.name in demo["next_obs"] for k in spec.rgb)
+            for key in spec.rgb:
+                _frame_shape(demo, key, where, T)
+                demo["obs"][key.name].read_direct(frames[key.name], dest_sel=np.s_[start : start + T])
+                if has_final:
+                    nxt = demo["next_obs"][key.name]
+                    if nxt.dtype != np.uint8 or nxt.shape != (T, *key.shape):
+                        raise ValueError(
+                            f"{where}: 'next_obs/{key.name}' has {nxt.shape} {nxt.dtype}, "
+                            f"expected {(T, *key.shape)} uint8"
+                        )
+                    frames[key.name][start + T] = nxt[T - 1]
+                else:
+                    frames[key.name][start + T] = frames[key.name][start + T - 1]
+            final_stored += int(has_final)
+            obs_frame[row : row + T] = np.arange(start, start + T)
+            start, row = start + T + 1, row + T
+    if final_stored < low.num_episodes:
+        log.info(
+            "%s: %d of %d demos store no next_obs frames; their last next frame repeats the last obs frame",
+            path,
+            low.num_episodes - final_stored,
+            low.num_episodes,
+        )
+    out = ImageTransitionArrays(
+        low_dim=low,
+        frames=frames,
+        obs_frame=obs_frame,
+        next_obs_frame=obs_frame + 1,
+        final_frames_stored=final_stored,
+    )
+    log.info("%s: %s", path, out.memory_line())
+    return out

@@ -7,8 +7,8 @@ import h5py
 import numpy as np
 import pytest
 from expo_core.replay import ReplayBuffer
-from expo_core.robomimic_io import load_robomimic_hdf5, read_env_meta
-from expo_core.spec import ObsKey, ObsSpec, task_obs_spec
+from expo_core.robomimic_io import load_robomimic_hdf5, load_robomimic_images, read_env_meta
+from expo_core.spec import ObsKey, ObsSpec, RgbKey, task_obs_spec
 
 # Deliberately not alphabetical: the flat order must follow the spec, not the file.
 SPEC = ObsSpec((ObsKey("zeta", 2), ObsKey("alpha", 3)))
@@ -202,3 +202,105 @@ def test_task_spec_and_fill_buffer(tmp_path):
     buf = ReplayBuffer.from_arrays(data.transitions())
     assert len(buf) == buf.capacity == 2 * T
     np.testing.assert_array_equal(buf.arrays()["truncated"], data.truncated)
+
+
+# ------------------------------------------------------------------ image datasets
+PIX = ObsSpec(
+    (ObsKey("robot0_joint_pos", 7),), (RgbKey("agentview_image", 8, 8), RgbKey("wrist_image", 8, 8))
+)
+
+
+def image_demo(T: int, base: int, next_images: bool = True, size: int = 8) -> dict:
+    """Frame t of camera c is filled with base + t (+100 for the second camera); next_obs frames
+    are the obs frames shifted by one, the last one base + T."""
+    d = demo(T, 0.0)
+    d["obs"] = {"robot0_joint_pos": np.full((T, 7), base, dtype=np.float32)}
+    d["next_obs"] = {"robot0_joint_pos": np.full((T, 7), base + 1, dtype=np.float32)}
+    for cam, off in (("agentview_image", 0), ("wrist_image", 100)):
+        frames = (base + off + np.arange(T + 1, dtype=np.uint8))[:, None, None, None]
+        frames = np.broadcast_to(frames, (T + 1, size, size, 3)).copy()
+        d["obs"][cam] = frames[:T]
+        if next_images:
+            d["next_obs"][cam] = frames[1:]
+    return d
+
+
+def test_image_frames_are_stored_once_and_indexed(tmp_path):
+    path = write(tmp_path / "img.hdf5", {"demo_0": image_demo(3, 10), "demo_1": image_demo(2, 50)})
+    data = load_robomimic_images(path, PIX)
+    assert len(data) == 5 and data.final_frames_stored == 2
+    assert data.low_dim.obs.shape == (5, 7) and data.low_dim.next_obs[0, 0] == 11  # stored next_obs
+    for key, off in (("agentview_image", 0), ("wrist_image", 100)):
+        frames = data.frames[key]
+        assert frames.shape == (5 + 2, 8, 8, 3) and frames.dtype == np.uint8  # N + one final per demo
+        np.testing.assert_array_equal(frames[:, 0, 0, 0], off + np.array([10, 11, 12, 13, 50, 51, 52]))
+        np.testing.assert_array_equal(
+            data.obs_images(np.arange(5))[key][:, 0, 0, 0], off + np.array([10, 11, 12, 50, 51])
+        )
+        np.testing.assert_array_equal(
+            data.next_obs_images(np.arange(5))[key][:, 0, 0, 0], off + np.array([11, 12, 13, 51, 52])
+        )
+    np.testing.assert_array_equal(data.obs_frame, [0, 1, 2, 4, 5])
+    np.testing.assert_array_equal(data.next_obs_frame, data.obs_frame + 1)
+    assert data.obs_images(slice(0, 2))["agentview_image"].shape == (2, 8, 8, 3)
+    sizes = data.nbytes
+    assert sizes["frames"] == 2 * 7 * 8 * 8 * 3 and sizes["index"] == 2 * 5 * 8
+    assert data.bytes_per_transition == sum(sizes.values()) / 5
+    assert "KB per transition" in data.memory_line()
+
+
+def test_image_demo_without_next_obs_frames_repeats_the_last(tmp_path):
+    path = write(tmp_path / "img.hdf5", {"demo_0": image_demo(3, 10, next_images=False)})
+    data = load_robomimic_images(path, PIX)
+    assert data.final_frames_stored == 0
+    np.testing.assert_array_equal(data.next_obs_images([2])["agentview_image"][0, 0, 0], [12, 12, 12])
+
+
+def test_image_loader_follows_filter_key_and_max_demos(tmp_path):
+    demos = {"demo_0": image_demo(3, 10), "demo_1": image_demo(2, 50), "demo_2": image_demo(2, 80)}
+    path = write(tmp_path / "img.hdf5", demos, masks={"valid": ["demo_2", "demo_0"]})
+    data = load_robomimic_images(path, PIX, filter_key="valid")
+    assert data.low_dim.demo_names == ("demo_0", "demo_2")
+    np.testing.assert_array_equal(data.frames["agentview_image"][:, 0, 0, 0], [10, 11, 12, 13, 80, 81, 82])
+    assert load_robomimic_images(path, PIX, max_demos=1).frames["wrist_image"].shape[0] == 4
+
+
+def test_image_loader_errors_name_the_key(tmp_path):
+    with pytest.raises(ValueError, match="no rgb keys"):
+        load_robomimic_images(write(tmp_path / "a.hdf5", {"demo_0": image_demo(2, 0)}), SPEC)
+    d = image_demo(2, 0)
+    del d["obs"]["wrist_image"]
+    with pytest.raises(KeyError, match=r"data/demo_0: missing camera key 'obs/wrist_image'.*add-images"):
+        load_robomimic_images(write(tmp_path / "b.hdf5", {"demo_0": d}), PIX)
+    d = image_demo(2, 0)
+    d["obs"]["agentview_image"] = d["obs"]["agentview_image"].astype(np.float32)
+    with pytest.raises(ValueError, match="'obs/agentview_image' has dtype float32, expected uint8"):
+        load_robomimic_images(write(tmp_path / "c.hdf5", {"demo_0": d}), PIX)
+    d = image_demo(2, 0, size=6)
+    with pytest.raises(
+        ValueError, match=r"'obs/agentview_image' has shape \(2, 6, 6, 3\), expected \(2, 8, 8, 3\)"
+    ):
+        load_robomimic_images(write(tmp_path / "d.hdf5", {"demo_0": d}), PIX)
+
+
+def test_pixel_spec_memory_fits_the_budget(tmp_path):
+    """Two 84x84 cameras + the pixel spec: measured bytes per transition on a small file, scaled to
+    100k transitions, stay under 5 GB (the frames, 42,336 B per step, are almost all of it)."""
+    spec = task_obs_spec("lift", "pixels")
+    T = 50
+    d = image_demo(T, 0, size=84)
+    d["obs"] = {
+        "agentview_image": d["obs"]["agentview_image"],
+        "robot0_eye_in_hand_image": d["obs"]["wrist_image"],
+    }
+    d["next_obs"] = {
+        "agentview_image": d["next_obs"]["agentview_image"],
+        "robot0_eye_in_hand_image": d["next_obs"]["wrist_image"],
+    }
+    for k in spec.keys:
+        d["obs"][k.name] = d["next_obs"][k.name] = np.zeros((T, k.dim), np.float32)
+    data = load_robomimic_images(write(tmp_path / "big.hdf5", {"demo_0": d, "demo_1": d}), spec)
+    per = data.bytes_per_transition
+    frames_per_step = 2 * 84 * 84 * 3
+    assert frames_per_step * (T + 1) / T <= per < frames_per_step * (T + 1) / T + 300
+    assert per * 100_000 < 5e9
