@@ -12,7 +12,9 @@ obs 19 / action 7 (robomimic Lift), N=8 (16 candidates), random weights. Rows:
   sample TD        256 states x 8 samples, DDPM T=10, chunks of 1024 rows (one TD minibatch's
                    target actions; `--ddim` adds rows with that many DDIM steps)
   decision         one OTF decision, batch 1: reference pieces under no_grad vs `fast_decide`
-                   (fast pieces under inference_mode); on CUDA also `fast_decide` as a CUDA graph
+                   (fast pieces under inference_mode); then the fast decision under no_grad vs
+                   inference_mode; on CUDA also `fast_decide` as a CUDA graph
+  critic TD, fast  (CPU) the two forms of `q_candidates`: batched bmm vs one member at a time
 Each row runs the reference and the fast path alternately (round-robin, so load from other
 processes hits both alike), checks that they agree on identical inputs, and reports min and
 median milliseconds and their ratio, with the load average before and after the row.
@@ -161,8 +163,42 @@ def make_cases(cfg: ExpoConfig, device: torch.device, ddim: list[int], seed: int
             20,
         )
     )
+    plain = fast_decide.__wrapped__  # fast_decide without its inference_mode decorator
+
+    def under(mode: type) -> Callable[[], tuple[torch.Tensor, ...]]:
+        def call() -> tuple[torch.Tensor, ...]:
+            with mode():
+                return plain(base, editor, critic, obs1, noise1, edit1, steps1)
+
+        return call
+
+    cases.append(
+        Case(
+            "decision, fast: no_grad -> inference_mode", under(torch.no_grad), under(torch.inference_mode), 20
+        )
+    )
     if device.type == "cuda":
-        cases.append(_graph_case(cases[-1], base, editor, critic, obs1, noise1, edit1, steps1))
+        cases.append(_graph_case(cases[-2], base, editor, critic, obs1, noise1, edit1, steps1))
+    else:  # the CPU heuristic of q_candidates: batched bmm (as on GPUs) -> one member at a time
+
+        def critic_td(loop_min_rows: int) -> Callable[[], torch.Tensor]:
+            def call() -> torch.Tensor:
+                critic.loop_min_rows = loop_min_rows
+                try:
+                    return critic.q_candidates_grouped(next_obs[None], cands[None], members[None])
+                finally:
+                    critic.loop_min_rows = CriticEnsemble.loop_min_rows
+
+            return call
+
+        cases.append(
+            Case(
+                f"critic TD, fast: batched bmm -> per-member ({B * K} rows)",
+                critic_td(10**9),
+                critic_td(0),
+                3,
+            )
+        )
     return cases
 
 
