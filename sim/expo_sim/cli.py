@@ -4,6 +4,9 @@ Subcommands register themselves in :func:`build_parser` (one ``_add_<name>`` fun
 its handler set as ``func``), so more can be added without touching :func:`main`.
 
     expo-sim demos --task lift --episodes 50 --quality mixed --seed 0 --out data/lift_mixed.hdf5
+    expo-sim demos --task lift --episodes 10 --cameras agentview,robot0_eye_in_hand --image-size 84 \
+        --out data/lift_image.hdf5
+    expo-sim add-images data/lift_mixed.hdf5 data/lift_mixed_image.hdf5 --cameras agentview,robot0_eye_in_hand
     expo-sim train ...    (also installed as ``expo-train``; see expo_sim.train.harness)
     expo-sim compare ...  (also installed as ``expo-compare``; see expo_sim.train.compare)
 """
@@ -61,7 +64,53 @@ def _add_demos(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--valid-fraction", type=_fraction, default=0.1, help="share of demos in mask/valid")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output file")
     p.add_argument("--no-model-file", action="store_true", help="omit the per-demo MJCF attribute")
+    p.add_argument(
+        "--cameras",
+        type=_camera_list,
+        default=(),
+        help="comma-separated cameras to render into obs/<camera>_image (e.g. agentview,robot0_eye_in_hand; "
+        "default none: a low-dim file)",
+    )
+    _add_image_arguments(p)
     p.set_defaults(func=_run_demos)
+
+
+def _camera_list(text: str) -> tuple[str, ...]:
+    from expo_core.tasks import SUPPORTED_CAMERAS
+
+    cams = tuple(c.strip() for c in text.split(",") if c.strip())
+    unknown = [c for c in cams if c not in SUPPORTED_CAMERAS]
+    if not cams or unknown:
+        raise argparse.ArgumentTypeError(
+            f"expected comma-separated cameras from {list(SUPPORTED_CAMERAS)}, got '{text}'"
+        )
+    if len(set(cams)) != len(cams):
+        raise argparse.ArgumentTypeError(f"cameras listed twice in '{text}'")
+    return cams
+
+
+def _image_size(text: str) -> int:
+    value = _positive_int(text)
+    if not 8 <= value <= 1024:
+        raise argparse.ArgumentTypeError(f"expected an image size in [8, 1024], got {value}")
+    return value
+
+
+def _add_image_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--image-size", type=_image_size, default=84, help="square frame side in pixels (default 84)"
+    )
+    p.add_argument(
+        "--compression",
+        choices=("none", "gzip", "lzf"),
+        default="none",
+        help="compress frames, in chunks of one frame (default none, as robomimic without --compress)",
+    )
+    p.add_argument(
+        "--no-next-obs-images",
+        action="store_true",
+        help="leave frames out of next_obs (half the size; robomimic then needs load_next_obs=False)",
+    )
 
 
 def _run_demos(args: argparse.Namespace) -> int:
@@ -78,9 +127,64 @@ def _run_demos(args: argparse.Namespace) -> int:
             valid_fraction=args.valid_fraction,
             model_file=not args.no_model_file,
             overwrite=args.overwrite,
+            cameras=args.cameras,
+            camera_size=args.image_size,
+            compression=None if args.compression == "none" else args.compression,
+            next_obs_images=not args.no_next_obs_images,
         )
     except FileExistsError as e:
         print(f"expo-sim demos: error: {e}", file=sys.stderr)
+        return 2
+    print(summary.line())
+    return 0
+
+
+def _add_add_images(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "add-images",
+        help="add camera frames to a robomimic low-dim file by replaying its states",
+        description="Copy IN to OUT, adding obs/<camera>_image frames (and base-frame proprioception) "
+        "rendered from each stored MuJoCo state, after checking that the states replay.",
+    )
+    p.add_argument("src", type=Path, metavar="IN", help="robomimic HDF5 with states (and model_file)")
+    p.add_argument("out", type=Path, metavar="OUT", help="output .hdf5 path (directories are created)")
+    p.add_argument(
+        "--cameras",
+        type=_camera_list,
+        default=("agentview", "robot0_eye_in_hand"),
+        help="comma-separated cameras (default agentview,robot0_eye_in_hand)",
+    )
+    _add_image_arguments(p)
+    p.add_argument(
+        "--state-tol",
+        type=float,
+        default=1e-3,
+        help="largest |qpos| error of the open-loop replay before a demo counts as diverged (default 1e-3)",
+    )
+    p.add_argument("--strict", action="store_true", help="fail on a demo whose states do not replay")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing output file")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=_run_add_images)
+
+
+def _run_add_images(args: argparse.Namespace) -> int:
+    from expo_sim.envs.add_images import add_images
+
+    try:
+        summary = add_images(
+            args.src,
+            args.out,
+            args.cameras,
+            args.image_size,
+            compression=None if args.compression == "none" else args.compression,
+            next_obs_images=not args.no_next_obs_images,
+            state_tol=args.state_tol,
+            strict=args.strict,
+            overwrite=args.overwrite,
+            progress=not args.no_progress,
+        )
+    except (FileNotFoundError, FileExistsError, ValueError) as e:
+        print(f"expo-sim add-images: error: {e}", file=sys.stderr)
         return 2
     print(summary.line())
     return 0
@@ -216,6 +320,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _add_demos(sub)
+    _add_add_images(sub)
     _add_train(sub)
     _add_compare(sub)
     add_session(sub)

@@ -1,5 +1,9 @@
 """Writing a whole demonstration set: the scripted expert run ``episodes`` times into one
 robomimic HDF5 file. What ``expo-sim demos`` and ``make sim`` (when no dataset exists yet) call.
+
+With ``cameras`` the env renders them every step and the file is an image dataset in robomimic's
+layout (``obs/<camera>_image`` (T, H, W, 3) uint8 next to the low-dim keys); the physics, and so
+the demonstrations, are the same as without cameras for the same seed.
 """
 
 from __future__ import annotations
@@ -23,13 +27,16 @@ class DemoSetSummary:
     mean_length: float
     mean_success_length: float  # NaN when no demo succeeded
     wall_s: float
+    cameras: tuple[str, ...] = ()
+    file_bytes: int = 0
 
     def line(self) -> str:
+        cams = f", cameras {','.join(self.cameras)}" if self.cameras else ""
         return (
             f"{self.task} {self.quality}: {self.successes}/{self.demos} successful "
             f"({100.0 * self.successes / self.demos:.0f}%), mean length {self.mean_length:.1f} steps "
-            f"(successful demos {self.mean_success_length:.1f}), {self.samples} samples -> {self.out} "
-            f"in {self.wall_s:.1f} s"
+            f"(successful demos {self.mean_success_length:.1f}), {self.samples} samples{cams} -> {self.out} "
+            f"({self.file_bytes / 1e6:.1f} MB) in {self.wall_s:.1f} s ({self.wall_s / self.demos:.1f} s/demo)"
         )
 
 
@@ -45,12 +52,18 @@ def write_demo_set(
     model_file: bool = True,
     overwrite: bool = False,
     progress: bool = True,
+    cameras: tuple[str, ...] = (),
+    camera_size: int = 84,
+    compression: str | None = None,
+    next_obs_images: bool = True,
 ) -> DemoSetSummary:
     """Generate ``episodes`` scripted demos of ``task`` at ``quality`` into ``out``.
 
     Episode ``i`` is reproducible on its own from ``(seed, i)``. ``valid_fraction`` of the demos
-    go to ``mask/valid`` (the rest to ``mask/train``). Raises FileExistsError when ``out``
-    exists and ``overwrite`` is false, ValueError for an unknown task or quality.
+    go to ``mask/valid`` (the rest to ``mask/train``). ``cameras`` (e.g. ``("agentview",
+    "robot0_eye_in_hand")``) adds their ``camera_size`` frames; ``compression`` and
+    ``next_obs_images`` are :class:`RobomimicWriter`'s. Raises FileExistsError when ``out``
+    exists and ``overwrite`` is false, ValueError for an unknown task, quality or camera.
     """
     from tqdm import tqdm
 
@@ -62,8 +75,10 @@ def write_demo_set(
     if out.exists() and not overwrite:
         raise FileExistsError(f"{out} exists (use --overwrite)")
     t0 = time.perf_counter()
-    env = make_env(task, horizon=horizon)
+    env = make_env(task, horizon=horizon, cameras=tuple(cameras), camera_size=camera_size)
     generator = {"task": task, "quality": quality, "seed": seed, "episodes": episodes}
+    if cameras:
+        generator.update(cameras=list(cameras), camera_size=camera_size)
     lengths, success_lengths = [], []
     try:
         with RobomimicWriter(
@@ -72,6 +87,8 @@ def write_demo_set(
             model_xml=env.model_xml() if model_file else None,
             extra_attrs={"expo_generator": json.dumps(generator)},
             overwrite=overwrite,
+            compression=compression,
+            next_obs_images=next_obs_images,
         ) as writer:
             demos = generate_demos(env, episodes, quality, seed)
             bar = tqdm(demos, total=episodes, unit="demo", desc=f"{task} demos", disable=not progress)
@@ -94,4 +111,6 @@ def write_demo_set(
         mean_length=sum(lengths) / len(lengths),
         mean_success_length=sum(success_lengths) / len(success_lengths) if success_lengths else float("nan"),
         wall_s=time.perf_counter() - t0,
+        cameras=tuple(cameras),
+        file_bytes=out.stat().st_size,
     )

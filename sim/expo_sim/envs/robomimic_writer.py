@@ -9,9 +9,19 @@ Layout (what robomimic's SequenceDataset and its playback scripts read)::
     data/demo_<i>/actions    (T, 7) float64
     data/demo_<i>/rewards    (T,)   float64
     data/demo_<i>/dones      (T,)   int64
-    data/demo_<i>/obs/<key>       (T, d) float64
+    data/demo_<i>/obs/<key>       (T, d) float64         low-dim keys
     data/demo_<i>/next_obs/<key>  (T, d) float64
+    data/demo_<i>/obs/<camera>_image       (T, H, W, 3) uint8   upright RGB frames (image demos)
+    data/demo_<i>/next_obs/<camera>_image  (T, H, W, 3) uint8   unless next_obs_images=False
     mask/train, mask/valid   demo names as byte strings (robomimic's 90/10 random split)
+
+Frames are what robomimic's image datasets hold (its env wrapper flips robosuite's OpenGL
+renders upright; so does ours). ``compression`` ("gzip" or "lzf") compresses frames in chunks
+of one frame, so a reader decompresses only the frames it reads; robomimic's own
+``--compress`` uses gzip too. ``next_obs_images=False`` leaves the (shifted, duplicate) frames
+out of ``next_obs`` to halve the file, like robomimic's ``--exclude-next-obs`` for images only;
+robomimic's SequenceDataset then needs ``load_next_obs=False`` for rgb keys (its BC template
+sets that; its offline-RL templates load next_obs).
 
 Failed demonstrations (``mixed`` quality) are written too: they are what makes a mixed set
 imperfect. Their rewards are all 0 and their dones all 0, including the last step: ``dones``
@@ -40,6 +50,31 @@ from expo_sim.envs.episodes import Episode
 log = logging.getLogger(__name__)
 
 
+COMPRESSIONS: tuple[str | None, ...] = (None, "gzip", "lzf")
+
+
+def is_image_key(key: str) -> bool:
+    """robomimic names camera observations ``<camera>_image``."""
+    return key.endswith("_image")
+
+
+def write_frames(
+    group: h5py.Group, name: str, frames: np.ndarray, compression: str | None = None, level: int = 4
+) -> h5py.Dataset:
+    """Write (T, H, W, 3) uint8 frames as ``group/name``; compressed in chunks of one frame.
+
+    Raises ValueError for another dtype or shape (frames are never silently converted: a float
+    image in [0, 1] cast to uint8 would be black)."""
+    arr = np.asarray(frames)
+    if arr.dtype != np.uint8 or arr.ndim != 4 or arr.shape[-1] != 3:
+        raise ValueError(f"'{name}': frames must be (T, H, W, 3) uint8, got {arr.shape} {arr.dtype}")
+    if compression is None:
+        return group.create_dataset(name, data=arr)
+    opts = {"compression_opts": level} if compression == "gzip" else {}
+    chunks = (1, *arr.shape[1:]) if arr.shape[0] else None
+    return group.create_dataset(name, data=arr, compression=compression, chunks=chunks, **opts)
+
+
 def train_valid_split(names: list[str], valid_fraction: float, seed: int) -> tuple[list[str], list[str]]:
     """robomimic's split: ``int(valid_fraction * n)`` demos drawn at random go to valid."""
     if not 0.0 <= valid_fraction < 1.0:
@@ -62,6 +97,10 @@ class RobomimicWriter:
         model_xml: MJCF stored as each demo's ``model_file`` attribute (optional).
         extra_attrs: more string attributes on ``data`` (e.g. how the set was generated).
         overwrite: replace an existing file; otherwise an existing file raises FileExistsError.
+        compression: None, "gzip" or "lzf" for the frames (chunked per frame); low-dim arrays
+            are small and stay uncompressed.
+        compression_level: gzip level 0-9 (default 4; ignored otherwise).
+        next_obs_images: also write ``next_obs/<camera>_image`` (default True, as robomimic).
     """
 
     def __init__(
@@ -72,7 +111,17 @@ class RobomimicWriter:
         model_xml: str | None = None,
         extra_attrs: dict[str, str] | None = None,
         overwrite: bool = False,
+        compression: str | None = None,
+        compression_level: int = 4,
+        next_obs_images: bool = True,
     ) -> None:
+        if compression not in COMPRESSIONS:
+            raise ValueError(f"compression must be one of {list(COMPRESSIONS)}, got {compression!r}")
+        if not isinstance(compression_level, int) or not 0 <= compression_level <= 9:
+            raise ValueError(f"compression_level must be an int in [0, 9], got {compression_level!r}")
+        self.compression = compression
+        self.compression_level = compression_level
+        self.next_obs_images = bool(next_obs_images)
         self.path = Path(path)
         if self.path.exists() and not overwrite:
             raise FileExistsError(f"{self.path} exists; pass overwrite=True to replace it")
@@ -125,10 +174,18 @@ class RobomimicWriter:
             for k, v in seq.items():
                 if v.shape[0] != T:
                     raise ValueError(f"episode {group}/{k} has {v.shape[0]} rows, actions have {T}")
-                g.create_dataset(f"{group}/{k}", data=np.asarray(v, dtype=np.float64))
+                if is_image_key(k):
+                    if group == "obs" or self.next_obs_images:
+                        self.write_frames(g, f"{group}/{k}", v)
+                else:
+                    g.create_dataset(f"{group}/{k}", data=np.asarray(v, dtype=np.float64))
         self._names.append(name)
         self._total += T
         return name
+
+    def write_frames(self, group: h5py.Group, name: str, frames: np.ndarray) -> h5py.Dataset:
+        """``frames`` (T, H, W, 3) uint8 as ``group/name`` with this writer's compression."""
+        return write_frames(group, name, frames, self.compression, self.compression_level)
 
     def close(self, valid_fraction: float = 0.1, split_seed: int = 0) -> Path:
         """Write totals and the train/valid masks, then move the file into place."""

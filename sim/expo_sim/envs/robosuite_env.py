@@ -28,7 +28,9 @@ rendered inside robosuite's step from the simulator's data after the last physic
 it shows the arm one 2 ms sub-step before the MuJoCo state saved as ``states`` (positions are
 computed before integration); :meth:`RobomimicEnv.observe_state` renders a stored state
 exactly (robomimic's dataset_states_to_obs does the same). The two differ by that sub-step:
-measured ~0.3-1.3 mm of eef position and a mean absolute pixel difference below 0.5 levels.
+measured on scripted Lift motion, up to ~1.3 mm of eef position and a mean absolute difference
+of ~0.8 (agentview) and ~1.8 (eye in hand) intensity levels per pixel (at most ~2.4 in one
+frame; frames one control step apart differ by ~4.5).
 
 Episodes follow gymnasium's semantics with EXPO's sparse reward: success gives reward 1 and ends
 the episode (``terminated``); reaching the horizon sets ``truncated`` (a time limit, not a
