@@ -174,7 +174,7 @@ def test_lockstep_timeout_republishes_the_same_state_later(harness) -> None:
 
 
 def test_realtime_idles_until_the_first_command_then_steps_every_period(harness) -> None:
-    h = harness(realtime=True, horizon=6, num_episodes=1)
+    h = harness(realtime=True, horizon=6, num_episodes=1, max_action_age_ms=60_000.0)
     h.start()
     h.spin_until(lambda: len(h.sets()) >= 3, "observations while no policy commands")
     assert h.feedback == [] and h.bridge.stats.env_steps == 0
@@ -186,9 +186,10 @@ def test_realtime_idles_until_the_first_command_then_steps_every_period(harness)
     h.spin_until(lambda: h.bridge.finished, "one realtime episode")
     h.wait_feedback(6)
     assert len(h.feedback) == 6 and h.feedback[-1].truncated
-    # One command, then bridge holds that echo its indices.
+    # One command, then periods without a new one (the controller keeps its goal) echoing its indices.
     assert all((f.episode, f.step) == (0, 0) for f in h.feedback)
     assert h.bridge.stats.own_holds == 5 and h.bridge.stats.env_steps == 6
+    assert h.bridge.stats.action_age.stats().count == 1
 
 
 def test_camera_image_goes_out_with_each_observation(harness) -> None:

@@ -3,6 +3,8 @@ episode statistics."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import pytest
 from expo_sim.ros.bridge_params import PARAMETERS, BridgeConfig
 from expo_sim.ros.bridge_protocol import EpisodeStats, LearnerPacer, LockstepGate, RealtimeInbox, SimClock
@@ -95,13 +97,39 @@ def test_gate_overdue_only_while_waiting() -> None:
     assert not gate.overdue(1.0, now=20.0)
 
 
-def test_inbox_keeps_the_newest_and_counts_superseded() -> None:
+@dataclass
+class Cmd:
+    stamp_ns: int
+    hold: bool = False
+
+
+MS = 1_000_000
+
+
+def test_inbox_applies_the_newest_arrived_command_and_counts_the_rest() -> None:
     inbox = RealtimeInbox()
-    assert inbox.take() is None
-    inbox.put("a")
-    inbox.put("b")
-    assert inbox.take() == "b" and inbox.take() is None
-    assert inbox.superseded == 1
+    assert inbox.take(0.0, 0, 100 * MS) is None
+    inbox.put(Cmd(50 * MS), now=1.000)
+    inbox.put(Cmd(100 * MS), now=1.001)
+    inbox.put(Cmd(150 * MS), now=1.002, injected_s=0.030)  # arrives at 1.032
+    got = inbox.take(1.010, 110 * MS, 100 * MS)
+    assert got.cmd.stamp_ns == 100 * MS and got.age_ns == 10 * MS and inbox.superseded == 1
+    assert inbox.pending == 1 and inbox.take(1.020, 120 * MS, 100 * MS) is None  # still on its way
+    got = inbox.take(1.040, 160 * MS, 100 * MS)
+    assert got.cmd.stamp_ns == 150 * MS and got.injected_s == pytest.approx(0.030)
+    inbox.put(Cmd(120 * MS), now=1.041)  # older than the command in effect
+    assert inbox.take(1.050, 170 * MS, 100 * MS) is None and inbox.dropped["out_of_order"] == 1
+
+
+def test_inbox_drops_late_commands_but_never_holds_and_forgets_previous_episodes() -> None:
+    inbox = RealtimeInbox()
+    inbox.put(Cmd(0), now=0.0)
+    assert inbox.take(0.2, 200 * MS, 100 * MS) is None and inbox.dropped["late"] == 1
+    inbox.put(Cmd(50 * MS, hold=True), now=0.2)
+    assert inbox.take(0.3, 300 * MS, 100 * MS).cmd.hold  # a stale hold still stops the arm
+    inbox.put(Cmd(400 * MS), now=0.45)  # answers the terminal observation of an ended episode
+    assert inbox.take(0.5, 500 * MS, 100 * MS, min_stamp_ns=450 * MS) is None
+    assert inbox.dropped == {"late": 1, "out_of_order": 0, "other_episode": 1}
 
 
 def test_episode_stats_records_returns_and_summary() -> None:
@@ -119,9 +147,21 @@ def test_episode_stats_records_returns_and_summary() -> None:
         stats.answered(wait)
         stats.timing(work)
     assert "bridge work 1.5 ms, policy answer 20.0 ms" in stats.summary()  # work over 4 steps
+    assert set(stats.records[0].counts.values()) == {0}
+    stats.took_effect(20 * MS)
+    stats.superseded, stats.dropped["late"] = 3, 2
+    stats.step(0.0)
+    rec = stats.end_episode(2, 1, False)
+    assert rec.counts["superseded"] == 3 and rec.counts["dropped"] == 2 and rec.counts["holds"] == 0
     values = stats.diagnostics_values()
-    assert (values["episodes"], values["successes"], values["env_steps"]) == (2, 1, 4)
-    assert values["success_rate"] == 0.5 and values["obs_to_action_count"] == 2
+    assert (values["last_episode"], values["last_episode_superseded"], values["last_episode_dropped"]) == (
+        2,
+        3,
+        2,
+    )
+    assert values["action_age_p50_ms"] == pytest.approx(20.0) and values["dropped_late"] == 2
+    assert (values["episodes"], values["successes"], values["env_steps"]) == (3, 1, 5)
+    assert values["success_rate"] == pytest.approx(1 / 3) and values["obs_to_action_count"] == 2
     assert values["obs_to_action_p50_ms"] == pytest.approx(20.0)
     assert values["obs_to_action_max_ms"] == pytest.approx(30.0)
 

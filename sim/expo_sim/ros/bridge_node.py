@@ -12,7 +12,9 @@ out image_raw       sensor_msgs/Image (optional)     5      rgb8 camera image (c
 out env_feedback    expo_interfaces/EnvFeedback      50     one per command: reward, done, ...
 out /clock          rosgraph_msgs/Clock              10     sim time (absolute topic)
 out diagnostics     diagnostic_msgs/DiagnosticArray  10     episodes, success, steps/s, obs ->
-                                                            action round trip p50/p99 (lockstep)
+                                                            action round trip and action age
+                                                            p50/p99, holds/superseded/dropped
+                                                            (also per episode: last_episode_*)
 in  action          expo_interfaces/ActionCommand    10     the policy's commands
 in  learner_stats   expo_interfaces/LearnerStats     10     lockstep pacing (learner_pacing_backlog)
 ==================  ===============================  =====  ====================================
@@ -23,18 +25,25 @@ Time. The bridge is the clock of the stack: its node clock is sim time, which it
 and publishes on ``/clock`` (the policy runs with ``use_sim_time``); every stamp is read from
 the node clock. Sim time starts at 0 and advances one control period (50 ms) per env step,
 per lockstep hold and per reset. Lockstep mode therefore runs as fast as the policy answers;
-realtime mode advances it on a 20 Hz wall timer. The protocols are described in
+realtime mode advances it with wall time, one chunk of a control period at a time (physics in
+sub-steps, :mod:`expo_sim.ros.realtime_physics`; commands take effect when they arrive, with
+optional injected latency and jitter). The protocols are described in
 :mod:`expo_sim.ros.bridge_protocol`.
 
 Lifecycle: configure validates the parameters and builds the env (a bad value fails the
 transition naming the parameter); activate resets the first episode and starts the timers;
-deactivate stops stepping. With ``num_episodes > 0`` the node logs a summary after that many
+deactivate stops stepping. An episode interrupted by deactivate is ended on the next activate
+before the reset: its state is published once more with a new stamp together with a truncated
+EnvFeedback echoing the newest command received for it (applied or not), so a policy waiting for
+that command's step (lockstep) goes on, and its learner sees a time-limit end. With
+``num_episodes > 0`` the node logs a summary after that many
 episodes and the process exits 0 (the runner then stops the rest of the graph).
 """
 
 from __future__ import annotations
 
 import time
+from collections import OrderedDict
 from typing import Any
 
 import numpy as np
@@ -57,12 +66,14 @@ from expo_sim.envs.robosuite_env import RobomimicEnv, make_env
 from expo_sim.ros.bridge_conversions import clock_msg, feedback_msg, observation_msgs, snapshot_from_env
 from expo_sim.ros.bridge_params import PARAMETERS, BridgeConfig
 from expo_sim.ros.bridge_protocol import EpisodeStats, LearnerPacer, LockstepGate, RealtimeInbox, SimClock
+from expo_sim.ros.realtime_physics import SubstepPhysics
 
 SUCCESS, FAILURE = TransitionCallbackReturn.SUCCESS, TransitionCallbackReturn.FAILURE
 OBS_TOPICS = ("joint_states", "ee_pose", "object_poses")
 _WATCH_PERIOD_S = 0.02  # lockstep: how often to check for the policy and for timeouts (wall)
 _FLUSH_TIMEOUT = Duration(seconds=2.0)  # final messages: wait this long for the acknowledgements
 StepResult = tuple[float, bool, bool, bool]  # reward, terminated, truncated, success
+_PUBLISHED_KEPT = 256  # observation stamps remembered for the round trip (wall publish times)
 
 
 class SimBridge(TeardownLifecycleNode):
@@ -99,17 +110,34 @@ class SimBridge(TeardownLifecycleNode):
                 )
             cams = (cfg.camera,) if cfg.camera else ()
             env = make_env(cfg.task, horizon=cfg.horizon, cameras=cams, camera_size=cfg.camera_size)
+            try:
+                physics = SubstepPhysics(env, cfg.substeps)
+            except ValueError as e:
+                env.close()
+                raise ValueError(f"parameter 'realtime.substeps': {e}") from e
         except ValueError as e:
             log.error(f"configure failed: {e}")
             return FAILURE
-        self.cfg, self.env = cfg, env
+        self.cfg, self.env, self._physics = cfg, env, physics
+        self._rng = np.random.default_rng([cfg.seed, 19])  # injected jitter
         # Episodes (env resets; seed + index) and sim time run on across re-activations.
         self._episode = 0  # the bridge's own count; feedback echoes the commands' indices
         self._sim_clock = SimClock(cfg.period_ns)
         self._sim_time.ros_time_is_active = True
         self._sim_time.clock_callback(clock_msg(self._sim_clock.now_ns))
+        self._episode_first_ns: int | None = None  # stamp of the current episode's first observation
+        self._cmd_seen: tuple[int, int] | None = None  # newest command indices for the current episode
+        self._steps_in_episode = 0
         self._create_entities(cfg)
-        mode = "realtime 20 Hz wall" if cfg.realtime else f"lockstep (timeout {cfg.action_timeout_s:g} s)"
+        if cfg.realtime:
+            delay = f", injected delay {cfg.injected_latency_ms:g} +- {cfg.injected_jitter_ms:g} ms"
+            injected = cfg.injected_latency_ms or cfg.injected_jitter_ms
+            mode = (
+                f"realtime: wall-time physics in {cfg.substeps} chunks per period, commands older than "
+                f"{cfg.max_action_age_ms:g} ms dropped" + (delay if injected else "")
+            )
+        else:
+            mode = f"lockstep (timeout {cfg.action_timeout_s:g} s)"
         episodes = cfg.num_episodes or "unlimited"
         log.info(
             f"configured: task {cfg.task}, horizon {cfg.horizon}, {mode}, episodes {episodes}, "
@@ -136,9 +164,8 @@ class SimBridge(TeardownLifecycleNode):
             self._subs.append(sub)
         wall = Clock(clock_type=ClockType.STEADY_TIME)  # the node clock is sim time: it would never tick
         if cfg.realtime:
-            self._timers = [
-                self.create_timer(1.0 / cfg.control_rate_hz, self._on_tick, clock=wall, autostart=False)
-            ]
+            chunk_s = cfg.chunk_ns * 1e-9
+            self._timers = [self.create_timer(chunk_s, self._on_tick, clock=wall, autostart=False)]
         else:
             self._timers = [self.create_timer(_WATCH_PERIOD_S, self._on_watch, clock=wall, autostart=False)]
         period = cfg.diagnostics_period_s
@@ -148,18 +175,45 @@ class SimBridge(TeardownLifecycleNode):
         ret = super().on_activate(state)  # enables the lifecycle publishers
         self.stats = EpisodeStats()
         self._gate, self._inbox = LockstepGate(), RealtimeInbox()
-        self._last_indices = (0, 0)  # (episode, step) of the latest command (realtime bridge holds)
+        self._published: OrderedDict[int, float] = OrderedDict()  # stamp -> wall publish time
+        self._last_indices = (0, 0)  # (episode, step) of the command in effect (feedback echo)
         self._first_sent = False  # lockstep: first observation published
-        self._started = False  # realtime: a command has arrived, so stepping begins
+        self._heard = False  # realtime: a command has been received (stepping begins)
+        self._mode = "idle"  # realtime period: idle (no policy yet), step or reset
+        self._chunk = 0  # realtime: chunk of the current period that runs next
+        self._new_in_period = False  # realtime: a new command took effect in this period
         self._summary_logged = False
         self._pacer = LearnerPacer(self.cfg.learner_pacing_backlog)
         self._held: tuple[cv.Command, float] | None = None  # lockstep command waiting for the learner
-        self._reset_env()
         self.active, self.finished = True, False
+        if self._episode_open():
+            self._end_interrupted_episode()
+        if self.finished:  # the interrupted episode was the last one
+            return ret
+        self._reset_env()
+        self._next_wall = time.monotonic() + self.cfg.chunk_ns * 1e-9
         for t in self._timers:
             t.reset()
         self.get_logger().info("active: waiting for the policy")
         return ret
+
+    def _episode_open(self) -> bool:
+        """An episode was under way when the bridge stopped: steps taken or a command received."""
+        return self._steps_in_episode > 0 or self._cmd_seen is not None
+
+    def _end_interrupted_episode(self) -> None:
+        """Deactivate interrupted an episode: publish its state with a new stamp and a truncated
+        feedback echoing the newest command received for it, so a policy awaiting that step goes
+        on (module doc), then count it as a failed episode."""
+        episode, step = self._cmd_seen if self._cmd_seen is not None else self._last_indices
+        ns = self._tick_clock()
+        self._publish_obs(ns)
+        self._publish_feedback(ns, (0.0, False, True, False), (episode, step))
+        self.get_logger().warning(
+            f"episode {self._episode} was interrupted by deactivate after {self._steps_in_episode} steps: "
+            f"reported as truncated (command {episode}/{step}), resetting"
+        )
+        self._end_episode(False)
 
     def _stop(self, reason: str = "") -> None:
         for t in self._timers:
@@ -187,9 +241,10 @@ class SimBridge(TeardownLifecycleNode):
         return self.trigger_configure() == SUCCESS and self.trigger_activate() == SUCCESS
 
     # --- env and publishing ---------------------------------------------------------------
-    def _tick_clock(self) -> int:
-        """Advance sim time one control period, publish it; returns the node clock's time [ns]."""
-        msg = clock_msg(self._sim_clock.advance())
+    def _tick_clock(self, step_ns: int | None = None) -> int:
+        """Advance sim time one control period (or ``step_ns``), publish it; returns the node
+        clock's time [ns]."""
+        msg = clock_msg(self._sim_clock.advance(step_ns))
         self._sim_time.clock_callback(msg)
         self._pubs["clock"].publish(msg)
         return self.get_clock().now().nanoseconds
@@ -197,12 +252,18 @@ class SimBridge(TeardownLifecycleNode):
     def _reset_env(self) -> None:
         _, info = self.env.reset(seed=self.cfg.seed + self._episode)
         self._snap = snapshot_from_env(self.env, info["obs_dict"], self.cfg.camera)
+        self._physics.reset()
         self._prev_action: np.ndarray | None = None
         self._steps_in_episode = 0
-        self._done = False
+        self._cmd_seen = None
+        self._episode_first_ns = None  # set when its first observation goes out
 
     def _step_env(self, action: np.ndarray) -> StepResult:
-        _, reward, terminated, truncated, info = self.env.step(action)
+        return self._stepped(self.env.step(action))
+
+    def _stepped(self, out: tuple) -> StepResult:
+        """Bookkeeping of one env step (``env.step``'s or the last realtime chunk's output)."""
+        _, reward, terminated, truncated, info = out
         self._snap = snapshot_from_env(self.env, info["obs_dict"], self.cfg.camera)
         self._prev_action = info["action"]
         self._steps_in_episode = info["t"]
@@ -217,6 +278,11 @@ class SimBridge(TeardownLifecycleNode):
         self._pubs["object_poses"].publish(msgs.object_poses)
         if msgs.image is not None:
             self._pubs["image_raw"].publish(msgs.image)
+        if self._episode_first_ns is None:
+            self._episode_first_ns = ns
+        self._published[ns] = time.monotonic()
+        while len(self._published) > _PUBLISHED_KEPT:
+            self._published.popitem(last=False)
 
     def _publish_feedback(self, ns: int, result: StepResult, indices: tuple[int, int]) -> None:
         self._pubs["env_feedback"].publish(feedback_msg(ns, *result, *indices))
@@ -231,19 +297,30 @@ class SimBridge(TeardownLifecycleNode):
             return None
 
     def _end_episode(self, success: bool) -> bool:
-        """Log the finished episode; True when that was the last one (the node is finished)."""
+        """Log the finished episode, publish diagnostics (the session reads each episode's
+        counts from them); True when that was the last one (the node is finished)."""
+        self._sync_inbox_counts()
         rec = self.stats.end_episode(self._episode, self._steps_in_episode, success)
         n, wins = len(self.stats.records), self.stats.successes
+        c = rec.counts
         self.get_logger().info(
             f"episode {rec.episode}: {'success' if success else 'failure'} after {rec.steps} steps "
-            f"({rec.wall_s:.2f} s wall); {wins}/{n} successes, {self.stats.steps_per_s():.1f} env steps/s"
+            f"({rec.wall_s:.2f} s wall); {wins}/{n} successes, {self.stats.steps_per_s():.1f} env steps/s; "
+            f"commands: {c['holds']} holds, {c['bridge_holds']} bridge holds, {c['superseded']} superseded, "
+            f"{c['dropped']} dropped"
         )
         self._episode += 1
-        self._done = True
+        self._cmd_seen = None
+        self._steps_in_episode = 0
         if self.cfg.num_episodes and self._episode >= self.cfg.num_episodes:
             self._finish()
             return True
+        self._publish_diagnostics()
         return False
+
+    def _sync_inbox_counts(self) -> None:
+        self.stats.superseded = self._inbox.superseded
+        self.stats.dropped = dict(self._inbox.dropped)
 
     def _finish(self) -> None:
         for t in self._timers:
@@ -257,12 +334,14 @@ class SimBridge(TeardownLifecycleNode):
     def _log_summary(self) -> None:
         if not self._summary_logged:
             self._summary_logged = True
-            realtime = self.cfg.realtime
-            unused = f"{self._inbox.superseded} superseded" if realtime else f"{self._gate.stale} stale"
-            self.get_logger().info(f"summary: {self.stats.summary()}, {unused} commands")
+            self._sync_inbox_counts()
+            stale = "" if self.cfg.realtime else f", {self._gate.stale} stale commands"
+            self.get_logger().info(f"summary: {self.stats.summary()}{stale}")
 
     def _publish_diagnostics(self) -> None:
-        """Episodes, success, env step rate and (lockstep) the obs -> action round trip."""
+        """Episodes, success, env step rate, the obs -> action round trip, action ages and the
+        command counts (cumulative and of the last episode)."""
+        self._sync_inbox_counts()
         values = self.stats.diagnostics_values()
         if self.cfg.learner_pacing_backlog and not self.cfg.realtime:
             values.update(paced_steps=self._pacer.held, paced_s=self._pacer.held_s)
@@ -276,12 +355,21 @@ class SimBridge(TeardownLifecycleNode):
 
     # --- lockstep -------------------------------------------------------------------------
     def _on_action(self, msg: ActionCommand) -> None:
-        if not self.active or self.finished:
+        if self.cfg is None or self.finished:
             return
         cmd = cv.action_command_to_numpy(msg)
+        first = self._episode_first_ns
+        if first is not None and cmd.stamp_ns >= first:  # answers this episode (even while inactive)
+            self._cmd_seen = max(self._cmd_seen or (cmd.episode, cmd.step), (cmd.episode, cmd.step))
+        if not self.active:
+            return
         if self.cfg.realtime:
-            self._inbox.put(cmd)
-            self._started = True
+            now = time.monotonic()
+            published = self._published.get(cmd.stamp_ns)
+            if published is not None:
+                self.stats.answered(now - published)
+            self._inbox.put(cmd, now, self._injected_delay_s())
+            self._heard = True
         elif self._gate.accept(cmd.stamp_ns):
             t0 = time.monotonic()
             self.stats.answered(t0 - self._gate.published_at)
@@ -311,6 +399,7 @@ class SimBridge(TeardownLifecycleNode):
 
     def _lockstep_step(self, cmd: cv.Command) -> None:
         action = None if cmd.hold else self._checked(cmd)
+        self.stats.took_effect(self._sim_clock.now_ns - cmd.stamp_ns)  # 0 unless re-published
         ns = self._tick_clock()
         if action is None:  # a hold: the arm keeps still for one period, the env is not stepped
             self.stats.holds += int(cmd.hold)
@@ -361,35 +450,82 @@ class SimBridge(TeardownLifecycleNode):
         return subscribed and self._action_sub.get_publisher_count() > 0
 
     # --- realtime -------------------------------------------------------------------------
+    def _injected_delay_s(self) -> float:
+        c = self.cfg
+        jitter = 0.0
+        if c.injected_jitter_ms:
+            jitter = self._rng.uniform(-c.injected_jitter_ms, c.injected_jitter_ms)
+        return max(c.injected_latency_ms + jitter, 0.0) * 1e-3
+
     def _on_tick(self) -> None:
-        """Realtime, every control period of wall time: one period of sim time, one env step."""
+        """Realtime, wall timer at the chunk rate: every chunk boundary whose wall time has passed,
+        in order (late ones caught up, at most one period per call; beyond that the bridge skips
+        ahead and counts an overrun, so sim time falls behind wall time by that much)."""
         if self.finished:
             return
-        t0 = time.monotonic()
-        ns = self._tick_clock()
-        if self._done:  # the previous tick ended an episode: this period resets
+        now = time.monotonic()
+        chunk_s = self.cfg.chunk_ns * 1e-9
+        done = 0
+        while self._next_wall <= now and not self.finished:
+            if done >= self.cfg.substeps:
+                self.stats.overruns += 1
+                self._next_wall = now + chunk_s
+                break
+            t0 = time.monotonic()
+            self._boundary(self._next_wall)
+            self.stats.timing(time.monotonic() - t0)
+            self._next_wall += chunk_s
+            done += 1
+
+    def _boundary(self, wall: float) -> None:
+        """The chunk that ended at wall time ``wall``: its physics (when stepping), sim time, the
+        period's end (observation, feedback, episode end or reset), then the commands that have
+        arrived take effect from here on."""
+        result = self._physics.chunk() if self._mode == "step" else None
+        ns = self._tick_clock(self.cfg.chunk_ns)
+        self._chunk = (self._chunk + 1) % self.cfg.substeps
+        if self._chunk == 0:
+            self._period_end(ns, result)
+            if self.finished:
+                return
+        if self._mode == "step":
+            self._take_arrivals(wall, ns)
+
+    def _period_end(self, ns: int, result: tuple | None) -> None:
+        if self._mode == "step":
+            step = self._stepped(result)
+            self.stats.own_holds += int(not self._new_in_period)
+            self._new_in_period = False
+            self._publish_obs(ns)
+            self._publish_feedback(ns, step, self._last_indices)
+            if step[1] or step[2]:
+                self._mode = "reset"  # the next period resets the env
+                self._end_episode(step[3])
+            return
+        if self._mode == "reset":
             self._reset_env()
-            self._publish_obs(ns)
-            return
-        cmd = self._inbox.take()
-        if not self._started:  # no policy yet: the arm sits still, observations keep flowing
-            self._publish_obs(ns)
-            return
-        if cmd is None:
-            self.stats.own_holds += 1
-            action = None
-        else:
-            self._last_indices = (cmd.episode, cmd.step)
-            self.stats.holds += int(cmd.hold)
-            action = None if cmd.hold else self._checked(cmd)
-        if action is None:
-            action = hold_action(self._prev_action, self.env.action_space.shape[0])
-        result = self._step_env(action)
+            self._mode = "step"
+        elif self._heard:  # idle until the policy's first command: stepping begins now
+            self._mode = "step"
         self._publish_obs(ns)
-        self._publish_feedback(ns, result, self._last_indices)
-        self.stats.timing(time.monotonic() - t0)
-        if result[1] or result[2]:
-            self._end_episode(result[3])
+
+    def _take_arrivals(self, wall: float, ns: int) -> None:
+        max_age_ns = round(self.cfg.max_action_age_ms * 1e6)
+        first = self._episode_first_ns if self._episode_first_ns is not None else ns
+        arrival = self._inbox.take(wall, ns, max_age_ns, first)
+        if arrival is None:
+            return
+        cmd = arrival.cmd
+        self._new_in_period = True
+        self._last_indices = (cmd.episode, cmd.step)
+        self._cmd_seen = max(self._cmd_seen or self._last_indices, self._last_indices)
+        self.stats.took_effect(arrival.age_ns)
+        self.stats.holds += int(cmd.hold)
+        action = None if cmd.hold else self._checked(cmd)
+        if action is None:  # hold (or refused): stop where the arm is, gripper command kept
+            action = hold_action(self._physics.action, self.env.action_space.shape[0])
+        self._physics.set_action(action)
+        self._prev_action = self._physics.action
 
 
 def _close_env(node: SimBridge) -> None:

@@ -40,6 +40,30 @@ PARAMETERS: tuple[ParamSpec, ...] = (
     ParamSpec("seed", 0, "reset seed of the first episode; +1 per episode"),
     ParamSpec("num_episodes", 0, "exit after this many episodes; 0 = run until shut down"),
     ParamSpec("action_timeout_s", 5.0, "lockstep: wall time without an answer before warn + re-publish [s]"),
+    ParamSpec(
+        "realtime.substeps",
+        5,
+        "realtime: chunks per control period (a divisor of its 25 MuJoCo steps: 1, 5 or 25); physics "
+        "runs one chunk per 1/(rate * substeps) of wall time and a command takes effect at the first "
+        "chunk boundary after it arrives (1: at the next period boundary)",
+    ),
+    ParamSpec(
+        "max_action_age_ms",
+        100.0,
+        "realtime: a command whose observation is older than this when it would take effect is "
+        "dropped (counted; holds always apply) [ms]",
+    ),
+    ParamSpec(
+        "injected_latency_ms",
+        0.0,
+        "realtime: a received command counts as arriving this much later (a slower link/controller) [ms]",
+    ),
+    ParamSpec(
+        "injected_jitter_ms",
+        0.0,
+        "realtime: plus a uniform random delay in [-jitter, +jitter] per command (seeded by 'seed'; "
+        "the total delay is never negative) [ms]",
+    ),
     ParamSpec("diagnostics_period_s", 1.0, "diagnostics publish period, wall clock [s]"),
     ParamSpec(
         "learner_pacing_backlog",
@@ -83,6 +107,12 @@ def _float(name: str, v: Any, low: float, high: float) -> float:
     return float(v)
 
 
+def _non_negative(name: str, v: Any, high: float) -> float:
+    if isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v) or not 0.0 <= v <= high:
+        raise ValueError(f"parameter '{name}' must be a number in [0, {high:g}], got {v!r}")
+    return float(v)
+
+
 def _names(name: str, v: Any, count: int) -> tuple[str, ...]:
     if (
         not isinstance(v, Sequence)
@@ -106,6 +136,10 @@ class BridgeConfig:
     seed: int = 0
     num_episodes: int = 0
     action_timeout_s: float = 5.0
+    substeps: int = 5
+    max_action_age_ms: float = 100.0
+    injected_latency_ms: float = 0.0
+    injected_jitter_ms: float = 0.0
     diagnostics_period_s: float = 1.0
     learner_pacing_backlog: int = 0
     frame_id: str = "world"
@@ -120,6 +154,11 @@ class BridgeConfig:
     def period_ns(self) -> int:
         """Sim time per control step [ns] (50 ms at 20 Hz)."""
         return round(1e9 / self.control_rate_hz)
+
+    @property
+    def chunk_ns(self) -> int:
+        """Sim time per realtime chunk [ns] (10 ms with 5 substeps at 20 Hz)."""
+        return self.period_ns // self.substeps
 
     @property
     def joint_names(self) -> tuple[str, ...]:
@@ -172,6 +211,10 @@ class BridgeConfig:
             seed=_int("seed", v["seed"], 0, 2**31 - 1),
             num_episodes=_int("num_episodes", v["num_episodes"], 0),
             action_timeout_s=_float("action_timeout_s", v["action_timeout_s"], 0.0, 3600.0),
+            substeps=_int("realtime.substeps", v["realtime.substeps"], 1, 25),
+            max_action_age_ms=_float("max_action_age_ms", v["max_action_age_ms"], 0.0, 60_000.0),
+            injected_latency_ms=_non_negative("injected_latency_ms", v["injected_latency_ms"], 10_000.0),
+            injected_jitter_ms=_non_negative("injected_jitter_ms", v["injected_jitter_ms"], 10_000.0),
             diagnostics_period_s=_float("diagnostics_period_s", v["diagnostics_period_s"], 0.01, 3600.0),
             learner_pacing_backlog=_int("learner_pacing_backlog", v["learner_pacing_backlog"], 0),
             frame_id=frame,

@@ -20,9 +20,30 @@ Lockstep protocol (``realtime: false``), as the policy node expects it:
 5. If no answer comes within ``action_timeout_s`` of wall time, the bridge warns and re-publishes
    the current state with a new stamp (e.g. a policy that started after the first observation).
 
-Realtime protocol (``realtime: true``): every control period of wall time sim time advances one
-period and the env is stepped once, with the newest command received since the previous tick
-(:class:`RealtimeInbox`) or a hold when there is none; stepping starts with the first command.
+Realtime protocol (``realtime: true``), a model of an arm that does not wait for its policy:
+
+1. Physics advances on wall time in sub-steps: each control period (50 ms) is ``realtime.substeps``
+   chunks (10 ms each by default) of MuJoCo steps (:mod:`expo_sim.ros.realtime_physics`), each
+   computed when its wall time has passed (late chunks are caught up, at most one period at a
+   time; sim time follows wall time). ``/clock`` advances every chunk.
+2. At each period end the observation set (and the step's EnvFeedback) goes out, stamped with
+   the sim time of that instant.
+3. A command takes effect at the first chunk boundary after it *arrives*: when it was received
+   plus the injected delay (``injected_latency_ms`` +- uniform ``injected_jitter_ms``, seeded).
+   :class:`RealtimeInbox` picks the newest arrived command (by stamp); older ones that arrived
+   with it are *superseded*, ones older than the command already in effect are dropped
+   (*out of order*), as are commands older than ``max_action_age_ms`` when they would take
+   effect (*late*, holds excepted: a hold always applies) and commands answering an observation
+   of a previous episode. Every count is per episode too.
+4. While no new command takes effect the controller keeps its last goal (franka's impedance
+   controller keeps its last equilibrium; a policy hold sets the goal to the pose of the moment).
+   Stepping starts at the first period boundary after the first command arrives; the period
+   after an episode end is the reset (no physics), so the next episode's first observation is
+   one period after the terminal one.
+
+Times: the observation -> command round trip (received minus published, wall clock) and the age
+of each command when it takes effect (sim time at that chunk boundary minus its stamp, the
+observation's time: in realtime sim time is wall time, to a chunk) are recorded per command.
 """
 
 from __future__ import annotations
@@ -37,7 +58,7 @@ ROUND_TRIP_WINDOW = 100_000  # lockstep answers kept for the obs -> action perce
 
 
 class SimClock:
-    """Sim time in integer nanoseconds, advanced in whole control periods."""
+    """Sim time in integer nanoseconds, advanced in whole control periods (or given steps)."""
 
     def __init__(self, period_ns: int, start_ns: int = 0) -> None:
         if period_ns <= 0 or start_ns < 0:
@@ -45,8 +66,12 @@ class SimClock:
         self.period_ns = int(period_ns)
         self.now_ns = int(start_ns)
 
-    def advance(self) -> int:
-        self.now_ns += self.period_ns
+    def advance(self, step_ns: int | None = None) -> int:
+        """Advance one period (or ``step_ns``, > 0); returns the new time."""
+        step = self.period_ns if step_ns is None else int(step_ns)
+        if step <= 0:
+            raise ValueError(f"SimClock.advance needs a step > 0 ns, got {step}")
+        self.now_ns += step
         return self.now_ns
 
 
@@ -111,52 +136,117 @@ class LearnerPacer:
         return self._backlog + (env_steps - self._steps_at_report) > self.limit
 
 
+#: Why a received command never took effect (the realtime inbox's counters, per episode too).
+DROP_REASONS = ("late", "out_of_order", "other_episode")
+
+
+@dataclass(frozen=True)
+class Arrival:
+    """A command that took effect: ``age_ns`` (sim time at the chunk boundary minus its stamp)
+    and the delay injected before it counted as arrived [s]."""
+
+    cmd: Any
+    age_ns: int
+    injected_s: float
+
+
 class RealtimeInbox:
-    """Newest command received since the previous control tick; older unapplied ones are
-    counted as superseded (the policy answered twice within one period)."""
+    """Commands on their way to the simulated arm (module doc, realtime step 3).
+
+    ``put`` at reception (wall clock ``now``) with the injected delay; ``take`` at each chunk
+    boundary (its nominal wall time, the sim time of that instant) returns the command that takes
+    effect there, if any. Commands carry ``stamp_ns`` (the observation they answer) and ``hold``.
+    """
 
     def __init__(self) -> None:
-        self._cmd: Any = None
+        self._pending: list[tuple[float, int, Any, float]] = []  # (due wall, order, cmd, injected)
+        self._order = 0
+        self.applied_stamp_ns = -1  # stamp of the command in effect
         self.superseded = 0
+        self.dropped = dict.fromkeys(DROP_REASONS, 0)
 
-    def put(self, cmd: Any) -> None:
-        if self._cmd is not None:
-            self.superseded += 1
-        self._cmd = cmd
+    @property
+    def pending(self) -> int:
+        return len(self._pending)
 
-    def take(self) -> Any:
-        cmd, self._cmd = self._cmd, None
-        return cmd
+    def put(self, cmd: Any, now: float, injected_s: float = 0.0) -> None:
+        """A command received at wall time ``now`` that arrives ``injected_s`` later."""
+        self._pending.append((now + max(injected_s, 0.0), self._order, cmd, max(injected_s, 0.0)))
+        self._order += 1
+
+    def take(
+        self, boundary: float, sim_now_ns: int, max_age_ns: int, min_stamp_ns: int = -1
+    ) -> Arrival | None:
+        """The command taking effect at a chunk boundary of wall time ``boundary`` and sim time
+        ``sim_now_ns``; counts what is superseded or dropped. ``min_stamp_ns``: the current
+        episode's first observation (older stamps answer a previous episode)."""
+        due = [p for p in self._pending if p[0] <= boundary]
+        if not due:
+            return None
+        self._pending = [p for p in self._pending if p[0] > boundary]
+        fresh = []
+        for p in due:
+            stamp = p[2].stamp_ns
+            if stamp < min_stamp_ns:
+                self.dropped["other_episode"] += 1
+            elif stamp <= self.applied_stamp_ns:
+                self.dropped["out_of_order"] += 1
+            else:
+                fresh.append(p)
+        if not fresh:
+            return None
+        newest = max(fresh, key=lambda p: (p[2].stamp_ns, p[1]))
+        self.superseded += len(fresh) - 1
+        cmd, age = newest[2], sim_now_ns - newest[2].stamp_ns
+        if age > max_age_ns and not cmd.hold:
+            self.dropped["late"] += 1
+            return None
+        self.applied_stamp_ns = cmd.stamp_ns
+        return Arrival(cmd, age, newest[3])
+
+    def clear(self) -> None:
+        """Forget waiting commands (deactivate); counters stay."""
+        self._pending = []
 
 
 @dataclass(frozen=True)
 class EpisodeRecord:
+    """One finished episode; ``counts``: what happened to commands during it (the keys of
+    :meth:`EpisodeStats.counts`)."""
+
     episode: int
     steps: int
     success: bool
     ret: float
     wall_s: float
+    counts: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass
 class EpisodeStats:
-    """Per-episode outcomes and counters for the bridge's log lines."""
+    """Per-episode outcomes and counters for the bridge's log lines and diagnostics."""
 
     records: list[EpisodeRecord] = field(default_factory=list)
     env_steps: int = 0
-    holds: int = 0  # hold commands (realtime: stepped with the hold action; lockstep: not stepped)
-    own_holds: int = 0  # realtime ticks without a new command (stepped with a hold)
+    holds: int = 0  # hold commands (realtime: the goal set to the pose of the moment; lockstep: not stepped)
+    own_holds: int = 0  # realtime periods without a new command (the controller kept its goal)
     rejected: int = 0  # commands env.check_action refused (wrong shape, NaN): treated as holds
     timeouts: int = 0  # lockstep waits that ran past action_timeout_s
+    superseded: int = 0  # realtime: commands replaced by a newer one before taking effect
+    dropped: dict[str, int] = field(default_factory=lambda: dict.fromkeys(DROP_REASONS, 0))
+    overruns: int = 0  # realtime: the bridge fell more than a period behind wall time (skipped ahead)
     work_s: float = 0.0  # wall time in the bridge's own step work (env step, publishing)
-    wait_s: float = 0.0  # lockstep: wall time from publishing an observation to its answer
-    answers: int = 0  # lockstep: answered observations (the count behind wait_s)
-    # lockstep: the same waits one by one (observation published -> its action received), the
-    # closed-loop latency through ROS; the window keeps every sample of a benchmark-sized run
+    wait_s: float = 0.0  # wall time from publishing an observation to its answer
+    answers: int = 0  # answered observations (the count behind wait_s)
+    # observation published -> its command received (wall clock), every answer: the closed-loop
+    # latency through ROS; the window keeps every sample of a benchmark-sized run
     round_trip: LatencyTracker = field(default_factory=lambda: LatencyTracker(window=ROUND_TRIP_WINDOW))
+    # a command's age when it takes effect: sim time then minus its stamp (realtime; lockstep: 0)
+    action_age: LatencyTracker = field(default_factory=lambda: LatencyTracker(window=ROUND_TRIP_WINDOW))
     _ret: float = 0.0
     _start: float = field(default_factory=time.monotonic)
     _first: float | None = None
+    _at_start: dict[str, int] = field(default_factory=dict)  # counts() when the episode began
 
     def step(self, reward: float) -> None:
         if self._first is None:  # the first episode starts with the first step, not activation
@@ -169,17 +259,35 @@ class EpisodeStats:
         self.work_s += work_s
 
     def answered(self, wait_s: float) -> None:
-        """Lockstep: the current observation's action arrived ``wait_s`` after it was published
-        (recorded before stepping, so a final status sent from that step already counts it)."""
+        """The command for an observation arrived ``wait_s`` after that observation was published
+        (lockstep: recorded before stepping, so a final status sent from that step counts it)."""
         self.wait_s += wait_s
         self.answers += 1
         self.round_trip.record(max(wait_s, 0.0))
 
+    def took_effect(self, age_ns: int) -> None:
+        """A command took effect ``age_ns`` after the time of the observation it answers."""
+        self.action_age.record(max(age_ns, 0) * 1e-9)
+
+    def counts(self) -> dict[str, int]:
+        """Cumulative command counts: holds, bridge_holds, superseded, dropped (and per reason),
+        rejected."""
+        return {
+            "holds": self.holds,
+            "bridge_holds": self.own_holds,
+            "superseded": self.superseded,
+            "dropped": sum(self.dropped.values()),
+            **{f"dropped_{k}": v for k, v in self.dropped.items()},
+            "rejected": self.rejected,
+        }
+
     def end_episode(self, episode: int, steps: int, success: bool) -> EpisodeRecord:
         now = time.monotonic()
-        rec = EpisodeRecord(episode, steps, success, self._ret, now - self._start)
+        counts = self.counts()
+        per_episode = {k: v - self._at_start.get(k, 0) for k, v in counts.items()}
+        rec = EpisodeRecord(episode, steps, success, self._ret, now - self._start, per_episode)
         self.records.append(rec)
-        self._ret, self._start = 0.0, now
+        self._ret, self._start, self._at_start = 0.0, now, counts
         return rec
 
     @property
@@ -192,32 +300,43 @@ class EpisodeStats:
             return 0.0
         return self.env_steps / max(time.monotonic() - self._first, 1e-9)
 
-    def diagnostics_values(self) -> dict[str, float | int]:
-        """Flat scalars for the bridge's diagnostics status (``obs_to_action_*`` in ms over the
-        last :data:`ROUND_TRIP_WINDOW` lockstep answers; NaN before the first)."""
+    def diagnostics_values(self) -> dict[str, float | int | bool]:
+        """Flat scalars for the bridge's diagnostics status: ``obs_to_action_*`` and
+        ``action_age_*`` in ms over the last :data:`ROUND_TRIP_WINDOW` commands (NaN before the
+        first), the command counts, and ``last_episode_*`` (the newest finished episode: its
+        index, success, steps and command counts; -1 / absent before the first)."""
         n = len(self.records)
         rt = self.round_trip.stats().as_dict()
-        return {
+        age = self.action_age.stats().as_dict()
+        keys = ("count", "p50_ms", "p99_ms", "max_ms", "mean_ms")
+        values: dict[str, float | int | bool] = {
             "episodes": n,
             "successes": self.successes,
             "success_rate": self.successes / n if n else float("nan"),
             "env_steps": self.env_steps,
             "env_steps_per_s": self.steps_per_s(),
-            **{f"obs_to_action_{k}": rt[k] for k in ("count", "p50_ms", "p99_ms", "max_ms", "mean_ms")},
-            "holds": self.holds,
-            "bridge_holds": self.own_holds,
-            "rejected": self.rejected,
+            **{f"obs_to_action_{k}": rt[k] for k in keys},
+            **{f"action_age_{k}": age[k] for k in keys},
+            **self.counts(),
             "timeouts": self.timeouts,
+            "overruns": self.overruns,
+            "last_episode": self.records[-1].episode if self.records else -1,
         }
+        if self.records:
+            last = self.records[-1]
+            values.update(last_episode_success=last.success, last_episode_steps=last.steps)
+            values.update({f"last_episode_{k}": v for k, v in last.counts.items()})
+        return values
 
     def summary(self) -> str:
         n = len(self.records)
         rate = f"{self.successes}/{n} successes ({100.0 * self.successes / n:.0f} %)" if n else "no episodes"
         handled = max(self.answers, self.env_steps, 1)
         waits = f", policy answer {1e3 * self.wait_s / self.answers:.1f} ms" if self.answers else ""
+        dropped = sum(self.dropped.values())
         return (
             f"{n} episodes, {rate}, {self.env_steps} env steps at {self.steps_per_s():.1f} steps/s wall "
             f"(mean per command: bridge work {1e3 * self.work_s / handled:.1f} ms{waits}), "
-            f"{self.holds} holds, {self.own_holds} bridge holds, {self.rejected} rejected, "
-            f"{self.timeouts} timeouts"
+            f"{self.holds} holds, {self.own_holds} bridge holds, {self.superseded} superseded, "
+            f"{dropped} dropped, {self.rejected} rejected, {self.timeouts} timeouts"
         )

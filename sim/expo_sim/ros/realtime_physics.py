@@ -1,0 +1,121 @@
+"""Sub-stepped control periods: a robomimic env advanced in chunks, so an action takes effect at
+the chunk where it arrives instead of at the next 50 ms boundary. Pure simulation, no ROS.
+
+robosuite's ``env.step(action)`` runs one control period (50 ms at 20 Hz) as 25 MuJoCo steps of
+2 ms; on the first it sets the OSC controller's goal from the action (``policy_step=True``), on
+every step it recomputes the torques toward that goal. :class:`SubstepPhysics` runs the same
+25 steps in ``chunks`` equal groups (5 by default: 10 ms each), one group per call of
+:meth:`SubstepPhysics.chunk`, so the sim bridge can spread a period over wall time and look for
+new commands between groups:
+
+- a command handed to :meth:`SubstepPhysics.set_action` sets the controller's goal at the next
+  MuJoCo step (``policy_step=True`` there), exactly as robosuite does at a period start; its
+  pose delta is relative to the pose at that moment, as on a robot that applies a delta when it
+  receives it;
+- while no new command arrives the controller keeps its goal (``policy_step=False``), as franka's
+  impedance controller keeps its last equilibrium; the gripper keeps its last command;
+- the last chunk of a period goes through the env's own ``step`` (which counts the step, checks
+  success and the horizon and builds the observation), with robosuite's physics loop replaced
+  for that one call by the chunk's MuJoCo steps plus robosuite's end-of-step bookkeeping
+  (``timestep``, ``cur_time``, ``_post_action``, ``_get_observations``: the lines that follow
+  the loop in robosuite 1.4's ``MujocoEnv.step``).
+
+With one command set at the start of a period and none during it, a sub-stepped period is
+bit-for-bit ``env.step`` (a test checks it); ``chunks=1`` is the lumped period (an action
+waits for the next boundary). This reaches into robosuite's step internals (pinned 1.4.1:
+``_pre_action``, ``_update_observables``, ``_post_action``, ``_get_observations``); the parity
+test fails if a robosuite update changes them.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from expo_sim.envs.robosuite_env import RobomimicEnv
+
+StepOutput = tuple[Any, float, bool, bool, dict[str, Any]]  # RobomimicEnv.step's return
+
+
+class SubstepPhysics:
+    """One env's control periods in ``chunks`` parts; ``chunks`` must divide the MuJoCo steps
+    per period (25 for robomimic's 20 Hz control with robosuite's 2 ms steps: 1, 5 or 25)."""
+
+    def __init__(self, env: RobomimicEnv, chunks: int) -> None:
+        rs = env.robosuite_env
+        total = round(rs.control_timestep / rs.model_timestep)
+        if chunks < 1 or total % chunks:
+            divisors = [d for d in range(1, total + 1) if total % d == 0]
+            raise ValueError(f"must divide the {total} MuJoCo steps of a control period: one of {divisors}")
+        self.env = env
+        self.chunks = int(chunks)
+        self.steps_per_chunk = total // self.chunks
+        self.index = 0  # chunk of the current period that runs next
+        self._action = np.zeros(env.action_space.shape[0])  # the command in effect (zero: keep still)
+        self._new_goal = False  # set the controller's goal at the next MuJoCo step
+
+    @property
+    def action(self) -> np.ndarray:
+        """The command in effect (a copy)."""
+        return self._action.copy()
+
+    def reset(self) -> None:
+        """After ``env.reset``: the period restarts and the controller holds the reset pose."""
+        self.index = 0
+        self._action = np.zeros_like(self._action)
+        self._new_goal = False
+
+    def set_action(self, action: np.ndarray) -> None:
+        """The command that takes effect at the next MuJoCo step (checked and clipped by the env)."""
+        self._action = self.env.check_action(action)
+        self._new_goal = True
+
+    def chunk(self) -> StepOutput | None:
+        """Advance one chunk of physics; at the end of a period returns what ``env.step`` returns."""
+        if self.index < self.chunks - 1:
+            self._mujoco_steps(self.steps_per_chunk)
+            self.index += 1
+            return None
+        rs = self.env.robosuite_env
+        rs.step = self._last_chunk  # an instance attribute: shadows the class's step for one call
+        try:
+            out = self.env.step(self._action)
+        finally:
+            del rs.step
+        self.index = 0
+        return out
+
+    def _mujoco_steps(self, n: int) -> None:
+        """robosuite's physics loop (``MujocoEnv.step``) for ``n`` MuJoCo steps."""
+        rs = self.env.robosuite_env
+        for _ in range(n):
+            rs.sim.forward()
+            rs._pre_action(self._action, self._new_goal)
+            rs.sim.step()
+            rs._update_observables()
+            self._new_goal = False
+
+    def _last_chunk(self, action: np.ndarray) -> tuple[Any, float, bool, dict]:
+        """Stands in for robosuite's ``step`` on a period's last chunk: the chunk's physics, then
+        the bookkeeping that follows the loop in ``MujocoEnv.step``."""
+        rs = self.env.robosuite_env
+        if rs.done:
+            raise ValueError("executing action in terminated episode")
+        rs.timestep += 1
+        self._mujoco_steps(self.steps_per_chunk)
+        rs.cur_time += rs.control_timestep
+        reward, done, info = rs._post_action(action)
+        return rs._get_observations(), reward, done, info
+
+    def ee_pose(self) -> tuple[np.ndarray, np.ndarray]:
+        """The end effector now, (position (3,), quaternion x, y, z, w), computed as robosuite's
+        ``robot0_eef_pos`` / ``robot0_eef_quat`` observables compute it (for poses between the
+        period ends, where those observables are not sampled)."""
+        from robosuite.utils import transform_utils as T
+
+        rs = self.env.robosuite_env
+        robot = rs.robots[0]
+        pos = np.array(rs.sim.data.site_xpos[robot.eef_site_id], dtype=np.float64)
+        quat = T.convert_quat(rs.sim.data.get_body_xquat(robot.robot_model.eef_name), to="xyzw")
+        return pos, np.asarray(quat, dtype=np.float64)
