@@ -126,6 +126,7 @@ EXPECTED_FIELDS = {
         "episode": "uint64",
         "step": "uint32",
         "policy_version": "uint64",
+        "intervention": "boolean",
         "source": "string",
         "images": "sequence<sensor_msgs/Image>",
     },
@@ -158,6 +159,14 @@ EXPECTED_FIELDS = {
         "weights_version": "uint64",
         "names": "sequence<string>",
         "values": "sequence<float>",
+    },
+    "TeleopCommand": {
+        "header": "std_msgs/Header",
+        "deadman": "boolean",
+        "valid": "boolean",
+        "action": "sequence<float>",
+        "reason": "string",
+        "device": "string",
     },
 }
 

@@ -23,10 +23,11 @@ from expo_interfaces.msg import (
     LearnerStats,
     OtfDecision,
     PolicyWeights,
+    TeleopCommand,
     Transition,
 )
 from geometry_msgs.msg import Point, Pose, PoseArray, PoseStamped, Quaternion
-from sensor_msgs.msg import Image, JointState
+from sensor_msgs.msg import Image, JointState, Joy
 from std_msgs.msg import Header
 
 from .transitions import Feedback, TransitionData
@@ -230,12 +231,15 @@ def transition_msg(t: TransitionData, source: str) -> Transition:
         episode=int(t.episode),
         step=int(t.step),
         policy_version=int(t.policy_version),
+        intervention=bool(t.intervention),
         source=source,
         images=list(t.images),
     )
 
 
 def transition_to_numpy(msg: Transition) -> TransitionData:
+    """Also decodes messages of older Transition definitions (bags keep their own schema: a
+    reader builds the type from it): without an ``intervention`` field the flag is False."""
     return TransitionData(
         obs=_np32(msg.obs),
         action=_np32(msg.action),
@@ -248,6 +252,73 @@ def transition_to_numpy(msg: Transition) -> TransitionData:
         policy_version=msg.policy_version,
         stamp_ns=stamp_ns(msg.header.stamp),
         images=tuple(msg.images),
+        intervention=bool(getattr(msg, "intervention", False)),
+    )
+
+
+# --- teleop: expo_interfaces/TeleopCommand ------------------------------------------------------
+@dataclass(frozen=True)
+class TeleopState:
+    """A decoded TeleopCommand (see the message): the operator's claim and action.
+
+    ``action``: float32 ``(A,)`` normalized (OSC_POSE deltas + gripper), empty or zeros when
+    ``valid`` is False; ``stamp_ns``: the header stamp (when the input was read).
+    """
+
+    stamp_ns: int
+    deadman: bool
+    valid: bool
+    action: np.ndarray
+    reason: str = ""
+    device: str = ""
+
+
+def teleop_msg(t: TeleopState) -> TeleopCommand:
+    return TeleopCommand(
+        header=header(t.stamp_ns),
+        deadman=bool(t.deadman),
+        valid=bool(t.valid),
+        action=_f32(t.action),
+        reason=t.reason,
+        device=t.device,
+    )
+
+
+def teleop_to_numpy(msg: TeleopCommand) -> TeleopState:
+    return TeleopState(
+        stamp_ns=stamp_ns(msg.header.stamp),
+        deadman=bool(msg.deadman),
+        valid=bool(msg.valid),
+        action=_np32(msg.action),
+        reason=msg.reason,
+        device=msg.device,
+    )
+
+
+# --- joy: sensor_msgs/Joy (spacenav, joy, the keyboard tool) ------------------------------------
+@dataclass(frozen=True)
+class JoyInput:
+    """A decoded sensor_msgs/Joy: ``axes`` ``(n,)`` float64 as sent (NaN passes through: the
+    mapping rejects it), ``buttons`` ``(m,)`` int64, ``stamp_ns`` the header stamp."""
+
+    stamp_ns: int
+    axes: np.ndarray
+    buttons: np.ndarray
+
+
+def joy_to_numpy(msg: Joy) -> JoyInput:
+    return JoyInput(
+        stamp_ns=stamp_ns(msg.header.stamp),
+        axes=np.asarray(msg.axes, dtype=np.float64).reshape(-1),
+        buttons=np.asarray(msg.buttons, dtype=np.int64).reshape(-1),
+    )
+
+
+def joy_msg(axes: Sequence[float], buttons: Sequence[int], ns: int, frame_id: str = "") -> Joy:
+    return Joy(
+        header=header(ns, frame_id),
+        axes=[float(a) for a in axes],
+        buttons=[int(b) for b in buttons],
     )
 
 

@@ -2,8 +2,9 @@
 
 Pure Python + numpy, no ROS. The policy node reports three kinds of events, in any order:
 
-- :meth:`TransitionAssembler.add_step`: a policy action was sent for an observation (holds are
-  not recorded: they were not chosen by the policy);
+- :meth:`TransitionAssembler.add_step`: an action was sent for an observation (holds are not
+  recorded: nobody chose them); ``StepRecord.intervention`` marks an operator's action (teleop or
+  the scripted intervener, see ``expo_policy.intervention``) and is carried to the transition;
 - :meth:`TransitionAssembler.add_feedback`: the robot / sim finished the step ``(episode,
   step)``, echoing the indices of the command it executed, stamped with the time the step ended;
 - :meth:`TransitionAssembler.add_observation`: an observation was assembled, stamped with its
@@ -31,8 +32,9 @@ import numpy as np
 
 @dataclass(frozen=True)
 class StepRecord:
-    """An action the policy sent. ``obs`` (obs_dim,) and ``action`` (act_dim,) float32;
-    ``stamp_ns``: the observation's stamp; ``images``: camera messages of ``obs``, passed through."""
+    """An action that was sent. ``obs`` (obs_dim,) and ``action`` (act_dim,) float32;
+    ``stamp_ns``: the observation's stamp; ``images``: camera messages of ``obs``, passed through;
+    ``intervention``: an operator chose the action, not the policy."""
 
     episode: int
     step: int
@@ -41,6 +43,7 @@ class StepRecord:
     policy_version: int
     stamp_ns: int
     images: tuple[Any, ...] = ()
+    intervention: bool = False
 
 
 @dataclass(frozen=True)
@@ -62,7 +65,8 @@ class Feedback:
 
 @dataclass(frozen=True)
 class TransitionData:
-    """One (s, a, r, s', terminated, truncated) sample; ``stamp_ns``: the next observation's."""
+    """One (s, a, r, s', terminated, truncated) sample; ``stamp_ns``: the next observation's;
+    ``intervention``: the action was an operator's (Transition.intervention), default False."""
 
     obs: np.ndarray
     action: np.ndarray
@@ -75,6 +79,7 @@ class TransitionData:
     policy_version: int
     stamp_ns: int
     images: tuple[Any, ...] = field(default=())
+    intervention: bool = False
 
 
 class TransitionAssembler:
@@ -154,4 +159,5 @@ class TransitionAssembler:
             policy_version=record.policy_version,
             stamp_ns=stamp_ns,
             images=record.images,
+            intervention=bool(record.intervention),
         )

@@ -132,6 +132,58 @@ def test_transition_with_image() -> None:
     assert len(got.images) == 1 and bytes(got.images[0].data) == bytes(image.data)
 
 
+def test_transition_intervention_flag_round_trips_and_defaults_to_false() -> None:
+    base = dict(
+        obs=np.zeros(3, np.float32),
+        action=np.zeros(7, np.float32),
+        reward=0.0,
+        next_obs=np.ones(3, np.float32),
+        terminated=False,
+        truncated=False,
+        episode=0,
+        step=1,
+        policy_version=0,
+        stamp_ns=NS,
+    )
+    assert TransitionData(**base).intervention is False
+    assert cv.transition_to_numpy(wire(cv.transition_msg(TransitionData(**base), "a"))).intervention is False
+    marked = wire(cv.transition_msg(TransitionData(**base, intervention=True), "a"))
+    assert marked.intervention is True and cv.transition_to_numpy(marked).intervention is True
+
+
+def test_transition_decoded_from_an_older_definition_has_no_intervention() -> None:
+    """A message object of the old schema (no ``intervention`` attribute, as rosbags builds it
+    from an old bag's embedded definition) decodes with the flag False."""
+    old = cv.transition_msg(
+        TransitionData(np.zeros(2), np.zeros(7), 0.0, np.zeros(2), False, False, 0, 0, 0, NS), "a"
+    )
+    fields = {k: getattr(old, k) for k in old.get_fields_and_field_types() if k != "intervention"}
+    legacy = type("LegacyTransition", (), fields)()
+    assert not hasattr(legacy, "intervention")
+    assert cv.transition_to_numpy(legacy).intervention is False
+
+
+def test_teleop_command() -> None:
+    action = np.array([0.5, -0.25, 0, 0, 0, 0.125, 1], np.float32)
+    t = cv.TeleopState(NS, deadman=True, valid=True, action=action, device="spacenav")
+    got = cv.teleop_to_numpy(wire(cv.teleop_msg(t)))
+    assert (got.stamp_ns, got.deadman, got.valid, got.reason, got.device) == (NS, True, True, "", "spacenav")
+    np.testing.assert_array_equal(got.action, action)
+    assert got.action.dtype == np.float32
+    bad = cv.teleop_to_numpy(
+        wire(cv.teleop_msg(cv.TeleopState(NS, True, False, np.zeros(0), reason="nan in axes 2")))
+    )
+    assert (bad.valid, bad.reason, bad.action.shape) == (False, "nan in axes 2", (0,))
+
+
+def test_joy() -> None:
+    got = cv.joy_to_numpy(wire(cv.joy_msg([0.5, float("nan"), -1.0], [0, 1], NS, "spacenav")))
+    assert got.stamp_ns == NS and got.axes.dtype == np.float64 and got.buttons.tolist() == [0, 1]
+    assert got.axes[0] == 0.5 and np.isnan(got.axes[1]) and got.axes[2] == -1.0  # NaN passes through
+    empty = cv.joy_to_numpy(wire(cv.joy_msg([], [], NS)))
+    assert empty.axes.shape == (0,) and empty.buttons.shape == (0,)
+
+
 def test_otf_decision() -> None:
     cand, q = RNG.uniform(-1, 1, (8, 7)).astype(np.float32), RNG.normal(size=8).astype(np.float32)
     c, qq, chosen, latency, version = cv.otf_decision_to_numpy(

@@ -48,3 +48,15 @@ def test_feedback_without_step_is_counted_and_old_steps_are_dropped() -> None:
     assert a.add_feedback(_fb(0, 0, 5000)) == [] and a.unmatched_feedback == 2  # step 0 was evicted
     a.reset()
     assert a.pending == 0
+
+
+def test_intervention_flag_travels_from_step_to_transition() -> None:
+    """An operator's step stays marked; the policy's steps (the default) are not."""
+    a = TransitionAssembler()
+    a.add_step(_step(0, 0, 1000))
+    a.add_step(StepRecord(0, 1, np.zeros(3, np.float32), np.ones(2, np.float32), 4, 1050, intervention=True))
+    a.add_observation(1050, np.ones(3))
+    (policy,) = a.add_feedback(_fb(0, 0, 1050))
+    a.add_observation(1100, np.ones(3))
+    (operator,) = a.add_feedback(_fb(0, 1, 1100))
+    assert policy.intervention is False and operator.intervention is True
