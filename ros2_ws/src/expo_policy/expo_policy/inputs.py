@@ -41,6 +41,11 @@ class ObservationInputs:
         self._sync = ExactStampSync(PIECES)
         self.latest: Pieces = {}
 
+    @property
+    def sync(self) -> ExactStampSync:
+        """The set synchronizer (its ``late`` and ``dropped`` counts go to diagnostics)."""
+        return self._sync
+
     def accepts_joint_state(self, names: Sequence[str]) -> bool:
         """Whether a joint state carries both finger joints (arm-only publishers are not ours)."""
         return all(n in names for n in self._builder.finger_joint_names)

@@ -31,6 +31,9 @@ WATCHED_INPUTS: dict[str, bool] = {
 }
 
 
+#: values of the ``trigger`` parameter (real-time acting).
+TRIGGERS = ("observation", "timer")
+
 #: values of the ``backend`` parameter (``backends.make_backend``'s names; a test keeps them equal).
 BACKEND_NAMES = ("auto", "onnxruntime", "tensorrt", "torch")
 
@@ -52,8 +55,31 @@ PARAMETERS: tuple[ParamSpec, ...] = (
     ParamSpec("device", "cpu", "torch device: cpu, cuda, cuda:N or auto (CUDA when available)"),
     ParamSpec("seed", 0, "seed of the torch.Generator for diffusion and editor noise"),
     ParamSpec("num_threads", 1, "torch intra-op CPU threads (0 = torch default); 1 keeps latency steady"),
-    ParamSpec("lockstep", True, "true: act once per new synchronized observation; false: fixed-rate timer"),
-    ParamSpec("control_rate_hz", 20.0, "timer rate on the node clock when lockstep is false [Hz]"),
+    ParamSpec(
+        "lockstep",
+        True,
+        "true: act once per new synchronized observation after the previous command's step was "
+        "reported (sim lockstep); false: real time (see trigger)",
+    ),
+    ParamSpec(
+        "trigger",
+        "observation",
+        "real time (lockstep false): observation = decide as soon as a new synchronized observation "
+        "arrives (its pieces share one stamp), the timer only holds when they stop; timer = decide "
+        "every timer period on the latest pieces (for sources whose pieces never share a stamp)",
+    ),
+    ParamSpec(
+        "control_rate_hz",
+        20.0,
+        "timer rate on the node clock when lockstep is false: the decision rate (trigger timer) or "
+        "the watchdog rate (trigger observation) [Hz]",
+    ),
+    ParamSpec(
+        "feedback_timeout_s",
+        2.0,
+        "lockstep: a newer observation waits at most this long (wall) for the previous command's "
+        "feedback; then the node acts without it and counts a feedback timeout [s]",
+    ),
     ParamSpec("deadline_ms", 40.0, "latency budget, tick start -> action published [ms]"),
     ParamSpec("num_base_samples", 8, "OTF: N base diffusion samples, each also edited (2N candidates)"),
     ParamSpec("diagnostics_period_s", 1.0, "diagnostics publish period, wall clock [s]"),
@@ -103,7 +129,9 @@ class PolicyNodeConfig:
     seed: int
     num_threads: int
     lockstep: bool
+    trigger: str
     control_rate_hz: float
+    feedback_timeout_s: float
     deadline_ms: float
     num_base_samples: int
     diagnostics_period_s: float
@@ -130,6 +158,9 @@ class PolicyNodeConfig:
             raise ValueError(
                 "parameter 'checkpoint' is empty: set it to a checkpoint or policy-weights .safetensors file"
             )
+        trigger = as_str("trigger", v["trigger"])
+        if trigger not in TRIGGERS:
+            raise bad_value("trigger", trigger, f"one of {' | '.join(TRIGGERS)}")
         backend = as_str("backend", v["backend"])
         if backend not in BACKEND_NAMES:
             raise bad_value("backend", backend, f"one of {' | '.join(BACKEND_NAMES)}")
@@ -173,7 +204,9 @@ class PolicyNodeConfig:
             seed=as_int("seed", v["seed"], 0),
             num_threads=as_int("num_threads", v["num_threads"], 0),
             lockstep=as_bool("lockstep", v["lockstep"]),
+            trigger=trigger,
             control_rate_hz=as_float("control_rate_hz", v["control_rate_hz"], 0.0),
+            feedback_timeout_s=as_float("feedback_timeout_s", v["feedback_timeout_s"], 0.0),
             deadline_ms=as_float("deadline_ms", v["deadline_ms"], 0.0),
             num_base_samples=as_int("num_base_samples", v["num_base_samples"], 1),
             diagnostics_period_s=as_float("diagnostics_period_s", v["diagnostics_period_s"], 0.0),

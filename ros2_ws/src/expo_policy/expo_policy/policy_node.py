@@ -24,14 +24,23 @@ Lifecycle: configure reads the parameters (:mod:`expo_policy.params`), loads and
 weights, creates subscriptions, publishers and timers (stopped); activate starts acting;
 deactivate publishes a hold and stops; cleanup/shutdown destroy everything.
 
-Acting. Timer mode: every period of the node clock (sim time works). Lockstep mode: once per
-new observation set (all three pieces with one header stamp, :mod:`expo_policy.sync`), after the
-feedback of the previous command has arrived (when env_feedback has a publisher), and never on
-the terminal observation of an episode (a set stamped at or before a done feedback). Each
-decision: watchdog -> observation -> backend -> safety filter -> ActionCommand + OtfDecision +
-markers. Anything wrong publishes a hold saying why. In timer mode a decision later than the
-deadline is replaced by a hold (its observation is too old); in lockstep the sim waits, so a
-late decision is only counted.
+Acting. Real time (``lockstep: false``), ``trigger: observation`` (default): once per new
+observation set (all three pieces with one header stamp, :mod:`expo_policy.sync`), as soon as its
+last piece arrives, so every action answers the newest observation and is stamped with it; the
+timer (``control_rate_hz`` on the node clock) is a watchdog only: while a required input is stale,
+or no complete set came for ``observation.max_age_s``, each tick publishes a hold saying why.
+``trigger: timer``: every timer period on the latest piece of each input (sources whose pieces
+never share a stamp). Lockstep mode: once per new observation set, after the feedback of the
+previous command has arrived (when env_feedback has a publisher; a done feedback ends the wait
+for any command of its episode; after ``feedback_timeout_s`` of wall time with a newer set
+waiting the node acts without it and counts a feedback timeout), and never on the terminal
+observation of an episode (a set stamped at or before a done feedback). Each decision: watchdog
+-> observation -> backend -> safety filter -> ActionCommand + OtfDecision + markers. Anything
+wrong publishes a hold saying why. In real time a decision later than the deadline is replaced
+by a hold (its observation is too old); in lockstep the sim waits, so a late decision is only
+counted. Each decision records the observation's age when it starts (node clock minus the
+observation's stamp: wall time on a robot, sim time in sim, which in realtime sim follows wall
+time to a 10 ms chunk): ``obs_age_*`` in diagnostics.
 
 Episode/step indices are the node's: each command takes the next step; a done feedback for the
 current episode starts the next one. Contract with the bridge: all pieces of one observation
@@ -78,6 +87,9 @@ from .safety import filter_action, hold_action
 from .weights_swap import WeightsSwapper
 
 SUCCESS, FAILURE = TransitionCallbackReturn.SUCCESS, TransitionCallbackReturn.FAILURE
+#: The node's counters (diagnostics): commands sent, watchdog holds among the holds (real time,
+#: trigger observation), lockstep feedback waits given up, transitions published.
+COUNTS = ("actions", "holds", "watchdog_holds", "feedback_timeouts", "transitions")
 _SENSOR_QOS = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
 # observation.best_effort: also hears best-effort publishers (franka_ros2's current_pose)
 _BEST_EFFORT_QOS = QoSProfile(depth=10, reliability=ReliabilityPolicy.BEST_EFFORT)
@@ -104,7 +116,7 @@ class PolicyNode(TeardownLifecycleNode):
         self._timers: list[Any] = []
         self._episode, self._step = 0, 0
         self._marker_anchor: tuple[str, np.ndarray] | None = None  # (frame, ee position) for the status text
-        self.counts = dict.fromkeys(("actions", "holds", "transitions"), 0)
+        self.counts = dict.fromkeys(COUNTS, 0)
         self.last_hold_reason = ""
         self._reset_loop_state()
 
@@ -124,7 +136,12 @@ class PolicyNode(TeardownLifecycleNode):
             self._destroy()
             return FAILURE
         self._create_entities(cfg)
-        mode = "lockstep" if cfg.lockstep else f"timer {cfg.control_rate_hz:g} Hz"
+        if cfg.lockstep:
+            mode = "lockstep"
+        elif cfg.trigger == "observation":
+            mode = f"on each synchronized observation (watchdog {cfg.control_rate_hz:g} Hz)"
+        else:
+            mode = f"timer {cfg.control_rate_hz:g} Hz"
         log.info(
             f"configured: task {cfg.task}, {self.backend.name} on {cfg.device}, weights "
             f"v{self.weights_version} from {cfg.checkpoint}, {mode}, deadline {cfg.deadline_ms:g} ms"
@@ -177,6 +194,7 @@ class PolicyNode(TeardownLifecycleNode):
         for name, required in WATCHED_INPUTS.items():
             self._watchdog.add_input(name, cfg.watchdog_max_age_s[name], required)
         self._latency = LatencyTracker(cfg.latency_window, cfg.deadline_s)
+        self._obs_age = LatencyTracker(cfg.latency_window)  # observation stamp -> decision start
         self._assembler = TransitionAssembler()
         self._status = LoopStatus(cfg.deadline_ms)
         self._reset_loop_state()
@@ -217,6 +235,8 @@ class PolicyNode(TeardownLifecycleNode):
         self._image: Image | None = None
         self._prev_action: np.ndarray | None = None
         self._awaiting: tuple[int, int] | None = None  # (episode, step) of the last command
+        self._awaiting_since = 0.0  # time.monotonic() when it was sent
+        self._last_set_ns: int | None = None  # stamp of the newest complete observation set
         self._pending_set: tuple[int, Pieces] | None = None
         self._done_stamp_ns = -1
 
@@ -287,12 +307,15 @@ class PolicyNode(TeardownLifecycleNode):
         pieces = self._inputs.add(name, ns, payload, header.frame_id)
         if pieces is None or not self.active:
             return
+        self._last_set_ns = ns
         res = self._inputs.build(pieces, self._now_ns() * 1e-9)
         if res.ok and self.cfg.publish_transitions:
             self._publish_transitions(self._assembler.add_observation(ns, res.obs))
         if self.cfg.lockstep:
             self._pending_set = (ns, pieces)
             self._lockstep_act()
+        elif self.cfg.trigger == "observation":
+            self._control_step(pieces, ns)
 
     def _on_feedback(self, msg: EnvFeedback) -> None:
         fb = cv.env_feedback_to_numpy(msg)
@@ -301,8 +324,10 @@ class PolicyNode(TeardownLifecycleNode):
             return
         if self.cfg.publish_transitions:
             self._publish_transitions(self._assembler.add_feedback(fb))
-        if self._awaiting is not None and (fb.episode, fb.step) >= self._awaiting:
-            self._awaiting = None
+        if self._awaiting is not None and (
+            (fb.episode, fb.step) >= self._awaiting or (fb.done and fb.episode >= self._awaiting[0])
+        ):
+            self._awaiting = None  # that step was reported, or its episode ended (no step will come)
         if fb.done and fb.episode >= self._episode:
             self._episode, self._step = fb.episode + 1, 0
             self._done_stamp_ns = fb.stamp_ns
@@ -329,13 +354,35 @@ class PolicyNode(TeardownLifecycleNode):
 
     # --- acting ---------------------------------------------------------------------------
     def _on_timer(self) -> None:
-        self._control_step(self._inputs.latest, None)
+        if self.cfg.trigger == "timer":
+            self._control_step(self._inputs.latest, None)
+            return
+        # trigger observation: decisions follow the observations; the timer only holds when they stop
+        now_ns = self._now_ns()
+        status = self._watchdog.check(now_ns * 1e-9)
+        if not status.ok:
+            self.counts["watchdog_holds"] += 1
+            return self._hold("stale_input", status.reason.removeprefix("hold: "), now_ns)
+        last = self._last_set_ns
+        if last is None or (now_ns - last) * 1e-9 > self.cfg.obs_max_age_s:
+            age = "none yet" if last is None else f"the newest is {(now_ns - last) * 1e-9:.3f} s old"
+            self.counts["watchdog_holds"] += 1
+            detail = f"{age} (> {self.cfg.obs_max_age_s:g} s): input stamps never coincide?"
+            return self._hold("no_synchronized_observation", detail, now_ns)
 
     def _lockstep_act(self) -> None:
         if not (self.cfg.lockstep and self.active) or self._pending_set is None:
             return
         if self._awaiting is not None and self._feedback_sub.get_publisher_count() > 0:
-            return  # the previous command's step has not been reported yet
+            waited = time.monotonic() - self._awaiting_since
+            if waited <= self.cfg.feedback_timeout_s:
+                return  # the previous command's step has not been reported yet
+            self.counts["feedback_timeouts"] += 1
+            self.get_logger().warning(
+                f"no feedback for command {self._awaiting[0]}/{self._awaiting[1]} after {waited:.1f} s "
+                "while a newer observation waits: acting without it"
+            )
+            self._awaiting = None
         ns, pieces = self._pending_set
         self._pending_set = None
         if ns <= self._done_stamp_ns:
@@ -349,6 +396,9 @@ class PolicyNode(TeardownLifecycleNode):
         now_ns = self._now_ns()
         now = now_ns * 1e-9
         self._latency.tick(now)
+        if set_ns is not None or pieces:
+            observed = set_ns if set_ns is not None else self._inputs.stamp_ns(pieces)
+            self._obs_age.record(max(now_ns - observed, 0) * 1e-9)
         stamp = set_ns if set_ns is not None else now_ns
         status = self._watchdog.check(now)
         if not status.ok:
@@ -449,6 +499,7 @@ class PolicyNode(TeardownLifecycleNode):
     def _advance(self, sent: np.ndarray) -> None:
         self._prev_action = sent
         self._awaiting = (self._episode, self._step)
+        self._awaiting_since = time.monotonic()
         self._step += 1
 
     def _publish_transitions(self, done: list) -> None:
@@ -459,8 +510,16 @@ class PolicyNode(TeardownLifecycleNode):
     # --- diagnostics ----------------------------------------------------------------------
     def _publish_diagnostics(self) -> None:
         self._commit_weights()
+        age = self._obs_age.stats()
+        sync = self._inputs.sync
         extra = {
-            "mode": "lockstep" if self.cfg.lockstep else "timer",
+            "mode": "lockstep" if self.cfg.lockstep else self.cfg.trigger,
+            "obs_age_count": age.count,
+            "obs_age_p50_ms": age.p50_s * 1e3,
+            "obs_age_p99_ms": age.p99_s * 1e3,
+            "obs_age_max_ms": age.max_s * 1e3,
+            "observation_sets_late": sync.late,
+            "observation_sets_dropped": sync.dropped,
             "weights_version": self.weights_version,
             "weights_accepted": self.weights.accepted,
             "weights_rejected": self.weights.rejected,

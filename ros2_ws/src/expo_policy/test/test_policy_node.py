@@ -256,7 +256,8 @@ def test_acts_on_inputs_with_decision_markers_and_diagnostics(harness) -> None:
     assert drawn[2].points[0].x == pytest.approx(EE_POS[0])  # the arrow starts at the hand
     h.spin_until(lambda: float(h.diagnostics().get("actions", 0)) >= 3, "diagnostics counting actions")
     d = h.diagnostics()
-    assert d["mode"] == "timer" and d["weights_version"] == "0"
+    assert d["mode"] == "observation" and d["weights_version"] == "0"
+    assert float(d["obs_age_count"]) >= 3 and float(d["obs_age_p99_ms"]) >= 0.0
     assert float(d["latency_p99_ms"]) > 0 and float(d["loop_rate_hz"]) > 0
     assert {"deadline_misses", "stale_inputs", "holds", "latency_p50_ms"} <= set(d)
     # The health also shows in RViz: a status text above the hand, at the diagnostics rate.
@@ -432,3 +433,67 @@ def test_executable_autostarts_holds_and_exits_cleanly_on_sigint(ros_ctx, checkp
                 p.communicate()
         ex.shutdown()
         io.destroy_node()
+
+
+def test_real_time_decides_once_per_synchronized_observation_and_the_timer_only_watches(harness) -> None:
+    h = harness(**{"observation.max_age_s": 0.25})
+    h.start()
+    stamps = []
+    for _ in range(4):
+        stamps.append(h.publish_obs())
+        h.wait_command(lambda c, s=stamps[-1]: c.stamp_ns == s, "the answer to a new observation")
+    answered = [c for c in h.commands() if c.stamp_ns in stamps]
+    assert [c.stamp_ns for c in answered] == stamps, "one decision per observation, in order"
+    assert not any(c.hold for c in answered)
+    assert [(c.episode, c.step) for c in answered] == [(0, i) for i in range(4)]
+    # Pieces keep coming but never share a stamp: no decision; once the newest complete set is
+    # older than observation.max_age_s the watchdog holds and says why.
+    n = len(h.commands())
+    deadline = time.monotonic() + 10.0
+    while not any(c.hold and "no_synchronized_observation" in c.hold_reason for c in h.commands()[n:]):
+        assert time.monotonic() < deadline, "no watchdog hold"
+        ns = h.now_ns()
+        for i, piece in enumerate(("joint_states", "ee_pose", "object_poses")):
+            h.publish_obs(ns=ns + i, pieces=(piece,))
+        h.spin_for(0.05)
+    assert all(c.hold for c in h.commands()[n:])
+    h.spin_until(lambda: int(h.diagnostics().get("watchdog_holds", 0)) >= 1, "watchdog holds in diagnostics")
+    d = h.diagnostics()
+    assert d["mode"] == "observation" and int(float(d["obs_age_count"])) >= 4
+
+
+def test_lockstep_done_feedback_ends_the_wait_for_a_step_that_is_never_reported(harness) -> None:
+    """A sim restarted under the policy ends the interrupted episode with a done feedback of an
+    earlier step than the policy's last command: the policy must not wait for that command."""
+    ages = {f"watchdog.{n}_max_age_s": 5.0 for n in ("joint_states", "ee_pose", "object_poses")}
+    h = harness(lockstep=True, **{"observation.max_age_s": 5.0, **ages})
+    h.start()
+    t0 = h.publish_obs()
+    h.wait_command(lambda c: c.stamp_ns == t0, "action 0/0")
+    t1 = h.now_ns()
+    h.publish_feedback(0, 0, t1)
+    h.publish_obs(ns=t1)
+    h.wait_command(lambda c: c.stamp_ns == t1, "action 0/1 (never stepped: the sim stopped)")
+    t2 = h.now_ns()
+    h.publish_feedback(0, 0, t2, terminated=True)  # the restart's report: episode 0 ended at step 0
+    h.publish_obs(ns=t2)  # its terminal observation: not acted on
+    t3 = h.publish_obs()  # the new episode's first observation
+    a3 = h.wait_command(lambda c: c.stamp_ns == t3, "the first action after the restart")
+    assert (a3.episode, a3.step) == (1, 0) and not a3.hold
+    assert all(c.stamp_ns != t2 for c in h.commands())
+
+
+def test_lockstep_acts_without_a_lost_feedback_after_the_timeout(harness) -> None:
+    ages = {f"watchdog.{n}_max_age_s": 5.0 for n in ("joint_states", "ee_pose", "object_poses")}
+    h = harness(lockstep=True, feedback_timeout_s=0.5, **{"observation.max_age_s": 5.0, **ages})
+    h.start()
+    t0 = h.publish_obs()
+    h.wait_command(lambda c: c.stamp_ns == t0, "action 0/0")
+    t1 = h.publish_obs()  # its feedback never comes
+    h.spin_for(0.3)
+    assert all(c.stamp_ns != t1 for c in h.commands())
+    h.spin_for(0.4)
+    t2 = h.publish_obs()  # a re-publish after the timeout: acted on without the feedback
+    a2 = h.wait_command(lambda c: c.stamp_ns in (t1, t2), "an action after the feedback timeout")
+    assert (a2.episode, a2.step) == (0, 1)
+    h.spin_until(lambda: h.diagnostics().get("feedback_timeouts") == "1", "the timeout counted")
