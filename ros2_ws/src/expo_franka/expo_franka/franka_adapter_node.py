@@ -18,7 +18,11 @@ services: trigger_e_stop, clear_e_stop                      std_srvs/Trigger
 ==========================================================  ===================================  ============
 
 (franka_ros2 publishes ``current_pose`` best effort since v2.4; a best-effort subscription also
-hears reliable publishers.) Each new action is converted once (:mod:`franka_conversions`,
+hears reliable publishers.) A new action is first checked for freshness
+(:mod:`expo_franka.action_freshness`, parameter ``executor.max_action_age_ms``): one not newer
+than the newest applied, or older than the bound (node clock minus its stamp, the stamp of the
+observation it answers), is dropped and counted; the ages of the others are reported
+(``action_age_*``). Each admitted action is converted once (:mod:`franka_conversions`,
 robosuite OSC_POSE relative to the pose measured at that moment), filtered by
 :class:`~expo_franka.arm_safety.ArmSafety` and published at once; a fixed-rate tick on the node
 clock republishes the current equilibrium and turns stale inputs, a silent policy or an e-stop
@@ -51,6 +55,8 @@ from sensor_msgs.msg import JointState
 from std_msgs.msg import Bool, Float64
 from std_srvs.srv import Trigger
 
+from . import action_freshness
+from .action_freshness import ActionFreshness
 from .arm_safety import COUNTERS, REJECTIONS, ArmSafety, Decision
 from .franka_adapter_params import PARAMETERS, FrankaAdapterConfig
 from .franka_conversions import (
@@ -74,11 +80,12 @@ class FrankaAdapterNode(TeardownLifecycleNode):
 
     def __init__(self, node_name: str = "franka_adapter", **kwargs: Any) -> None:
         super().__init__(node_name, **kwargs)
-        for p in PARAMETERS:
+        for p in (*PARAMETERS, *action_freshness.PARAMETERS):
             self.declare_parameter(
                 p.name, p.default, ParameterDescriptor(description=p.description, dynamic_typing=True)
             )
         self.cfg: FrankaAdapterConfig | None = None
+        self.freshness: ActionFreshness | None = None
         self.safety: ArmSafety | None = None
         self.active = False
         self.gripper_interface = ""
@@ -105,12 +112,14 @@ class FrankaAdapterNode(TeardownLifecycleNode):
                 {p.name: self.get_parameter(p.name).value for p in PARAMETERS}
             )
             interface, note = resolve_interface(cfg.gripper_interface, cfg.topics["gripper_width_cmd"])
+            max_age = action_freshness.max_age_s(self.get_parameter("executor.max_action_age_ms").value)
         except ValueError as e:
             log.error(f"configure failed: {e}")
             return FAILURE
         if note:
             log.warning(note)
         self.cfg, self.gripper_interface = cfg, interface
+        self.freshness = ActionFreshness(max_age)
         self._create_entities(cfg)
         out = (
             "DRY RUN: nothing is sent to the arm"
@@ -173,6 +182,8 @@ class FrankaAdapterNode(TeardownLifecycleNode):
         if self.safety is not None:
             self.safety.reset()
             self._watchdog.reset()
+        if self.freshness is not None:
+            self.freshness.reset()
 
     def _destroy(self) -> None:
         for t in self._timers:
@@ -218,7 +229,17 @@ class FrankaAdapterNode(TeardownLifecycleNode):
     def _on_action(self, msg: ActionCommand) -> None:
         if not self.active:
             return
-        now, cmd = self._now(), cv.action_command_to_numpy(msg)
+        now_ns = self.get_clock().now().nanoseconds
+        now, cmd = now_ns * 1e-9, cv.action_command_to_numpy(msg)
+        dropped = self.freshness.admit(cmd.stamp_ns, now_ns, cmd.hold)
+        if dropped:
+            age_ms = (now_ns - cmd.stamp_ns) * 1e-6
+            self.get_logger().warning(
+                f"dropped a {dropped.replace('_', ' ')} command ({age_ms:.1f} ms old, bound "
+                f"{self.freshness.max_age_s * 1e3:g} ms); the previous target stays",
+                throttle_duration_sec=2.0,
+            )
+            return
         a = np.asarray(cmd.action, dtype=np.float64)
         target, gripper = None, None
         if a.shape == (ACTION_DIM,) and np.all(np.isfinite(a)):
@@ -314,6 +335,7 @@ class FrankaAdapterNode(TeardownLifecycleNode):
             "gripper_send_failures": self.gripper_failures,
             **{f"stale_{k}": v for k, v in self._watchdog.stale_events.items()},
             **{k: s.counters[k] for k in COUNTERS},
+            **self.freshness.values(),
         }
         rejected = sum(s.counters[f"rejected_{c}"] for c in REJECTIONS)
         if s.e_stopped:

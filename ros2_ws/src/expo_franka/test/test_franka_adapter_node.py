@@ -75,6 +75,7 @@ class Harness(NodeHarness):
             "watchdog.current_pose_max_age_s": 0.5,
             "watchdog.joint_states_max_age_s": 0.5,
             "safety.action_max_age_s": 60.0,  # a target stays put unless a rule under test moves it
+            "executor.max_action_age_ms": 5000.0,  # commands are stamped when sent: never late here
         }
         overrides = [Parameter(k, value=v) for k, v in {**defaults, **params}.items()]
         self.node = FrankaAdapterNode(context=ctx, namespace=self.ns, parameter_overrides=overrides)
@@ -112,9 +113,15 @@ class Harness(NodeHarness):
         )
         self.spin_until(lambda: self.got[out], "the first equilibrium (a hold at the measured pose)")
 
-    def act(self, action: list[float], hold: bool = False) -> None:
-        cmd = cv.Command(np.asarray(action, np.float32), self.io.get_clock().now().nanoseconds, hold=hold)
+    def act(
+        self, action: list[float], hold: bool = False, age_s: float = 0.0, stamp_ns: int | None = None
+    ) -> int:
+        """Publish a command stamped ``age_s`` before now (or at ``stamp_ns``); returns its stamp."""
+        if stamp_ns is None:
+            stamp_ns = self.io.get_clock().now().nanoseconds - round(age_s * 1e9)
+        cmd = cv.Command(np.asarray(action, np.float32), stamp_ns, hold=hold)
         self.pub["action"].publish(cv.action_command_msg(cmd))
+        return stamp_ns
 
     def wait_pose(self, pred: Callable[[np.ndarray, np.ndarray], bool], what: str, out: str = "equilibrium"):
         """The first pose on ``out`` received from now on that satisfies ``pred(pos, quat)``."""
@@ -170,6 +177,27 @@ def test_action_becomes_an_equilibrium_pose_with_osc_scaling_and_a_gripper_width
     assert h.node.trigger_deactivate() == SUCCESS
     h.spin_until(lambda: len(h.got["equilibrium"]) > n, "the final hold")
     assert _at_home(*cv.pose_stamped_to_numpy(h.got["equilibrium"][-1]))
+
+
+def test_late_and_out_of_order_actions_are_dropped_and_counted(harness) -> None:
+    h = harness(**{"executor.max_action_age_ms": 1000.0})
+    h.start()
+    h.act([1.0, 0, 0, 0, 0, 0, 0], age_s=3.0)  # answers an observation 3 s old: dropped
+    h.spin_until(lambda: h.diagnostics().get("actions_dropped_late") == "1", "the late drop counted")
+    h.act([0.0] * 7, hold=True, age_s=2.0)  # a hold is never too old to apply
+    h.spin_until(lambda: h.diagnostics().get("action_age_count") == "1", "the old hold admitted")
+    assert all(_at_home(*cv.pose_stamped_to_numpy(m)) for m in h.got["equilibrium"])
+    newer = h.act([0.0, 1.0, 0, 0, 0, 0, 0])
+    pos, _ = cv.pose_stamped_to_numpy(h.wait_pose(_moved, "the fresh target"))
+    np.testing.assert_allclose(pos, HOME_POS + [0.0, 0.05, 0.0], atol=1e-9)
+    n = len(h.got["equilibrium"])
+    h.act([0.0, 0.0, 1.0, 0, 0, 0, 0], stamp_ns=newer - 1)  # older than the one in effect: dropped
+    h.spin_until(lambda: h.diagnostics().get("actions_dropped_out_of_order") == "1", "the out-of-order drop")
+    up = HOME_POS + [0.0, 0.0, 0.05]
+    assert not any(np.allclose(cv.pose_stamped_to_numpy(m)[0], up) for m in h.got["equilibrium"][n:])
+    d = h.diagnostics()
+    assert d["actions_dropped"] == "2" and d["action_age_count"] == "2"
+    assert float(d["action_age_max_ms"]) >= 1900.0
 
 
 def test_e_stop_latches_a_hold_within_one_period_until_cleared(harness) -> None:

@@ -1,0 +1,75 @@
+"""Executor-side freshness of the policy's commands: apply the newest, drop what is too old.
+
+Pure Python, no ROS. Every ActionCommand carries the stamp of the observation it answers. An
+executor (the Franka adapter here; the sim bridge has its own realtime inbox with the same rules,
+:class:`expo_sim.ros.bridge_protocol.RealtimeInbox`) asks :meth:`ActionFreshness.admit` for each
+command as it arrives, on its own clock:
+
+- a command whose stamp is not newer than the newest one applied is dropped (*out of order*: a
+  newer decision already took effect);
+- a command older than ``max_age_s`` (now minus its stamp) is dropped (*late*: the state it
+  answered is gone);
+- holds are never dropped as late (stopping on old information is still safe), only out of order.
+
+Admitted commands' ages are kept for diagnostics (``action_age_*``); drops are counted.
+"""
+
+from __future__ import annotations
+
+import math
+
+from expo_ros.latency import LatencyTracker
+from expo_ros.params import ParamSpec, as_float
+
+#: Parameters an executor node declares beside its own (names under ``executor.``).
+PARAMETERS: tuple[ParamSpec, ...] = (
+    ParamSpec(
+        "executor.max_action_age_ms",
+        100.0,
+        "drop a policy command whose observation is older than this when it arrives (node clock; "
+        "holds always apply) [ms]",
+    ),
+)
+
+
+def max_age_s(value: object) -> float:
+    """The ``executor.max_action_age_ms`` parameter value, checked, in seconds."""
+    return as_float("executor.max_action_age_ms", value, 0.0) * 1e-3
+
+
+class ActionFreshness:
+    """Newest-wins gate with an age bound; see the module doc."""
+
+    def __init__(self, max_age_s: float, window: int = 1000) -> None:
+        if not (math.isfinite(max_age_s) and max_age_s > 0.0):
+            raise ValueError(f"ActionFreshness.max_age_s must be > 0 s, got {max_age_s}")
+        self.max_age_s = float(max_age_s)
+        self.age = LatencyTracker(window)  # ages of the admitted commands [s]
+        self.dropped = {"late": 0, "out_of_order": 0}
+        self._newest_ns = -1
+
+    def admit(self, stamp_ns: int, now_ns: int, hold: bool = False) -> str:
+        """'' when the command may take effect now, else why it is dropped ('late', 'out_of_order')."""
+        if stamp_ns <= self._newest_ns:
+            self.dropped["out_of_order"] += 1
+            return "out_of_order"
+        age_s = (now_ns - stamp_ns) * 1e-9
+        if age_s > self.max_age_s and not hold:
+            self.dropped["late"] += 1
+            return "late"
+        self._newest_ns = stamp_ns
+        self.age.record(max(age_s, 0.0))
+        return ""
+
+    def reset(self) -> None:
+        """Forget the newest stamp (deactivate: a restarted source may count from anywhere)."""
+        self._newest_ns = -1
+
+    def values(self) -> dict[str, float | int]:
+        """Diagnostics key/values: ``action_age_{count,p50_ms,p99_ms,max_ms}``, ``dropped_*``."""
+        a = self.age.stats().as_dict()
+        return {
+            **{f"action_age_{k}": a[k] for k in ("count", "p50_ms", "p99_ms", "max_ms")},
+            **{f"actions_dropped_{k}": v for k, v in self.dropped.items()},
+            "actions_dropped": sum(self.dropped.values()),
+        }
