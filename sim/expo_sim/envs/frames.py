@@ -4,8 +4,16 @@ robosuite 1.4 observes the end effector in the *world* frame of its scene: ``rob
 the grip site (between the fingertips) and ``robot0_eef_quat`` the orientation of the hand body
 ``robot0_right_hand``, x y z w. franka_ros2 reports poses in the robot's base frame
 (``fr3_link0``). The sim's base frame is the arm's root body ``robot0_base``, which coincides
-with ``robot0_link0`` (the same pose in every task; in Lift/Can/Square it sits at
-(-0.56, 0, 0.912) m in the world with identity rotation, but nothing here assumes that).
+with ``robot0_link0``. Its world pose depends on the task (identity rotation; Lift and Square at
+(-0.56, 0, 0.912) m, Can at (-0.5, -0.1, 0.912) m); nothing here assumes it, it is read from
+the simulator each step.
+
+The point and orientation: robosuite's hand body ``robot0_right_hand`` is the Franka flange
+(0.1065 m along link7's z, rotated -45 deg about it, as the Franka Hand is mounted) and the grip
+site lies 0.097 m further along the hand's z axis. franka_ros2's default end-effector frame (the
+Franka Hand TCP, NE_T_EE) has the same orientation but lies 0.1034 m from the flange, 6.4 mm
+beyond the sim's point: on the arm, configure the EE frame at 0.097 m or shift the reported
+position by -0.0064 m along the EE z axis before it reaches the policy.
 
 With the base pose ``(p_b, q_b)`` in the world (``R_b`` the rotation of ``q_b``)::
 
