@@ -26,6 +26,7 @@ from expo_core.spec import ObsSpec
 
 from .bag_types import project_typestore
 from .replay_store import ReplayStore
+from .robomimic_bags import read_intervention_flags
 from .segment_reader import LoadReport, load_segments
 from .segments import SegmentWriter
 from .transition_codec import decode_transition
@@ -125,11 +126,13 @@ def load_offline(
     bag_dirs: Sequence[str],
     spec: ObsSpec,
     act_dim: int,
-) -> tuple[ReplayBuffer | None, list[str]]:
+) -> tuple[ReplayBuffer | None, dict[str, np.ndarray] | None, list[str]]:
     """The offline buffer from a robomimic HDF5 file (read through ``spec``) and/or bag dirs
-    (each a segment root or a segment); ``(None, [])`` when both are empty. Also returns one
-    description line per source. Raises ValueError/FileNotFoundError naming the parameter."""
-    parts, lines = [], []
+    (each a segment root or a segment); None when both are empty. Also returns the offline rows
+    flagged as interventions (the six replay fields; None when there are none: they feed the
+    intervention buffer as well) and one description line per source. Raises
+    ValueError/FileNotFoundError naming the parameter."""
+    parts, flags, lines = [], [], []
     if dataset:
         if not Path(dataset).is_file():
             raise FileNotFoundError(f"parameter 'offline_dataset': {dataset} does not exist")
@@ -144,7 +147,14 @@ def load_offline(
             (spec.dim, act_dim),
         )
         parts.append(data.transitions())
-        lines.append(f"{dataset}: {data.num_episodes} demos, {len(data)} transitions")
+        try:
+            flags.append(read_intervention_flags(dataset, data.demo_names))
+        except ValueError as e:
+            raise ValueError(f"parameter 'offline_dataset': {e}") from e
+        lines.append(
+            f"{dataset}: {data.num_episodes} demos, {len(data)} transitions, "
+            f"{int(flags[-1].sum())} intervention steps"
+        )
     for d in bag_dirs:
         try:
             table, report = load_segments(d)
@@ -156,8 +166,11 @@ def load_offline(
             )
             table, _ = _finite_rows(table)
             parts.append(table.transitions())
+            flags.append(table.intervention)
         lines.append(f"{d}: {report.summary()}")
     if not parts:
-        return None, lines
+        return None, None, lines
     arrays = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
-    return ReplayBuffer.from_arrays(arrays), lines
+    flagged = np.concatenate(flags)
+    interventions = {k: v[flagged] for k, v in arrays.items()} if flagged.any() else None
+    return ReplayBuffer.from_arrays(arrays), interventions, lines

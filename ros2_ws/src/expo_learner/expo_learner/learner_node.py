@@ -6,7 +6,14 @@ Topics (relative names; remap in the graph):
 transitions        expo_interfaces/Transition       in; reliable, volatile, depth 1000; raw CDR
 policy_weights     expo_interfaces/PolicyWeights    out; reliable, transient local, depth 1
 learner_stats      expo_interfaces/LearnerStats     out; reliable, volatile, depth 10
+diagnostics        diagnostic_msgs/DiagnosticArray  out; each stats period: UTD, backlog, and
+                                                    the intervention rates
 =================  ===============================  ===========================================
+
+Interventions (transitions flagged ``intervention``): into the online buffer and an intervention
+buffer sampled for extra base imitation steps, both configurable (``intervention_*`` parameters,
+:mod:`.interventions`); their rates per episode and per hour are learner_stats scalars
+``interventions/...`` and diagnostics values.
 
 Several actors (policy nodes in namespaces) can publish to one learner's ``transitions`` through
 remaps; each Transition carries its ``source`` and the learner counts transitions per source
@@ -29,6 +36,7 @@ from __future__ import annotations
 from typing import Any
 
 import torch
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
 from expo_core.spec import task_obs_spec
 from expo_interfaces.msg import LearnerStats, PolicyWeights, Transition
 from expo_ros import conversions as cv
@@ -87,6 +95,7 @@ class LearnerNode(TeardownLifecycleNode):
         self._pubs = {
             "policy_weights": self.create_lifecycle_publisher(PolicyWeights, "policy_weights", WEIGHTS_QOS),
             "learner_stats": self.create_lifecycle_publisher(LearnerStats, "learner_stats", 10),
+            "diagnostics": self.create_lifecycle_publisher(DiagnosticArray, "diagnostics", 10),
         }
         self._sub = self.create_subscription(
             Transition, "transitions", self._on_transition, TRANSITIONS_QOS, raw=True
@@ -113,8 +122,14 @@ class LearnerNode(TeardownLifecycleNode):
                 f"parameter 'task': {start.path} takes {ecfg.obs_dim} observation values, task "
                 f"'{cfg.task}' observations have {spec.dim} ({', '.join(spec.names)})"
             )
-        offline, lines = load_offline(cfg.offline_dataset, cfg.offline_bag_dirs, spec, ecfg.act_dim)
-        store = ReplayStore(ecfg.obs_dim, ecfg.act_dim, cfg.online_capacity, offline, ecfg.offline_fraction)
+        offline, offline_iv, lines = load_offline(
+            cfg.offline_dataset, cfg.offline_bag_dirs, spec, ecfg.act_dim
+        )
+        store = ReplayStore(
+            ecfg.obs_dim, ecfg.act_dim, cfg.online_capacity, offline, ecfg.offline_fraction, cfg.interventions
+        )
+        if offline_iv is not None:
+            store.add_offline_interventions(offline_iv)
         report = reload_online(store, cfg.bag_dir)
         seg = SegmentConfig(
             max_bytes=cfg.segment_max_bytes,
@@ -150,6 +165,11 @@ class LearnerNode(TeardownLifecycleNode):
                 f"damaged segment {s.name} salvaged: {s.messages} transitions; {'; '.join(s.problems)}"
             )
         log.info(f"transitions by source: {store.source_counts()}")
+        iv = cfg.interventions
+        log.info(
+            f"interventions: {len(store.interventions)} rows held; into replay {iv.replay}; "
+            f"{iv.bc_steps} base imitation steps per update once {iv.bc_min_rows} rows are held"
+        )
 
     def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
         ret = super().on_activate(state)  # enables the lifecycle publishers
@@ -251,9 +271,30 @@ class LearnerNode(TeardownLifecycleNode):
             )
         )
         self._pubs["learner_stats"].publish(msg)
+        self._publish_diagnostics(r)
         if self._tb is not None:
             self._tb.write(r)
         self.get_logger().info(r.line())
+
+    def _publish_diagnostics(self, r: StatsReport) -> None:
+        """One status: OK, WARN while the training thread is dead or updates are skipped."""
+        values: dict[str, float | int | str | bool] = {
+            "updates": r.updates,
+            "env_steps_received": r.env_steps_received,
+            "achieved_utd": r.achieved_utd,
+            "backlog": r.backlog,
+            "updates_skipped": r.updates_skipped,
+            "weights_version": r.weights_version,
+        }
+        values.update(r.interventions)  # interventions/step_fraction, per_episode, per_hour, ...
+        dead = self.trainer is not None and self.trainer.error is not None
+        level = DiagnosticStatus.WARN if dead or r.updates_skipped else DiagnosticStatus.OK
+        message = "training thread died" if dead else r.line()
+        self._pubs["diagnostics"].publish(
+            cv.diagnostics_msg(
+                self.get_clock().now().nanoseconds, "expo_learner", level, message, values, "expo_learner"
+            )
+        )
 
 
 def main(args: list[str] | None = None) -> None:

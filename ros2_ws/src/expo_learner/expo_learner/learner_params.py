@@ -23,6 +23,8 @@ from typing import Any
 from expo_core.spec import TASK_OBJECT_DIMS
 from expo_ros.params import ParamSpec
 
+from .interventions import InterventionUse
+
 PARAMETERS: tuple[ParamSpec, ...] = (
     ParamSpec("checkpoint", "", "pretrained base (save_checkpoint .safetensors or its path without suffix)"),
     ParamSpec("checkpoint_dir", "", "the learner's own checkpoints; the latest one here is resumed"),
@@ -36,6 +38,16 @@ PARAMETERS: tuple[ParamSpec, ...] = (
     ParamSpec("offline_dataset", "", "robomimic HDF5 for the offline half of each batch ('' = none)"),
     ParamSpec("offline_bag_dirs", [], "segment roots or segment dirs loaded as offline data"),
     ParamSpec("online_capacity", 1_000_000, "online replay buffer capacity [transitions]"),
+    ParamSpec(
+        "intervention_replay", True, "intervention transitions also go into the online buffer (critic)"
+    ),
+    ParamSpec(
+        "intervention_bc_steps", 1, "extra base imitation steps on intervention rows per update (0 = off)"
+    ),
+    ParamSpec("intervention_bc_batch_size", 0, "rows per intervention imitation step; 0 = batch_size"),
+    ParamSpec("intervention_bc_min_rows", 64, "intervention rows needed before the first imitation step"),
+    ParamSpec("intervention_capacity", 100_000, "intervention buffer capacity [transitions]"),
+    ParamSpec("intervention_stats_episodes", 10, "completed episodes the intervention rates cover"),
     ParamSpec("warmup_transitions", 1000, "online transitions in the buffer before the first update"),
     ParamSpec("utd", 0, "critic steps per received transition (ExpoConfig.utd); 0 = the checkpoint's"),
     ParamSpec("batch_size", 0, "minibatch size (ExpoConfig.batch_size); 0 = the checkpoint's"),
@@ -107,6 +119,7 @@ class LearnerConfig:
     offline_dataset: str
     offline_bag_dirs: tuple[str, ...]
     online_capacity: int
+    interventions: InterventionUse
     warmup_transitions: int
     utd: int | None
     batch_size: int | None
@@ -131,6 +144,16 @@ class LearnerConfig:
             raise _bad("device", device, "cpu, cuda or cuda:N")
         if not isinstance(v["autostart"], bool):
             raise _bad("autostart", v["autostart"], "true or false")
+        if not isinstance(v["intervention_replay"], bool):
+            raise _bad("intervention_replay", v["intervention_replay"], "true or false")
+        interventions = InterventionUse(
+            replay=v["intervention_replay"],
+            bc_steps=_int("intervention_bc_steps", v["intervention_bc_steps"], 0),
+            bc_batch_size=_int("intervention_bc_batch_size", v["intervention_bc_batch_size"], 0),
+            bc_min_rows=_int("intervention_bc_min_rows", v["intervention_bc_min_rows"], 1),
+            capacity=_int("intervention_capacity", v["intervention_capacity"], 1),
+            stats_episodes=_int("intervention_stats_episodes", v["intervention_stats_episodes"], 1),
+        )
         age = _float("segment_max_age_s", v["segment_max_age_s"], 0.0, lo_open=False)
         utd, batch = _int("utd", v["utd"], 0), _int("batch_size", v["batch_size"], 0)
         return cls(
@@ -148,6 +171,7 @@ class LearnerConfig:
             offline_dataset=_str("offline_dataset", v["offline_dataset"]),
             offline_bag_dirs=_strs("offline_bag_dirs", v["offline_bag_dirs"]),
             online_capacity=_int("online_capacity", v["online_capacity"], 1),
+            interventions=interventions,
             warmup_transitions=_int("warmup_transitions", v["warmup_transitions"], 0),
             utd=utd or None,
             batch_size=batch or None,

@@ -26,7 +26,9 @@ class StatsReport:
     transition arrived in it; above ``utd`` while a backlog drains); updates_per_second:
     critic steps per wall-clock second over this period; losses: means over this period's
     updates of ``ExpoAgent.update``'s stats (critic_loss, q_mean, bc_loss, alpha, ...; empty
-    while warming up); sources: transitions per ``Transition.source`` (reloaded + received).
+    while warming up); sources: transitions per ``Transition.source`` (reloaded + received);
+    interventions: ``interventions/...`` counts and rates
+    (:meth:`expo_learner.interventions.InterventionStats.scalars`).
     """
 
     training_step: int
@@ -43,6 +45,7 @@ class StatsReport:
     warmed_up: bool
     losses: dict[str, float] = field(default_factory=dict)
     sources: dict[str, int] = field(default_factory=dict)
+    interventions: dict[str, float] = field(default_factory=dict)
 
     def scalars(self) -> dict[str, float]:
         """Everything as flat named floats (LearnerStats.names/values and TensorBoard tags)."""
@@ -58,6 +61,7 @@ class StatsReport:
             out["achieved_utd_window"] = self.achieved_utd_window
         out.update(self.losses)
         out.update({f"transitions/{name}": float(n) for name, n in self.sources.items()})
+        out.update(self.interventions)
         return out
 
     def line(self) -> str:
@@ -67,6 +71,13 @@ class StatsReport:
         )
         src = ", ".join(f"{k}: {v}" for k, v in self.sources.items())
         state = "" if self.warmed_up else "warming up, "
+        iv = self.interventions
+        rate = (
+            f", interventions {100 * iv['interventions/step_fraction']:.0f}% of steps and "
+            f"{iv['interventions/per_episode']:.2f} takeovers/episode (recent episodes)"
+            if "interventions/step_fraction" in iv
+            else ""
+        )
         window = "-" if self.achieved_utd_window is None else f"{self.achieved_utd_window:.2f}"
         return (
             f"{state}{self.updates} updates ({self.training_step} critic steps), UTD {self.achieved_utd:.2f} "
@@ -74,6 +85,7 @@ class StatsReport:
             f"backlog {self.backlog}, skipped {self.updates_skipped}, online {self.online_size}, offline "
             f"{self.offline_size}, weights v{self.weights_version}"
             + (f", {loss}" if loss else "")
+            + rate
             + f"; transitions by source {{{src}}}"
         )
 

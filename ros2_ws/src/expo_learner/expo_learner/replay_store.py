@@ -8,6 +8,10 @@ drawn in one locked call (cheap copies), and the update itself runs without the 
 Online = transitions recorded by this learner (reloaded from ``bag_dir`` and received live);
 offline = the demonstration dataset. Batches mix them like the training harness
 (:class:`expo_core.replay.MixedSampler`, ``offline_fraction`` of each batch offline).
+Interventions (rows flagged ``intervention``, live, reloaded or in the offline data) also go into
+a third buffer that the trainer samples for extra base imitation steps; whether they enter the
+online buffer is ``InterventionUse.replay`` (:mod:`.interventions`). Every online row is counted
+per episode by :class:`~expo_learner.interventions.InterventionStats`.
 """
 
 from __future__ import annotations
@@ -21,16 +25,20 @@ from expo_core.batch import Batch
 from expo_core.replay import MixedSampler, ReplayBuffer
 from expo_ros.transitions import TransitionData
 
+from .interventions import InterventionStats, InterventionUse
 from .transition_table import TransitionTable
 
 UNKNOWN_SOURCE = "(no source)"  # the tag of transitions whose Transition.source is empty
 
 
 class ReplayStore:
-    """Online ring buffer of ``online_capacity`` rows, optional offline buffer, source counts.
+    """Online ring buffer of ``online_capacity`` rows, optional offline buffer, intervention
+    buffer, source counts, intervention statistics.
 
-    ``seen``: online transitions ever added (reloaded + received); it keeps counting when the
-    ring overwrites old rows. ``reloaded``: how many of them came from bags at configure.
+    ``seen``: online transitions ever added (reloaded + received, interventions included even
+    when ``use.replay`` keeps them out of the online buffer: they are env steps); it keeps
+    counting when the ring overwrites old rows. ``reloaded``: how many of them came from bags at
+    configure.
     """
 
     def __init__(
@@ -40,12 +48,16 @@ class ReplayStore:
         online_capacity: int,
         offline: ReplayBuffer | None = None,
         offline_fraction: float = 0.5,
+        use: InterventionUse | None = None,
     ) -> None:
         self.lock = threading.Lock()
+        self.use = use or InterventionUse()
         self.online = ReplayBuffer(obs_dim, act_dim, online_capacity)
         self.offline = offline if offline is not None and len(offline) else None
+        self.interventions = ReplayBuffer(obs_dim, act_dim, self.use.capacity)
         self._sampler = MixedSampler(self.online, self.offline, offline_fraction)
         self.sources: Counter[str] = Counter()
+        self.intervention_stats = InterventionStats(self.use.stats_episodes)
         self.seen = 0
         self.reloaded = 0
 
@@ -60,9 +72,16 @@ class ReplayStore:
     def add(self, t: TransitionData, source: str) -> int:
         """Append one transition (obs, next_obs (obs_dim,), action (act_dim,)); returns ``seen``.
         Raises ValueError (shapes, non-finite values) before anything is stored."""
+        row = (t.obs, t.action, t.reward, t.next_obs, float(t.terminated), float(t.truncated))
         with self.lock:
-            self.online.add(t.obs, t.action, t.reward, t.next_obs, float(t.terminated), float(t.truncated))
+            if t.intervention:
+                self.interventions.add(*row)
+            if self.use.replay or not t.intervention:
+                self.online.add(*row)
             self.sources[source or UNKNOWN_SOURCE] += 1
+            self.intervention_stats.add(
+                source, t.episode, t.intervention, t.stamp_ns, bool(t.terminated or t.truncated)
+            )
             self.seen += 1
             return self.seen
 
@@ -70,8 +89,22 @@ class ReplayStore:
         """Append every row of ``table`` in order (e.g. reloaded segments); returns rows added."""
         if not len(table):
             return 0
+        flagged = table.intervention
         with self.lock:
-            self.online.add_many(**table.transitions())
+            if flagged.any():
+                self.interventions.add_many(**table.select(flagged).transitions())
+            online = table if self.use.replay or not flagged.any() else table.select(~flagged)
+            if len(online):
+                self.online.add_many(**online.transitions())
+            done = (table.terminated > 0) | (table.truncated > 0)
+            for i in range(len(table)):
+                self.intervention_stats.add(
+                    str(table.source[i]),
+                    int(table.episode[i]),
+                    bool(flagged[i]),
+                    int(table.stamp_ns[i]),
+                    bool(done[i]),
+                )
             names, counts = np.unique(table.source, return_counts=True)
             for name, n in zip(names.tolist(), counts.tolist()):
                 self.sources[name or UNKNOWN_SOURCE] += int(n)
@@ -85,6 +118,31 @@ class ReplayStore:
         """``count`` mixed minibatches of ``batch_size`` rows (what one ``agent.update`` pulls)."""
         with self.lock:
             return [self._sampler.sample(batch_size, generator, device) for _ in range(count)]
+
+    def add_offline_interventions(self, arrays: dict[str, np.ndarray]) -> int:
+        """Intervention rows of the offline data (the six replay fields, N rows) into the
+        intervention buffer; they are already in the offline buffer. Returns N."""
+        n = len(arrays["obs"])
+        if n:
+            with self.lock:
+                self.interventions.add_many(**arrays)
+        return n
+
+    def sample_interventions(
+        self, batch_size: int, generator: torch.Generator, device: str | torch.device = "cpu"
+    ) -> Batch | None:
+        """A minibatch of intervention rows, or None while fewer than ``use.bc_min_rows``."""
+        with self.lock:
+            if len(self.interventions) < self.use.bc_min_rows:
+                return None
+            return self.interventions.sample(batch_size, generator, device)
+
+    def intervention_scalars(self) -> dict[str, float]:
+        """The rates of :class:`InterventionStats` plus the intervention buffer's size."""
+        with self.lock:
+            out = self.intervention_stats.scalars()
+            out["interventions/buffer_size"] = float(len(self.interventions))
+            return out
 
     def sizes(self) -> tuple[int, int]:
         """(online rows, offline rows) held now."""

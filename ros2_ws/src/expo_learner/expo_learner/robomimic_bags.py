@@ -20,6 +20,13 @@ SequenceDataset read (see ``sim/expo_sim/envs/robomimic_writer.py``): one ``data
 - without ``expo.env_args`` in the bags (live recordings) or an explicit ``env_args``, env_args is
   minimal: ``env_name`` of the task, ``type`` 1 and empty ``env_kwargs`` (our sim fills
   robomimic's defaults; robomimic's own env factory needs the full kwargs).
+
+Interventions travel both ways. Bags -> HDF5 writes, per demo, ``interventions`` (T,) bool (the
+Transition flag) and ``action_modes`` (T,) int8 in the convention of Sirius (robomimic-based
+human-in-the-loop learning, Liu et al. 2023): -1 demonstration (rows converted from an HDF5 file,
+source ``hdf5:*``), 0 robot (the policy acted), 1 intervention. HDF5 -> bags (and the learner's
+offline dataset) read ``interventions`` if present, else ``action_modes == 1``, else no flag.
+robomimic itself ignores both keys.
 """
 
 from __future__ import annotations
@@ -45,6 +52,34 @@ log = logging.getLogger(__name__)
 ENV_ARGS_KEY = "expo.env_args"
 OBS_SPEC_KEY = "expo.obs_spec"
 CONTROL_PERIOD_NS = 50_000_000  # robomimic tasks run at 20 Hz
+INTERVENTIONS_KEY = "interventions"  # data/demo_i/interventions (T,) bool
+ACTION_MODES_KEY = "action_modes"  # data/demo_i/action_modes (T,) int8, Sirius' convention
+ACTION_MODE_DEMO, ACTION_MODE_ROBOT, ACTION_MODE_INTERVENTION = -1, 0, 1
+DEMO_SOURCE_PREFIX = "hdf5:"
+
+
+def read_intervention_flags(path: str | os.PathLike, demo_names: Sequence[str]) -> np.ndarray:
+    """The intervention flag of every row of ``demo_names`` (in that order, as
+    ``load_robomimic_hdf5`` stacks them): ``interventions``, else ``action_modes == 1``, else
+    False. Returns (N,) bool. Raises ValueError when a flag array's length differs from the
+    demo's ``actions``."""
+    parts = []
+    with h5py.File(path, "r") as f:
+        for name in demo_names:
+            demo = f["data"][name]
+            n = demo["actions"].shape[0]
+            if INTERVENTIONS_KEY in demo:
+                flags = np.asarray(demo[INTERVENTIONS_KEY][()]).astype(bool).reshape(-1)
+            elif ACTION_MODES_KEY in demo:
+                flags = np.asarray(demo[ACTION_MODES_KEY][()]).reshape(-1) == ACTION_MODE_INTERVENTION
+            else:
+                flags = np.zeros(n, bool)
+            if flags.shape != (n,):
+                raise ValueError(
+                    f"{path}: data/{name} has {flags.shape[0]} intervention flags for {n} actions"
+                )
+            parts.append(flags)
+    return np.concatenate(parts) if parts else np.zeros(0, bool)
 
 
 def _env_name_to_task(env_name: str) -> str:
@@ -100,8 +135,9 @@ def hdf5_to_segments(
         **data.transitions(),
         episode=data.episode,
         step=step,
-        source=f"hdf5:{in_path.name}",
+        source=f"{DEMO_SOURCE_PREFIX}{in_path.name}",
         stamp_ns=time.time_ns() + np.arange(len(data)) * CONTROL_PERIOD_NS,
+        intervention=read_intervention_flags(in_path, data.demo_names),
     )
     custom = {ENV_ARGS_KEY: json.dumps(env_meta), OBS_SPEC_KEY: json.dumps(spec.to_json())}
     config = SegmentConfig(max_bytes=int(segment_bytes), max_age_s=None)
@@ -188,6 +224,12 @@ def segments_to_hdf5(
                 g.create_dataset("rewards", data=table.reward[rows].astype(np.float64))
                 g.create_dataset("dones", data=table.terminated[rows].astype(np.int64))
                 g.create_dataset("policy_versions", data=table.policy_version[rows])
+                flags = table.intervention[rows]
+                g.create_dataset(INTERVENTIONS_KEY, data=flags)
+                demo = np.char.startswith(table.source[rows].astype(str), DEMO_SOURCE_PREFIX)
+                modes = np.where(flags, ACTION_MODE_INTERVENTION, ACTION_MODE_ROBOT)
+                modes = np.where(demo & ~flags, ACTION_MODE_DEMO, modes)
+                g.create_dataset(ACTION_MODES_KEY, data=modes.astype(np.int8))
                 for group, arr in (("obs", table.obs), ("next_obs", table.next_obs)):
                     for key, part in spec.unflatten(arr[rows]).items():
                         g.create_dataset(f"{group}/{key}", data=part.astype(np.float64))

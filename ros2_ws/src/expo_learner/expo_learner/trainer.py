@@ -11,6 +11,11 @@ once ``warmup`` steps are stored). The target critic-step UTD is therefore ``Exp
 Warm-up counts every online transition, reloaded ones included; reloaded transitions owe nothing
 (they were trained on before the restart).
 
+Interventions: after each agent update the base takes ``InterventionUse.bc_steps`` extra
+imitation steps on minibatches of the store's intervention rows (``ExpoAgent.pretrain_step``),
+once there are ``bc_min_rows`` of them (:mod:`.interventions`); their mean loss is reported as
+``intervention_bc_loss``.
+
 Degrading gracefully: when transitions arrive faster than updates finish, owed updates pile up
 in a backlog of at most ``max_update_backlog``; beyond that they are dropped and counted
 (``updates_skipped``), so the learner trains on fresh data instead of falling ever further
@@ -188,13 +193,28 @@ class Trainer:
         return did
 
     def update_once(self) -> dict[str, float]:
-        """One ``ExpoAgent.update`` on ``utd`` freshly drawn mixed minibatches."""
+        """One ``ExpoAgent.update`` on ``utd`` freshly drawn mixed minibatches, then the base's
+        imitation steps on intervention rows (if configured and there are enough)."""
         cfg = self.agent.cfg
         batches = self.store.sample(cfg.utd, cfg.batch_size, self.generator, self.cfg.device)
         stats = self.agent.update(iter(batches))
         self.progress.critic_steps += cfg.utd
+        stats.update(self.intervention_bc())
         self._window.add(stats)
         return stats
+
+    def intervention_bc(self) -> dict[str, float]:
+        """``use.bc_steps`` base imitation steps on intervention minibatches; ``{}`` when off or
+        while the intervention buffer holds fewer than ``use.bc_min_rows`` rows."""
+        use = self.store.use
+        size = use.bc_batch_size or self.agent.cfg.batch_size
+        losses = []
+        for _ in range(use.bc_steps):
+            batch = self.store.sample_interventions(size, self.generator, self.cfg.device)
+            if batch is None:
+                break
+            losses.append(self.agent.pretrain_step(batch)["bc_loss"])
+        return {"intervention_bc_loss": sum(losses) / len(losses)} if losses else {}
 
     def publish(self) -> WeightsSnapshot:
         """Publish the acting weights as the next version (persisted before it goes out)."""
@@ -237,6 +257,7 @@ class Trainer:
             warmed_up=b.warmed_up,
             losses=losses,
             sources=self.store.source_counts(),
+            interventions=self.store.intervention_scalars(),
         )
 
     # --- thread ---------------------------------------------------------------------------

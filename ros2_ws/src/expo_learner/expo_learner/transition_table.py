@@ -2,7 +2,8 @@
 
 A superset of :class:`expo_core.robomimic_io.TransitionArrays`: the six replay fields with the same
 shapes and dtypes, plus the bookkeeping a Transition message carries (actor episode and step,
-policy version, source, stamp). :meth:`TransitionTable.to_transition_arrays` gives the core type.
+policy version, source, stamp, intervention flag). :meth:`TransitionTable.to_transition_arrays`
+gives the core type.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ _DTYPES = {
     "policy_version": np.int64,
     "source": np.str_,
     "stamp_ns": np.int64,
+    "intervention": np.bool_,
 }
 
 
@@ -38,7 +40,9 @@ class TransitionTable:
     obs, next_obs: (N, obs_dim) float32; action: (N, A) float32; reward, terminated, truncated:
     (N,) float32 (flags 0/1); episode: (N,) int64, the *actor's* episode index (unique only
     together with ``source``); step: (N,) int64, index of obs within its episode; policy_version:
-    (N,) int64; source: (N,) str, the producing actor; stamp_ns: (N,) int64 ns (header stamp).
+    (N,) int64; source: (N,) str, the producing actor; stamp_ns: (N,) int64 ns (header stamp);
+    intervention: (N,) bool, an operator's action (Transition.intervention; all False when not
+    given, e.g. rows of bags recorded before the field existed).
     """
 
     obs: np.ndarray
@@ -52,8 +56,11 @@ class TransitionTable:
     policy_version: np.ndarray
     source: np.ndarray
     stamp_ns: np.ndarray
+    intervention: np.ndarray | None = None
 
     def __post_init__(self) -> None:
+        if self.intervention is None:
+            object.__setattr__(self, "intervention", np.zeros(np.shape(self.obs)[0], np.bool_))
         for f in fields(self):
             object.__setattr__(self, f.name, np.asarray(getattr(self, f.name), dtype=_DTYPES[f.name]))
         n = self.obs.shape[0] if self.obs.ndim else -1
@@ -94,6 +101,7 @@ class TransitionTable:
         policy_version: int | np.ndarray = 0,
         source: str | Sequence[str] = "",
         stamp_ns: int | np.ndarray | None = None,
+        intervention: bool | np.ndarray = False,
     ) -> TransitionTable:
         """Columns with scalar defaults broadcast to N rows: ``step=None`` numbers the rows 0..N-1,
         ``stamp_ns=None`` stamps every row with the current wall-clock time (ns)."""
@@ -101,6 +109,7 @@ class TransitionTable:
         stamp = time.time_ns() if stamp_ns is None else stamp_ns
         cols = {"episode": episode, "step": np.arange(n) if step is None else step}
         cols |= {"policy_version": policy_version, "source": source, "stamp_ns": stamp}
+        cols |= {"intervention": intervention}
         cols = {k: np.broadcast_to(np.asarray(v, dtype=_DTYPES[k]), (n,)).copy() for k, v in cols.items()}
         return cls(obs, action, reward, next_obs, terminated, truncated, **cols)
 
@@ -131,6 +140,7 @@ class TransitionTable:
             policy_version=[t.policy_version for t in ts],
             source=[s for _, s in rows],
             stamp_ns=[t.stamp_ns for t in ts],
+            intervention=[t.intervention for t in ts],
         )
 
     @classmethod
@@ -162,6 +172,7 @@ class TransitionTable:
                 step=int(self.step[i]),
                 policy_version=int(self.policy_version[i]),
                 stamp_ns=int(self.stamp_ns[i]),
+                intervention=bool(self.intervention[i]),
             )
             yield t, str(self.source[i])
 

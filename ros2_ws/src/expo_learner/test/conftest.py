@@ -35,7 +35,7 @@ def _assert_tables_equal(a: TransitionTable, b: TransitionTable) -> None:
     assert len(a) == len(b)
     for name in ("obs", "action", "reward", "next_obs", "terminated", "truncated"):
         np.testing.assert_array_equal(getattr(a, name), getattr(b, name), err_msg=name)
-    for name in ("episode", "step", "policy_version", "source", "stamp_ns"):
+    for name in ("episode", "step", "policy_version", "source", "stamp_ns", "intervention"):
         np.testing.assert_array_equal(getattr(a, name), getattr(b, name), err_msg=name)
 
 

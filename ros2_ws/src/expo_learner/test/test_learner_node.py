@@ -203,6 +203,42 @@ def test_transitions_from_two_actors_land_in_segments_and_the_buffer(harness) ->
     assert set(table.source.tolist()) == {"/robot1", "/robot2"}
 
 
+def test_intervention_flags_reach_the_bags_the_stats_and_diagnostics(harness) -> None:
+    """Steps 3-5 of each 10-step episode are an operator's: the bags keep the flag, learner_stats
+    and diagnostics report 30 % of steps and one takeover per episode."""
+    from dataclasses import replace
+
+    from diagnostic_msgs.msg import DiagnosticArray
+
+    h = harness(tensorboard_dir="", intervention_bc_min_rows=4)
+    diagnostics: list[DiagnosticArray] = []
+    h.io.create_subscription(DiagnosticArray, "diagnostics", diagnostics.append, 10)
+    h.start()
+    for i in range(30):
+        t = replace(transition(i), intervention=3 <= i % 10 <= 5)
+        h.actors[0].publish(cv.transition_msg(t, "/robot1"))
+    h.spin_until(lambda: h.node.trainer.store.seen == 30, "30 transitions stored")
+
+    def reported() -> bool:
+        return (
+            bool(h.stats) and "interventions/step_fraction" in cv.learner_stats_to_numpy(h.stats[-1]).scalars
+        )
+
+    h.spin_until(lambda: reported() and diagnostics, "intervention rates in learner_stats and diagnostics")
+    s = cv.learner_stats_to_numpy(h.stats[-1]).scalars
+    assert s["interventions/step_fraction"] == pytest.approx(0.3)
+    assert s["interventions/per_episode"] == pytest.approx(1.0) and s["interventions/takeovers_total"] == 3
+    h.spin_until(lambda: "intervention_bc_loss" in cv.learner_stats_to_numpy(h.stats[-1]).scalars, "BC loss")
+    values = cv.diagnostics_values(diagnostics[-1])
+    assert float(values["interventions/step_fraction"]) == pytest.approx(0.3)
+    assert diagnostics[-1].status[0].hardware_id == "expo_learner"
+    assert len(h.node.trainer.store.interventions) == 9
+    assert h.node.trigger_deactivate() == SUCCESS
+    table, _ = load_segments(h.tmp / "bags")
+    order = np.argsort(table.obs[:, 0])
+    np.testing.assert_array_equal(table.intervention[order], [3 <= i % 10 <= 5 for i in range(30)])
+
+
 def test_weights_are_accepted_by_a_policy_node_and_stats_reach_tensorboard(
     harness, base_checkpoint: Path, tmp_path: Path
 ) -> None:
