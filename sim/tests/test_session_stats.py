@@ -67,3 +67,36 @@ def test_learner_stats_add_recent_success_and_utd_to_the_line() -> None:
     assert s.episode_log[-1] == (4, True, "3") and s.recent_success(window=2) == 1.0
     out = s.summary()
     assert out["learner_updates"] == 12.0 and out["learner_weights_version"] == 3.0
+
+
+def test_timing_figures_and_each_episodes_command_counts() -> None:
+    s = SessionStats(target_episodes=3)
+    s.status("/policy_node: control loop", {"obs_age_p50_ms": "1", "obs_age_p99_ms": "9", "holds": "2"})
+    bridge = {"action_age_p50_ms": "12", "action_age_p99_ms": "31", "superseded": "1", "dropped": "4"}
+    s.status("/sim_bridge: sim", {**bridge, "last_episode": "-1"})
+    assert s.episode_commands == []
+    ep0 = {"last_episode": "0", "last_episode_success": "true", "last_episode_steps": "40"}
+    counts = {"last_episode_holds": "0", "last_episode_bridge_holds": "3"}
+    counts |= {"last_episode_superseded": "1", "last_episode_dropped": "4"}
+    s.status("/sim_bridge: sim", {**bridge, **ep0, **counts})
+    s.status("/sim_bridge: sim", {**bridge, **ep0, **counts})  # the periodic status repeats it
+    assert s.episode_commands == [
+        {
+            "episode": 0,
+            "success": True,
+            "steps": 40,
+            "holds": 0,
+            "bridge_holds": 3,
+            "superseded": 1,
+            "dropped": 4,
+        }
+    ]
+    line = s.progress_line()
+    assert "age p99 obs 9 / act 31 ms" in line and "hold/sup/drop 2/1/4" in line
+    out = s.summary()
+    assert (out["obs_age_p99_ms"], out["action_age_p50_ms"], out["dropped"]) == (9.0, 12.0, 4.0)
+    assert "adapter_action_age_p99_ms" not in out and math.isnan(out["dropped_late"])
+    # On the hardware path the adapter's ages are the policy commands' ages.
+    s.status("/franka_adapter: franka adapter", {"action_age_p99_ms": "22", "actions_dropped": "1"})
+    assert "act 22 ms" in s.progress_line()
+    assert s.summary()["adapter_action_age_p99_ms"] == 22.0 and s.summary()["adapter_dropped"] == 1.0

@@ -5,9 +5,22 @@ summary) and ``make bench-ros`` (latency table).
 
 Sources: ``env_feedback`` (one per env step; an episode ends at terminated or truncated), the
 policy node's diagnostics status (``...: control loop``: its own latency, observation built ->
-action published, and its weights version), the bridge's diagnostics status (``...: sim``: the
-closed loop, observation published -> action received, over ROS) and ``otf_decision`` (one
-inference time per decision).
+action published, the observation's age when each decision starts, holds, and its weights
+version), the bridge's diagnostics status (``...: sim``: the closed loop, observation published
+-> action received, over ROS, in lockstep and realtime; each command's age when it takes effect;
+commands held, superseded and dropped, in total and for each finished episode: the bridge sends a
+status at every episode end), the Franka adapter's (``...: franka adapter``, on the hardware path:
+the policy's commands' ages when they reach it, and the ones it dropped) and ``otf_decision``
+(one inference time per decision).
+
+Timing figures in :meth:`SessionStats.summary` (NaN where nothing was measured):
+``obs_age_p50_ms`` / ``obs_age_p99_ms`` (policy, node clock), ``obs_to_action_*`` (bridge, wall),
+``action_age_p50_ms`` / ``action_age_p99_ms`` (bridge: when the command takes effect),
+``adapter_action_age_*`` and ``adapter_dropped`` (Franka adapter), ``holds`` (policy holds that
+reached the sim), ``bridge_holds`` (periods without a new command), ``superseded``, ``dropped``
+(and ``dropped_late`` / ``dropped_out_of_order`` / ``dropped_other_episode``),
+``watchdog_holds``, and ``episode_commands`` (one dict per finished episode: episode, success,
+steps and those counts).
 """
 
 from __future__ import annotations
@@ -23,6 +36,9 @@ from expo_ros.latency import LatencyTracker
 INFERENCE_WINDOW = 1_000_000  # decisions kept for the inference percentiles (every one of a session)
 POLICY_STATUS = ": control loop"  # suffix of the policy node's diagnostics status name
 BRIDGE_STATUS = ": sim"  # suffix of the sim bridge's
+ADAPTER_STATUS = ": franka adapter"  # suffix of the Franka adapter's
+#: Per-episode command counts the bridge reports (``last_episode_<key>``).
+EPISODE_COUNTS = ("holds", "bridge_holds", "superseded", "dropped")
 
 
 def _float(values: Mapping[str, str], key: str) -> float:
@@ -46,6 +62,9 @@ class SessionStats:
     inference: LatencyTracker = field(default_factory=lambda: LatencyTracker(window=INFERENCE_WINDOW))
     policy: dict[str, str] = field(default_factory=dict)  # newest policy diagnostics values
     bridge: dict[str, str] = field(default_factory=dict)  # newest bridge diagnostics values
+    adapter: dict[str, str] = field(default_factory=dict)  # newest Franka adapter diagnostics values
+    # one dict per episode the bridge finished: episode, success, steps and EPISODE_COUNTS
+    episode_commands: list[dict[str, object]] = field(default_factory=list)
     learner: dict[str, float] = field(default_factory=dict)  # newest learner_stats (when learning)
     # (env steps so far, success, policy weights version) at the end of each episode
     episode_log: list[tuple[int, bool, str]] = field(default_factory=list)
@@ -72,6 +91,27 @@ class SessionStats:
             self.policy = dict(values)
         elif name.endswith(BRIDGE_STATUS):
             self.bridge = dict(values)
+            self._episode_commands(values)
+        elif name.endswith(ADAPTER_STATUS):
+            self.adapter = dict(values)
+
+    def _episode_commands(self, values: Mapping[str, str]) -> None:
+        """Keep each finished episode's command counts once (the bridge repeats the last one)."""
+        try:
+            episode = int(values.get("last_episode", "-1"))
+        except ValueError:
+            return
+        if episode < 0 or any(e["episode"] == episode for e in self.episode_commands[-3:]):
+            return
+        entry: dict[str, object] = {
+            "episode": episode,
+            "success": values.get("last_episode_success") == "true",
+            "steps": int(_float(values, "last_episode_steps")) if "last_episode_steps" in values else -1,
+        }
+        for k in EPISODE_COUNTS:
+            v = _float(values, f"last_episode_{k}")
+            entry[k] = int(v) if math.isfinite(v) else -1
+        self.episode_commands.append(entry)
 
     def learner_stats(self, updates: float, critic_steps: int, achieved_utd: float, version: int) -> None:
         """The newest learner_stats: agent updates, critic steps, achieved UTD, weights version."""
@@ -117,6 +157,9 @@ class SessionStats:
             f"{self.steps_per_s:.1f} steps/s",
             f"policy p99 {_float(self.policy, 'latency_p99_ms'):.1f} ms",
             f"obs->action p99 {_float(self.bridge, 'obs_to_action_p99_ms'):.1f} ms",
+            f"age p99 obs {_float(self.policy, 'obs_age_p99_ms'):.0f} / act {self._action_age('p99'):.0f} ms",
+            f"hold/sup/drop {self._count(self.policy, 'holds')}/{self._count(self.bridge, 'superseded')}/"
+            f"{self._count(self.bridge, 'dropped')}",
             f"weights v{self.policy.get('weights_version', '?')}",
         ]
         if self.learner and self.episodes:
@@ -124,6 +167,44 @@ class SessionStats:
         if self.learner:
             parts.append(f"UTD {self.learner['achieved_utd']:.2f} ({int(self.learner['updates'])} updates)")
         return " | ".join(parts)
+
+    @staticmethod
+    def _count(values: Mapping[str, str], key: str) -> str:
+        v = _float(values, key)
+        return str(int(v)) if math.isfinite(v) else "-"
+
+    def _action_age(self, q: str) -> float:
+        """The policy's commands' age when applied: the adapter's on the hardware path (the
+        bridge there applies the emulated controller's commands), else the bridge's."""
+        source = self.adapter if self.adapter else self.bridge
+        return _float(source, f"action_age_{q}_ms")
+
+    def timing(self) -> dict[str, object]:
+        """The timing figures of the module doc."""
+        out: dict[str, object] = {
+            "obs_age_p50_ms": _float(self.policy, "obs_age_p50_ms"),
+            "obs_age_p99_ms": _float(self.policy, "obs_age_p99_ms"),
+            "action_age_p50_ms": _float(self.bridge, "action_age_p50_ms"),
+            "action_age_p99_ms": _float(self.bridge, "action_age_p99_ms"),
+            "action_age_count": _float(self.bridge, "action_age_count"),
+            "holds": _float(self.bridge, "holds"),
+            "bridge_holds": _float(self.bridge, "bridge_holds"),
+            "superseded": _float(self.bridge, "superseded"),
+            "dropped": _float(self.bridge, "dropped"),
+            **{
+                f"dropped_{k}": _float(self.bridge, f"dropped_{k}")
+                for k in ("late", "out_of_order", "other_episode")
+            },
+            "watchdog_holds": _float(self.policy, "watchdog_holds"),
+            "bridge_overruns": _float(self.bridge, "overruns"),
+        }
+        if self.adapter:
+            out.update(
+                adapter_action_age_p50_ms=_float(self.adapter, "action_age_p50_ms"),
+                adapter_action_age_p99_ms=_float(self.adapter, "action_age_p99_ms"),
+                adapter_dropped=_float(self.adapter, "actions_dropped"),
+            )
+        return out
 
     def summary(self) -> dict[str, object]:
         """Flat JSON-ready totals (NaN where nothing was measured)."""
@@ -145,5 +226,7 @@ class SessionStats:
             "weights_version": self.policy.get("weights_version", ""),
             **{f"inference_{k}": inference[k] for k in ("count", "p50_ms", "p99_ms", "max_ms", "mean_ms")},
             **{f"learner_{k}": v for k, v in self.learner.items()},
+            **self.timing(),
             "episode_log": [list(e) for e in self.episode_log],
+            "episode_commands": list(self.episode_commands),
         }
