@@ -5,7 +5,9 @@
 #  3. the documented fix-up of the ROS wheels' exported CMake paths
 #  4. the ROS 2 tools the wheels lack (launch, launch_pytest, the ros2 CLI) built from pinned
 #     sources into .ros_tools (scripts/setup_ros_tools.sh, docs/ros_tools.md)
-#  5. colcon build of ros2_ws (expo_interfaces messages + the ament_python packages)
+#  5. robomimic and NVIDIA MimicGen (non-commercial licence) from pinned sources, with an import-only
+#     torchvision stand-in (scripts/setup_sim_extras.sh, docs/mimicgen.md; EXPO_SKIP_MIMICGEN=1 skips)
+#  6. colcon build of ros2_ws (expo_interfaces messages + the ament_python packages)
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 VENV="$ROOT/.venv"
@@ -57,6 +59,8 @@ fi
 "$VENV/bin/python" scripts/fix_ros_cmake_paths.py "$VENV"
 
 bash scripts/setup_ros_tools.sh
+
+bash scripts/setup_sim_extras.sh
 
 # colcon build of the workspace (incremental; the interface package rebuilds only on change).
 export AMENT_PREFIX_PATH="$VENV" CMAKE_PREFIX_PATH="$VENV"
