@@ -114,7 +114,7 @@ class SimBridge(TeardownLifecycleNode):
                 physics = SubstepPhysics(env, cfg.substeps)
             except ValueError as e:
                 env.close()
-                raise ValueError(f"parameter 'realtime.substeps': {e}") from e
+                raise ValueError(f"parameter 'realtime_substeps': {e}") from e
         except ValueError as e:
             log.error(f"configure failed: {e}")
             return FAILURE

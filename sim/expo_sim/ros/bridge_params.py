@@ -41,7 +41,7 @@ PARAMETERS: tuple[ParamSpec, ...] = (
     ParamSpec("num_episodes", 0, "exit after this many episodes; 0 = run until shut down"),
     ParamSpec("action_timeout_s", 5.0, "lockstep: wall time without an answer before warn + re-publish [s]"),
     ParamSpec(
-        "realtime.substeps",
+        "realtime_substeps",
         5,
         "realtime: chunks per control period (a divisor of its 25 MuJoCo steps: 1, 5 or 25); physics "
         "runs one chunk per 1/(rate * substeps) of wall time and a command takes effect at the first "
@@ -211,7 +211,7 @@ class BridgeConfig:
             seed=_int("seed", v["seed"], 0, 2**31 - 1),
             num_episodes=_int("num_episodes", v["num_episodes"], 0),
             action_timeout_s=_float("action_timeout_s", v["action_timeout_s"], 0.0, 3600.0),
-            substeps=_int("realtime.substeps", v["realtime.substeps"], 1, 25),
+            substeps=_int("realtime_substeps", v["realtime_substeps"], 1, 25),
             max_action_age_ms=_float("max_action_age_ms", v["max_action_age_ms"], 0.0, 60_000.0),
             injected_latency_ms=_non_negative("injected_latency_ms", v["injected_latency_ms"], 10_000.0),
             injected_jitter_ms=_non_negative("injected_jitter_ms", v["injected_jitter_ms"], 10_000.0),
