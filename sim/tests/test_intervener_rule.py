@@ -95,7 +95,7 @@ def test_config_validation(bad: dict) -> None:
 
 def test_expert_obs_and_start_holding() -> None:
     from expo_sim.envs.scripted import DemoStyle, LiftExpert
-    from expo_sim.ros.intervener_node import expert_obs, start_holding
+    from expo_sim.ros.intervener_expert import expert_obs, start_holding
 
     poses = (np.array([[0.0, 0.0, 0.83]]), np.array([[0.0, 0.0, 0.0, 1.0]]))
     obs = expert_obs("lift", np.array([0.0, 0.0, 0.835]), np.array([1.0, 0, 0, 0]), poses)

@@ -15,12 +15,10 @@ teleop          expo_interfaces/TeleopCommand     one per observation, stamped l
 diagnostics     diagnostic_msgs/DiagnosticArray   1 Hz: engaged, takeovers, steps, last event
 ==============  ================================  =============================================
 
-Per observation: the expert's action for it (``expo_sim.envs.scripted.make_expert``, noise-free
-style) -> :class:`~expo_sim.ros.intervener_rule.InterventionRule` (stall / distance from the
-expert, budget per episode) -> one TeleopCommand. The expert's phase machine advances only while
-it acts; while the policy acts, a shallow copy says what the expert would do (the distance rule).
-A takeover that finds the object already held (gripper closed around it: lift and can) starts
-the expert at its ``lift`` phase, keeping the current orientation, instead of re-approaching.
+Per observation: :class:`~expo_sim.ros.intervener_expert.ScriptedIntervener` (the task's
+noise-free scripted expert and :class:`~expo_sim.ros.intervener_rule.InterventionRule`: stall /
+distance from the expert, budget per episode) -> one TeleopCommand. The policy's action for the
+previous observation (``action``, matched by stamp) feeds the distance rule.
 Answering every observation with a stamped message lets a lockstep policy node wait for the
 verdict (``expo_policy.intervention.InterventionArbiter.answered``), which makes the loop
 deterministic. The expert needs the constants of the task's scene (bin and peg positions), so
@@ -29,7 +27,6 @@ the node builds the task's environment once at configure (~1 s).
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -41,23 +38,20 @@ from expo_policy.sync import ExactStampSync
 from expo_ros import conversions as cv
 from expo_ros.lifecycle_teardown import TeardownLifecycleNode
 from expo_ros.node_main import run_lifecycle_node
-from expo_ros.object_state import TASK_OBJECT_LAYOUTS
 from expo_ros.params import ParamSpec, as_bool, as_float, as_int, as_str
 from geometry_msgs.msg import PoseArray, PoseStamped
 from rcl_interfaces.msg import ParameterDescriptor
 from rclpy.clock import Clock, ClockType
 from rclpy.lifecycle import LifecycleState, TransitionCallbackReturn
 from rclpy.qos import QoSProfile, ReliabilityPolicy
-from robosuite.utils import transform_utils as T
 
-from expo_sim.envs.scripted import SCRIPTED_TASKS, DemoStyle, WaypointExpert, make_expert
+from expo_sim.envs.scripted import SCRIPTED_TASKS
 
-from .intervener_rule import IntervenerConfig, InterventionRule
+from .intervener_expert import ScriptedIntervener
+from .intervener_rule import IntervenerConfig
 
 SUCCESS, FAILURE = TransitionCallbackReturn.SUCCESS, TransitionCallbackReturn.FAILURE
 _RELIABLE = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
-#: Grip-site to object distance [m] under which a closed gripper is taken to hold the object.
-HELD_WITHIN_M = {"lift": 0.03, "can": 0.05}
 
 PARAMETERS: tuple[ParamSpec, ...] = (
     ParamSpec("autostart", True, "configure + activate at startup (pip mode has no lifecycle manager)"),
@@ -101,32 +95,6 @@ class IntervenerNodeConfig:
         return cls(as_bool("autostart", v["autostart"]), task, as_int("seed", v["seed"], 0), rule)
 
 
-def expert_obs(task: str, ee_pos: np.ndarray, ee_quat: np.ndarray, poses: tuple) -> dict[str, np.ndarray]:
-    """The robomimic observation keys the scripted experts read, from the bridge's poses."""
-    obs = {
-        "robot0_eef_pos": np.asarray(ee_pos, np.float64),
-        "robot0_eef_quat": np.asarray(ee_quat, np.float64),
-    }
-    positions, quats = poses
-    for i, name in enumerate(TASK_OBJECT_LAYOUTS[task][1]):
-        obs[f"{name}_pos"], obs[f"{name}_quat"] = positions[i], quats[i]
-    return obs
-
-
-def start_holding(expert: WaypointExpert, task: str, obs: dict[str, np.ndarray], gripper: float) -> bool:
-    """At a first takeover with the object already in a closed gripper, skip to the ``lift``
-    phase with the current orientation (re-approaching would open the gripper). Returns whether
-    it did."""
-    if task not in HELD_WITHIN_M or expert.phase_idx != 0 or expert.phase_steps != 0 or gripper <= 0:
-        return False
-    obj = obs[f"{TASK_OBJECT_LAYOUTS[task][1][0]}_pos"]
-    if np.linalg.norm(obs["robot0_eef_pos"] - obj) > HELD_WITHIN_M[task]:
-        return False
-    expert.phase_idx = expert.phases.index("lift")
-    expert.R_target = T.quat2mat(obs["robot0_eef_quat"])
-    return True
-
-
 class IntervenerNode(TeardownLifecycleNode):
     """Observations -> expert action + takeover decision -> TeleopCommand."""
 
@@ -137,11 +105,9 @@ class IntervenerNode(TeardownLifecycleNode):
                 p.name, p.default, ParameterDescriptor(description=p.description, dynamic_typing=True)
             )
         self.cfg: IntervenerNodeConfig | None = None
-        self.rule: InterventionRule | None = None
-        self.expert: WaypointExpert | None = None
+        self.intervener: ScriptedIntervener | None = None
         self.env = None
         self.active = False
-        self.episode = 0
         self.published = 0
         self.last_event = ""
         self._subs: list[Any] = []
@@ -161,12 +127,13 @@ class IntervenerNode(TeardownLifecycleNode):
 
         self.env = make_env(cfg.task)
         self.env.reset(seed=cfg.seed)  # scene constants (peg, bins) are read from a reset scene
-        self.cfg, self.rule = cfg, InterventionRule(cfg.rule)
+        self.cfg = cfg
+        self.intervener = ScriptedIntervener(self.env, cfg.task, cfg.rule, cfg.seed)
         self._sync = ExactStampSync(("ee_pose", "object_poses"))
         self._actions: dict[int, np.ndarray] = {}  # obs stamp -> the policy's action for it
         self._done_stamp = -1  # stamp of the last done feedback
         self._episode_start: int | None = None  # stamp of this episode's first observation
-        self._new_episode(0)
+        self._prev_stamp: int | None = None  # the previous observation answered
         sub = self.create_subscription
         self._subs = [
             sub(PoseStamped, "ee_pose", lambda m: self._piece("ee_pose", m), 10),
@@ -213,13 +180,17 @@ class IntervenerNode(TeardownLifecycleNode):
         return self.trigger_configure() == SUCCESS and self.trigger_activate() == SUCCESS
 
     # --- callbacks ------------------------------------------------------------------------
-    def _new_episode(self, episode: int) -> None:
-        self.episode = episode
-        rng = np.random.default_rng(self.cfg.seed + episode)
-        self.expert = make_expert(self.env, DemoStyle("scripted", noise_std=0.0), rng)
-        self.rule.reset()
-        self._actions.clear()
-        self._episode_start = None
+    @property
+    def rule(self):
+        return self.intervener.rule
+
+    @property
+    def expert(self):
+        return self.intervener.expert
+
+    @property
+    def episode(self) -> int:
+        return self.intervener.episode
 
     def _on_action(self, msg: ActionCommand) -> None:
         cmd = cv.action_command_to_numpy(msg)
@@ -244,24 +215,19 @@ class IntervenerNode(TeardownLifecycleNode):
         if stamp <= self._done_stamp:
             return  # the terminal observation: nobody acts on it
         if self._episode_start is not None and self._done_stamp > self._episode_start:
-            self._new_episode(self.episode + 1)  # the episode ended since it started
+            self.intervener.new_episode()  # the episode ended since it started
+            self._actions.clear()
+            self._episode_start = self._prev_stamp = None
         if self._episode_start is None:
             self._episode_start = stamp
         ee_pos, ee_quat = pieces["ee_pose"]
-        obs = expert_obs(self.cfg.task, ee_pos, ee_quat, pieces["object_poses"])
-        previous = max((s for s in self._actions if s < stamp), default=None)
-        policy = self._actions.get(previous) if previous is not None else None
-        shadow = copy.copy(self.expert).act(obs)  # what the expert would do; its script stays put
-        decision = self.rule.step(ee_pos, shadow, policy, self.expert.done)
-        action = shadow
-        if decision.engaged:
-            if decision.event and policy is not None:
-                start_holding(self.expert, self.cfg.task, obs, float(policy[6]))
-            action = self.expert.act(obs)
-        if decision.event:
-            self.last_event = f"episode {self.episode} step {self.rule.t}: {decision.event}"
+        policy = self._actions.get(self._prev_stamp) if self._prev_stamp is not None else None
+        answer = self.intervener.answer(ee_pos, ee_quat, pieces["object_poses"], policy)
+        self._prev_stamp = stamp
+        if answer.event:
+            self.last_event = f"episode {self.episode} step {self.rule.t}: {answer.event}"
             self.get_logger().info(self.last_event)
-        state = cv.TeleopState(stamp, decision.engaged, True, np.asarray(action, np.float32), "", "scripted")
+        state = cv.TeleopState(stamp, answer.engaged, True, answer.action, "", "scripted")
         self._pubs["teleop"].publish(cv.teleop_msg(state))
         self.published += 1
 
