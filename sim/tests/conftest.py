@@ -13,6 +13,22 @@ import pytest  # noqa: E402
 
 
 @pytest.fixture(scope="session")
+def sim_launch():
+    """The installed ``expo_bringup`` ``sim.launch.py`` (what ``ros2 launch expo_bringup
+    sim.launch.py`` runs) as a module; its name has dots, so it is loaded by path."""
+    import importlib.util
+    from pathlib import Path
+
+    from ament_index_python.packages import get_package_share_directory
+
+    path = Path(get_package_share_directory("expo_bringup")) / "launch" / "sim.launch.py"
+    spec = importlib.util.spec_from_file_location("expo_bringup_sim_launch", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="session")
 def env_cache():
     """``get(task)`` returns this session's default env of ``task`` (built on first use)."""
     from expo_sim.envs.robosuite_env import make_env

@@ -1,5 +1,6 @@
 """``make sim``'s path end to end, small: demos generated, a base pretrained (cached), the sim
-graph brought up by the runner, episodes watched over ROS, a summary written. Tiny networks and
+graph brought up by ``ros2 launch expo_bringup sim.launch.py``, episodes watched over ROS, a
+summary written. Tiny networks and
 short episodes; the checks are about the session's plumbing, not about success."""
 
 from __future__ import annotations
@@ -37,13 +38,20 @@ def test_session_generates_pretrains_runs_and_summarizes(tmp_path: Path) -> None
     assert summary["exit_code"] == 0 and not summary["error"], (summary, text)
     assert summary["episodes"] == 2 and 2 <= summary["env_steps"] <= 60
     assert summary["node_exit_codes"] == {"sim_bridge": 0, "policy_node": 0}
+    assert summary["launch_exit_code"] == 0 and summary["launch_command"][1:3] == [
+        "launch",
+        "--noninteractive",
+    ]
     assert summary["obs_to_action_count"] == summary["env_steps"]  # the bridge's final status
     assert summary["inference_count"] == summary["env_steps"]  # one OTF decision per step
     assert summary["policy_latency_p99_ms"] > 0
     assert "episodes 2/2" in text  # the final progress line
     run_dir = Path(summary["run_dir"])
     assert json.loads((run_dir / "summary.json").read_text())["episodes"] == 2
-    assert "[policy_node]" in (run_dir / "nodes.log").read_text()
+    log = (run_dir / "nodes.log").read_text()
+    assert "[policy_node-" in log and "process has died" not in log
+    params = (run_dir / "params.yaml").read_text()  # the session's settings, passed as params_file
+    assert "num_episodes: 2" in params and "autostart: false" in params
     assert (tmp_path / "data" / "lift_mixed.hdf5").is_file()
     assert "session summary" in format_summary(summary) and "FAILED" not in format_summary(summary)
 
@@ -64,7 +72,7 @@ def test_session_cli_rejects_bad_input(tmp_path: Path, capsys: pytest.CaptureFix
 
 
 def test_online_session_learner_updates_and_policy_swaps_weights(tmp_path: Path) -> None:
-    """Issue 5's integration scenario through the runner: bridge + policy + learner in lockstep;
+    """Issue 5's integration scenario through ros2 launch: bridge + policy + learner in lockstep;
     the learner trains on the streamed transitions and the policy's weights version advances at
     least twice during the episodes (v1 is the learner's first publication at activation)."""
     cfg = SessionConfig(

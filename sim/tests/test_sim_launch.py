@@ -1,7 +1,7 @@
 """launch/sim.launch.py under launch_pytest: the scenario of ``sim/tests/test_sim_graph.py``
 (three lift episodes in lockstep with a tiny policy, checked from a test-side node) started by
-``launch`` instead of the pip-mode runner. Runs where launch_pytest is installed (the Docker
-image, a full ROS 2 install); skipped with the reason elsewhere.
+``launch`` (:func:`expo_bringup.launch_graph.launch_actions`, what sim.launch.py starts).
+launch_pytest comes with ``make setup`` (.ros_tools) or a full ROS 2 install.
 """
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from __future__ import annotations
 import pytest
 
 launch_pytest = pytest.importorskip(
-    "launch_pytest", reason="launch_pytest not installed: runs in the Docker image / full ROS install"
+    "launch_pytest", reason="launch_pytest not installed (make setup builds it unless EXPO_SKIP_ROS_TOOLS=1)"
 )
 
 import dataclasses  # noqa: E402
@@ -19,6 +19,7 @@ from pathlib import Path  # noqa: E402
 
 import rclpy  # noqa: E402
 from expo_bringup.graph import Graph, sim_graph  # noqa: E402
+from expo_bringup.launch_graph import launch_actions  # noqa: E402
 from expo_core.agent import ExpoAgent  # noqa: E402
 from expo_core.checkpoint import save_checkpoint  # noqa: E402
 from expo_core.presets import preset_config  # noqa: E402
@@ -47,7 +48,7 @@ def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @launch_pytest.fixture
-def launch_description(sim_launch, checkpoint: Path) -> LaunchDescription:
+def launch_description(checkpoint: Path) -> LaunchDescription:
     overrides = {
         # The test is the bridge's lifecycle manager: no autostart, it activates the bridge.
         "sim_bridge": {
@@ -63,7 +64,7 @@ def launch_description(sim_launch, checkpoint: Path) -> LaunchDescription:
     graph = Graph(
         tuple(dataclasses.replace(n, env={**n.env, "ROS_DOMAIN_ID": str(DOMAIN_ID)}) for n in graph.nodes)
     )
-    return LaunchDescription([*sim_launch.launch_actions(graph), launch_pytest.actions.ReadyToTest()])
+    return LaunchDescription([*launch_actions(graph), launch_pytest.actions.ReadyToTest()])
 
 
 @pytest.mark.launch(fixture=launch_description)

@@ -1,8 +1,9 @@
 """launch/sim.launch.py with the learner (online fine-tuning) under launch_pytest: the scenario of
 ``sim/tests/test_session.py::test_online_session_learner_updates_and_policy_swaps_weights``
 started by ``launch``: the learner trains on the streamed transitions and the policy's weights
-version advances at least twice during lockstep episodes. Runs where launch_pytest is installed
-(the Docker image, a full ROS 2 install); skipped with the reason elsewhere.
+version advances at least twice during lockstep episodes. The graph comes from the installed
+sim.launch.py's argument mapping; launch_pytest comes with ``make setup`` (.ros_tools) or a full
+ROS 2 install.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from __future__ import annotations
 import pytest
 
 launch_pytest = pytest.importorskip(
-    "launch_pytest", reason="launch_pytest not installed: runs in the Docker image / full ROS install"
+    "launch_pytest", reason="launch_pytest not installed (make setup builds it unless EXPO_SKIP_ROS_TOOLS=1)"
 )
 
 import dataclasses  # noqa: E402
@@ -20,6 +21,7 @@ from pathlib import Path  # noqa: E402
 
 import rclpy  # noqa: E402
 from expo_bringup.graph import Graph  # noqa: E402
+from expo_bringup.launch_graph import launch_actions  # noqa: E402
 from expo_core.agent import ExpoAgent  # noqa: E402
 from expo_core.checkpoint import save_checkpoint  # noqa: E402
 from expo_core.presets import preset_config  # noqa: E402
@@ -57,7 +59,7 @@ def launch_description(sim_launch, checkpoint: Path, tmp_path_factory) -> Launch
     graph = Graph(
         tuple(dataclasses.replace(n, env={**n.env, "ROS_DOMAIN_ID": str(DOMAIN_ID)}) for n in graph.nodes)
     )
-    return LaunchDescription([*sim_launch.launch_actions(graph), launch_pytest.actions.ReadyToTest()])
+    return LaunchDescription([*launch_actions(graph), launch_pytest.actions.ReadyToTest()])
 
 
 @pytest.mark.launch(fixture=launch_description)

@@ -19,14 +19,17 @@ def add_session(sub: argparse._SubParsersAction) -> None:
         help="bring up sim bridge + policy node over ROS and run evaluation episodes",
         description=(
             "Demonstrations and a pretrained base if none is given (both cached under --data-dir), "
-            "then the sim graph through the pip-mode runner, a live progress line and a summary."
+            "then the sim graph through `ros2 launch expo_bringup sim.launch.py`, a live progress "
+            "line and a summary."
         ),
     )
     p.add_argument("--task", default="lift", choices=SUPPORTED_TASKS, help="task (default lift)")
     p.add_argument("--episodes", type=int, default=10, help="evaluation episodes (default 10)")
     p.add_argument("--checkpoint", type=Path, default=None, help="policy checkpoint (default: pretrain one)")
     p.add_argument("--dataset", type=Path, default=None, help="demonstrations to pretrain on")
-    p.add_argument("--data-dir", type=Path, default=Path("data"), help="demos + bases cache (default data)")
+    p.add_argument(
+        "--data-dir", type=Path, default=None, help="demos + bases cache (default: the checkout's data/)"
+    )
     p.add_argument("--demos", type=int, default=50, help="demos to generate when none exist (default 50)")
     p.add_argument("--quality", choices=QUALITIES, default="mixed", help="quality of generated demos")
     p.add_argument("--preset", choices=PRESETS, default="cpu", help="network/learner preset (default cpu)")
@@ -56,7 +59,7 @@ def run_session_command(args: argparse.Namespace) -> int:
             episodes=args.episodes,
             checkpoint=args.checkpoint,
             dataset=args.dataset,
-            data_dir=args.data_dir,
+            **({"data_dir": args.data_dir} if args.data_dir is not None else {}),
             demos=args.demos,
             quality=args.quality,
             preset=args.preset,

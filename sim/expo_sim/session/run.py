@@ -2,9 +2,11 @@
 
 1. A policy: ``--checkpoint`` if given; otherwise a lift demo set (generated on first use under
    ``data/``) and a base pretrained on it by imitation (cached under ``data/pretrain``: the second
-   run starts in seconds).
-2. The sim graph (:func:`expo_bringup.graph.sim_graph`: sim bridge + policy node) started by the
-   pip-mode runner, node output prefixed into ``<run dir>/nodes.log``.
+   run starts in seconds); :mod:`expo_sim.session.policy`.
+2. The sim graph started by ``ros2 launch expo_bringup sim.launch.py`` (the command users run;
+   the session's own settings, episodes, horizon, seed, go in a ``params.yaml`` in the run
+   directory), as a child process (:class:`expo_bringup.launch_process.LaunchProcess`); its
+   output goes to ``<run dir>/nodes.log``.
 3. The session process is the bridge's lifecycle manager and watches the run through a
    :class:`~expo_sim.session.monitor.SessionMonitor`: a live progress line (episodes, success,
    control rate, latency p99, weights version) until the bridge has run its episodes.
@@ -20,6 +22,7 @@ import os
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
@@ -27,6 +30,12 @@ from typing import Any, TextIO
 log = logging.getLogger(__name__)
 
 STARTUP_TIMEOUT_S = 120.0
+
+
+def _default_data_dir() -> Path:
+    from expo_sim.session.policy import default_data_dir
+
+    return default_data_dir()
 
 
 @dataclass(frozen=True)
@@ -38,7 +47,7 @@ class SessionConfig:
     episodes: int = 10
     checkpoint: Path | None = None
     dataset: Path | None = None
-    data_dir: Path = Path("data")
+    data_dir: Path = field(default_factory=lambda: _default_data_dir())
     demos: int = 50
     quality: str = "mixed"
     preset: str = "cpu"
@@ -112,7 +121,7 @@ def prepare_policy(cfg: SessionConfig, progress: bool = True) -> tuple[Path, Pat
 
 
 class _LineFile:
-    """Thread-safe sink for the runner: node output lines into a log file."""
+    """Thread-safe sink: the launch's output lines into a log file."""
 
     def __init__(self, path: Path) -> None:
         self._f = open(path, "a", buffering=1)  # noqa: SIM115  # closed by close()
@@ -153,22 +162,15 @@ def _run_dir(out: Path) -> Path:
     return path
 
 
-def run_session(cfg: SessionConfig, stream: TextIO = sys.stdout, progress: bool = True) -> dict[str, Any]:
-    """Run one session (module doc); returns the summary dict (also in ``summary.json``).
+def launch_arguments(
+    cfg: SessionConfig, checkpoint: Path, dataset: Path | None, run_dir: Path
+) -> dict[str, str]:
+    """``sim.launch.py``'s arguments for this session; its own node settings (episodes, horizon,
+    seed, the bridge waiting for this process to activate it, ``graph_overrides``) are written to
+    ``run_dir/params.yaml`` (ROS layout) and passed as ``params_file``."""
+    import yaml
 
-    ``summary["exit_code"]`` is 0 when every episode ran and every node exited cleanly."""
-    import rclpy
-    from expo_bringup.graph import sim_graph
-    from expo_bringup.runner import Runner
-
-    from expo_sim.session.monitor import SessionMonitor
-    from expo_sim.session.stats import SessionStats
-
-    t_start = time.monotonic()
-    checkpoint, dataset = prepare_policy(cfg, progress)
-    run_dir = _run_dir(cfg.out)
-    learner_dir = cfg.learner_dir if cfg.learner_dir is not None else run_dir / "learner"
-    overrides = dict(cfg.graph_overrides)
+    overrides: dict[str, dict[str, Any]] = {k: dict(v) for k, v in cfg.graph_overrides.items()}
     overrides["sim_bridge"] = {
         **overrides.get("sim_bridge", {}),
         "num_episodes": cfg.episodes,
@@ -176,24 +178,72 @@ def run_session(cfg: SessionConfig, stream: TextIO = sys.stdout, progress: bool 
         "seed": cfg.seed,
         "autostart": False,  # this process is its lifecycle manager (SessionMonitor.start_bridge)
     }
-    graph = sim_graph(
-        task=cfg.task,
-        checkpoint=str(checkpoint),
-        backend=cfg.backend,
-        realtime=cfg.realtime,
-        learner=cfg.learn,
-        learner_dir=str(learner_dir) if cfg.learn else "",
-        offline_dataset=str(dataset) if cfg.learn and dataset is not None else "",
-    ).with_overrides(**overrides)
+    params = run_dir / "params.yaml"
+    params.write_text(
+        yaml.safe_dump({n: {"ros__parameters": v} for n, v in overrides.items()}, sort_keys=False)
+    )
+    args = {
+        "task": cfg.task,
+        "checkpoint": str(checkpoint),
+        "backend": cfg.backend,
+        "realtime": str(cfg.realtime).lower(),
+        "learner": str(cfg.learn).lower(),
+        "params_file": str(params.resolve()),
+    }
+    if cfg.learn:  # ros2 launch refuses empty values ('name:=')
+        learner_dir = cfg.learner_dir if cfg.learner_dir is not None else run_dir / "learner"
+        args["learner_dir"] = str(Path(learner_dir).resolve())
+        if dataset is not None:
+            args["offline_dataset"] = str(dataset)
+    return args
+
+
+def wait_for_bridge(monitor: Any, alive: Callable[[], bool]) -> None:
+    """Until the bridge's lifecycle service is up; RuntimeError as soon as the launch ends (a
+    node failed to start: its lines are in nodes.log), TimeoutError after STARTUP_TIMEOUT_S."""
+    from lifecycle_msgs.srv import ChangeState
+
+    from expo_sim.ros.lifecycle_client import spin_until
+
+    client = monitor.node.create_client(ChangeState, "sim_bridge/change_state")
+    try:
+        spin_until(
+            monitor.executor,
+            lambda: client.service_is_ready() or not alive(),
+            "the sim bridge",
+            STARTUP_TIMEOUT_S,
+        )
+    finally:
+        monitor.node.destroy_client(client)
+    if not alive():
+        raise RuntimeError("the graph ended during startup (see nodes.log)")
+
+
+def run_session(cfg: SessionConfig, stream: TextIO = sys.stdout, progress: bool = True) -> dict[str, Any]:
+    """Run one session (module doc); returns the summary dict (also in ``summary.json``).
+
+    ``summary["exit_code"]`` is 0 when every episode ran and every node exited cleanly."""
+    import rclpy
+    from expo_bringup.launch_process import LaunchProcess, exit_code
+
+    from expo_sim.session.monitor import SessionMonitor
+    from expo_sim.session.stats import SessionStats
+
+    t_start = time.monotonic()
+    checkpoint, dataset = prepare_policy(cfg, progress)
+    run_dir = _run_dir(cfg.out)
+    args = launch_arguments(cfg, checkpoint, dataset, run_dir)
     domain = cfg.domain_id if cfg.domain_id is not None else int(os.environ.get("ROS_DOMAIN_ID", "0"))
     sink = _LineFile(run_dir / "nodes.log")
-    runner = Runner(graph, domain_id=domain, sink=sink)
+    launch = LaunchProcess(
+        "expo_bringup", "sim.launch.py", args, env={"ROS_DOMAIN_ID": str(domain)}, sink=sink
+    )
     stats = SessionStats(target_episodes=cfg.episodes)
     bar = _Progress(stream)
     ctx = rclpy.Context()
     rclpy.init(context=ctx, domain_id=domain)
     monitor = SessionMonitor(ctx, "", stats)
-    code: int | None = None
+    launch_code: int | None = None
     error = ""
     mode = "realtime" if cfg.realtime else "lockstep"
     stream.write(
@@ -202,8 +252,9 @@ def run_session(cfg: SessionConfig, stream: TextIO = sys.stdout, progress: bool 
     )
     t_active = time.monotonic()
     try:
-        runner.start()
-        alive = lambda: runner.wait(timeout=0) is None  # noqa: E731
+        launch.start()
+        alive = lambda: launch.poll() is None and launch.first_exit is None  # noqa: E731
+        wait_for_bridge(monitor, alive)
         monitor.start_bridge(STARTUP_TIMEOUT_S, alive)
         t_active = time.monotonic()
         deadline = t_active + cfg.timeout_s if cfg.timeout_s else math.inf
@@ -213,17 +264,17 @@ def run_session(cfg: SessionConfig, stream: TextIO = sys.stdout, progress: bool 
 
         tick = (lambda: bar.show(stats.progress_line())) if progress else (lambda: None)
         monitor.spin_until(finished, cfg.progress_every_s, tick)
-        if stats.done:  # the bridge exits after its last episode: collect its final status
+        if stats.done:  # the bridge exits after its last episode, launch then stops the rest
             end = time.monotonic() + 30.0
-            monitor.spin_until(lambda: not alive() or time.monotonic() > end, 1.0, lambda: None)
+            monitor.spin_until(lambda: launch.poll() is not None or time.monotonic() > end, 1.0, lambda: None)
         elif time.monotonic() > deadline:
             error = f"timed out after {cfg.timeout_s:g} s with {stats.episodes}/{cfg.episodes} episodes"
-    except (TimeoutError, RuntimeError) as e:
+    except (TimeoutError, RuntimeError, FileNotFoundError) as e:
         error = str(e)
     except KeyboardInterrupt:
         error = "interrupted"
     finally:
-        code = runner.stop()
+        launch_code = launch.stop() if launch.started else None
         # Messages already on the wire (the last OTF decision, late diagnostics) still arrive
         # after their publisher exited: collect them, bounded.
         drain_until = time.monotonic() + 3.0
@@ -238,12 +289,19 @@ def run_session(cfg: SessionConfig, stream: TextIO = sys.stdout, progress: bool 
         bar.show(stats.progress_line(), final=True)
     if not error and stats.episodes < cfg.episodes:
         error = f"only {stats.episodes}/{cfg.episodes} episodes ran"
+    node_codes = launch.exit_codes
+    failed = [c for c in node_codes.values() if c]
+    code = failed[0] if failed else (exit_code(launch_code) if launch_code else 0)
+    if code and not error:
+        error = f"nodes did not all exit cleanly: {node_codes} (ros2 launch exit {launch_code})"
     summary = {
         **stats.summary(),
         "exit_code": code if code else int(bool(error)),
         "error": error,
-        "node_exit_codes": runner.exit_codes,
-        "first_exit": runner.first_exit,
+        "node_exit_codes": node_codes,
+        "first_exit": launch.first_exit,
+        "launch_exit_code": launch_code,
+        "launch_command": launch.command,
         "wall_s_total": time.monotonic() - t_start,
         "wall_s_episodes": time.monotonic() - t_active,
         "checkpoint": str(checkpoint),
@@ -251,7 +309,7 @@ def run_session(cfg: SessionConfig, stream: TextIO = sys.stdout, progress: bool 
         "config": {k: str(v) if isinstance(v, Path) else v for k, v in asdict(cfg).items()},
     }
     if cfg.learn:
-        summary["learner_dir"] = str(learner_dir)
+        summary["learner_dir"] = args["learner_dir"]
     if stats.episode_log:
         summary["learning_curve"] = str(plot_episode_curve(stats.episode_log, run_dir / "learning_curve.png"))
     (run_dir / "summary.json").write_text(json.dumps(summary, indent=2, default=str))

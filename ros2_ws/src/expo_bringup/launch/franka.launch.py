@@ -6,10 +6,15 @@ LaunchDescription.
     ros2 launch expo_bringup franka.launch.py robot_ip:=172.16.0.2 checkpoint:=... dry_run:=false
     ros2 launch expo_bringup franka.launch.py emulate:=true checkpoint:=...   # no robot, no franka_ros2
 
-Our nodes come from :func:`expo_bringup.franka_graph.franka_graph`, the same data the pip-mode
-runner starts (``expo-bringup franka``), and are mapped to ``launch_ros`` Nodes exactly as
-``sim.launch.py`` maps the sim graph (its :func:`node_kwargs` is reused). Every one of our nodes
-is required: when one exits, the launch shuts down.
+Our nodes come from :func:`expo_bringup.franka_graph.franka_graph` and are mapped to
+``launch_ros`` Nodes exactly as ``sim.launch.py`` maps the sim graph
+(:mod:`expo_bringup.launch_graph`). Every one of our nodes is required: when one exits, the
+launch shuts down, with exit code 1 if it failed. ``emulate:=true`` without ``checkpoint`` runs
+``make sim``'s lift policy, built on first use (see sim.launch.py).
+
+Startup failures leave nothing behind: everything that can fail (arguments, franka_bringup's
+package, the robot config) is checked before any process starts, franka_ros2's include comes
+before our nodes, and the robot config written for it is deleted when the launch ends.
 
 Without ``emulate`` this also includes franka_ros2's bringup, as franka_ros2 v3 (Jazzy) names
 it: ``franka_bringup/launch/example.launch.py`` with ``controller_names:=
@@ -31,16 +36,20 @@ The mapping is pure code, unit-tested without ``launch`` (test/test_franka_launc
 
 from __future__ import annotations
 
-import importlib.util
+import os
 import tempfile
 from collections.abc import Mapping
-from functools import cache
-from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 from expo_bringup.franka_graph import CONTROLLER, franka_graph
 from expo_bringup.graph import Graph
+from expo_bringup.launch_graph import (
+    default_policy_actions,
+    graph_with_params_file,
+    launch_actions,
+    parse_bool,
+    rviz_action,
+)
 
 #: (name, default, description) of every launch argument.
 LAUNCH_ARGUMENTS: tuple[tuple[str, str, str], ...] = (
@@ -62,19 +71,10 @@ LAUNCH_ARGUMENTS: tuple[tuple[str, str, str], ...] = (
     ("learner", "false", "true: also start the learner here (online fine-tuning; needs checkpoint)"),
     ("learner_dir", "", "the learner's directory (bags, checkpoints, tensorboard); required with learner"),
     ("offline_dataset", "", "robomimic HDF5 for the learner's offline half ('' = none)"),
+    ("params_file", "", "ROS 2 parameters YAML applied last (keys: node name, /ns/name, /**)"),
 )
 #: franka_ros2 (v3.x, Jazzy) bringup that starts the arm and spawns one example controller.
 FRANKA_BRINGUP = ("franka_bringup", "launch", "example.launch.py")
-
-
-@cache
-def sim_launch() -> ModuleType:
-    """``sim.launch.py`` beside this file (installed together), for its node mapping."""
-    path = Path(__file__).with_name("sim.launch.py")
-    spec = importlib.util.spec_from_file_location("expo_bringup_sim_launch", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def _values(values: Mapping[str, str]) -> dict[str, str]:
@@ -89,7 +89,7 @@ def parse_dry_run(text: str) -> bool | None:
     """``auto`` -> None (franka_graph decides), else the bool; ValueError naming the argument."""
     if text.strip().lower() == "auto":
         return None
-    return sim_launch().parse_bool("dry_run", text)
+    return parse_bool("dry_run", text)
 
 
 def graph_from_launch_arguments(values: Mapping[str, str]) -> Graph:
@@ -100,14 +100,14 @@ def graph_from_launch_arguments(values: Mapping[str, str]) -> Graph:
     learner without checkpoint or learner_dir).
     """
     v = _values(values)
-    parse = sim_launch().parse_bool
+    parse = parse_bool
     emulate = parse("emulate", v["emulate"])
     fake = parse("use_fake_hardware", v["use_fake_hardware"])
     parse("load_gripper", v["load_gripper"])
     parse("rviz", v["rviz"])
     if not emulate and not fake and not v["robot_ip"].strip():
         raise ValueError("launch argument 'robot_ip' is required on real hardware (or emulate:=true)")
-    return franka_graph(
+    graph = franka_graph(
         task=v["task"],
         checkpoint=v["checkpoint"],
         backend=v["backend"],
@@ -119,13 +119,14 @@ def graph_from_launch_arguments(values: Mapping[str, str]) -> Graph:
         learner_dir=v["learner_dir"],
         offline_dataset=v["offline_dataset"],
     )
+    return graph_with_params_file(graph, v["params_file"]) if v["params_file"] else graph
 
 
 def franka_robot_config(values: Mapping[str, str]) -> dict[str, dict[str, Any]]:
     """The one-robot ``robot_config_file`` (franka_bringup's ``franka.config.yaml`` layout:
     quoted booleans) that example.launch.py reads; franka_ros2's own RViz stays off."""
     v = _values(values)
-    parse = sim_launch().parse_bool
+    parse = parse_bool
 
     def text(name: str) -> str:
         return "true" if parse(name, v[name]) else "false"
@@ -148,7 +149,7 @@ def franka_robot_config(values: Mapping[str, str]) -> dict[str, dict[str, Any]]:
 def franka_include_arguments(values: Mapping[str, str], robot_config_file: str) -> dict[str, str] | None:
     """Launch arguments of franka_bringup's example.launch.py; None when emulating (no include)."""
     v = _values(values)
-    if sim_launch().parse_bool("emulate", v["emulate"]):
+    if parse_bool("emulate", v["emulate"]):
         return None
     return {
         "robot_config_file": robot_config_file,
@@ -158,16 +159,33 @@ def franka_include_arguments(values: Mapping[str, str], robot_config_file: str) 
     }
 
 
-def franka_bringup_action(arguments: Mapping[str, str]) -> Any:
-    """IncludeLaunchDescription of franka_bringup's example.launch.py (needs franka_ros2)."""
-    from launch.actions import IncludeLaunchDescription
-    from launch.launch_description_sources import PythonLaunchDescriptionSource
-    from launch.substitutions import PathJoinSubstitution
-    from launch_ros.substitutions import FindPackageShare
+def franka_bringup_launch_file() -> str:
+    """franka_bringup's example.launch.py; ValueError saying what is missing otherwise (checked
+    before any process starts: a failed include must not leave our nodes running)."""
+    from ament_index_python.packages import PackageNotFoundError, get_package_share_directory
 
     package, *rest = FRANKA_BRINGUP
-    source = PythonLaunchDescriptionSource(PathJoinSubstitution([FindPackageShare(package), *rest]))
-    return IncludeLaunchDescription(source, launch_arguments=list(arguments.items()))
+    try:
+        share = get_package_share_directory(package)
+    except PackageNotFoundError as e:
+        raise ValueError(
+            f"franka_ros2's '{package}' is not installed here (source a franka_ros2 workspace), "
+            "or run against the emulator: emulate:=true"
+        ) from e
+    path = os.path.join(share, *rest)
+    if not os.path.isfile(path):
+        raise ValueError(f"{path} not found: this franka_ros2 has no {'/'.join(rest)}")
+    return path
+
+
+def franka_bringup_action(path: str, arguments: Mapping[str, str]) -> Any:
+    """IncludeLaunchDescription of franka_bringup's example.launch.py at ``path``."""
+    from launch.actions import IncludeLaunchDescription
+    from launch.launch_description_sources import PythonLaunchDescriptionSource
+
+    return IncludeLaunchDescription(
+        PythonLaunchDescriptionSource(path), launch_arguments=list(arguments.items())
+    )
 
 
 def write_robot_config(config: Mapping[str, Any]) -> str:
@@ -179,6 +197,20 @@ def write_robot_config(config: Mapping[str, Any]) -> str:
     return f.name
 
 
+def remove_on_shutdown(path: str) -> Any:
+    """An OnShutdown handler deleting ``path`` (the robot config) when the launch ends."""
+    from launch.actions import RegisterEventHandler
+    from launch.event_handlers import OnShutdown
+
+    def remove(event: Any, context: Any) -> None:
+        try:
+            os.unlink(path)
+        except FileNotFoundError:
+            pass
+
+    return RegisterEventHandler(OnShutdown(on_shutdown=remove))
+
+
 def generate_launch_description() -> Any:
     from launch import LaunchDescription
     from launch.actions import DeclareLaunchArgument, OpaqueFunction
@@ -186,14 +218,30 @@ def generate_launch_description() -> Any:
 
     def actions(context: Any) -> list[Any]:
         values = {name: LaunchConfiguration(name).perform(context) for name, _, _ in LAUNCH_ARGUMENTS}
-        sim = sim_launch()
-        out = sim.launch_actions(graph_from_launch_arguments(values))
-        if franka_include_arguments(values, "") is not None:  # hardware: franka_ros2 comes along
-            path = write_robot_config(franka_robot_config(values))
-            out.append(franka_bringup_action(franka_include_arguments(values, path)))
-        if sim.parse_bool("rviz", values["rviz"]):
-            out.append(sim.rviz_action(values["namespace"]))
-        return out
+        emulate = parse_bool("emulate", _values(values)["emulate"])
+
+        def start(checkpoint: str, dataset: str) -> list[Any]:
+            args = {**values, "checkpoint": checkpoint}
+            if parse_bool("learner", values.get("learner", "false")) and not values.get("offline_dataset"):
+                args["offline_dataset"] = dataset
+            graph = graph_from_launch_arguments(args)  # every argument checked before a process starts
+            out: list[Any] = []
+            if franka_include_arguments(values, "") is not None:  # hardware: franka_ros2 first
+                launch_file = franka_bringup_launch_file()
+                path = write_robot_config(franka_robot_config(values))
+                out += [
+                    remove_on_shutdown(path),
+                    franka_bringup_action(launch_file, franka_include_arguments(values, path)),
+                ]
+            out += launch_actions(graph)
+            if parse_bool("rviz", values.get("rviz", "false")):
+                out.append(rviz_action(values.get("namespace", "")))
+            return out
+
+        if emulate and not values.get("checkpoint"):
+            graph_from_launch_arguments({**values, "checkpoint": "default"})  # bad arguments fail first
+            return default_policy_actions(values.get("task", "lift"), start)
+        return start(values.get("checkpoint", ""), "")
 
     declared = [DeclareLaunchArgument(n, default_value=d, description=t) for n, d, t in LAUNCH_ARGUMENTS]
     return LaunchDescription([*declared, OpaqueFunction(function=actions)])

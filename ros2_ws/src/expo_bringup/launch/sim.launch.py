@@ -1,64 +1,84 @@
-"""Sim bridge + policy node, as a LaunchDescription built from the graph data.
+"""Sim bridge + policy node (+ learner), as a LaunchDescription built from the graph data.
 
-    ros2 launch expo_bringup sim.launch.py                         # lift, lockstep, torch
+    ros2 launch expo_bringup sim.launch.py                         # lift, lockstep, make sim's policy
     ros2 launch expo_bringup sim.launch.py task:=can checkpoint:=/runs/can/ckpt.safetensors \\
         realtime:=true namespace:=robot1
-    ros2 launch expo_bringup sim.launch.py checkpoint:=/data/base.safetensors learner:=true \\
-        learner_dir:=/runs/online offline_dataset:=/data/lift_mixed.hdf5   # online fine-tuning
+    ros2 launch expo_bringup sim.launch.py learner:=true learner_dir:=/runs/online   # online fine-tuning
+    ros2 launch expo_bringup sim.launch.py foxglove:=true          # + Foxglove WebSocket on :8765
+    ros2 launch expo_bringup sim.launch.py params_file:=my.yaml    # any node parameter, ROS layout
+
+Without ``checkpoint`` the policy is the one ``make sim`` uses: the lift demonstrations and the
+base pretrained on them, cached under the checkout's ``data/`` (``$EXPO_DATA_DIR`` if set). A
+first run builds them (~30 s of demos, ~3 min of pretraining on 2 cores) in a ``default_policy``
+process before any node starts; if that fails, nothing starts and the launch exits 1 saying to
+pass ``checkpoint:=``. With ``learner:=true`` the learner then also gets those demonstrations
+as its offline data (unless ``offline_dataset`` says otherwise).
 
 The nodes, parameter files, overrides and namespaces come from
-:func:`expo_bringup.graph.sim_graph`, the same data the pip-mode runner (``expo-bringup sim``)
-starts, so both ways of starting the stack cannot drift apart. As with the runner, every node is
-required: when one exits (e.g. the bridge after ``num_episodes``), the launch shuts down.
+:func:`expo_bringup.graph.sim_graph`; :mod:`expo_bringup.launch_graph` turns them into launch
+actions (process names, parameters, exit handling: a node exiting ends the launch, a non-zero
+exit makes ``ros2 launch`` exit 1). ``params_file`` values are applied last, per node name.
 
-The mapping is pure code (:func:`graph_from_launch_arguments`, :func:`node_kwargs`), importable
-and unit-tested without ``launch``; only :func:`launch_actions` and
-:func:`generate_launch_description` import ``launch`` / ``launch_ros``, which a full ROS 2
-install (the Docker image) provides and pip mode does not.
+The argument mapping is pure code (:func:`graph_from_launch_arguments`), unit-tested without
+``launch``; only :func:`generate_launch_description` imports ``launch``.
 """
 
 from __future__ import annotations
 
-import sys
-from collections.abc import Container, Mapping
+from collections.abc import Mapping
 from typing import Any
 
-from expo_bringup.graph import Graph, NodeSpec, sim_graph
+from expo_bringup.graph import Graph, sim_graph
+from expo_bringup.launch_graph import (
+    default_policy_actions,
+    graph_with_params_file,
+    launch_actions,
+    parse_bool,
+    rviz_action,
+)
 
 #: (name, default, description) of every launch argument; the defaults are sim_graph's.
 LAUNCH_ARGUMENTS: tuple[tuple[str, str, str], ...] = (
     ("task", "lift", "robomimic task: lift | can | square"),
-    ("checkpoint", "", "policy checkpoint (.safetensors); '' = policy.yaml's value"),
+    ("checkpoint", "", "policy checkpoint (.safetensors); '' = make sim's (built on first use, lift)"),
     ("backend", "torch", "inference backend of the policy node"),
     ("realtime", "false", "true: 20 Hz wall-clock control; false: lockstep sim time"),
     ("namespace", "", "ROS namespace of every node ('' = root)"),
     ("rviz", "false", "true: also start RViz with expo_bringup's expo_sim.rviz (not required)"),
+    ("foxglove", "false", "true: also serve the graph to Foxglove / Lichtblick over a WebSocket"),
+    ("foxglove_port", "8765", "the Foxglove WebSocket port (on 127.0.0.1 unless foxglove_host)"),
+    ("foxglove_host", "127.0.0.1", "the Foxglove WebSocket address (0.0.0.0: every interface)"),
     ("learner", "false", "true: add the learner node (online fine-tuning from checkpoint)"),
     ("learner_dir", "", "the learner's bags/checkpoints directory (required with learner:=true)"),
-    ("offline_dataset", "", "robomimic HDF5 for the learner's offline half of each batch"),
+    ("offline_dataset", "", "robomimic HDF5 for the learner's offline half ('' = the default's demos)"),
+    ("params_file", "", "ROS 2 parameters YAML applied last (keys: node name, /ns/name, /**)"),
 )
-_TRUE, _FALSE = ("true", "1", "yes", "on"), ("false", "0", "no", "off")
 
 
-def parse_bool(name: str, text: str) -> bool:
-    """A launch argument's text as a bool; ValueError naming the argument otherwise."""
-    t = text.strip().lower()
-    if t in _TRUE:
-        return True
-    if t in _FALSE:
-        return False
-    raise ValueError(f"launch argument '{name}' must be true or false, got '{text}'")
+def _values(values: Mapping[str, str]) -> dict[str, str]:
+    known = [name for name, _, _ in LAUNCH_ARGUMENTS]
+    unknown = set(values) - set(known)
+    if unknown:
+        raise ValueError(f"unknown launch arguments {sorted(unknown)}; known: {known}")
+    return {name: values.get(name, default) for name, default, _ in LAUNCH_ARGUMENTS}
+
+
+def check_arguments(values: Mapping[str, str]) -> dict[str, str]:
+    """Every argument's text checked (ValueError naming the argument), defaults filled in."""
+    v = _values(values)
+    for name in ("rviz", "foxglove", "realtime", "learner"):
+        parse_bool(name, v[name])
+    if not v["foxglove_port"].isdigit() or not 0 < int(v["foxglove_port"]) < 65536:
+        raise ValueError(f"launch argument 'foxglove_port' must be a port number, got '{v['foxglove_port']}'")
+    if parse_bool("learner", v["learner"]) and not v["learner_dir"].strip():
+        raise ValueError("launch argument 'learner_dir' is required with learner:=true")
+    return v
 
 
 def graph_from_launch_arguments(values: Mapping[str, str]) -> Graph:
     """Launch argument texts (missing ones take their defaults) -> the sim graph."""
-    unknown = set(values) - {name for name, _, _ in LAUNCH_ARGUMENTS}
-    if unknown:
-        known = [name for name, _, _ in LAUNCH_ARGUMENTS]
-        raise ValueError(f"unknown launch arguments {sorted(unknown)}; known: {known}")
-    v = {name: values.get(name, default) for name, default, _ in LAUNCH_ARGUMENTS}
-    parse_bool("rviz", v["rviz"])  # checked here, used by generate_launch_description
-    return sim_graph(
+    v = check_arguments(values)
+    graph = sim_graph(
         task=v["task"],
         checkpoint=v["checkpoint"],
         backend=v["backend"],
@@ -68,62 +88,19 @@ def graph_from_launch_arguments(values: Mapping[str, str]) -> Graph:
         learner_dir=v["learner_dir"],
         offline_dataset=v["offline_dataset"],
     )
+    return graph_with_params_file(graph, v["params_file"]) if v["params_file"] else graph
 
 
-def node_kwargs(
-    node: NodeSpec, ament_packages: Container[str], python: str = sys.executable
-) -> dict[str, Any]:
-    """``launch_ros.actions.Node`` keyword arguments for one node of the graph.
+def extra_actions(v: Mapping[str, str]) -> list[Any]:
+    """RViz and the Foxglove bridge, when asked for (neither is required)."""
+    out = []
+    if parse_bool("rviz", v["rviz"]):
+        out.append(rviz_action(v["namespace"]))
+    if parse_bool("foxglove", v["foxglove"]):
+        from expo_bringup.foxglove_bridge import foxglove_action
 
-    A node whose package is in the ament index runs as ``package``/``executable`` (e.g.
-    ``expo_policy``/``policy_node``); otherwise as ``python -m module``, as the runner does
-    (``expo_sim`` is a pip package, not an ament one). Parameter files come first, then the
-    graph's overrides, so the overrides win as with ``--params-file ... -p ...``.
-    """
-    kw: dict[str, Any] = {"name": node.name, "output": "screen"}
-    if node.package in ament_packages:
-        kw.update(package=node.package, executable=node.executable)
-    else:
-        kw.update(executable=python, arguments=["-m", node.module])
-    if node.namespace:
-        kw["namespace"] = node.namespace
-    params: list[Any] = list(node.params_files)
-    if node.parameters:
-        params.append(dict(node.parameters))
-    if params:
-        kw["parameters"] = params
-    if node.remappings:
-        kw["remappings"] = [tuple(r) for r in node.remappings]
-    # Unbuffered output, as the runner: log lines appear as they happen.
-    kw["additional_env"] = {**node.env, "PYTHONUNBUFFERED": "1"}
-    return kw
-
-
-def launch_actions(graph: Graph) -> list[Any]:
-    """One required ``launch_ros`` Node per graph node (needs launch, launch_ros, ament_index)."""
-    from ament_index_python.packages import get_packages_with_prefixes
-    from launch.actions import Shutdown
-    from launch_ros.actions import Node
-
-    installed = set(get_packages_with_prefixes())
-    return [
-        Node(**node_kwargs(n, installed), on_exit=Shutdown(reason=f"{n.name} exited")) for n in graph.nodes
-    ]
-
-
-def rviz_config() -> str:
-    """The installed RViz layout (``expo_bringup/config/expo_sim.rviz``)."""
-    from expo_bringup.graph import default_config_dir
-
-    return str(default_config_dir() / "expo_sim.rviz")
-
-
-def rviz_action(namespace: str) -> Any:
-    """RViz in the graph's namespace; not required: closing its window leaves the stack running."""
-    from launch_ros.actions import Node
-
-    ns = namespace or None
-    return Node(package="rviz2", executable="rviz2", namespace=ns, arguments=["-d", rviz_config()])
+        out.append(foxglove_action(v["namespace"], v["foxglove_host"], int(v["foxglove_port"])))
+    return out
 
 
 def generate_launch_description() -> Any:
@@ -131,12 +108,21 @@ def generate_launch_description() -> Any:
     from launch.actions import DeclareLaunchArgument, OpaqueFunction
     from launch.substitutions import LaunchConfiguration
 
-    def nodes(context: Any) -> list[Any]:
-        values = {name: LaunchConfiguration(name).perform(context) for name, _, _ in LAUNCH_ARGUMENTS}
-        actions = launch_actions(graph_from_launch_arguments(values))
-        if parse_bool("rviz", values["rviz"]):
-            actions.append(rviz_action(values["namespace"]))
-        return actions
+    def actions(context: Any) -> list[Any]:
+        v = check_arguments(
+            {name: LaunchConfiguration(name).perform(context) for name, _, _ in LAUNCH_ARGUMENTS}
+        )
+
+        def start(checkpoint: str, dataset: str) -> list[Any]:
+            args = {**v, "checkpoint": checkpoint}
+            if parse_bool("learner", v["learner"]) and not v["offline_dataset"]:
+                args["offline_dataset"] = dataset
+            return [*launch_actions(graph_from_launch_arguments(args)), *extra_actions(v)]
+
+        if v["checkpoint"]:
+            return start(v["checkpoint"], "")
+        graph_from_launch_arguments({**v, "checkpoint": "default"})  # bad arguments fail here, first
+        return default_policy_actions(v["task"], start)
 
     declared = [DeclareLaunchArgument(n, default_value=d, description=t) for n, d, t in LAUNCH_ARGUMENTS]
-    return LaunchDescription([*declared, OpaqueFunction(function=nodes)])
+    return LaunchDescription([*declared, OpaqueFunction(function=actions)])

@@ -39,6 +39,7 @@ def test_launch_arguments_are_the_documented_ones(franka_launch) -> None:
         "learner",
         "learner_dir",
         "offline_dataset",
+        "params_file",
     ]
     defaults = {name: default for name, default, _ in franka_launch.LAUNCH_ARGUMENTS}
     assert (
@@ -135,23 +136,38 @@ def test_written_robot_config_reads_back(franka_launch) -> None:
 
 
 def test_node_kwargs_reuse_the_sim_launch_mapping(franka_launch) -> None:
+    from expo_bringup.launch_graph import node_kwargs
+
     g = franka_launch.graph_from_launch_arguments({"emulate": "true", "namespace": "r1"})
-    node_kwargs = franka_launch.sim_launch().node_kwargs
     emulator = node_kwargs(g.node("franka_emulator"), {"expo_policy"}, python="/py")
     assert (emulator["executable"], emulator["arguments"]) == (
         "/py",
         ["-m", "expo_sim.ros.franka_emulator_node"],
     )
-    assert emulator["namespace"] == "/r1"
+    assert emulator["namespace"] == "/r1" and emulator["exec_name"] == "r1/franka_emulator"
     adapter = node_kwargs(g.node("franka_adapter"), {"expo_policy", "expo_franka"}, python="/py")
     assert (adapter["package"], adapter["executable"]) == ("expo_franka", "franka_adapter_node")
     assert adapter["remappings"] == [("action", "policy_action")]
-    assert [Path(p).name for p in adapter["parameters"][:-1]] == [
+    args = adapter["ros_arguments"]
+    assert [Path(args[i + 1]).name for i, a in enumerate(args) if a == "--params-file"] == [
         "franka_adapter.yaml",
         "franka_adapter_emulated.yaml",
     ]
     policy = node_kwargs(g.node("policy_node"), {"expo_policy"}, python="/py")
     assert ("ee_pose", "franka_robot_state_broadcaster/current_pose") in policy["remappings"]
+
+
+def test_a_missing_franka_ros2_is_reported_before_anything_starts(franka_launch) -> None:
+    pytest.importorskip("ament_index_python")
+    from ament_index_python.packages import PackageNotFoundError, get_package_share_directory
+
+    try:
+        get_package_share_directory("franka_bringup")
+        pytest.skip("franka_ros2 is installed here")
+    except PackageNotFoundError:
+        pass
+    with pytest.raises(ValueError, match="emulate:=true"):
+        franka_launch.franka_bringup_launch_file()
 
 
 def _has_launch() -> bool:
@@ -166,3 +182,13 @@ def _has_launch() -> bool:
 def test_launch_is_only_needed_to_build_the_description(franka_launch) -> None:
     with pytest.raises(ImportError):
         franka_launch.generate_launch_description()
+
+
+def test_the_robot_config_is_removed_when_the_launch_ends(franka_launch) -> None:
+    launch = pytest.importorskip("launch", reason="needs launch")
+    path = Path(franka_launch.write_robot_config(franka_launch.franka_robot_config(HW)))
+    assert path.is_file() and path.name.startswith("expo_franka_")
+    ls = launch.LaunchService()
+    ls.include_launch_description(launch.LaunchDescription([franka_launch.remove_on_shutdown(str(path))]))
+    assert ls.run() == 0  # idle at once: shuts down, which runs the handler
+    assert not path.exists()

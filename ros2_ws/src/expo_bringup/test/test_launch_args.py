@@ -1,11 +1,22 @@
-"""launch/sim.launch.py without launch: launch arguments -> graph, graph node -> launch_ros kwargs."""
+"""launch/sim.launch.py and expo_bringup.launch_graph without launch: launch arguments ->
+graph, graph node -> launch_ros kwargs, params files, the default-policy result line."""
 
 from __future__ import annotations
 
 import sys
+from types import SimpleNamespace
 
 import pytest
 from expo_bringup.graph import sim_graph
+from expo_bringup.launch_graph import (
+    NodeFailed,
+    graph_with_params_file,
+    node_kwargs,
+    node_label,
+    parse_default_policy,
+    read_params_file,
+    rviz_config,
+)
 
 
 def test_launch_arguments_are_the_documented_ones_with_sim_graph_defaults(sim_launch) -> None:
@@ -17,9 +28,13 @@ def test_launch_arguments_are_the_documented_ones_with_sim_graph_defaults(sim_la
         "realtime",
         "namespace",
         "rviz",
+        "foxglove",
+        "foxglove_port",
+        "foxglove_host",
         "learner",
         "learner_dir",
         "offline_dataset",
+        "params_file",
     ]
     assert sim_launch.graph_from_launch_arguments({}) == sim_graph()
 
@@ -37,7 +52,11 @@ def test_launch_argument_texts_map_onto_sim_graph(sim_launch) -> None:
     [
         ({"realtime": "maybe"}, "launch argument 'realtime'"),
         ({"rviz": "sometimes"}, "launch argument 'rviz'"),
+        ({"foxglove": "please"}, "launch argument 'foxglove'"),
+        ({"foxglove_port": "http"}, "launch argument 'foxglove_port'"),
+        ({"foxglove_port": "70000"}, "launch argument 'foxglove_port'"),
         ({"learner": "true", "checkpoint": "/b.safetensors"}, "learner_dir"),
+        ({"params_file": "/no/such.yaml"}, "no such file"),
         ({"speed": "1"}, "unknown launch arguments ['speed']"),
         ({"task": "towel"}, "task 'towel' unknown"),
         ({"namespace": "bad-ns"}, "namespace"),
@@ -49,27 +68,81 @@ def test_bad_launch_arguments_raise_naming_them(sim_launch, values: dict, needle
     assert needle in str(e.value)
 
 
-def test_node_kwargs_use_the_ament_package_when_installed_else_python_m(sim_launch) -> None:
+def test_node_kwargs_use_the_ament_package_when_installed_else_python_m() -> None:
     g = sim_graph(checkpoint="/c/x.safetensors", namespace="robot1")
-    policy = sim_launch.node_kwargs(g.node("policy_node"), {"expo_policy"}, python="/py")
+    policy = node_kwargs(g.node("policy_node"), {"expo_policy"}, python="/py")
     assert (policy["package"], policy["executable"]) == ("expo_policy", "policy_node")
     assert policy["name"] == "policy_node"
     assert "arguments" not in policy
-    bridge = sim_launch.node_kwargs(g.node("sim_bridge"), {"expo_policy"}, python="/py")
+    bridge = node_kwargs(g.node("sim_bridge"), {"expo_policy"}, python="/py")
     assert "package" not in bridge
     assert (bridge["executable"], bridge["arguments"]) == ("/py", ["-m", "expo_sim.ros.bridge_node"])
     assert bridge["namespace"] == policy["namespace"] == "/robot1"
+    # launch output names each process after its node (not python3-1)
+    assert (policy["exec_name"], bridge["exec_name"]) == ("robot1/policy_node", "robot1/sim_bridge")
+    assert node_label(sim_graph().node("sim_bridge")) == "sim_bridge"
 
 
-def test_node_kwargs_parameters_files_first_then_overrides(sim_launch) -> None:
+def test_node_kwargs_parameter_files_first_then_the_graph_values_on_the_command_line() -> None:
     node = sim_graph(task="square", realtime=True).node("policy_node")
-    kw = sim_launch.node_kwargs(node, set())
-    assert kw["parameters"][:-1] == list(node.params_files)
-    assert kw["parameters"][-1] == node.parameters
-    assert kw["parameters"][-1]["lockstep"] is False and kw["parameters"][-1]["task"] == "square"
+    kw = node_kwargs(node, set())
+    args = kw["ros_arguments"]
+    files = [args[i + 1] for i, a in enumerate(args) if a == "--params-file"]
+    values = [args[i + 1] for i, a in enumerate(args) if a == "-p"]
+    assert files == list(node.params_files)
+    assert max(i for i, a in enumerate(args) if a == "--params-file") < args.index("-p")  # later wins in rcl
+    assert 'task:="square"' in values and "lockstep:=false" in values
+    # no `parameters` dict: launch_ros would write a /tmp/launch_params_* file and leave it there
+    assert "parameters" not in kw
     assert "namespace" not in kw and "remappings" not in kw
     assert kw["additional_env"]["PYTHONUNBUFFERED"] == "1"
     assert kw["executable"] == sys.executable
+    assert float(kw["sigterm_timeout"]) > 0 and float(kw["sigkill_timeout"]) > 0
+
+
+def test_a_params_file_applies_last_per_node_name(tmp_path) -> None:
+    path = tmp_path / "p.yaml"
+    path.write_text(
+        "sim_bridge:\n  ros__parameters:\n    num_episodes: 3\n    realtime:\n      substeps: 1\n"
+        "/**:\n  ros__parameters:\n    use_sim_time: true\n"
+        "/**/policy_node:\n  ros__parameters:\n    task: can\n"
+    )
+    assert read_params_file(path)["sim_bridge"] == {"num_episodes": 3, "realtime.substeps": 1}
+    g = graph_with_params_file(sim_graph(realtime=True, namespace="r1"), path)
+    assert g.node("sim_bridge").parameters["num_episodes"] == 3
+    assert g.node("sim_bridge").parameters["realtime.substeps"] == 1
+    assert g.node("policy_node").parameters["task"] == "can"  # wins over the graph's own value
+    assert all(n.parameters["use_sim_time"] is True for n in g.nodes)
+    path.write_text("learner_node:\n  ros__parameters:\n    warmup_transitions: 1\n")
+    with pytest.raises(ValueError, match="'learner_node' names no node"):
+        graph_with_params_file(sim_graph(), path)
+    path.write_text("sim_bridge:\n  num_episodes: 3\n")
+    with pytest.raises(ValueError, match="ros__parameters"):
+        read_params_file(path)
+
+
+def test_sim_launch_applies_the_params_file_argument(sim_launch, tmp_path) -> None:
+    path = tmp_path / "p.yaml"
+    path.write_text("sim_bridge:\n  ros__parameters:\n    autostart: false\n")
+    g = sim_launch.graph_from_launch_arguments({"params_file": str(path), "checkpoint": "/c.safetensors"})
+    assert g.node("sim_bridge").parameters["autostart"] is False
+
+
+def test_default_policy_result_is_the_last_json_line() -> None:
+    out = 'pretraining...\n{"checkpoint": "/d/base.safetensors", "dataset": "/d/lift.hdf5"}\n'
+    assert parse_default_policy(out) == ("/d/base.safetensors", "/d/lift.hdf5")
+    with pytest.raises(ValueError, match="no result line"):
+        parse_default_policy("Traceback ...\n")
+
+
+def test_a_node_exiting_non_zero_fails_the_launch() -> None:
+    pytest.importorskip("launch.actions", reason="needs launch")
+    from expo_bringup.launch_graph import _on_node_exit
+
+    on_exit = _on_node_exit("policy_node")
+    with pytest.raises(NodeFailed, match="policy_node exited with code 1"):
+        on_exit(SimpleNamespace(returncode=1), None)
+    assert type(on_exit(SimpleNamespace(returncode=0), None)).__name__ == "Shutdown"
 
 
 def _has_launch() -> bool:
@@ -88,10 +161,10 @@ def test_launch_is_only_needed_to_build_the_description(sim_launch) -> None:
         sim_launch.generate_launch_description()
 
 
-def test_rviz_layout_is_installed_and_shows_the_graph_topics(sim_launch) -> None:
+def test_rviz_layout_is_installed_and_shows_the_graph_topics() -> None:
     import yaml
 
-    path = sim_launch.rviz_config()
+    path = rviz_config()
     layout = yaml.safe_load(open(path))
     manager = layout["Visualization Manager"]
     assert manager["Global Options"]["Fixed Frame"] == "world"  # the bridge's and markers' frame

@@ -5,12 +5,16 @@ itself; Ctrl-C / SIGTERM then deactivate it (for the policy node: a final hold) 
 exit 0. Signals only *request* the stop: the spin loop checks the request between callbacks, so
 a signal can never land inside a lifecycle transition or a callback (a KeyboardInterrupt raised
 there could leave the node stuck in 'activating': no deactivation, no final hold). A second
-signal forces the exit.
+signal forces the exit, unless it comes within :data:`REPEAT_GRACE_S` of the first: one Ctrl-C
+often arrives twice (the terminal signals the whole process group, and ``ros2 launch`` run
+without a terminal forwards SIGINT to every node itself), and that must still stop cleanly;
+launch's escalation (SIGTERM 10 s later) still forces the exit.
 """
 
 from __future__ import annotations
 
 import signal
+import time
 from collections.abc import Callable
 from typing import Any, NoReturn
 
@@ -19,17 +23,26 @@ from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.lifecycle import LifecycleNode
 from rclpy.signals import SignalHandlerOptions
 
+#: A repeated stop signal within this many seconds of the first is the same request.
+REPEAT_GRACE_S = 2.0
+
 
 class StopRequest:
-    """SIGINT/SIGTERM handler: the first signal sets ``requested``; a second raises."""
+    """SIGINT/SIGTERM handler: the first signal sets ``requested``; one more, later than
+    ``grace_s`` after it, raises KeyboardInterrupt (forced exit)."""
 
-    def __init__(self) -> None:
+    def __init__(self, grace_s: float = REPEAT_GRACE_S, clock: Callable[[], float] = time.monotonic) -> None:
         self.requested = False
+        self.grace_s = grace_s
+        self._clock = clock
+        self._first = 0.0
 
     def __call__(self, signum: int, frame: Any) -> None:
-        if self.requested:
+        now = self._clock()
+        if not self.requested:
+            self.requested, self._first = True, now
+        elif now - self._first > self.grace_s:
             raise KeyboardInterrupt
-        self.requested = True
 
 
 def run_lifecycle_node(
