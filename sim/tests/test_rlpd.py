@@ -1,5 +1,7 @@
-"""RLPD baseline: update maths on random batches, deterministic acting, checkpoint round trip."""
+"""RLPD baseline: update maths on random batches, deterministic acting, checkpoint round trip,
+and a critic that stays within the reachable range of a sparse 0/1 reward."""
 
+import dataclasses
 import itertools
 
 import numpy as np
@@ -62,9 +64,24 @@ def test_update_trains_critic_actor_and_temperature():
     assert stats["rejected_steps"] == 0
 
 
-def test_critic_target_is_the_soft_subset_min_backup():
-    """y = r + gamma (1 - terminated) (min_S Q'(s', a') - alpha log pi(a'|s')), a' ~ pi(.|s')."""
+def test_critic_target_is_the_subset_min_backup_without_entropy_by_default():
+    """y = r + gamma (1 - terminated) min_S Q'(s', a'), a' ~ pi(.|s')."""
     cfg = small_config(utd=1, gamma=0.9)
+    agent = RLPDAgent(cfg, seed=1)
+    b = next(batches(cfg, terminated=0.5))
+    state = agent.generator.get_state()
+    y = agent._target(b, torch.tensor(0.3))
+    g = torch.Generator()
+    g.set_state(state)
+    with torch.no_grad():
+        a, _ = agent.actor(b.next_obs, g)
+        v = agent.critic_target(b.next_obs, a, agent.critic_target.random_subset(g)).amin(0)
+    assert torch.allclose(y, b.reward + cfg.gamma * (1 - b.terminated) * v, atol=1e-5)
+
+
+def test_critic_target_is_the_soft_subset_min_backup():
+    """backup_entropy: y = r + gamma (1 - terminated) (min_S Q'(s', a') - alpha log pi(a'|s'))."""
+    cfg = small_config(utd=1, gamma=0.9, backup_entropy=True)
     agent = RLPDAgent(cfg, seed=1)
     b = next(batches(cfg, terminated=0.5))
     state = agent.generator.get_state()
@@ -109,14 +126,61 @@ def test_checkpoint_round_trip_continues_training_identically(tmp_path):
 def test_config_from_expo_shares_the_budget_and_validates():
     ecfg = preset_config("cpu", 19, 7)
     cfg = RLPDConfig.from_expo(ecfg)
-    assert (cfg.utd, cfg.batch_size, cfg.critic, cfg.offline_fraction) == (
+    assert (cfg.utd, cfg.batch_size, cfg.offline_fraction) == (
         ecfg.utd,
         ecfg.batch_size,
-        ecfg.critic,
         ecfg.offline_fraction,
     )
+    # the same ensemble, with RLPD's own target subset (2) instead of the cpu preset's min over all 5
+    assert cfg.critic == dataclasses.replace(ecfg.critic, num_min=2) and not cfg.backup_entropy
     assert RLPDConfig.from_dict(cfg.to_dict()) == cfg
     with pytest.raises(ValueError, match=r"^utd=0 is invalid"):
         small_config(utd=0)
     with pytest.raises(ValueError, match=r"^gamma="):
         small_config(gamma=1.0)
+
+
+def sparse_batches(cfg, seed=0, p_success=0.1):
+    """A sparse 0/1 task: reward 1 ends the episode (probability p_success), else 0 and go on.
+    Every true Q lies in [0, 1] (here about p / (1 - gamma (1 - p)) whatever the policy)."""
+    g = torch.Generator().manual_seed(seed)
+    for _ in itertools.count():
+        B = cfg.batch_size
+        done = (torch.rand(B, generator=g) < p_success).float()
+        yield Batch(
+            torch.randn(B, cfg.obs_dim, generator=g),
+            torch.rand(B, cfg.act_dim, generator=g) * 2 - 1,
+            done.clone(),
+            torch.randn(B, cfg.obs_dim, generator=g),
+            done,
+            torch.zeros(B),
+        )
+
+
+def test_harness_rlpd_keeps_q_in_the_reachable_range_of_a_sparse_reward():
+    """RLPD as the harness builds it (from a preset) on 0/1 rewards: Q must stay in [0, 1].
+
+    The soft backup it used before added alpha * H(pi) / (1 - gamma) to every value (on lift:
+    mean Q 3.5 with 0/1 rewards and no success); here with it Q passes 2.5 within 50 updates."""
+    ecfg = preset_config("tiny", 5, 3).replace(gamma=0.9, tau=0.05, utd=4)  # fast propagation
+    for soft in (False, True):
+        cfg = RLPDConfig.from_expo(ecfg)  # the harness's rlpd, as it is
+        if soft:
+            cfg = dataclasses.replace(cfg, backup_entropy=True)
+        agent = RLPDAgent(cfg, seed=0)
+        data = sparse_batches(cfg)
+        stats = [agent.update(data) for _ in range(50)][-1]
+        if soft:  # the old behaviour, for contrast: the entropy bonus, not the reward, sets Q
+            assert stats["q_mean"] > 2.0
+        else:
+            assert 0.0 <= stats["q_mean"] <= 1.0 and 0.0 <= stats["target_mean"] <= 1.0, stats
+
+
+def test_rlpd_q_value_is_the_ensemble_mean():
+    cfg = small_config()
+    agent = RLPDAgent(cfg, seed=0)
+    obs = np.linspace(-1, 1, cfg.obs_dim).astype(np.float32)
+    action = agent.act(obs, deterministic=True)
+    with torch.no_grad():
+        q = agent.critic(agent.normalizer(torch.as_tensor(obs)[None]), torch.as_tensor(action)[None])
+    assert agent.q_value(obs, action) == pytest.approx(q.mean().item(), rel=1e-6)

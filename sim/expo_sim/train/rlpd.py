@@ -4,10 +4,20 @@ ensemble with REDQ subset-min targets, symmetric 50/50 offline/online sampling a
 It reuses expo_core's critic ensemble, Polyak update, critic and temperature losses and replay,
 so the comparison with EXPO differs only in the policy:
 
-  critic:      y = r + gamma * m * (min_{j in S} Q'_j(s', a') - alpha * log pi(a'|s')),  a' ~ pi(.|s')
-               (the entropy term only with ``backup_entropy``; m as in EXPO: 1 - terminated)
+  critic:      y = r + gamma * m * min_{j in S} Q'_j(s', a'),  a' ~ pi(.|s'),  S a random subset
+               (m as in EXPO: 1 - terminated; ``backup_entropy`` adds - alpha * log pi(a'|s'))
   actor:       L_pi = mean_i [ alpha * log pi(a~_i|s_i) - mean_j Q_j(s_i, a~_i) ],  a~_i ~ pi(.|s_i)
   temperature: L_a  = -alpha * (log pi + H_target),  H_target = -|A|/2
+
+No entropy backup by default (as RLPD's and EXPO's reference runs on sparse-reward tasks,
+``--config.backup_entropy=False``): with it, Q is the soft value, which adds
+alpha * H(pi) / (1 - gamma) to the return, 100 * alpha * H for gamma 0.99. On lift with 0/1
+rewards (every true Q in [0, 1]) that term was 0.05 * 4.6 * 100 = 23 early in a run, so the
+critic's Q climbed past 1 (3.5 after 8000 env steps in docs/results.md) while the actor, near
+uniform (entropy 4.6 of at most 7 log 2 = 4.85), was rewarded for staying random.
+The subset is RLPD's 2 (of the preset's ensemble), not the min over all members of the EXPO cpu
+preset: a min over all 5 members at the actor's (out-of-data) actions held Q near -0.8 on the
+lift demonstrations, below the reachable range.
 
 One :meth:`RLPDAgent.update` is one env step: ``utd`` critic steps, then one actor and one
 temperature step on the last minibatch. Checkpoints: safetensors tensors + JSON, never pickle.
@@ -37,6 +47,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 FORMAT = "expo-rlpd-safetensors-v1"
+RLPD_NUM_MIN = 2  # published RLPD: min over a random 2 of 10 critics
 _LOG_SQRT_2PI = 0.5 * math.log(2 * math.pi)
 
 
@@ -62,7 +73,7 @@ class RLPDConfig:
     temperature_lr: float = 3e-4
     target_entropy: float | None = None  # None -> -act_dim / 2
     offline_fraction: float = 0.5
-    backup_entropy: bool = True
+    backup_entropy: bool = False  # True: soft backup (see the module doc for why not here)
     bootstrap_truncated: bool = True
 
     def __post_init__(self) -> None:
@@ -84,13 +95,14 @@ class RLPDConfig:
 
     @classmethod
     def from_expo(cls, cfg: ExpoConfig) -> RLPDConfig:
-        """RLPD under EXPO's budget: the same critic, gamma, tau, batch, UTD, mixing and
-        temperature settings; the actor is as wide as the critic."""
+        """RLPD under EXPO's budget: the same critic ensemble (with RLPD's target subset of
+        2), gamma, tau, batch, UTD, mixing and temperature settings; the actor is as wide as the
+        critic; no entropy backup."""
         return cls(
             obs_dim=cfg.obs_dim,
             act_dim=cfg.act_dim,
             actor_hidden_dims=cfg.critic.hidden_dims,
-            critic=cfg.critic,
+            critic=dataclasses.replace(cfg.critic, num_min=min(RLPD_NUM_MIN, cfg.critic.num_critics)),
             actor_lr=cfg.editor.lr,
             gamma=cfg.gamma,
             tau=cfg.tau,
@@ -99,6 +111,7 @@ class RLPDConfig:
             init_temperature=cfg.init_temperature,
             temperature_lr=cfg.temperature_lr,
             offline_fraction=cfg.offline_fraction,
+            backup_entropy=False,
             bootstrap_truncated=cfg.bootstrap_truncated,
         )
 
@@ -164,6 +177,13 @@ class RLPDAgent(nn.Module):
 
     def set_obs_normalization(self, mean: np.ndarray, std: np.ndarray) -> None:
         self.normalizer.set_stats(torch.as_tensor(mean), torch.as_tensor(std))
+
+    @torch.no_grad()
+    def q_value(self, obs: np.ndarray, action: np.ndarray) -> float:
+        """The critic ensemble's mean Q of one raw (obs (o,), action (d,)) pair."""
+        x = self.normalizer(torch.as_tensor(np.asarray(obs, dtype=np.float32))[None])
+        a = torch.as_tensor(np.asarray(action, dtype=np.float32))[None]
+        return self.critic(x, a).mean().item()
 
     @torch.no_grad()
     def act(self, obs: np.ndarray, deterministic: bool = False) -> np.ndarray:
