@@ -10,25 +10,51 @@ go with them (pretraining and warm-up steps):
                beta 0.15, batch 256, UTD 2.
 ``published``  ``ExpoConfig`` defaults, the paper's configuration (GPU work: UTD 20, T=10, ...).
 
-Algorithm variants, all run by the same harness under the same budget:
+Algorithm variants, all run by the same harness under the same budget, from the same
+demonstrations and (all but rlpd) the same pretrained base:
 
-``expo``               EXPO as configured by the preset.
-``bc``                 the pretrained diffusion base alone (imitation only, no RL).
-``rlpd``               Gaussian SAC with the preset's critic ensemble, 50/50 mixing and UTD
-                       (see :mod:`expo_sim.train.rlpd`).
-``expo-no-edit``       OTF over base samples only: no editor (``ExpoConfig.use_editor=False``).
-``expo-sarsa-backup``  max-Q OTF only for acting; the TD target uses one sampled base action and
-                       its edit (``ExpoConfig.max_q_backup=False``).
+``expo``                   EXPO as configured by the preset.
+``bc``                     the pretrained diffusion base alone (imitation only, no RL).
+``rlpd``                   Gaussian SAC with the preset's critic ensemble, 50/50 mixing and UTD
+                           (see :mod:`expo_sim.train.rlpd`).
+``expo-no-edit``           paper ablation: OTF over base samples only, no editor
+                           (``use_editor=False``).
+``expo-sarsa-backup``      paper ablation: max-Q OTF only for acting; the TD target uses one
+                           sampled base action and its edit (``max_q_backup=False``).
+``expo-faithful-targets``  TD-target base samples drawn as the acting ones are: the EMA copy with
+                           the acting sampler (``target_sampler="faithful"``, ``target_base="ema"``)
+                           instead of 2-step DDIM of the online base (issue 14, item 4).
+``expo-paper-entropy``     the paper's entropy backup, Eq. 4-5 (``entropy_backup="paper"``: a*
+                           drawn from softmax(backup_temperature * Q), backup Q* - alpha log p(a*)).
+``expo-softmax-entropy``   the earlier entropy backup (argmax + alpha * H(softmax(Q / alpha))).
+``expo-unified-scoring``   one scoring rule for acting and targets, the subset-min
+                           (``unified_scoring("subset_min")``; ``expo`` acts by the mean).
+``expo-double-q``          the chosen next action scored by a critic subset disjoint from the one
+                           that chose it (``target_eval_subset="independent"``). That needs
+                           2 * num_min <= num_critics, so a larger subset shrinks to
+                           num_critics // 2 (2 of the cpu preset's 5, whose ``expo`` takes the min
+                           of all 5; the published 2 of 10 stays).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from expo_core.config import ExpoConfig
 from expo_core.presets import check_preset
 
-ALGOS: tuple[str, ...] = ("expo", "bc", "rlpd", "expo-no-edit", "expo-sarsa-backup")
+ALGOS: tuple[str, ...] = (
+    "expo",
+    "bc",
+    "rlpd",
+    "expo-no-edit",
+    "expo-sarsa-backup",
+    "expo-faithful-targets",
+    "expo-paper-entropy",
+    "expo-softmax-entropy",
+    "expo-unified-scoring",
+    "expo-double-q",
+)
 
 
 @dataclass(frozen=True)
@@ -65,11 +91,50 @@ def algo_config(algo: str, cfg: ExpoConfig) -> ExpoConfig:
     if algo == "expo-no-edit":
         return cfg.replace(use_editor=False)
     if algo == "expo-sarsa-backup":
-        return cfg.replace(max_q_backup=False)
+        return cfg.replace(max_q_backup=False, entropy_backup="none")
+    if algo == "expo-faithful-targets":
+        return cfg.replace(target_sampler="faithful", target_base="ema")
+    if algo == "expo-paper-entropy":
+        return cfg.replace(entropy_backup="paper")
+    if algo == "expo-softmax-entropy":
+        return cfg.replace(entropy_backup="softmax_entropy")
+    if algo == "expo-unified-scoring":
+        return cfg.unified_scoring("subset_min")
+    if algo == "expo-double-q":
+        half = max(1, min(cfg.critic.num_min, cfg.critic.num_critics // 2))
+        return cfg.replace(
+            critic=replace(cfg.critic, num_min=half),
+            target_score="subset_min",
+            target_eval_subset="independent",
+        )
     return cfg
 
 
+#: Config fields that change online learning only, never pretraining (imitation of the base).
+ONLINE_ONLY_FIELDS: tuple[str, ...] = (
+    "use_editor",
+    "max_q_backup",
+    "entropy_backup",
+    "backup_temperature",
+    "backup_alpha",
+    "act_score",
+    "target_score",
+    "target_eval_subset",
+    "target_sampler",
+    "target_base",
+)
+
+
 def base_config(cfg: ExpoConfig) -> ExpoConfig:
-    """``cfg`` with the ablation switches at their EXPO defaults: they do not touch pretraining,
-    so every EXPO variant (and ``bc``) of one preset shares one pretrained base."""
-    return cfg.replace(use_editor=True, max_q_backup=True)
+    """``cfg`` with every online-only switch at its ExpoConfig default: none of them touches
+    pretraining, so every EXPO variant (and ``bc``) of one preset shares one pretrained base.
+    (``expo-double-q`` also changes the critics' subset size; :func:`same_pretraining` ignores it.)"""
+    defaults = ExpoConfig(obs_dim=cfg.obs_dim, act_dim=cfg.act_dim)
+    return cfg.replace(**{name: getattr(defaults, name) for name in ONLINE_ONLY_FIELDS})
+
+
+def same_pretraining(a: ExpoConfig, b: ExpoConfig) -> bool:
+    """Whether a base pretrained with ``a`` can start a run of ``b``: equal up to the online-only
+    switches and the critics' subset size (neither shapes a weight nor enters imitation)."""
+    a, b = base_config(a), base_config(b)
+    return a == b.replace(critic=replace(b.critic, num_min=a.critic.num_min))

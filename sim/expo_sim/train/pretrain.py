@@ -27,7 +27,7 @@ from expo_core.replay import ReplayBuffer
 from expo_core.robomimic_io import TransitionArrays, load_robomimic_hdf5
 from expo_core.spec import FRANKA_ACTION_SPEC, task_obs_spec
 
-from expo_sim.train.presets import base_config
+from expo_sim.train.presets import base_config, same_pretraining
 
 log = logging.getLogger(__name__)
 
@@ -179,11 +179,11 @@ def preset_base(
 def load_pretrained(path: Path, cfg: ExpoConfig, seed: int, device: str = "cpu") -> ExpoAgent:
     """An agent with ``cfg`` carrying the pretrained checkpoint's weights and base optimizer.
 
-    ``cfg`` may differ from the checkpoint's config only in the ablation switches
-    (``use_editor``, ``max_q_backup``). ``seed`` seeds the agent's own random stream.
+    ``cfg`` may differ from the checkpoint's config only in what online learning alone uses
+    (:func:`expo_sim.train.presets.same_pretraining`). ``seed`` seeds the agent's own random stream.
     """
     pre, _ = load_checkpoint(path, device=device)
-    if base_config(pre.cfg) != base_config(cfg):
+    if not same_pretraining(pre.cfg, cfg):
         raise ValueError(f"{path}: pretrained with a different config than the one requested")
     agent = ExpoAgent(cfg, device=device, seed=seed)
     agent.load_state_dict(pre.state_dict())
