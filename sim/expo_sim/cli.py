@@ -224,6 +224,13 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--pretrain-dir", type=Path, help="cache of pretrained bases (default OUT/pretrain)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint")
     p.add_argument(
+        "--initial-eval",
+        choices=("base", "policy"),
+        default="base",
+        help="what env step 0 evaluates: the pretrained base alone (default; cached per base) or the "
+        "algorithm's own policy (EXPO: OTF with untrained critics)",
+    )
+    p.add_argument(
         "--threads",
         type=_positive_int,
         default=1,
@@ -258,6 +265,7 @@ def _run_train(args: argparse.Namespace) -> int:
             pretrain_dir=args.pretrain_dir,
             resume=args.resume,
             progress=not args.no_progress,
+            initial_eval=args.initial_eval,
         )
         summary = train(cfg, command=args.command_line)
     except (FileNotFoundError, FileExistsError, KeyError, ValueError) as e:

@@ -1,8 +1,18 @@
-"""Policy evaluation in a simulated task: success rate with a Wilson 95% interval.
+"""Policy evaluation in a simulated task: success rate with a Wilson 95% interval, and what the
+learner's critic said about the episodes it evaluated.
 
 Evaluation episodes start from fixed reset seeds (``EVAL_SEED_BASE + i``), the same for every
 algorithm, run seed and evaluation round, so success rates of different runs are measured on the
 same initial states and differ only by the policy.
+
+Overestimation: a learner that knows the value of its decision returns a :class:`Decision` with
+``q`` (its estimate of Q(s_t, a_t) for the chosen action) and, for EXPO, ``edited`` (whether the
+OTF choice was an edited candidate). :func:`evaluate` then compares the mean Q over every step of
+the evaluated episodes with the Monte-Carlo discounted return G_t of the same steps
+(``expo_core.td.discounted_returns``). With a 0/1 reward that ends the episode, both lie in
+[0, 1]. G_t of an episode cut by the horizon is 0 while the learner (bootstrapping through
+time limits) values what would follow the cut, so on a policy that often times out Q > G is
+expected in part; on successful episodes G_t is exact.
 """
 
 from __future__ import annotations
@@ -12,6 +22,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
+from expo_core.td import discounted_returns
 
 from expo_sim.envs.robosuite_env import RobomimicEnv
 
@@ -34,6 +45,16 @@ def wilson_interval(successes: int, n: int, z: float = 1.96) -> tuple[float, flo
 
 
 @dataclass(frozen=True)
+class Decision:
+    """One evaluation decision: the action (d,) and what the learner knows of it. NaN: unknown
+    (``bc`` has no trained critic; only EXPO chooses between base and edited candidates)."""
+
+    action: np.ndarray
+    q: float = math.nan  # the learner's estimate of Q(s, action)
+    edited: float = math.nan  # 1.0: an edited candidate was chosen, 0.0: a base sample
+
+
+@dataclass(frozen=True)
 class EvalResult:
     episodes: int
     successes: int
@@ -42,31 +63,53 @@ class EvalResult:
     success_ci_high: float
     mean_return: float
     mean_length: float  # steps per episode (successful episodes end early)
+    eval_q: float = math.nan  # mean Q of the chosen actions over every evaluated step
+    eval_mc_return: float = math.nan  # mean discounted return G_t over the same steps
+    eval_edited_fraction: float = math.nan  # share of the steps where an edited candidate acted
+
+    @property
+    def eval_q_bias(self) -> float:
+        """eval_q - eval_mc_return: > 0 overestimation, < 0 underestimation."""
+        return self.eval_q - self.eval_mc_return
+
+
+def _nanmean(values: list[float]) -> float:
+    a = np.asarray(values, dtype=np.float64)
+    return float(a.mean()) if a.size and not np.isnan(a).any() else math.nan
 
 
 def evaluate(
     env: RobomimicEnv,
-    act: Callable[[np.ndarray], np.ndarray],
+    act: Callable[[np.ndarray], np.ndarray | Decision],
     episodes: int,
     seed_base: int = EVAL_SEED_BASE,
+    gamma: float = 0.99,
 ) -> EvalResult:
-    """Run ``episodes`` episodes of ``act(obs (o,)) -> action (d,)`` to success or the horizon."""
+    """Run ``episodes`` episodes of ``act(obs (o,)) -> action (d,) or Decision`` to success or
+    the horizon. ``gamma`` discounts the Monte-Carlo returns compared with the Decisions' Q."""
     if episodes < 1:
         raise ValueError(f"episodes={episodes} must be >= 1")
     successes, returns, lengths = 0, [], []
+    qs, mc, edited = [], [], []
     for i in range(episodes):
         obs, _ = env.reset(seed=seed_base + i)
-        ret, length, done, success = 0.0, 0, False, False
+        rewards, done, success = [], False, False
         while not done:
-            obs, reward, terminated, truncated, info = env.step(act(obs))
-            ret += reward
-            length += 1
+            d = act(obs)
+            if not isinstance(d, Decision):
+                d = Decision(np.asarray(d))
+            qs.append(d.q)
+            edited.append(d.edited)
+            obs, reward, terminated, truncated, info = env.step(d.action)
+            rewards.append(float(reward))
             done = terminated or truncated
             success = success or bool(info["success"])
+        mc.extend(discounted_returns(rewards, gamma).tolist())
         successes += int(success)
-        returns.append(ret)
-        lengths.append(length)
+        returns.append(sum(rewards))
+        lengths.append(len(rewards))
     low, high = wilson_interval(successes, episodes)
+    q = _nanmean(qs)
     return EvalResult(
         episodes=episodes,
         successes=successes,
@@ -75,4 +118,7 @@ def evaluate(
         success_ci_high=high,
         mean_return=float(np.mean(returns)),
         mean_length=float(np.mean(lengths)),
+        eval_q=q,
+        eval_mc_return=float(np.mean(mc)),
+        eval_edited_fraction=_nanmean(edited),
     )

@@ -10,33 +10,47 @@
 3. Online: ``warmup_steps`` env steps are collected before the first update (policy actions, or
    uniform random ones with ``random_warmup``), then one learner update per env step. Episodes
    end on success (terminated) or at the horizon (truncated); both flags are stored separately.
-4. Every ``eval_every`` env steps (and at 0 and the end): ``eval_episodes`` episodes of the
-   deterministic policy from fixed initial states, a metrics.csv row, the learning-curve PNG,
+4. Every ``eval_every`` env steps (and at the end): ``eval_episodes`` episodes of the
+   deterministic policy from fixed initial states, a metrics.csv row with the diagnostics of
+   issue 14 (the critic's Q of the chosen actions against the Monte-Carlo discounted return of
+   the same episodes, alpha, editor entropy, the share of edited candidates chosen when acting
+   and in TD targets, the base's imitation loss on recent online data), the learning-curve PNG,
    summary.json and a checkpoint (learner + replay.npz) that ``resume`` continues from.
+5. Env step 0 evaluates the starting point: with ``initial_eval="base"`` (default) the
+   pretrained base alone (what every algorithm but rlpd starts from; rlpd its initial actor),
+   cached next to the pretrained base so every algorithm of one seed reuses one evaluation;
+   with ``"policy"`` the algorithm's own policy (for EXPO: OTF with untrained critics).
 ``bc`` does not learn online: it is evaluated once, at env step 0.
+
+A run directory is written by one process at a time (an exclusive lock on ``out/.lock``).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import fcntl
 import json
 import logging
+import math
+import os
 import platform
 import time
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+from expo_core.batch import Batch
 from expo_core.presets import check_preset, preset_config
 from expo_core.replay import MixedSampler, ReplayBuffer
 from expo_core.spec import FRANKA_ACTION_SPEC, task_obs_spec
 from expo_core.tasks import check_task
 
 from expo_sim.envs.robosuite_env import make_env_from_hdf5
-from expo_sim.train.evaluation import evaluate
+from expo_sim.train.evaluation import EVAL_SEED_BASE, EvalResult, evaluate
 from expo_sim.train.learners import load_learner, wrap
 from expo_sim.train.presets import algo_config, check_algo, harness_defaults
 from expo_sim.train.pretrain import load_dataset, load_pretrained, preset_base
@@ -48,6 +62,8 @@ log = logging.getLogger(__name__)
 
 # Settings that must not change when a run is resumed (env_steps and eval_every may).
 RESUME_FIXED = ("task", "dataset", "algo", "seed", "preset", "pretrain_steps", "warmup_steps", "horizon")
+INITIAL_EVALS: tuple[str, ...] = ("base", "policy")
+BC_LOSS_ROWS = 1024  # most recent online transitions the base's imitation loss is measured on
 
 
 @dataclass(frozen=True)
@@ -71,11 +87,14 @@ class TrainConfig:
     pretrain_dir: Path | None = None
     resume: bool = False
     progress: bool = True
+    initial_eval: str = "base"  # INITIAL_EVALS: what env step 0 evaluates (see the module doc)
 
     def __post_init__(self) -> None:
         check_task(self.task)
         check_algo(self.algo)
         check_preset(self.preset)
+        if self.initial_eval not in INITIAL_EVALS:
+            raise ValueError(f"initial_eval={self.initial_eval!r} is invalid; allowed: {list(INITIAL_EVALS)}")
         defaults = harness_defaults(self.preset)
         if self.pretrain_steps is None:
             object.__setattr__(self, "pretrain_steps", defaults.pretrain_steps)
@@ -124,7 +143,9 @@ class Trainer:
             raise ValueError(f"{cfg.dataset} was recorded in task '{self.env.task}', not '{cfg.task}'")
         self.eval_env = make_env_from_hdf5(cfg.dataset, horizon=cfg.horizon)
         out.mkdir(parents=True, exist_ok=True)
+        self._lock = _lock_run_dir(out)
         self.metrics = MetricsLog(out / "metrics.csv")
+        self.base_path: Path | None = None  # the pretrained base a fresh run started from
         self.offline = ReplayBuffer.from_arrays(data.transitions())
         self.sampler_gen = torch.Generator().manual_seed(cfg.seed + 7919)
         self.action_rng = np.random.default_rng([cfg.seed, 2])
@@ -145,17 +166,19 @@ class Trainer:
     def _fresh_learner(self, data):
         cfg = self.cfg
         spec = task_obs_spec(cfg.task)
-        ecfg = algo_config(cfg.algo, preset_config(cfg.preset, spec.dim, FRANKA_ACTION_SPEC.dim))
+        pcfg = preset_config(cfg.preset, spec.dim, FRANKA_ACTION_SPEC.dim)
+        ecfg = algo_config(cfg.algo, pcfg)
         if cfg.algo == "rlpd":
             agent = RLPDAgent(RLPDConfig.from_expo(ecfg), seed=cfg.seed)
             agent.set_obs_normalization(data.obs.mean(0), data.obs.std(0))
             return wrap(cfg.algo, agent)
         pre_dir = cfg.pretrain_dir if cfg.pretrain_dir is not None else cfg.out / "pretrain"
         t = time.perf_counter()
-        path = preset_base(
-            cfg.dataset, cfg.task, ecfg, cfg.preset, cfg.pretrain_steps, cfg.seed, pre_dir, cfg.progress
+        path = preset_base(  # the preset's base: every variant of one seed shares it
+            cfg.dataset, cfg.task, pcfg, cfg.preset, cfg.pretrain_steps, cfg.seed, pre_dir, cfg.progress
         )
         self.counters.pretrain_time_s = time.perf_counter() - t
+        self.base_path = path
         return wrap(cfg.algo, load_pretrained(path, ecfg, cfg.seed))
 
     def _resume(self) -> None:
@@ -179,7 +202,7 @@ class Trainer:
         from tqdm import tqdm
 
         if not self.metrics.rows():
-            self._evaluate_and_save({}, 0, 0, 0.0)
+            self._evaluate_and_save({}, 0, 0, 0.0, initial=True)
         if not self.learner.learns:
             log.info("%s does not learn online: evaluated once at env step 0", cfg.algo)
             return self._finish()
@@ -229,12 +252,34 @@ class Trainer:
     def _wall(self) -> float:
         return self._session_wall0 + time.perf_counter() - self._t0
 
+    def _evaluate(self, initial: bool) -> EvalResult:
+        cfg, gamma = self.cfg, self.learner.gamma
+        if initial and cfg.initial_eval == "base":
+            if self.base_path is None:  # rlpd: no pretrained base, its initial actor
+                return evaluate(self.eval_env, self.learner.base_decide, cfg.eval_episodes, gamma=gamma)
+            return cached_base_evaluation(
+                self.base_path,
+                cfg.eval_episodes,
+                cfg.horizon,
+                gamma,
+                lambda: evaluate(self.eval_env, self.learner.base_decide, cfg.eval_episodes, gamma=gamma),
+            )
+        return evaluate(self.eval_env, self.learner.decide, cfg.eval_episodes, gamma=gamma)
+
+    def _online_bc_loss(self) -> float:
+        """The online base's imitation loss on the most recent online transitions."""
+        n = min(len(self.online), BC_LOSS_ROWS)
+        if n == 0:
+            return math.nan
+        arrays = {k: torch.as_tensor(v[-n:]) for k, v in self.online.arrays().items()}
+        return self.learner.bc_loss(Batch(**arrays))
+
     def _evaluate_and_save(
-        self, stats: dict, ep_success: int, ep_total: int, loop_s: float
+        self, stats: dict, ep_success: int, ep_total: int, loop_s: float, initial: bool = False
     ) -> dict[str, float]:
         cfg, c = self.cfg, self.counters
         t = time.perf_counter()
-        res = evaluate(self.eval_env, lambda o: self.learner.act(o, deterministic=True), cfg.eval_episodes)
+        res = self._evaluate(initial)
         eval_s = time.perf_counter() - t
         c.eval_time_s += eval_s
         n_updates = len(next(iter(stats.values()), []))
@@ -243,6 +288,9 @@ class Trainer:
         row.update(dataclasses.asdict(res))
         row.pop("successes")
         row["eval_episodes"] = row.pop("episodes")
+        row["eval_q_bias"] = res.eval_q_bias
+        if not initial:
+            row["bc_loss_online"] = self._online_bc_loss()
         row.update(
             env_steps=c.env_steps,
             episodes=c.episodes,
@@ -272,6 +320,7 @@ class Trainer:
         write_json(self.cfg.out / "summary.json", summary)
         self.env.close()
         self.eval_env.close()
+        os.close(self._lock)
         return summary
 
     def _summary(self, rows: list[dict[str, float]], complete: bool) -> dict[str, Any]:
@@ -302,6 +351,49 @@ class Trainer:
             "command": self.command,
             "versions": {"python": platform.python_version(), "torch": torch.__version__},
         }
+
+
+def _lock_run_dir(out: Path) -> int:
+    """An exclusive lock on ``out/.lock`` for this process's lifetime (released on exit, however
+    it exits). Raises FileExistsError if another process holds it."""
+    fd = os.open(out / ".lock", os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
+        os.close(fd)
+        raise FileExistsError(f"{out} is being written by another process (pid {holder})") from None
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, str(os.getpid()).encode(), 0)
+    return fd
+
+
+def cached_base_evaluation(
+    base_path: Path, episodes: int, horizon: int, gamma: float, run: Callable[[], EvalResult]
+) -> EvalResult:
+    """The evaluation of a pretrained base, cached as JSON next to it: the base alone is one
+    deterministic policy, so every algorithm and rerun of one seed shares the result. The cache
+    holds for the same base file (its mtime), episodes, horizon, gamma and evaluation seeds."""
+    base_path = Path(base_path).with_suffix(".safetensors")
+    key = {
+        "base": base_path.name,
+        "base_mtime_ns": base_path.stat().st_mtime_ns,
+        "episodes": episodes,
+        "horizon": horizon,
+        "gamma": gamma,
+        "seed_base": EVAL_SEED_BASE,
+    }
+    path = base_path.with_name(f"{base_path.stem}.eval-n{episodes}-h{horizon}.json")
+    try:
+        stored = json.loads(path.read_text())
+        if stored["key"] == key:
+            log.info("using the cached evaluation of the base %s", path)
+            return EvalResult(**{k: math.nan if v is None else v for k, v in stored["result"].items()})
+    except (FileNotFoundError, ValueError, KeyError, TypeError):
+        pass
+    res = run()
+    write_json(path, {"key": key, "result": dataclasses.asdict(res)})
+    return res
 
 
 def train(cfg: TrainConfig, command: list[str] | None = None) -> dict[str, Any]:

@@ -1,10 +1,12 @@
 """One small interface over the algorithms the harness compares.
 
-A learner acts (``act(obs, deterministic)``: numpy (o,) -> (d,)), learns one env step at a time
-(``update(batch_iter)`` -> flat float stats) and saves/loads itself as safetensors + JSON.
-``learns`` is False for ``bc``: the harness then evaluates it once and skips the online phase.
+A learner acts (``act(obs, deterministic)``: numpy (o,) -> (d,)), decides for evaluation
+(``decide(obs)`` -> :class:`~expo_sim.train.evaluation.Decision`: the deterministic action with
+the learner's Q of it), learns one env step at a time (``update(batch_iter)`` -> flat float
+stats) and saves/loads itself as safetensors + JSON. ``learns`` is False for ``bc``: the harness
+then evaluates it once and skips the online phase.
 
-``expo`` and its ablations act with the OTF policy of :class:`expo_core.agent.ExpoAgent`; ``bc``
+``expo`` and its variants act with the OTF policy of :class:`expo_core.agent.ExpoAgent`; ``bc``
 acts with one sample of the same agent's EMA base (the imitation policy alone); ``rlpd`` is
 :class:`expo_sim.train.rlpd.RLPDAgent`. Deterministic acting (evaluation) is a function of the
 observation alone: editor/actor means, base noise from a fixed seed.
@@ -17,24 +19,46 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 from expo_core.agent import ExpoAgent
 from expo_core.batch import Batch
 from expo_core.checkpoint import load_checkpoint, save_checkpoint
+from expo_core.otf import edited_fraction
 
+from expo_sim.train.evaluation import Decision
 from expo_sim.train.presets import check_algo
 from expo_sim.train.rlpd import RLPDAgent, load_rlpd, save_rlpd
 
 
 class ExpoLearner:
-    """EXPO (or an ablation, as its config says): OTF acting, ExpoAgent.update."""
+    """EXPO (or a variant, as its config says): OTF acting, ExpoAgent.update."""
 
     learns = True
 
     def __init__(self, agent: ExpoAgent) -> None:
         self.agent = agent
 
+    @property
+    def gamma(self) -> float:
+        return self.agent.cfg.gamma
+
     def act(self, obs: np.ndarray, deterministic: bool = False) -> np.ndarray:
         return self.agent.act(obs, deterministic)
+
+    def decide(self, obs: np.ndarray) -> Decision:
+        """The deterministic OTF decision, the score it was chosen on (the acting critics' Q by
+        ``act_score``) and whether an edited candidate won."""
+        res = self.agent.decide(torch.as_tensor(np.asarray(obs, dtype=np.float32))[None], deterministic=True)
+        edited = edited_fraction(res.index, self.agent.cfg.num_samples)
+        return Decision(res.action[0].cpu().numpy(), float(res.chosen_q[0]), edited)
+
+    def base_decide(self, obs: np.ndarray) -> Decision:
+        """The pretrained base alone (one deterministic EMA-base sample): the step-0 policy."""
+        return Decision(self.agent.base_act(obs, deterministic=True))
+
+    def bc_loss(self, batch: Batch) -> float:
+        """The online base's imitation loss on ``batch`` (fixed noise, no training step)."""
+        return self.agent.evaluate_bc_loss(batch)
 
     def update(self, batch_iter: Iterator[Batch]) -> dict[str, float]:
         return self.agent.update(batch_iter)
@@ -54,6 +78,9 @@ class BCLearner(ExpoLearner):
     def act(self, obs: np.ndarray, deterministic: bool = False) -> np.ndarray:
         return self.agent.base_act(obs, deterministic)
 
+    def decide(self, obs: np.ndarray) -> Decision:
+        return self.base_decide(obs)
+
     def update(self, batch_iter: Iterator[Batch]) -> dict[str, float]:
         raise RuntimeError("the bc baseline does not learn online")
 
@@ -64,8 +91,23 @@ class RLPDLearner:
     def __init__(self, agent: RLPDAgent) -> None:
         self.agent = agent
 
+    @property
+    def gamma(self) -> float:
+        return self.agent.cfg.gamma
+
     def act(self, obs: np.ndarray, deterministic: bool = False) -> np.ndarray:
         return self.agent.act(obs, deterministic)
+
+    def decide(self, obs: np.ndarray) -> Decision:
+        """tanh(mean) of the actor and the ensemble-mean Q of it (what the actor maximizes)."""
+        action = self.agent.act(obs, deterministic=True)
+        return Decision(action, self.agent.q_value(obs, action))
+
+    def base_decide(self, obs: np.ndarray) -> Decision:
+        return self.decide(obs)  # no pretrained base: rlpd starts from scratch
+
+    def bc_loss(self, batch: Batch) -> float:
+        return float("nan")  # no imitation-trained base
 
     def update(self, batch_iter: Iterator[Batch]) -> dict[str, float]:
         return self.agent.update(batch_iter)

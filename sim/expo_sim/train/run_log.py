@@ -2,8 +2,11 @@
 
 metrics.csv has one row per evaluation with a fixed set of columns (:data:`COLUMNS`); a value an
 algorithm does not have (e.g. ``editor_loss`` for rlpd) is left empty. Training statistics are
-means over the updates since the previous row. Plots use matplotlib's Agg canvas directly (no
-pyplot, no global backend switch), so they work headless and inside tests.
+means over the updates since the previous row; ``eval_*`` columns describe the evaluation
+episodes of the row (see :mod:`expo_sim.train.evaluation`). A file written before a column was
+added is rewritten with the current header (the new columns empty) when it is opened. Plots use
+matplotlib's Agg canvas directly (no pyplot, no global backend switch), so they work headless and
+inside tests.
 """
 
 from __future__ import annotations
@@ -28,17 +31,26 @@ COLUMNS: tuple[str, ...] = (
     "mean_length",
     "train_success_rate",  # share of the training episodes since the previous row that succeeded
     "critic_loss",
-    "bc_loss",
+    "bc_loss",  # the base's imitation loss on the training minibatches (offline + online)
+    "bc_loss_online",  # ... on the most recent online transitions, fixed noise, no training step
     "editor_loss",
     "actor_loss",
     "temperature_loss",
     "alpha",
-    "q_mean",
+    "q_mean",  # mean Q of the critic ensemble on the training minibatches
     "target_mean",
-    "td_edited_fraction",
+    "target_next_q",  # Q of the chosen next actions in the TD targets
+    "td_edited_fraction",  # share of TD-target next actions that are edited candidates
+    "editor_q",
     "editor_entropy",
+    "otf_entropy",  # entropy backups only: H of the candidates' softmax
+    "backup_log_prob",  # entropy_backup "paper" only: log p(a*) of the drawn next action
     "actor_entropy",
     "rejected_steps",
+    "eval_q",  # the learner's Q of its chosen actions, mean over every evaluated step
+    "eval_mc_return",  # Monte-Carlo discounted return of the same steps
+    "eval_q_bias",  # eval_q - eval_mc_return: > 0 overestimation
+    "eval_edited_fraction",  # share of evaluated steps where EXPO acted with an edited candidate
     "updates_per_s",  # learner updates per second of the online loop since the previous row
     "env_steps_per_s",  # env steps per second of the online loop (evaluation time excluded)
     "eval_time_s",
@@ -55,7 +67,9 @@ class MetricsLog:
             with open(self.path, newline="") as f:
                 header = next(csv.reader(f), None)
             if header is not None and tuple(header) != COLUMNS:
-                raise ValueError(f"{self.path}: unexpected columns {header}; expected {list(COLUMNS)}")
+                if not set(header) <= set(COLUMNS):
+                    raise ValueError(f"{self.path}: unexpected columns {header}; expected {list(COLUMNS)}")
+                self._rewrite(self.rows())  # an older file: the current header, new columns empty
 
     def rows(self) -> list[dict[str, float]]:
         """All rows as floats (empty cells -> NaN)."""
@@ -81,13 +95,18 @@ class MetricsLog:
         rows = self.rows()
         keep = [r for r in rows if r["env_steps"] <= env_steps]
         if len(keep) != len(rows):
-            tmp = self.path.with_suffix(".csv.tmp")
-            tmp.unlink(missing_ok=True)
-            self.path.rename(tmp)
-            for r in keep:
-                self.append(r)
-            tmp.unlink()
+            self._rewrite(keep)
         return len(rows) - len(keep)
+
+    def _rewrite(self, rows: Sequence[Mapping[str, float]]) -> None:
+        """Replace the file by ``rows`` under the current header (atomically)."""
+        tmp = self.path.with_suffix(".csv.tmp")
+        with open(tmp, "w", newline="") as f:
+            w = csv.DictWriter(f, fieldnames=COLUMNS)
+            w.writeheader()
+            for r in rows:
+                w.writerow({k: _fmt(r.get(k)) for k in COLUMNS})
+        os.replace(tmp, self.path)
 
 
 def _fmt(v: Any) -> str:
@@ -146,15 +165,24 @@ def plot_success(ax, rows: Sequence[Mapping[str, float]], label: str, color=None
 
 
 def plot_learning_curve(rows: Sequence[Mapping[str, float]], path: Path, title: str) -> None:
-    """Success rate, critic Q and temperature against env steps, saved as a PNG."""
+    """Success rate, critic Q (training batches, and the chosen actions of the evaluation against
+    their Monte-Carlo returns) and temperature against env steps, saved as a PNG."""
     fig, (ax_s, ax_q, ax_a) = new_figure(3, height=2.4)
     plot_success(ax_s, rows, "eval success")
     ax_s.set_title(title)
     xs = [r["env_steps"] for r in rows]
-    for ax, key, ylabel in ((ax_q, "q_mean", "critic Q (mean)"), (ax_a, "alpha", "temperature alpha")):
-        ys = [r.get(key, math.nan) for r in rows]
-        ax.plot(xs, ys, "o-", ms=3)
-        ax.set_ylabel(ylabel)
+    q_lines = (
+        ("q_mean", "Q on training batches"),
+        ("eval_q", "Q of chosen actions (eval)"),
+        ("eval_mc_return", "MC return (eval)"),
+    )
+    for key, label in q_lines:
+        ax_q.plot(xs, [r.get(key, math.nan) for r in rows], "o-", ms=3, label=label)
+    ax_q.set_ylabel("Q / return")
+    ax_q.legend(fontsize=7)
+    ax_a.plot(xs, [r.get("alpha", math.nan) for r in rows], "o-", ms=3)
+    ax_a.set_ylabel("temperature alpha")
+    for ax in (ax_q, ax_a):
         ax.grid(alpha=0.3)
     alphas = [v for v in (r.get("alpha", math.nan) for r in rows) if v > 0]
     if alphas and max(alphas) > 10 * min(alphas):
