@@ -6,6 +6,7 @@ its handler set as ``func``), so more can be added without touching :func:`main`
     expo-sim demos --task lift --episodes 50 --quality mixed --seed 0 --out data/lift_mixed.hdf5
     expo-sim demos --task lift --episodes 10 --cameras agentview,robot0_eye_in_hand --image-size 84 \
         --out data/lift_image.hdf5
+    expo-sim demos --task stack --generator mimicgen --episodes 200 --out data/stack_mimicgen.hdf5
     expo-sim add-images data/lift_mixed.hdf5 data/lift_mixed_image.hdf5 --cameras agentview,robot0_eye_in_hand
     expo-sim train ...    (also installed as ``expo-train``; see expo_sim.train.harness)
     expo-sim compare ...  (also installed as ``expo-compare``; see expo_sim.train.compare)
@@ -20,6 +21,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from expo_sim.envs.scripted import QUALITIES, SCRIPTED_TASKS
+from expo_sim.mimicgen.generate import MIMICGEN_TASKS
 from expo_sim.session.cli import add_session
 from expo_sim.train.evaluate_cli import add_evaluate
 
@@ -48,10 +50,39 @@ def _add_demos(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "demos",
         help="generate scripted demonstrations as a robomimic HDF5 file",
-        description="Run the scripted demonstrator and write the official robomimic HDF5 layout.",
+        description="Run the scripted demonstrator and write the official robomimic HDF5 layout. "
+        "--generator mimicgen: scripted source demos multiplied by NVIDIA MimicGen, then validated by replay "
+        "(docs/mimicgen.md).",
     )
-    p.add_argument("--task", required=True, choices=SCRIPTED_TASKS, help="task to demonstrate")
-    p.add_argument("--episodes", type=_positive_int, default=50, help="number of demos (default 50)")
+    p.add_argument(
+        "--task",
+        required=True,
+        choices=sorted({*SCRIPTED_TASKS, *MIMICGEN_TASKS}),
+        help="task to demonstrate",
+    )
+    p.add_argument(
+        "--episodes",
+        type=_positive_int,
+        default=50,
+        help="number of demos (default 50); with --generator mimicgen the number of MimicGen trials: "
+        "the file holds the ones that succeed and pass validation",
+    )
+    p.add_argument(
+        "--generator",
+        choices=("scripted", "mimicgen"),
+        default="scripted",
+        help=f"scripted: the scripted expert ({', '.join(SCRIPTED_TASKS)}); mimicgen: ~10 scripted source "
+        f"demos multiplied by MimicGen ({', '.join(sorted(MIMICGEN_TASKS))}; needs make setup)",
+    )
+    p.add_argument(
+        "--source-demos", type=_positive_int, default=10, help="mimicgen: scripted source demos (default 10)"
+    )
+    p.add_argument(
+        "--work-dir",
+        type=Path,
+        help="mimicgen: folder for the source demos, MimicGen's config, logs and raw output "
+        "(default OUT without suffix + _mimicgen)",
+    )
     p.add_argument(
         "--quality",
         choices=QUALITIES,
@@ -72,7 +103,7 @@ def _add_demos(sub: argparse._SubParsersAction) -> None:
         "default none: a low-dim file)",
     )
     _add_image_arguments(p)
-    p.set_defaults(func=_run_demos)
+    p.set_defaults(func=_run_demos, parser=p)
 
 
 def _camera_list(text: str) -> tuple[str, ...]:
@@ -116,6 +147,10 @@ def _add_image_arguments(p: argparse.ArgumentParser) -> None:
 def _run_demos(args: argparse.Namespace) -> int:
     from expo_sim.envs.demo_set import write_demo_set
 
+    if args.generator == "mimicgen":
+        return _run_mimicgen_demos(args)
+    if args.task not in SCRIPTED_TASKS:
+        args.parser.error(f"no scripted demonstrator for '{args.task}'; use --generator mimicgen")
     try:
         summary = write_demo_set(
             args.task,
@@ -133,6 +168,39 @@ def _run_demos(args: argparse.Namespace) -> int:
             next_obs_images=not args.no_next_obs_images,
         )
     except FileExistsError as e:
+        print(f"expo-sim demos: error: {e}", file=sys.stderr)
+        return 2
+    print(summary.line())
+    return 0
+
+
+def _run_mimicgen_demos(args: argparse.Namespace) -> int:
+    from expo_sim.mimicgen.available import MimicGenMissing
+    from expo_sim.mimicgen.generate import MimicGenFailed
+    from expo_sim.mimicgen.pipeline import generate_mimicgen_demos
+
+    if args.task not in MIMICGEN_TASKS:
+        args.parser.error(
+            f"--generator mimicgen is set up for {sorted(MIMICGEN_TASKS)}, not '{args.task}' "
+            "(use --generator scripted)"
+        )
+    try:
+        summary = generate_mimicgen_demos(
+            args.task,
+            args.episodes,
+            args.seed,
+            args.out,
+            source_demos=args.source_demos,
+            horizon=args.horizon,
+            valid_fraction=args.valid_fraction,
+            overwrite=args.overwrite,
+            work_dir=args.work_dir,
+            cameras=args.cameras,
+            camera_size=args.image_size,
+            compression=None if args.compression == "none" else args.compression,
+            next_obs_images=not args.no_next_obs_images,
+        )
+    except (MimicGenMissing, MimicGenFailed, FileExistsError, RuntimeError) as e:
         print(f"expo-sim demos: error: {e}", file=sys.stderr)
         return 2
     print(summary.line())

@@ -272,8 +272,9 @@ BASE_FRAME_PROPRIO: tuple[ObsKey, ...] = (
     ObsKey("robot0_joint_pos", 7),
 )
 
-# robomimic stores robosuite's "object-state" under the key "object".
-TASK_OBJECT_DIMS: dict[str, int] = {"lift": 10, "can": 14, "square": 14, "stack": 23}
+# robomimic stores robosuite's "object-state" under the key "object". stack and threading are
+# MimicGen's Stack_D0 and Threading_D0 (expo_core.tasks).
+TASK_OBJECT_DIMS: dict[str, int] = {"lift": 10, "can": 14, "square": 14, "stack": 23, "threading": 28}
 
 
 def rgb_keys(cameras: Sequence[str], image_size: int = DEFAULT_IMAGE_SIZE) -> tuple[RgbKey, ...]:
