@@ -245,14 +245,21 @@ def test_franka_graph_runs_against_the_emulated_franka(checkpoint: Path, record_
     settled = [
         float(np.linalg.norm(pose_of(m)[:3] - hold[:3])) for t, m in measured.items if t_hold <= t < t_clear
     ]
-    # Commands were applied at the step right after the pose they answer (one per period).
-    stamp_of = {(m.episode, m.step): cv.stamp_ns(m.header.stamp) for m in obs.got["action"]}
-    lags = Counter(
-        round((cv.stamp_ns(f.header.stamp) - stamp_of[(f.episode, f.step)]) * 1e-9 / PERIOD_S)
-        for f in obs.got["env_feedback"]
-        if (f.episode, f.step) in stamp_of
-    )
-    assert lags[1] >= 0.5 * sum(lags.values()), lags
+    # The emulator answers every measured pose (100 Hz: the bridge publishes the pose at every
+    # chunk) with a command for the coming env step; the feedback echoes the command in effect
+    # at the end of each step: mostly one made for that very step, so the equilibria took effect
+    # within the step they were meant for.
+    by_episode: dict[int, list[int]] = {}
+    for f in obs.got["env_feedback"]:
+        by_episode.setdefault(f.episode, []).append(f.step)
+    lags = Counter(i - step for steps in by_episode.values() for i, step in enumerate(steps))
+    assert min(lags) >= 0, f"a command claimed a later step than it took effect in: {lags}"
+    # On time mostly, unless the machine could not keep the bridge on wall time (it counts the
+    # periods it fell behind by more than a period: a world that does not wait drops the late
+    # commands, and the arm keeps its previous equilibrium meanwhile).
+    overruns = int(float(obs.latest_status(": sim").get("overruns", "0")))
+    if overruns <= 0.1 * len(obs.got["env_feedback"]):
+        assert lags[0] >= 0.5 * sum(lags.values()), (lags, overruns)
 
     # Env steps advanced in every episode; the emulated controller got the commands.
     feedback = obs.got["env_feedback"]
@@ -275,4 +282,5 @@ def test_franka_graph_runs_against_the_emulated_franka(checkpoint: Path, record_
     record_property("release_latency_ms", round(1e3 * (t_release - t_clear), 2))
     record_property("hold_drift_max_m", round(max(settled), 4))
     record_property("command_lag_periods", dict(lags))
+    record_property("bridge_overruns", overruns)
     record_property("emulator_counts", counts)

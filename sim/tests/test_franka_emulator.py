@@ -114,14 +114,18 @@ def test_emulated_action_is_pose_delta_plus_gripper() -> None:
     assert action.shape == (7,) and not delta.saturated
 
 
-def test_episode_indices_follow_done_feedback() -> None:
-    idx = EpisodeIndices()
-    assert [idx.next() for _ in range(3)] == [(0, 0), (0, 1), (0, 2)]
-    idx.feedback(0, done=False)
-    idx.feedback(0, done=True)
-    assert idx.next() == (1, 0)
-    idx.feedback(0, done=True)  # a late duplicate of an old episode changes nothing
-    assert idx.next() == (1, 1)
+def test_episode_indices_name_the_step_a_command_takes_effect_in() -> None:
+    T = 50_000_000
+    idx = EpisodeIndices(T)
+    assert [idx.next(s) for s in (0, 10, 40)] == [(0, 0)] * 3  # before any report: step 0
+    idx.feedback(0, done=False, stamp_ns=T)  # step 0 ended at T
+    assert idx.next(T) == (0, 1)  # the pose at T (just before its feedback) is for step 1 too
+    assert idx.next(T + 30) == (0, 1) and idx.next(2 * T + 10) == (0, 2)  # a report not yet in
+    idx.feedback(0, done=False, stamp_ns=2 * T)
+    idx.feedback(0, done=True, stamp_ns=3 * T)
+    assert idx.next(4 * T) == (1, 0)
+    idx.feedback(0, done=True, stamp_ns=3 * T)  # a late duplicate of an old episode changes nothing
+    assert idx.next(4 * T + 10) == (1, 0)
 
 
 def test_parameters_validate_and_the_yaml_equals_the_defaults() -> None:

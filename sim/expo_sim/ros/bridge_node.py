@@ -6,7 +6,8 @@ Topics (relative names, remap in the graph; QoS reliable, volatile):
 topic               type                             depth  what
 ==================  ===============================  =====  ====================================
 out joint_states    sensor_msgs/JointState           10     7 arm joints [rad] + 2 fingers [m]
-out ee_pose         geometry_msgs/PoseStamped        10     end effector, ``frame_id`` (world)
+out ee_pose         geometry_msgs/PoseStamped        10     end effector, ``frame_id`` (world);
+                                                            realtime: also every 10 ms chunk
 out object_poses    geometry_msgs/PoseArray          10     task objects, ground truth
 out image_raw       sensor_msgs/Image (optional)     5      rgb8 camera image (camera.enabled)
 out env_feedback    expo_interfaces/EnvFeedback      50     one per command: reward, done, ...
@@ -178,8 +179,7 @@ class SimBridge(TeardownLifecycleNode):
         self._published: OrderedDict[int, float] = OrderedDict()  # stamp -> wall publish time
         self._last_indices = (0, 0)  # (episode, step) of the command in effect (feedback echo)
         self._first_sent = False  # lockstep: first observation published
-        self._heard = False  # realtime: a command has been received (stepping begins)
-        self._mode = "idle"  # realtime period: idle (no policy yet), step or reset
+        self._mode = "idle"  # realtime period: idle (no command for this episode yet), step or reset
         self._chunk = 0  # realtime: chunk of the current period that runs next
         self._new_in_period = False  # realtime: a new command took effect in this period
         self._summary_logged = False
@@ -280,6 +280,10 @@ class SimBridge(TeardownLifecycleNode):
             self._pubs["image_raw"].publish(msgs.image)
         if self._episode_first_ns is None:
             self._episode_first_ns = ns
+        self._note_published(ns)
+
+    def _note_published(self, ns: int) -> None:
+        """Remember when (wall) the observation stamped ``ns`` went out: the round trip's start."""
         self._published[ns] = time.monotonic()
         while len(self._published) > _PUBLISHED_KEPT:
             self._published.popitem(last=False)
@@ -369,7 +373,6 @@ class SimBridge(TeardownLifecycleNode):
             if published is not None:
                 self.stats.answered(now - published)
             self._inbox.put(cmd, now, self._injected_delay_s())
-            self._heard = True
         elif self._gate.accept(cmd.stamp_ns):
             t0 = time.monotonic()
             self.stats.answered(t0 - self._gate.published_at)
@@ -485,13 +488,20 @@ class SimBridge(TeardownLifecycleNode):
         ns = self._tick_clock(self.cfg.chunk_ns)
         self._chunk = (self._chunk + 1) % self.cfg.substeps
         if self._chunk == 0:
-            self._period_end(ns, result)
+            self._period_end(ns, result, wall)
             if self.finished:
                 return
+        elif self.cfg.ee_pose_every_substep:  # the pose between observations (the arm moves on)
+            pos, quat = self._physics.ee_pose()
+            self._pubs["ee_pose"].publish(cv.pose_stamped_msg(pos, quat, ns, self.cfg.frame_id))
+            self._note_published(ns)
         if self._mode == "step":
             self._take_arrivals(wall, ns)
 
-    def _period_end(self, ns: int, result: tuple | None) -> None:
+    def _max_age_ns(self) -> int:
+        return round(self.cfg.max_action_age_ms * 1e6)
+
+    def _period_end(self, ns: int, result: tuple | None, wall: float) -> None:
         if self._mode == "step":
             step = self._stepped(result)
             self.stats.own_holds += int(not self._new_in_period)
@@ -504,15 +514,15 @@ class SimBridge(TeardownLifecycleNode):
             return
         if self._mode == "reset":
             self._reset_env()
-            self._mode = "step"
-        elif self._heard:  # idle until the policy's first command: stepping begins now
-            self._mode = "step"
+            self._mode = "idle"
         self._publish_obs(ns)
+        first = self._episode_first_ns if self._episode_first_ns is not None else ns
+        if self._inbox.ready(wall, ns, self._max_age_ns(), first):  # a command for this episode
+            self._mode = "step"
 
     def _take_arrivals(self, wall: float, ns: int) -> None:
-        max_age_ns = round(self.cfg.max_action_age_ms * 1e6)
         first = self._episode_first_ns if self._episode_first_ns is not None else ns
-        arrival = self._inbox.take(wall, ns, max_age_ns, first)
+        arrival = self._inbox.take(wall, ns, self._max_age_ns(), first)
         if arrival is None:
             return
         cmd = arrival.cmd

@@ -48,6 +48,13 @@ PARAMETERS: tuple[ParamSpec, ...] = (
         "chunk boundary after it arrives (1: at the next period boundary)",
     ),
     ParamSpec(
+        "realtime_ee_pose_every_substep",
+        True,
+        "realtime: also publish ee_pose at every chunk boundary (a robot's pose feedback is faster "
+        "than its control rate; the emulated Franka controller re-aims on each); joint_states, "
+        "object_poses and the other pieces stay at the control rate",
+    ),
+    ParamSpec(
         "max_action_age_ms",
         100.0,
         "realtime: a command whose observation is older than this when it would take effect is "
@@ -137,6 +144,7 @@ class BridgeConfig:
     num_episodes: int = 0
     action_timeout_s: float = 5.0
     substeps: int = 5
+    ee_pose_every_substep: bool = True
     max_action_age_ms: float = 100.0
     injected_latency_ms: float = 0.0
     injected_jitter_ms: float = 0.0
@@ -212,6 +220,9 @@ class BridgeConfig:
             num_episodes=_int("num_episodes", v["num_episodes"], 0),
             action_timeout_s=_float("action_timeout_s", v["action_timeout_s"], 0.0, 3600.0),
             substeps=_int("realtime_substeps", v["realtime_substeps"], 1, 25),
+            ee_pose_every_substep=_bool(
+                "realtime_ee_pose_every_substep", v["realtime_ee_pose_every_substep"]
+            ),
             max_action_age_ms=_float("max_action_age_ms", v["max_action_age_ms"], 0.0, 60_000.0),
             injected_latency_ms=_non_negative("injected_latency_ms", v["injected_latency_ms"], 10_000.0),
             injected_jitter_ms=_non_negative("injected_jitter_ms", v["injected_jitter_ms"], 10_000.0),

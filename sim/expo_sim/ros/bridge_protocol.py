@@ -37,9 +37,10 @@ Realtime protocol (``realtime: true``), a model of an arm that does not wait for
    of a previous episode. Every count is per episode too.
 4. While no new command takes effect the controller keeps its last goal (franka's impedance
    controller keeps its last equilibrium; a policy hold sets the goal to the pose of the moment).
-   Stepping starts at the first period boundary after the first command arrives; the period
-   after an episode end is the reset (no physics), so the next episode's first observation is
-   one period after the terminal one.
+   The period after an episode end is the reset (no physics), so the next episode's first
+   observation is one period after the terminal one. An episode's stepping starts at the first
+   period boundary where a command for it would take effect (its observations keep coming
+   meanwhile): every stepped period's feedback then echoes a command of that episode.
 
 Times: the observation -> command round trip (received minus published, wall clock) and the age
 of each command when it takes effect (sim time at that chunk boundary minus its stamp, the
@@ -173,6 +174,16 @@ class RealtimeInbox:
         """A command received at wall time ``now`` that arrives ``injected_s`` later."""
         self._pending.append((now + max(injected_s, 0.0), self._order, cmd, max(injected_s, 0.0)))
         self._order += 1
+
+    def ready(self, boundary: float, sim_now_ns: int, max_age_ns: int, min_stamp_ns: int = -1) -> bool:
+        """Whether :meth:`take` with the same arguments would return a command (nothing consumed)."""
+        return any(
+            p[0] <= boundary
+            and p[2].stamp_ns >= min_stamp_ns
+            and p[2].stamp_ns > self.applied_stamp_ns
+            and (sim_now_ns - p[2].stamp_ns <= max_age_ns or p[2].hold)
+            for p in self._pending
+        )
 
     def take(
         self, boundary: float, sim_now_ns: int, max_age_ns: int, min_stamp_ns: int = -1

@@ -122,18 +122,28 @@ def emulated_action(
 class EpisodeIndices:
     """(episode, step) stamped on the emulator's commands, so the sim bridge's feedback echoes
     indices the policy node can follow: the episode advances with each done feedback of the
-    current episode (the bridge resets the env then), the step with each command sent."""
+    current episode (the bridge resets the env then); the step is the env step the command will
+    take effect in, from the measured pose's stamp: the steps reported so far in this episode
+    plus the whole control periods between the newest report and the pose (a pose stamped at a
+    period's end, published just before that period's feedback, belongs to the next step). The
+    several commands the emulator sends within one period (one per measured pose) share it."""
 
-    def __init__(self) -> None:
+    def __init__(self, period_ns: int = 50_000_000) -> None:
+        self.period_ns = int(period_ns)
         self.episode = 0
-        self.step = 0
+        self._steps = 0  # feedbacks (env steps) of the current episode so far
+        self._last_ns: int | None = None  # stamp of the newest of them
 
-    def next(self) -> tuple[int, int]:
-        """Indices for the command about to be sent."""
-        out = (self.episode, self.step)
-        self.step += 1
-        return out
+    def next(self, stamp_ns: int) -> tuple[int, int]:
+        """Indices for a command answering a measured pose stamped ``stamp_ns``."""
+        if self._last_ns is None:
+            return self.episode, 0
+        ahead = max(stamp_ns - self._last_ns, 0) // self.period_ns
+        return self.episode, self._steps + ahead
 
-    def feedback(self, episode: int, done: bool) -> None:
+    def feedback(self, episode: int, done: bool, stamp_ns: int) -> None:
         if done and episode >= self.episode:
-            self.episode, self.step = episode + 1, 0
+            self.episode, self._steps, self._last_ns = episode + 1, 0, None
+        elif episode == self.episode:
+            self._steps += 1
+            self._last_ns = stamp_ns if self._last_ns is None else max(self._last_ns, stamp_ns)

@@ -20,12 +20,16 @@ action (to the sim bridge)                                expo_interfaces/Action
 diagnostics                                               diagnostic_msgs/DiagnosticArray  reliable, 10
 ========================================================  ===============================  ===========
 
-Control: the bridge publishes one measured pose per control period (after its env step); on
+Control: the realtime bridge publishes the measured pose at every chunk of its physics (10 ms:
+``realtime_ee_pose_every_substep``, franka_ros2's state broadcaster publishes faster still); on
 each one, once an equilibrium has arrived, the emulator sends one command computed against that
-very pose (:func:`expo_sim.ros.franka_emulation.emulated_action`), which the bridge applies at its
-next step, so each period carries exactly one command. Like the real controller it keeps the
-last equilibrium for as long as no new one arrives; before the first one it sends nothing (the
-realtime bridge does not step until a command arrives: the arm stays where it is).
+very pose (:func:`expo_sim.ros.franka_emulation.emulated_action`), which the bridge applies at
+the next chunk boundary after it arrives: the emulated controller re-aims at the equilibrium
+every 10 ms, as the real one pulls toward it continuously, so a new equilibrium takes effect
+within about a chunk (with 20 Hz poses it waited up to a whole period for the next pose). Like
+the real controller it keeps the last equilibrium for as long as no new one arrives; before the
+first one it sends nothing (the realtime bridge does not step until a command arrives: the arm
+stays where it is).
 
 Diagnostics count what reached the emulated controller (equilibrium poses, gripper commands)
 and what it sent (actions, saturated ones), plus the last tracking error; tests read them.
@@ -37,6 +41,7 @@ from collections import Counter
 from typing import Any
 
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
+from expo_core.tasks import CONTROL_FREQ_HZ
 from expo_franka.franka_conversions import Pose
 from expo_interfaces.msg import ActionCommand, EnvFeedback
 from expo_ros import conversions as cv
@@ -87,7 +92,7 @@ class FrankaEmulator(TeardownLifecycleNode):
     def _reset(self) -> None:
         self._equilibrium: Pose | None = None
         self._width: float | None = None
-        self._indices = EpisodeIndices()
+        self._indices = EpisodeIndices(round(1e9 / CONTROL_FREQ_HZ))
         self._errors = (float("nan"), float("nan"))  # last translation [m], rotation [rad] error
 
     # --- lifecycle ------------------------------------------------------------------------
@@ -168,7 +173,7 @@ class FrankaEmulator(TeardownLifecycleNode):
 
     def _on_feedback(self, msg: EnvFeedback) -> None:
         fb = cv.env_feedback_to_numpy(msg)
-        self._indices.feedback(fb.episode, fb.done)
+        self._indices.feedback(fb.episode, fb.done, fb.stamp_ns)
 
     def _on_current_pose(self, msg: PoseStamped) -> None:
         self.counters["measured_poses"] += 1
@@ -186,7 +191,7 @@ class FrankaEmulator(TeardownLifecycleNode):
             self.counters["rejected"] += 1
             self.get_logger().error(f"no command this period: {e}", throttle_duration_sec=2.0)
             return
-        episode, step = self._indices.next()
+        episode, step = self._indices.next(cv.stamp_ns(msg.header.stamp))
         cmd = cv.Command(
             action=action,
             stamp_ns=cv.stamp_ns(msg.header.stamp),  # the measured pose it answers

@@ -70,19 +70,24 @@ class SessionStats:
     episode_log: list[tuple[int, bool, str]] = field(default_factory=list)
     _first_step_s: float | None = None
     _last_step_s: float | None = None
+    _steps_in_episode: int = 0
 
     # --- intake ----------------------------------------------------------------------------
     def feedback(self, step: int, terminated: bool, truncated: bool, success: bool) -> None:
-        """One env step's feedback (``step`` is its index within the episode)."""
+        """One env step's feedback. ``step`` is the index the feedback echoes (the command's); the
+        episode length is counted here, one step per feedback (in realtime a period without a
+        new command echoes the previous command's index)."""
         now = self.clock()
         if self._first_step_s is None:
             self._first_step_s = now
         self._last_step_s = now
         self.env_steps += 1
+        self._steps_in_episode += 1
         if terminated or truncated:
             self.episodes += 1
             self.successes += int(success)
-            self.episode_lengths.append(step + 1)
+            self.episode_lengths.append(self._steps_in_episode)
+            self._steps_in_episode = 0
             self.episode_log.append((self.env_steps, bool(success), self.policy.get("weights_version", "0")))
 
     def status(self, name: str, values: Mapping[str, str]) -> None:
