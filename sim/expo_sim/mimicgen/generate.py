@@ -83,6 +83,7 @@ def _run(args: list[str], log_path: Path, cwd: Path, on_line=None) -> int:
         assert proc.stdout is not None
         for line in proc.stdout:
             out.write(line)
+            out.flush()  # the log is readable while the tool runs
             if on_line is not None:
                 on_line(line)
         return proc.wait()
@@ -91,8 +92,10 @@ def _run(args: list[str], log_path: Path, cwd: Path, on_line=None) -> int:
 def prepare_source(task: str, src: Path, work: Path) -> float:
     """``mimicgen.scripts.prepare_src_dataset`` on ``src`` in place; returns its wall time."""
     interface, _ = check_task(task)
+    src, work = Path(src).resolve(), Path(work).resolve()
     t0 = time.perf_counter()
     log_path = work / "prepare_src_dataset.log"
+    log.info("MimicGen prepare_src_dataset: replaying the source demos for datagen_info (log: %s)", log_path)
     rc = _run(
         ["-m", "mimicgen.scripts.prepare_src_dataset", "--dataset", str(src), "--env_interface", interface,
          "--env_interface_type", "robosuite"],
@@ -129,9 +132,11 @@ def generate(
 
     if attempts < 1:
         raise ValueError(f"attempts must be >= 1, got {attempts}")
+    src, work = Path(src).resolve(), Path(work).resolve()
     cfg_path = work / "mimicgen_config.json"
     cfg_path.write_text(json.dumps(generation_config(task, src, work, attempts, seed), indent=2))
     log_path = work / "generate_dataset.log"
+    log.info("MimicGen generate_dataset: %d trials (log: %s)", attempts, log_path)
     bar = tqdm(total=attempts, unit="trial", desc=f"{task} MimicGen", disable=not progress)
 
     def on_line(line: str) -> None:

@@ -123,7 +123,8 @@ def generate_mimicgen_demos(
         raise ValueError(f"attempts must be >= 1, got {attempts}")
     register_envs(f"task '{task}'")
     t0 = time.perf_counter()
-    work = Path(work_dir) if work_dir is not None else default_work_dir(out)
+    # absolute: MimicGen's tools run with the work folder as their working directory
+    work = (Path(work_dir) if work_dir is not None else default_work_dir(out)).resolve()
     work.mkdir(parents=True, exist_ok=True)
 
     # 1. source demos (+ 2a. prepared), reused when the same ones exist
