@@ -24,7 +24,7 @@ from expo_core.tasks import check_task
 
 from expo_sim.study.results import Point
 from expo_sim.train.presets import check_algo
-from expo_sim.train.run_log import MetricsLog
+from expo_sim.train.run_log import read_metrics
 
 # run.json settings that must match the study's for an existing run directory to be reused.
 _SAME_SETTINGS = (
@@ -126,7 +126,7 @@ class Run:
                 r["success_rate"],
                 int(r["eval_episodes"]),
             )
-            for r in MetricsLog(path).rows()
+            for r in read_metrics(path)
         ]
 
     def command(self, spec: StudySpec) -> list[str]:

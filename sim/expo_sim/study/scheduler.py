@@ -24,6 +24,7 @@ from pathlib import Path
 
 from expo_sim.study.plan import Run, StudySpec
 from expo_sim.study.results import Point, plot_task, write_learning_csv
+from expo_sim.train.run_log import read_metrics
 
 log = logging.getLogger(__name__)
 
@@ -194,9 +195,7 @@ class Scheduler:
 
 def _diagnostics(out: Path, p: Point) -> str:
     """The row's overestimation and learner diagnostics, as far as the run has them."""
-    from expo_sim.train.run_log import MetricsLog
-
-    rows = [r for r in MetricsLog(out / "metrics.csv").rows() if int(r["env_steps"]) == p.env_steps]
+    rows = [r for r in read_metrics(out / "metrics.csv") if int(r["env_steps"]) == p.env_steps]
     if not rows:
         return ""
     r = rows[-1]

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from expo_sim.train.run_log import MetricsLog, new_figure, plot_success
+from expo_sim.train.run_log import new_figure, plot_success, read_metrics
 
 
 @dataclass(frozen=True)
@@ -39,7 +39,7 @@ def load_run(path: Path) -> RunResult:
     for p in (summary_path, metrics_path):
         if not p.is_file():
             raise FileNotFoundError(f"{path} is not a training run: {p.name} is missing")
-    rows = MetricsLog(metrics_path).rows()
+    rows = read_metrics(metrics_path)
     if not rows:
         raise ValueError(f"{metrics_path} has no evaluation rows")
     return RunResult(path, json.loads(summary_path.read_text()), rows)

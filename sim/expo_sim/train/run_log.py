@@ -73,10 +73,7 @@ class MetricsLog:
 
     def rows(self) -> list[dict[str, float]]:
         """All rows as floats (empty cells -> NaN)."""
-        if not self.path.exists():
-            return []
-        with open(self.path, newline="") as f:
-            return [{k: float(v) if v != "" else math.nan for k, v in r.items()} for r in csv.DictReader(f)]
+        return read_metrics(self.path)
 
     def append(self, row: Mapping[str, float]) -> None:
         unknown = sorted(set(row) - set(COLUMNS))
@@ -107,6 +104,16 @@ class MetricsLog:
             for r in rows:
                 w.writerow({k: _fmt(r.get(k)) for k in COLUMNS})
         os.replace(tmp, self.path)
+
+
+def read_metrics(path: Path) -> list[dict[str, float]]:
+    """The rows of a metrics.csv as floats (empty cells -> NaN), without checking or migrating
+    its header: for readers beside the process that writes it (expo-study, expo-compare)."""
+    path = Path(path)
+    if not path.exists():
+        return []
+    with open(path, newline="") as f:
+        return [{k: float(v) if v != "" else math.nan for k, v in r.items()} for r in csv.DictReader(f)]
 
 
 def _fmt(v: Any) -> str:
