@@ -275,3 +275,22 @@ def test_learner_stats_before_activation_are_ignored(ros_ctx) -> None:
         assert h.bridge.trigger_activate() == SUCCESS
     finally:
         h.close()
+
+
+def test_realtime_injected_latency_delays_commands_and_a_restart_reports_the_episode(harness) -> None:
+    h = harness(realtime=True, injected_latency_ms=120.0, max_action_age_ms=60_000.0, horizon=400)
+    h.start()
+    h.connect_policy()
+    h.spin_until(lambda: h.action_pub.get_subscription_count() > 0, "the bridge to hear the policy")
+    s0 = h.wait_set(0, "an observation")
+    h.answer(s0, 0, 0)
+    h.spin_until(lambda: len(h.feedback) >= 3, "steps under the delayed command")
+    age_ms = h.bridge.stats.action_age.stats().p50_s * 1e3
+    assert age_ms >= 120.0, f"took effect {age_ms:.0f} ms after its observation, 120 ms injected"
+    n = len(h.feedback)
+    assert h.bridge.trigger_deactivate() == SUCCESS
+    assert h.bridge.trigger_activate() == SUCCESS
+    h.spin_until(lambda: len(h.feedback) > n, "the report of the interrupted episode")
+    report = h.feedback[n]
+    assert report.truncated and (report.episode, report.step) == (0, 0)
+    assert len(h.bridge.stats.records) == 1 and not h.bridge.stats.records[0].success
