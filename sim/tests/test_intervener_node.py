@@ -13,6 +13,7 @@ import uuid
 import numpy as np
 import pytest
 import rclpy
+from diagnostic_msgs.msg import DiagnosticArray
 from expo_interfaces.msg import ActionCommand, EnvFeedback, TeleopCommand
 from expo_ros import conversions as cv
 from expo_ros.node_harness import NodeHarness, harness_factory, ros_context
@@ -50,6 +51,8 @@ class Harness(NodeHarness):
         self.io = rclpy.create_node("io", namespace=self.ns, context=ctx)
         self.teleop: list[TeleopCommand] = []
         self.io.create_subscription(TeleopCommand, "teleop", self.teleop.append, 50)
+        self.diagnostics: list[DiagnosticArray] = []
+        self.io.create_subscription(DiagnosticArray, "diagnostics", self.diagnostics.append, 10)
         self.ee = self.io.create_publisher(PoseStamped, "ee_pose", 10)
         self.objects = self.io.create_publisher(PoseArray, "object_poses", 10)
         self.action = self.io.create_publisher(ActionCommand, "action", 10)
@@ -103,6 +106,14 @@ def test_stalled_policy_gets_the_expert_then_control_back(harness) -> None:
     a = np.asarray(msgs[-1].action)
     assert a[0] > 0.5 and a[2] < -0.5 and a[6] == -1.0  # towards above the cube, gripper open
     assert h.node.expert.phase_steps == 1  # the expert's own script advanced once it acted
+
+    def reported() -> bool:
+        return bool(h.diagnostics) and cv.diagnostics_values(h.diagnostics[-1]).get("engaged") == "true"
+
+    h.spin_until(reported, "diagnostics: the expert in control", timeout=5.0)
+    status = h.diagnostics[-1].status[0]
+    values = cv.diagnostics_values(h.diagnostics[-1])
+    assert status.name == f"{h.ns}/intervener: intervener" and "take over (stall" in values["last_event"]
     msgs = [h.observe(EE + [0.01 * k, 0, 0]) for k in range(1, 5)]
     assert [m.deadman for m in msgs] == [True, True, True, False]  # 4 steps, then hand back
     assert "hand back" in h.node.last_event

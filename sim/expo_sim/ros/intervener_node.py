@@ -249,7 +249,12 @@ class IntervenerNode(TeardownLifecycleNode):
         message = "expert in control" if r.engaged else "policy in control"
         self._pubs["diagnostics"].publish(
             cv.diagnostics_msg(
-                now, "expo_intervener", DiagnosticStatus.OK, message, values, "expo_intervener"
+                now,
+                f"{self.get_fully_qualified_name()}: intervener",
+                DiagnosticStatus.OK,
+                message,
+                values,
+                "expo_intervener",
             )
         )
 

@@ -221,7 +221,9 @@ class TeleopNode(TeardownLifecycleNode):
         else:
             level, message = DiagnosticStatus.OK, "operator in control" if state.deadman else "standing by"
         self._pubs["diagnostics"].publish(
-            cv.diagnostics_msg(now, "expo_teleop", level, message, values, "expo_teleop")
+            cv.diagnostics_msg(
+                now, f"{self.get_fully_qualified_name()}: teleop", level, message, values, "expo_teleop"
+            )
         )
 
 

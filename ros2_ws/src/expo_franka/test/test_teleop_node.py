@@ -126,6 +126,7 @@ def test_joy_to_teleop_bad_input_and_stream_loss(harness) -> None:
     values = cv.diagnostics_values(h.diagnostics[-1])
     assert values["deadman"] == "true" and values["valid"] == "false" and float(values["joy_age_ms"]) > 300
     assert h.diagnostics[-1].status[0].level == b"\x01"  # WARN
+    assert h.diagnostics[-1].status[0].name == f"{h.ns}/teleop: teleop"
 
 
 def test_e_stop_topic_button_clear_and_deactivate(harness) -> None:

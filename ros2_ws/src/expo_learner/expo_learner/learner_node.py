@@ -292,7 +292,12 @@ class LearnerNode(TeardownLifecycleNode):
         message = "training thread died" if dead else r.line()
         self._pubs["diagnostics"].publish(
             cv.diagnostics_msg(
-                self.get_clock().now().nanoseconds, "expo_learner", level, message, values, "expo_learner"
+                self.get_clock().now().nanoseconds,
+                f"{self.get_fully_qualified_name()}: learner",
+                level,
+                message,
+                values,
+                "expo_learner",
             )
         )
 

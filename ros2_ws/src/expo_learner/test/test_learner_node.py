@@ -219,19 +219,28 @@ def test_intervention_flags_reach_the_bags_the_stats_and_diagnostics(harness) ->
         h.actors[0].publish(cv.transition_msg(t, "/robot1"))
     h.spin_until(lambda: h.node.trainer.store.seen == 30, "30 transitions stored")
 
-    def reported() -> bool:
+    def reported() -> bool:  # stats and diagnostics sent after all three episodes were stored
+        stats = bool(h.stats) and cv.learner_stats_to_numpy(h.stats[-1]).scalars
+        diag = bool(diagnostics) and cv.diagnostics_values(diagnostics[-1])
         return (
-            bool(h.stats) and "interventions/step_fraction" in cv.learner_stats_to_numpy(h.stats[-1]).scalars
+            bool(stats and diag)
+            and stats.get("interventions/episodes_total") == 3
+            and (diag.get("interventions/episodes_total") == "3")
         )
 
-    h.spin_until(lambda: reported() and diagnostics, "intervention rates in learner_stats and diagnostics")
+    h.spin_until(reported, "intervention rates of 3 episodes in learner_stats and diagnostics")
     s = cv.learner_stats_to_numpy(h.stats[-1]).scalars
     assert s["interventions/step_fraction"] == pytest.approx(0.3)
     assert s["interventions/per_episode"] == pytest.approx(1.0) and s["interventions/takeovers_total"] == 3
-    h.spin_until(lambda: "intervention_bc_loss" in cv.learner_stats_to_numpy(h.stats[-1]).scalars, "BC loss")
+
+    def imitated() -> bool:  # some period (while updates ran) reports the imitation steps' loss
+        return any("intervention_bc_loss" in cv.learner_stats_to_numpy(m).scalars for m in h.stats)
+
+    h.spin_until(imitated, "intervention_bc_loss in learner_stats")
     values = cv.diagnostics_values(diagnostics[-1])
     assert float(values["interventions/step_fraction"]) == pytest.approx(0.3)
-    assert diagnostics[-1].status[0].hardware_id == "expo_learner"
+    status = diagnostics[-1].status[0]
+    assert status.hardware_id == "expo_learner" and status.name == f"{h.ns}/learner_node: learner"
     assert len(h.node.trainer.store.interventions) == 9
     assert h.node.trigger_deactivate() == SUCCESS
     table, _ = load_segments(h.tmp / "bags")
