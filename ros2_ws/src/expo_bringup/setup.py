@@ -21,5 +21,10 @@ setup(
     maintainer_email="maintainers@expo-stack.dev",
     description="EXPO launch files, parameter YAML and the node-graph runner.",
     license="Apache-2.0",
-    entry_points={"console_scripts": ["expo-bringup = expo_bringup.cli:main"]},
+    entry_points={
+        "console_scripts": [
+            "expo-bringup = expo_bringup.cli:main",
+            "foxglove_bridge = expo_bringup.foxglove_bridge:main",
+        ]
+    },
 )

@@ -51,7 +51,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--data-dir", type=Path, default=None, help="demos + bases cache (default: see module doc)"
     )
     args = p.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="[default_policy] %(message)s", stream=sys.stderr)
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    for name in ("expo_sim", "expo_core"):  # ours only: robosuite logs its own lines already
+        logging.getLogger(name).addHandler(handler)
+        logging.getLogger(name).setLevel(logging.INFO)
     data_dir = args.data_dir if args.data_dir is not None else default_data_dir()
     try:
         cfg = SessionConfig(task=args.task, data_dir=data_dir)
