@@ -16,15 +16,16 @@ from typing import Any
 
 import numpy as np
 
+from ..pixel_agent import PixelPolicy
 from ..policy import ExpoPolicy
 from .graph import (
     DEFAULT_ATOL,
     DEFAULT_RTOL,
-    INPUT_OBS,
     OUTPUT_NAMES,
     ExportMismatchError,
     Runner,
     _cpu_copy,
+    obs_spec_of,
     random_inputs,
     read_onnx_metadata,
     torch_reference,
@@ -55,7 +56,7 @@ class Parity:
 
 
 def parity(
-    policy: ExpoPolicy,
+    policy: ExpoPolicy | PixelPolicy,
     run: Runner,
     *,
     batch: int = 1,
@@ -66,6 +67,7 @@ def parity(
 ) -> Parity:
     """Run a compiled graph (``run``: inputs by name -> outputs in OUTPUT_NAMES order) and eager
     torch on ``trials`` random (obs, noise) inputs of batch ``batch``; returns the differences.
+    For a :class:`PixelPolicy` the observation is random uint8 frames per camera + proprio.
 
     Raises ExportMismatchError when any output of either side is not finite (NaN never passes),
     when any |graph - torch| exceeds ``atol + rtol * |torch|``, or when the chosen index differs
@@ -77,7 +79,7 @@ def parity(
     peak = dict.fromkeys(("action", "candidates", "q"), 0.0)  # max |torch| per output
     rel_num = dict(peak)  # max |graph - torch| per output
     for trial in range(trials):
-        inputs = random_inputs(policy.cfg, rng, batch)
+        inputs = random_inputs(policy.cfg, rng, batch, obs_spec_of(policy))
         ref = torch_reference(policy, inputs)
         got = dict(zip(OUTPUT_NAMES, run(inputs)))
         for k in OUTPUT_NAMES:
@@ -112,7 +114,7 @@ def parity(
     return Parity(worst, rel, batch, trials)
 
 
-def compare_with_torch(policy: ExpoPolicy, run: Runner, **kwargs: Any) -> float:
+def compare_with_torch(policy: ExpoPolicy | PixelPolicy, run: Runner, **kwargs: Any) -> float:
     """:func:`parity`'s max abs difference (keyword arguments as there)."""
     return parity(policy, run, **kwargs).max_abs_diff
 
@@ -120,11 +122,12 @@ def compare_with_torch(policy: ExpoPolicy, run: Runner, **kwargs: Any) -> float:
 def model_batch(model: bytes | str | Path) -> tuple[int, bool]:
     """(traced batch, whether the batch axis is dynamic) from an exported graph's metadata."""
     meta = read_onnx_metadata(model)
-    return json.loads(meta["expo.inputs"])[INPUT_OBS][0], meta.get("expo.dynamic_batch") == "1"
+    first = next(iter(json.loads(meta["expo.inputs"]).values()))  # obs, or the first camera
+    return first[0], meta.get("expo.dynamic_batch") == "1"
 
 
 def verify_onnx_report(
-    policy: ExpoPolicy, model: bytes, *, eval_batch: int = 4, **kwargs: Any
+    policy: ExpoPolicy | PixelPolicy, model: bytes, *, eval_batch: int = 4, **kwargs: Any
 ) -> list[Parity]:
     """:func:`parity` on an onnxruntime CPU session of the serialized ``model``: at the traced
     batch, and for a dynamic-batch graph also at batch 1 and ``eval_batch``."""
@@ -135,7 +138,7 @@ def verify_onnx_report(
     return [parity(policy, run, batch=b, **kwargs) for b in batches]
 
 
-def verify_onnx(policy: ExpoPolicy, model: bytes, **kwargs: Any) -> float:
+def verify_onnx(policy: ExpoPolicy | PixelPolicy, model: bytes, **kwargs: Any) -> float:
     """Max abs difference of :func:`verify_onnx_report` (keyword arguments as there)."""
     return max(p.max_abs_diff for p in verify_onnx_report(policy, model, **kwargs))
 

@@ -1,7 +1,8 @@
 """Writing a verified ONNX file of the OTF decision, and its command line.
 
 From the command line, a checkpoint (``save_checkpoint``) or a policy-weights bundle file to a
-verified ONNX file (dynamic batch unless ``--static-batch``)::
+verified ONNX file (dynamic batch unless ``--static-batch``); a pixel checkpoint or bundle gives
+the graph with the image encoder (uint8 camera inputs + proprio, see :mod:`.graph`)::
 
     python -m expo_core.export runs/x/ckpt.safetensors runs/x/otf.onnx [--batch 1] [--opset 17]
 """
@@ -16,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..checkpoint import WeightsError
+from ..pixel_agent import PixelPolicy
 from ..policy import ExpoPolicy
 from .check import Parity, verify_onnx_report
 from .graph import (
@@ -52,7 +54,7 @@ class ExportInfo:
 
 
 def export_onnx(
-    policy: ExpoPolicy,
+    policy: ExpoPolicy | PixelPolicy,
     path: str | Path,
     *,
     batch: int = 1,
