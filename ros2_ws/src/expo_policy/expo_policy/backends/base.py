@@ -14,6 +14,15 @@ captured CUDA graph (``torch_cuda.CudaGraphTorchBackend``). ``registry.make_back
 any of them by name and raises :class:`BackendUnavailableError` where a runtime library is not
 installed; ``auto`` (``registry.select_backend``) takes the first that can be built here, in order of
 measured speed, and logs why.
+
+Observations (one interface for both kinds of policy, :data:`Observation`): a state policy takes
+``obs (obs_dim,)`` float, as always; a pixel policy (weights with an image encoder, issue 13)
+takes the packed form the sim env returns, ``{"low_dim": proprio (P,), "<camera>_image": (H, W,
+3) uint8, ...}`` (one entry per camera of :attr:`InferenceBackend.obs_spec`, robomimic's key
+names). :func:`pixel_feeds` checks it (dtype, shape, every camera present) and raises ValueError
+or KeyError naming the entry, so the caller can hold instead of acting. The torch and
+onnxruntime backends take pixel weights; TensorRT and the CUDA-graph torch backend refuse them
+with a WeightsError (``supports_pixels``) for now.
 """
 
 from __future__ import annotations
@@ -22,6 +31,7 @@ import hashlib
 import logging
 import re
 from abc import ABC, abstractmethod
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -30,13 +40,21 @@ import numpy as np
 import torch
 from expo_core.checkpoint import (
     FORMAT,
+    PIXELS_FORMAT,
     WeightsError,
-    load_checkpoint,
+    load_any_checkpoint,
     policy_weights_bytes,
 )
 from expo_core.config import ExpoConfig
+from expo_core.pixel_agent import LOW_DIM_KEY, PixelPolicy, pack_observation, unpack_observation
 from expo_core.policy import ExpoPolicy
+from expo_core.spec import ObsSpec
 from safetensors import safe_open
+
+#: What ``decide`` takes: a flat state vector, or the packed pixel observation (module docstring).
+Observation = np.ndarray | Mapping[str, Any]
+#: The proprio input of a pixel graph (and of :func:`pixel_feeds`' result).
+PROPRIO_FEED = "proprio"
 
 log = logging.getLogger(__name__)
 
@@ -89,18 +107,19 @@ def read_weights_source(path: str | Path) -> WeightsSource:
             meta = f.metadata() or {}
     except Exception as e:  # safetensors raises its own error types for corrupt headers
         raise WeightsError(f"{file}: not a readable safetensors file ({e})") from e
-    if meta.get("format") == FORMAT:
+    if meta.get("format") in (FORMAT, PIXELS_FORMAT):
         data = file.read_bytes()
         return WeightsSource(
             data, hashlib.sha256(data).hexdigest(), int(meta.get("version", 0)), "bundle", file
         )
     if not file.with_suffix(".json").is_file():
         raise WeightsError(
-            f"{file}: neither a policy-weights bundle (metadata format {FORMAT!r}) nor a checkpoint "
+            f"{file}: neither a policy-weights bundle (metadata format {FORMAT!r} or {PIXELS_FORMAT!r}) "
+            "nor a checkpoint "
             f"(missing {file.with_suffix('.json').name})"
         )
     try:
-        agent, _ = load_checkpoint(file)
+        agent, _ = load_any_checkpoint(file)
     except WeightsError:
         raise
     except Exception as e:
@@ -115,11 +134,25 @@ class InferenceBackend(ABC):
     name: str = ""
     #: why ``backend: auto`` chose this backend ("" when it was named explicitly)
     selection: str = ""
+    #: whether weights with an image encoder (a PixelPolicy) can be loaded
+    supports_pixels: bool = True
 
     @property
     @abstractmethod
     def config(self) -> ExpoConfig:
         """Config of the loaded weights (obs_dim, act_dim, network sizes); after :meth:`load`."""
+
+    @property
+    @abstractmethod
+    def policy(self) -> ExpoPolicy | PixelPolicy:
+        """The CPU/GPU torch policy whose weights run (after :meth:`load`)."""
+
+    @property
+    def obs_spec(self) -> ObsSpec | None:
+        """The loaded pixel policy's spec (cameras, frame sizes, proprio keys); None for a state
+        policy, which takes ``obs (config.obs_dim,)``."""
+        policy = self.policy
+        return policy.obs_spec if isinstance(policy, PixelPolicy) else None
 
     @property
     @abstractmethod
@@ -131,8 +164,9 @@ class InferenceBackend(ABC):
         """Replace everything with this bundle (first load; no shape check against old weights)."""
 
     @abstractmethod
-    def decide(self, obs: np.ndarray) -> Decision:
-        """One OTF decision for ``obs (obs_dim,)`` raw (unnormalized) float."""
+    def decide(self, obs: Observation) -> Decision:
+        """One OTF decision: ``obs (obs_dim,)`` raw (unnormalized) float for a state policy, the
+        packed pixel observation for a pixel policy (module docstring)."""
 
     @abstractmethod
     def prepare(self, data: bytes, sha256: str) -> Any:
@@ -152,9 +186,68 @@ class InferenceBackend(ABC):
         """Verify and swap in one call; raises WeightsError and keeps the old weights on failure."""
         self.commit(self.prepare(data, sha256))
 
+    def zero_observation(self) -> Observation:
+        """An all-zero observation of the loaded policy's kind (black frames for pixels)."""
+        spec = self.obs_spec
+        if spec is None:
+            return np.zeros(self.config.obs_dim, dtype=np.float32)
+        images = {k.camera: np.zeros(k.shape, np.uint8) for k in spec.rgb}
+        return pack_observation(images, np.zeros(spec.dim, np.float32))
+
     def warmup(self) -> None:
         """One decision on zeros, so the first real tick does not pay for lazy initialization."""
-        self.decide(np.zeros(self.config.obs_dim, dtype=np.float32))
+        self.decide(self.zero_observation())
+
+    def _check_kind(self, policy: ExpoPolicy | PixelPolicy) -> None:
+        if isinstance(policy, PixelPolicy) and not self.supports_pixels:
+            raise WeightsError(
+                f"backend {self.name!r} does not run pixel policies (image encoder) yet; use torch or "
+                "onnxruntime"
+            )
+
+
+def state_vector(obs: Observation, obs_dim: int) -> np.ndarray:
+    """A state policy's observation as (1, obs_dim) float32; ValueError for anything else (a pixel
+    observation included)."""
+    if isinstance(obs, Mapping):
+        raise ValueError(
+            f"this policy acts on a state vector of {obs_dim} values, got a pixel observation "
+            f"({sorted(obs)}): load pixel weights to act on images"
+        )
+    x = np.asarray(obs, dtype=np.float32).reshape(1, -1)
+    if x.shape[1] != obs_dim:
+        raise ValueError(f"observation has {x.shape[1]} values, the policy expects {obs_dim}")
+    return x
+
+
+def pixel_feeds(spec: ObsSpec, obs: Observation) -> dict[str, np.ndarray]:
+    """The packed pixel observation -> the graph's observation inputs, batch 1:
+    ``{"<camera>_image": (1, H, W, 3) uint8 (spec order), "proprio": (1, P) float32}``.
+
+    Raises KeyError (a camera or ``low_dim`` missing) or ValueError (not a mapping, a frame not
+    uint8 or not (H, W, 3) as the spec says, proprio of the wrong length, a non-finite proprio
+    value), each naming the entry: the policy node turns these into a hold."""
+    if not isinstance(obs, Mapping):
+        raise ValueError(
+            f"this pixel policy takes {{'{LOW_DIM_KEY}': proprio, '<camera>_image': uint8 frame}} for "
+            f"cameras {list(spec.cameras)}, got {type(obs).__name__} (a state vector?)"
+        )
+    images, proprio = unpack_observation(obs, spec.cameras)
+    feeds: dict[str, np.ndarray] = {}
+    for key in spec.rgb:
+        frame = np.asarray(images[key.camera])
+        if frame.dtype != np.uint8:
+            raise ValueError(f"camera frame '{key.name}' has dtype {frame.dtype}, expected uint8 (rgb8)")
+        if frame.shape != key.shape:
+            raise ValueError(f"camera frame '{key.name}' has shape {frame.shape}, expected {key.shape}")
+        feeds[key.name] = np.ascontiguousarray(frame)[None]
+    p = np.asarray(proprio, dtype=np.float32).reshape(1, -1)
+    if p.shape[1] != spec.dim:
+        raise ValueError(f"'{LOW_DIM_KEY}' has {p.shape[1]} values, the spec's proprio has {spec.dim}")
+    if not np.all(np.isfinite(p)):
+        raise ValueError(f"'{LOW_DIM_KEY}' has non-finite values")
+    feeds[PROPRIO_FEED] = p
+    return feeds
 
 
 _DEVICE = re.compile(r"^(cpu|cuda(:\d+)?|auto)$")
@@ -179,7 +272,7 @@ class BackendUnavailableError(NotImplementedError):
     ``backend`` parameter like any other backend it cannot build."""
 
 
-def check_compatible(running: ExpoPolicy, new: ExpoPolicy) -> None:
+def check_compatible(running: ExpoPolicy | PixelPolicy, new: ExpoPolicy | PixelPolicy) -> None:
     """Raise WeightsError unless ``new`` has exactly the running policy's tensor names and shapes
     (a hot swap must not change the observation/action spec or the network sizes)."""
     cur, nxt = running.state_dict(), new.state_dict()

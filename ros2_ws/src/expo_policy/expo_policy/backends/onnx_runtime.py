@@ -10,6 +10,8 @@ C++ stretches of up to ~80 ms, which stalled the control loop thread (measured p
 decision during a re-export on 2 cores), while the byte copy into the template does not.
 :meth:`~GraphBackend.commit` stays a reference swap. A decision draws the graph's noise inputs
 (standard normal, float32) from one seeded ``numpy.random.Generator`` and runs the graph once.
+Pixel weights give the graph with the frozen encoder (uint8 camera inputs + proprio; the
+template bakes the encoder in and swaps the EXPO part, which is all the learner changes).
 
 :class:`OnnxRuntimeBackend` runs the graph under onnxruntime: the CUDA execution provider when
 asked for (``device`` cuda/auto) and present, else the CPU one.
@@ -27,7 +29,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from expo_core.checkpoint import WeightsError, policy_from_weights
+from expo_core.checkpoint import WeightsError, acting_policy_from_weights
 from expo_core.config import ExpoConfig
 from expo_core.export import (
     DEFAULT_ATOL,
@@ -41,9 +43,18 @@ from expo_core.export import (
     noise_shapes,
     ort_session,
 )
+from expo_core.pixel_agent import PixelPolicy
 from expo_core.policy import ExpoPolicy
 
-from .base import BackendUnavailableError, Decision, InferenceBackend, check_compatible
+from .base import (
+    BackendUnavailableError,
+    Decision,
+    InferenceBackend,
+    Observation,
+    check_compatible,
+    pixel_feeds,
+    state_vector,
+)
 
 log = logging.getLogger(__name__)
 
@@ -58,7 +69,7 @@ class CompiledGraph:
     ONNX bytes (tracing included when ``traced``), ``compile_s`` to compile and check them;
     ``max_abs_diff`` the check's largest torch-vs-graph difference, None when not checked."""
 
-    policy: ExpoPolicy
+    policy: ExpoPolicy | PixelPolicy
     template: GraphTemplate
     run: Runner
     noise: dict[str, tuple[int, ...]]
@@ -97,7 +108,7 @@ class GraphBackend(InferenceBackend):
 
     @abstractmethod
     def _compile(
-        self, policy: ExpoPolicy, template: GraphTemplate, model: bytes, onnx_sha256: str
+        self, policy: ExpoPolicy | PixelPolicy, template: GraphTemplate, model: bytes, onnx_sha256: str
     ) -> tuple[Runner, float | None]:
         """Compile the serialized ONNX ``model`` (``template`` holding ``policy``'s weights);
         returns the runner and, when it checked the result against torch, the max abs difference
@@ -111,7 +122,7 @@ class GraphBackend(InferenceBackend):
         return self._graph
 
     @property
-    def policy(self) -> ExpoPolicy:
+    def policy(self) -> ExpoPolicy | PixelPolicy:
         """The CPU torch policy whose weights the running graph holds (as TorchBackend.policy)."""
         return self.compiled.policy
 
@@ -125,22 +136,26 @@ class GraphBackend(InferenceBackend):
 
     def _build(self, data: bytes, sha256: str | None, running: CompiledGraph | None) -> CompiledGraph:
         try:
-            policy = policy_from_weights(data, sha256)  # verifies hash, format, shapes, finiteness
+            policy = acting_policy_from_weights(data, sha256)  # verifies hash, format, shapes, finiteness
         except WeightsError:
             raise
         except Exception as e:  # e.g. safetensors' own error on a truncated blob without a hash
             raise WeightsError(f"undecodable weights: {type(e).__name__}: {e}") from e
+        self._check_kind(policy)
         if self._n is not None:
             policy.cfg = policy.cfg.replace(num_samples=self._n)
         if running is not None:
             check_compatible(running.policy, policy)
-        template = running.template if running is not None and running.template.cfg == policy.cfg else None
+        template = running.template if running is not None and running.template.fits(policy) else None
         try:
             t0 = time.perf_counter()
             if template is None:
                 if running is not None:
-                    log.warning("%s: new weights change the config: re-tracing the graph", self.name)
-                template = GraphTemplate.export(policy.cfg, opset=self.opset)
+                    log.warning(
+                        "%s: new weights change the config or encoder: re-tracing the graph", self.name
+                    )
+                pixel = policy if isinstance(policy, PixelPolicy) else None
+                template = GraphTemplate.export(policy.cfg, opset=self.opset, pixel=pixel)
                 traced = True
             else:
                 traced = False
@@ -175,14 +190,12 @@ class GraphBackend(InferenceBackend):
             )
         self._graph = prepared.graph
 
-    def decide(self, obs: np.ndarray) -> Decision:
+    def decide(self, obs: Observation) -> Decision:
         g = self.compiled  # one reference for the whole decision, even if a commit follows
-        x = np.asarray(obs, dtype=np.float32).reshape(1, -1)
-        if x.shape[1] != g.policy.cfg.obs_dim:
-            raise ValueError(
-                f"observation has {x.shape[1]} values, the policy expects {g.policy.cfg.obs_dim}"
-            )
-        feeds = {INPUT_OBS: x}
+        if isinstance(g.policy, PixelPolicy):
+            feeds = pixel_feeds(g.policy.obs_spec, obs)
+        else:
+            feeds = {INPUT_OBS: state_vector(obs, g.policy.cfg.obs_dim)}
         for name, shape in g.noise.items():
             feeds[name] = self._rng.standard_normal(shape, dtype=np.float32)
         action, candidates, q, index = g.run(feeds)
@@ -260,7 +273,7 @@ class OnnxRuntimeBackend(GraphBackend):
         self.check_tolerance = (1e-2, 1e-2) if on_cuda else (DEFAULT_ATOL, DEFAULT_RTOL)
 
     def _compile(
-        self, policy: ExpoPolicy, template: GraphTemplate, model: bytes, onnx_sha256: str
+        self, policy: ExpoPolicy | PixelPolicy, template: GraphTemplate, model: bytes, onnx_sha256: str
     ) -> tuple[Runner, float | None]:
         session = ort_session(model, self.providers, self.num_threads, self.allow_spinning)
         names = list(OUTPUT_NAMES)

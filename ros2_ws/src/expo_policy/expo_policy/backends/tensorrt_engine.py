@@ -142,6 +142,7 @@ class TensorRTBackend(GraphBackend):
     """
 
     name = "tensorrt"
+    supports_pixels = False  # uint8 camera inputs not built or run with TensorRT yet
 
     def __init__(
         self,

@@ -67,6 +67,7 @@ class CudaGraphTorchBackend(TorchBackend):
     builds this one. Noise comes from a seeded CUDA ``torch.Generator``."""
 
     name = "torch"
+    supports_pixels = False  # the captured decision takes a state vector; pixels: eager torch
 
     def __init__(
         self, device: str = "cuda", seed: int = 0, num_base_samples: int | None = None, num_threads: int = 0

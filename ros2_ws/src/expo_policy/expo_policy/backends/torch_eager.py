@@ -1,27 +1,33 @@
-"""Eager torch backend: :class:`expo_core.policy.ExpoPolicy` run as it is, on CPU or CUDA."""
+"""Eager torch backend: :class:`expo_core.policy.ExpoPolicy` (or, for pixel weights,
+:class:`expo_core.pixel_agent.PixelPolicy`: the frozen encoder in front) run as it is, on CPU or
+CUDA."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
 import torch
-from expo_core.checkpoint import policy_from_weights
+from expo_core.checkpoint import acting_policy_from_weights
 from expo_core.config import ExpoConfig
+from expo_core.pixel_agent import PixelPolicy
 from expo_core.policy import ExpoPolicy
 
 from .base import (
+    PROPRIO_FEED,
     Decision,
     InferenceBackend,
+    Observation,
     check_compatible,
+    pixel_feeds,
     resolve_device,
+    state_vector,
 )
 
 
 @dataclass(frozen=True)
 class _TorchPrepared:
-    policy: ExpoPolicy
+    policy: ExpoPolicy | PixelPolicy
 
 
 class TorchBackend(InferenceBackend):
@@ -53,11 +59,11 @@ class TorchBackend(InferenceBackend):
         self.device = resolve_device(device)
         self._seed = int(seed)
         self._n = num_base_samples
-        self._policy: ExpoPolicy | None = None
+        self._policy: ExpoPolicy | PixelPolicy | None = None
         self._gen = torch.Generator(self.device).manual_seed(self._seed)
 
     @property
-    def policy(self) -> ExpoPolicy:
+    def policy(self) -> ExpoPolicy | PixelPolicy:
         if self._policy is None:
             raise RuntimeError("TorchBackend has no weights: call load() or load_bundle() first")
         return self._policy
@@ -70,8 +76,9 @@ class TorchBackend(InferenceBackend):
     def num_base_samples(self) -> int:
         return self.policy.cfg.num_samples
 
-    def _build(self, data: bytes, sha256: str | None) -> ExpoPolicy:
-        policy = policy_from_weights(data, sha256)  # verifies hash, format, shapes, finiteness
+    def _build(self, data: bytes, sha256: str | None) -> ExpoPolicy | PixelPolicy:
+        policy = acting_policy_from_weights(data, sha256)  # verifies hash, format, shapes, finiteness
+        self._check_kind(policy)
         if self._n is not None:
             policy.cfg = policy.cfg.replace(num_samples=self._n)
         return policy.to(self.device).eval()
@@ -91,12 +98,16 @@ class TorchBackend(InferenceBackend):
             raise TypeError(f"TorchBackend.commit expects what prepare() returned, got {type(prepared)}")
         self._policy = prepared.policy
 
-    def decide(self, obs: np.ndarray) -> Decision:
+    def decide(self, obs: Observation) -> Decision:
         policy = self.policy  # one reference for the whole decision, even if a commit follows
-        x = torch.as_tensor(np.asarray(obs, dtype=np.float32)).reshape(1, -1)
-        if x.shape[1] != policy.cfg.obs_dim:
-            raise ValueError(f"observation has {x.shape[1]} values, the policy expects {policy.cfg.obs_dim}")
-        res = policy.decide(x.to(self.device), self._gen)
+        if isinstance(policy, PixelPolicy):
+            feeds = pixel_feeds(policy.obs_spec, obs)
+            proprio = torch.from_numpy(feeds.pop(PROPRIO_FEED))
+            images = {k: torch.from_numpy(v) for k, v in feeds.items()}
+            res = policy.decide(images, proprio, self._gen)
+        else:
+            x = torch.from_numpy(state_vector(obs, policy.cfg.obs_dim))
+            res = policy.decide(x.to(self.device), self._gen)
         return Decision(
             action=res.action[0].float().cpu().numpy(),
             candidates=res.candidates[0].float().cpu().numpy(),
