@@ -1,7 +1,8 @@
 """Per-decision latency of every inference backend available here, published network sizes.
 
     python -m expo_policy.bench_policy [--decisions 1000] [--warmup 50] [--threads 1] \
-        [--samples 4,8,16,32] [--steps 5,10] [--swaps 3] [--out runs/bench_policy.json]
+        [--samples 4,8,16,32] [--steps 5,10] [--swaps 3] [--pixels cpu,published] \
+        [--out runs/bench_policy.json]
 
 One decision = one ``backend.decide(obs)`` for one robomimic Lift observation (obs 19, action 7)
 with the published EXPO sizes (``ExpoConfig`` defaults: editor MLP 3x256, 10 critics 3x256 with
@@ -19,6 +20,15 @@ round in a rotating order, so load from other processes hits every row alike. Ea
 gets its compute floor (``bench_floor``: the decision's FLOPs over this machine's matmul rate and
 its weight bytes over memory bandwidth, measured in the same run). ``--swaps`` times the
 onnxruntime weight swap at N=8, T=10 and the decision latency while swaps run in a worker thread.
+
+``--pixels cpu,published`` adds, next to every (N, T) point, the same decision from camera
+images: a pixel policy (``expo_core.pixel_agent``) with the named encoder presets
+(``encoder_preset``: ``cpu`` = DrQ trunk 16 filters + spatial softmax, ``published`` = DrQ 32
+filters + conv head) in front of the same published EXPO networks, fed one packed observation
+(two 84x84 uint8 frames + 16-D proprio, the pixel spec of lift). Rows ``pixels (<preset>
+encoder): ...`` time torch eager and onnxruntime (the graph includes the encoder), and
+``encoder alone`` the two cameras' forward pass by itself. Their floor column stays empty (the
+floor counts the EXPO decision only), and they are left out of the goal check.
 """
 
 from __future__ import annotations
@@ -41,6 +51,8 @@ import torch
 from expo_core.agent import ExpoAgent
 from expo_core.checkpoint import policy_from_weights, policy_weights_bytes
 from expo_core.config import ExpoConfig
+from expo_core.pixel_agent import PixelAgent, encoder_preset, pack_observation, pixel_expo_config
+from expo_core.spec import task_obs_spec
 from tqdm import tqdm
 
 from .backends import BackendUnavailableError, Decision, TorchBackend
@@ -52,6 +64,8 @@ OBS_DIM, ACT_DIM = 19, 7  # robomimic Lift low-dim
 GOAL = (8, 10)  # the issue's goal point: N=8, T=10
 BATCHED = "torch eager batched (cpu)"
 NAIVE = "torch eager naive loop (cpu)"
+PIXELS = "pixels"  # prefix of the pixel rows
+PIXEL_ENCODERS = ("cpu", "published")
 
 
 class NaiveLoop:
@@ -125,6 +139,39 @@ def build_rows(
     return rows, skipped
 
 
+class EncoderOnly:
+    """The pixel policy's encoder alone: both cameras + proprio -> features (torch, no grad)."""
+
+    def __init__(self, agent: PixelAgent) -> None:
+        self.policy = agent.acting_policy()
+
+    def decide(self, obs: dict[str, Any]) -> Any:
+        with torch.no_grad():
+            images = {c: torch.from_numpy(obs[f"{c}_image"])[None] for c in self.policy.cameras}
+            return self.policy.features(images, obs["low_dim"][None])
+
+
+def pixel_bundle(cfg: ExpoConfig, preset: str, seed: int) -> tuple[PixelAgent, bytes, str]:
+    """A frozen pixel agent for lift's pixel spec with ``preset``'s encoder in front of ``cfg``'s
+    networks (random weights), and its acting bundle."""
+    spec = task_obs_spec("lift", "pixels")
+    enc = encoder_preset(preset)
+    agent = PixelAgent(pixel_expo_config(cfg, enc, spec), enc, spec, seed=seed)
+    agent.freeze_encoder()
+    return agent, *policy_weights_bytes(agent, version=1)
+
+
+def pixel_observations(seed: int, count: int = 16) -> list[dict[str, np.ndarray]]:
+    """Packed lift pixel observations: random 84x84 uint8 frames of both cameras + 16-D proprio."""
+    rng = np.random.default_rng(seed)
+    spec = task_obs_spec("lift", "pixels")
+    out = []
+    for _ in range(count):
+        images = {k.camera: rng.integers(0, 256, k.shape, dtype=np.uint8) for k in spec.rgb}
+        out.append(pack_observation(images, rng.standard_normal(spec.dim).astype(np.float32)))
+    return out
+
+
 def percentiles(seconds: list[float]) -> dict[str, float]:
     """p50/p99/mean/min/max in milliseconds."""
     ms = np.asarray(seconds) * 1e3
@@ -139,22 +186,31 @@ def percentiles(seconds: list[float]) -> dict[str, float]:
 
 
 def measure(
-    rows: dict[Any, Any], obs: np.ndarray, decisions: int, warmup: int, limits: dict[Any, int] | None = None
+    rows: dict[Any, Any],
+    obs: Any,
+    decisions: int,
+    warmup: int,
+    limits: dict[Any, int] | None = None,
+    row_obs: dict[Any, Any] | None = None,
 ) -> dict[Any, list[float]]:
     """Seconds per decision per row: warm-up discarded, then round-robin in rotating order.
-    ``limits``: rows timed for fewer rounds than ``decisions`` (they drop out afterwards)."""
+    ``limits``: rows timed for fewer rounds than ``decisions`` (they drop out afterwards).
+    ``row_obs``: rows that take other observations than ``obs`` (the pixel rows)."""
     names = list(rows)
     limits = limits or {}
+    row_obs = row_obs or {}
     for name in names:
+        o = row_obs.get(name, obs)
         for i in range(warmup):
-            rows[name].decide(obs[i % len(obs)])
+            rows[name].decide(o[i % len(o)])
     times: dict[Any, list[float]] = {n: [] for n in names}
     for i in tqdm(range(decisions), desc="rounds", file=sys.stderr, disable=None):
-        x = obs[i % len(obs)]
         for j in range(len(names)):
             name = names[(i + j) % len(names)]
             if i >= limits.get(name, decisions):
                 continue
+            o = row_obs.get(name, obs)
+            x = o[i % len(o)]
             t0 = time.perf_counter()
             rows[name].decide(x)
             times[name].append(time.perf_counter() - t0)
@@ -216,9 +272,10 @@ def markdown(
             if (n, t) != nt:
                 continue
             speed = f"{ref['p99_ms'] / r['p99_ms']:.2f}x" if ref else ""
+            floor = "" if name.startswith(PIXELS) else f"{r['p50_ms'] / fl['floor_ms']:.1f}x"
             lines.append(
                 f"| {n} | {t} | {name} | {r['n']} | {r['p50_ms']:.2f} | {r['p99_ms']:.2f} | "
-                f"{r['max_ms']:.2f} | {speed} | {r['p50_ms'] / fl['floor_ms']:.1f}x |"
+                f"{r['max_ms']:.2f} | {speed} | {floor} |"
             )
         lines.append(
             f"| {nt[0]} | {nt[1]} | compute floor: {fl['gflop']:.3f} GFLOP, {fl['weight_mib']:.1f} MiB "
@@ -261,10 +318,24 @@ def _ints(text: str) -> list[int]:
     return vals
 
 
+def _presets(text: str) -> list[str]:
+    vals = [v.strip() for v in text.split(",") if v.strip()]
+    bad = [v for v in vals if v not in PIXEL_ENCODERS]
+    if not vals or bad:
+        raise argparse.ArgumentTypeError(
+            f"expected encoder presets from {list(PIXEL_ENCODERS)}, got {text!r}"
+        )
+    return vals
+
+
 def goal_check(results: dict[tuple[int, int, str], dict[str, float]], gpu: bool) -> dict[str, Any]:
     """The issue's goals at N=8, T=10: the best backend's p99 under 5 ms on this CPU and >= 2x
     faster than batched eager torch (on a GPU: p99 under 1 ms)."""
-    here = {name: r for (n, t, name), r in results.items() if (n, t) == GOAL and name not in (BATCHED, NAIVE)}
+    here = {
+        name: r
+        for (n, t, name), r in results.items()
+        if (n, t) == GOAL and name not in (BATCHED, NAIVE) and not name.startswith(PIXELS)
+    }
     if not here or (*GOAL, BATCHED) not in results:
         return {"measured": False}
     best = min(here, key=lambda k: here[k]["p99_ms"])
@@ -285,6 +356,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--steps", type=_ints, default=[5, 10], help="T values, comma-separated")
     ap.add_argument("--swaps", type=int, default=3, help="onnxruntime weight swaps to time (0: none)")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument(
+        "--pixels",
+        type=_presets,
+        default=[],
+        help="also time pixel policies with these encoder presets (comma-separated: cpu,published)",
+    )
     ap.add_argument("--out", type=Path, default=Path("runs/bench_policy.json"), help="JSON results")
     args = ap.parse_args(argv)
     if (
@@ -325,11 +402,23 @@ def main(argv: list[str] | None = None) -> int:
                 "decision_gflops": rates.decision_gflops,
                 "bandwidth_gbs": rates.bandwidth_gbs,
             }
+        for preset in args.pixels:
+            for n in args.samples:
+                cfg = cfg_t.replace(num_samples=n)
+                pagent, pdata, psha = pixel_bundle(cfg, preset, args.seed)
+                built, why = build_rows(pdata, psha, n, args.threads, args.seed, naive=False)
+                label = f"{PIXELS} ({preset} encoder): "
+                rows.update({(n, t, label + name): b for name, b in built.items()})
+                skipped.update({label + name: w for name, w in why.items()})
+                if n == args.samples[0]:
+                    rows[(n, t, label + "encoder alone (torch, cpu)")] = EncoderOnly(pagent)
     for name, why in skipped.items():
         log.info("skipped %s: %s", name, why)
     obs = np.random.default_rng(args.seed).standard_normal((64, OBS_DIM)).astype(np.float32)
+    pixel_obs = pixel_observations(args.seed)
+    row_obs = {key: pixel_obs for key in rows if key[2].startswith(PIXELS)}
     limits = {key: args.naive_decisions for key in rows if key[2] == NAIVE}
-    times = measure(rows, obs, args.decisions, args.warmup, limits)
+    times = measure(rows, obs, args.decisions, args.warmup, limits, row_obs)
     results = {key: percentiles(t) for key, t in times.items() if t}
     gpu = torch.cuda.is_available()
     goal = goal_check(results, gpu)  # on the round-robin rows only, not the swap rows below
@@ -363,6 +452,8 @@ def main(argv: list[str] | None = None) -> int:
             f"{cfg.diffusion.block_dim}, time embedding {cfg.diffusion.time_embed_dim}",
             "editor_hidden": list(cfg.editor.hidden_dims),
             "critics": f"{cfg.critic.num_critics} x {list(cfg.critic.hidden_dims)}, LayerNorm",
+            "pixel_encoders": {p: encoder_preset(p).to_dict() for p in args.pixels},
+            "pixel_obs": "lift pixel spec: agentview + robot0_eye_in_hand 84x84 uint8, proprio 16",
         },
         "settings": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
         "machine": {

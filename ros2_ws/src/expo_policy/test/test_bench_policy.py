@@ -75,3 +75,23 @@ def test_cli_short_run_writes_table_and_json(tmp_path: Path, capsys) -> None:
     assert report["goal_n8_t10"] == {"measured": False}
     assert len(report["machine"]["loadavg_before"]) == 3
     assert all(r["n"] == 3 for r in report["results"])
+
+
+def test_cli_pixel_rows_next_to_the_state_rows(tmp_path: Path, capsys) -> None:
+    """--pixels: the same (N, T) decision from two 84x84 cameras + proprio with the encoder, by
+    torch eager and onnxruntime, plus the encoder alone; no floor, not in the goal check."""
+    out = tmp_path / "bench.json"
+    argv = ["--decisions", "2", "--warmup", "1", "--samples", "4", "--steps", "5", "--swaps", "0"]
+    assert main([*argv, "--pixels", "cpu", "--out", str(out)]) == 0
+    text = capsys.readouterr().out
+    report = json.loads(out.read_text())
+    rows = {r["row"] for r in report["results"]}
+    assert BATCHED in rows
+    assert f"pixels (cpu encoder): {BATCHED}" in rows
+    assert "pixels (cpu encoder): encoder alone (torch, cpu)" in rows
+    assert any(r.startswith("pixels (cpu encoder): onnxruntime") for r in rows)
+    line = next(x for x in text.splitlines() if f"pixels (cpu encoder): {BATCHED}" in x)
+    assert line.rstrip().endswith("|  |")  # no floor for the pixel rows
+    assert report["sizes"]["pixel_encoders"]["cpu"]["num_filters"] == 16
+    with pytest.raises(SystemExit):
+        main([*argv, "--pixels", "huge"])
