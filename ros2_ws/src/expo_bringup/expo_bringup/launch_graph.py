@@ -11,7 +11,8 @@ Each node becomes one ``launch_ros`` ``Node``:
   code (a crash, a failed configure, or a node that did not stop cleanly), the launch also ends
   with a non-zero code (``ros2 launch`` exits 1 and logs which node and code);
 - on shutdown a node gets SIGINT, SIGTERM after :data:`SIGTERM_TIMEOUT_S`, SIGKILL
-  :data:`SIGKILL_TIMEOUT_S` later (the learner saves a checkpoint on the way out).
+  :data:`SIGKILL_TIMEOUT_S` later: at most 18 s in all (a node still loading torch on a loaded
+  2-core machine reacts only after its configure; the learner saves a checkpoint on the way out).
 
 The mapping (:func:`node_kwargs`, :func:`graph_with_params_file`) is pure code, unit-tested
 without ``launch``; only the ``*_action(s)`` functions import ``launch`` / ``launch_ros``.
@@ -27,8 +28,8 @@ from typing import Any
 
 from expo_bringup.graph import Graph, NodeSpec, ParamValue, default_config_dir, format_param
 
-SIGTERM_TIMEOUT_S = 10.0
-SIGKILL_TIMEOUT_S = 5.0
+SIGTERM_TIMEOUT_S = 15.0
+SIGKILL_TIMEOUT_S = 3.0
 _TRUE, _FALSE = ("true", "1", "yes", "on"), ("false", "0", "no", "off")
 
 

@@ -69,7 +69,7 @@ class LaunchProcess:
         arguments: Mapping[str, str],
         env: Mapping[str, str] | None = None,
         sink: Callable[[str], None] | None = None,
-        stop_timeout_s: float = 20.0,
+        stop_timeout_s: float = 25.0,
         extra_flags: Sequence[str] = (),
     ) -> None:
         """``env`` adds variables to the inherited environment; ``sink`` gets each output line

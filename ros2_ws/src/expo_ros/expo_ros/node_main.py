@@ -78,4 +78,9 @@ def run_lifecycle_node(
         executor.shutdown()
         node.destroy_node()
         rclpy.try_shutdown()
+        # Done: what is left is the interpreter's own exit (seconds with torch on a loaded
+        # machine), during which Python would put SIG_DFL back and a late SIGTERM (launch's
+        # escalation) would kill the process with -15 after a clean stop.
+        for s in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(s, signal.SIG_IGN)
     raise SystemExit(code)
