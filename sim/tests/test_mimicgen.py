@@ -99,9 +99,10 @@ def test_validation_recomputes_a_successful_demo(lift_env):
     env_seed, rng = episode_seeds(0, 0)
     ep = record_episode(lift_env, sample_style("proficient", rng), env_seed, rng)
     assert ep.success
-    got, after_last = validate_demo(lift_env, ep.states, ep.actions)
+    got, after_last, diff = validate_demo(lift_env, ep.states, ep.actions, ep.obs)
     # our demos stop at the success: only replaying the last action reaches it
     assert got is not None and after_last and len(got) == len(ep)
+    assert 0.0 < diff < 0.02  # recorded in the step, one physics sub-step before the stored state
     np.testing.assert_array_equal(got.rewards, ep.rewards)
     np.testing.assert_array_equal(got.dones, ep.dones)
     np.testing.assert_array_equal(got.actions, ep.actions)
@@ -117,7 +118,7 @@ def test_validation_recomputes_a_successful_demo(lift_env):
     lift_env.step(ep.actions[-1])
     states = np.concatenate([ep.states, lift_env.get_state()[None]])
     actions = np.concatenate([ep.actions, np.zeros((1, 7))])
-    cut, after_last = validate_demo(lift_env, states, actions)
+    cut, after_last, _ = validate_demo(lift_env, states, actions)
     assert cut is not None and not after_last and len(cut) == len(ep)
     np.testing.assert_array_equal(cut.rewards, ep.rewards)
 
@@ -128,7 +129,7 @@ def test_validation_drops_a_demo_whose_success_does_not_hold(lift_env):
         lift_env, DemoStyle("missed_grasp", noise_std=0.05, grasp_height_offset=0.06), env_seed, rng
     )
     assert not ep.success
-    got, _ = validate_demo(lift_env, ep.states, ep.actions)
+    got, _, _ = validate_demo(lift_env, ep.states, ep.actions)
     assert got is None
 
 

@@ -19,8 +19,9 @@ log = logging.getLogger(__name__)
 
 #: What to run when robomimic or MimicGen is missing (one line, shown as is).
 SETUP_HINT = (
-    "run `make setup` (scripts/setup_sim_extras.sh installs robomimic and NVIDIA MimicGen from the pinned "
-    "sources; MimicGen's licence allows non-commercial use only; see docs/mimicgen.md)"
+    "run `make setup` without EXPO_SKIP_MIMICGEN=1 (scripts/setup_sim_extras.sh installs robomimic and "
+    "NVIDIA MimicGen from pinned sources; MimicGen's licence allows non-commercial use only; "
+    "see docs/mimicgen.md)"
 )
 
 

@@ -216,7 +216,7 @@ def generate_mimicgen_demos(
                 "dropped": report.no_success,
                 "success_after_last_action": report.success_after_last_action,
                 "clipped_action_components": report.clipped_action_components,
-                "object_obs_max_diff": report.object_obs_max_diff,
+                "obs_max_diff": report.obs_max_diff,
                 "mimicgen_stats": result.stats,
             },
             indent=2,

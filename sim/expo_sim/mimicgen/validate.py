@@ -8,7 +8,8 @@ next observations. For every generated demo this pass
 1. sets each stored state in our environment (:meth:`RobomimicEnv.observe_state`) and records
    its observation (every key our demos record: world- and base-frame proprioception, joint
    positions, ``object``, and frames when the env has cameras) and whether the task is solved
-   there (and compares the ``object`` observation with the one MimicGen recorded);
+   there (and compares robosuite's observation keys with the ones MimicGen recorded,
+   :func:`obs_difference`);
 2. if no stored state after the first is a success, replays the last action from the last state
    (:meth:`RobomimicEnv.reset_to` + one step) to get the state after it, where MimicGen may have
    seen the success;
@@ -47,10 +48,10 @@ class ValidationReport:
     no_success: list[str] = field(default_factory=list)
     success_after_last_action: int = 0  # success seen only by replaying the last action
     clipped_action_components: int = 0
-    #: largest |recorded - recomputed| of the ``object`` observation over kept demos (MimicGen
-    #: records observations from robosuite's step, one 2 ms physics sub-step before the stored
-    #: state, so a few millimetres are expected; a large value means the states do not match)
-    object_obs_max_diff: float = 0.0
+    #: largest |recorded - recomputed| observation over kept demos (:func:`obs_difference`).
+    #: MimicGen records observations in robosuite's step, one 2 ms physics sub-step before the
+    #: stored state, so a few millimetres are expected; a large value means the states do not match
+    obs_max_diff: float = 0.0
     kept_lengths: list[int] = field(default_factory=list)
     kept_names: list[str] = field(default_factory=list)
 
@@ -67,12 +68,42 @@ def demo_names(f: h5py.File) -> list[str]:
     return sorted(names, key=lambda n: int(n[5:]))
 
 
-def validate_demo(env: RobomimicEnv, states: np.ndarray, actions: np.ndarray) -> tuple[Episode | None, bool]:
+def obs_difference(recorded: dict[str, np.ndarray], observed: list[dict[str, np.ndarray]]) -> float:
+    """Largest difference between ``recorded`` low-dim observations (key -> (T, d)) and the
+    ``observed`` dicts of the same steps, over the keys both have (robosuite's own keys: poses,
+    relative poses, proprioception). Quaternions (keys ending in ``quat``) count q and -q as
+    equal: robosuite's ``mat2quat`` picks the sign, which flips near 180 degree rotations. The
+    concatenated ``object`` vector is left out: its parts are compared under their own names."""
+    worst = 0.0
+    n = len(observed)
+    for key, rows in recorded.items():
+        if key.endswith("_image") or key in ("object", "object-state") or key not in observed[0]:
+            continue
+        a = np.asarray(rows[:n], dtype=np.float64)
+        b = np.stack([np.asarray(o[key], dtype=np.float64) for o in observed])[: len(a)]
+        if a.shape != b.shape:
+            continue
+        d = np.abs(a - b)
+        if key.endswith("quat"):
+            d = np.minimum(d.max(axis=-1), np.abs(a + b).max(axis=-1))
+        worst = max(worst, float(d.max(initial=0.0)))
+    return worst
+
+
+def validate_demo(
+    env: RobomimicEnv,
+    states: np.ndarray,
+    actions: np.ndarray,
+    recorded: dict[str, np.ndarray] | None = None,
+) -> tuple[Episode | None, bool, float]:
     """Replay one generated demo from its ``states`` (T, S) and ``actions`` (T, 7).
 
     Returns the demo as an :class:`Episode` cut at its first success (None if the task is never
-    solved) and whether the success was found only by replaying the last action."""
+    solved), whether the success was found only by replaying the last action, and the largest
+    difference between the ``recorded`` observations (MimicGen's, key -> (T, d); optional) and
+    the recomputed ones (:func:`obs_difference`; 0 without ``recorded``)."""
     keys = env.record_keys
+    full: list[dict[str, np.ndarray]] = []
     T = int(actions.shape[0])
     if states.shape[0] != T or T < 1:
         raise ValueError(f"generated demo has {states.shape[0]} states for {T} actions")
@@ -80,7 +111,8 @@ def validate_demo(env: RobomimicEnv, states: np.ndarray, actions: np.ndarray) ->
     observed: list[dict[str, np.ndarray]] = []
     first_success = None
     for t in range(T):
-        observed.append({k: v for k, v in env.observe_state(states[t]).items() if k in keys})
+        full.append(env.observe_state(states[t]))
+        observed.append({k: v for k, v in full[-1].items() if k in keys})
         if t > 0 and bool(env.robosuite_env._check_success()):
             first_success = t
             break
@@ -89,7 +121,7 @@ def validate_demo(env: RobomimicEnv, states: np.ndarray, actions: np.ndarray) ->
         env.reset_to(states[T - 1])
         _, _, terminated, _, info = env.step(actions[T - 1])
         if not terminated:
-            return None, False
+            return None, False, 0.0
         observed.append({k: v for k, v in info["obs_dict"].items() if k in keys})
         first_success, after_last = T, True
     n = first_success  # transitions 0..n-1, the last one reaching the first success state
@@ -109,7 +141,8 @@ def validate_demo(env: RobomimicEnv, states: np.ndarray, actions: np.ndarray) ->
         style="mimicgen",
         seed=-1,
     )
-    return episode, after_last
+    diff = obs_difference(recorded, full[:n]) if recorded else 0.0
+    return episode, after_last, diff
 
 
 def validate_generated(
@@ -133,15 +166,13 @@ def validate_generated(
             model_xml = g.attrs.get("model_file")
             if model_xml is not None:
                 env.load_model(model_xml)
-            episode, after_last = validate_demo(env, np.asarray(g["states"][()]), actions)
+            recorded = {k: g["obs"][k][()] for k in g["obs"] if g["obs"][k].ndim == 2} if "obs" in g else None
+            episode, after_last, diff = validate_demo(env, np.asarray(g["states"][()]), actions, recorded)
             if episode is None:
                 report.no_success.append(name)
                 log.info("%s: dropped, the task is not solved in its states", name)
             else:
-                if "obs" in g and "object" in g["obs"]:
-                    recorded = np.asarray(g["obs"]["object"][: len(episode)], dtype=np.float64)
-                    diff = float(np.max(np.abs(recorded - episode.obs["object"])))
-                    report.object_obs_max_diff = max(report.object_obs_max_diff, diff)
+                report.obs_max_diff = max(report.obs_max_diff, diff)
                 writer.add(episode)
                 report.kept += 1
                 report.kept_lengths.append(len(episode))
