@@ -19,11 +19,10 @@ setup(
     zip_safe=True,
     maintainer="EXPO stack maintainers",
     maintainer_email="maintainers@expo-stack.dev",
-    description="EXPO launch files, parameter YAML and the node-graph runner.",
+    description="EXPO launch files, parameter YAML, the node graph as data and its launch mapping.",
     license="Apache-2.0",
     entry_points={
         "console_scripts": [
-            "expo-bringup = expo_bringup.cli:main",
             "foxglove_bridge = expo_bringup.foxglove_bridge:main",
         ]
     },

@@ -11,7 +11,7 @@
 Our nodes use franka_ros2's topic names, relative, so one ``namespace`` puts them next to a
 franka_ros2 started in the same namespace. franka_ros2 itself is not part of the graph: on the
 robot PC it comes from ``launch/franka.launch.py`` (which includes franka_bringup's launch file),
-or is already running when ``expo-bringup franka`` starts our nodes.
+or is already running (``franka.launch.py franka_bringup:=false`` then starts our nodes only).
 
 With ``emulate=True`` the sim bridge (realtime 20 Hz, franka_ros2's joint names and finger signs,
 ``ee_pose`` remapped to ``franka_robot_state_broadcaster/current_pose``) and the Franka emulator

@@ -1,9 +1,10 @@
 """The node graph, described once as plain data.
 
-Both ways of starting the stack read this: ``launch/sim.launch.py`` turns each :class:`NodeSpec`
-into a ``launch_ros`` ``Node`` (package, executable, name, namespace, parameter files then the
-parameter dict, remappings), and the runner (:mod:`expo_bringup.runner`) starts each one as
-``python -m <module> <to_ros_args(node)>`` where ``ros2 launch`` is not installed.
+``launch/sim.launch.py`` and ``launch/franka.launch.py`` turn each :class:`NodeSpec` into a
+``launch_ros`` ``Node`` (:mod:`expo_bringup.launch_graph`: package, executable, name, namespace,
+parameter files then the graph's values, remappings); ``ros2 launch`` is the one way the stack
+starts (``make sim`` runs it too). :mod:`expo_bringup.runner` still starts a graph as plain
+processes for three older integration tests (see its module doc).
 
 Parameters come from one YAML per node under ``expo_bringup/config`` (keys under
 ``/**: ros__parameters:``); the graph adds only what a launch argument decides (task, checkpoint,
@@ -64,7 +65,8 @@ class NodeSpec:
         name: ROS node name (``__node`` remap), letters/digits/underscore.
         package: ROS package that installs ``executable`` (for ``ros2 launch``).
         executable: console script name inside ``package`` (for ``ros2 launch``).
-        module: importable Python module whose ``main()`` runs the node (for the runner).
+        module: importable Python module whose ``main()`` runs the node (``python -m`` where
+            ``package`` is not an ament package, e.g. ``expo_sim``).
         namespace: '' or a ROS namespace; normalized to '/a/b'.
         parameters: name -> value overrides, applied after ``params_files``.
         remappings: ``(from, to)`` topic remaps.

@@ -1,4 +1,11 @@
-"""Start a :class:`~expo_bringup.graph.Graph` as processes where ``ros2 launch`` is missing.
+"""Start a :class:`~expo_bringup.graph.Graph` as plain processes, without ``launch``.
+
+Not a way to start the stack any more: ``ros2 launch`` is (``make setup`` builds it in pip mode;
+``make sim`` and users run ``sim.launch.py``/``franka.launch.py``). This stays only as the
+harness of three integration tests (sim/tests/test_sim_graph.py, test_multi_actor.py,
+test_franka_emulation.py); retire it once they start their graphs through
+:func:`expo_bringup.launch_graph.launch_actions` (test_sim_launch.py, test_franka_launch.py show
+how).
 
 Process management only, no node logic. Each node runs as ``python -m <module> <ros-args>`` in
 its own process group (so a terminal Ctrl-C reaches the runner once, and the runner forwards it

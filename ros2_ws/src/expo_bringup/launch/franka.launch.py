@@ -5,6 +5,8 @@ LaunchDescription.
     ros2 launch expo_bringup franka.launch.py robot_ip:=... checkpoint:=... learner:=true learner_dir:=/runs/x
     ros2 launch expo_bringup franka.launch.py robot_ip:=172.16.0.2 checkpoint:=... dry_run:=false
     ros2 launch expo_bringup franka.launch.py emulate:=true checkpoint:=...   # no robot, no franka_ros2
+    ros2 launch expo_bringup franka.launch.py robot_ip:=... checkpoint:=... franka_bringup:=false
+        # our nodes only, next to a franka_ros2 already running (same ROS_DOMAIN_ID, namespace)
 
 Our nodes come from :func:`expo_bringup.franka_graph.franka_graph` and are mapped to
 ``launch_ros`` Nodes exactly as ``sim.launch.py`` maps the sim graph
@@ -67,6 +69,11 @@ LAUNCH_ARGUMENTS: tuple[tuple[str, str, str], ...] = (
         "auto | true | false: the adapter's dry run (auto: true on hardware, false emulated)",
     ),
     ("emulate", "false", "true: sim bridge + Franka emulator instead of franka_ros2"),
+    (
+        "franka_bringup",
+        "true",
+        "hardware: include franka_ros2's bringup; false: it already runs (same domain/ns)",
+    ),
     ("rviz", "false", "true: also start RViz with expo_bringup's layout (not required)"),
     ("learner", "false", "true: also start the learner here (online fine-tuning; needs checkpoint)"),
     ("learner_dir", "", "the learner's directory (bags, checkpoints, tensorboard); required with learner"),
@@ -105,6 +112,7 @@ def graph_from_launch_arguments(values: Mapping[str, str]) -> Graph:
     fake = parse("use_fake_hardware", v["use_fake_hardware"])
     parse("load_gripper", v["load_gripper"])
     parse("rviz", v["rviz"])
+    parse("franka_bringup", v["franka_bringup"])
     if not emulate and not fake and not v["robot_ip"].strip():
         raise ValueError("launch argument 'robot_ip' is required on real hardware (or emulate:=true)")
     graph = franka_graph(
@@ -147,9 +155,10 @@ def franka_robot_config(values: Mapping[str, str]) -> dict[str, dict[str, Any]]:
 
 
 def franka_include_arguments(values: Mapping[str, str], robot_config_file: str) -> dict[str, str] | None:
-    """Launch arguments of franka_bringup's example.launch.py; None when emulating (no include)."""
+    """Launch arguments of franka_bringup's example.launch.py; None when emulating or with
+    ``franka_bringup:=false`` (no include: franka_ros2 already runs)."""
     v = _values(values)
-    if parse_bool("emulate", v["emulate"]):
+    if parse_bool("emulate", v["emulate"]) or not parse_bool("franka_bringup", v["franka_bringup"]):
         return None
     return {
         "robot_config_file": robot_config_file,

@@ -6,7 +6,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from expo_bringup.cli import build_parser, main
 from expo_bringup.franka_graph import CURRENT_POSE, EQUILIBRIUM_POSE, POLICY_ACTION, franka_graph
 from expo_bringup.graph import default_config_dir, sim_graph
 from expo_franka.episode_manager_node import PARAMETERS as MANAGER_PARAMETERS
@@ -131,39 +130,3 @@ def test_franka_graph_rejects_bad_arguments() -> None:
         franka_graph(task="pour")
     with pytest.raises(ValueError, match="backend"):
         franka_graph(backend="torch; rm -rf /")
-
-
-def test_cli_franka_profile(capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["franka", "--emulate", "--episodes", "3", "--domain-id", "81", "--dry-run"]) == 0
-    lines = capsys.readouterr().out.splitlines()
-    assert [line.split("]")[0][1:] for line in lines] == [
-        "policy_node",
-        "franka_adapter",
-        "sim_bridge",
-        "franka_emulator",
-    ]
-    bridge = next(line for line in lines if line.startswith("[sim_bridge]"))
-    assert (
-        "-m expo_sim.ros.bridge_node" in bridge and "num_episodes:=3" in bridge and "realtime:=true" in bridge
-    )
-    adapter = next(line for line in lines if line.startswith("[franka_adapter]"))
-    assert "dry_run:=false" in adapter
-
-    args = build_parser().parse_args(["franka", "--checkpoint", "/c/x"])
-    assert args.dry_run_commands is None and not args.emulate
-    assert main(["franka", "--dry-run"]) == 0
-    assert "dry_run:=true" in capsys.readouterr().out  # on hardware: a dry run unless asked otherwise
-    assert main(["franka", "--send-commands", "--dry-run"]) == 0
-    assert "dry_run:=false" in capsys.readouterr().out
-    assert main(["franka", "--emulate", "--dry-run-commands", "--dry-run"]) == 0
-    assert "dry_run:=true" in capsys.readouterr().out
-    assert main(["franka", "--episodes", "2", "--dry-run"]) == 2  # episodes only exist in emulation
-    assert "--episodes needs --emulate" in capsys.readouterr().err
-    with pytest.raises(SystemExit):
-        build_parser().parse_args(["franka", "--send-commands", "--dry-run-commands"])
-
-    assert main(["franka", "--checkpoint", "/c/x", "--learn", "--learner-dir", "/runs/arm", "--dry-run"]) == 0
-    names = [line.split("]")[0][1:] for line in capsys.readouterr().out.splitlines()]
-    assert names == ["policy_node", "franka_adapter", "episode_manager", "learner_node"]
-    assert main(["franka", "--learn", "--dry-run"]) == 2  # a learner needs its base and directory
-    assert "learner=True needs a checkpoint" in capsys.readouterr().err

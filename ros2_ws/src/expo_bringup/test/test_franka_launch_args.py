@@ -35,6 +35,7 @@ def test_launch_arguments_are_the_documented_ones(franka_launch) -> None:
         "namespace",
         "dry_run",
         "emulate",
+        "franka_bringup",
         "rviz",
         "learner",
         "learner_dir",
@@ -86,6 +87,7 @@ def test_emulation_maps_onto_the_emulated_graph(franka_launch) -> None:
         ({**HW, "use_fake_hardware": "2"}, "launch argument 'use_fake_hardware'"),
         ({**HW, "load_gripper": "y"}, "launch argument 'load_gripper'"),
         ({**HW, "rviz": "x"}, "launch argument 'rviz'"),
+        ({**HW, "franka_bringup": "maybe"}, "launch argument 'franka_bringup'"),
         ({**HW, "robot_type": "ur5"}, "robot_type 'ur5' unknown"),
         ({**HW, "task": "towel"}, "task 'towel' unknown"),
         ({**HW, "speed": "1"}, "unknown launch arguments ['speed']"),
@@ -113,6 +115,8 @@ def test_franka_bringup_include_and_robot_config(franka_launch) -> None:
         "robot_ips": "172.16.0.2",
     }
     assert franka_launch.franka_include_arguments({"emulate": "true"}, "/x") is None
+    # franka_ros2 already running: our nodes only
+    assert franka_launch.franka_include_arguments({**HW, "franka_bringup": "false"}, "/x") is None
     robot = franka_launch.franka_robot_config(values)["ROBOT1"]
     # franka.config.yaml's layout: booleans as quoted text, namespace without slashes
     assert robot["robot_type"] == "fr3" and robot["robot_ip"] == "172.16.0.2"

@@ -16,7 +16,6 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from expo_bringup.cli import main as cli_main
 from expo_bringup.graph import Graph, NodeSpec
 from expo_bringup.runner import Runner
 
@@ -172,19 +171,6 @@ def test_failed_start_stops_nodes_already_started(moddir: Path, monkeypatch: pyt
     assert len(started) == 1 and started[0].poll() is not None  # node a was stopped, not leaked
     with pytest.raises(ValueError, match="domain_id"):
         Runner(graph, domain_id=300)
-
-
-def test_cli_dry_run_prints_each_node_command(capsys: pytest.CaptureFixture[str]) -> None:
-    assert cli_main(["sim", "--task", "can", "--namespace", "r1", "--realtime", "--dry-run"]) == 0
-    lines = capsys.readouterr().out.splitlines()
-    assert lines[0].startswith("[sim_bridge] ") and "-m expo_sim.ros.bridge_node" in lines[0]
-    assert lines[1].startswith("[policy_node] ") and "-m expo_policy.policy_node" in lines[1]
-    assert (
-        "__ns:=/r1" in lines[1]
-        and "lockstep:=false" in lines[1]
-        and 'task:="can"' in lines[1].replace("'", "")
-    )
-    assert cli_main(["sim", "--domain-id", "999", "--dry-run"]) == 2
 
 
 def test_line_buffer_keeps_lines_from_threads_in_order_per_thread() -> None:
