@@ -3,7 +3,7 @@ sim.launch.py`` (without ``checkpoint``) run.
 
 The task's scripted demonstrations (``<data>/<task>_mixed.hdf5``, 50 episodes) and the cpu
 preset's base pretrained on them by imitation (``<data>/pretrain/``), both built on first use
-and cached, so later runs start in seconds. ``<data>`` is :func:`default_data_dir`: the same
+and cached, so later runs start in seconds. ``<data>`` is :func:`expo_sim.session.run.default_data_dir`: the same
 folder whichever directory the command runs from.
 
     python -m expo_sim.session.policy --task lift     # builds or reuses; prints one JSON line
@@ -17,33 +17,17 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
 log = logging.getLogger(__name__)
 
-#: Overrides the data folder (demonstrations and pretrained bases).
-DATA_DIR_ENV = "EXPO_DATA_DIR"
-
-
-def default_data_dir() -> Path:
-    """``$EXPO_DATA_DIR``; else ``data/`` of the checkout this package runs from (an editable
-    install: ``<checkout>/sim/expo_sim``, the folder ``make sim`` uses); else ``./data``."""
-    env = os.environ.get(DATA_DIR_ENV, "").strip()
-    if env:
-        return Path(env).expanduser()
-    checkout = Path(__file__).resolve().parents[3]
-    if (checkout / "sim" / "expo_sim").is_dir() and (checkout / "Makefile").is_file():
-        return checkout / "data"
-    return Path("data")
-
 
 def main(argv: Sequence[str] | None = None) -> int:
     from expo_core.tasks import SUPPORTED_TASKS
 
-    from expo_sim.session.run import SessionConfig, prepare_policy
+    from expo_sim.session.run import SessionConfig, default_data_dir, prepare_policy
 
     p = argparse.ArgumentParser(prog="python -m expo_sim.session.policy", description=__doc__.split("\n")[0])
     p.add_argument("--task", default="lift", choices=SUPPORTED_TASKS, help="task (default lift)")

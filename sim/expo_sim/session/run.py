@@ -32,10 +32,20 @@ log = logging.getLogger(__name__)
 STARTUP_TIMEOUT_S = 120.0
 
 
-def _default_data_dir() -> Path:
-    from expo_sim.session.policy import default_data_dir
+#: Overrides the data folder (demonstrations and pretrained bases).
+DATA_DIR_ENV = "EXPO_DATA_DIR"
 
-    return default_data_dir()
+
+def default_data_dir() -> Path:
+    """``$EXPO_DATA_DIR``; else ``data/`` of the checkout this package runs from (an editable
+    install: ``<checkout>/sim/expo_sim``, the folder ``make sim`` uses); else ``./data``."""
+    env = os.environ.get(DATA_DIR_ENV, "").strip()
+    if env:
+        return Path(env).expanduser()
+    checkout = Path(__file__).resolve().parents[3]
+    if (checkout / "sim" / "expo_sim").is_dir() and (checkout / "Makefile").is_file():
+        return checkout / "data"
+    return Path("data")
 
 
 @dataclass(frozen=True)
@@ -47,7 +57,7 @@ class SessionConfig:
     episodes: int = 10
     checkpoint: Path | None = None
     dataset: Path | None = None
-    data_dir: Path = field(default_factory=lambda: _default_data_dir())
+    data_dir: Path = field(default_factory=default_data_dir)
     demos: int = 50
     quality: str = "mixed"
     preset: str = "cpu"
