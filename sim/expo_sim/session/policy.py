@@ -3,8 +3,9 @@ sim.launch.py`` (without ``checkpoint``) run.
 
 The task's scripted demonstrations (``<data>/<task>_mixed.hdf5``, 50 episodes) and the cpu
 preset's base pretrained on them by imitation (``<data>/pretrain/``), both built on first use
-and cached, so later runs start in seconds. ``<data>`` is :func:`expo_sim.session.run.default_data_dir`: the same
-folder whichever directory the command runs from.
+and cached, so later runs start in seconds. ``<data>`` is
+:func:`expo_sim.session.run.default_data_dir`: the same folder whichever directory the command
+runs from (``$EXPO_DATA_DIR``, else the checkout's ``data/``).
 
     python -m expo_sim.session.policy --task lift     # builds or reuses; prints one JSON line
 
