@@ -52,7 +52,7 @@ from typing import Any, TypeVar
 import gymnasium as gym
 import numpy as np
 from expo_core.spec import BASE_FRAME_PROPRIO, FRANKA_ACTION_SPEC, ObsSpec, task_obs_spec
-from expo_core.tasks import ROBOSUITE_ENV_TYPE, TASK_TO_ENV_NAME, task_from_env_name
+from expo_core.tasks import ROBOSUITE_ENV_TYPE, TASK_TO_ENV_NAME, requires_mimicgen, task_from_env_name
 
 from expo_sim.envs.env_config import EnvConfig, robomimic_env_kwargs, robosuite_make_kwargs, with_cameras
 from expo_sim.envs.frames import world_to_base
@@ -88,6 +88,11 @@ class RobomimicEnv(gym.Env):
         self.config = config
         self.task = config.task
         self.env_name = TASK_TO_ENV_NAME[config.task]
+        if requires_mimicgen(config.task):
+            from expo_sim.mimicgen.available import register_envs
+
+            # MimicGen's environments register with robosuite on import; absent: one line naming make setup
+            register_envs(f"task '{config.task}'")
         if config.obs == "pixels":
             self.obs_spec: ObsSpec = task_obs_spec(
                 config.task, "pixels", cameras=config.cameras, image_size=config.camera_size

@@ -18,7 +18,10 @@ can       can    Can_pos(3), Can_quat(4), Can_to_robot0_eef_pos(3), Can_to_robot
                  the can's pose in the end-effector frame, T_eef^-1 T_can (14)
 square    nut    SquareNut_pos, SquareNut_quat, then its pose in the end-effector frame (14)
 stack     A, B   cubeA_pos, cubeA_quat, cubeB_pos, cubeB_quat, gripper_to_cubeA = cubeA - eef,
-                 gripper_to_cubeB = cubeB - eef, cubeA_to_cubeB = cubeB - cubeA (23)
+                 gripper_to_cubeB = cubeB - eef, cubeA_to_cubeB = cubeB - cubeA (23; MimicGen's
+                 Stack_D0 observes exactly robosuite's Stack)
+threading needle needle_pos, needle_quat, its pose in the end-effector frame
+          tripod (needle_to_robot0_eef_pos, _quat), then the same four for the tripod (28)
 ========  =====  ==========================================================================
 
 Note the sign conventions differ between tasks (lift: eef - cube, stack: cube - eef); they are
@@ -94,6 +97,10 @@ def _stack(p: np.ndarray, q: np.ndarray, ee_pos: np.ndarray, ee_quat: np.ndarray
     return np.concatenate([p[0], q[0], p[1], q[1], p[0] - ee_pos, p[1] - ee_pos, p[1] - p[0]])
 
 
+def _two_in_eef(p: np.ndarray, q: np.ndarray, ee_pos: np.ndarray, ee_quat: np.ndarray) -> np.ndarray:
+    return np.concatenate([_single_in_eef(p[i : i + 1], q[i : i + 1], ee_pos, ee_quat) for i in range(2)])
+
+
 _Layout = Callable[[np.ndarray, np.ndarray, np.ndarray, np.ndarray], np.ndarray]
 
 #: task -> (number of object poses on the wire, their names in PoseArray order, the mapping).
@@ -102,7 +109,11 @@ TASK_OBJECT_LAYOUTS: dict[str, tuple[int, tuple[str, ...], _Layout]] = {
     "can": (1, ("Can",), _single_in_eef),
     "square": (1, ("SquareNut",), _single_in_eef),
     "stack": (2, ("cubeA", "cubeB"), _stack),
+    "threading": (2, ("needle", "tripod"), _two_in_eef),
 }
+#: Where each object's (pos 3, quat 4) starts in the vector, for layouts where they are not back to
+#: back from index 0.
+_POSE_STARTS: dict[str, tuple[int, ...]] = {"threading": (0, 14)}
 
 
 def _layout(task: str) -> tuple[int, tuple[str, ...], _Layout]:
@@ -120,7 +131,7 @@ def object_vector(task: str, object_poses: Poses, ee_pos: np.ndarray, ee_quat_xy
     """The task's robomimic ``object`` vector ``(TASK_OBJECT_DIMS[task],)`` float64.
 
     Args:
-        task: robomimic task name (``lift``, ``can``, ``square``, ``stack``).
+        task: robomimic task name (``lift``, ``can``, ``square``, ``stack``, ``threading``).
         object_poses: positions ``(n, 3)`` in meters and quaternions ``(n, 4)`` x, y, z, w, in the
             order of :data:`TASK_OBJECT_LAYOUTS`, same frame as the end effector.
         ee_pos: ``(3,)`` end-effector position in meters.
@@ -151,5 +162,5 @@ def object_poses_from_vector(task: str, vector: np.ndarray) -> Poses:
     v = np.asarray(vector, dtype=np.float64).reshape(-1)
     if v.shape != (TASK_OBJECT_DIMS[task],):
         raise ValueError(f"task '{task}' object vector has {TASK_OBJECT_DIMS[task]} values, got {v.shape[0]}")
-    starts = range(0, 7 * n, 7)  # every layout starts with (pos 3, quat 4) per object
+    starts = _POSE_STARTS.get(task, range(0, 7 * n, 7))  # (pos 3, quat 4) per object
     return np.stack([v[s : s + 3] for s in starts]), np.stack([v[s + 3 : s + 7] for s in starts])
