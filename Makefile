@@ -20,8 +20,9 @@ lint: setup
 	@$(ENV) ruff check . && ruff format --check . && bash scripts/lint_docker.sh
 
 ## The main job: lift demos + a pretrained base (both cached under data/), then sim bridge + policy
-## node + learner over ROS: EPISODES episodes of online EXPO fine-tuning (LEARN=0: evaluation
-## only) with a live progress line, a summary and a learning curve.
+## node + learner started by `ros2 launch expo_bringup sim.launch.py`: EPISODES episodes of online
+## EXPO fine-tuning (LEARN=0: evaluation only) with a live progress line, a summary and a
+## learning curve.
 ## Extra options: make sim SIM_ARGS="--realtime" (see expo-sim session --help).
 EPISODES ?= 10
 LEARN ?= 1
