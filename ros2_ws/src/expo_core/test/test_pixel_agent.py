@@ -45,6 +45,7 @@ from expo_core.pixel_pretrain import (
     frame_features,
     pretrain_pixels,
 )
+from expo_core.policy import ExpoPolicy
 from expo_core.presets import preset_config
 from expo_core.replay import ReplayBuffer
 from expo_core.resnet import ResNet18
@@ -326,10 +327,8 @@ def test_pixel_bundle_round_trip_and_integrity() -> None:
     data, sha = policy_weights_bytes(agent, version=4)
     pol = acting_policy_from_weights(data, sha)
     assert isinstance(pol, PixelPolicy) and pol.obs_spec == SPEC
-    assert isinstance(
-        acting_policy_from_weights(*policy_weights_bytes(ExpoAgent(preset_config("tiny", 19, 7)))),
-        torch.nn.Module,
-    )
+    state = acting_policy_from_weights(*policy_weights_bytes(ExpoAgent(preset_config("tiny", 19, 7))))
+    assert isinstance(state, ExpoPolicy) and not isinstance(state, PixelPolicy)
     imgs, p = _frames(rng, 2), rng.standard_normal((2, 16)).astype(np.float32)
     gen = lambda: torch.Generator().manual_seed(EVAL_SEED)  # noqa: E731
     ref = agent.acting_policy().decide(imgs, p, gen(), deterministic=True)
