@@ -241,12 +241,14 @@ class SimBridge(TeardownLifecycleNode):
         return self.trigger_configure() == SUCCESS and self.trigger_activate() == SUCCESS
 
     # --- env and publishing ---------------------------------------------------------------
-    def _tick_clock(self, step_ns: int | None = None) -> int:
-        """Advance sim time one control period (or ``step_ns``), publish it; returns the node
-        clock's time [ns]."""
+    def _tick_clock(self, step_ns: int | None = None, publish: bool = True) -> int:
+        """Advance sim time one control period (or ``step_ns``), publish it on ``/clock`` (unless
+        ``publish`` is False: the other nodes then see it at the next published tick); returns
+        the node clock's time [ns]."""
         msg = clock_msg(self._sim_clock.advance(step_ns))
         self._sim_time.clock_callback(msg)
-        self._pubs["clock"].publish(msg)
+        if publish:
+            self._pubs["clock"].publish(msg)
         return self.get_clock().now().nanoseconds
 
     def _reset_env(self) -> None:
@@ -485,7 +487,8 @@ class SimBridge(TeardownLifecycleNode):
         period's end (observation, feedback, episode end or reset), then the commands that have
         arrived take effect from here on."""
         result = self._physics.chunk() if self._mode == "step" else None
-        ns = self._tick_clock(self.cfg.chunk_ns)
+        period_end = (self._chunk + 1) % self.cfg.substeps == 0
+        ns = self._tick_clock(self.cfg.chunk_ns, publish=period_end or self.cfg.clock_every_substep)
         self._chunk = (self._chunk + 1) % self.cfg.substeps
         if self._chunk == 0:
             self._period_end(ns, result, wall)

@@ -48,8 +48,14 @@ PARAMETERS: tuple[ParamSpec, ...] = (
         "chunk boundary after it arrives (1: at the next period boundary)",
     ),
     ParamSpec(
-        "realtime_ee_pose_every_substep",
+        "realtime_clock_every_substep",
         True,
+        "realtime: publish /clock at every chunk boundary (the nodes' sim time to a chunk) instead "
+        "of at the period ends only (less traffic: every node handles each /clock message)",
+    ),
+    ParamSpec(
+        "realtime_ee_pose_every_substep",
+        False,
         "realtime: also publish ee_pose at every chunk boundary (a robot's pose feedback is faster "
         "than its control rate; the emulated Franka controller re-aims on each); joint_states, "
         "object_poses and the other pieces stay at the control rate",
@@ -144,7 +150,8 @@ class BridgeConfig:
     num_episodes: int = 0
     action_timeout_s: float = 5.0
     substeps: int = 5
-    ee_pose_every_substep: bool = True
+    clock_every_substep: bool = True
+    ee_pose_every_substep: bool = False
     max_action_age_ms: float = 100.0
     injected_latency_ms: float = 0.0
     injected_jitter_ms: float = 0.0
@@ -220,6 +227,7 @@ class BridgeConfig:
             num_episodes=_int("num_episodes", v["num_episodes"], 0),
             action_timeout_s=_float("action_timeout_s", v["action_timeout_s"], 0.0, 3600.0),
             substeps=_int("realtime_substeps", v["realtime_substeps"], 1, 25),
+            clock_every_substep=_bool("realtime_clock_every_substep", v["realtime_clock_every_substep"]),
             ee_pose_every_substep=_bool(
                 "realtime_ee_pose_every_substep", v["realtime_ee_pose_every_substep"]
             ),

@@ -26,7 +26,9 @@ each one, once an equilibrium has arrived, the emulator sends one command comput
 very pose (:func:`expo_sim.ros.franka_emulation.emulated_action`), which the bridge applies at
 the next chunk boundary after it arrives: the emulated controller re-aims at the equilibrium
 every 10 ms, as the real one pulls toward it continuously, so a new equilibrium takes effect
-within about a chunk (with 20 Hz poses it waited up to a whole period for the next pose). Like
+within about a chunk (with 20 Hz poses it waited up to a whole period for the next pose). A pose
+already a whole pose interval old on the node clock (a newer one is out: the emulator is behind)
+is skipped and counted (``skipped_stale``). Like
 the real controller it keeps the last equilibrium for as long as no new one arrives; before the
 first one it sends nothing (the realtime bridge does not step until a command arrives: the arm
 stays where it is).
@@ -69,6 +71,7 @@ COUNTERS = (
     "saturated",
     "waiting_for_equilibrium",
     "rejected",
+    "skipped_stale",
 )
 
 
@@ -94,6 +97,7 @@ class FrankaEmulator(TeardownLifecycleNode):
         self._width: float | None = None
         self._indices = EpisodeIndices(round(1e9 / CONTROL_FREQ_HZ))
         self._errors = (float("nan"), float("nan"))  # last translation [m], rotation [rad] error
+        self._prev_pose_ns: int | None = None  # stamp of the previous measured pose
 
     # --- lifecycle ------------------------------------------------------------------------
     def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
@@ -177,7 +181,13 @@ class FrankaEmulator(TeardownLifecycleNode):
 
     def _on_current_pose(self, msg: PoseStamped) -> None:
         self.counters["measured_poses"] += 1
+        stamp = cv.stamp_ns(msg.header.stamp)
+        interval = stamp - self._prev_pose_ns if self._prev_pose_ns is not None else 0
+        self._prev_pose_ns = stamp
         if not self.active:
+            return
+        if interval > 0 and self.get_clock().now().nanoseconds - stamp >= interval:
+            self.counters["skipped_stale"] += 1  # a newer pose is already out: answer that one
             return
         if self._equilibrium is None:
             self.counters["waiting_for_equilibrium"] += 1

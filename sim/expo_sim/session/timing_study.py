@@ -236,6 +236,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     label = args.mode + (" expert" if args.expert else "")
     if args.latency_ms or args.jitter_ms:
         label += f" +{args.latency_ms:g}+-{args.jitter_ms:g} ms"
+    if args.substeps is not None:
+        label += f" substeps {args.substeps}"
+    label += "".join(f" {item}" for item in (*args.bridge, *args.policy))
     print(f"timing study: {label}, {args.episodes} episodes, ROS domain {domain}", flush=True)
     r = run_graph(
         graph, args.episodes, domain, ns, args.timeout, progress=lambda line: print(line, flush=True)

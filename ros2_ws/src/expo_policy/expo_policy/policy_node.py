@@ -29,6 +29,9 @@ observation set (all three pieces with one header stamp, :mod:`expo_policy.sync`
 last piece arrives, so every action answers the newest observation and is stamped with it; the
 timer (``control_rate_hz`` on the node clock) is a watchdog only: while a required input is stale,
 or no complete set came for ``observation.max_age_s``, each tick publishes a hold saying why.
+A set that is already a whole observation interval old when it completes (node clock: the next
+one is out; the node is behind) is skipped and counted (``observation_sets_skipped``), so a
+loaded machine answers the newest observation instead of working through a backlog.
 ``trigger: timer``: every timer period on the latest piece of each input (sources whose pieces
 never share a stamp). Lockstep mode: once per new observation set, after the feedback of the
 previous command has arrived (when env_feedback has a publisher; a done feedback ends the wait
@@ -88,8 +91,16 @@ from .weights_swap import WeightsSwapper
 
 SUCCESS, FAILURE = TransitionCallbackReturn.SUCCESS, TransitionCallbackReturn.FAILURE
 #: The node's counters (diagnostics): commands sent, watchdog holds among the holds (real time,
-#: trigger observation), lockstep feedback waits given up, transitions published.
-COUNTS = ("actions", "holds", "watchdog_holds", "feedback_timeouts", "transitions")
+#: trigger observation), lockstep feedback waits given up, observation sets not decided on
+#: because a newer one was already out (real time), transitions published.
+COUNTS = (
+    "actions",
+    "holds",
+    "watchdog_holds",
+    "feedback_timeouts",
+    "observation_sets_skipped",
+    "transitions",
+)
 _SENSOR_QOS = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
 # observation.best_effort: also hears best-effort publishers (franka_ros2's current_pose)
 _BEST_EFFORT_QOS = QoSProfile(depth=10, reliability=ReliabilityPolicy.BEST_EFFORT)
@@ -307,14 +318,21 @@ class PolicyNode(TeardownLifecycleNode):
         pieces = self._inputs.add(name, ns, payload, header.frame_id)
         if pieces is None or not self.active:
             return
+        interval = ns - self._last_set_ns if self._last_set_ns is not None else 0
         self._last_set_ns = ns
-        res = self._inputs.build(pieces, self._now_ns() * 1e-9)
+        now_ns = self._now_ns()
+        res = self._inputs.build(pieces, now_ns * 1e-9)
         if res.ok and self.cfg.publish_transitions:
             self._publish_transitions(self._assembler.add_observation(ns, res.obs))
         if self.cfg.lockstep:
             self._pending_set = (ns, pieces)
             self._lockstep_act()
         elif self.cfg.trigger == "observation":
+            if interval > 0 and now_ns - ns >= interval:
+                # A whole observation interval old: the next set is already out (behind on a
+                # loaded machine); deciding on this one would only answer it later still.
+                self.counts["observation_sets_skipped"] += 1
+                return
             self._control_step(pieces, ns)
 
     def _on_feedback(self, msg: EnvFeedback) -> None:
