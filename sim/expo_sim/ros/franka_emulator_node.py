@@ -20,18 +20,19 @@ action (to the sim bridge)                                expo_interfaces/Action
 diagnostics                                               diagnostic_msgs/DiagnosticArray  reliable, 10
 ========================================================  ===============================  ===========
 
-Control: the realtime bridge publishes the measured pose at every chunk of its physics (10 ms:
-``realtime_ee_pose_every_substep``, franka_ros2's state broadcaster publishes faster still); on
-each one, once an equilibrium has arrived, the emulator sends one command computed against that
-very pose (:func:`expo_sim.ros.franka_emulation.emulated_action`), which the bridge applies at
-the next chunk boundary after it arrives: the emulated controller re-aims at the equilibrium
-every 10 ms, as the real one pulls toward it continuously, so a new equilibrium takes effect
-within about a chunk (with 20 Hz poses it waited up to a whole period for the next pose). A pose
-already a whole pose interval old on the node clock (a newer one is out: the emulator is behind)
-is skipped and counted (``skipped_stale``). Like
-the real controller it keeps the last equilibrium for as long as no new one arrives; before the
-first one it sends nothing (the realtime bridge does not step until a command arrives: the arm
-stays where it is).
+Control: the realtime bridge publishes the measured pose at each control period's end (and at
+every 10 ms chunk of its physics with ``realtime_ee_pose_every_substep``; franka_ros2's state
+broadcaster publishes faster still); on each one, once an equilibrium has arrived, the emulator
+sends one command computed against that very pose
+(:func:`expo_sim.ros.franka_emulation.emulated_action`), which the bridge applies at the next
+chunk boundary after it arrives. So a new equilibrium takes effect only with the next pose: up
+to a period later at 20 Hz poses (the real controller pulls toward it at once), within about a
+chunk at 100 Hz poses, which cost more than they gained on a loaded 2-core machine (see
+``sim_bridge.yaml``). A pose already a whole pose interval old on the node clock (a newer one is
+out: the emulator is behind) is skipped and counted (``skipped_stale``). Like the real
+controller it keeps the last equilibrium for as long as no new one arrives; before the first
+one it sends nothing (the realtime bridge does not step until a command arrives: the arm stays
+where it is).
 
 Diagnostics count what reached the emulated controller (equilibrium poses, gripper commands)
 and what it sent (actions, saturated ones), plus the last tracking error; tests read them.
