@@ -131,8 +131,8 @@ def test_config_from_expo_shares_the_budget_and_validates():
         ecfg.batch_size,
         ecfg.offline_fraction,
     )
-    # the same ensemble, with RLPD's own target subset (2) instead of the cpu preset's min over all 5
-    assert cfg.critic == dataclasses.replace(ecfg.critic, num_min=2) and not cfg.backup_entropy
+    # the same ensemble, targets from one random member (RLPD on sparse rewards), not the min of all 5
+    assert cfg.critic == dataclasses.replace(ecfg.critic, num_min=1) and not cfg.backup_entropy
     assert RLPDConfig.from_dict(cfg.to_dict()) == cfg
     with pytest.raises(ValueError, match=r"^utd=0 is invalid"):
         small_config(utd=0)
@@ -174,6 +174,40 @@ def test_harness_rlpd_keeps_q_in_the_reachable_range_of_a_sparse_reward():
             assert stats["q_mean"] > 2.0
         else:
             assert 0.0 <= stats["q_mean"] <= 1.0 and 0.0 <= stats["target_mean"] <= 1.0, stats
+
+
+def test_harness_rlpd_is_not_pessimistic_below_zero_off_the_data():
+    """Rewards all 0 (every true Q is 0), data actions in a narrow band, the actor's actions
+    outside it: the harness's RLPD under a cpu-like 5-critic ensemble must stay near 0. The min
+    over all 5 members (the cpu preset's, which RLPD inherited before) sits at -0.75 here."""
+    ecfg = preset_config("tiny", 5, 3).replace(
+        gamma=0.9, tau=0.05, utd=4, critic=CriticConfig(hidden_dims=(32, 32), num_critics=5, num_min=5)
+    )
+
+    def zero_reward_batches(cfg):
+        g = torch.Generator().manual_seed(0)
+        while True:
+            B = cfg.batch_size
+            yield Batch(
+                torch.randn(B, cfg.obs_dim, generator=g),
+                0.1 * (torch.rand(B, cfg.act_dim, generator=g) * 2 - 1),
+                torch.zeros(B),
+                torch.randn(B, cfg.obs_dim, generator=g),
+                torch.zeros(B),
+                torch.zeros(B),
+            )
+
+    for min_all in (False, True):
+        cfg = RLPDConfig.from_expo(ecfg)  # the harness's rlpd, as it is
+        if min_all:
+            cfg = dataclasses.replace(cfg, critic=ecfg.critic)
+        agent = RLPDAgent(cfg, seed=0)
+        data = zero_reward_batches(cfg)
+        stats = [agent.update(data) for _ in range(50)][-1]
+        if min_all:
+            assert stats["q_mean"] < -0.5
+        else:
+            assert abs(stats["q_mean"]) < 0.1 and abs(stats["target_mean"]) < 0.1, stats
 
 
 def test_rlpd_q_value_is_the_ensemble_mean():
