@@ -116,21 +116,22 @@ class DiffusionBase(nn.Module):
             raise ValueError(f"noise has shape {tuple(noise.shape)}, expected {shape}")
         ddpm = shape[0] > 1
         ts = list(range(self.num_steps - 1, -1, -1)) if ddpm else ddim_timesteps(self.num_steps, steps)
-        t_share = self.denoiser.time_proj(torch.arange(self.num_steps, dtype=obs.dtype, device=obs.device))
+        # time share of the steps taken only (DDIM: k of the T), in the order they are taken
+        t_share = self.denoiser.time_proj(torch.tensor(ts, dtype=obs.dtype, device=obs.device))
         per = B if chunk_rows <= 0 else max(1, chunk_rows // num_samples)
         outs = []
         for s in range(0, B, per):
             proj = self.denoiser.obs_proj(obs[s : s + per])  # (b, h): shared by N and all steps
-            shared = proj[None, :, None, :] + t_share[:, None, None, :]  # (T, b, 1, h), by step index
+            shared = proj[None, :, None, :] + t_share[:, None, None, :]  # (len(ts), b, 1, h)
             nz = noise[:, s : s + per]
             outs.append(self._ddpm(shared, nz, ts) if ddpm else self._ddim(shared, nz[0], ts))
         return outs[0] if len(outs) == 1 else torch.cat(outs)
 
     def _ddpm(self, shared: torch.Tensor, noise: torch.Tensor, ts: list[int]) -> torch.Tensor:
-        """shared (T, b, 1, h) by step index; noise (T+1, b, N, d); ts = T-1, ..., 0."""
+        """shared (T, b, 1, h) in the order of ts; noise (T+1, b, N, d); ts = T-1, ..., 0."""
         x = noise[0]
         for i, t in enumerate(ts):
-            eps = self.denoiser.forward_shared_(shared[t], x)
+            eps = self.denoiser.forward_shared_(shared[i], x)
             # x <- (x - beta_t / sqrt(1 - abar_t) eps) / sqrt(alpha_t) [+ sqrt(beta_t) z], clipped
             x = torch.sub(x, eps, alpha=self._eps_coef[t]).div_(self._sqrt_alpha[t])
             if t > 0:
@@ -139,9 +140,9 @@ class DiffusionBase(nn.Module):
         return x
 
     def _ddim(self, shared: torch.Tensor, x: torch.Tensor, ts: list[int]) -> torch.Tensor:
-        """shared (T, b, 1, h) by step index; x (b, N, d) the initial noise; ts the k steps."""
+        """shared (k, b, 1, h) in the order of ts; x (b, N, d) the initial noise; ts the k steps."""
         for j, t in enumerate(ts):
-            eps = self.denoiser.forward_shared_(shared[t], x)
+            eps = self.denoiser.forward_shared_(shared[j], x)
             x0 = (
                 torch.sub(x, eps, alpha=self._sqrt_one_minus_abar[t])
                 .div_(self._sqrt_abar[t])
