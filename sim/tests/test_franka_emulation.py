@@ -81,6 +81,9 @@ def adapter_status(obs: GraphObserver, start: int) -> list[dict[str, str]]:
     ]
 
 
+# Wall-clock real time: a machine loaded by other work (load average 8-10 seen) can miss
+# periods; one retry, so a timing regression still fails both tries.
+@pytest.mark.flaky(reruns=1)
 def test_franka_graph_runs_against_the_emulated_franka(checkpoint: Path, record_property) -> None:
     ns = f"t_{uuid.uuid4().hex[:8]}"
     clock_topic = f"/{ns}/clock"

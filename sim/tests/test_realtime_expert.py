@@ -51,6 +51,9 @@ def direct_successes() -> int:
     return wins
 
 
+# Wall-clock real time: a machine loaded by other work (load average 8-10 seen) can miss
+# periods; one retry, so a timing regression still fails both tries.
+@pytest.mark.flaky(reruns=1)
 def test_scripted_expert_succeeds_over_the_realtime_ros_loop_as_directly(record_property) -> None:
     direct = direct_successes()
     assert direct == EPISODES, "the clean expert solves these seeds when run directly"
