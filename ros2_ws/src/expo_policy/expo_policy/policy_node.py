@@ -328,9 +328,10 @@ class PolicyNode(TeardownLifecycleNode):
             self._pending_set = (ns, pieces)
             self._lockstep_act()
         elif self.cfg.trigger == "observation":
-            if interval > 0 and now_ns - ns >= interval:
+            if res.ok and interval > 0 and now_ns - ns >= interval:
                 # A whole observation interval old: the next set is already out (behind on a
-                # loaded machine); deciding on this one would only answer it later still.
+                # loaded machine); deciding on this one would only answer it later still. A bad
+                # observation is never skipped: it must end in a hold with its reason.
                 self.counts["observation_sets_skipped"] += 1
                 return
             self._control_step(pieces, ns)
