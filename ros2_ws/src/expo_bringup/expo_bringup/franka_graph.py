@@ -112,6 +112,9 @@ def franka_graph(
             # franka_robot_state_broadcaster publishes current_pose best effort: a reliable
             # subscription would never connect to it on the arm
             "observation.best_effort": True,
+            # On the arm joint_states and current_pose never share a stamp: decide on the timer
+            # (latest piece of each input); the emulated cell stamps them alike.
+            "trigger": "observation" if emulate else "timer",
         },
         (("action", POLICY_ACTION), ("ee_pose", CURRENT_POSE)),
     )
