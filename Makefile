@@ -23,12 +23,19 @@ lint: setup
 ## node + learner started by `ros2 launch expo_bringup sim.launch.py`: EPISODES episodes of online
 ## EXPO fine-tuning (LEARN=0: evaluation only) with a live progress line, a summary and a
 ## learning curve.
+## TASK: lift (default), can, square, stack, threading (stack and threading are MimicGen's: make
+## setup installs it). OBS=pixels: the policy acts from the two cameras and proprioception only.
+## INTERVENE=1: a scripted operator (the task's expert) takes over when the policy strays.
 ## Extra options: make sim SIM_ARGS="--realtime" (see expo-sim session --help).
+TASK ?= lift
 EPISODES ?= 10
 LEARN ?= 1
+OBS ?= state
+INTERVENE ?= 0
 SIM_ARGS ?=
 sim: setup
-	@$(ENV) expo-sim session --task lift --episodes $(EPISODES) $(if $(filter 1,$(LEARN)),--learn) $(SIM_ARGS)
+	@$(ENV) expo-sim session --task $(TASK) --episodes $(EPISODES) $(if $(filter 1,$(LEARN)),--learn) \
+		$(if $(filter pixels,$(OBS)),--obs pixels) $(if $(filter 1,$(INTERVENE)),--intervene) $(SIM_ARGS)
 
 ## Closed-loop latency over ROS: obs published -> action received by the bridge, vs inference.
 bench-ros: setup
