@@ -16,11 +16,15 @@ What goes where (robosuite world frame, meters, quaternions x, y, z, w as robosu
 - ``ee_pose``: ``robot0_eef_pos`` and ``robot0_eef_quat``.
 - ``object_poses``: the task's objects in ``expo_ros.object_state.TASK_OBJECT_LAYOUTS`` order.
 - ``image_raw``: the camera image, upright (row 0 = top), rgb8, frame_id = the camera name.
+- pixel mode: ``<camera>/image_raw`` per camera (the env's ``<camera>_image``, upright, rgb8,
+  frame_id = the camera name) and ``ee_pose_base``: ``robot0_base_to_eef_pos`` /
+  ``robot0_base_to_eef_quat``, the end effector in the robot's base frame
+  (:mod:`expo_sim.envs.frames`), as a real Franka reports it.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -49,6 +53,8 @@ class SimSnapshot:
         ee_quat: (4,) end-effector orientation x, y, z, w.
         object_pos: (n, 3) object positions [m]; object_quat: (n, 4) x, y, z, w.
         image: (H, W, 3) uint8 upright camera image, or None without a camera.
+        images: camera name -> (H, W, 3) uint8 upright frame (pixel mode; empty otherwise).
+        ee_pos_base, ee_quat_base: the end effector in the robot's base frame (pixel mode).
     """
 
     joint_pos: np.ndarray
@@ -58,10 +64,17 @@ class SimSnapshot:
     object_pos: np.ndarray
     object_quat: np.ndarray
     image: np.ndarray | None = None
+    images: dict[str, np.ndarray] = field(default_factory=dict)
+    ee_pos_base: np.ndarray | None = None
+    ee_quat_base: np.ndarray | None = None
 
 
-def snapshot_from_env(env: RobomimicEnv, obs_dict: dict[str, Any], camera: str | None = None) -> SimSnapshot:
-    """The scene after ``env.reset``/``env.step``; ``obs_dict`` is that call's ``info["obs_dict"]``."""
+def snapshot_from_env(
+    env: RobomimicEnv, obs_dict: dict[str, Any], camera: str | None = None, cameras: tuple[str, ...] = ()
+) -> SimSnapshot:
+    """The scene after ``env.reset``/``env.step``; ``obs_dict`` is that call's ``info["obs_dict"]``.
+    ``camera``: the single ``image_raw`` camera; ``cameras``: pixel mode's cameras (their frames
+    and the base-frame end-effector pose are taken too)."""
     robot = env.robosuite_env.robots[0]
     data = env.robosuite_env.sim.data
     # robosuite's own joint observables index the MuJoCo state this way.
@@ -76,17 +89,23 @@ def snapshot_from_env(env: RobomimicEnv, obs_dict: dict[str, Any], camera: str |
         object_pos=obj_pos,
         object_quat=obj_quat,
         image=obs_dict[f"{camera}_image"] if camera else None,
+        images={c: obs_dict[f"{c}_image"] for c in cameras},
+        ee_pos_base=np.asarray(obs_dict["robot0_base_to_eef_pos"], dtype=np.float64) if cameras else None,
+        ee_quat_base=np.asarray(obs_dict["robot0_base_to_eef_quat"], dtype=np.float64) if cameras else None,
     )
 
 
 @dataclass(frozen=True)
 class ObservationMsgs:
-    """One synchronized observation set: every header carries the same stamp."""
+    """One synchronized observation set: every header carries the same stamp. ``camera_images``:
+    camera name -> its Image (pixel mode); ``ee_pose_base``: the base-frame pose (pixel mode)."""
 
     joint_states: JointState
     ee_pose: PoseStamped
     object_poses: PoseArray
     image: Image | None
+    camera_images: dict[str, Image] = field(default_factory=dict)
+    ee_pose_base: PoseStamped | None = None
 
 
 def observation_msgs(
@@ -96,9 +115,11 @@ def observation_msgs(
     frame_id: str,
     camera: str | None = None,
     finger_signs: tuple[float, float] = (1.0, 1.0),
+    base_frame_id: str = "robot0_base",
 ) -> ObservationMsgs:
     """Messages of one snapshot stamped ``ns`` [ns on the node clock]; ``finger_signs`` multiply
-    the two finger positions and velocities (``(1.0, -1.0)``: both positive, as franka_ros2)."""
+    the two finger positions and velocities (``(1.0, -1.0)``: both positive, as franka_ros2);
+    ``base_frame_id``: the header frame of ``ee_pose_base`` (pixel mode)."""
     if len(joint_names) != snap.joint_pos.shape[0]:
         raise ValueError(f"{len(joint_names)} joint names for {snap.joint_pos.shape[0]} joint positions")
     signs = np.ones(snap.joint_pos.shape[0])
@@ -108,11 +129,16 @@ def observation_msgs(
     image = None
     if snap.image is not None:
         image = cv.image_msg(snap.image, ns, camera or "camera", "rgb8")
+    ee_base = None
+    if snap.ee_pos_base is not None:
+        ee_base = cv.pose_stamped_msg(snap.ee_pos_base, snap.ee_quat_base, ns, base_frame_id)
     return ObservationMsgs(
         joint_states=js,
         ee_pose=cv.pose_stamped_msg(snap.ee_pos, snap.ee_quat, ns, frame_id),
         object_poses=cv.pose_array_msg(snap.object_pos, snap.object_quat, ns, frame_id),
         image=image,
+        camera_images={c: cv.image_msg(px, ns, c, "rgb8") for c, px in snap.images.items()},
+        ee_pose_base=ee_base,
     )
 
 

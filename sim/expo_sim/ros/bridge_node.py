@@ -10,6 +10,10 @@ out ee_pose         geometry_msgs/PoseStamped        10     end effector, ``fram
                                                             realtime: also every 10 ms chunk
 out object_poses    geometry_msgs/PoseArray          10     task objects, ground truth
 out image_raw       sensor_msgs/Image (optional)     5      rgb8 camera image (camera.enabled)
+out <camera>/       sensor_msgs/Image (pixels)       5      observation.kind pixels: one rgb8
+    image_raw                                               frame per camera per observation
+out ee_pose_base    geometry_msgs/PoseStamped        10     pixels: end effector in the robot
+                    (pixels)                                base frame (base_frame_id)
 out env_feedback    expo_interfaces/EnvFeedback      50     one per command: reward, done, ...
 out /clock          rosgraph_msgs/Clock              10     sim time (absolute topic)
 out diagnostics     diagnostic_msgs/DiagnosticArray  10     episodes, success, steps/s, obs ->
@@ -109,8 +113,9 @@ class SimBridge(TeardownLifecycleNode):
                 raise ValueError(
                     "parameter 'use_sim_time' must be false: the sim bridge is the /clock source"
                 )
-            cams = (cfg.camera,) if cfg.camera else ()
-            env = make_env(cfg.task, horizon=cfg.horizon, cameras=cams, camera_size=cfg.camera_size)
+            env = make_env(
+                cfg.task, horizon=cfg.horizon, cameras=cfg.rendered_cameras, camera_size=cfg.render_size
+            )
             try:
                 physics = SubstepPhysics(env, cfg.substeps)
             except ValueError as e:
@@ -142,7 +147,12 @@ class SimBridge(TeardownLifecycleNode):
         episodes = cfg.num_episodes or "unlimited"
         log.info(
             f"configured: task {cfg.task}, horizon {cfg.horizon}, {mode}, episodes {episodes}, "
-            f"seed {cfg.seed}, camera {cfg.camera or 'off'}"
+            f"seed {cfg.seed}, camera {cfg.camera or 'off'}, observation {cfg.obs_kind}"
+            + (
+                f" (cameras {', '.join(cfg.cameras)}, {cfg.image_size}x{cfg.image_size})"
+                if cfg.cameras
+                else ""
+            )
         )
         return SUCCESS
 
@@ -158,6 +168,10 @@ class SimBridge(TeardownLifecycleNode):
         }
         if cfg.camera:
             self._pubs["image_raw"] = pub(Image, "image_raw", 5)
+        for cam in cfg.cameras:
+            self._pubs[f"{cam}/image_raw"] = pub(Image, f"{cam}/image_raw", 5)
+        if cfg.cameras:
+            self._pubs["ee_pose_base"] = pub(PoseStamped, "ee_pose_base", 10)
         self._action_sub = self.create_subscription(ActionCommand, "action", self._on_action, 10)
         self._subs = [self._action_sub]
         if cfg.learner_pacing_backlog and not cfg.realtime:
@@ -253,7 +267,7 @@ class SimBridge(TeardownLifecycleNode):
 
     def _reset_env(self) -> None:
         _, info = self.env.reset(seed=self.cfg.seed + self._episode)
-        self._snap = snapshot_from_env(self.env, info["obs_dict"], self.cfg.camera)
+        self._snap = snapshot_from_env(self.env, info["obs_dict"], self.cfg.camera, self.cfg.cameras)
         self._physics.reset()
         self._prev_action: np.ndarray | None = None
         self._steps_in_episode = 0
@@ -266,7 +280,7 @@ class SimBridge(TeardownLifecycleNode):
     def _stepped(self, out: tuple) -> StepResult:
         """Bookkeeping of one env step (``env.step``'s or the last realtime chunk's output)."""
         _, reward, terminated, truncated, info = out
-        self._snap = snapshot_from_env(self.env, info["obs_dict"], self.cfg.camera)
+        self._snap = snapshot_from_env(self.env, info["obs_dict"], self.cfg.camera, self.cfg.cameras)
         self._prev_action = info["action"]
         self._steps_in_episode = info["t"]
         self.stats.step(reward)
@@ -274,7 +288,13 @@ class SimBridge(TeardownLifecycleNode):
 
     def _publish_obs(self, ns: int) -> None:
         c = self.cfg
-        msgs = observation_msgs(self._snap, ns, c.joint_names, c.frame_id, c.camera, c.finger_signs)
+        msgs = observation_msgs(
+            self._snap, ns, c.joint_names, c.frame_id, c.camera, c.finger_signs, c.base_frame_id
+        )
+        for cam, img in msgs.camera_images.items():  # frames first: a policy syncs on joint_states
+            self._pubs[f"{cam}/image_raw"].publish(img)
+        if msgs.ee_pose_base is not None:
+            self._pubs["ee_pose_base"].publish(msgs.ee_pose_base)
         self._pubs["joint_states"].publish(msgs.joint_states)
         self._pubs["ee_pose"].publish(msgs.ee_pose)
         self._pubs["object_poses"].publish(msgs.object_poses)
@@ -430,7 +450,7 @@ class SimBridge(TeardownLifecycleNode):
         if not self._first_sent:
             if not self._policy_connected():
                 self.get_logger().info(
-                    "waiting for a policy: subscribers on joint_states, ee_pose, object_poses and a "
+                    f"waiting for a policy: subscribers on {', '.join(self._policy_inputs())} and a "
                     "publisher on action",
                     throttle_duration_sec=5.0,
                 )
@@ -450,9 +470,19 @@ class SimBridge(TeardownLifecycleNode):
             self._publish_obs(ns)
             self._gate.published(ns, new_state=False)
 
+    def _policy_inputs(self) -> tuple[str, ...]:
+        """The topics a policy of this observation kind subscribes to (lockstep waits for them):
+        state: joint_states, ee_pose, object_poses; pixels: joint_states, each camera, and
+        ee_pose or ee_pose_base (no object poses)."""
+        if not self.cfg.cameras:
+            return OBS_TOPICS
+        return ("joint_states", *(f"{c}/image_raw" for c in self.cfg.cameras), "ee_pose|ee_pose_base")
+
     def _policy_connected(self) -> bool:
-        subscribed = all(self._pubs[t].get_subscription_count() > 0 for t in OBS_TOPICS)
-        return subscribed and self._action_sub.get_publisher_count() > 0
+        def subscribed(topic: str) -> bool:
+            return any(self._pubs[t].get_subscription_count() > 0 for t in topic.split("|"))
+
+        return all(map(subscribed, self._policy_inputs())) and self._action_sub.get_publisher_count() > 0
 
     # --- realtime -------------------------------------------------------------------------
     def _injected_delay_s(self) -> float:

@@ -97,8 +97,30 @@ PARAMETERS: tuple[ParamSpec, ...] = (
     ParamSpec("camera.name", "agentview", f"robosuite camera, one of {list(SUPPORTED_CAMERAS)}"),
     ParamSpec("camera.width", 84, "image width [px] (square images only: width == height)"),
     ParamSpec("camera.height", 84, "image height [px]"),
+    ParamSpec(
+        "observation.kind",
+        "state",
+        "state: joint_states, ee_pose, object_poses (the state policy's inputs); pixels: also one "
+        "rgb8 image per observation.cameras entry on <camera>/image_raw and ee_pose_base (the pixel "
+        "policy's inputs: cameras + base-frame proprioception), every piece with the step's stamp",
+    ),
+    ParamSpec(
+        "observation.cameras",
+        list(SUPPORTED_CAMERAS),
+        f"pixels: robosuite cameras rendered each step, each published on <camera>/image_raw; "
+        f"from {list(SUPPORTED_CAMERAS)}",
+    ),
+    ParamSpec("observation.image_size", 84, "pixels: image width = height [px]"),
+    ParamSpec(
+        "base_frame_id",
+        "robot0_base",
+        "pixels: header frame of ee_pose_base, the end effector in the robot's base frame (the "
+        "frame a real Franka reports in: fr3_link0)",
+    ),
     ParamSpec("autostart", True, "configure + activate at startup (pip mode has no lifecycle manager)"),
 )
+
+OBS_KINDS = ("state", "pixels")
 
 
 def _bool(name: str, v: Any) -> bool:
@@ -163,7 +185,20 @@ class BridgeConfig:
     finger_signs: tuple[float, float] = (1.0, 1.0)
     camera: str | None = None  # the camera name when enabled
     camera_size: int = 84
+    obs_kind: str = "state"
+    cameras: tuple[str, ...] = ()  # pixels: the cameras published on <camera>/image_raw
+    image_size: int = 84
+    base_frame_id: str = "robot0_base"
     autostart: bool = True
+
+    @property
+    def rendered_cameras(self) -> tuple[str, ...]:
+        """Every camera the env must render (pixel cameras, or the one ``camera.*`` camera)."""
+        return self.cameras or ((self.camera,) if self.camera else ())
+
+    @property
+    def render_size(self) -> int:
+        return self.image_size if self.cameras else self.camera_size
 
     @property
     def period_ns(self) -> int:
@@ -209,6 +244,33 @@ class BridgeConfig:
         frame = v["frame_id"]
         if not isinstance(frame, str) or not frame:
             raise ValueError(f"parameter 'frame_id' must be a non-empty frame name, got {frame!r}")
+        base_frame = v["base_frame_id"]
+        if not isinstance(base_frame, str) or not base_frame:
+            raise ValueError(f"parameter 'base_frame_id' must be a non-empty frame name, got {base_frame!r}")
+        kind = v["observation.kind"]
+        if kind not in OBS_KINDS:
+            raise ValueError(f"parameter 'observation.kind' must be one of {list(OBS_KINDS)}, got {kind!r}")
+        image_size = _int("observation.image_size", v["observation.image_size"], 8, 1024)
+        cameras: tuple[str, ...] = ()
+        if kind == "pixels":
+            cams = v["observation.cameras"]
+            if (
+                isinstance(cams, str)
+                or not isinstance(cams, Sequence)
+                or not cams
+                or len(set(cams)) != len(cams)
+                or not all(c in SUPPORTED_CAMERAS for c in cams)
+            ):
+                raise ValueError(
+                    f"parameter 'observation.cameras' must list distinct cameras from "
+                    f"{list(SUPPORTED_CAMERAS)}, got {cams!r}"
+                )
+            cameras = tuple(cams)
+            if camera is not None:
+                raise ValueError(
+                    "parameter 'camera.enabled' must be false with observation.kind 'pixels' (the "
+                    "pixel cameras are published on <camera>/image_raw already)"
+                )
         arm = _names("arm_joint_names", v["arm_joint_names"], 7)
         fingers = _names("finger_joint_names", v["finger_joint_names"], 2)
         if set(arm) & set(fingers):
@@ -242,5 +304,9 @@ class BridgeConfig:
             finger_signs=(float(signs[0]), float(signs[1])),
             camera=camera,
             camera_size=width,
+            obs_kind=kind,
+            cameras=cameras,
+            image_size=image_size,
+            base_frame_id=base_frame,
             autostart=_bool("autostart", v["autostart"]),
         )
