@@ -35,6 +35,8 @@ Pieces = dict[str, tuple[int, Any, str]]  # piece -> (header stamp ns, decoded p
 class ObservationInputs:
     """Latest and synchronized observation pieces of one task."""
 
+    ee_piece = "ee_pose"  # the piece whose pose the safety filter and markers use
+
     def __init__(self, task: str, builder: ObservationBuilder) -> None:
         self.task = task
         self._builder = builder

@@ -14,6 +14,11 @@ the robomimic keys, so the order is the one shared with datasets and the simulat
 - ``update_object`` -> ``object`` (task dim): the task's robomimic "object" vector, ground truth
   from the sim bridge or a perception node's estimate on hardware.
 
+The pixel spec's proprioception (``expo_core.spec.BASE_FRAME_PROPRIO``) comes from the same two
+pieces: ``update_ee_pose`` also fills ``robot0_base_to_eef_pos`` / ``robot0_base_to_eef_quat`` (the
+caller passes a pose in the robot base frame: the node's ``ee_pose_base`` topic), and
+``update_joint_state`` fills ``robot0_joint_pos`` (7, rad) from ``arm_joint_names``, in that order.
+
 A build is rejected (``obs=None`` plus a reason) while any required piece is missing, older than
 ``max_age_s``, more than ``max_age_s`` in the future, malformed, non-finite, or when the
 pieces' stamps spread over more than ``max_skew_s``. All stamps are seconds on the node clock.
@@ -34,7 +39,11 @@ KEY_SOURCES: dict[str, str] = {
     "robot0_eef_quat": "ee_pose",
     "robot0_gripper_qpos": "joint_state",
     "object": "object",
+    "robot0_base_to_eef_pos": "ee_pose",
+    "robot0_base_to_eef_quat": "ee_pose",
+    "robot0_joint_pos": "joint_state",
 }
+_JOINT_POS = "robot0_joint_pos"
 _QUAT_NORM_TOL = 0.05  # |q| must be within 1 +- this: catches zeroed or garbage orientations
 
 
@@ -67,6 +76,7 @@ class ObservationBuilder:
         max_skew_s: float,
         finger_joint_names: Sequence[str] = ("panda_finger_joint1", "panda_finger_joint2"),
         finger_signs: Sequence[float] = (1.0, 1.0),
+        arm_joint_names: Sequence[str] = (),
     ) -> None:
         unknown = [k for k in spec.names if k not in KEY_SOURCES]
         if unknown:
@@ -81,6 +91,15 @@ class ObservationBuilder:
             raise ValueError(f"finger_joint_names must be two distinct names, got {list(finger_joint_names)}")
         if len(finger_signs) != 2 or any(s not in (1.0, -1.0) for s in finger_signs):
             raise ValueError(f"finger_signs must be two values in {{1.0, -1.0}}, got {list(finger_signs)}")
+        arm = tuple(arm_joint_names)
+        if _JOINT_POS in spec.names:
+            n = next(k.dim for k in spec.keys if k.name == _JOINT_POS)
+            if len(arm) != n or len(set(arm)) != n or not all(arm) or set(arm) & set(finger_joint_names):
+                raise ValueError(
+                    f"arm_joint_names must be {n} distinct names (not finger joints) for spec key "
+                    f"{_JOINT_POS}, got {list(arm)}"
+                )
+        self.arm_joint_names = arm if _JOINT_POS in spec.names else ()
         self.spec = spec
         self.max_age_s = float(max_age_s)
         self.max_skew_s = float(max_skew_s)
@@ -113,7 +132,23 @@ class ObservationBuilder:
             error = f"joint_state has {pos.shape[0]} positions for {len(names)} names"
             self._store("joint_state", stamp, {}, error)
             return True
-        self._store("joint_state", stamp, {"robot0_gripper_qpos": pos[idx] * self._finger_signs})
+        values = {"robot0_gripper_qpos": pos[idx] * self._finger_signs}
+        if self.arm_joint_names:
+            absent = [n for n in self.arm_joint_names if n not in index]
+            if absent:
+                self._store("joint_state", stamp, {}, f"joint_state lacks arm joints {absent}")
+                return True
+            arm_idx = [index[n] for n in self.arm_joint_names]
+            if max(arm_idx) >= pos.shape[0]:
+                self._store(
+                    "joint_state",
+                    stamp,
+                    {},
+                    f"joint_state has {pos.shape[0]} positions for {len(names)} names",
+                )
+                return True
+            values[_JOINT_POS] = pos[arm_idx]
+        self._store("joint_state", stamp, values)
         return True
 
     def update_ee_pose(self, stamp: float, pos: np.ndarray, quat_xyzw: np.ndarray) -> None:
@@ -123,8 +158,15 @@ class ObservationBuilder:
         if quat.shape == (4,) and np.all(np.isfinite(quat)):
             norm = float(np.linalg.norm(quat))
             if abs(norm - 1.0) > _QUAT_NORM_TOL:
-                error = f"robot0_eef_quat has norm {norm:.3f}, expected a unit quaternion"
-        values = {"robot0_eef_pos": np.array(pos, dtype=np.float64).reshape(-1), "robot0_eef_quat": quat}
+                error = f"ee_pose quaternion has norm {norm:.3f}, expected a unit quaternion"
+        p = np.array(pos, dtype=np.float64).reshape(-1)
+        # the same pose under the state spec's and the pixel spec's key names; the spec picks
+        values = {
+            "robot0_eef_pos": p,
+            "robot0_eef_quat": quat,
+            "robot0_base_to_eef_pos": p,
+            "robot0_base_to_eef_quat": quat,
+        }
         self._store("ee_pose", stamp, values, error)
 
     def update_object(self, stamp: float, flat_object_vector: np.ndarray) -> None:

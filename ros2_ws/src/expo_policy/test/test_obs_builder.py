@@ -125,6 +125,8 @@ def test_reset_and_partial_specs() -> None:
 
 def test_constructor_validation() -> None:
     with pytest.raises(ValueError, match="cannot fill spec keys"):
+        ObservationBuilder(ObsSpec((ObsKey("robot0_joint_vel", 7),)), 0.2, 0.05)
+    with pytest.raises(ValueError, match="arm_joint_names must be 7 distinct names"):
         ObservationBuilder(ObsSpec((ObsKey("robot0_joint_pos", 7),)), 0.2, 0.05)
     with pytest.raises(ValueError, match="max_age_s"):
         ObservationBuilder(SPEC, 0.0, 0.05)
