@@ -177,8 +177,12 @@ class InterventionArbiter:
         """Seconds since the latest TeleopCommand arrived (None before the first)."""
         return None if self.latest is None else abs(int(now_ns) - self.received_ns) / _NS
 
-    def arbitrate(self, now_ns: int) -> Arbitration:
-        """This step's decision at node time ``now_ns`` (see the module docstring)."""
+    def arbitrate(self, now_ns: int, unanswered: str = "") -> Arbitration:
+        """This step's decision at node time ``now_ns`` (see the module docstring).
+
+        ``unanswered``: non-empty when the caller waited in vain for the TeleopCommand answering
+        this step's observation (lockstep): while the deadman is held the latest command is an
+        answer to an older observation, so hold with this reason instead of replaying it."""
         t = self.latest
         claimed = t is not None and t.deadman
         if claimed:
@@ -186,6 +190,8 @@ class InterventionArbiter:
                 self.counts["takeovers"] += 1
             self._operator_had_control = True
             self._handback_left = 0
+            if unanswered:  # before the age: the more precise reason in lockstep
+                return self._hold(unanswered)
             age = self.age_s(now_ns)
             if age > self.cfg.teleop_timeout_s:
                 return self._hold(

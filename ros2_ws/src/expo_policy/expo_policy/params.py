@@ -18,6 +18,7 @@ from typing import Any
 from expo_core.spec import TASK_OBJECT_DIMS
 from expo_ros.params import ParamSpec, as_bool, as_float, as_floats, as_int, as_str, bad_value
 
+from .intervention import InterventionConfig
 from .safety import SafetyLimits
 
 _SAFE = SafetyLimits()
@@ -115,6 +116,29 @@ PARAMETERS: tuple[ParamSpec, ...] = (
     ParamSpec("safety.workspace_low", list(_SAFE.workspace_low), "end-effector box lower corner [m]"),
     ParamSpec("safety.workspace_high", list(_SAFE.workspace_high), "end-effector box upper corner [m]"),
     ParamSpec("safety.pos_scale", _SAFE.pos_scale, "m of end-effector motion per unit action per step"),
+    ParamSpec(
+        "intervention.enabled",
+        False,
+        "subscribe teleop (expo_interfaces/TeleopCommand): an operator, or the sim's scripted "
+        "intervener, acts while its deadman is held, through the same safety filter",
+    ),
+    ParamSpec(
+        "intervention.teleop_timeout_s",
+        0.25,
+        "no TeleopCommand for this long (receive time, node clock) while the deadman was held: hold, "
+        "'teleop stream lost' [s]",
+    ),
+    ParamSpec(
+        "intervention.handback_steps",
+        10,
+        "steps over which the policy's actions are blended in from the operator's last one (0 = at once)",
+    ),
+    ParamSpec(
+        "intervention.lockstep_wait_s",
+        1.0,
+        "lockstep with a teleop publisher: wait at most this long (wall) for the TeleopCommand that "
+        "answers an observation, then act without it (counted; a hold if the operator had control) [s]",
+    ),
 )
 
 
@@ -146,6 +170,9 @@ class PolicyNodeConfig:
     best_effort_inputs: bool
     watchdog_max_age_s: dict[str, float]
     safety: SafetyLimits
+    intervention_enabled: bool
+    intervention: InterventionConfig
+    intervention_lockstep_wait_s: float
 
     @classmethod
     def from_values(cls, v: Mapping[str, Any]) -> PolicyNodeConfig:
@@ -196,6 +223,13 @@ class PolicyNodeConfig:
                 raise
             field = re.search(r"SafetyLimits\.(\w+)", msg)
             raise ValueError(f"parameter 'safety.{field.group(1) if field else '*'}': {msg}") from e
+        intervention = InterventionConfig(
+            action_dim=safety.action_dim,
+            teleop_timeout_s=as_float(
+                "intervention.teleop_timeout_s", v["intervention.teleop_timeout_s"], 0.0
+            ),
+            handback_steps=as_int("intervention.handback_steps", v["intervention.handback_steps"], 0),
+        )
         return cls(
             task=task,
             checkpoint=checkpoint,
@@ -226,6 +260,11 @@ class PolicyNodeConfig:
                 for name in WATCHED_INPUTS
             },
             safety=safety,
+            intervention_enabled=as_bool("intervention.enabled", v["intervention.enabled"]),
+            intervention=intervention,
+            intervention_lockstep_wait_s=as_float(
+                "intervention.lockstep_wait_s", v["intervention.lockstep_wait_s"], 0.0
+            ),
         )
 
     @property

@@ -12,6 +12,8 @@ object_poses              geometry_msgs/PoseArray            as joint_states
 image_raw (optional)      sensor_msgs/Image                  best effort, depth 5 (sensor data)
 env_feedback              expo_interfaces/EnvFeedback        reliable, volatile, depth 50
 policy_weights            expo_interfaces/PolicyWeights      reliable, transient local, depth 1
+teleop (intervention.     expo_interfaces/TeleopCommand      reliable, volatile, depth 10
+enabled)
 out (lifecycle pubs)
 action                    expo_interfaces/ActionCommand      reliable, volatile, depth 10
 transitions               expo_interfaces/Transition         reliable, volatile, depth 100
@@ -52,6 +54,16 @@ stamp is that of the observation it answers (lockstep: apply the command stamped
 current observation); the feedback of a step echoes the command's (episode, step) and carries
 the stamp of the observation published after the step (:mod:`expo_ros.transitions`).
 
+Interventions (``intervention.enabled``, :mod:`expo_policy.intervention`, docs/interventions.md):
+each decision first asks the arbiter who acts. The operator's action (deadman held, valid, fresh)
+replaces inference and goes through the same safety filter; its step is marked ``intervention``
+in the transition. A claimed but unusable or silent teleop stream holds the arm (``teleop: ...``
+hold reason). After a release the policy's actions are blended in over ``handback_steps`` steps.
+In lockstep, with a teleop publisher present, an observation is acted on only once the teleop
+message answering it (stamped at or after it) has arrived, or after ``lockstep_wait_s`` of wall
+time (counted in ``teleop_timeouts``; a hold if the operator had control). A done feedback ends a
+hand-back blend.
+
 Weights: a PolicyWeights message newer than the running version is decoded and verified in a
 worker thread; the swap is a reference change between ticks. Failures keep the old weights.
 """
@@ -64,7 +76,14 @@ from typing import Any
 import numpy as np
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
 from expo_core.spec import task_obs_spec
-from expo_interfaces.msg import ActionCommand, EnvFeedback, OtfDecision, PolicyWeights, Transition
+from expo_interfaces.msg import (
+    ActionCommand,
+    EnvFeedback,
+    OtfDecision,
+    PolicyWeights,
+    TeleopCommand,
+    Transition,
+)
 from expo_ros import conversions as cv
 from expo_ros.latency import LatencyTracker
 from expo_ros.lifecycle_teardown import TeardownLifecycleNode
@@ -82,6 +101,7 @@ from visualization_msgs.msg import MarkerArray
 
 from .backends import InferenceBackend, make_backend, resolve_device
 from .inputs import ObservationInputs, Pieces
+from .intervention import InterventionArbiter, Mode
 from .loop_status import OK, LoopStatus
 from .markers import clear_markers, decision_markers, status_marker
 from .obs_builder import ObservationBuilder
@@ -92,7 +112,8 @@ from .weights_swap import WeightsSwapper
 SUCCESS, FAILURE = TransitionCallbackReturn.SUCCESS, TransitionCallbackReturn.FAILURE
 #: The node's counters (diagnostics): commands sent, watchdog holds among the holds (real time,
 #: trigger observation), lockstep feedback waits given up, observation sets not decided on
-#: because a newer one was already out (real time), transitions published.
+#: because a newer one was already out (real time), transitions published, lockstep waits for
+#: the teleop answer given up (intervention.lockstep_wait_s).
 COUNTS = (
     "actions",
     "holds",
@@ -100,7 +121,11 @@ COUNTS = (
     "feedback_timeouts",
     "observation_sets_skipped",
     "transitions",
+    "teleop_timeouts",
 )
+_TELEOP_QOS = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
+#: Wall-clock period of the lockstep re-check while an observation waits for its teleop answer.
+_TELEOP_WAIT_POLL_S = 0.05
 _SENSOR_QOS = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
 # observation.best_effort: also hears best-effort publishers (franka_ros2's current_pose)
 _BEST_EFFORT_QOS = QoSProfile(depth=10, reliability=ReliabilityPolicy.BEST_EFFORT)
@@ -129,6 +154,8 @@ class PolicyNode(TeardownLifecycleNode):
         self._marker_anchor: tuple[str, np.ndarray] | None = None  # (frame, ee position) for the status text
         self.counts = dict.fromkeys(COUNTS, 0)
         self.last_hold_reason = ""
+        self.arbiter: InterventionArbiter | None = None  # intervention.enabled
+        self._teleop_sub = None
         self._reset_loop_state()
 
     @property
@@ -153,6 +180,12 @@ class PolicyNode(TeardownLifecycleNode):
             mode = f"on each synchronized observation (watchdog {cfg.control_rate_hz:g} Hz)"
         else:
             mode = f"timer {cfg.control_rate_hz:g} Hz"
+        if cfg.intervention_enabled:
+            ic = cfg.intervention
+            mode += (
+                f", interventions on (teleop timeout {ic.teleop_timeout_s:g} s, hand-back over "
+                f"{ic.handback_steps} steps)"
+            )
         log.info(
             f"configured: task {cfg.task}, {self.backend.name} on {cfg.device}, weights "
             f"v{self.weights_version} from {cfg.checkpoint}, {mode}, deadline {cfg.deadline_ms:g} ms"
@@ -223,6 +256,11 @@ class PolicyNode(TeardownLifecycleNode):
             sub(PolicyWeights, "policy_weights", self._on_weights, _WEIGHTS_QOS),
             self._feedback_sub,
         ]
+        self.arbiter, self._teleop_sub = None, None
+        if cfg.intervention_enabled:
+            self.arbiter = InterventionArbiter(cfg.intervention)
+            self._teleop_sub = sub(TeleopCommand, "teleop", self._on_teleop, _TELEOP_QOS)
+            self._subs.append(self._teleop_sub)
         pub = self.create_lifecycle_publisher
         self._pubs = {
             "action": pub(ActionCommand, "action", 10),
@@ -241,6 +279,11 @@ class PolicyNode(TeardownLifecycleNode):
         ]
         if not cfg.lockstep:  # on the node clock: follows /clock under use_sim_time
             self._timers.append(self.create_timer(1.0 / cfg.control_rate_hz, self._on_timer, autostart=False))
+        elif cfg.intervention_enabled:  # bounds the wait for a teleop answer that never comes
+            steady = Clock(clock_type=ClockType.STEADY_TIME)
+            self._timers.append(
+                self.create_timer(_TELEOP_WAIT_POLL_S, self._lockstep_act, clock=steady, autostart=False)
+            )
 
     def _reset_loop_state(self) -> None:
         self._image: Image | None = None
@@ -250,6 +293,8 @@ class PolicyNode(TeardownLifecycleNode):
         self._last_set_ns: int | None = None  # stamp of the newest complete observation set
         self._pending_set: tuple[int, Pieces] | None = None
         self._done_stamp_ns = -1
+        self._teleop_wait: tuple[int, float] | None = None  # (obs stamp, time.monotonic()) waiting
+        self._teleop_unanswered_ns = -1  # lockstep: acted on this stamp without its teleop answer
 
     def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
         ret = super().on_activate(state)  # enables the lifecycle publishers
@@ -274,6 +319,8 @@ class PolicyNode(TeardownLifecycleNode):
             self._watchdog.reset()
             self._inputs.reset()
             self._assembler.reset()
+        if self.arbiter is not None:
+            self.arbiter.reset()
 
     def _destroy(self) -> None:
         for t in self._timers:
@@ -286,6 +333,7 @@ class PolicyNode(TeardownLifecycleNode):
             self.weights.close()
         self._timers, self._subs, self._pubs = [], [], {}
         self.cfg, self.backend, self.weights, self.active = None, None, None, False
+        self.arbiter, self._teleop_sub = None, None
 
     def autostart(self) -> bool:
         """Configure and activate when the ``autostart`` parameter is true; False on failure."""
@@ -350,7 +398,13 @@ class PolicyNode(TeardownLifecycleNode):
         if fb.done and fb.episode >= self._episode:
             self._episode, self._step = fb.episode + 1, 0
             self._done_stamp_ns = fb.stamp_ns
+            if self.arbiter is not None:
+                self.arbiter.reset()  # a hand-back blend ends with its episode
         self._lockstep_act()
+
+    def _on_teleop(self, msg: TeleopCommand) -> None:
+        self.arbiter.on_teleop(cv.teleop_to_numpy(msg), self._now_ns())
+        self._lockstep_act()  # the answer an observation may be waiting for
 
     def _on_weights(self, msg: PolicyWeights) -> None:
         # Decode + verify run in the swapper's worker thread; the swap happens between ticks.
@@ -403,10 +457,33 @@ class PolicyNode(TeardownLifecycleNode):
             )
             self._awaiting = None
         ns, pieces = self._pending_set
-        self._pending_set = None
         if ns <= self._done_stamp_ns:
+            self._pending_set = None
             return  # the terminal observation of a finished episode: next_obs only, no action
+        if self._awaiting_teleop(ns):
+            return
+        self._pending_set = None
         self._control_step(pieces, ns)
+
+    def _awaiting_teleop(self, ns: int) -> bool:
+        """Lockstep: whether the observation stamped ``ns`` still waits (bounded, wall time) for the
+        TeleopCommand answering it; only while a teleop publisher is present."""
+        arb = self.arbiter
+        if arb is None or arb.answered(ns) or self._teleop_sub.get_publisher_count() == 0:
+            self._teleop_wait = None
+            return False
+        if self._teleop_wait is None or self._teleop_wait[0] != ns:
+            self._teleop_wait = (ns, time.monotonic())
+        waited = time.monotonic() - self._teleop_wait[1]
+        if waited <= self.cfg.intervention_lockstep_wait_s:
+            return True
+        self.counts["teleop_timeouts"] += 1
+        self.get_logger().warning(
+            f"no teleop answer to the observation after {waited:.1f} s: acting without it"
+        )
+        self._teleop_wait = None
+        self._teleop_unanswered_ns = ns
+        return False
 
     def _control_step(self, pieces: Pieces, set_ns: int | None) -> None:
         """One decision; ``set_ns``: the lockstep observation's stamp (None in timer mode)."""
@@ -426,19 +503,32 @@ class PolicyNode(TeardownLifecycleNode):
         if not res.ok:
             return self._hold("bad_observation", res.reason, stamp)
         stamp = set_ns if set_ns is not None else self._inputs.stamp_ns(pieces)
-        try:
-            t_inf = time.perf_counter()
-            dec = self.backend.decide(res.obs)
-            inference_ms = (time.perf_counter() - t_inf) * 1e3  # selection only: OtfDecision's field
-        except Exception as e:  # a crash in inference must still end in a hold
-            return self._hold("inference_error", f"{type(e).__name__}: {e}", stamp)
+        arb = None
+        if self.arbiter is not None:
+            unanswered = ""
+            if set_ns is not None and set_ns == self._teleop_unanswered_ns:  # lockstep wait gave up
+                wait = self.cfg.intervention_lockstep_wait_s
+                unanswered = f"teleop stream lost: no answer to this observation within {wait:g} s"
+            arb = self.arbiter.arbitrate(now_ns, unanswered)
+            if arb.mode is Mode.HOLD:
+                return self._hold("teleop", arb.reason, stamp)
+        dec = None
+        if arb is None or arb.needs_policy:
+            try:
+                t_inf = time.perf_counter()
+                dec = self.backend.decide(res.obs)
+                inference_ms = (time.perf_counter() - t_inf) * 1e3  # selection only: OtfDecision's field
+            except Exception as e:  # a crash in inference must still end in a hold
+                return self._hold("inference_error", f"{type(e).__name__}: {e}", stamp)
         elapsed = time.perf_counter() - t0
         if elapsed > self.cfg.deadline_s and not self.cfg.lockstep:
             self._latency.record(elapsed)
             budget = f"{elapsed * 1e3:.1f} ms > budget {self.cfg.deadline_ms:g} ms"
             return self._hold("inference_late", budget, stamp)
         ee_pos, frame = pieces["ee_pose"][1][0], pieces["ee_pose"][2]
-        safe = filter_action(dec.action, self._prev_action, ee_pos, self.cfg.safety)
+        # The operator's action and a hand-back blend go through the same filter as the policy's.
+        proposal = dec.action if arb is None else arb.proposal(None if dec is None else dec.action)
+        safe = filter_action(proposal, self._prev_action, ee_pos, self.cfg.safety)
         if safe.rejected:
             return self._hold("safety_rejected", "; ".join(safe.reasons), stamp)
         n = self.backend.num_base_samples
@@ -447,8 +537,8 @@ class PolicyNode(TeardownLifecycleNode):
             action=safe.action,
             stamp_ns=stamp,
             policy_version=version,
-            candidate_index=dec.index,
-            is_edited=dec.index >= n,
+            candidate_index=-1 if dec is None else dec.index,  # -1: the operator's, no candidate
+            is_edited=dec is not None and dec.index >= n,
             safety_modified=safe.modified,
             episode=self._episode,
             step=self._step,
@@ -456,10 +546,11 @@ class PolicyNode(TeardownLifecycleNode):
         )
         self._pubs["action"].publish(cv.action_command_msg(cmd))
         latency_s = time.perf_counter() - t0
-        self._pubs["otf_decision"].publish(
-            cv.otf_decision_msg(dec.candidates, dec.q, dec.index, inference_ms, version, stamp)
-        )
-        if self.cfg.publish_markers:
+        if dec is not None:
+            self._pubs["otf_decision"].publish(
+                cv.otf_decision_msg(dec.candidates, dec.q, dec.index, inference_ms, version, stamp)
+            )
+        if self.cfg.publish_markers and dec is not None:
             self._marker_anchor = (frame, np.asarray(ee_pos, dtype=np.float64))
             self._pubs["markers"].publish(
                 decision_markers(
@@ -476,9 +567,9 @@ class PolicyNode(TeardownLifecycleNode):
         self._latency.record(latency_s)
         if self.cfg.publish_transitions:
             images = (self._image,) if self._fresh_image(now) else ()
-            self._assembler.add_step(
-                StepRecord(self._episode, self._step, res.obs, safe.action, version, stamp, images)
-            )
+            flag = arb is not None and arb.intervention
+            record = StepRecord(self._episode, self._step, res.obs, safe.action, version, stamp, images, flag)
+            self._assembler.add_step(record)
         if self.last_hold_reason:
             self.get_logger().info(f"acting again after hold ({self.last_hold_reason})")
             self.last_hold_reason = ""
@@ -517,6 +608,8 @@ class PolicyNode(TeardownLifecycleNode):
 
     def _advance(self, sent: np.ndarray) -> None:
         self._prev_action = sent
+        if self.arbiter is not None:
+            self.arbiter.on_sent(sent)  # the hand-back's anchor (a hold too)
         self._awaiting = (self._episode, self._step)
         self._awaiting_since = time.monotonic()
         self._step += 1
@@ -546,7 +639,10 @@ class PolicyNode(TeardownLifecycleNode):
             "transitions_dropped": self._assembler.dropped,
             "episode": self._episode,
             "step": self._step,
+            "intervention/enabled": self.arbiter is not None,
         }
+        if self.arbiter is not None:
+            extra.update(self.arbiter.status(self._now_ns()))
         level, message, values = self._status.report(
             self._latency.stats(), self._watchdog.stale_events, self.counts, self.last_hold_reason, extra
         )

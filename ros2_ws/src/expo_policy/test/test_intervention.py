@@ -168,3 +168,12 @@ def test_answered_for_lockstep_and_status() -> None:
 def test_config_validation(bad: dict) -> None:
     with pytest.raises(ValueError, match=next(iter(bad))):
         InterventionConfig(**bad)
+
+
+def test_an_unanswered_observation_holds_only_while_the_deadman_is_held() -> None:
+    arb = InterventionArbiter()
+    assert arb.arbitrate(T0, "teleop stream lost: no answer").mode is Mode.POLICY  # nobody claims
+    arb.on_teleop(teleop(True), T0)
+    a = arb.arbitrate(T0 + 10 * MS, "teleop stream lost: no answer")
+    assert a.mode is Mode.HOLD and a.reason == "teleop stream lost: no answer" and not a.intervention
+    assert arb.arbitrate(T0 + 20 * MS).mode is Mode.OPERATOR  # answered again: the operator acts
