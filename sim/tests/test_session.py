@@ -62,8 +62,8 @@ def test_session_generates_pretrains_runs_and_summarizes(tmp_path: Path) -> None
 
 
 def test_session_cli_rejects_bad_input(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    assert expo_sim_main(["session", "--task", "stack", "--out", str(tmp_path)]) == 2
-    assert "no scripted demonstrator" in capsys.readouterr().err
+    assert expo_sim_main(["session", "--task", "stack", "--demos", "0", "--out", str(tmp_path)]) == 2
+    assert "demos must be >= 1" in capsys.readouterr().err
     missing = tmp_path / "nope.safetensors"
     assert expo_sim_main(["session", "--checkpoint", str(missing), "--out", str(tmp_path)]) == 2
     assert "checkpoint not found" in capsys.readouterr().err

@@ -30,7 +30,13 @@ def add_session(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--data-dir", type=Path, default=None, help="demos + bases cache (default: the checkout's data/)"
     )
-    p.add_argument("--demos", type=int, default=50, help="demos to generate when none exist (default 50)")
+    p.add_argument(
+        "--demos",
+        type=int,
+        default=None,
+        help="demos to generate when none exist (default 50 scripted; stack/threading: MimicGen trials, "
+        "default 100)",
+    )
     p.add_argument("--quality", choices=QUALITIES, default="mixed", help="quality of generated demos")
     p.add_argument("--preset", choices=PRESETS, default="cpu", help="network/learner preset (default cpu)")
     p.add_argument("--pretrain-steps", type=int, default=None, help="imitation steps (default: preset's)")
@@ -51,6 +57,8 @@ def _interrupt(signum: int, frame: object) -> None:
 
 
 def run_session_command(args: argparse.Namespace) -> int:
+    from expo_sim.mimicgen.available import MimicGenMissing
+    from expo_sim.mimicgen.generate import MimicGenFailed
     from expo_sim.session.run import SessionConfig, format_summary, run_session
 
     try:
@@ -77,7 +85,7 @@ def run_session_command(args: argparse.Namespace) -> int:
         # SIGTERM (a supervisor, `kill`) ends the session like Ctrl-C: every node is stopped.
         signal.signal(signal.SIGTERM, _interrupt)
         summary = run_session(cfg)
-    except (ValueError, FileNotFoundError) as e:
+    except (ValueError, FileNotFoundError, MimicGenMissing, MimicGenFailed) as e:
         print(f"expo-sim session: error: {e}", file=sys.stderr)
         return 2
     print(format_summary(summary))

@@ -1,9 +1,11 @@
 """The default policy of the sim graph: what ``make sim`` and ``ros2 launch expo_bringup
 sim.launch.py`` (without ``checkpoint``) run.
 
-The task's scripted demonstrations (``<data>/<task>_mixed.hdf5``, 50 episodes) and the cpu
-preset's base pretrained on them by imitation (``<data>/pretrain/``), both built on first use
-and cached, so later runs start in seconds. ``<data>`` is
+The task's demonstrations and the cpu preset's base pretrained on them by imitation
+(``<data>/pretrain/``), both built on first use and cached, so later runs start in seconds. The
+demonstrations: lift, can, square: ``<data>/<task>_mixed.hdf5``, 50 scripted episodes; stack,
+threading: ``<data>/<task>_mimicgen.hdf5``, 100 MimicGen trials from 10 scripted source demos,
+validated (:mod:`expo_sim.mimicgen.demo_cache`; needs MimicGen, installed by ``make setup``). ``<data>`` is
 :func:`expo_sim.session.run.default_data_dir`: the same folder whichever directory the command
 runs from (``$EXPO_DATA_DIR``, else the checkout's ``data/``).
 
@@ -28,7 +30,15 @@ log = logging.getLogger(__name__)
 def main(argv: Sequence[str] | None = None) -> int:
     from expo_core.tasks import SUPPORTED_TASKS
 
-    from expo_sim.session.run import SessionConfig, default_data_dir, prepare_policy
+    from expo_sim.mimicgen.available import MimicGenMissing
+    from expo_sim.mimicgen.generate import MimicGenFailed
+    from expo_sim.session.run import (
+        SessionConfig,
+        default_data_dir,
+        default_dataset,
+        prepare_policy,
+        uses_mimicgen_demos,
+    )
 
     p = argparse.ArgumentParser(prog="python -m expo_sim.session.policy", description=__doc__.split("\n")[0])
     p.add_argument("--task", default="lift", choices=SUPPORTED_TASKS, help="task (default lift)")
@@ -44,15 +54,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     data_dir = args.data_dir if args.data_dir is not None else default_data_dir()
     try:
         cfg = SessionConfig(task=args.task, data_dir=data_dir)
+        _, count = default_dataset(cfg)
+        demos = f"{count} MimicGen trials" if uses_mimicgen_demos(cfg) else f"{count} scripted demos"
+        first_use = "~4-12 min of MimicGen generation" if uses_mimicgen_demos(cfg) else "~30 s of demos"
         log.info(
-            "policy: %s base of the cpu preset on %d scripted demos, cached in %s "
-            "(first use: ~30 s of demos, ~3 min of pretraining on 2 cores)",
+            "policy: %s base of the cpu preset on %s, cached in %s "
+            "(first use: %s, then pretraining: ~3 min on a quiet 2-core machine, up to ~1 h under load)",
             cfg.task,
-            cfg.demos,
+            demos,
             data_dir.resolve(),
+            first_use,
         )
         checkpoint, dataset = prepare_policy(cfg, progress=False)
-    except (ValueError, FileNotFoundError) as e:
+    except (ValueError, FileNotFoundError, MimicGenMissing, MimicGenFailed) as e:
         print(f"default policy: error: {e}", file=sys.stderr)
         return 2
     log.info("policy ready: %s", checkpoint)

@@ -1,8 +1,9 @@
 """A sim session over ROS: what ``make sim`` runs (``expo-sim session``).
 
-1. A policy: ``--checkpoint`` if given; otherwise a lift demo set (generated on first use under
-   ``data/``) and a base pretrained on it by imitation (cached under ``data/pretrain``: the second
-   run starts in seconds); :mod:`expo_sim.session.policy`.
+1. A policy: ``--checkpoint`` if given; otherwise the task's demo set (generated on first use under
+   ``data/``: scripted for lift/can/square, the MimicGen way for stack/threading) and a base
+   pretrained on it by imitation (cached under ``data/pretrain``: the second run starts in
+   seconds); :mod:`expo_sim.session.policy`.
 2. The sim graph started by ``ros2 launch expo_bringup sim.launch.py`` (the command users run;
    the session's own settings, episodes, horizon, seed, go in a ``params.yaml`` in the run
    directory), as a child process (:class:`expo_bringup.launch_process.LaunchProcess`); its
@@ -51,14 +52,16 @@ def default_data_dir() -> Path:
 @dataclass(frozen=True)
 class SessionConfig:
     """One ``expo-sim session``. ``checkpoint`` None: demos + cached pretraining as in the
-    module doc (``dataset`` None: ``data_dir/<task>_<quality>.hdf5``, generated if missing)."""
+    module doc (``dataset`` None: ``data_dir/<task>_<quality>.hdf5`` of ``demos`` scripted demos,
+    or for a MimicGen task ``data_dir/<task>_mimicgen.hdf5`` of ``demos`` MimicGen trials,
+    generated if missing; ``demos`` None: 50 scripted demos, 100 MimicGen trials)."""
 
     task: str = "lift"
     episodes: int = 10
     checkpoint: Path | None = None
     dataset: Path | None = None
     data_dir: Path = field(default_factory=default_data_dir)
-    demos: int = 50
+    demos: int | None = None
     quality: str = "mixed"
     preset: str = "cpu"
     pretrain_steps: int | None = None  # None: the preset's default
@@ -76,28 +79,52 @@ class SessionConfig:
 
     def __post_init__(self) -> None:
         from expo_core.presets import check_preset
+        from expo_core.tasks import check_task, requires_mimicgen
 
         from expo_sim.envs.scripted import QUALITIES, SCRIPTED_TASKS
 
-        if self.checkpoint is None and self.task not in SCRIPTED_TASKS:
+        check_task(self.task)
+        if self.checkpoint is None and self.task not in SCRIPTED_TASKS and not requires_mimicgen(self.task):
             raise ValueError(
-                f"task '{self.task}' has no scripted demonstrator ({list(SCRIPTED_TASKS)}); pass --checkpoint"
+                f"task '{self.task}' has no demonstrator (scripted: {list(SCRIPTED_TASKS)}; MimicGen: "
+                "stack, threading); pass --checkpoint"
             )
         if self.quality not in QUALITIES:
             raise ValueError(f"quality '{self.quality}' unknown; allowed: {list(QUALITIES)}")
         check_preset(self.preset)
-        for name in ("episodes", "demos", "horizon"):
+        for name in ("episodes", "horizon"):
             if getattr(self, name) < 1:
                 raise ValueError(f"SessionConfig.{name} must be >= 1, got {getattr(self, name)}")
+        if self.demos is not None and self.demos < 1:
+            raise ValueError(f"SessionConfig.demos must be >= 1, got {self.demos}")
         if self.domain_id is not None and not 0 <= self.domain_id <= 232:
             raise ValueError(f"SessionConfig.domain_id must be in 0..232, got {self.domain_id}")
         if self.timeout_s < 0:
             raise ValueError(f"SessionConfig.timeout_s must be >= 0, got {self.timeout_s}")
 
 
+def uses_mimicgen_demos(cfg: SessionConfig) -> bool:
+    """Whether the session's default demonstrations are made the MimicGen way (stack, threading)."""
+    from expo_core.tasks import requires_mimicgen
+
+    return cfg.checkpoint is None and cfg.dataset is None and requires_mimicgen(cfg.task)
+
+
+def default_dataset(cfg: SessionConfig) -> tuple[Path, int]:
+    """(the default demonstrations' path, how many demos or MimicGen trials make them)."""
+    if uses_mimicgen_demos(cfg):
+        from expo_sim.mimicgen.demo_cache import DEFAULT_TRIALS, default_demo_path
+
+        return default_demo_path(cfg.task, cfg.data_dir), cfg.demos or DEFAULT_TRIALS
+    return cfg.data_dir / f"{cfg.task}_{cfg.quality}.hdf5", cfg.demos or 50
+
+
 def prepare_policy(cfg: SessionConfig, progress: bool = True) -> tuple[Path, Path | None]:
     """(the checkpoint the policy node loads, the demonstrations or None): ``cfg.checkpoint``
-    (with ``cfg.dataset`` if given), or a cached base pretrained on the (cached) demos."""
+    (with ``cfg.dataset`` if given), or a cached base pretrained on the (cached) demos.
+
+    A MimicGen task without MimicGen installed raises
+    :class:`~expo_sim.mimicgen.available.MimicGenMissing` (one line naming ``make setup``)."""
     if cfg.checkpoint is not None:
         path = Path(cfg.checkpoint)
         if not (path.exists() or path.with_suffix(".safetensors").exists()):
@@ -114,10 +141,16 @@ def prepare_policy(cfg: SessionConfig, progress: bool = True) -> tuple[Path, Pat
 
     dataset = cfg.dataset
     if dataset is None:
-        dataset = cfg.data_dir / f"{cfg.task}_{cfg.quality}.hdf5"
-        if not dataset.exists():
-            log.info("no demonstrations at %s: generating %d %s demos", dataset, cfg.demos, cfg.quality)
-            summary = write_demo_set(cfg.task, cfg.demos, cfg.quality, cfg.seed, dataset, progress=progress)
+        dataset, count = default_dataset(cfg)
+        if uses_mimicgen_demos(cfg):
+            from expo_sim.mimicgen.available import require_mimicgen
+            from expo_sim.mimicgen.demo_cache import ensure_mimicgen_demos
+
+            require_mimicgen(f"the default policy of task '{cfg.task}' (demonstrations made by MimicGen)")
+            ensure_mimicgen_demos(cfg.task, dataset, count, cfg.seed, progress=progress)
+        elif not dataset.exists():
+            log.info("no demonstrations at %s: generating %d %s demos", dataset, count, cfg.quality)
+            summary = write_demo_set(cfg.task, count, cfg.quality, cfg.seed, dataset, progress=progress)
             log.info("%s", summary.line())
     elif not Path(dataset).is_file():
         raise FileNotFoundError(f"dataset not found: {dataset}")

@@ -6,7 +6,9 @@ processes, into ``docs/results/learning.csv`` and one plot per task.
 
 Restarting a killed study with the same command continues every run where it stopped (its last
 evaluation point). Missing demonstrations (``data/<task>_mixed.hdf5``) are generated first with
-the scripted demonstrator (``expo-sim demos --quality mixed --episodes 50 --seed 0``).
+the scripted demonstrator (``expo-sim demos --quality mixed --episodes 50 --seed 0``); for stack
+and threading ``data/<task>_mimicgen.hdf5`` the MimicGen way (``expo-sim demos --generator
+mimicgen --episodes 100 --seed 0``, the file ``make sim TASK=`` uses).
 """
 
 from __future__ import annotations
@@ -96,7 +98,8 @@ def build_parser() -> argparse.ArgumentParser:
         type=_dataset,
         default=[],
         metavar="TASK=PATH",
-        help="demonstrations of a task (default data/<task>_mixed.hdf5, generated when missing)",
+        help="demonstrations of a task (default data/<task>_mixed.hdf5, stack/threading "
+        "data/<task>_mimicgen.hdf5; generated when missing)",
     )
     p.add_argument(
         "--runs", type=Path, default=Path("runs/study"), help="run directories (default runs/study)"
@@ -131,20 +134,31 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _ensure_demos(spec) -> None:
-    """Generate the default mixed-quality demonstrations of tasks that have none."""
+    """Generate the default demonstrations of tasks that have none: mixed-quality scripted ones,
+    or for MimicGen tasks the MimicGen way (:mod:`expo_sim.mimicgen.demo_cache`)."""
+    from expo_core.tasks import requires_mimicgen
+
     from expo_sim.envs.scripted import SCRIPTED_TASKS
+    from expo_sim.mimicgen.available import require_mimicgen
+    from expo_sim.mimicgen.demo_cache import demo_command
 
     for task in spec.tasks:
         path = spec.dataset(task)
         if path.is_file():
             continue
-        if task not in spec.datasets and task in SCRIPTED_TASKS:
-            cmd = [sys.executable, "-m", "expo_sim.cli", "demos", "--task", task, "--episodes", "50"]
-            cmd += ["--quality", "mixed", "--seed", "0", "--out", str(path)]
-            print(f"generating demonstrations: {' '.join(cmd[2:])}", flush=True)
-            subprocess.run(cmd, check=True)
+        if task in spec.datasets:
+            raise FileNotFoundError(f"dataset of task '{task}' not found: {path}")
+        if requires_mimicgen(task):
+            require_mimicgen(f"expo-study --tasks {task} (its demonstrations are made by MimicGen)")
+            args = demo_command(task, path)[2:]
+        elif task in SCRIPTED_TASKS:
+            args = ["--task", task, "--episodes", "50", "--quality", "mixed", "--seed", "0"]
+            args += ["--out", str(path)]
         else:
             raise FileNotFoundError(f"dataset of task '{task}' not found: {path}")
+        cmd = [sys.executable, "-m", "expo_sim.cli", "demos", *args]
+        print(f"generating demonstrations: {' '.join(cmd[2:])}", flush=True)
+        subprocess.run(cmd, check=True)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -183,9 +197,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             wait = f" (after {' '.join(map(str, r.needs))})" if r.needs else ""
             print(f"{r.name}{wait} [{state}]: {' '.join(r.command(spec)[2:])}")
         return 0
+    from expo_sim.mimicgen.available import MimicGenMissing
+
     try:
         _ensure_demos(spec)
-    except (FileNotFoundError, subprocess.CalledProcessError) as e:
+    except (FileNotFoundError, subprocess.CalledProcessError, MimicGenMissing) as e:
         print(f"expo-study: error: {e}", file=sys.stderr)
         return 2
     grid = f"{len(spec.tasks)} tasks x {len(spec.algos)} algos x {len(spec.seeds)} seeds"

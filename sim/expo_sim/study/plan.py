@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from expo_core.presets import check_preset
-from expo_core.tasks import check_task
+from expo_core.tasks import check_task, requires_mimicgen
 
 from expo_sim.study.results import Point
 from expo_sim.train.presets import check_algo
@@ -44,7 +44,7 @@ _SAME_SETTINGS = (
 
 @dataclass(frozen=True)
 class StudySpec:
-    """A study. ``datasets`` maps a task to its demonstrations (default ``data/<task>_mixed.hdf5``);
+    """A study. ``datasets`` maps a task to its demonstrations (default :meth:`dataset`);
     ``pretrain_steps``/``warmup_steps`` None take the preset's defaults."""
 
     tasks: tuple[str, ...] = ("lift",)
@@ -82,7 +82,13 @@ class StudySpec:
             raise ValueError(f"datasets given for tasks {unknown} that are not in tasks={list(self.tasks)}")
 
     def dataset(self, task: str) -> Path:
-        return Path(self.datasets.get(task, Path("data") / f"{task}_mixed.hdf5"))
+        """The given dataset of ``task``, else its default: ``data/<task>_mixed.hdf5`` (scripted),
+        for MimicGen tasks ``data/<task>_mimicgen.hdf5`` (the file ``make sim TASK=`` uses)."""
+        if task in self.datasets:
+            return Path(self.datasets[task])
+        if requires_mimicgen(task):
+            return Path("data") / f"{task}_mimicgen.hdf5"
+        return Path("data") / f"{task}_mixed.hdf5"
 
 
 @dataclass(frozen=True)

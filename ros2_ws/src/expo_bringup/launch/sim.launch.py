@@ -7,9 +7,10 @@
     ros2 launch expo_bringup sim.launch.py foxglove:=true          # + Foxglove WebSocket on :8765
     ros2 launch expo_bringup sim.launch.py params_file:=my.yaml    # any node parameter, ROS layout
 
-Without ``checkpoint`` the policy is the one ``make sim`` uses: the lift demonstrations and the
-base pretrained on them, cached under the checkout's ``data/`` (``$EXPO_DATA_DIR`` if set). A
-first run builds them (~30 s of demos, ~3 min of pretraining on 2 cores) in a ``default_policy``
+Without ``checkpoint`` the policy is the one ``make sim`` uses: the task's demonstrations (stack,
+threading: made the MimicGen way, which needs MimicGen from ``make setup``) and the base pretrained
+on them, cached under the checkout's ``data/`` (``$EXPO_DATA_DIR`` if set). A first run builds
+them (lift: ~30 s of demos, ~3 min of pretraining on 2 quiet cores) in a ``default_policy``
 process before any node starts; if that fails, nothing starts and the launch exits 1 saying to
 pass ``checkpoint:=``. With ``learner:=true`` the learner then also gets those demonstrations
 as its offline data (unless ``offline_dataset`` says otherwise).
@@ -39,8 +40,8 @@ from expo_bringup.launch_graph import (
 
 #: (name, default, description) of every launch argument; the defaults are sim_graph's.
 LAUNCH_ARGUMENTS: tuple[tuple[str, str, str], ...] = (
-    ("task", "lift", "robomimic task: lift | can | square"),
-    ("checkpoint", "", "policy checkpoint (.safetensors); '' = make sim's (built on first use, lift)"),
+    ("task", "lift", "task: lift | can | square | stack | threading (stack, threading: MimicGen)"),
+    ("checkpoint", "", "policy checkpoint (.safetensors); '' = make sim's (built on first use per task)"),
     ("backend", "torch", "inference backend of the policy node"),
     ("realtime", "false", "true: 20 Hz wall-clock control; false: lockstep sim time"),
     ("namespace", "", "ROS namespace of every node ('' = root)"),
