@@ -180,8 +180,9 @@ def sim_graph(
     learner: bool = False,
     learner_dir: str = "",
     offline_dataset: str = "",
+    intervene: bool = False,
 ) -> Graph:
-    """Sim bridge + policy node (+ learner) for one robomimic task.
+    """Sim bridge + policy node (+ learner) (+ scripted intervener) for one robomimic task.
 
     Args:
         task: robomimic task (``expo_core.spec.TASK_OBJECT_DIMS``).
@@ -197,6 +198,9 @@ def sim_graph(
         learner_dir: the learner's directory (``bags/`` segments, ``checkpoints/``, ``tensorboard/``);
             required with ``learner``. A restart with the same directory resumes.
         offline_dataset: robomimic HDF5 for the offline half of the learner's batches ('' = none).
+        intervene: add the scripted intervener (``expo_sim.ros.intervener_node``, the task's
+            expert takes over when the policy strays; ``intervener.yaml``; tasks with a scripted
+            expert) and turn on the policy node's ``intervention.enabled`` (docs/interventions.md).
     """
     if task not in TASK_OBJECT_DIMS:
         raise ValueError(f"sim_graph task '{task}' unknown; supported: {sorted(TASK_OBJECT_DIMS)}")
@@ -225,11 +229,25 @@ def sim_graph(
             "backend": backend,
             "lockstep": not realtime,
             "use_sim_time": True,
+            **({"intervention.enabled": True} if intervene else {}),
         },
         params_files=(str((cfg / "policy.yaml").resolve()),),
     )
+    extra: tuple[NodeSpec, ...] = ()
+    if intervene:
+        extra = (
+            NodeSpec(
+                name="intervener",
+                package="expo_sim",
+                executable="intervener_node",
+                module="expo_sim.ros.intervener_node",
+                namespace=namespace,
+                parameters={"task": task, "use_sim_time": True},
+                params_files=(str((cfg / "intervener.yaml").resolve()),),
+            ),
+        )
     if not learner:
-        return Graph((bridge, policy))
+        return Graph((bridge, policy, *extra))
     if not checkpoint or not learner_dir:
         raise ValueError("sim_graph with learner=True needs a checkpoint (the base) and a learner_dir")
     root = Path(learner_dir).resolve()
@@ -255,4 +273,4 @@ def sim_graph(
         },
         params_files=(str((cfg / "learner.yaml").resolve()),),
     )
-    return Graph((bridge, policy, learner_node))
+    return Graph((bridge, policy, learner_node, *extra))
