@@ -1,7 +1,8 @@
 """Latest-wins weight updates that never block the control loop.
 
 No ROS. :meth:`WeightsSwapper.offer` takes a decoded PolicyWeights payload; versions not newer
-than the running (or an in-flight) one are ignored and unknown formats rejected at once.
+than the running (or an in-flight) one are ignored, and a format other than the running policy's
+(``FORMAT`` for a state policy, ``PIXELS_FORMAT`` for a pixel one) is rejected at once.
 Accepted offers are decoded and verified (sha256, format, keys, shapes, finite values) by
 ``backend.prepare`` in one worker thread. :meth:`WeightsSwapper.poll`, called by the control
 loop between ticks, commits finished ones in arrival order: the swap itself is a reference
@@ -14,7 +15,7 @@ from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
-from expo_core.checkpoint import FORMAT
+from expo_core.checkpoint import FORMAT, PIXELS_FORMAT
 from expo_ros.conversions import WeightsPayload
 
 from .backends import InferenceBackend
@@ -42,6 +43,11 @@ class WeightsSwapper:
         self.ignored = 0
 
     @property
+    def expected_format(self) -> str:
+        """The PolicyWeights ``format`` a swap must carry: that of the running policy's kind."""
+        return FORMAT if self.backend.obs_spec is None else PIXELS_FORMAT
+
+    @property
     def newest(self) -> int:
         """The highest version running or being verified."""
         return max([self.version, *(v for v, _ in self._inflight)])
@@ -51,9 +57,10 @@ class WeightsSwapper:
         if w.version <= self.newest:
             self.ignored += 1
             return SwapEvent(w.version, False, f"ignored: not newer than v{self.newest}")
-        if w.format != FORMAT:
+        expected = self.expected_format
+        if w.format != expected:
             self.rejected += 1
-            return SwapEvent(w.version, False, f"rejected: format {w.format!r}, expected {FORMAT!r}")
+            return SwapEvent(w.version, False, f"rejected: format {w.format!r}, expected {expected!r}")
         self._inflight.append((w.version, self._pool.submit(self.backend.prepare, w.data, w.sha256)))
         return None
 

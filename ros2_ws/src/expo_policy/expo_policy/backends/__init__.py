@@ -15,6 +15,7 @@ from .base import (
     InferenceBackend,
     WeightsSource,
     check_compatible,
+    is_pixel_weights,
     read_weights_source,
     resolve_device,
 )
@@ -31,6 +32,7 @@ __all__ = [
     "TorchBackend",
     "WeightsSource",
     "check_compatible",
+    "is_pixel_weights",
     "make_backend",
     "read_weights_source",
     "resolve_device",

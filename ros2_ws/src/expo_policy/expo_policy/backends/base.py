@@ -28,6 +28,7 @@ with a WeightsError (``supports_pixels``) for now.
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import re
 from abc import ABC, abstractmethod
@@ -126,6 +127,30 @@ def read_weights_source(path: str | Path) -> WeightsSource:
         raise WeightsError(f"{file}: checkpoint could not be loaded ({type(e).__name__}: {e})") from e
     data, sha = policy_weights_bytes(agent, version=0)
     return WeightsSource(data, sha, 0, "checkpoint", file)
+
+
+def is_pixel_weights(path: str | Path) -> bool:
+    """Whether the bundle or checkpoint at ``path`` (as :func:`read_weights_source` resolves it)
+    holds a pixel policy (format ``PIXELS_FORMAT``), read from its metadata or JSON without
+    loading tensors, so a backend can be chosen before the weights are loaded. Raises
+    WeightsError when the file is not one of the two."""
+    file = _resolve(path)
+    try:
+        with safe_open(str(file), "pt") as f:
+            fmt = (f.metadata() or {}).get("format")
+    except Exception as e:
+        raise WeightsError(f"{file}: not a readable safetensors file ({e})") from e
+    if fmt not in (FORMAT, PIXELS_FORMAT):
+        try:
+            fmt = json.loads(file.with_suffix(".json").read_text()).get("format")
+        except (OSError, ValueError, AttributeError) as e:
+            raise WeightsError(
+                f"{file}: neither a policy-weights bundle nor a checkpoint with a readable "
+                f"{file.with_suffix('.json').name} ({e})"
+            ) from e
+    if fmt not in (FORMAT, PIXELS_FORMAT):
+        raise WeightsError(f"{file}: unknown weights format {fmt!r}, expected {FORMAT} or {PIXELS_FORMAT}")
+    return fmt == PIXELS_FORMAT
 
 
 class InferenceBackend(ABC):

@@ -41,6 +41,9 @@ BACKENDS: dict[str, Callable[[], type[InferenceBackend]]] = {
     "tensorrt": _tensorrt,
 }
 AUTO = "auto"
+#: ``auto`` with pixel weights on a GPU: eager torch on CUDA stands in for the CUDA-graph capture
+#: (which takes a state vector only), right after it in :data:`AUTO_ORDER`.
+PIXEL_CUDA_EAGER = ("torch eager (cuda)", "torch", "cuda", lambda: TorchBackend)
 
 #: ``auto``'s candidates, fastest first: (label, backend name, device it is built for, class).
 #: The order is the bench's (``make bench-policy``): on a GPU TensorRT, then onnxruntime's CUDA
@@ -58,24 +61,39 @@ AUTO_ORDER: tuple[tuple[str, str, str, Callable[[], type[InferenceBackend]]], ..
 )
 
 
-def select_backend(device: str = "auto", **kwargs: Any) -> InferenceBackend:
+def _order(pixels: bool) -> tuple[tuple[str, str, str, Callable[[], type[InferenceBackend]]], ...]:
+    if not pixels:
+        return AUTO_ORDER
+    i = next(i for i, c in enumerate(AUTO_ORDER) if c[0] == "torch cuda-graph (cuda)")
+    return (*AUTO_ORDER[: i + 1], PIXEL_CUDA_EAGER, *AUTO_ORDER[i + 1 :])
+
+
+def select_backend(device: str = "auto", pixels: bool = False, **kwargs: Any) -> InferenceBackend:
     """``backend: auto``: build the first of :data:`AUTO_ORDER` that runs here and log why.
 
     ``device`` limits the candidates: 'cpu' skips the GPU ones, 'cuda'/'cuda:N' the CPU ones
     ('auto' tries all). A candidate is skipped when its library, provider or GPU is missing
     (BackendUnavailableError, ImportError) or it rejects the device (ValueError). The chosen
     backend's ``selection`` attribute holds the reason, also logged at INFO. Raises
-    BackendUnavailableError when none can be built."""
+    BackendUnavailableError when none can be built.
+
+    ``pixels``: the weights to load have an image encoder (:func:`~.base.is_pixel_weights`):
+    backends that refuse them (``supports_pixels`` False: TensorRT, the CUDA-graph capture) are
+    skipped with that reason, and eager torch on CUDA is tried after the CUDA-graph slot."""
     if not _DEVICE.match(device):
         raise ValueError(f"device '{device}' is invalid; use cpu, cuda, cuda:N or auto")
     why: list[str] = []
-    for label, name, kind, cls in AUTO_ORDER:
+    for label, name, kind, cls in _order(pixels):
         if device != "auto" and (kind == "cuda") != device.startswith("cuda"):
             why.append(f"{label}: device '{device}' asked")
             continue
         dev = device if device.startswith("cuda") else kind
         try:
-            backend = cls()(device=dev, **kwargs)
+            klass = cls()
+            if pixels and not klass.supports_pixels:
+                why.append(f"{label}: does not run pixel policies (image encoder)")
+                continue
+            backend = klass(device=dev, **kwargs)
         except (BackendUnavailableError, ImportError, ValueError) as e:
             why.append(f"{label}: {str(e).splitlines()[0] if str(e) else type(e).__name__}")
             continue
@@ -88,18 +106,22 @@ def select_backend(device: str = "auto", **kwargs: Any) -> InferenceBackend:
     raise BackendUnavailableError("backend auto: no inference backend can run here: " + "; ".join(why))
 
 
-def make_backend(name: str, **kwargs: Any) -> InferenceBackend:
+def make_backend(name: str, pixels: bool = False, **kwargs: Any) -> InferenceBackend:
     """Build the backend called ``name`` with its keyword arguments (every backend takes
     ``device``, ``seed``, ``num_base_samples`` and ``num_threads``); ``auto`` picks one
     (:func:`select_backend`). ``torch`` on a CUDA device replays a captured CUDA graph.
+
+    ``pixels``: the weights have an image encoder; ``auto`` then skips backends that refuse them,
+    and ``torch`` on CUDA runs eagerly (the CUDA-graph capture takes state vectors only).
 
     Raises ValueError for unknown names (listing the known ones) and BackendUnavailableError (a
     NotImplementedError) when the backend's runtime library is not installed here.
     """
     if name == AUTO:
-        return select_backend(**kwargs)
+        return select_backend(pixels=pixels, **kwargs)
     if name not in BACKENDS:
         raise ValueError(f"unknown inference backend '{name}'; available: {sorted([*BACKENDS, AUTO])}")
-    if name == "torch" and resolve_device(str(kwargs.get("device", "cpu"))).type == "cuda":
+    cuda = name == "torch" and resolve_device(str(kwargs.get("device", "cpu"))).type == "cuda"
+    if cuda and not pixels:
         return _torch_cuda_graph()(**kwargs)
     return BACKENDS[name]()(**kwargs)
