@@ -129,6 +129,7 @@ EXPECTED_FIELDS = {
         "intervention": "boolean",
         "source": "string",
         "images": "sequence<sensor_msgs/Image>",
+        "next_images": "sequence<sensor_msgs/Image>",
     },
     "OtfDecision": {
         "header": "std_msgs/Header",

@@ -219,7 +219,7 @@ def env_feedback_to_numpy(msg: EnvFeedback) -> Feedback:
 
 # --- transitions: expo_interfaces/Transition ----------------------------------------------------
 def transition_msg(t: TransitionData, source: str) -> Transition:
-    """``t.images`` must hold sensor_msgs/Image messages (passed through)."""
+    """``t.images`` and ``t.next_images`` must hold sensor_msgs/Image messages (passed through)."""
     return Transition(
         header=header(t.stamp_ns),
         obs=_f32(t.obs),
@@ -234,12 +234,14 @@ def transition_msg(t: TransitionData, source: str) -> Transition:
         intervention=bool(t.intervention),
         source=source,
         images=list(t.images),
+        next_images=list(t.next_images),
     )
 
 
 def transition_to_numpy(msg: Transition) -> TransitionData:
     """Also decodes messages of older Transition definitions (bags keep their own schema: a
-    reader builds the type from it): without an ``intervention`` field the flag is False."""
+    reader builds the type from it): without an ``intervention`` field the flag is False, without
+    ``next_images`` there are none."""
     return TransitionData(
         obs=_np32(msg.obs),
         action=_np32(msg.action),
@@ -253,6 +255,7 @@ def transition_to_numpy(msg: Transition) -> TransitionData:
         stamp_ns=stamp_ns(msg.header.stamp),
         images=tuple(msg.images),
         intervention=bool(getattr(msg, "intervention", False)),
+        next_images=tuple(getattr(msg, "next_images", ())),
     )
 
 

@@ -8,7 +8,7 @@ Pure Python + numpy, no ROS. The policy node reports three kinds of events, in a
 - :meth:`TransitionAssembler.add_feedback`: the robot / sim finished the step ``(episode,
   step)``, echoing the indices of the command it executed, stamped with the time the step ended;
 - :meth:`TransitionAssembler.add_observation`: an observation was assembled, stamped with its
-  oldest piece.
+  oldest piece (with its camera messages, for a pixel policy: they become ``next_images``).
 
 A step is complete when its feedback has arrived and an observation stamped at or after the
 feedback's stamp exists: the earliest such observation is ``next_obs``. The sim bridge stamps
@@ -66,7 +66,8 @@ class Feedback:
 @dataclass(frozen=True)
 class TransitionData:
     """One (s, a, r, s', terminated, truncated) sample; ``stamp_ns``: the next observation's;
-    ``intervention``: the action was an operator's (Transition.intervention), default False."""
+    ``intervention``: the action was an operator's (Transition.intervention), default False;
+    ``images`` / ``next_images``: camera messages of s and s' (empty for a low-dim policy)."""
 
     obs: np.ndarray
     action: np.ndarray
@@ -80,6 +81,7 @@ class TransitionData:
     stamp_ns: int
     images: tuple[Any, ...] = field(default=())
     intervention: bool = False
+    next_images: tuple[Any, ...] = field(default=())
 
 
 class TransitionAssembler:
@@ -91,7 +93,9 @@ class TransitionAssembler:
         self.max_pending = int(max_pending)
         self._steps: OrderedDict[tuple[int, int], StepRecord] = OrderedDict()
         self._waiting: deque[tuple[StepRecord, Feedback]] = deque()
-        self._observations: deque[tuple[int, np.ndarray]] = deque(maxlen=int(max_observations))
+        self._observations: deque[tuple[int, np.ndarray, tuple[Any, ...]]] = deque(
+            maxlen=int(max_observations)
+        )
         self.dropped = 0  # steps or feedbacks evicted before they completed
         self.unmatched_feedback = 0  # feedback for no recorded step (holds, restarts)
 
@@ -122,9 +126,13 @@ class TransitionAssembler:
             self.dropped += 1
         return []
 
-    def add_observation(self, stamp_ns: int, obs: np.ndarray) -> list[TransitionData]:
+    def add_observation(
+        self, stamp_ns: int, obs: np.ndarray, images: tuple[Any, ...] = ()
+    ) -> list[TransitionData]:
+        """``images``: the observation's camera messages (a pixel policy's); a transition whose
+        next observation this is carries them as ``next_images``."""
         obs = np.asarray(obs, dtype=np.float32)
-        self._observations.append((int(stamp_ns), obs))
+        self._observations.append((int(stamp_ns), obs, tuple(images)))
         done, still = [], deque()
         for record, fb in self._waiting:
             nxt = self._next_observation(fb.stamp_ns)
@@ -141,12 +149,14 @@ class TransitionAssembler:
         self._waiting.clear()
         self._observations.clear()
 
-    def _next_observation(self, after: int) -> tuple[int, np.ndarray] | None:
+    def _next_observation(self, after: int) -> tuple[int, np.ndarray, tuple[Any, ...]] | None:
         later = [o for o in self._observations if o[0] >= after]
         return min(later, key=lambda o: o[0]) if later else None
 
     @staticmethod
-    def _complete(record: StepRecord, fb: Feedback, stamp_ns: int, next_obs: np.ndarray) -> TransitionData:
+    def _complete(
+        record: StepRecord, fb: Feedback, stamp_ns: int, next_obs: np.ndarray, next_images: tuple[Any, ...]
+    ) -> TransitionData:
         return TransitionData(
             obs=record.obs,
             action=record.action,
@@ -160,4 +170,5 @@ class TransitionAssembler:
             stamp_ns=stamp_ns,
             images=record.images,
             intervention=bool(record.intervention),
+            next_images=next_images,
         )
