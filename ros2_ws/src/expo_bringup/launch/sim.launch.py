@@ -1,9 +1,10 @@
-"""Sim bridge + policy node (+ learner), as a LaunchDescription built from the graph data.
+"""Sim bridge + policy node (+ learner, + scripted intervener) as a LaunchDescription from the graph.
 
     ros2 launch expo_bringup sim.launch.py                         # lift, lockstep, make sim's policy
     ros2 launch expo_bringup sim.launch.py task:=can checkpoint:=/runs/can/ckpt.safetensors \\
         realtime:=true namespace:=robot1
     ros2 launch expo_bringup sim.launch.py learner:=true learner_dir:=/runs/online   # online fine-tuning
+    ros2 launch expo_bringup sim.launch.py intervene:=true         # the scripted expert takes over
     ros2 launch expo_bringup sim.launch.py foxglove:=true          # + Foxglove WebSocket on :8765
     ros2 launch expo_bringup sim.launch.py params_file:=my.yaml    # any node parameter, ROS layout
 
@@ -52,6 +53,11 @@ LAUNCH_ARGUMENTS: tuple[tuple[str, str, str], ...] = (
     ("learner", "false", "true: add the learner node (online fine-tuning from checkpoint)"),
     ("learner_dir", "", "the learner's bags/checkpoints directory (required with learner:=true)"),
     ("offline_dataset", "", "robomimic HDF5 for the learner's offline half ('' = the default's demos)"),
+    (
+        "intervene",
+        "false",
+        "true: the task's scripted expert takes over when the policy strays (lift|can|square)",
+    ),
     ("params_file", "", "ROS 2 parameters YAML applied last (keys: node name, /ns/name, /**)"),
 )
 
@@ -67,7 +73,7 @@ def _values(values: Mapping[str, str]) -> dict[str, str]:
 def check_arguments(values: Mapping[str, str]) -> dict[str, str]:
     """Every argument's text checked (ValueError naming the argument), defaults filled in."""
     v = _values(values)
-    for name in ("rviz", "foxglove", "realtime", "learner"):
+    for name in ("rviz", "foxglove", "realtime", "learner", "intervene"):
         parse_bool(name, v[name])
     if not v["foxglove_port"].isdigit() or not 0 < int(v["foxglove_port"]) < 65536:
         raise ValueError(f"launch argument 'foxglove_port' must be a port number, got '{v['foxglove_port']}'")
@@ -88,6 +94,7 @@ def graph_from_launch_arguments(values: Mapping[str, str]) -> Graph:
         learner=parse_bool("learner", v["learner"]),
         learner_dir=v["learner_dir"],
         offline_dataset=v["offline_dataset"],
+        intervene=parse_bool("intervene", v["intervene"]),
     )
     return graph_with_params_file(graph, v["params_file"]) if v["params_file"] else graph
 

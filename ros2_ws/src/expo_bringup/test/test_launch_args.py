@@ -34,6 +34,7 @@ def test_launch_arguments_are_the_documented_ones_with_sim_graph_defaults(sim_la
         "learner",
         "learner_dir",
         "offline_dataset",
+        "intervene",
         "params_file",
     ]
     assert sim_launch.graph_from_launch_arguments({}) == sim_graph()
@@ -45,6 +46,7 @@ def test_launch_argument_texts_map_onto_sim_graph(sim_launch) -> None:
     assert g == sim_graph(task="can", checkpoint="/c/x.pt", realtime=True, namespace="r1")
     lockstep = sim_launch.graph_from_launch_arguments({"realtime": "0"})
     assert lockstep.node("sim_bridge").parameters["realtime"] is False
+    assert sim_launch.graph_from_launch_arguments({"intervene": "true"}) == sim_graph(intervene=True)
 
 
 @pytest.mark.parametrize(
@@ -52,6 +54,7 @@ def test_launch_argument_texts_map_onto_sim_graph(sim_launch) -> None:
     [
         ({"realtime": "maybe"}, "launch argument 'realtime'"),
         ({"rviz": "sometimes"}, "launch argument 'rviz'"),
+        ({"intervene": "often"}, "launch argument 'intervene'"),
         ({"foxglove": "please"}, "launch argument 'foxglove'"),
         ({"foxglove_port": "http"}, "launch argument 'foxglove_port'"),
         ({"foxglove_port": "70000"}, "launch argument 'foxglove_port'"),
