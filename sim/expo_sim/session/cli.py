@@ -49,6 +49,12 @@ def add_session(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--timeout", type=float, default=0.0, help="wall-clock limit in s (default none)")
     p.add_argument("--learn", action="store_true", help="add the learner: online EXPO fine-tuning over ROS")
     p.add_argument("--learner-dir", type=Path, default=None, help="learner data (default RUN/learner)")
+    p.add_argument(
+        "--intervene",
+        action="store_true",
+        help="the task's scripted expert takes over when the policy strays (lift, can, square); "
+        "the summary gives the intervention rate per episode",
+    )
     p.set_defaults(func=run_session_command)
 
 
@@ -81,6 +87,7 @@ def run_session_command(args: argparse.Namespace) -> int:
             timeout_s=args.timeout,
             learn=args.learn,
             learner_dir=args.learner_dir,
+            intervene=args.intervene,
         )
         # SIGTERM (a supervisor, `kill`) ends the session like Ctrl-C: every node is stopped.
         signal.signal(signal.SIGTERM, _interrupt)

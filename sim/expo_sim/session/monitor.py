@@ -1,5 +1,6 @@
 """A small node that feeds :class:`~expo_sim.session.stats.SessionStats` from a running graph:
-``env_feedback``, ``diagnostics`` and ``otf_decision`` of one namespace. The session process
+``env_feedback``, ``diagnostics`` and ``otf_decision`` of one namespace (and ``transitions``, for
+the intervention flags, when asked). The session process
 (``make sim``, ``make bench-ros``) spins it while the runner supervises the nodes."""
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from collections.abc import Callable
 
 import rclpy
 from diagnostic_msgs.msg import DiagnosticArray
-from expo_interfaces.msg import EnvFeedback, LearnerStats, OtfDecision
+from expo_interfaces.msg import EnvFeedback, LearnerStats, OtfDecision, Transition
 from expo_ros.conversions import learner_stats_to_numpy
 from rclpy.executors import SingleThreadedExecutor
 
@@ -25,7 +26,12 @@ class SessionMonitor:
     that no feedback of the session goes out before the monitor listens."""
 
     def __init__(
-        self, context: rclpy.Context, namespace: str, stats: SessionStats, bridge_name: str = "sim_bridge"
+        self,
+        context: rclpy.Context,
+        namespace: str,
+        stats: SessionStats,
+        bridge_name: str = "sim_bridge",
+        transitions: bool = False,
     ) -> None:
         self.stats = stats
         self.node = rclpy.create_node("session_monitor", namespace=namespace or "/", context=context)
@@ -37,6 +43,8 @@ class SessionMonitor:
         ]
         # Not waited for at startup: the learner publishes its first stats after loading its data.
         self._learner_sub = sub(LearnerStats, "learner_stats", self._on_learner_stats, 10)
+        if transitions:  # intervention flags per step (interventions on)
+            self._transitions_sub = sub(Transition, "transitions", self._on_transition, 1000)
         self.executor = SingleThreadedExecutor(context=context)
         self.executor.add_node(self.node)
         self._bridge = LifecycleClient(self.node, self.executor, bridge_name)
@@ -62,6 +70,9 @@ class SessionMonitor:
         d = learner_stats_to_numpy(m)
         updates = d.scalars.get("updates", math.nan)
         self.stats.learner_stats(updates, d.training_step, d.achieved_utd, d.weights_version)
+
+    def _on_transition(self, m: Transition) -> None:
+        self.stats.transition(int(m.episode), bool(m.intervention))
 
     def _on_decision(self, m: OtfDecision) -> None:
         self.stats.decision(float(m.inference_latency_ms))

@@ -12,6 +12,10 @@
    :class:`~expo_sim.session.monitor.SessionMonitor`: a live progress line (episodes, success,
    control rate, latency p99, weights version) until the bridge has run its episodes.
 4. A summary (printed, and ``summary.json`` in the run directory) with the exit codes.
+
+``intervene``: the sim's scripted intervener joins the graph (``intervene:=true``: the task's
+expert takes over when the policy strays, docs/interventions.md); the monitor then also hears
+``transitions`` and the summary gives the intervention rate per episode.
 """
 
 from __future__ import annotations
@@ -74,6 +78,7 @@ class SessionConfig:
     timeout_s: float = 0.0  # wall-clock limit of the episodes; 0 = none
     learn: bool = False  # add the learner node: online EXPO fine-tuning during the episodes
     learner_dir: Path | None = None  # None: <run dir>/learner; an existing one resumes
+    intervene: bool = False  # the scripted intervener takes over when the policy strays
     progress_every_s: float = 0.5
     graph_overrides: dict[str, dict[str, Any]] = field(default_factory=dict)
 
@@ -88,6 +93,10 @@ class SessionConfig:
             raise ValueError(
                 f"task '{self.task}' has no demonstrator (scripted: {list(SCRIPTED_TASKS)}; MimicGen: "
                 "stack, threading); pass --checkpoint"
+            )
+        if self.intervene and self.task not in SCRIPTED_TASKS:
+            raise ValueError(
+                f"--intervene needs a task with a scripted expert ({list(SCRIPTED_TASKS)}), got '{self.task}'"
             )
         if self.quality not in QUALITIES:
             raise ValueError(f"quality '{self.quality}' unknown; allowed: {list(QUALITIES)}")
@@ -221,6 +230,8 @@ def launch_arguments(
         "seed": cfg.seed,
         "autostart": False,  # this process is its lifecycle manager (SessionMonitor.start_bridge)
     }
+    if cfg.intervene:  # the expert's randomness follows the session's seed
+        overrides["intervener"] = {**overrides.get("intervener", {}), "seed": cfg.seed}
     params = run_dir / "params.yaml"
     params.write_text(
         yaml.safe_dump({n: {"ros__parameters": v} for n, v in overrides.items()}, sort_keys=False)
@@ -231,6 +242,7 @@ def launch_arguments(
         "backend": cfg.backend,
         "realtime": str(cfg.realtime).lower(),
         "learner": str(cfg.learn).lower(),
+        "intervene": str(cfg.intervene).lower(),
         "params_file": str(params.resolve()),
     }
     if cfg.learn:  # ros2 launch refuses empty values ('name:=')
@@ -285,10 +297,12 @@ def run_session(cfg: SessionConfig, stream: TextIO = sys.stdout, progress: bool 
     bar = _Progress(stream)
     ctx = rclpy.Context()
     rclpy.init(context=ctx, domain_id=domain)
-    monitor = SessionMonitor(ctx, "", stats)
+    monitor = SessionMonitor(ctx, "", stats, transitions=cfg.intervene)
     launch_code: int | None = None
     error = ""
-    mode = "realtime" if cfg.realtime else "lockstep"
+    mode = ("realtime" if cfg.realtime else "lockstep") + (
+        ", scripted interventions" if cfg.intervene else ""
+    )
     stream.write(
         f"expo-sim session: {cfg.task}, {cfg.episodes} episodes, {mode}, "
         f"policy {checkpoint}, ROS domain {domain}; node logs: {run_dir / 'nodes.log'}\n"
@@ -407,6 +421,17 @@ def format_summary(s: dict[str, Any]) -> str:
         ("obs -> action p50 / p99", pair("obs_to_action_p50_ms", "obs_to_action_p99_ms")),
         ("deadline misses / holds", pair("policy_deadline_misses", "policy_holds", "", 0)),
         ("weights version", str(s.get("weights_version") or "n/a")),
+        *(
+            [
+                (
+                    "interventions",
+                    f"{s['intervention_takeovers']} takeovers, "
+                    f"{f('intervention_step_fraction', '', 3)} of the steps",
+                )
+            ]
+            if "intervention_takeovers" in s
+            else []
+        ),
         ("wall time", f"{s['wall_s_total']:.0f} s ({s['wall_s_episodes']:.0f} s of episodes)"),
         ("run directory", s["run_dir"]),
     ]

@@ -21,6 +21,11 @@ reached the sim), ``bridge_holds`` (periods without a new command), ``superseded
 (and ``dropped_late`` / ``dropped_out_of_order`` / ``dropped_other_episode``),
 ``watchdog_holds``, and ``episode_commands`` (one dict per finished episode: episode, success,
 steps and those counts).
+
+Interventions (a session with ``--intervene``; the monitor then also hears ``transitions``):
+``intervention_episodes`` (one dict per episode the policy acted in: episode, steps, operator
+steps, takeovers = operator steps whose previous step was not one, step fraction), and over the
+whole session ``intervention_steps``, ``intervention_takeovers``, ``intervention_step_fraction``.
 """
 
 from __future__ import annotations
@@ -68,6 +73,8 @@ class SessionStats:
     learner: dict[str, float] = field(default_factory=dict)  # newest learner_stats (when learning)
     # (env steps so far, success, policy weights version) at the end of each episode
     episode_log: list[tuple[int, bool, str]] = field(default_factory=list)
+    # episode -> [steps, operator steps, takeovers, last step was the operator's], from transitions
+    interventions: dict[int, list[int]] = field(default_factory=dict)
     _first_step_s: float | None = None
     _last_step_s: float | None = None
     _steps_in_episode: int = 0
@@ -117,6 +124,33 @@ class SessionStats:
             v = _float(values, f"last_episode_{k}")
             entry[k] = int(v) if math.isfinite(v) else -1
         self.episode_commands.append(entry)
+
+    def transition(self, episode: int, intervention: bool) -> None:
+        """One transition (one acted step) of the policy's ``episode``; ``intervention``: the
+        operator's step (Transition.intervention)."""
+        e = self.interventions.setdefault(int(episode), [0, 0, 0, 0])
+        e[0] += 1
+        if intervention:
+            e[1] += 1
+            e[2] += int(not e[3])
+        e[3] = int(bool(intervention))
+
+    def intervention_summary(self) -> dict[str, object]:
+        """The intervention figures of the module doc ({} without transitions heard)."""
+        if not self.interventions:
+            return {}
+        episodes = [
+            {"episode": k, "steps": s, "operator_steps": o, "takeovers": t, "step_fraction": o / s}
+            for k, (s, o, t, _) in sorted(self.interventions.items())
+        ]
+        steps = sum(e["steps"] for e in episodes)
+        operator = sum(e["operator_steps"] for e in episodes)
+        return {
+            "intervention_steps": operator,
+            "intervention_takeovers": sum(e["takeovers"] for e in episodes),
+            "intervention_step_fraction": operator / steps if steps else math.nan,
+            "intervention_episodes": episodes,
+        }
 
     def learner_stats(self, updates: float, critic_steps: int, achieved_utd: float, version: int) -> None:
         """The newest learner_stats: agent updates, critic steps, achieved UTD, weights version."""
@@ -169,6 +203,10 @@ class SessionStats:
         ]
         if self.learner and self.episodes:
             parts[1] += f", last 10: {100.0 * self.recent_success():.0f}%"
+        if self.interventions:
+            s = self.intervention_summary()
+            share = 100.0 * s["intervention_step_fraction"]
+            parts.append(f"interventions {s['intervention_takeovers']} ({share:.0f}% of steps)")
         if self.learner:
             parts.append(f"UTD {self.learner['achieved_utd']:.2f} ({int(self.learner['updates'])} updates)")
         return " | ".join(parts)
@@ -234,4 +272,5 @@ class SessionStats:
             **self.timing(),
             "episode_log": [list(e) for e in self.episode_log],
             "episode_commands": list(self.episode_commands),
+            **self.intervention_summary(),
         }
