@@ -24,11 +24,13 @@ PATCH="$ROOT/scripts/patches/launch_pytest-pytest-8.4.patch"
 
 log() { printf '[setup:ros-tools] %s\n' "$*"; }
 die() { printf '[setup:ros-tools] ERROR: %s\n' "$*" >&2; exit 1; }
+# shellcheck source=scripts/pinned_sources.sh
+source "$ROOT/scripts/pinned_sources.sh"
 
 # name (github.com/ros2/<name>) | tag | commit | archive SHA-256 | tree SHA-256 | paths (packages)
 # The archive is <name>-<tag>-<commit:0:8>.tar.gz, a `git archive` of the listed paths without
 # test/, doc/, docs/ (and .github/); see ../shared/vendor/ros2/README.md for how it was made.
-# The tree hash is tree_hash (below) of the unpacked archive: the same files fetched from GitHub
+# The tree hash is tree_hash (scripts/pinned_sources.sh) of the unpacked archive: the same files fetched from GitHub
 # must give it.
 SOURCES=(
   "launch|3.7.1|02595bafc7891d4d287667b6aa9161edf738e9f3|12b00a925c33770a1f91559af968b52289bd6d8b6645c93954b79927d90c19ba|1acffacd37b1533d059465dab3146dca20b8e275a6809f61014a02062665b8c5|LICENSE launch launch_xml launch_yaml launch_testing launch_pytest"
@@ -84,44 +86,11 @@ if [ -f "$stamp" ] && [ -f "$WS/install/setup.bash" ]; then
 fi
 
 # --- sources ---------------------------------------------------------------------------------
-DEFAULT_VENDOR="$ROOT/../shared/vendor/ros2"
-if [ -z "${EXPO_ROS_TOOLS_SRC:-}" ]; then
-  if [ -d "$DEFAULT_VENDOR" ]; then
-    SRC="$(cd "$DEFAULT_VENDOR" && pwd)"
-  else
-    SRC="https://github.com"
-  fi
-else
-  SRC="$EXPO_ROS_TOOLS_SRC"
-fi
-
-sha256_of() { sha256sum "$1" | cut -d' ' -f1; }
-# SHA-256 over the sorted (path, content hash) list of every file under $1: independent of how the
-# files were packed (the vendored gzip, GitHub's tarball) and of file times and modes.
-tree_hash() { (cd "$1" && find . -type f -print0 | LC_ALL=C sort -z | xargs -0 -r sha256sum) | sha256sum | cut -d' ' -f1; }
+SRC=$(pick_source "${EXPO_ROS_TOOLS_SRC:-}" "$ROOT/../shared/vendor/ros2")
 
 [ "$(sha256_of "$PATCH")" = "$PATCH_SHA256" ] || die "$PATCH: SHA-256 mismatch (expected $PATCH_SHA256)"
 
-fetch() {  # url out
-  local url=$1 out=$2
-  if command -v curl >/dev/null; then
-    curl -fsSL --retry 3 --connect-timeout 20 -o "$out.part" "$url"
-  elif command -v wget >/dev/null; then
-    wget -q --tries=3 --timeout=20 -O "$out.part" "$url"
-  else
-    die "neither curl nor wget found to download $url"
-  fi && mv "$out.part" "$out" && return 0
-  rm -f "$out.part"
-  return 1
-}
-
-case "$SRC" in
-  http://* | https://*) log "sources: $SRC (upstream commits, checked against pinned tree hashes)" ;;
-  *)
-    [ -d "$SRC" ] || die "EXPO_ROS_TOOLS_SRC=$SRC is neither a folder nor an http(s) URL"
-    log "sources: $SRC (pinned archives, SHA-256 checked)"
-    ;;
-esac
+announce_source "$SRC" EXPO_ROS_TOOLS_SRC
 # Sources are unpacked and checked first; an earlier install stays until they pass.
 rm -rf "$WS/src" "$WS/staging"
 mkdir -p "$WS/src" "$WS/downloads"
@@ -132,11 +101,8 @@ for entry in "${SOURCES[@]}"; do
   case "$SRC" in
     http://* | https://*)
       tarball="$WS/downloads/$name-$commit.tar.gz"
-      if [ ! -f "$tarball" ]; then
-        url="${SRC%/}/ros2/$name/archive/$commit.tar.gz"
-        log "downloading $url"
-        fetch "$url" "$tarball" || die "download failed: $url (offline? point EXPO_ROS_TOOLS_SRC at a folder of the pinned archives, or EXPO_SKIP_ROS_TOOLS=1)"
-      fi
+      download_once "${SRC%/}/ros2/$name/archive/$commit.tar.gz" "$tarball" \
+        "offline? point EXPO_ROS_TOOLS_SRC at a folder of the pinned archives, or EXPO_SKIP_ROS_TOOLS=1"
       stage="$WS/staging/$name"
       mkdir -p "$stage" "$WS/src/$prefix"
       tar -xzf "$tarball" -C "$stage" --strip-components=1 || die "cannot unpack $tarball"
@@ -150,17 +116,11 @@ for entry in "${SOURCES[@]}"; do
       ;;
     *)
       archive="$SRC/$prefix.tar.gz"
-      [ -f "$archive" ] || die "$archive not found (EXPO_ROS_TOOLS_SRC=$SRC)"
-      got=$(sha256_of "$archive")
-      [ "$got" = "$archive_sha" ] || die "$archive: SHA-256 mismatch: got $got, expected $archive_sha; not unpacking it"
+      check_archive "$archive" "$archive_sha" "EXPO_ROS_TOOLS_SRC=$SRC"
       tar -xzf "$archive" -C "$WS/src" || die "cannot unpack $archive"
       ;;
   esac
-  got=$(tree_hash "$WS/src/$prefix")
-  if [ "$got" != "$tree_sha" ]; then
-    [ -n "$tarball" ] && rm -f "$tarball"  # not kept for the next run
-    die "$prefix: files differ from the pinned sources (tree hash $got, expected $tree_sha)"
-  fi
+  check_tree "$WS/src/$prefix" "$tree_sha" "$prefix" "$tarball"
 done
 rm -rf "$WS/staging"
 patch -s -p1 -d "$WS/src/launch-3.7.1-02595baf" <"$PATCH" || die "patch $PATCH did not apply"

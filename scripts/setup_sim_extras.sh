@@ -27,10 +27,12 @@ STANDIN="$ROOT/scripts/torchvision_standin"
 
 log() { printf '[setup:mimicgen] %s\n' "$*"; }
 die() { printf '[setup:mimicgen] ERROR: %s\n' "$*" >&2; exit 1; }
+# shellcheck source=scripts/pinned_sources.sh
+source "$ROOT/scripts/pinned_sources.sh"
 
 # name | GitHub owner/repo | commit | archive | archive SHA-256 | tree SHA-256 | paths removed from a GitHub tarball
 # The archives are `git archive`s of the commits (../shared/vendor/mimicgen/README.md says how they
-# were made); the tree hash is tree_hash (below) of the unpacked archive.
+# were made); the tree hash is tree_hash (scripts/pinned_sources.sh) of the unpacked archive.
 SOURCES=(
   "robomimic|ARISE-Initiative/robomimic|d0b37cf214bd24fb590d182edb6384333f67b661|robomimic-d0b37cf.tar.gz|ca24205b509eec945e3cc228893ac360e51be7d48f55ba544f1e84017529e237|f593d3aceb7e232ab02c8bbcaa308a10ec3af8ac5f56d50d7aac09f8de76a0d9|docs"
   "mimicgen|NVlabs/mimicgen|72bd767c255545f462e7ccfb2731f2e5d4c1d9bb|mimicgen-72bd767.tar.gz|0944c932e72ff15e54968718fb94f0fdde769f1a11f61ab1c0ea8f36fec36123|d15f78048ab1ba5f6bd64164d471e8ecc0db553b26306f2f728d128b11568294|docs .github"
@@ -70,42 +72,8 @@ if [ -f "$stamp" ]; then
 fi
 
 # --- sources ---------------------------------------------------------------------------------
-DEFAULT_VENDOR="$ROOT/../shared/vendor/mimicgen"
-if [ -z "${EXPO_MIMICGEN_SRC:-}" ]; then
-  if [ -d "$DEFAULT_VENDOR" ]; then
-    SRC="$(cd "$DEFAULT_VENDOR" && pwd)"
-  else
-    SRC="https://github.com"
-  fi
-else
-  SRC="$EXPO_MIMICGEN_SRC"
-fi
-
-sha256_of() { sha256sum "$1" | cut -d' ' -f1; }
-# SHA-256 over the sorted (path, content hash) list of every file under $1: independent of how the
-# files were packed (the vendored gzip, GitHub's tarball) and of file times and modes.
-tree_hash() { (cd "$1" && find . -type f -print0 | LC_ALL=C sort -z | xargs -0 -r sha256sum) | sha256sum | cut -d' ' -f1; }
-
-fetch() {  # url out
-  local url=$1 out=$2
-  if command -v curl >/dev/null; then
-    curl -fsSL --retry 3 --connect-timeout 20 -o "$out.part" "$url"
-  elif command -v wget >/dev/null; then
-    wget -q --tries=3 --timeout=20 -O "$out.part" "$url"
-  else
-    die "neither curl nor wget found to download $url"
-  fi && mv "$out.part" "$out" && return 0
-  rm -f "$out.part"
-  return 1
-}
-
-case "$SRC" in
-  http://* | https://*) log "sources: $SRC (upstream commits, checked against pinned tree hashes)" ;;
-  *)
-    [ -d "$SRC" ] || die "EXPO_MIMICGEN_SRC=$SRC is neither a folder nor an http(s) URL"
-    log "sources: $SRC (pinned archives, SHA-256 checked)"
-    ;;
-esac
+SRC=$(pick_source "${EXPO_MIMICGEN_SRC:-}" "$ROOT/../shared/vendor/mimicgen")
+announce_source "$SRC" EXPO_MIMICGEN_SRC
 log "MimicGen is under the NVIDIA Source Code License: non-commercial use only (research or evaluation);" \
   "EXPO_SKIP_MIMICGEN=1 leaves it out"
 rm -rf "$WORK/src" "$WORK/staging"
@@ -116,11 +84,8 @@ for entry in "${SOURCES[@]}"; do
   case "$SRC" in
     http://* | https://*)
       tarball="$WORK/downloads/$name-$commit.tar.gz"
-      if [ ! -f "$tarball" ]; then
-        url="${SRC%/}/$repo/archive/$commit.tar.gz"
-        log "downloading $url"
-        fetch "$url" "$tarball" || die "download failed: $url (offline? point EXPO_MIMICGEN_SRC at a folder of the pinned archives, or EXPO_SKIP_MIMICGEN=1)"
-      fi
+      download_once "${SRC%/}/$repo/archive/$commit.tar.gz" "$tarball" \
+        "offline? point EXPO_MIMICGEN_SRC at a folder of the pinned archives, or EXPO_SKIP_MIMICGEN=1"
       mkdir -p "$dest"
       tar -xzf "$tarball" -C "$dest" --strip-components=1 || die "cannot unpack $tarball"
       for p in $trim; do rm -rf "${dest:?}/$p"; done
@@ -128,22 +93,18 @@ for entry in "${SOURCES[@]}"; do
       ;;
     *)
       tarball="$SRC/$archive"
-      [ -f "$tarball" ] || die "$tarball not found (EXPO_MIMICGEN_SRC=$SRC)"
-      got=$(sha256_of "$tarball")
-      [ "$got" = "$archive_sha" ] || die "$tarball: SHA-256 mismatch: got $got, expected $archive_sha; not unpacking it"
+      check_archive "$tarball" "$archive_sha" "EXPO_MIMICGEN_SRC=$SRC"
       if [ -f "$SRC/SHA256SUMS" ]; then
         listed=$(awk -v f="$archive" '$2 == f || $2 == "*"f {print $1}' "$SRC/SHA256SUMS")
-        [ -z "$listed" ] || [ "$listed" = "$got" ] || die "$tarball: SHA256SUMS lists $listed, the pin is $archive_sha"
+        [ -z "$listed" ] || [ "$listed" = "$archive_sha" ] || die "$tarball: SHA256SUMS lists $listed, the pin is $archive_sha"
       fi
       mkdir -p "$dest"
       tar -xzf "$tarball" -C "$dest" --strip-components=1 || die "cannot unpack $tarball"
       ;;
   esac
-  got=$(tree_hash "$dest")
-  if [ "$got" != "$tree_sha" ]; then
-    case "$SRC" in http://* | https://*) rm -f "$tarball" ;; esac  # not kept for the next run
-    die "$name: files differ from the pinned sources (tree hash $got, expected $tree_sha)"
-  fi
+  downloaded=""
+  is_url "$SRC" && downloaded="$tarball"
+  check_tree "$dest" "$tree_sha" "$name" "$downloaded"
 done
 
 # --- install ---------------------------------------------------------------------------------

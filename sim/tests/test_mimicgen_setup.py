@@ -29,6 +29,7 @@ def fake_root(tmp_path):
     its checks for real without touching the real venv."""
     (tmp_path / "scripts").mkdir()
     (tmp_path / "scripts" / SCRIPT.name).write_text(SCRIPT.read_text())
+    (tmp_path / "scripts" / "pinned_sources.sh").write_text((SCRIPT.parent / "pinned_sources.sh").read_text())
     (tmp_path / "scripts" / "torchvision_standin").symlink_to(STANDIN)
     (tmp_path / "constraints.txt").write_text((ROOT / "constraints.txt").read_text())
     (tmp_path / ".venv" / "bin").mkdir(parents=True)
