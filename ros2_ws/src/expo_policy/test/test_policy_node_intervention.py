@@ -30,7 +30,7 @@ from sensor_msgs.msg import JointState
 
 pytestmark = pytest.mark.ros
 
-DOMAIN_ID = 1 + (os.getpid() + 50) % 100  # 1..100: apart from test_policy_node's 101..200
+DOMAIN_ID = 101 + (os.getpid() + 50) % 100  # test_policy_node's range, never its value in one process
 JOINTS = [f"panda_joint{i}" for i in range(1, 8)] + ["panda_finger_joint1", "panda_finger_joint2"]
 QPOS = np.array([0.0] * 7 + [0.04, -0.04])
 EE_POS, EE_QUAT = np.array([-0.1, 0.0, 1.0]), np.array([1.0, 0.0, 0.0, 0.0])

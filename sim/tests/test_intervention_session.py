@@ -1,0 +1,137 @@
+"""Issue 18's integration scenario over ROS, through ``make sim``'s path (``expo-sim session
+--intervene --learn``, the graph started by ``ros2 launch expo_bringup sim.launch.py
+intervene:=true``): a barely trained lift policy strays, the scripted intervener takes over and
+hands back, and
+
+- an independent rclpy subscriber (its own context, plain message fields, none of our
+  converters) sees transitions with ``intervention`` true and false, both in one episode;
+- the learner's rosbag2 mcap segments hold the same flags, read with ``rosbags`` (AnyReader, the
+  types from the schemas embedded in the bag), not with our segment reader;
+- the session summary counts the takeovers.
+
+Tiny networks, short episodes, a sensitive distance rule so the takeover does not depend on
+what 5 pretraining steps learned.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import threading
+from pathlib import Path
+
+import pytest
+import rclpy
+from expo_interfaces.msg import Transition
+from expo_sim.session.run import SessionConfig, run_session
+from rclpy.executors import SingleThreadedExecutor
+
+pytestmark = [pytest.mark.ros, pytest.mark.slow]
+
+DOMAIN_ID = 61 + (os.getpid() + 3) % 15  # test_session's range, never its (or +7's) value in one process
+EPISODES, HORIZON = 2, 60
+
+
+class Listener:
+    """An rclpy node on its own context, spun in a thread, recording (episode, step, intervention)."""
+
+    def __init__(self, domain_id: int) -> None:
+        self.ctx = rclpy.Context()
+        rclpy.init(context=self.ctx, domain_id=domain_id)
+        self.node = rclpy.create_node("independent_listener", context=self.ctx)
+        self.seen: list[tuple[int, int, bool]] = []
+        self.node.create_subscription(
+            Transition, "/transitions", lambda m: self.seen.append((m.episode, m.step, m.intervention)), 1000
+        )
+        self.ex = SingleThreadedExecutor(context=self.ctx)
+        self.ex.add_node(self.node)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._spin, daemon=True)
+        self._thread.start()
+
+    def _spin(self) -> None:
+        while not self._stop.is_set():
+            self.ex.spin_once(timeout_sec=0.05)
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5.0)
+        self.ex.shutdown()
+        self.node.destroy_node()
+        rclpy.try_shutdown(context=self.ctx)
+
+
+def bag_flags(bags: Path) -> list[tuple[int, int, bool]]:
+    """(episode, step, intervention) of every transition in the learner's segments, via rosbags."""
+    from rosbags.highlevel import AnyReader
+
+    segments = sorted(p for p in bags.glob("seg_*") if (p / "metadata.yaml").is_file())
+    assert segments, f"no closed segment under {bags}"
+    out = []
+    with AnyReader(segments) as reader:
+        conns = [c for c in reader.connections if c.msgtype == "expo_interfaces/msg/Transition"]
+        assert conns, [c.msgtype for c in reader.connections]
+        for conn, _, raw in reader.messages(connections=conns):
+            msg = reader.deserialize(raw, conn.msgtype)
+            out.append((int(msg.episode), int(msg.step), bool(msg.intervention)))
+    return out
+
+
+def test_scripted_intervener_takes_over_hands_back_and_the_flags_reach_subscriber_and_bag(
+    tmp_path: Path,
+) -> None:
+    cfg = SessionConfig(
+        task="lift",
+        episodes=EPISODES,
+        demos=2,
+        preset="tiny",
+        pretrain_steps=5,
+        horizon=HORIZON,
+        data_dir=tmp_path / "data",
+        out=tmp_path / "runs",
+        domain_id=DOMAIN_ID,
+        timeout_s=170.0,
+        learn=True,
+        intervene=True,
+        graph_overrides={
+            "intervener": {
+                "grace_steps": 3,
+                "disagreement": 0.2,  # nearly any difference from the expert's translation
+                "disagreement_steps": 2,
+                "stall_steps": 0,
+                "takeover_steps": 8,
+                "cooldown_steps": 4,
+                "max_takeovers": 3,
+            },
+            "policy_node": {"intervention.handback_steps": 3},
+        },
+    )
+    listener = Listener(DOMAIN_ID)
+    try:
+        summary = run_session(cfg, stream=io.StringIO(), progress=False)
+    finally:
+        listener.close()
+    assert summary["exit_code"] == 0 and not summary["error"], summary
+    assert summary["node_exit_codes"] == {
+        "sim_bridge": 0,
+        "policy_node": 0,
+        "learner_node": 0,
+        "intervener": 0,
+    }
+
+    seen = listener.seen
+    assert len(seen) >= EPISODES * 10, seen
+    first = sorted((s, f) for e, s, f in seen if e == 0)
+    flags = [f for _, f in first]
+    assert True in flags and False in flags, first
+    # taken over after the grace steps and handed back: a policy step after an operator step
+    start = flags.index(True)
+    assert start >= 3 and False in flags[start:], flags
+    assert summary["intervention_takeovers"] >= 1 and 0 < summary["intervention_step_fraction"] < 1
+    assert summary["intervention_steps"] == sum(f for _, _, f in seen)
+
+    in_bag = bag_flags(Path(summary["learner_dir"]) / "bags")
+    assert {f for _, _, f in in_bag} == {True, False}, in_bag
+    heard = {(e, s): f for e, s, f in seen}
+    common = [(k, f) for *k, f in in_bag if tuple(k) in heard]
+    assert common and all(heard[tuple(k)] == f for k, f in common)
