@@ -16,7 +16,18 @@ from dataclasses import dataclass
 from typing import Any
 
 from expo_core.spec import TASK_OBJECT_DIMS
-from expo_ros.params import ParamSpec, as_bool, as_float, as_floats, as_int, as_str, bad_value
+from expo_core.tasks import SUPPORTED_CAMERAS
+from expo_ros.params import (
+    ParamSpec,
+    as_bool,
+    as_float,
+    as_floats,
+    as_int,
+    as_names,
+    as_str,
+    as_topic,
+    bad_value,
+)
 
 from .intervention import InterventionConfig
 from .safety import SafetyLimits
@@ -30,6 +41,12 @@ WATCHED_INPUTS: dict[str, bool] = {
     "image_raw": False,
     "env_feedback": False,
 }
+#: The same for a pixel policy (checkpoint with cameras): the base-frame pose instead of ee_pose and
+#: object_poses; each camera of the checkpoint is watched too (optional, limit
+#: observation.max_age_s: a missing camera holds through the observation's own check).
+PIXEL_WATCHED_INPUTS: dict[str, bool] = {"joint_states": True, "ee_pose_base": True, "env_feedback": False}
+_WATCHDOG = {**WATCHED_INPUTS, **PIXEL_WATCHED_INPUTS}
+ARM_JOINTS = [f"panda_joint{i}" for i in range(1, 8)]
 
 
 #: values of the ``trigger`` parameter (real-time acting).
@@ -102,13 +119,32 @@ PARAMETERS: tuple[ParamSpec, ...] = (
         "subscribe joint_states, ee_pose, object_poses best effort (hears reliable and best-effort "
         "publishers; franka_ros2 publishes current_pose best effort)",
     ),
+    ParamSpec(
+        "observation.arm_joint_names",
+        ARM_JOINTS,
+        "pixel policies: the 7 arm joints read from joint_states into robot0_joint_pos, in this order",
+    ),
+    ParamSpec(
+        "observation.base_frame",
+        "",
+        "pixel policies: the frame_id ee_pose_base must carry (the robot base frame, e.g. fr3_link0 "
+        "on an FR3, robot0_base in sim); '' = not checked",
+    ),
+    *(
+        ParamSpec(
+            f"cameras.{cam}.topic",
+            f"{cam}/image_raw",
+            f"pixel policies: sensor_msgs/Image topic of camera {cam} (rgb8 or bgr8, the checkpoint's size)",
+        )
+        for cam in SUPPORTED_CAMERAS
+    ),
     *(
         ParamSpec(
             f"watchdog.{name}_max_age_s",
             0.25 if required else (0.5 if name == "image_raw" else 1.0),
             f"receive-age limit of {name} [s]" + ("" if required else " (optional input, never holds)"),
         )
-        for name, required in WATCHED_INPUTS.items()
+        for name, required in _WATCHDOG.items()
     ),
     ParamSpec("safety.action_low", list(_SAFE.action_low), "normalized action lower bounds, one per dim"),
     ParamSpec("safety.action_high", list(_SAFE.action_high), "normalized action upper bounds, one per dim"),
@@ -169,6 +205,9 @@ class PolicyNodeConfig:
     finger_signs: tuple[float, float]
     best_effort_inputs: bool
     watchdog_max_age_s: dict[str, float]
+    arm_joint_names: tuple[str, ...]
+    base_frame: str
+    camera_topics: dict[str, str]
     safety: SafetyLimits
     intervention_enabled: bool
     intervention: InterventionConfig
@@ -203,6 +242,9 @@ class PolicyNodeConfig:
             or fingers[0] == fingers[1]
         ):
             raise bad_value("observation.finger_joint_names", fingers, "two distinct joint names")
+        arm = as_names("observation.arm_joint_names", v["observation.arm_joint_names"], 7)
+        if set(arm) & set(fingers):
+            raise bad_value("observation.arm_joint_names", list(arm), "7 names other than the finger joints")
         signs = as_floats("observation.finger_signs", v["observation.finger_signs"])
         if len(signs) != 2 or any(s not in (1.0, -1.0) for s in signs):
             raise bad_value("observation.finger_signs", list(signs), "two values, each 1.0 or -1.0")
@@ -257,7 +299,12 @@ class PolicyNodeConfig:
             best_effort_inputs=as_bool("observation.best_effort", v["observation.best_effort"]),
             watchdog_max_age_s={
                 name: as_float(f"watchdog.{name}_max_age_s", v[f"watchdog.{name}_max_age_s"], 0.0)
-                for name in WATCHED_INPUTS
+                for name in _WATCHDOG
+            },
+            arm_joint_names=arm,
+            base_frame=as_str("observation.base_frame", v["observation.base_frame"]).strip(),
+            camera_topics={
+                cam: as_topic(f"cameras.{cam}.topic", v[f"cameras.{cam}.topic"]) for cam in SUPPORTED_CAMERAS
             },
             safety=safety,
             intervention_enabled=as_bool("intervention.enabled", v["intervention.enabled"]),

@@ -22,6 +22,24 @@ diagnostics               diagnostic_msgs/DiagnosticArray    reliable, volatile,
 markers                   visualization_msgs/MarkerArray     reliable, volatile, depth 10
 ========================  =================================  ======================================
 
+A pixel policy (a checkpoint whose spec has cameras: ``backend.obs_spec``; docs/pixels.md) takes
+other inputs instead of ee_pose, object_poses and image_raw:
+
+========================  =================================  ======================================
+joint_states              sensor_msgs/JointState             as above: fingers + the 7
+                                                             ``observation.arm_joint_names``
+ee_pose_base              geometry_msgs/PoseStamped          as joint_states; the end effector in
+                                                             the robot base frame
+``cameras.<cam>.topic``   sensor_msgs/Image                  as joint_states, depth 5; one per
+(``<cam>/image_raw``)                                        camera of the checkpoint, rgb8/bgr8
+========================  =================================  ======================================
+
+Its observation sets are approximate-time (:mod:`expo_policy.camera_inputs`: the newest piece of
+each, once every piece has a new one, within ``observation.max_skew_s``); a bad frame holds with a
+``camera_*`` / ``observation_skew`` / ``proprio_unusable`` reason (``bad_observation: <code>: ...``),
+and in real time the watchdog timer reports the same reasons when no usable set comes. The safety
+filter's workspace box is then in the base frame of ``ee_pose_base``.
+
 Lifecycle: configure reads the parameters (:mod:`expo_policy.params`), loads and warms up the
 weights, creates subscriptions, publishers and timers (stopped); activate starts acting;
 deactivate publishes a hold and stops; cleanup/shutdown destroy everything.
@@ -99,7 +117,9 @@ from sensor_msgs.msg import Image, JointState
 from std_msgs.msg import Header
 from visualization_msgs.msg import MarkerArray
 
-from .backends import InferenceBackend, make_backend, resolve_device
+from .backends import InferenceBackend, is_pixel_weights, make_backend, resolve_device
+from .camera_inputs import PixelObservationInputs
+from .camera_setup import frame_from_image, pixel_inputs, watched_inputs
 from .inputs import ObservationInputs, Pieces
 from .intervention import InterventionArbiter, Mode
 from .loop_status import OK, LoopStatus
@@ -199,9 +219,14 @@ class PolicyNode(TeardownLifecycleNode):
             resolve_device(cfg.device)
         except ValueError as e:
             raise ValueError(f"parameter 'device': {e}") from e
+        try:  # the kind first: backend auto must not pick one that refuses pixel weights
+            pixels = is_pixel_weights(cfg.checkpoint)
+        except (ValueError, OSError) as e:
+            raise ValueError(f"parameter 'checkpoint': {e}") from e
         try:
             backend = make_backend(
                 cfg.backend,
+                pixels=pixels,
                 device=cfg.device,
                 seed=cfg.seed,
                 num_base_samples=cfg.num_base_samples,
@@ -216,7 +241,9 @@ class PolicyNode(TeardownLifecycleNode):
         except (ValueError, OSError) as e:  # WeightsError is a ValueError
             raise ValueError(f"parameter 'checkpoint': {e}") from e
         o, a = backend.config.obs_dim, backend.config.act_dim
-        if o != spec.dim:
+        if backend.obs_spec is not None:  # a pixel policy: its own spec says what it observes
+            inputs = pixel_inputs(cfg, backend.obs_spec)
+        elif o != spec.dim:
             raise ValueError(
                 f"parameter 'checkpoint': weights expect {o} observation values, "
                 f"task '{cfg.task}' observations have {spec.dim} ({', '.join(spec.names)})"
@@ -228,15 +255,22 @@ class PolicyNode(TeardownLifecycleNode):
             )
         backend.warmup()
         self.cfg, self.backend, self.weights = cfg, backend, WeightsSwapper(backend, src.version)
-        builder = ObservationBuilder(
-            spec, cfg.obs_max_age_s, cfg.obs_max_skew_s, cfg.finger_joint_names, cfg.finger_signs
-        )
-        self._inputs = ObservationInputs(cfg.task, builder)
+        if backend.obs_spec is None:
+            builder = ObservationBuilder(
+                spec, cfg.obs_max_age_s, cfg.obs_max_skew_s, cfg.finger_joint_names, cfg.finger_signs
+            )
+            inputs = ObservationInputs(cfg.task, builder)
+        self._inputs = inputs
 
     def _create_entities(self, cfg: PolicyNodeConfig) -> None:
         self._watchdog = InputWatchdog()
-        for name, required in WATCHED_INPUTS.items():
-            self._watchdog.add_input(name, cfg.watchdog_max_age_s[name], required)
+        cam_spec = self.backend.obs_spec
+        if cam_spec is None:
+            watched = {n: (cfg.watchdog_max_age_s[n], req) for n, req in WATCHED_INPUTS.items()}
+        else:
+            watched = watched_inputs(cfg, cam_spec)
+        for name, (max_age_s, required) in watched.items():
+            self._watchdog.add_input(name, max_age_s, required)
         self._latency = LatencyTracker(cfg.latency_window, cfg.deadline_s)
         self._obs_age = LatencyTracker(cfg.latency_window)  # observation stamp -> decision start
         self._assembler = TransitionAssembler()
@@ -250,12 +284,21 @@ class PolicyNode(TeardownLifecycleNode):
         qos = _BEST_EFFORT_QOS if self.cfg.best_effort_inputs else _SENSOR_QOS
         self._subs = [
             sub(JointState, "joint_states", self._on_joint_states, qos),
-            sub(PoseStamped, "ee_pose", self._on_ee_pose, qos),
-            sub(PoseArray, "object_poses", self._on_object_poses, qos),
-            sub(Image, "image_raw", self._on_image, qos_profile_sensor_data),
             sub(PolicyWeights, "policy_weights", self._on_weights, _WEIGHTS_QOS),
             self._feedback_sub,
         ]
+        if cam_spec is None:
+            self._subs += [
+                sub(PoseStamped, "ee_pose", self._on_ee_pose, qos),
+                sub(PoseArray, "object_poses", self._on_object_poses, qos),
+                sub(Image, "image_raw", self._on_image, qos_profile_sensor_data),
+            ]
+        else:  # a pixel policy: base-frame pose + one Image per camera of its spec
+            cam_qos = QoSProfile(depth=5, reliability=qos.reliability)
+            self._subs.append(sub(PoseStamped, "ee_pose_base", self._on_ee_pose_base, qos))
+            for key in cam_spec.rgb:
+                topic = cfg.camera_topics[key.camera]
+                self._subs.append(sub(Image, topic, lambda m, k=key: self._on_camera(k, m), cam_qos))
         self.arbiter, self._teleop_sub = None, None
         if cfg.intervention_enabled:
             self.arbiter = InterventionArbiter(cfg.intervention)
@@ -353,6 +396,12 @@ class PolicyNode(TeardownLifecycleNode):
     def _on_ee_pose(self, msg: PoseStamped) -> None:
         self._store("ee_pose", msg.header, cv.pose_stamped_to_numpy(msg))
 
+    def _on_ee_pose_base(self, msg: PoseStamped) -> None:
+        self._store("ee_pose_base", msg.header, cv.pose_stamped_to_numpy(msg))
+
+    def _on_camera(self, key: Any, msg: Image) -> None:
+        self._store(key.camera, msg.header, frame_from_image(key, msg, self._now_ns() * 1e-9))
+
     def _on_object_poses(self, msg: PoseArray) -> None:
         self._store("object_poses", msg.header, cv.pose_array_to_numpy(msg))
 
@@ -371,7 +420,8 @@ class PolicyNode(TeardownLifecycleNode):
         now_ns = self._now_ns()
         res = self._inputs.build(pieces, now_ns * 1e-9)
         if res.ok and self.cfg.publish_transitions:
-            self._publish_transitions(self._assembler.add_observation(ns, res.obs))
+            obs, images = self._transition_obs(res.obs, pieces)  # a pixel policy's frames: next_images
+            self._publish_transitions(self._assembler.add_observation(ns, obs, images))
         if self.cfg.lockstep:
             self._pending_set = (ns, pieces)
             self._lockstep_act()
@@ -441,6 +491,10 @@ class PolicyNode(TeardownLifecycleNode):
             age = "none yet" if last is None else f"the newest is {(now_ns - last) * 1e-9:.3f} s old"
             self.counts["watchdog_holds"] += 1
             detail = f"{age} (> {self.cfg.obs_max_age_s:g} s): input stamps never coincide?"
+            if isinstance(self._inputs, PixelObservationInputs):  # say which camera or piece
+                res = self._inputs.build(self._inputs.latest, now_ns * 1e-9)
+                if not res.ok:
+                    return self._hold("bad_observation", res.reason, now_ns)
             return self._hold("no_synchronized_observation", detail, now_ns)
 
     def _lockstep_act(self) -> None:
@@ -525,7 +579,8 @@ class PolicyNode(TeardownLifecycleNode):
             self._latency.record(elapsed)
             budget = f"{elapsed * 1e3:.1f} ms > budget {self.cfg.deadline_ms:g} ms"
             return self._hold("inference_late", budget, stamp)
-        ee_pos, frame = pieces["ee_pose"][1][0], pieces["ee_pose"][2]
+        ee = pieces[self._inputs.ee_piece]
+        ee_pos, frame = ee[1][0], ee[2]
         # The operator's action and a hand-back blend go through the same filter as the policy's.
         proposal = dec.action if arb is None else arb.proposal(None if dec is None else dec.action)
         safe = filter_action(proposal, self._prev_action, ee_pos, self.cfg.safety)
@@ -566,15 +621,23 @@ class PolicyNode(TeardownLifecycleNode):
             )
         self._latency.record(latency_s)
         if self.cfg.publish_transitions:
-            images = (self._image,) if self._fresh_image(now) else ()
+            obs, images = self._transition_obs(res.obs, pieces)
+            if not images and self._fresh_image(now):
+                images = (self._image,)
             flag = arb is not None and arb.intervention
-            record = StepRecord(self._episode, self._step, res.obs, safe.action, version, stamp, images, flag)
+            record = StepRecord(self._episode, self._step, obs, safe.action, version, stamp, images, flag)
             self._assembler.add_step(record)
         if self.last_hold_reason:
             self.get_logger().info(f"acting again after hold ({self.last_hold_reason})")
             self.last_hold_reason = ""
         self.counts["actions"] += 1
         self._advance(safe.action)
+
+    def _transition_obs(self, obs: Any, pieces: Pieces) -> tuple[np.ndarray, tuple]:
+        """(obs, camera messages) as transitions carry them: a pixel policy's proprio + its frames."""
+        if isinstance(self._inputs, PixelObservationInputs):
+            return self._inputs.proprio(obs), self._inputs.images(pieces)
+        return obs, ()
 
     def _fresh_image(self, now: float) -> bool:
         age = self._watchdog.age("image_raw", now)
@@ -584,7 +647,7 @@ class PolicyNode(TeardownLifecycleNode):
         """Publish the hold command (zero motion, gripper kept) and say why, loudly."""
         reason = f"{code}: {detail}" if detail else code
         action = hold_action(self._prev_action, self.cfg.safety.action_dim)
-        frame = self._inputs.frame("ee_pose")
+        frame = self._inputs.frame(self._inputs.ee_piece)
         cmd = cv.Command(
             action=action,
             stamp_ns=stamp,
@@ -626,6 +689,7 @@ class PolicyNode(TeardownLifecycleNode):
         sync = self._inputs.sync
         extra = {
             "mode": "lockstep" if self.cfg.lockstep else self.cfg.trigger,
+            "observation_kind": "state" if self.backend.obs_spec is None else "pixels",
             "obs_age_count": age.count,
             "obs_age_p50_ms": age.p50_s * 1e3,
             "obs_age_p99_ms": age.p99_s * 1e3,
