@@ -7,6 +7,9 @@ RNG state; never pickle), the last ``keep`` of them, plus ``weights_version.json
 Start rule (:func:`load_start`): the newest readable checkpoint in ``checkpoint_dir`` wins
 (resume); without one, the pretrained base ``checkpoint``. Either way the network is the
 ExpoConfig stored in that checkpoint's JSON; only ``utd`` and ``batch_size`` are overridden.
+Either kind loads (``load_any_checkpoint``): a state checkpoint gives an ExpoAgent, a pixel one
+(``expo-pixels-safetensors-v1``) a PixelAgent, whose encoder comes with it; the learner's own
+checkpoints then keep the pixel format.
 
 Versions: every published PolicyWeights takes the next version. The last published version is
 stored in each checkpoint's metadata (``learner.weights_version``) and, because weights go out
@@ -27,7 +30,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from expo_core.agent import ExpoAgent
-from expo_core.checkpoint import load_checkpoint, save_checkpoint
+from expo_core.checkpoint import load_any_checkpoint, save_checkpoint
+from expo_core.pixel_agent import PixelAgent
 
 log = logging.getLogger(__name__)
 
@@ -53,9 +57,14 @@ class LearnerProgress:
         return cls(int(d.get("critic_steps", 0)), int(d.get("weights_version", 0)))
 
 
-def updates_of(agent: ExpoAgent) -> int:
+def core_agent(agent: ExpoAgent | PixelAgent) -> ExpoAgent:
+    """The ExpoAgent that trains: the agent itself, or a PixelAgent's feature-space agent."""
+    return agent.agent if isinstance(agent, PixelAgent) else agent
+
+
+def updates_of(agent: ExpoAgent | PixelAgent) -> int:
     """Agent updates (``ExpoAgent.update`` calls) the agent has done, from its own state."""
-    return int(agent.num_updates.item())
+    return int(core_agent(agent).num_updates.item())
 
 
 class CheckpointDir:
@@ -78,7 +87,7 @@ class CheckpointDir:
                 found.append((int(m.group(1)), p.with_suffix("")))
         return [p for _, p in sorted(found)]
 
-    def save(self, agent: ExpoAgent, progress: LearnerProgress) -> Path:
+    def save(self, agent: ExpoAgent | PixelAgent, progress: LearnerProgress) -> Path:
         """Write ``learner_<updates>`` (atomic per file) and delete all but the newest ``keep``."""
         path = self.root / f"learner_{updates_of(agent):09d}"
         save_checkpoint(path, agent, {PROGRESS_KEY: asdict(progress)})
@@ -106,7 +115,7 @@ class StartPoint:
     """What training starts from: ``resumed`` from ``path`` in checkpoint_dir, or a base.
     ``skipped``: newer checkpoints that could not be read, with the reason."""
 
-    agent: ExpoAgent
+    agent: ExpoAgent | PixelAgent
     progress: LearnerProgress
     path: Path
     resumed: bool
@@ -145,7 +154,7 @@ def load_start(
     start, skipped = None, []
     for path in reversed(ckpt_dir.list()):
         try:
-            agent, meta = load_checkpoint(path, device)
+            agent, meta = load_any_checkpoint(path, device)
         except Exception as e:  # a damaged checkpoint costs its updates, never the start
             skipped.append(f"{path.name}: {type(e).__name__}: {e}")
             log.warning("cannot resume from %s (%s: %s); trying an older one", path, type(e).__name__, e)
@@ -160,12 +169,13 @@ def load_start(
             )
         path = _base_path(base)
         try:
-            agent, meta = load_checkpoint(path, device)
+            agent, meta = load_any_checkpoint(path, device)
         except (OSError, ValueError, KeyError, RuntimeError) as e:
             raise ValueError(f"parameter 'checkpoint': cannot load {path}: {e}") from e
         start = StartPoint(agent, LearnerProgress.from_metadata(meta), path, False, skipped)
     start.progress.weights_version = max(start.progress.weights_version, ckpt_dir.recorded_version())
     overrides = {k: v for k, v in (("utd", utd), ("batch_size", batch_size)) if v is not None}
     if overrides:
-        start.agent.cfg = start.agent.cfg.replace(**overrides)
+        core = core_agent(start.agent)
+        core.cfg = core.cfg.replace(**overrides)
     return start

@@ -9,6 +9,10 @@ trained on (rejected and counted by reason), so the log never holds rows a reloa
 Reload path (:func:`reload_online`, :func:`load_offline`): every segment of ``bag_dir`` back into
 the online buffer, damaged ones salvaged and reported (:func:`~expo_learner.segment_reader.
 load_segments`, never fatal); the offline dataset from a robomimic HDF5 file and/or bag dirs.
+
+Pixel learner (a :class:`~expo_learner.pixel_features.PixelFeaturizer` given): each transition's
+frames are encoded once on arrival (and on reload); replay stores the features, the segment log
+the original bytes with the frames (:mod:`.pixel_features`).
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ from expo_core.robomimic_io import load_robomimic_hdf5
 from expo_core.spec import ObsSpec
 
 from .bag_types import project_typestore
+from .pixel_features import PixelFeaturizer, offline_features
 from .replay_store import ReplayStore
 from .robomimic_bags import read_intervention_flags
 from .segment_reader import LoadReport, load_segments
@@ -43,8 +48,15 @@ class TransitionIntake:
     time since the last :meth:`take_new_sources` (for the log).
     """
 
-    def __init__(self, store: ReplayStore, writer: SegmentWriter, on_stored: Callable[[int], None]) -> None:
+    def __init__(
+        self,
+        store: ReplayStore,
+        writer: SegmentWriter,
+        on_stored: Callable[[int], None],
+        featurizer: PixelFeaturizer | None = None,
+    ) -> None:
         self.store, self.writer, self.on_stored = store, writer, on_stored
+        self.featurizer = featurizer
         self._typestore = project_typestore()
         self.received = 0
         self.rejected: Counter[str] = Counter()
@@ -59,6 +71,15 @@ class TransitionIntake:
         except Exception:  # bytes that are not a Transition: count, never raise into the executor
             self.rejected["undecodable"] += 1
             return False
+        if self.featurizer is not None:  # frames -> features (encoded once, here)
+            if not (np.isfinite(t.obs).all() and np.isfinite(t.next_obs).all()):
+                self.rejected["non-finite values"] += 1
+                return False
+            try:
+                t = self.featurizer.featurize(t)
+            except ValueError as e:
+                self.rejected[f"pixels: {e}"] += 1
+                return False
         o, a = self.store.obs_dim, self.store.act_dim
         if t.obs.shape != (o,) or t.next_obs.shape != (o,) or t.action.shape != (a,):
             self.rejected[f"dims obs {t.obs.shape[0]} action {t.action.shape[0]} (want {o}, {a})"] += 1
@@ -101,15 +122,18 @@ def _check_dims(what: str, obs_dim: int, act_dim: int, store_dims: tuple[int, in
         )
 
 
-def reload_online(store: ReplayStore, bag_dir: str | os.PathLike) -> LoadReport:
-    """Every segment of ``bag_dir`` (if it exists) into the online buffer, in write order.
+def reload_online(
+    store: ReplayStore, bag_dir: str | os.PathLike, featurizer: PixelFeaturizer | None = None
+) -> LoadReport:
+    """Every segment of ``bag_dir`` (if it exists) into the online buffer, in write order
+    (a pixel learner encodes their frames once, here).
 
     Damaged segments give what could be read (listed in the report and logged). Raises
     ValueError only when the recorded transitions do not fit the networks (another task).
     """
     if not Path(bag_dir).is_dir():
         return LoadReport(())
-    table, report = load_segments(bag_dir)
+    table, report = load_segments(bag_dir, rows_map=featurizer.featurize_rows if featurizer else None)
     if len(table):
         _check_dims(
             f"parameter 'bag_dir' ({bag_dir})", table.obs_dim, table.act_dim, (store.obs_dim, store.act_dim)
@@ -126,44 +150,54 @@ def load_offline(
     bag_dirs: Sequence[str],
     spec: ObsSpec,
     act_dim: int,
+    featurizer: PixelFeaturizer | None = None,
 ) -> tuple[ReplayBuffer | None, dict[str, np.ndarray] | None, list[str]]:
     """The offline buffer from a robomimic HDF5 file (read through ``spec``) and/or bag dirs
     (each a segment root or a segment); None when both are empty. Also returns the offline rows
     flagged as interventions (the six replay fields; None when there are none: they feed the
     intervention buffer as well) and one description line per source. Raises
-    ValueError/FileNotFoundError naming the parameter."""
+    ValueError/FileNotFoundError naming the parameter.
+
+    With a ``featurizer`` (pixel learner) the dataset is an image dataset and the bags hold
+    pixel transitions: every frame is encoded once and the buffer holds the features
+    (``spec`` is then ignored: the checkpoint's own spec reads the file)."""
     parts, flags, lines = [], [], []
+    want = (featurizer.obs_dim if featurizer else spec.dim, act_dim)
     if dataset:
         if not Path(dataset).is_file():
             raise FileNotFoundError(f"parameter 'offline_dataset': {dataset} does not exist")
         try:
-            data = load_robomimic_hdf5(dataset, spec)
+            if featurizer is not None:
+                arrays, images = offline_features(dataset, featurizer.agent)
+                data = images.low_dim
+            else:
+                data = load_robomimic_hdf5(dataset, spec)
+                arrays = data.transitions()
         except (KeyError, ValueError, OSError) as e:
             raise ValueError(f"parameter 'offline_dataset': cannot read {dataset}: {e}") from e
         _check_dims(
             f"parameter 'offline_dataset' ({dataset})",
-            data.obs.shape[1],
-            data.action.shape[1],
-            (spec.dim, act_dim),
+            arrays["obs"].shape[1],
+            arrays["action"].shape[1],
+            want,
         )
-        parts.append(data.transitions())
+        parts.append(arrays)
         try:
             flags.append(read_intervention_flags(dataset, data.demo_names))
         except ValueError as e:
             raise ValueError(f"parameter 'offline_dataset': {e}") from e
         lines.append(
             f"{dataset}: {data.num_episodes} demos, {len(data)} transitions, "
-            f"{int(flags[-1].sum())} intervention steps"
+            f"{int(flags[-1].sum())} intervention steps" + (" (frames encoded once)" if featurizer else "")
         )
+    rows_map = featurizer.featurize_rows if featurizer else None
     for d in bag_dirs:
         try:
-            table, report = load_segments(d)
+            table, report = load_segments(d, rows_map=rows_map)
         except (FileNotFoundError, ValueError) as e:
             raise ValueError(f"parameter 'offline_bag_dirs': {e}") from e
         if len(table):
-            _check_dims(
-                f"parameter 'offline_bag_dirs' ({d})", table.obs_dim, table.act_dim, (spec.dim, act_dim)
-            )
+            _check_dims(f"parameter 'offline_bag_dirs' ({d})", table.obs_dim, table.act_dim, want)
             table, _ = _finite_rows(table)
             parts.append(table.transitions())
             flags.append(table.intervention)

@@ -10,6 +10,11 @@ diagnostics        diagnostic_msgs/DiagnosticArray  out; each stats period: UTD,
                                                     the intervention rates
 =================  ===============================  ===========================================
 
+Pixel learner: started from a pixel checkpoint (``expo-pixels-safetensors-v1``, frozen encoder;
+mode a of docs/pixels.md) it encodes each arriving transition's frames (``images``,
+``next_images``) once and replays features; the offline dataset is then an image dataset, and
+it publishes pixel weight bundles (:mod:`.pixel_features`).
+
 Interventions (transitions flagged ``intervention``): into the online buffer and an intervention
 buffer sampled for extra base imitation steps, both configurable (``intervention_*`` parameters,
 :mod:`.interventions`); their rates per episode and per hour are learner_stats scalars
@@ -37,7 +42,8 @@ from typing import Any
 
 import torch
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
-from expo_core.spec import task_obs_spec
+from expo_core.pixel_agent import PixelAgent
+from expo_core.spec import ObsSpec, task_obs_spec
 from expo_interfaces.msg import LearnerStats, PolicyWeights, Transition
 from expo_ros import conversions as cv
 from expo_ros.lifecycle_teardown import TeardownLifecycleNode
@@ -51,6 +57,7 @@ from .checkpoints import CheckpointDir, load_start
 from .intake import TransitionIntake, load_offline, reload_online
 from .learner_params import PARAMETERS, LearnerConfig
 from .learner_stats import StatsReport, TensorBoardLog
+from .pixel_features import PixelFeaturizer
 from .replay_store import ReplayStore
 from .segment_reader import LoadReport
 from .segments import SegmentConfig, SegmentWriter
@@ -117,20 +124,23 @@ class LearnerNode(TeardownLifecycleNode):
         for skipped in start.skipped:
             log.warning(f"unreadable checkpoint skipped: {skipped}")
         ecfg = start.agent.cfg
-        if ecfg.obs_dim != spec.dim:
+        featurizer = None
+        if isinstance(start.agent, PixelAgent):
+            featurizer = _pixel_featurizer(start.agent, cfg.task, str(start.path))
+        elif ecfg.obs_dim != spec.dim:
             raise ValueError(
                 f"parameter 'task': {start.path} takes {ecfg.obs_dim} observation values, task "
                 f"'{cfg.task}' observations have {spec.dim} ({', '.join(spec.names)})"
             )
         offline, offline_iv, lines = load_offline(
-            cfg.offline_dataset, cfg.offline_bag_dirs, spec, ecfg.act_dim
+            cfg.offline_dataset, cfg.offline_bag_dirs, spec, ecfg.act_dim, featurizer
         )
         store = ReplayStore(
             ecfg.obs_dim, ecfg.act_dim, cfg.online_capacity, offline, ecfg.offline_fraction, cfg.interventions
         )
         if offline_iv is not None:
             store.add_offline_interventions(offline_iv)
-        report = reload_online(store, cfg.bag_dir)
+        report = reload_online(store, cfg.bag_dir, featurizer)
         seg = SegmentConfig(
             max_bytes=cfg.segment_max_bytes,
             max_age_s=cfg.segment_max_age_s,
@@ -150,9 +160,16 @@ class LearnerNode(TeardownLifecycleNode):
         )
         self._tb = TensorBoardLog(cfg.tensorboard_dir) if cfg.tensorboard_dir else None
         self.trainer = Trainer(start, store, checkpoints, tcfg, self._publish_weights, self._publish_stats)
-        self.intake = TransitionIntake(store, writer, self.trainer.notify)
+        self.intake = TransitionIntake(store, writer, self.trainer.notify, featurizer)
         self.cfg, self.writer, self.reload_report = cfg, writer, report
         log.info(start.describe())
+        if featurizer is not None:
+            a = start.agent
+            log.info(
+                f"pixel learner: cameras {', '.join(a.cameras)} at {featurizer.size}x{featurizer.size}, "
+                f"{a.obs_spec.dim} proprio values; frames encoded once by the frozen encoder, replay "
+                f"holds {ecfg.obs_dim}-D features; weights published as pixel bundles"
+            )
         log.info(
             f"network from the checkpoint: obs {ecfg.obs_dim}, act {ecfg.act_dim}, utd {ecfg.utd}, "
             f"batch {ecfg.batch_size}, offline fraction {ecfg.offline_fraction:g}"
@@ -300,6 +317,23 @@ class LearnerNode(TeardownLifecycleNode):
                 "expo_learner",
             )
         )
+
+
+def _pixel_featurizer(agent: PixelAgent, task: str, path: str) -> PixelFeaturizer:
+    """The featurizer of a pixel start point; ValueError naming the parameter when its spec is
+    not the task's pixel spec (other proprioception) or its encoder is not frozen."""
+    want: ObsSpec = task_obs_spec(
+        task, "pixels", cameras=agent.cameras, image_size=agent.encoder_cfg.image_size
+    )
+    if want.to_json() != agent.obs_spec.to_json():
+        raise ValueError(
+            f"parameter 'task': {path} is a pixel policy on {agent.obs_spec.names}, task '{task}' "
+            f"pixel observations are {want.names}"
+        )
+    try:
+        return PixelFeaturizer(agent)
+    except ValueError as e:
+        raise ValueError(f"parameter 'checkpoint': {path}: {e}") from e
 
 
 def main(args: list[str] | None = None) -> None:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -29,6 +29,11 @@ from .transition_codec import decode_transition
 from .transition_table import TransitionTable
 
 log = logging.getLogger(__name__)
+
+#: Decoded rows -> (rows kept, reason -> count of rows left out); see :func:`read_segment`.
+RowsMap = Callable[
+    [list[tuple[TransitionData, str]]], tuple[list[tuple[TransitionData, str]], Mapping[str, int]]
+]
 
 
 @dataclass(frozen=True)
@@ -155,11 +160,14 @@ def _stream_mcap(
 
 
 def read_segment(
-    path: str | os.PathLike, topic: str | None = None
+    path: str | os.PathLike, topic: str | None = None, rows_map: RowsMap | None = None
 ) -> tuple[TransitionTable, SegmentReport, dict]:
     """One segment directory -> ``(transitions, report, custom_data)``; never raises for damage.
 
-    ``topic``: keep only this bag topic (None = every Transition channel).
+    ``topic``: keep only this bag topic (None = every Transition channel). ``rows_map``: applied
+    to the decoded rows (with their camera frames) before they become a table, e.g. a pixel
+    learner's encoder (:meth:`expo_learner.pixel_features.PixelFeaturizer.featurize_rows`); the
+    rows it leaves out are listed in the report's problems.
     """
     path = Path(path)
     problems: list[str] = []
@@ -175,6 +183,9 @@ def read_segment(
         complete = complete and footer
     if expected is not None and expected != len(rows) and topic is None:
         problems.append(f"metadata.yaml lists {expected} messages, {len(rows)} recovered")
+    if rows_map is not None:
+        rows, left_out = rows_map(rows)
+        problems.extend(f"{n} transitions left out: {why}" for why, n in left_out.items())
     try:
         table = TransitionTable.from_rows(rows)
     except ValueError as e:
@@ -203,17 +214,18 @@ def load_segments(
     paths: str | os.PathLike | Iterable[str | os.PathLike],
     topic: str | None = None,
     progress: Callable[[SegmentReport], None] | None = None,
+    rows_map: RowsMap | None = None,
 ) -> tuple[TransitionTable, LoadReport]:
     """Every segment under ``paths`` (see :func:`resolve_segments`), in order, as one table.
 
     Damaged segments contribute what could be read and are listed in ``LoadReport.damaged``.
-    ``progress(report)`` is called after each segment.
+    ``progress(report)`` is called after each segment; ``rows_map`` as in :func:`read_segment`.
     ``custom_data``: the union of the segments' metadata custom_data (earlier segments win).
     Raises FileNotFoundError for a missing path and ValueError when segments disagree on dims.
     """
     tables, reports, custom = [], [], {}
     for seg in resolve_segments(paths):
-        table, report, seg_custom = read_segment(seg, topic)
+        table, report, seg_custom = read_segment(seg, topic, rows_map)
         tables.append(table)
         reports.append(report)
         custom = seg_custom | custom

@@ -32,9 +32,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from expo_core.checkpoint import FORMAT, policy_weights_bytes
+from expo_core.checkpoint import FORMAT, policy_weights_bytes, weights_format
 
-from .checkpoints import CheckpointDir, StartPoint, updates_of
+from .checkpoints import CheckpointDir, StartPoint, core_agent, updates_of
 from .learner_stats import StatsReport, StatsWindow
 from .replay_store import ReplayStore
 
@@ -144,6 +144,7 @@ class Trainer:
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.agent, self.progress = start.agent, start.progress
+        self.core = core_agent(start.agent)  # what updates: the agent, or a pixel agent's feature agent
         self.store, self.checkpoints, self.cfg = store, checkpoints, cfg
         self.on_weights, self.on_stats, self._clock = on_weights, on_stats, clock
         self.budget = UpdateBudget(cfg.warmup_transitions, cfg.max_update_backlog, store.seen)
@@ -195,9 +196,9 @@ class Trainer:
     def update_once(self) -> dict[str, float]:
         """One ``ExpoAgent.update`` on ``utd`` freshly drawn mixed minibatches, then the base's
         imitation steps on intervention rows (if configured and there are enough)."""
-        cfg = self.agent.cfg
+        cfg = self.core.cfg
         batches = self.store.sample(cfg.utd, cfg.batch_size, self.generator, self.cfg.device)
-        stats = self.agent.update(iter(batches))
+        stats = self.core.update(iter(batches))
         self.progress.critic_steps += cfg.utd
         stats.update(self.intervention_bc())
         self._window.add(stats)
@@ -207,23 +208,26 @@ class Trainer:
         """``use.bc_steps`` base imitation steps on intervention minibatches; ``{}`` when off or
         while the intervention buffer holds fewer than ``use.bc_min_rows`` rows."""
         use = self.store.use
-        size = use.bc_batch_size or self.agent.cfg.batch_size
+        size = use.bc_batch_size or self.core.cfg.batch_size
         losses = []
         for _ in range(use.bc_steps):
             batch = self.store.sample_interventions(size, self.generator, self.cfg.device)
             if batch is None:
                 break
-            losses.append(self.agent.pretrain_step(batch)["bc_loss"])
+            losses.append(self.core.pretrain_step(batch)["bc_loss"])
         return {"intervention_bc_loss": sum(losses) / len(losses)} if losses else {}
 
     def publish(self) -> WeightsSnapshot:
-        """Publish the acting weights as the next version (persisted before it goes out)."""
+        """Publish the acting weights as the next version (persisted before it goes out): a state
+        bundle, or for a pixel agent a pixel bundle (``PIXELS_FORMAT``, frozen encoder included)."""
         version = self.progress.weights_version + 1
         data, sha = policy_weights_bytes(self.agent, version, self.progress.critic_steps)
         self.checkpoints.record_version(version)
         self.progress.weights_version = version
         self._published_at, self._published_updates = self._clock(), self.updates
-        snap = WeightsSnapshot(version, self.progress.critic_steps, data, sha, self.agent.cfg.to_json())
+        snap = WeightsSnapshot(
+            version, self.progress.critic_steps, data, sha, self.core.cfg.to_json(), weights_format(data)
+        )
         self.on_weights(snap)
         return snap
 
@@ -241,7 +245,7 @@ class Trainer:
         b, now = self.budget, self._clock()
         losses, steps_per_s, window_utd = self._window.close(now, self.progress.critic_steps, b.owed_total)
         online, offline = self.store.sizes()
-        utd = self.agent.cfg.utd
+        utd = self.core.cfg.utd
         return StatsReport(
             training_step=self.progress.critic_steps,
             updates=self.updates,
