@@ -26,6 +26,13 @@ horizon, so the policy node completes transitions. When emulating it is left out
 already publishes ``env_feedback`` (reward, success and resets from the simulator), and two
 publishers of one topic would report every step twice with conflicting ends.
 
+**Pixel policies** (a checkpoint with cameras, docs/pixels.md) need no object poses: on the arm the
+policy node reads ``joint_states`` (fingers and the 7 arm joints), ``ee_pose_base`` remapped to
+``current_pose`` (franka_ros2 reports it in the base frame) and one ``sensor_msgs/Image`` per camera
+on the topic ``camera_topics`` names (e.g. a ``realsense2_camera`` node's
+``/camera/color/image_raw``; default ``<camera>/image_raw`` in the namespace). A state checkpoint
+ignores these.
+
 ``learner=True`` adds the learner node, built exactly as :func:`expo_bringup.graph.sim_graph`
 builds it (same namespace: it trains on the policy's ``transitions`` and streams
 ``policy_weights`` back). A remote learner is not part of this graph: start it on the training
@@ -34,7 +41,11 @@ machine with the same ``ROS_DOMAIN_ID`` and namespace (see docs/sim_to_real.md).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
+
+from expo_core.tasks import SUPPORTED_CAMERAS
+from expo_ros.params import as_topic
 
 from expo_bringup.graph import Graph, NodeSpec, default_config_dir, sim_graph
 
@@ -71,6 +82,7 @@ def franka_graph(
     learner_dir: str = "",
     offline_dataset: str = "",
     config_dir: Path | str | None = None,
+    camera_topics: Mapping[str, str] | None = None,
 ) -> Graph:
     """Policy node + Franka adapter + episode manager (emulated: sim bridge + Franka emulator
     instead of the episode manager) (+ learner node).
@@ -89,8 +101,15 @@ def franka_graph(
             ``learner``, as ``checkpoint``.
         offline_dataset: robomimic HDF5 for the offline half of the learner's batches ('' = none).
         config_dir: where the nodes' YAML files live (default: package data).
+        camera_topics: camera name -> sensor_msgs/Image topic for a pixel policy (the policy
+            node's ``cameras.<camera>.topic``); cameras not named keep ``<camera>/image_raw``.
     """
     arm, fingers = joint_names(robot_type)
+    cameras: dict[str, str] = {}
+    for cam, topic in (camera_topics or {}).items():
+        if cam not in SUPPORTED_CAMERAS:
+            raise ValueError(f"franka_graph camera '{cam}' unknown; supported: {list(SUPPORTED_CAMERAS)}")
+        cameras[f"cameras.{cam}.topic"] = as_topic(f"cameras.{cam}.topic", topic)
     cfg = Path(config_dir) if config_dir is not None else default_config_dir()
 
     def files(*names: str) -> tuple[str, ...]:
@@ -115,8 +134,17 @@ def franka_graph(
             # On the arm joint_states and current_pose never share a stamp: decide on the timer
             # (latest piece of each input); the emulated cell stamps them alike.
             "trigger": "observation" if emulate else "timer",
+            # pixel policies: robot0_joint_pos from franka_ros2's arm joints, and the cameras
+            "observation.arm_joint_names": arm,
+            **cameras,
         },
-        (("action", POLICY_ACTION), ("ee_pose", CURRENT_POSE)),
+        (
+            ("action", POLICY_ACTION),
+            ("ee_pose", CURRENT_POSE),
+            # a pixel policy's base-frame pose: current_pose is in the base frame on the arm
+            # (emulated, the bridge's own ee_pose_base is)
+            *(() if emulate else (("ee_pose_base", CURRENT_POSE),)),
+        ),
     )
     adapter = NodeSpec(
         name="franka_adapter",

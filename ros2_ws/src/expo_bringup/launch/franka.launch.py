@@ -6,6 +6,8 @@ LaunchDescription.
     ros2 launch expo_bringup franka.launch.py robot_ip:=172.16.0.2 checkpoint:=... dry_run:=false
     ros2 launch expo_bringup franka.launch.py emulate:=true checkpoint:=...   # no robot, no franka_ros2
     ros2 launch expo_bringup franka.launch.py robot_ip:=... checkpoint:=... franka_bringup:=false
+    ros2 launch expo_bringup franka.launch.py robot_ip:=... checkpoint:=pixels.safetensors \
+        agentview_topic:=/camera/color/image_raw robot0_eye_in_hand_topic:=/wrist/color/image_raw
         # our nodes only, next to a franka_ros2 already running (same ROS_DOMAIN_ID, namespace)
 
 Our nodes come from :func:`expo_bringup.franka_graph.franka_graph` and are mapped to
@@ -32,6 +34,11 @@ commands on ``dry_run/*`` only), false when emulating; commands reach the arm on
 ``dry_run:=false``. ``use_fake_hardware:=true`` exercises franka_ros2's ros2_control mock, which
 has no franka_robot_state_broadcaster: no ``current_pose``, so the adapter holds (plumbing only).
 
+A pixel checkpoint (cameras + proprioception, docs/pixels.md) needs no object poses: name each
+camera's sensor_msgs/Image topic with ``<camera>_topic`` (e.g. a ``realsense2_camera`` node's
+``/camera/color/image_raw``, rgb8 or bgr8 at the checkpoint's size); '' keeps the policy's default
+``<camera>/image_raw`` in the namespace. A state checkpoint ignores them.
+
 The mapping is pure code, unit-tested without ``launch`` (test/test_franka_launch_args.py); only
 :func:`generate_launch_description` and the action builders import ``launch`` / ``launch_ros``.
 """
@@ -52,6 +59,8 @@ from expo_bringup.launch_graph import (
     parse_bool,
     rviz_action,
 )
+from expo_core.tasks import SUPPORTED_CAMERAS
+from expo_ros.params import as_topic
 
 #: (name, default, description) of every launch argument.
 LAUNCH_ARGUMENTS: tuple[tuple[str, str, str], ...] = (
@@ -79,6 +88,14 @@ LAUNCH_ARGUMENTS: tuple[tuple[str, str, str], ...] = (
     ("learner_dir", "", "the learner's directory (bags, checkpoints, tensorboard); required with learner"),
     ("offline_dataset", "", "robomimic HDF5 for the learner's offline half ('' = none)"),
     ("params_file", "", "ROS 2 parameters YAML applied last (keys: node name, /ns/name, /**)"),
+    *(
+        (
+            f"{cam}_topic",
+            "",
+            f"pixel policies: sensor_msgs/Image topic of camera {cam} ('' = {cam}/image_raw, relative)",
+        )
+        for cam in SUPPORTED_CAMERAS
+    ),
 )
 #: franka_ros2 (v3.x, Jazzy) bringup that starts the arm and spawns one example controller.
 FRANKA_BRINGUP = ("franka_bringup", "launch", "example.launch.py")
@@ -126,8 +143,22 @@ def graph_from_launch_arguments(values: Mapping[str, str]) -> Graph:
         learner=parse("learner", v["learner"]),
         learner_dir=v["learner_dir"],
         offline_dataset=v["offline_dataset"],
+        camera_topics=camera_topics(v),
     )
     return graph_with_params_file(graph, v["params_file"]) if v["params_file"] else graph
+
+
+def camera_topics(v: Mapping[str, str]) -> dict[str, str]:
+    """The ``<camera>_topic`` arguments that are set -> {camera: topic}; ValueError naming a bad one."""
+    out = {}
+    for cam in SUPPORTED_CAMERAS:
+        topic = v[f"{cam}_topic"].strip()
+        if topic:
+            try:
+                out[cam] = as_topic(f"{cam}_topic", topic)
+            except ValueError as e:
+                raise ValueError(str(e).replace("parameter", "launch argument", 1)) from e
+    return out
 
 
 def franka_robot_config(values: Mapping[str, str]) -> dict[str, dict[str, Any]]:

@@ -37,7 +37,11 @@ def test_hardware_graph_wires_the_policy_through_the_adapter() -> None:
     policy, adapter = g.node("policy_node"), g.node("franka_adapter")
     assert [n.name for n in g.nodes] == ["policy_node", "franka_adapter", "episode_manager"]
     assert policy.namespace == adapter.namespace == g.node("episode_manager").namespace == "/robot1"
-    assert dict(policy.remappings) == {"action": POLICY_ACTION, "ee_pose": CURRENT_POSE}
+    assert dict(policy.remappings) == {
+        "action": POLICY_ACTION,
+        "ee_pose": CURRENT_POSE,
+        "ee_pose_base": CURRENT_POSE,  # a pixel policy's base-frame pose
+    }
     assert dict(adapter.remappings) == {"action": POLICY_ACTION}
     p = policy.parameters
     assert p["lockstep"] is False and p["use_sim_time"] is False and p["checkpoint"] == "/c/x.safetensors"
@@ -130,3 +134,22 @@ def test_franka_graph_rejects_bad_arguments() -> None:
         franka_graph(task="pour")
     with pytest.raises(ValueError, match="backend"):
         franka_graph(backend="torch; rm -rf /")
+
+
+def test_pixel_policy_inputs_on_the_arm() -> None:
+    """No object poses: cameras by topic, the arm joints and the base-frame pose (current_pose)."""
+    g = franka_graph(
+        camera_topics={"agentview": "/camera/color/image_raw", "robot0_eye_in_hand": "wrist/image"}
+    )
+    policy = g.node("policy_node")
+    p = policy.parameters
+    assert p["cameras.agentview.topic"] == "/camera/color/image_raw"
+    assert p["cameras.robot0_eye_in_hand.topic"] == "wrist/image"
+    assert p["observation.arm_joint_names"] == [f"fr3_joint{i}" for i in range(1, 8)]
+    assert dict(policy.remappings)["ee_pose_base"] == CURRENT_POSE
+    emulated = franka_graph(emulate=True).node("policy_node")  # the bridge's own ee_pose_base
+    assert "ee_pose_base" not in dict(emulated.remappings)
+    with pytest.raises(ValueError, match="camera 'frontview' unknown"):
+        franka_graph(camera_topics={"frontview": "x"})
+    with pytest.raises(ValueError, match="cameras.agentview.topic"):
+        franka_graph(camera_topics={"agentview": "not a topic"})

@@ -41,6 +41,8 @@ def test_launch_arguments_are_the_documented_ones(franka_launch) -> None:
         "learner_dir",
         "offline_dataset",
         "params_file",
+        "agentview_topic",
+        "robot0_eye_in_hand_topic",
     ]
     defaults = {name: default for name, default, _ in franka_launch.LAUNCH_ARGUMENTS}
     assert (
@@ -196,3 +198,13 @@ def test_the_robot_config_is_removed_when_the_launch_ends(franka_launch) -> None
     ls.include_launch_description(launch.LaunchDescription([franka_launch.remove_on_shutdown(str(path))]))
     assert ls.run() == 0  # idle at once: shuts down, which runs the handler
     assert not path.exists()
+
+
+def test_camera_topic_arguments_set_the_policys_camera_topics(franka_launch) -> None:
+    g = franka_launch.graph_from_launch_arguments({**HW, "agentview_topic": "/camera/color/image_raw"})
+    p = g.node("policy_node").parameters
+    assert p["cameras.agentview.topic"] == "/camera/color/image_raw"
+    assert "cameras.robot0_eye_in_hand.topic" not in p  # '' keeps the policy's default
+    assert g == franka_graph(camera_topics={"agentview": "/camera/color/image_raw"})
+    with pytest.raises(ValueError, match="launch argument 'robot0_eye_in_hand_topic' must be a ROS topic"):
+        franka_launch.graph_from_launch_arguments({**HW, "robot0_eye_in_hand_topic": "bad topic"})
