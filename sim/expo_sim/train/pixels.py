@@ -1,7 +1,7 @@
 """A pixel base for a simulated task: imitation pretraining on image demos (cached) and evaluation.
 
     python -m expo_sim.train.pixels pretrain --task lift --dataset data/lift_pixels.hdf5 \
-        --preset cpu --encoder-steps 1000 --base-steps 5000 --out-dir data/pretrain_pixels
+        --preset cpu --out-dir data/pretrain_pixels
     python -m expo_sim.train.pixels evaluate CHECKPOINT --episodes 25 [--policy base|otf] \
         [--out runs/pixels/eval.json]
 
@@ -53,7 +53,7 @@ PRETRAIN_KEY = "pixel_pretrain"  # where the cache key lives in the checkpoint's
 #: Harness defaults per preset: (encoder steps, base steps, image batch size).
 PIXEL_STEPS: dict[str, tuple[int, int, int]] = {
     "tiny": (4, 4, 4),
-    "cpu": (1000, 5000, 64),
+    "cpu": (1000, 20_000, 64),
     "published": (30_000, 100_000, 256),
 }
 
