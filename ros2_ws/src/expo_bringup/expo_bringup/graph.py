@@ -170,6 +170,12 @@ def to_ros_args(node: NodeSpec) -> list[str]:
 LOCKSTEP_PACING_BACKLOG = 20  # owed learner updates a lockstep bridge lets accumulate
 
 
+#: ``sim_graph(obs=...)`` values: the policy's observations (docs/pixels.md).
+SIM_OBS_KINDS = ("state", "pixels")
+#: The frame of the sim bridge's ``ee_pose_base`` (sim_bridge.yaml ``base_frame_id``).
+SIM_BASE_FRAME = "robot0_base"
+
+
 def sim_graph(
     task: str = "lift",
     checkpoint: str = "",
@@ -181,6 +187,7 @@ def sim_graph(
     learner_dir: str = "",
     offline_dataset: str = "",
     intervene: bool = False,
+    obs: str = "state",
 ) -> Graph:
     """Sim bridge + policy node (+ learner) (+ scripted intervener) for one robomimic task.
 
@@ -201,7 +208,13 @@ def sim_graph(
         intervene: add the scripted intervener (``expo_sim.ros.intervener_node``, the task's
             expert takes over when the policy strays; ``intervener.yaml``; tasks with a scripted
             expert) and turn on the policy node's ``intervention.enabled`` (docs/interventions.md).
+        obs: ``"state"`` (object poses) or ``"pixels"``: the bridge also renders and publishes
+            the cameras (``<camera>/image_raw``) and the base-frame pose (``ee_pose_base``), and
+            the policy node checks that pose's frame; ``checkpoint`` must then be a pixel one (the
+            policy node and the learner take their inputs from it; docs/pixels.md).
     """
+    if obs not in SIM_OBS_KINDS:
+        raise ValueError(f"sim_graph obs '{obs}' unknown; one of {list(SIM_OBS_KINDS)}")
     if task not in TASK_OBJECT_DIMS:
         raise ValueError(f"sim_graph task '{task}' unknown; supported: {sorted(TASK_OBJECT_DIMS)}")
     if not _NAME.match(backend):
@@ -213,7 +226,11 @@ def sim_graph(
         executable="bridge_node",
         module="expo_sim.ros.bridge_node",
         namespace=namespace,
-        parameters={"task": task, "realtime": bool(realtime)},
+        parameters={
+            "task": task,
+            "realtime": bool(realtime),
+            **({"observation.kind": "pixels"} if obs == "pixels" else {}),
+        },
         params_files=(str((cfg / "sim_bridge.yaml").resolve()),),
     )
     policy = NodeSpec(
@@ -230,6 +247,7 @@ def sim_graph(
             "lockstep": not realtime,
             "use_sim_time": True,
             **({"intervention.enabled": True} if intervene else {}),
+            **({"observation.base_frame": SIM_BASE_FRAME} if obs == "pixels" else {}),
         },
         params_files=(str((cfg / "policy.yaml").resolve()),),
     )

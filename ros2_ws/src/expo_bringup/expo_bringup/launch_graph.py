@@ -185,10 +185,11 @@ def parse_default_policy(stdout: str) -> tuple[str, str]:
     raise ValueError("the default-policy step printed no result line")
 
 
-def default_policy_actions(task: str, then: Callable[[str, str], list[Any]]) -> list[Any]:
+def default_policy_actions(task: str, then: Callable[[str, str], list[Any]], obs: str = "state") -> list[Any]:
     """Launch actions that build or reuse the default policy of ``task`` (the one ``make sim``
-    uses) in a child process, then start ``then(checkpoint, dataset)``. If that process fails,
-    no node is started and the launch ends with code 1 and a line saying what to pass.
+    uses; ``obs="pixels"``: ``make sim OBS=pixels``' pixel base) in a child process, then start
+    ``then(checkpoint, dataset)``. If that process fails, no node is started and the launch ends
+    with code 1 and a line saying what to pass.
 
     A process rather than work inside the launch file: the first run generates demonstrations
     and pretrains (minutes), and Ctrl-C must reach it as any other process."""
@@ -197,7 +198,14 @@ def default_policy_actions(task: str, then: Callable[[str, str], list[Any]]) -> 
 
     out: list[str] = []
     prep = ExecuteProcess(
-        cmd=[sys.executable, "-m", DEFAULT_POLICY_MODULE, "--task", task],
+        cmd=[
+            sys.executable,
+            "-m",
+            DEFAULT_POLICY_MODULE,
+            "--task",
+            task,
+            *(["--obs", obs] if obs != "state" else []),
+        ],
         name="default_policy",
         output="screen",
         additional_env={"PYTHONUNBUFFERED": "1"},

@@ -5,6 +5,7 @@
         realtime:=true namespace:=robot1
     ros2 launch expo_bringup sim.launch.py learner:=true learner_dir:=/runs/online   # online fine-tuning
     ros2 launch expo_bringup sim.launch.py intervene:=true         # the scripted expert takes over
+    ros2 launch expo_bringup sim.launch.py obs:=pixels             # cameras, no object poses
     ros2 launch expo_bringup sim.launch.py foxglove:=true          # + Foxglove WebSocket on :8765
     ros2 launch expo_bringup sim.launch.py params_file:=my.yaml    # any node parameter, ROS layout
 
@@ -30,7 +31,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from expo_bringup.graph import Graph, sim_graph
+from expo_bringup.graph import SIM_OBS_KINDS, Graph, sim_graph
 from expo_bringup.launch_graph import (
     default_policy_actions,
     graph_with_params_file,
@@ -58,6 +59,12 @@ LAUNCH_ARGUMENTS: tuple[tuple[str, str, str], ...] = (
         "false",
         "true: the task's scripted expert takes over when the policy strays (lift|can|square)",
     ),
+    (
+        "obs",
+        "state",
+        "state | pixels: the bridge also publishes <camera>/image_raw and ee_pose_base and the policy "
+        "acts from them (a pixel checkpoint; '' = make sim OBS=pixels' pixel base)",
+    ),
     ("params_file", "", "ROS 2 parameters YAML applied last (keys: node name, /ns/name, /**)"),
 )
 
@@ -77,6 +84,8 @@ def check_arguments(values: Mapping[str, str]) -> dict[str, str]:
         parse_bool(name, v[name])
     if not v["foxglove_port"].isdigit() or not 0 < int(v["foxglove_port"]) < 65536:
         raise ValueError(f"launch argument 'foxglove_port' must be a port number, got '{v['foxglove_port']}'")
+    if v["obs"] not in SIM_OBS_KINDS:
+        raise ValueError(f"launch argument 'obs' must be one of {list(SIM_OBS_KINDS)}, got '{v['obs']}'")
     if parse_bool("learner", v["learner"]) and not v["learner_dir"].strip():
         raise ValueError("launch argument 'learner_dir' is required with learner:=true")
     return v
@@ -95,6 +104,7 @@ def graph_from_launch_arguments(values: Mapping[str, str]) -> Graph:
         learner_dir=v["learner_dir"],
         offline_dataset=v["offline_dataset"],
         intervene=parse_bool("intervene", v["intervene"]),
+        obs=v["obs"],
     )
     return graph_with_params_file(graph, v["params_file"]) if v["params_file"] else graph
 
@@ -130,7 +140,7 @@ def generate_launch_description() -> Any:
         if v["checkpoint"]:
             return start(v["checkpoint"], "")
         graph_from_launch_arguments({**v, "checkpoint": "default"})  # bad arguments fail here, first
-        return default_policy_actions(v["task"], start)
+        return default_policy_actions(v["task"], start, v["obs"])
 
     declared = [DeclareLaunchArgument(n, default_value=d, description=t) for n, d, t in LAUNCH_ARGUMENTS]
     return LaunchDescription([*declared, OpaqueFunction(function=actions)])

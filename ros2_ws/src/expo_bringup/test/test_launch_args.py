@@ -35,6 +35,7 @@ def test_launch_arguments_are_the_documented_ones_with_sim_graph_defaults(sim_la
         "learner_dir",
         "offline_dataset",
         "intervene",
+        "obs",
         "params_file",
     ]
     assert sim_launch.graph_from_launch_arguments({}) == sim_graph()
