@@ -25,7 +25,7 @@ from expo_sim.session.run import SessionConfig, default_dataset, prepare_policy,
 
 DOMAIN_ID = 61 + (os.getpid() + 7) % 15  # test_session's range, never its value in one process
 EPISODES, HORIZON = 2, 30
-SESSION_TIMEOUT_S = 150.0
+SESSION_TIMEOUT_S = 240.0  # ~60 s unloaded; 3.6 min for the file at load 12
 
 needs_mimicgen = pytest.mark.skipif(
     not (available.mimicgen_installed() and available.robomimic_installed()),
@@ -114,7 +114,19 @@ def test_make_sim_task_stack_runs_the_stack_episode_loop_over_ros(data_dir: Path
     observer = threading.Thread(target=_observe, args=(DOMAIN_ID, stop, got), daemon=True)
     observer.start()
     time.sleep(1.0)  # the observer's subscriptions exist before the graph does
-    cmd = [sys.executable, "-m", "expo_sim.cli", "session", "--task", "stack", "--episodes", str(EPISODES)]
+    # as `make sim TASK=stack` (LEARN=1 by default): with the learner, whose offline half is the
+    # cached stack demonstrations
+    cmd = [
+        sys.executable,
+        "-m",
+        "expo_sim.cli",
+        "session",
+        "--task",
+        "stack",
+        "--episodes",
+        str(EPISODES),
+        "--learn",
+    ]
     cmd += [
         "--horizon",
         str(HORIZON),
@@ -144,12 +156,15 @@ def test_make_sim_task_stack_runs_the_stack_episode_loop_over_ros(data_dir: Path
     (summary_path,) = (tmp_path / "runs").glob("*/summary.json")
     summary = json.loads(summary_path.read_text())
     assert summary["episodes"] == EPISODES and summary["error"] == ""
-    assert summary["node_exit_codes"] == {"sim_bridge": 0, "policy_node": 0}
+    assert summary["node_exit_codes"] == {"sim_bridge": 0, "policy_node": 0, "learner_node": 0}
     assert EPISODES <= summary["env_steps"] <= EPISODES * HORIZON
     assert summary["config"]["task"] == "stack"
     # the default policy path: the cached demonstrations, a base pretrained on them
     assert Path(summary["checkpoint"]).parent == data_dir / "pretrain"
     assert "stack, 2 episodes" in proc.stdout
+    # the learner loaded the stack checkpoint and demonstrations, published weights v1, recorded
+    assert summary["learner_weights_version"] >= 1, summary
+    assert sorted((Path(summary["learner_dir"]) / "bags").glob("seg_*")), "the learner recorded nothing"
 
     # What the independent subscriber saw: the stack loop's actions and transitions.
     obs_dim, act_dim = task_obs_spec("stack").dim, FRANKA_ACTION_SPEC.dim
