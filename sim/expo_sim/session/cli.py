@@ -55,6 +55,13 @@ def add_session(sub: argparse._SubParsersAction) -> None:
         help="the task's scripted expert takes over when the policy strays (lift, can, square); "
         "the summary gives the intervention rate per episode",
     )
+    p.add_argument(
+        "--obs",
+        choices=("state", "pixels"),
+        default="state",
+        help="pixels: the policy sees the two 84x84 cameras and base-frame proprioception, no object "
+        "poses (without --checkpoint: image demos and a pixel base, cached under --data-dir)",
+    )
     p.set_defaults(func=run_session_command)
 
 
@@ -88,6 +95,7 @@ def run_session_command(args: argparse.Namespace) -> int:
             learn=args.learn,
             learner_dir=args.learner_dir,
             intervene=args.intervene,
+            obs=args.obs,
         )
         # SIGTERM (a supervisor, `kill`) ends the session like Ctrl-C: every node is stopped.
         signal.signal(signal.SIGTERM, _interrupt)

@@ -10,6 +10,7 @@ validated (:mod:`expo_sim.mimicgen.demo_cache`; needs MimicGen, installed by ``m
 runs from (``$EXPO_DATA_DIR``, else the checkout's ``data/``).
 
     python -m expo_sim.session.policy --task lift     # builds or reuses; prints one JSON line
+    python -m expo_sim.session.policy --task lift --obs pixels   # the pixel base (image demos)
 
 The JSON line on stdout, ``{"checkpoint": ..., "dataset": ...}``, is what sim.launch.py reads;
 everything else goes to stderr.
@@ -45,6 +46,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument(
         "--data-dir", type=Path, default=None, help="demos + bases cache (default: see module doc)"
     )
+    p.add_argument("--obs", choices=("state", "pixels"), default="state", help="state (default) or pixels")
     args = p.parse_args(argv)
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("%(message)s"))
@@ -53,18 +55,27 @@ def main(argv: Sequence[str] | None = None) -> int:
         logging.getLogger(name).setLevel(logging.INFO)
     data_dir = args.data_dir if args.data_dir is not None else default_data_dir()
     try:
-        cfg = SessionConfig(task=args.task, data_dir=data_dir)
+        cfg = SessionConfig(task=args.task, data_dir=data_dir, obs=args.obs)
         _, count = default_dataset(cfg)
         demos = f"{count} MimicGen trials" if uses_mimicgen_demos(cfg) else f"{count} scripted demos"
+        if cfg.obs == "pixels":
+            log.info(
+                "policy: %s pixel base of the cpu preset on %d scripted image demos, cached in %s "
+                "(first use: ~30 s per demo under load, then pixel pretraining: ~20 min at load 12)",
+                cfg.task,
+                count,
+                data_dir.resolve(),
+            )
         first_use = "~4-12 min of MimicGen generation" if uses_mimicgen_demos(cfg) else "~30 s of demos"
-        log.info(
-            "policy: %s base of the cpu preset on %s, cached in %s "
-            "(first use: %s, then pretraining: ~3 min on a quiet 2-core machine, up to ~1 h under load)",
-            cfg.task,
-            demos,
-            data_dir.resolve(),
-            first_use,
-        )
+        if cfg.obs == "state":
+            log.info(
+                "policy: %s base of the cpu preset on %s, cached in %s "
+                "(first use: %s, then pretraining: ~3 min on a quiet 2-core machine, up to ~1 h under load)",
+                cfg.task,
+                demos,
+                data_dir.resolve(),
+                first_use,
+            )
         checkpoint, dataset = prepare_policy(cfg, progress=False)
     except (ValueError, FileNotFoundError, MimicGenMissing, MimicGenFailed) as e:
         print(f"default policy: error: {e}", file=sys.stderr)

@@ -13,6 +13,13 @@
    control rate, latency p99, weights version) until the bridge has run its episodes.
 4. A summary (printed, and ``summary.json`` in the run directory) with the exit codes.
 
+``obs="pixels"`` (``make sim OBS=pixels``): the policy sees the two cameras and base-frame
+proprioception only. Without ``--checkpoint`` the demonstrations are image demos
+(``<data>/<task>_pixels.hdf5``, 84x84 ``agentview`` and ``robot0_eye_in_hand``) and the base
+a pixel base (:func:`expo_sim.train.pixels.pretrain_pixel_base`, cached under
+``<data>/pretrain_pixels``); the graph runs with ``obs:=pixels`` and a learner trains from the
+pixel checkpoint on cached features, with the image demos as offline data (docs/pixels.md).
+
 ``intervene``: the sim's scripted intervener joins the graph (``intervene:=true``: the task's
 expert takes over when the policy strays, docs/interventions.md); the monitor then also hears
 ``transitions`` and the summary gives the intervention rate per episode.
@@ -79,6 +86,7 @@ class SessionConfig:
     learn: bool = False  # add the learner node: online EXPO fine-tuning during the episodes
     learner_dir: Path | None = None  # None: <run dir>/learner; an existing one resumes
     intervene: bool = False  # the scripted intervener takes over when the policy strays
+    obs: str = "state"  # "pixels": cameras + base-frame proprioception (a pixel checkpoint)
     progress_every_s: float = 0.5
     graph_overrides: dict[str, dict[str, Any]] = field(default_factory=dict)
 
@@ -98,6 +106,13 @@ class SessionConfig:
             raise ValueError(
                 f"--intervene needs a task with a scripted expert ({list(SCRIPTED_TASKS)}), got '{self.task}'"
             )
+        if self.obs not in OBS_KINDS:
+            raise ValueError(f"SessionConfig.obs must be one of {list(OBS_KINDS)}, got '{self.obs}'")
+        if self.obs == "pixels" and self.checkpoint is None and self.task not in SCRIPTED_TASKS:
+            raise ValueError(
+                f"--obs pixels makes image demos with a scripted expert ({list(SCRIPTED_TASKS)}); "
+                f"task '{self.task}' needs --checkpoint (a pixel checkpoint)"
+            )
         if self.quality not in QUALITIES:
             raise ValueError(f"quality '{self.quality}' unknown; allowed: {list(QUALITIES)}")
         check_preset(self.preset)
@@ -112,15 +127,25 @@ class SessionConfig:
             raise ValueError(f"SessionConfig.timeout_s must be >= 0, got {self.timeout_s}")
 
 
+#: ``SessionConfig.obs`` values.
+OBS_KINDS = ("state", "pixels")
+#: Image demos generated for ``--obs pixels`` when ``--demos`` is not given.
+PIXEL_DEMOS = 40
+
+
 def uses_mimicgen_demos(cfg: SessionConfig) -> bool:
     """Whether the session's default demonstrations are made the MimicGen way (stack, threading)."""
     from expo_core.tasks import requires_mimicgen
 
-    return cfg.checkpoint is None and cfg.dataset is None and requires_mimicgen(cfg.task)
+    return (
+        cfg.checkpoint is None and cfg.dataset is None and cfg.obs == "state" and requires_mimicgen(cfg.task)
+    )
 
 
 def default_dataset(cfg: SessionConfig) -> tuple[Path, int]:
     """(the default demonstrations' path, how many demos or MimicGen trials make them)."""
+    if cfg.obs == "pixels":
+        return cfg.data_dir / f"{cfg.task}_pixels.hdf5", cfg.demos or PIXEL_DEMOS
     if uses_mimicgen_demos(cfg):
         from expo_sim.mimicgen.demo_cache import DEFAULT_TRIALS, default_demo_path
 
@@ -133,14 +158,18 @@ def prepare_policy(cfg: SessionConfig, progress: bool = True) -> tuple[Path, Pat
     (with ``cfg.dataset`` if given), or a cached base pretrained on the (cached) demos.
 
     A MimicGen task without MimicGen installed raises
-    :class:`~expo_sim.mimicgen.available.MimicGenMissing` (one line naming ``make setup``)."""
+    :class:`~expo_sim.mimicgen.available.MimicGenMissing` (one line naming ``make setup``).
+    A checkpoint of the other kind than ``cfg.obs`` raises ValueError saying which to pass."""
     if cfg.checkpoint is not None:
         path = Path(cfg.checkpoint)
         if not (path.exists() or path.with_suffix(".safetensors").exists()):
             raise FileNotFoundError(f"checkpoint not found: {path}")
         if cfg.dataset is not None and not Path(cfg.dataset).is_file():
             raise FileNotFoundError(f"dataset not found: {cfg.dataset}")
+        _check_checkpoint_kind(path, cfg.obs)
         return path.resolve(), Path(cfg.dataset).resolve() if cfg.dataset is not None else None
+    if cfg.obs == "pixels":
+        return prepare_pixel_policy(cfg, progress)
     from expo_core.presets import preset_config
     from expo_core.spec import FRANKA_ACTION_SPEC, task_obs_spec
 
@@ -169,6 +198,53 @@ def prepare_policy(cfg: SessionConfig, progress: bool = True) -> tuple[Path, Pat
     ecfg = preset_config(cfg.preset, task_obs_spec(cfg.task).dim, FRANKA_ACTION_SPEC.dim)
     pre_dir = cfg.data_dir / "pretrain"
     base = preset_base(dataset, cfg.task, ecfg, cfg.preset, steps, cfg.seed, pre_dir, progress)
+    return base.resolve(), Path(dataset).resolve()
+
+
+def _check_checkpoint_kind(path: Path, obs: str) -> None:
+    """ValueError when ``path`` (a save_checkpoint file) is a pixel checkpoint and ``obs`` is
+    state, or the other way round."""
+    from expo_core.checkpoint import PIXELS_FORMAT
+
+    meta = path.with_suffix(".json")
+    try:
+        pixels = json.loads(meta.read_text()).get("format") == PIXELS_FORMAT
+    except (OSError, ValueError, AttributeError):
+        return  # not ours to judge here: the nodes' loaders say what is wrong with the file
+    if pixels and obs != "pixels":
+        raise ValueError(f"{path} is a pixel checkpoint (cameras): pass --obs pixels")
+    if obs == "pixels" and not pixels:
+        raise ValueError(f"--obs pixels needs a pixel checkpoint; {path} is a state checkpoint")
+
+
+def prepare_pixel_policy(cfg: SessionConfig, progress: bool = True) -> tuple[Path, Path]:
+    """``--obs pixels`` without a checkpoint: image demos (generated on first use: scripted, both
+    cameras at 84x84) and a pixel base pretrained on them (mode a, cached); (base, demos)."""
+    from expo_core.tasks import SUPPORTED_CAMERAS
+
+    from expo_sim.envs.demo_set import write_demo_set
+    from expo_sim.train.pixels import pretrain_pixel_base
+
+    dataset = cfg.dataset
+    if dataset is None:
+        dataset, count = default_dataset(cfg)
+        if not dataset.exists():
+            log.info("no image demonstrations at %s: generating %d %s demos", dataset, count, cfg.quality)
+            summary = write_demo_set(
+                cfg.task, count, cfg.quality, cfg.seed, dataset, progress=progress, cameras=SUPPORTED_CAMERAS
+            )
+            log.info("%s", summary.line())
+    elif not Path(dataset).is_file():
+        raise FileNotFoundError(f"dataset not found: {dataset}")
+    base = pretrain_pixel_base(
+        Path(dataset),
+        cfg.task,
+        preset=cfg.preset,
+        base_steps=cfg.pretrain_steps,
+        seed=cfg.seed,
+        out_dir=cfg.data_dir / "pretrain_pixels",
+        progress=progress,
+    )
     return base.resolve(), Path(dataset).resolve()
 
 
@@ -243,6 +319,7 @@ def launch_arguments(
         "realtime": str(cfg.realtime).lower(),
         "learner": str(cfg.learn).lower(),
         "intervene": str(cfg.intervene).lower(),
+        "obs": cfg.obs,
         "params_file": str(params.resolve()),
     }
     if cfg.learn:  # ros2 launch refuses empty values ('name:=')
@@ -300,8 +377,10 @@ def run_session(cfg: SessionConfig, stream: TextIO = sys.stdout, progress: bool 
     monitor = SessionMonitor(ctx, "", stats, transitions=cfg.intervene)
     launch_code: int | None = None
     error = ""
-    mode = ("realtime" if cfg.realtime else "lockstep") + (
-        ", scripted interventions" if cfg.intervene else ""
+    mode = (
+        ("realtime" if cfg.realtime else "lockstep")
+        + (", scripted interventions" if cfg.intervene else "")
+        + (", from pixels" if cfg.obs == "pixels" else "")
     )
     stream.write(
         f"expo-sim session: {cfg.task}, {cfg.episodes} episodes, {mode}, "
