@@ -12,12 +12,16 @@ policy node's loop is the same for both kinds. Pieces (the names double as watch
 - one piece per camera of the spec, named by the camera (``agentview``, ...): a
   :class:`~expo_policy.camera_frames.CameraFrame`.
 
-Synchronization (:class:`FreshSetSync`, approximate time): a set is the newest piece of every
-name, emitted as soon as each name has received a piece that no emitted set has used yet. With
-the sim bridge, which stamps every piece of a step alike, that is exactly the step's set, once;
-with free-running cameras it is one set per frame of the slowest camera. Whether the set's
-stamps agree within ``max_skew_s`` is :meth:`PixelObservationInputs.build`'s check, so that a
-set that does not agree ends in a hold saying so instead of in silence.
+Synchronization (:class:`FreshSetSync`, approximate time): a set is emitted as soon as every name
+has received a new piece since the last set. Its pivot is the oldest of the names' newest stamps
+(the latest moment every input has reached), and each name contributes its recent piece closest
+to the pivot. With the sim bridge, which stamps every piece of a step alike, that is exactly the
+step's set, once. With free-running cameras it is one set per frame of the slowest camera, each
+frame paired with the proprioception of its own moment (a camera 100 ms behind gets the joint
+state of 100 ms ago, not the newest). When queues back up under load (cameras keep fewer
+messages than the proprio topics), the set still pairs pieces of one moment. Whether the set's
+stamps agree within ``max_skew_s`` is :meth:`PixelObservationInputs.build`'s check, so that a set
+that does not agree ends in a hold saying so instead of in silence.
 
 :meth:`PixelObservationInputs.build` refuses (``ok`` False, a reason starting with one of the
 hold codes of :mod:`expo_policy.camera_frames`) when, checked in this order per camera:
@@ -37,6 +41,7 @@ pieces are usable, ``observation_skew``: their header stamps spread over more th
 from __future__ import annotations
 
 import math
+from collections import deque
 from collections.abc import Sequence
 from typing import Any
 
@@ -60,18 +65,21 @@ Pieces = dict[str, tuple[int, Any, str]]  # piece -> (header stamp ns, decoded p
 
 
 class FreshSetSync:
-    """Approximate-time sets of the newest piece per name, each piece used at most once.
+    """Approximate-time sets: once every name has a new piece, each name's recent piece closest to
+    the pivot (the oldest of the names' newest stamps); ``history`` pieces kept per name.
 
     Counters (diagnostics): ``dropped`` pieces replaced by a newer one of the same name before any
-    set used them (a faster stream, or a slow consumer); ``late`` pieces whose stamp was not newer
-    than the previous piece of the same name (a frozen or restarted stream).
+    set was emitted (a faster stream, or a slow consumer); ``late`` pieces whose stamp was not
+    newer than the previous piece of the same name (a frozen or restarted stream).
     """
 
-    def __init__(self, names: Sequence[str]) -> None:
+    def __init__(self, names: Sequence[str], history: int = 32) -> None:
         if not names or len(set(names)) != len(names):
             raise ValueError(f"FreshSetSync needs distinct piece names, got {list(names)}")
+        if history < 1:
+            raise ValueError(f"FreshSetSync.history must be >= 1, got {history}")
         self.names = tuple(names)
-        self._latest: dict[str, Any] = {}
+        self._recent: dict[str, deque[tuple[int, Any]]] = {n: deque(maxlen=history) for n in self.names}
         self._stamps: dict[str, int] = {}
         self._fresh: set[str] = set()
         self._last: int | None = None
@@ -84,7 +92,8 @@ class FreshSetSync:
         return self._last
 
     def add(self, name: str, stamp_ns: int, payload: Any) -> dict[str, Any] | None:
-        """Store ``payload`` as the newest ``name``; returns the set it completes, if any."""
+        """Store ``payload`` as the newest ``name``; returns the set it completes, if any
+        (name -> payload)."""
         if name not in self.names:
             raise KeyError(f"piece '{name}' is not synchronized; names: {self.names}")
         prev = self._stamps.get(name)
@@ -93,17 +102,23 @@ class FreshSetSync:
         self._stamps[name] = max(int(stamp_ns), prev if prev is not None else int(stamp_ns))
         if name in self._fresh:
             self.dropped += 1
-        self._latest[name] = payload
+        self._recent[name].append((int(stamp_ns), payload))
         self._fresh.add(name)
         if len(self._fresh) < len(self.names):
             return None
         self._fresh.clear()
+        pivot = min(self._stamps.values())
         self._last = max(self._stamps.values())
-        return dict(self._latest)
+        out = {}
+        for n, recent in self._recent.items():  # closest to the pivot; on a tie the later arrival
+            best = min(range(len(recent)), key=lambda i, r=recent: (abs(r[i][0] - pivot), -i))
+            out[n] = recent[best][1]
+        return out
 
     def reset(self) -> None:
         """Forget every piece (deactivate, sim restart); counters are kept."""
-        self._latest.clear()
+        for recent in self._recent.values():
+            recent.clear()
         self._stamps.clear()
         self._fresh.clear()
         self._last = None

@@ -274,3 +274,34 @@ def test_bad_construction_is_refused() -> None:
         inp.add("agentview", 1, np.zeros((84, 84, 3), np.uint8))
     with pytest.raises(KeyError, match="unknown observation piece"):
         inp.add("object_poses", 1, None)
+
+
+def test_backed_up_queues_still_pair_pieces_of_one_moment() -> None:
+    """Cameras keep fewer queued messages than the proprio topics: under load the node takes four
+    camera frames (ticks 1-4) before the proprio of tick 1; the set pairs tick 1 with tick 1."""
+    inp = make_inputs()
+    ticks = [2 * S + k * S // 20 for k in range(1, 5)]
+    for ns in ticks:
+        for cam in CAMS:
+            assert inp.add(cam, ns, frame(cam, ns)) is None
+    inp.add(JOINT_STATES, ticks[0], (ARM + FINGERS, JOINTS))
+    pieces = inp.add(EE_POSE_BASE, ticks[0], (POS, QUAT), "robot0_base")
+    assert pieces is not None and {p[0] for p in pieces.values()} == {ticks[0]}
+    assert inp.build(pieces, ticks[-1] / S).ok
+    assert inp.sync.dropped == 2 * 3  # each camera: ticks 1-3 replaced before the set
+
+
+def test_constant_camera_latency_is_matched_not_skewed() -> None:
+    """A camera 100 ms behind: its frames pair with the proprio of their own moment."""
+    inp = make_inputs(max_skew_s=0.01)
+    sets = []
+    for k in range(10):
+        ns = 2 * S + k * S // 20
+        inp.add(JOINT_STATES, ns, (ARM + FINGERS, JOINTS))
+        inp.add(EE_POSE_BASE, ns, (POS, QUAT), "robot0_base")
+        inp.add("agentview", ns, frame("agentview", ns))
+        old = ns - S // 10
+        sets.append(inp.add("robot0_eye_in_hand", old, frame("robot0_eye_in_hand", old, received_s=ns / S)))
+    last = sets[-1]
+    assert last is not None and len({p[0] for p in last.values()}) == 1  # all from one moment
+    assert inp.build(last, (2 * S + 9 * S // 20) / S).ok

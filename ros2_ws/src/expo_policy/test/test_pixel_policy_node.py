@@ -40,7 +40,10 @@ JOINTS = [f"panda_joint{i}" for i in range(1, 8)] + ["panda_finger_joint1", "pan
 QPOS = np.array([0.0, 0.2, 0.0, -2.0, 0.0, 2.2, 0.8, 0.04, -0.04])
 EE_POS, EE_QUAT = np.array([0.5, 0.0, 0.2]), np.array([1.0, 0.0, 0.0, 0.0])  # robot base frame
 BASE = "robot0_base"
-MAX_AGE_S, MAX_SKEW_S = 0.5, 0.05
+# The sync pairs each frame with the proprio of its own moment (any constant offset is matched
+# within half a 20 Hz tick), so the skew case offsets the eye camera by half a tick, 25 ms, and
+# the window is 10 ms.
+MAX_AGE_S, MAX_SKEW_S = 0.5, 0.01
 
 
 def tiny_pixel_checkpoint(path: Path) -> Path:
@@ -99,7 +102,7 @@ class Client:
             "wrong_encoding": ns,
             "frozen": self.frozen_ns,
             "late": ns - 1_000_000_000,  # stamped a second ago
-            "skew": ns - 100_000_000,  # 0.1 s apart: young enough, out of sync
+            "skew": ns + 25_000_000,  # between two proprio stamps, 25 ms from each
         }.get(self.mode)
         if eye is not None:  # "missing": the eye-in-hand camera publishes nothing
             self.pub_cam["robot0_eye_in_hand"].publish(self.frame("robot0_eye_in_hand", eye))
@@ -140,7 +143,7 @@ BAD_CASES = [
     ("wrong_size", "bad_observation: camera_wrong_size: agentview: 64x64 pixels"),
     ("wrong_encoding", "bad_observation: camera_wrong_encoding: agentview: encoding 'mono8'"),
     ("late", "bad_observation: camera_late: robot0_eye_in_hand: frame 1.0"),
-    ("skew", "bad_observation: observation_skew: stamps spread 0.1"),
+    ("skew", "bad_observation: observation_skew: stamps spread 0.0"),
 ]
 
 
