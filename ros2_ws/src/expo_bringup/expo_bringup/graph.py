@@ -174,6 +174,31 @@ LOCKSTEP_PACING_BACKLOG = 20  # owed learner updates a lockstep bridge lets accu
 SIM_OBS_KINDS = ("state", "pixels")
 #: The frame of the sim bridge's ``ee_pose_base`` (sim_bridge.yaml ``base_frame_id``).
 SIM_BASE_FRAME = "robot0_base"
+#: The robot base's position in robosuite's world per task (identity rotation; read from the sim,
+#: expo_sim.envs.frames): a pixel policy acts on base-frame poses, so its safety box is shifted.
+SIM_BASE_POSITION: dict[str, tuple[float, float, float]] = {
+    "lift": (-0.56, 0.0, 0.912),
+    "square": (-0.56, 0.0, 0.912),
+    "can": (-0.5, -0.1, 0.912),
+}
+
+
+def base_frame_workspace(task: str) -> dict[str, list[float]]:
+    """``safety.workspace_low/high`` of a pixel policy in ``task``: the default world-frame box
+    (SafetyLimits, = policy.yaml) in the robot base frame. ValueError for a task without a known
+    base pose."""
+    from expo_policy.safety import SafetyLimits
+
+    if task not in SIM_BASE_POSITION:
+        raise ValueError(
+            f"sim_graph obs 'pixels': no base-frame safety box for task '{task}' (known: "
+            f"{sorted(SIM_BASE_POSITION)}); set safety.workspace_low/high for the policy node"
+        )
+    base, limits = SIM_BASE_POSITION[task], SafetyLimits()
+    return {
+        "safety.workspace_low": [round(w - b, 4) for w, b in zip(limits.workspace_low, base, strict=True)],
+        "safety.workspace_high": [round(w - b, 4) for w, b in zip(limits.workspace_high, base, strict=True)],
+    }
 
 
 def sim_graph(
@@ -210,13 +235,17 @@ def sim_graph(
             expert) and turn on the policy node's ``intervention.enabled`` (docs/interventions.md).
         obs: ``"state"`` (object poses) or ``"pixels"``: the bridge also renders and publishes
             the cameras (``<camera>/image_raw``) and the base-frame pose (``ee_pose_base``), and
-            the policy node checks that pose's frame; ``checkpoint`` must then be a pixel one (the
-            policy node and the learner take their inputs from it; docs/pixels.md).
+            the policy node checks that pose's frame and gets its safety box in the base frame
+            (:func:`base_frame_workspace`: lift, can, square); ``checkpoint`` must then be a
+            pixel one (the policy node and the learner take their inputs from it; docs/pixels.md).
     """
     if obs not in SIM_OBS_KINDS:
         raise ValueError(f"sim_graph obs '{obs}' unknown; one of {list(SIM_OBS_KINDS)}")
     if task not in TASK_OBJECT_DIMS:
         raise ValueError(f"sim_graph task '{task}' unknown; supported: {sorted(TASK_OBJECT_DIMS)}")
+    pixel_policy = (
+        {"observation.base_frame": SIM_BASE_FRAME, **base_frame_workspace(task)} if obs == "pixels" else {}
+    )
     if not _NAME.match(backend):
         raise ValueError(f"sim_graph backend '{backend}' must be a plain name such as 'torch'")
     cfg = Path(config_dir) if config_dir is not None else default_config_dir()
@@ -247,7 +276,7 @@ def sim_graph(
             "lockstep": not realtime,
             "use_sim_time": True,
             **({"intervention.enabled": True} if intervene else {}),
-            **({"observation.base_frame": SIM_BASE_FRAME} if obs == "pixels" else {}),
+            **pixel_policy,
         },
         params_files=(str((cfg / "policy.yaml").resolve()),),
     )

@@ -29,6 +29,13 @@ def test_pixel_graph_sets_the_bridge_and_policy_inputs() -> None:
     assert bridge.parameters["observation.kind"] == "pixels"
     assert policy.parameters["observation.base_frame"] == SIM_BASE_FRAME == "robot0_base"
     assert g.node("learner_node").parameters["checkpoint"] == "/ck/pix.safetensors"
+    # The safety box follows the pose the policy acts on: policy.yaml's world box in the base frame.
+    assert policy.parameters["safety.workspace_low"] == [0.11, -0.4, -0.112]
+    assert policy.parameters["safety.workspace_high"] == [0.91, 0.4, 0.438]
+    can = sim_graph(task="can", obs="pixels").node("policy_node").parameters
+    assert can["safety.workspace_low"] == [0.05, -0.3, -0.112]
+    with pytest.raises(ValueError, match="no base-frame safety box"):
+        sim_graph(task="stack", obs="pixels")
     state = sim_graph()
     assert "observation.kind" not in state.node("sim_bridge").parameters
     assert "observation.base_frame" not in state.node("policy_node").parameters
