@@ -1,7 +1,8 @@
 """``expo-data``: move transition data between robomimic HDF5 files and rosbag2 segments.
 
-    expo-data hdf5-to-bag IN.hdf5 OUT_DIR [--segment-mb N] [--task TASK]
+    expo-data hdf5-to-bag IN.hdf5 OUT_DIR [--segment-mb N] [--task TASK] [--obs pixels]
     expo-data bag-to-hdf5 BAG_DIR... OUT.hdf5 --task lift [--env-args-from REF.hdf5] [--overwrite]
+        [--obs pixels [--image-size 84]]
     expo-data report BAG_DIR...
 
 A BAG_DIR is a segment root (the learner's recording directory) or one segment directory. What a
@@ -35,15 +36,27 @@ def _parser() -> argparse.ArgumentParser:
     a.add_argument("out_dir", help="directory for the segments (must hold none yet)")
     a.add_argument("--segment-mb", type=float, default=64.0, help="segment size limit in MiB (default 64)")
     a.add_argument("--task", choices=sorted(TASK_OBJECT_DIMS), help="default: from the file's env_args")
+    _obs_arguments(a)
     b = sub.add_parser("bag-to-hdf5", help="transition bag segments -> robomimic HDF5")
     b.add_argument("bags", nargs="+", metavar="BAG_DIR", help="segment roots or segment directories")
     b.add_argument("out", metavar="OUT.hdf5")
     b.add_argument("--task", required=True, choices=sorted(TASK_OBJECT_DIMS))
     b.add_argument("--env-args-from", metavar="REF.hdf5", help="copy env_args from this robomimic file")
     b.add_argument("--overwrite", action="store_true", help="replace OUT.hdf5 if it exists")
+    _obs_arguments(b)
     r = sub.add_parser("report", help="read segments and report counts and damage")
     r.add_argument("bags", nargs="+", metavar="BAG_DIR")
     return p
+
+
+def _obs_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--obs",
+        choices=("state", "pixels"),
+        default="state",
+        help="pixels: image data (obs/<camera>_image in the HDF5 file, images/next_images in the bags)",
+    )
+    p.add_argument("--image-size", type=int, default=84, help="pixels: frame width = height (default 84)")
 
 
 def _hdf5_to_bag(args: argparse.Namespace) -> None:
@@ -56,6 +69,8 @@ def _hdf5_to_bag(args: argparse.Namespace) -> None:
             task=args.task,
             segment_bytes=max(1, int(args.segment_mb * 2**20)),
             progress=bar.update,
+            obs=args.obs,
+            image_size=args.image_size,
         )
     print(f"wrote {n} transitions to {len(segments)} segments under {args.out_dir}")
 
@@ -70,6 +85,8 @@ def _bag_to_hdf5(args: argparse.Namespace) -> None:
             env_args=env_args,
             overwrite=args.overwrite,
             progress=lambda _: bar.update(),
+            obs=args.obs,
+            image_size=args.image_size,
         )
     print(report.summary())
     print(f"wrote {demos} demos, {n} transitions to {args.out}")

@@ -21,6 +21,14 @@ SequenceDataset read (see ``sim/expo_sim/envs/robomimic_writer.py``): one ``data
   minimal: ``env_name`` of the task, ``type`` 1 and empty ``env_kwargs`` (our sim fills
   robomimic's defaults; robomimic's own env factory needs the full kwargs).
 
+Images (``obs="pixels"``, issue 13) travel both ways too. HDF5 -> bags reads an image dataset
+through the task's pixel spec (``obs/<camera>_image`` uint8 frames, base-frame proprioception)
+and writes each transition's frames of obs and next obs as rgb8 ``images``/``next_images`` (as
+the pixel policy node sends them); bags -> HDF5 writes them back as ``obs/<camera>_image`` and
+``next_obs/<camera>_image`` (T, H, W, 3) uint8, the layout robomimic's SequenceDataset reads
+with rgb obs keys. Bags -> HDF5 holds every frame in memory while it writes (84.7 KB per
+transition with two 84x84 cameras).
+
 Interventions travel both ways. Bags -> HDF5 writes, per demo, ``interventions`` (T,) bool (the
 Transition flag) and ``action_modes`` (T,) int8 in the convention of Sirius (robomimic-based
 human-in-the-loop learning, Liu et al. 2023): -1 demonstration (rows converted from an HDF5 file,
@@ -31,18 +39,23 @@ robomimic itself ignores both keys.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
 import time
+from collections import Counter
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import h5py
 import numpy as np
-from expo_core.robomimic_io import load_robomimic_hdf5, read_env_meta
-from expo_core.spec import ObsSpec, task_obs_spec
+from expo_core.robomimic_io import load_robomimic_hdf5, load_robomimic_images, read_env_meta
+from expo_core.spec import DEFAULT_IMAGE_SIZE, ObsSpec, task_obs_spec
+from expo_ros.conversions import image_msg
+from expo_ros.transitions import TransitionData
 
+from .pixel_features import image_array
 from .segment_reader import LoadReport, SegmentReport, load_segments
 from .segments import SegmentConfig, SegmentWriter, list_segments
 from .transition_table import TransitionTable
@@ -110,8 +123,12 @@ def hdf5_to_segments(
     task: str | None = None,
     segment_bytes: int = 64 * 2**20,
     progress: Callable[[int], None] | None = None,
+    obs: str = "state",
+    image_size: int = DEFAULT_IMAGE_SIZE,
 ) -> tuple[int, list[Path]]:
     """Write all demos of a robomimic HDF5 file as transition segments under ``out_dir``.
+    ``obs="pixels"``: an image dataset (the task's pixel spec at ``image_size``); each
+    transition carries its frames (module doc).
 
     ``task`` defaults to the one named by the file's env_args (required when it has none).
     ``progress(n)`` is called with the number of transitions just written. Returns
@@ -126,8 +143,9 @@ def hdf5_to_segments(
         raise FileExistsError(f"{out_dir} already holds segments; choose an empty directory")
     if task is None:  # read_env_meta raises a KeyError naming the file when env_args is missing
         task = _env_name_to_task(str(read_env_meta(in_path).get("env_name")))
-    spec = task_obs_spec(task)
-    data = load_robomimic_hdf5(in_path, spec)
+    spec = task_obs_spec(task, obs, image_size=image_size)
+    images = load_robomimic_images(in_path, spec) if obs == "pixels" else None
+    data = images.low_dim if images is not None else load_robomimic_hdf5(in_path, spec)
     env_meta = data.env_meta  # {} (with a warning) when the file has no env_args
     starts = np.flatnonzero(np.r_[True, data.episode[1:] != data.episode[:-1]])
     step = np.arange(len(data)) - np.repeat(starts, np.diff(np.r_[starts, len(data)]))
@@ -142,10 +160,18 @@ def hdf5_to_segments(
     custom = {ENV_ARGS_KEY: json.dumps(env_meta), OBS_SPEC_KEY: json.dumps(spec.to_json())}
     config = SegmentConfig(max_bytes=int(segment_bytes), max_age_s=None)
     with SegmentWriter(out_dir, config, custom_data=custom) as writer:
-        for start in range(0, len(table), 1000):
-            n = writer.write_table(table.select(np.arange(start, min(start + 1000, len(table)))))
+        if images is None:
+            for start in range(0, len(table), 1000):
+                n = writer.write_table(table.select(np.arange(start, min(start + 1000, len(table)))))
+                if progress is not None:
+                    progress(n)
+        else:
+            for i, (t, source) in enumerate(table.rows()):
+                writer.write(_with_frames(t, images, spec.cameras, i), source)
+                if progress is not None and (i + 1) % 100 == 0:
+                    progress(100)
             if progress is not None:
-                progress(n)
+                progress(len(table) % 100)
     log.info(
         "%s: %d transitions of %d demos -> %d segments",
         in_path,
@@ -154,6 +180,50 @@ def hdf5_to_segments(
         len(writer.closed_segments),
     )
     return len(table), writer.closed_segments
+
+
+def _with_frames(t: TransitionData, images, cameras: tuple[str, ...], row: int) -> TransitionData:
+    """``t`` with the rgb8 frames of its obs and next obs (row ``row`` of ``images``) attached,
+    stamped one control period apart (the next observation's stamp is the transition's)."""
+
+    def msgs(frame: int, stamp: int) -> tuple:
+        return tuple(image_msg(images.frames[f"{c}_image"][frame], stamp, c) for c in cameras)
+
+    return dataclasses.replace(
+        t,
+        images=msgs(int(images.obs_frame[row]), t.stamp_ns - CONTROL_PERIOD_NS),
+        next_images=msgs(int(images.next_obs_frame[row]), t.stamp_ns),
+    )
+
+
+class _FrameCollector:
+    """A segment reader ``rows_map`` that keeps each row's frames (uint8 arrays by camera) in
+    read order and leaves out rows whose frames are missing or malformed."""
+
+    def __init__(self, spec: ObsSpec) -> None:
+        self.cameras, self.size = spec.cameras, spec.rgb[0].shape[0]
+        self.obs: dict[str, list[np.ndarray]] = {c: [] for c in self.cameras}
+        self.next: dict[str, list[np.ndarray]] = {c: [] for c in self.cameras}
+
+    def __call__(self, rows: list) -> tuple[list, Counter]:
+        kept, left_out = [], Counter()
+        for t, source in rows:
+            try:
+                got = []
+                for field, msgs in (("images", t.images), ("next_images", t.next_images)):
+                    if len(msgs) != len(self.cameras):
+                        raise ValueError(f"{len(msgs)} {field} (want {len(self.cameras)})")
+                    got.append(
+                        [image_array(m, self.size, f"{field} {c}") for c, m in zip(self.cameras, msgs)]
+                    )
+            except ValueError as e:
+                left_out[str(e)] += 1
+                continue
+            for c, now, nxt in zip(self.cameras, *got, strict=True):
+                self.obs[c].append(now.copy())
+                self.next[c].append(nxt.copy())
+            kept.append((t, source))
+        return kept, left_out
 
 
 def _check_task(table: TransitionTable, spec: ObsSpec, task: str, custom: dict[str, str], where: str) -> None:
@@ -186,18 +256,23 @@ def segments_to_hdf5(
     env_args: dict | None = None,
     overwrite: bool = False,
     progress: Callable[[SegmentReport], None] | None = None,
+    obs: str = "state",
+    image_size: int = DEFAULT_IMAGE_SIZE,
 ) -> tuple[int, int, LoadReport]:
     """Write the transitions of ``bag_dirs`` (segment roots or segment directories) as a robomimic
-    HDF5 file for ``task``. Returns ``(demos, transitions, load report)``.
+    HDF5 file for ``task``. Returns ``(demos, transitions, load report)``. ``obs="pixels"``:
+    pixel transitions (the task's pixel spec at ``image_size``), frames written as
+    ``obs``/``next_obs`` ``<camera>_image``; rows without usable frames are left out (reported).
 
     Raises FileNotFoundError (a bag dir), FileExistsError (``out_path`` without ``overwrite``),
     ValueError (no transitions, obs that do not fit the task).
     """
-    spec = task_obs_spec(task)
+    spec = task_obs_spec(task, obs, image_size=image_size)
     out_path = Path(out_path)
     if out_path.exists() and not overwrite:
         raise FileExistsError(f"{out_path} exists (replace it with --overwrite / overwrite=True)")
-    table, report = load_segments(bag_dirs, progress=progress)
+    frames = _FrameCollector(spec) if obs == "pixels" else None
+    table, report = load_segments(bag_dirs, progress=progress, rows_map=frames)
     where = ", ".join(map(str, bag_dirs))
     if not len(table):
         raise ValueError(f"no transitions in {where} ({report.segments_read} segments): empty bag")
@@ -233,6 +308,11 @@ def segments_to_hdf5(
                 for group, arr in (("obs", table.obs), ("next_obs", table.next_obs)):
                     for key, part in spec.unflatten(arr[rows]).items():
                         g.create_dataset(f"{group}/{key}", data=part.astype(np.float64))
+                if frames is not None:
+                    for group, per_cam in (("obs", frames.obs), ("next_obs", frames.next)):
+                        for c in spec.cameras:
+                            stack = np.stack([per_cam[c][r] for r in rows])
+                            g.create_dataset(f"{group}/{c}_image", data=stack, chunks=(1, *stack.shape[1:]))
         os.replace(tmp, out_path)
     finally:
         tmp.unlink(missing_ok=True)
