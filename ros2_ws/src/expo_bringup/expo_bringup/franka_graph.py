@@ -31,7 +31,9 @@ policy node reads ``joint_states`` (fingers and the 7 arm joints), ``ee_pose_bas
 ``current_pose`` (franka_ros2 reports it in the base frame) and one ``sensor_msgs/Image`` per camera
 on the topic ``camera_topics`` names (e.g. a ``realsense2_camera`` node's
 ``/camera/color/image_raw``; default ``<camera>/image_raw`` in the namespace). A state checkpoint
-ignores these.
+ignores these. Emulated, ``obs="pixels"`` puts the sim bridge in pixel mode (it renders the cameras
+and publishes ``ee_pose_base``) and gives the policy node the sim's base-frame safety box, as
+:func:`~expo_bringup.graph.sim_graph` does; on hardware the checkpoint decides the kind.
 
 ``learner=True`` adds the learner node, built exactly as :func:`expo_bringup.graph.sim_graph`
 builds it (same namespace: it trains on the policy's ``transitions`` and streams
@@ -47,7 +49,7 @@ from pathlib import Path
 from expo_core.tasks import SUPPORTED_CAMERAS
 from expo_ros.params import as_topic
 
-from expo_bringup.graph import Graph, NodeSpec, default_config_dir, sim_graph
+from expo_bringup.graph import SIM_OBS_KINDS, Graph, NodeSpec, default_config_dir, sim_graph
 
 ROBOT_TYPES = ("fr3", "panda")
 #: franka_ros2's controller that takes an equilibrium pose (franka_example_controllers).
@@ -83,6 +85,7 @@ def franka_graph(
     offline_dataset: str = "",
     config_dir: Path | str | None = None,
     camera_topics: Mapping[str, str] | None = None,
+    obs: str = "state",
 ) -> Graph:
     """Policy node + Franka adapter + episode manager (emulated: sim bridge + Franka emulator
     instead of the episode manager) (+ learner node).
@@ -103,6 +106,8 @@ def franka_graph(
         config_dir: where the nodes' YAML files live (default: package data).
         camera_topics: camera name -> sensor_msgs/Image topic for a pixel policy (the policy
             node's ``cameras.<camera>.topic``); cameras not named keep ``<camera>/image_raw``.
+        obs: ``"state"`` or ``"pixels"`` (emulated: the bridge's pixel mode; hardware: no change,
+            the policy node takes the kind from the checkpoint).
     """
     arm, fingers = joint_names(robot_type)
     cameras: dict[str, str] = {}
@@ -121,7 +126,10 @@ def franka_graph(
     base = sim_graph(
         task, checkpoint, backend, realtime=True, namespace=namespace, config_dir=cfg,
         learner=learner, learner_dir=learner_dir, offline_dataset=offline_dataset,
+        obs=obs if emulate else "state",
     )  # fmt: skip
+    if obs not in SIM_OBS_KINDS:
+        raise ValueError(f"franka_graph obs '{obs}' unknown; one of {list(SIM_OBS_KINDS)}")
     sim_time = bool(emulate)  # the bridge drives /clock; franka_ros2 runs on wall time
     policy = base.node("policy_node").adapted(
         {

@@ -6,6 +6,7 @@ LaunchDescription.
     ros2 launch expo_bringup franka.launch.py robot_ip:=172.16.0.2 checkpoint:=... dry_run:=false
     ros2 launch expo_bringup franka.launch.py emulate:=true checkpoint:=...   # no robot, no franka_ros2
     ros2 launch expo_bringup franka.launch.py robot_ip:=... checkpoint:=... franka_bringup:=false
+    ros2 launch expo_bringup franka.launch.py emulate:=true obs:=pixels   # cameras, no object poses
     ros2 launch expo_bringup franka.launch.py robot_ip:=... checkpoint:=pixels.safetensors \
         agentview_topic:=/camera/color/image_raw robot0_eye_in_hand_topic:=/wrist/color/image_raw
         # our nodes only, next to a franka_ros2 already running (same ROS_DOMAIN_ID, namespace)
@@ -88,6 +89,12 @@ LAUNCH_ARGUMENTS: tuple[tuple[str, str, str], ...] = (
     ("learner_dir", "", "the learner's directory (bags, checkpoints, tensorboard); required with learner"),
     ("offline_dataset", "", "robomimic HDF5 for the learner's offline half ('' = none)"),
     ("params_file", "", "ROS 2 parameters YAML applied last (keys: node name, /ns/name, /**)"),
+    (
+        "obs",
+        "state",
+        "state | pixels: emulate: the bridge renders the cameras (and ee_pose_base) for a pixel "
+        "checkpoint ('' checkpoint = make sim OBS=pixels' base); hardware: the checkpoint decides",
+    ),
     *(
         (
             f"{cam}_topic",
@@ -144,6 +151,7 @@ def graph_from_launch_arguments(values: Mapping[str, str]) -> Graph:
         learner_dir=v["learner_dir"],
         offline_dataset=v["offline_dataset"],
         camera_topics=camera_topics(v),
+        obs=v["obs"],
     )
     return graph_with_params_file(graph, v["params_file"]) if v["params_file"] else graph
 
@@ -280,7 +288,7 @@ def generate_launch_description() -> Any:
 
         if emulate and not values.get("checkpoint"):
             graph_from_launch_arguments({**values, "checkpoint": "default"})  # bad arguments fail first
-            return default_policy_actions(values.get("task", "lift"), start)
+            return default_policy_actions(values.get("task", "lift"), start, values.get("obs", "state"))
         return start(values.get("checkpoint", ""), "")
 
     declared = [DeclareLaunchArgument(n, default_value=d, description=t) for n, d, t in LAUNCH_ARGUMENTS]

@@ -153,3 +153,18 @@ def test_pixel_policy_inputs_on_the_arm() -> None:
         franka_graph(camera_topics={"frontview": "x"})
     with pytest.raises(ValueError, match="cameras.agentview.topic"):
         franka_graph(camera_topics={"agentview": "not a topic"})
+
+
+def test_emulated_pixel_graph_renders_cameras_and_acts_in_the_base_frame() -> None:
+    g = franka_graph(emulate=True, obs="pixels")
+    bridge, policy = g.node("sim_bridge"), g.node("policy_node")
+    assert bridge.parameters["observation.kind"] == "pixels"
+    assert bridge.parameters["arm_joint_names"] == policy.parameters["observation.arm_joint_names"]
+    assert policy.parameters["observation.base_frame"] == "robot0_base"
+    sim = sim_graph("lift", realtime=True, obs="pixels").node("policy_node").parameters
+    assert policy.parameters["safety.workspace_low"] == sim["safety.workspace_low"]  # the base-frame box
+    assert "ee_pose_base" not in dict(policy.remappings)  # the bridge's own base-frame pose
+    hw = franka_graph(obs="pixels")  # hardware: the checkpoint decides; nothing sim-specific
+    assert hw == franka_graph() and "observation.base_frame" not in hw.node("policy_node").parameters
+    with pytest.raises(ValueError, match="obs 'depth' unknown"):
+        franka_graph(obs="depth")

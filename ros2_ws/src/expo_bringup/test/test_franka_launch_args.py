@@ -41,6 +41,7 @@ def test_launch_arguments_are_the_documented_ones(franka_launch) -> None:
         "learner_dir",
         "offline_dataset",
         "params_file",
+        "obs",
         "agentview_topic",
         "robot0_eye_in_hand_topic",
     ]
