@@ -252,3 +252,12 @@ def test_expo_data_round_trips_an_image_dataset_through_bags(tmp_path: Path) -> 
         assert img.dtype == np.uint8 and img.shape == (5, SIZE, SIZE, 3)
     # read as a state bag (no --obs pixels), the 16 proprio values do not fit lift's state spec
     assert main(["bag-to-hdf5", str(tmp_path / "bags"), str(tmp_path / "x.hdf5"), "--task", "lift"]) == 2
+
+
+def test_bench_pixels_entry_point(pixel_ckpt: Path, capsys) -> None:
+    from expo_learner.bench_pixels import main
+
+    assert main([str(pixel_ckpt.with_suffix(".safetensors")), "--transitions", "12"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["image_size"] == SIZE and out["transitions"] == 12
+    assert 0 < out["arriving_p50_ms"] <= out["arriving_p99_ms"] and out["reload_ms_per_transition"] > 0
