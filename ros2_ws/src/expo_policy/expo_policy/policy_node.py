@@ -34,8 +34,9 @@ ee_pose_base              geometry_msgs/PoseStamped          as joint_states; th
 (``<cam>/image_raw``)                                        camera of the checkpoint, rgb8/bgr8
 ========================  =================================  ======================================
 
-Its observation sets are approximate-time (:mod:`expo_policy.camera_inputs`: the newest piece of
-each, once every piece has a new one, within ``observation.max_skew_s``); a bad frame holds with a
+Its observation sets are approximate-time (:mod:`expo_policy.camera_inputs`: once every input has
+a new piece, each input's piece closest to the oldest of the newest stamps, all within
+``observation.max_skew_s``); a bad frame holds with a
 ``camera_*`` / ``observation_skew`` / ``proprio_unusable`` reason (``bad_observation: <code>: ...``),
 and in real time the watchdog timer reports the same reasons when no usable set comes. The safety
 filter's workspace box is then in the base frame of ``ee_pose_base``.
