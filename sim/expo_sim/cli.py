@@ -103,7 +103,24 @@ def _add_demos(sub: argparse._SubParsersAction) -> None:
         "default none: a low-dim file)",
     )
     _add_image_arguments(p)
+    _add_delay_arguments(p, "scripted demos: ")
     p.set_defaults(func=_run_demos, parser=p)
+
+
+def _add_delay_arguments(p: argparse.ArgumentParser, prefix: str = "") -> None:
+    p.add_argument(
+        "--action-delay-ms",
+        type=float,
+        default=0.0,
+        help=f"{prefix}each action takes effect this late in its 50 ms period, the previous one "
+        "in effect until then (latency randomization; default 0)",
+    )
+    p.add_argument(
+        "--action-jitter-ms",
+        type=float,
+        default=0.0,
+        help="uniform +- jitter on --action-delay-ms per step, seeded (default 0)",
+    )
 
 
 def _camera_list(text: str) -> tuple[str, ...]:
@@ -148,6 +165,8 @@ def _run_demos(args: argparse.Namespace) -> int:
     from expo_sim.envs.demo_set import write_demo_set
 
     if args.generator == "mimicgen":
+        if args.action_delay_ms or args.action_jitter_ms:
+            args.parser.error("--action-delay-ms/--action-jitter-ms apply to scripted demos, not mimicgen")
         return _run_mimicgen_demos(args)
     if args.task not in SCRIPTED_TASKS:
         args.parser.error(f"no scripted demonstrator for '{args.task}'; use --generator mimicgen")
@@ -166,8 +185,10 @@ def _run_demos(args: argparse.Namespace) -> int:
             camera_size=args.image_size,
             compression=None if args.compression == "none" else args.compression,
             next_obs_images=not args.no_next_obs_images,
+            action_delay_ms=args.action_delay_ms,
+            action_jitter_ms=args.action_jitter_ms,
         )
-    except FileExistsError as e:
+    except (FileExistsError, ValueError) as e:
         print(f"expo-sim demos: error: {e}", file=sys.stderr)
         return 2
     print(summary.line())
@@ -306,6 +327,7 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
         "oversubscribed by other processes make every call many times slower)",
     )
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    _add_delay_arguments(p, "online episodes and evaluations: ")
 
 
 def _run_train(args: argparse.Namespace) -> int:
@@ -334,6 +356,8 @@ def _run_train(args: argparse.Namespace) -> int:
             resume=args.resume,
             progress=not args.no_progress,
             initial_eval=args.initial_eval,
+            action_delay_ms=args.action_delay_ms,
+            action_jitter_ms=args.action_jitter_ms,
         )
         summary = train(cfg, command=args.command_line)
     except (FileNotFoundError, FileExistsError, KeyError, ValueError) as e:

@@ -56,29 +56,38 @@ def write_demo_set(
     camera_size: int = 84,
     compression: str | None = None,
     next_obs_images: bool = True,
+    action_delay_ms: float = 0.0,
+    action_jitter_ms: float = 0.0,
 ) -> DemoSetSummary:
     """Generate ``episodes`` scripted demos of ``task`` at ``quality`` into ``out``.
 
     Episode ``i`` is reproducible on its own from ``(seed, i)``. ``valid_fraction`` of the demos
     go to ``mask/valid`` (the rest to ``mask/train``). ``cameras`` (e.g. ``("agentview",
     "robot0_eye_in_hand")``) adds their ``camera_size`` frames; ``compression`` and
-    ``next_obs_images`` are :class:`RobomimicWriter`'s. Raises FileExistsError when ``out``
+    ``next_obs_images`` are :class:`RobomimicWriter`'s. ``action_delay_ms`` +- ``action_jitter_ms``:
+    each action takes effect that late in its period (:mod:`expo_sim.envs.action_delay`; latency
+    randomization, recorded in ``expo_generator``). Raises FileExistsError when ``out``
     exists and ``overwrite`` is false, ValueError for an unknown task, quality or camera.
     """
     from tqdm import tqdm
 
+    from expo_sim.envs.action_delay import check_delay, with_action_delay
     from expo_sim.envs.episodes import generate_demos
     from expo_sim.envs.robomimic_writer import RobomimicWriter
     from expo_sim.envs.robosuite_env import make_env
 
+    action_delay_ms, action_jitter_ms = check_delay(action_delay_ms, action_jitter_ms)
     out = Path(out)
     if out.exists() and not overwrite:
         raise FileExistsError(f"{out} exists (use --overwrite)")
     t0 = time.perf_counter()
     env = make_env(task, horizon=horizon, cameras=tuple(cameras), camera_size=camera_size)
+    env = with_action_delay(env, action_delay_ms, action_jitter_ms, seed)
     generator = {"task": task, "quality": quality, "seed": seed, "episodes": episodes}
     if cameras:
         generator.update(cameras=list(cameras), camera_size=camera_size)
+    if action_delay_ms:
+        generator.update(action_delay_ms=action_delay_ms, action_jitter_ms=action_jitter_ms)
     lengths, success_lengths = [], []
     try:
         with RobomimicWriter(

@@ -31,7 +31,7 @@ and publishes on ``/clock`` (the policy runs with ``use_sim_time``); every stamp
 the node clock. Sim time starts at 0 and advances one control period (50 ms) per env step,
 per lockstep hold and per reset. Lockstep mode therefore runs as fast as the policy answers;
 realtime mode advances it with wall time, one chunk of a control period at a time (physics in
-sub-steps, :mod:`expo_sim.ros.realtime_physics`; commands take effect when they arrive, with
+sub-steps, :mod:`expo_sim.envs.substep_physics`; commands take effect when they arrive, with
 optional injected latency and jitter). The protocols are described in
 :mod:`expo_sim.ros.bridge_protocol`.
 
@@ -68,10 +68,10 @@ from rosgraph_msgs.msg import Clock as ClockMsg
 from sensor_msgs.msg import Image, JointState
 
 from expo_sim.envs.robosuite_env import RobomimicEnv, make_env
+from expo_sim.envs.substep_physics import SubstepPhysics
 from expo_sim.ros.bridge_conversions import clock_msg, feedback_msg, observation_msgs, snapshot_from_env
 from expo_sim.ros.bridge_params import PARAMETERS, BridgeConfig
 from expo_sim.ros.bridge_protocol import EpisodeStats, LearnerPacer, LockstepGate, RealtimeInbox, SimClock
-from expo_sim.ros.realtime_physics import SubstepPhysics
 
 SUCCESS, FAILURE = TransitionCallbackReturn.SUCCESS, TransitionCallbackReturn.FAILURE
 OBS_TOPICS = ("joint_states", "ee_pose", "object_poses")

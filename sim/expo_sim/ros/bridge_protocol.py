@@ -23,7 +23,7 @@ Lockstep protocol (``realtime: false``), as the policy node expects it:
 Realtime protocol (``realtime: true``), a model of an arm that does not wait for its policy:
 
 1. Physics advances on wall time in sub-steps: each control period (50 ms) is ``realtime_substeps``
-   chunks (10 ms each by default) of MuJoCo steps (:mod:`expo_sim.ros.realtime_physics`), each
+   chunks (10 ms each by default) of MuJoCo steps (:mod:`expo_sim.envs.substep_physics`), each
    computed when its wall time has passed (late chunks are caught up, at most one period at a
    time; sim time follows wall time). ``/clock`` advances every chunk.
 2. At each period end the observation set (and the step's EnvFeedback) goes out, stamped with

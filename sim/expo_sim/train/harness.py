@@ -49,6 +49,7 @@ from expo_core.replay import MixedSampler, ReplayBuffer
 from expo_core.spec import FRANKA_ACTION_SPEC, task_obs_spec
 from expo_core.tasks import check_task
 
+from expo_sim.envs.action_delay import check_delay, with_action_delay
 from expo_sim.envs.robosuite_env import make_env_from_hdf5
 from expo_sim.train.evaluation import EVAL_SEED_BASE, EvalResult, evaluate
 from expo_sim.train.learners import load_learner, wrap
@@ -61,7 +62,20 @@ from expo_sim.train.run_state import Counters, load_run_state, save_run_state
 log = logging.getLogger(__name__)
 
 # Settings that must not change when a run is resumed (env_steps and eval_every may).
-RESUME_FIXED = ("task", "dataset", "algo", "seed", "preset", "pretrain_steps", "warmup_steps", "horizon")
+RESUME_FIXED = (
+    "task",
+    "dataset",
+    "algo",
+    "seed",
+    "preset",
+    "pretrain_steps",
+    "warmup_steps",
+    "horizon",
+    "action_delay_ms",
+    "action_jitter_ms",
+)
+# What a run.json written before a setting existed meant by it.
+_RESUME_DEFAULTS: dict[str, Any] = {"action_delay_ms": 0.0, "action_jitter_ms": 0.0}
 INITIAL_EVALS: tuple[str, ...] = ("base", "policy")
 BC_LOSS_ROWS = 1024  # most recent online transitions the base's imitation loss is measured on
 
@@ -88,6 +102,10 @@ class TrainConfig:
     resume: bool = False
     progress: bool = True
     initial_eval: str = "base"  # INITIAL_EVALS: what env step 0 evaluates (see the module doc)
+    # Latency randomization (expo_sim.envs.action_delay): every action, in training and in the
+    # evaluations, takes effect this late (+- jitter) in its period.
+    action_delay_ms: float = 0.0
+    action_jitter_ms: float = 0.0
 
     def __post_init__(self) -> None:
         check_task(self.task)
@@ -108,6 +126,9 @@ class TrainConfig:
             v = getattr(self, name)
             if not isinstance(v, int) or v < 0:
                 raise ValueError(f"{name}={v!r} is invalid; allowed: integer >= 0")
+        delay, jitter = check_delay(self.action_delay_ms, self.action_jitter_ms)
+        object.__setattr__(self, "action_delay_ms", delay)
+        object.__setattr__(self, "action_jitter_ms", jitter)
         object.__setattr__(self, "dataset", Path(self.dataset).resolve())
         object.__setattr__(self, "out", Path(self.out))
 
@@ -137,11 +158,13 @@ class Trainer:
                 f"{out} already holds a run; pass --resume to continue it or choose another --out"
             )
         data = load_dataset(cfg.dataset, cfg.task)  # clear errors for a bad dataset before any env work
-        self.env = make_env_from_hdf5(cfg.dataset, horizon=cfg.horizon)
+        delay = (cfg.action_delay_ms, cfg.action_jitter_ms)
+        self.env = with_action_delay(make_env_from_hdf5(cfg.dataset, horizon=cfg.horizon), *delay, cfg.seed)
         if self.env.task != cfg.task:
             self.env.close()
             raise ValueError(f"{cfg.dataset} was recorded in task '{self.env.task}', not '{cfg.task}'")
-        self.eval_env = make_env_from_hdf5(cfg.dataset, horizon=cfg.horizon)
+        eval_env = make_env_from_hdf5(cfg.dataset, horizon=cfg.horizon)
+        self.eval_env = with_action_delay(eval_env, *delay, cfg.seed + 1)
         out.mkdir(parents=True, exist_ok=True)
         self._lock = _lock_run_dir(out)
         self.metrics = MetricsLog(out / "metrics.csv")
@@ -185,7 +208,8 @@ class Trainer:
         cfg = self.cfg
         prev = json.loads((cfg.out / "run.json").read_text())
         now = cfg.to_dict()
-        changed = {k: (prev.get(k), now[k]) for k in RESUME_FIXED if prev.get(k) != now[k]}
+        was = {k: prev.get(k, _RESUME_DEFAULTS.get(k)) for k in RESUME_FIXED}
+        changed = {k: (was[k], now[k]) for k in RESUME_FIXED if was[k] != now[k]}
         if changed:
             raise ValueError(f"--resume with different settings than the run in {cfg.out}: {changed}")
         self.learner, meta = load_learner(cfg.algo, self.ckpt)
@@ -263,6 +287,7 @@ class Trainer:
                 cfg.horizon,
                 gamma,
                 lambda: evaluate(self.eval_env, self.learner.base_decide, cfg.eval_episodes, gamma=gamma),
+                action_delay=(cfg.action_delay_ms, cfg.action_jitter_ms),
             )
         return evaluate(self.eval_env, self.learner.decide, cfg.eval_episodes, gamma=gamma)
 
@@ -369,11 +394,17 @@ def _lock_run_dir(out: Path) -> int:
 
 
 def cached_base_evaluation(
-    base_path: Path, episodes: int, horizon: int, gamma: float, run: Callable[[], EvalResult]
+    base_path: Path,
+    episodes: int,
+    horizon: int,
+    gamma: float,
+    run: Callable[[], EvalResult],
+    action_delay: tuple[float, float] = (0.0, 0.0),
 ) -> EvalResult:
     """The evaluation of a pretrained base, cached as JSON next to it: the base alone is one
     deterministic policy, so every algorithm and rerun of one seed shares the result. The cache
-    holds for the same base file (its mtime), episodes, horizon, gamma and evaluation seeds."""
+    holds for the same base file (its mtime), episodes, horizon, gamma and evaluation seeds, and
+    the same action delay (ms, jitter ms; a file of its own when not zero)."""
     base_path = Path(base_path).with_suffix(".safetensors")
     key = {
         "base": base_path.name,
@@ -383,7 +414,11 @@ def cached_base_evaluation(
         "gamma": gamma,
         "seed_base": EVAL_SEED_BASE,
     }
-    path = base_path.with_name(f"{base_path.stem}.eval-n{episodes}-h{horizon}.json")
+    delayed = ""
+    if any(action_delay):
+        key.update(action_delay_ms=action_delay[0], action_jitter_ms=action_delay[1])
+        delayed = f"-d{action_delay[0]:g}j{action_delay[1]:g}"
+    path = base_path.with_name(f"{base_path.stem}.eval-n{episodes}-h{horizon}{delayed}.json")
     try:
         stored = json.loads(path.read_text())
         if stored["key"] == key:

@@ -1,4 +1,4 @@
-"""Sub-stepped control periods (expo_sim.ros.realtime_physics): bit-for-bit env.step when the
+"""Sub-stepped control periods (expo_sim.envs.substep_physics): bit-for-bit env.step when the
 command is set at the period start; a command set mid-period moves the arm less in that period;
 without a new command the controller keeps its goal."""
 
@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from expo_sim.ros.realtime_physics import SubstepPhysics
+from expo_sim.envs.substep_physics import SubstepPhysics
 
 PUSH_X = np.array([1.0, 0, 0, 0, 0, 0, -1.0])
 
