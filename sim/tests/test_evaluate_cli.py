@@ -26,3 +26,9 @@ def test_evaluate_writes_the_result_and_rejects_a_missing_checkpoint(
     assert main([*args[:-2], "--base-only"]) == 0
     assert main(["evaluate", str(tmp_path / "missing")]) == 2
     assert "cannot load" in capsys.readouterr().err
+    delayed = [*args, "--action-delay-ms", "30", "--action-jitter-ms", "10"]
+    assert main(delayed) == 0
+    assert json.loads(out.read_text())["action_delay_ms"] == 30.0
+    assert "30 +- 10 ms late" in capsys.readouterr().out
+    assert main([*args, "--action-delay-ms", "-1"]) == 2
+    assert "action_delay_ms" in capsys.readouterr().err

@@ -4,6 +4,9 @@ The same episodes (reset seeds ``EVAL_SEED_BASE + i``) and the same deterministi
 (editor mean, fixed base noise) as ``expo-train``'s evaluations, so a checkpoint written by the
 ROS learner (``<learner dir>/checkpoints/learner_*.safetensors``) and a harness run are measured
 alike. ``--base-only`` evaluates the diffusion base alone (the ``bc`` baseline).
+``--action-delay-ms D --action-jitter-ms J``: every action takes effect D +- J ms into its period
+(:mod:`expo_sim.envs.action_delay`), in lockstep: what latency costs a policy, free of the
+machine's load.
 """
 
 from __future__ import annotations
@@ -29,6 +32,13 @@ def add_evaluate(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--horizon", type=int, default=400, help="episode step limit (default 400)")
     p.add_argument("--base-only", action="store_true", help="the diffusion base alone (no editor, no critic)")
     p.add_argument("--out", type=Path, default=None, help="also write the result as JSON here")
+    p.add_argument(
+        "--action-delay-ms", type=float, default=0.0, help="each action takes effect this late in its period"
+    )
+    p.add_argument(
+        "--action-jitter-ms", type=float, default=0.0, help="uniform +- jitter on the delay, seeded"
+    )
+    p.add_argument("--seed", type=int, default=0, help="seed of the delay jitter (default 0)")
     p.set_defaults(func=run_evaluate)
 
 
@@ -36,11 +46,17 @@ def run_evaluate(args: argparse.Namespace) -> int:
     import torch
     from expo_core.checkpoint import WeightsError, load_checkpoint
 
+    from expo_sim.envs.action_delay import check_delay, with_action_delay
     from expo_sim.envs.robosuite_env import make_env
     from expo_sim.train.evaluation import evaluate
 
     if args.episodes < 1:
         print("expo-sim evaluate: error: --episodes must be >= 1", file=sys.stderr)
+        return 2
+    try:
+        delay = check_delay(args.action_delay_ms, args.action_jitter_ms)
+    except ValueError as e:
+        print(f"expo-sim evaluate: error: {e}", file=sys.stderr)
         return 2
     path = args.checkpoint.with_suffix(".safetensors")
     try:
@@ -54,7 +70,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
         if args.base_only
         else (lambda o: agent.act(o, deterministic=True))
     )
-    env = make_env(args.task, horizon=args.horizon)
+    env = with_action_delay(make_env(args.task, horizon=args.horizon), *delay, args.seed)
     t0 = time.perf_counter()
     try:
         res = evaluate(env, act, args.episodes)
@@ -69,10 +85,13 @@ def run_evaluate(args: argparse.Namespace) -> int:
         "success_rate": res.success_rate,
         "ci95": [res.success_ci_low, res.success_ci_high],
         "mean_length": res.mean_length,
+        "action_delay_ms": delay[0],
+        "action_jitter_ms": delay[1],
         "wall_s": time.perf_counter() - t0,
     }
     print(
-        f"{path.name}: success {res.successes}/{res.episodes} = {res.success_rate:.2f} "
+        f"{path.name}{f' (actions {delay[0]:g} +- {delay[1]:g} ms late)' if delay[0] else ''}: "
+        f"success {res.successes}/{res.episodes} = {res.success_rate:.2f} "
         f"[{res.success_ci_low:.2f}, {res.success_ci_high:.2f}], mean length {res.mean_length:.0f} steps"
     )
     if args.out is not None:
