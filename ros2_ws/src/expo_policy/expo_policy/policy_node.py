@@ -416,6 +416,9 @@ class PolicyNode(TeardownLifecycleNode):
         pieces = self._inputs.add(name, ns, payload, header.frame_id)
         if pieces is None or not self.active:
             return
+        # The set's stamp: its newest piece's (exact sets: every piece's; a pixel set pairs pieces of
+        # one moment, which need not be the moment of the piece that completed it).
+        ns = max(p[0] for p in pieces.values())
         interval = ns - self._last_set_ns if self._last_set_ns is not None else 0
         self._last_set_ns = ns
         now_ns = self._now_ns()
