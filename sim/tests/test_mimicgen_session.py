@@ -25,7 +25,7 @@ from expo_sim.session.run import SessionConfig, default_dataset, prepare_policy,
 
 DOMAIN_ID = 61 + (os.getpid() + 7) % 15  # test_session's range, never its value in one process
 EPISODES, HORIZON = 2, 30
-SESSION_TIMEOUT_S = 240.0  # ~60 s unloaded; 3.6 min for the file at load 12
+SESSION_TIMEOUT_S = 240.0  # the file: 22 s at load 0.4, 216 s at load 12
 
 needs_mimicgen = pytest.mark.skipif(
     not (available.mimicgen_installed() and available.robomimic_installed()),
