@@ -12,7 +12,7 @@ from expo_sim.train.compare import load_run, markdown_table, plot_runs
 from expo_sim.train.evaluation import wilson_interval
 from expo_sim.train.learners import load_learner
 from expo_sim.train.presets import ALGOS, algo_config, base_config, harness_defaults, same_pretraining
-from expo_sim.train.pretrain import load_pretrained, pretrain_base
+from expo_sim.train.pretrain import dataset_variant, load_pretrained, pretrain_base
 from expo_sim.train.run_log import COLUMNS, MetricsLog, plot_learning_curve, write_json
 
 
@@ -82,6 +82,16 @@ def test_pretrain_is_cached_by_its_inputs(tmp_path, synthetic_lift_hdf5, caplog)
     stamp = out.stat().st_mtime_ns
     assert pretrain_base(data, "lift", cfg, 3, 0, tmp_path / "base", progress=False) == out
     assert out.stat().st_mtime_ns == stamp  # cache hit: not retrained
+    # another dataset file, same settings: the first base stays, the second goes beside it
+    other = tmp_path / "other.hdf5"
+    other.write_bytes(data.read_bytes() + b"\0")  # hdf5 ignores trailing bytes; another file and hash
+    second = pretrain_base(other, "lift", cfg, 3, 0, tmp_path / "base", progress=False)
+    assert second == dataset_variant(out, other) and second != out and second.exists()
+    assert out.stat().st_mtime_ns == stamp
+    second_stamp = second.stat().st_mtime_ns
+    assert pretrain_base(data, "lift", cfg, 3, 0, tmp_path / "base", progress=False) == out
+    assert pretrain_base(other, "lift", cfg, 3, 0, tmp_path / "base", progress=False) == second
+    assert (out.stat().st_mtime_ns, second.stat().st_mtime_ns) == (stamp, second_stamp)
     pretrain_base(data, "lift", cfg, 4, 0, tmp_path / "base", progress=False)
     assert out.stat().st_mtime_ns != stamp  # different steps: retrained
     # the pretrained agent: data normalization set, ablation switches may differ

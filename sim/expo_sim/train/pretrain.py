@@ -71,16 +71,42 @@ def _cache_key(dataset: Path, task: str, cfg: ExpoConfig, steps: int, seed: int)
     }
 
 
-def _cached(out: Path, key: dict[str, Any], dataset: Path) -> dict[str, Any] | None:
-    """The stored key if ``out`` holds a checkpoint made from the same inputs, else None. The
-    dataset matches by size and mtime, or (after a copy or touch) by its sha256."""
+def _stored_key(out: Path) -> dict[str, Any] | None:
+    """The pretraining key stored with the checkpoint at ``out``, None when there is none."""
     meta_path = out.with_suffix(".json")
     if not (meta_path.is_file() and out.with_suffix(".safetensors").is_file()):
         return None
     try:
-        stored = json.loads(meta_path.read_text())["metadata"][PRETRAIN_KEY]
+        return json.loads(meta_path.read_text())["metadata"][PRETRAIN_KEY]
     except (ValueError, KeyError, TypeError):
         log.warning("%s: not a pretraining checkpoint; retraining", meta_path)
+        return None
+
+
+def _other_dataset_file(out: Path, key: dict[str, Any]) -> bool:
+    """Whether ``out`` holds a base of the same task, steps, seed and config pretrained on another
+    dataset file (another path): that base is someone's (``make sim``'s, a study's) and stays."""
+    stored = _stored_key(out)
+    same = ("task", "steps", "seed", "config")
+    return (
+        stored is not None
+        and all(stored.get(k) == key[k] for k in same)
+        and (stored.get("dataset") != key["dataset"])
+    )
+
+
+def dataset_variant(out: Path, dataset: Path) -> Path:
+    """Where the base of ``dataset`` goes when ``out`` holds the base of another dataset file:
+    ``<out>-ds<first 10 hex of the dataset's sha256>.safetensors`` beside it."""
+    out = Path(out).with_suffix(".safetensors")
+    return out.with_name(f"{out.stem}-ds{file_sha256(dataset)[:10]}.safetensors")
+
+
+def _cached(out: Path, key: dict[str, Any], dataset: Path) -> dict[str, Any] | None:
+    """The stored key if ``out`` holds a checkpoint made from the same inputs, else None. The
+    dataset matches by size and mtime, or (after a copy or touch) by its sha256."""
+    stored = _stored_key(out)
+    if stored is None:
         return None
     same = ("task", "steps", "seed", "config", "dataset_size")
     if any(stored.get(k) != key[k] for k in same):
@@ -110,7 +136,10 @@ def pretrain_base(
         progress: show a tqdm bar.
     Returns:
         The .safetensors path. If it already holds a base made from the same dataset, task,
-        steps, seed and config, it is returned as is.
+        steps, seed and config, it is returned as is. If it holds one of the same settings made
+        from another dataset file, that base is kept and this dataset's goes to
+        :func:`dataset_variant` (cached there the same way); a base of the same dataset file
+        whose content changed is retrained in place.
     """
     from tqdm import tqdm
 
@@ -122,6 +151,10 @@ def pretrain_base(
     if not dataset.is_file():
         raise FileNotFoundError(f"dataset not found: {dataset}")
     key = _cache_key(dataset, task, cfg, steps, seed)
+    if _other_dataset_file(out, key):
+        variant = dataset_variant(out, dataset)
+        log.info("%s is the base of another dataset file; the base of %s is %s", out, dataset, variant)
+        out = variant
     if _cached(out, key, dataset) is not None:
         log.info("using cached pretrained base %s", out)
         return out
