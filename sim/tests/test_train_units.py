@@ -92,6 +92,9 @@ def test_pretrain_is_cached_by_its_inputs(tmp_path, synthetic_lift_hdf5, caplog)
     assert pretrain_base(data, "lift", cfg, 3, 0, tmp_path / "base", progress=False) == out
     assert pretrain_base(other, "lift", cfg, 3, 0, tmp_path / "base", progress=False) == second
     assert (out.stat().st_mtime_ns, second.stat().st_mtime_ns) == (stamp, second_stamp)
+    data.write_bytes(data.read_bytes() + b"\0\0")  # the same file, changed: its old base stays too
+    third = pretrain_base(data, "lift", cfg, 3, 0, tmp_path / "base", progress=False)
+    assert third == dataset_variant(out, data) not in (out, second) and out.stat().st_mtime_ns == stamp
     pretrain_base(data, "lift", cfg, 4, 0, tmp_path / "base", progress=False)
     assert out.stat().st_mtime_ns != stamp  # different steps: retrained
     # the pretrained agent: data normalization set, ablation switches may differ

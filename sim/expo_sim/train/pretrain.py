@@ -83,42 +83,45 @@ def _stored_key(out: Path) -> dict[str, Any] | None:
         return None
 
 
-def _other_dataset_file(out: Path, key: dict[str, Any]) -> bool:
-    """Whether ``out`` holds a base of the same task, steps, seed and config pretrained on another
-    dataset file (another path): that base is someone's (``make sim``'s, a study's) and stays."""
+def _same_dataset(stored: dict[str, Any], key: dict[str, Any], dataset: Path) -> bool:
+    """The dataset matches by size and mtime, or (after a copy, move or touch) by its sha256."""
+    if stored.get("dataset_size") != key["dataset_size"]:
+        return False
+    if stored.get("dataset_mtime_ns") == key["dataset_mtime_ns"]:
+        return True
+    return stored.get("dataset_sha256") == file_sha256(dataset)
+
+
+def _other_dataset(out: Path, key: dict[str, Any], dataset: Path) -> bool:
+    """Whether ``out`` holds a base of the same task, steps, seed and config pretrained on other
+    data: that base is someone's (``make sim``'s, a study's) and stays."""
     stored = _stored_key(out)
     same = ("task", "steps", "seed", "config")
     return (
         stored is not None
         and all(stored.get(k) == key[k] for k in same)
-        and (stored.get("dataset") != key["dataset"])
+        and not _same_dataset(stored, key, dataset)
     )
 
 
 def dataset_variant(out: Path, dataset: Path) -> Path:
-    """Where the base of ``dataset`` goes when ``out`` holds the base of another dataset file:
+    """Where the base of ``dataset`` goes when ``out`` holds the base of other data:
     ``<out>-ds<first 10 hex of the dataset's sha256>.safetensors`` beside it."""
     out = Path(out).with_suffix(".safetensors")
     return out.with_name(f"{out.stem}-ds{file_sha256(dataset)[:10]}.safetensors")
 
 
 def _cached(out: Path, key: dict[str, Any], dataset: Path) -> dict[str, Any] | None:
-    """The stored key if ``out`` holds a checkpoint made from the same inputs, else None. The
-    dataset matches by size and mtime, or (after a copy or touch) by its sha256."""
+    """The stored key if ``out`` holds a checkpoint made from the same inputs, else None."""
     stored = _stored_key(out)
     if stored is None:
         return None
-    same = ("task", "steps", "seed", "config", "dataset_size")
+    same = ("task", "steps", "seed", "config")
     if any(stored.get(k) != key[k] for k in same):
         diff = [k for k in same if stored.get(k) != key[k]]
         log.info("%s: cached base differs in %s; retraining", out, diff)
         return None
-    if stored.get("dataset_mtime_ns") == key["dataset_mtime_ns"] or stored.get("dataset_sha256") == (
-        file_sha256(dataset)
-    ):
-        return stored
-    log.info("%s: dataset content changed; retraining", out)
-    return None
+    return stored if _same_dataset(stored, key, dataset) else None
 
 
 def pretrain_base(
@@ -137,9 +140,8 @@ def pretrain_base(
     Returns:
         The .safetensors path. If it already holds a base made from the same dataset, task,
         steps, seed and config, it is returned as is. If it holds one of the same settings made
-        from another dataset file, that base is kept and this dataset's goes to
-        :func:`dataset_variant` (cached there the same way); a base of the same dataset file
-        whose content changed is retrained in place.
+        from other data (another file, or this file before it changed), that base is kept and
+        this dataset's goes to :func:`dataset_variant` (cached there the same way).
     """
     from tqdm import tqdm
 
@@ -151,9 +153,9 @@ def pretrain_base(
     if not dataset.is_file():
         raise FileNotFoundError(f"dataset not found: {dataset}")
     key = _cache_key(dataset, task, cfg, steps, seed)
-    if _other_dataset_file(out, key):
+    if _other_dataset(out, key, dataset):
         variant = dataset_variant(out, dataset)
-        log.info("%s is the base of another dataset file; the base of %s is %s", out, dataset, variant)
+        log.info("%s is the base of other data; the base of %s is %s", out, dataset, variant)
         out = variant
     if _cached(out, key, dataset) is not None:
         log.info("using cached pretrained base %s", out)
