@@ -17,14 +17,12 @@ from __future__ import annotations
 
 import io
 import os
-import threading
 from pathlib import Path
 
 import pytest
-import rclpy
 from expo_interfaces.msg import Transition
 from expo_sim.session.run import SessionConfig, run_session
-from rclpy.executors import SingleThreadedExecutor
+from spun_node import SpunNode
 
 pytestmark = [pytest.mark.ros, pytest.mark.slow]
 
@@ -32,33 +30,16 @@ DOMAIN_ID = 61 + (os.getpid() + 3) % 15  # test_session's range, never its (or +
 EPISODES, HORIZON = 2, 60
 
 
-class Listener:
+class Listener(SpunNode):
     """An rclpy node on its own context, spun in a thread, recording (episode, step, intervention)."""
 
     def __init__(self, domain_id: int) -> None:
-        self.ctx = rclpy.Context()
-        rclpy.init(context=self.ctx, domain_id=domain_id)
-        self.node = rclpy.create_node("independent_listener", context=self.ctx)
+        super().__init__("independent_listener", domain_id)
         self.seen: list[tuple[int, int, bool]] = []
         self.node.create_subscription(
             Transition, "/transitions", lambda m: self.seen.append((m.episode, m.step, m.intervention)), 1000
         )
-        self.ex = SingleThreadedExecutor(context=self.ctx)
-        self.ex.add_node(self.node)
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._spin, daemon=True)
-        self._thread.start()
-
-    def _spin(self) -> None:
-        while not self._stop.is_set():
-            self.ex.spin_once(timeout_sec=0.05)
-
-    def close(self) -> None:
-        self._stop.set()
-        self._thread.join(timeout=5.0)
-        self.ex.shutdown()
-        self.node.destroy_node()
-        rclpy.try_shutdown(context=self.ctx)
+        self.start()
 
 
 def bag_flags(bags: Path) -> list[tuple[int, int, bool]]:

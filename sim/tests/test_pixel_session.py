@@ -14,12 +14,10 @@ from __future__ import annotations
 import io
 import json
 import os
-import threading
 from pathlib import Path
 
 import numpy as np
 import pytest
-import rclpy
 from expo_core.agent import ExpoAgent
 from expo_core.checkpoint import PIXELS_FORMAT, save_checkpoint
 from expo_core.pixel_agent import PixelAgent, encoder_preset, pixel_expo_config
@@ -27,8 +25,8 @@ from expo_core.presets import preset_config
 from expo_core.spec import task_obs_spec
 from expo_interfaces.msg import ActionCommand, Transition
 from expo_sim.session.run import SessionConfig, launch_arguments, prepare_policy, run_session
-from rclpy.executors import SingleThreadedExecutor
 from sensor_msgs.msg import Image
+from spun_node import SpunNode
 
 DOMAIN_ID = 61 + (os.getpid() + 11) % 15  # test_session's range (61..75), another offset
 CAMERAS = ("agentview", "robot0_eye_in_hand")
@@ -64,13 +62,11 @@ def test_obs_must_match_the_checkpoint_kind(tmp_path: Path) -> None:
     assert launch_arguments(SessionConfig(checkpoint=state), state, None, run)["obs"] == "state"
 
 
-class Listener:
+class Listener(SpunNode):
     """An rclpy node on its own context, spun in a thread: camera frames, actions, transitions."""
 
     def __init__(self, domain_id: int) -> None:
-        self.ctx = rclpy.Context()
-        rclpy.init(context=self.ctx, domain_id=domain_id)
-        self.node = rclpy.create_node("independent_listener", context=self.ctx)
+        super().__init__("independent_listener", domain_id)
         self.frames: dict[str, list[tuple[int, str, int, int, int]]] = {c: [] for c in CAMERAS}
         self.actions: list[tuple[int, bool, int]] = []
         self.transitions: list[tuple[int, int, int, int]] = []
@@ -83,11 +79,7 @@ class Listener:
             lambda m: self.transitions.append((m.episode, m.step, len(m.images), len(m.next_images))),
             1000,
         )
-        self.ex = SingleThreadedExecutor(context=self.ctx)
-        self.ex.add_node(self.node)
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._spin, daemon=True)
-        self._thread.start()
+        self.start()
 
     def _frame(self, cam: str):
         def record(m: Image) -> None:
@@ -100,17 +92,6 @@ class Listener:
     def _action(self, m: ActionCommand) -> None:
         stamp = m.header.stamp.sec * 1_000_000_000 + m.header.stamp.nanosec
         self.actions.append((stamp, bool(m.hold), len(m.action)))
-
-    def _spin(self) -> None:
-        while not self._stop.is_set():
-            self.ex.spin_once(timeout_sec=0.05)
-
-    def close(self) -> None:
-        self._stop.set()
-        self._thread.join(timeout=5.0)
-        self.ex.shutdown()
-        self.node.destroy_node()
-        rclpy.try_shutdown(context=self.ctx)
 
 
 def bag_frames(bags: Path) -> list[tuple[int, list[tuple[str, int, int, int]], int]]:
