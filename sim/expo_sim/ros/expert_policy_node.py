@@ -48,11 +48,13 @@ def expert_obs_dict(task: str, flat: np.ndarray) -> dict[str, np.ndarray]:
 
 class ExpertBackend:
     """Duck-types the parts of :class:`~expo_policy.backends.base.InferenceBackend` the control
-    loop uses: ``decide`` (one candidate: the expert's action), ``num_base_samples``, ``name``."""
+    loop uses: ``decide`` (one candidate: the expert's action), ``num_base_samples``, ``name``,
+    ``obs_spec``."""
 
     name = "scripted_expert"
     selection = ""
     num_base_samples = 1
+    obs_spec = None  # a state policy (the node's pixel inputs are for pixel checkpoints)
 
     def __init__(self, task: str, seed: int) -> None:
         self.task = task
