@@ -20,6 +20,7 @@ import os
 from pathlib import Path
 
 import pytest
+from bag_transitions import bag_transitions
 from expo_interfaces.msg import Transition
 from expo_sim.session.run import SessionConfig, run_session
 from spun_node import SpunNode
@@ -44,18 +45,7 @@ class Listener(SpunNode):
 
 def bag_flags(bags: Path) -> list[tuple[int, int, bool]]:
     """(episode, step, intervention) of every transition in the learner's segments, via rosbags."""
-    from rosbags.highlevel import AnyReader
-
-    segments = sorted(p for p in bags.glob("seg_*") if (p / "metadata.yaml").is_file())
-    assert segments, f"no closed segment under {bags}"
-    out = []
-    with AnyReader(segments) as reader:
-        conns = [c for c in reader.connections if c.msgtype == "expo_interfaces/msg/Transition"]
-        assert conns, [c.msgtype for c in reader.connections]
-        for conn, _, raw in reader.messages(connections=conns):
-            msg = reader.deserialize(raw, conn.msgtype)
-            out.append((int(msg.episode), int(msg.step), bool(msg.intervention)))
-    return out
+    return [(int(m.episode), int(m.step), bool(m.intervention)) for m in bag_transitions(bags)]
 
 
 def test_scripted_intervener_takes_over_hands_back_and_the_flags_reach_subscriber_and_bag(

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from bag_transitions import bag_transitions
 from expo_core.agent import ExpoAgent
 from expo_core.checkpoint import PIXELS_FORMAT, save_checkpoint
 from expo_core.pixel_agent import PixelAgent, encoder_preset, pixel_expo_config
@@ -97,18 +98,10 @@ class Listener(SpunNode):
 def bag_frames(bags: Path) -> list[tuple[int, list[tuple[str, int, int, int]], int]]:
     """Per transition in the learner's segments (via rosbags): (step, [(encoding, h, w, bytes)] of
     its obs frames, number of next-obs frames)."""
-    from rosbags.highlevel import AnyReader
-
-    segments = sorted(p for p in bags.glob("seg_*") if (p / "metadata.yaml").is_file())
-    assert segments, f"no closed segment under {bags}"
     out = []
-    with AnyReader(segments) as reader:
-        conns = [c for c in reader.connections if c.msgtype == "expo_interfaces/msg/Transition"]
-        assert conns, [c.msgtype for c in reader.connections]
-        for conn, _, raw in reader.messages(connections=conns):
-            m = reader.deserialize(raw, conn.msgtype)
-            imgs = [(i.encoding, int(i.height), int(i.width), len(i.data)) for i in m.images]
-            out.append((int(m.step), imgs, len(m.next_images)))
+    for m in bag_transitions(bags):
+        imgs = [(i.encoding, int(i.height), int(i.width), len(i.data)) for i in m.images]
+        out.append((int(m.step), imgs, len(m.next_images)))
     return out
 
 
