@@ -105,6 +105,8 @@ EXPECTED_FIELDS = {
         "hold_reason": "string",
         "episode": "uint64",
         "step": "uint32",
+        "plan": "sequence<float>",
+        "plan_period_ns": "uint64",
     },
     "EnvFeedback": {
         "header": "std_msgs/Header",
@@ -114,6 +116,7 @@ EXPECTED_FIELDS = {
         "success": "boolean",
         "episode": "uint64",
         "step": "uint32",
+        "applied_action": "sequence<float>",
     },
     "Transition": {
         "header": "std_msgs/Header",
@@ -181,6 +184,7 @@ def test_message_fields_match_the_channel_contract(name: str) -> None:
 @pytest.mark.parametrize("hold", [False, True], ids=["policy_action", "hold"])
 def test_action_command_roundtrip(hold: bool) -> None:
     action = [0.0] * 6 + [-1.0] if hold else [0.25, -0.5, 0.125, 0.0, -0.0625, 1.0, 1.0]
+    plan = [] if hold else [0.5, -0.25, 0.0, 0.0, 0.0, 0.125, 1.0] * 3  # m = 3 rows, row-major
     msg = msgs.ActionCommand(
         header=_header(),
         action=action,
@@ -192,9 +196,13 @@ def test_action_command_roundtrip(hold: bool) -> None:
         hold_reason="stale_observation" if hold else "",
         episode=2**33,
         step=399,
+        plan=plan,
+        plan_period_ns=0 if hold else 50_000_000,
     )
     out = _roundtrip(msg)
     _assert_float32_equal(out.action, action)
+    _assert_float32_equal(out.plan, plan)
+    assert out.plan_period_ns == (0 if hold else 50_000_000)
     assert out.header.stamp.sec == 1_763_900_000 and out.header.stamp.nanosec == 123_456_789
     assert out.header.frame_id == "base"
     assert out.policy_version == 2**40 + 3
@@ -206,9 +214,17 @@ def test_action_command_roundtrip(hold: bool) -> None:
 
 def test_env_feedback_roundtrip() -> None:
     msg = msgs.EnvFeedback(
-        header=_header(), reward=1.0, terminated=True, truncated=False, success=True, episode=7, step=47
+        header=_header(),
+        reward=1.0,
+        terminated=True,
+        truncated=False,
+        success=True,
+        episode=7,
+        step=47,
+        applied_action=[0.5, 0.0, -0.25, 0.0, 0.0, 0.0, 1.0],
     )
     out = _roundtrip(msg)
+    _assert_float32_equal(out.applied_action, [0.5, 0.0, -0.25, 0.0, 0.0, 0.0, 1.0])
     assert out.reward == 1.0
     assert (out.terminated, out.truncated, out.success) == (True, False, True)
     assert (out.episode, out.step) == (7, 47)

@@ -146,7 +146,9 @@ def image_msg(pixels: np.ndarray, ns: int, frame_id: str, encoding: str = "rgb8"
 # --- action: expo_interfaces/ActionCommand ------------------------------------------------------
 @dataclass(frozen=True)
 class Command:
-    """A decoded ActionCommand (see the message for field meanings); ``action`` float32."""
+    """A decoded ActionCommand (see the message for field meanings); ``action`` float32 (d,);
+    ``plan`` float32 (m, d), the next m actions (row i for the period starting at ``stamp_ns +
+    (i + 1) * plan_period_ns``), or None without a plan."""
 
     action: np.ndarray
     stamp_ns: int
@@ -159,6 +161,13 @@ class Command:
     episode: int = 0
     step: int = 0
     frame_id: str = ""
+    plan: np.ndarray | None = None
+    plan_period_ns: int = 0
+
+    @property
+    def plan_rows(self) -> int:
+        """m, the plan's rows (0 without a plan)."""
+        return 0 if self.plan is None else int(self.plan.shape[0])
 
 
 def action_command_msg(cmd: Command) -> ActionCommand:
@@ -173,10 +182,30 @@ def action_command_msg(cmd: Command) -> ActionCommand:
         hold_reason=cmd.hold_reason,
         episode=int(cmd.episode),
         step=int(cmd.step),
+        plan=_f32(_plan_rows(cmd.plan, len(cmd.action))),
+        plan_period_ns=int(cmd.plan_period_ns) if cmd.plan_rows else 0,
     )
 
 
+def _plan_rows(plan: np.ndarray | Sequence[float] | None, action_dim: int) -> np.ndarray:
+    """The plan as (m, action_dim) float32 (m = 0 for None); ValueError on another width."""
+    if plan is None:
+        return np.zeros((0, action_dim), np.float32)
+    rows = np.asarray(plan, dtype=np.float32)
+    if rows.ndim == 1 and action_dim and rows.size % action_dim == 0:
+        rows = rows.reshape(-1, action_dim)
+    if rows.ndim != 2 or rows.shape[1] != action_dim:
+        raise ValueError(
+            f"ActionCommand plan must be m x {action_dim} values (rows of the action's size), "
+            f"got shape {tuple(np.shape(plan))}"
+        )
+    return rows
+
+
 def action_command_to_numpy(msg: ActionCommand) -> Command:
+    """Decode; the flat ``plan`` becomes (m, action_dim) rows (None when empty); ValueError
+    when its length is not a multiple of the action's."""
+    plan = _plan_rows(_np32(msg.plan), len(msg.action)) if len(msg.plan) else None
     return Command(
         action=_np32(msg.action),
         stamp_ns=stamp_ns(msg.header.stamp),
@@ -189,6 +218,8 @@ def action_command_to_numpy(msg: ActionCommand) -> Command:
         episode=msg.episode,
         step=msg.step,
         frame_id=msg.header.frame_id,
+        plan=plan,
+        plan_period_ns=msg.plan_period_ns if plan is not None else 0,
     )
 
 
@@ -202,11 +233,13 @@ def env_feedback_msg(fb: Feedback) -> EnvFeedback:
         success=bool(fb.success),
         episode=int(fb.episode),
         step=int(fb.step),
+        applied_action=_f32(np.zeros(0, np.float32) if fb.applied_action is None else fb.applied_action),
     )
 
 
 def env_feedback_to_numpy(msg: EnvFeedback) -> Feedback:
     return Feedback(
+        applied_action=_np32(msg.applied_action) if len(msg.applied_action) else None,
         episode=msg.episode,
         step=msg.step,
         reward=float(msg.reward),

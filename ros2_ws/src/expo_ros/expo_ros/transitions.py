@@ -7,6 +7,8 @@ Pure Python + numpy, no ROS. The policy node reports three kinds of events, in a
   the scripted intervener, see ``expo_policy.intervention``) and is carried to the transition;
 - :meth:`TransitionAssembler.add_feedback`: the robot / sim finished the step ``(episode,
   step)``, echoing the indices of the command it executed, stamped with the time the step ended;
+  when it applied something else than the command's action (``Feedback.applied_action``: a plan
+  row or a temporal-ensemble blend of the commands' plans), the transition records that;
 - :meth:`TransitionAssembler.add_observation`: an observation was assembled, stamped with its
   oldest piece (with its camera messages, for a pixel policy: they become ``next_images``).
 
@@ -48,7 +50,9 @@ class StepRecord:
 
 @dataclass(frozen=True)
 class Feedback:
-    """Outcome of step ``(episode, step)``; ``stamp_ns``: when the step ended."""
+    """Outcome of step ``(episode, step)``; ``stamp_ns``: when the step ended;
+    ``applied_action`` (act_dim,): what the executor applied instead of the command's action (a
+    plan row or an ensemble blend, EnvFeedback.applied_action), None = the command's action."""
 
     episode: int
     step: int
@@ -57,6 +61,7 @@ class Feedback:
     truncated: bool
     success: bool
     stamp_ns: int
+    applied_action: np.ndarray | None = None
 
     @property
     def done(self) -> bool:
@@ -157,9 +162,10 @@ class TransitionAssembler:
     def _complete(
         record: StepRecord, fb: Feedback, stamp_ns: int, next_obs: np.ndarray, next_images: tuple[Any, ...]
     ) -> TransitionData:
+        applied = record.action if fb.applied_action is None else np.asarray(fb.applied_action, np.float32)
         return TransitionData(
             obs=record.obs,
-            action=record.action,
+            action=applied,
             reward=float(fb.reward),
             next_obs=next_obs,
             terminated=bool(fb.terminated),

@@ -98,6 +98,30 @@ def test_env_feedback() -> None:
         episode=2, step=399, reward=1.0, terminated=False, truncated=True, success=False, stamp_ns=NS
     )
     assert cv.env_feedback_to_numpy(wire(cv.env_feedback_msg(fb))) == fb  # stamp exact to the ns
+    applied = np.array([0.5, 0, 0, 0, 0, -0.25, 1], np.float32)
+    got = cv.env_feedback_to_numpy(
+        wire(cv.env_feedback_msg(Feedback(**{**fb.__dict__, "applied_action": applied})))
+    )
+    np.testing.assert_array_equal(got.applied_action, applied)
+
+
+def test_action_command_plan_rows() -> None:
+    """The plan travels flat (m x d, row-major) and comes back as (m, d) rows; no plan = None."""
+    action = np.array([0.25, -0.5, 0.125, 0, 0, 0.5, 1], np.float32)
+    plan = np.arange(21, dtype=np.float32).reshape(3, 7) / 32.0
+    cmd = cv.Command(action=action, stamp_ns=NS, plan=plan, plan_period_ns=50_000_000)
+    msg = cv.action_command_msg(cmd)
+    assert len(msg.plan) == 21 and msg.plan_period_ns == 50_000_000
+    got = cv.action_command_to_numpy(wire(msg))
+    np.testing.assert_array_equal(got.plan, plan)
+    assert got.plan_rows == 3 and got.plan_period_ns == 50_000_000
+    bare = cv.action_command_to_numpy(wire(cv.action_command_msg(cv.Command(action=action, stamp_ns=NS))))
+    assert bare.plan is None and bare.plan_rows == 0 and bare.plan_period_ns == 0
+    with pytest.raises(ValueError, match="m x 7"):
+        cv.action_command_msg(cv.Command(action=action, stamp_ns=NS, plan=np.zeros((2, 6), np.float32)))
+    msg.plan = msg.plan[:-1]  # 20 values: not whole rows of 7
+    with pytest.raises(ValueError, match="m x 7"):
+        cv.action_command_to_numpy(msg)
 
 
 def test_transition_with_image() -> None:

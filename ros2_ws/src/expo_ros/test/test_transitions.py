@@ -60,3 +60,18 @@ def test_intervention_flag_travels_from_step_to_transition() -> None:
     a.add_observation(1100, np.ones(3))
     (operator,) = a.add_feedback(_fb(0, 1, 1100))
     assert policy.intervention is False and operator.intervention is True
+
+
+def test_the_executor_applied_action_is_the_transition_action() -> None:
+    """A plan row or an ensemble blend applied instead of the command's action: the feedback says
+    so (EnvFeedback.applied_action) and the transition records it, not what the policy sent."""
+    a = TransitionAssembler()
+    a.add_step(_step(0, 0, 1000))
+    fb = Feedback(0, 0, 0.0, False, False, False, 1050, applied_action=np.array([0.25, -0.5], np.float32))
+    a.add_feedback(fb)
+    (t,) = a.add_observation(1050, np.ones(3))
+    np.testing.assert_array_equal(t.action, [0.25, -0.5])
+    a.add_step(_step(0, 1, 1050))
+    a.add_feedback(_fb(0, 1, 1100))  # no applied_action: the command's own action
+    (t,) = a.add_observation(1100, np.ones(3))
+    np.testing.assert_array_equal(t.action, [1.0, 1.0])
