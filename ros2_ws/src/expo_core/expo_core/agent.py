@@ -98,7 +98,7 @@ class ExpoAgent(nn.Module):
     def _normalized(self, b: Batch) -> Batch:
         n = self.policy.normalizer
         b = b.to(self.device)
-        return Batch(n(b.obs), b.action, b.reward, n(b.next_obs), b.terminated, b.truncated)
+        return b.replace(obs=n(b.obs), next_obs=n(b.next_obs))
 
     def _step(self, opt: torch.optim.Optimizer, loss: torch.Tensor) -> bool:
         """One optimizer step, unless the loss or any gradient is non-finite: then the step is
@@ -116,8 +116,18 @@ class ExpoAgent(nn.Module):
         opt.step()
         return True
 
+    def _bc_loss(self, base: DiffusionBase, b: Batch, generator: torch.Generator) -> torch.Tensor:
+        """The base's denoising loss on b (normalized). With action chunks (chunk_len = k > 1)
+        on the chunk targets and their mask (`Batch.chunk_targets`: demonstration chunks, or the
+        first slot alone for online rows); k = 1: on the action alone, as before chunks."""
+        k = base.chunk_len
+        if k == 1:
+            return base.loss(b.obs, b.action, generator)
+        chunk, mask = b.chunk_targets(k)
+        return base.loss(b.obs, chunk.reshape(len(b), -1), generator, mask)
+
     def _base_step(self, b: Batch) -> float:
-        loss = self.base.loss(b.obs, b.action, self.generator)
+        loss = self._bc_loss(self.base, b, self.generator)
         if self._step(self.base_opt, loss):
             self.base_sched.step()
             polyak_update(self.policy.base, self.base, self.cfg.diffusion.ema_tau)
@@ -135,7 +145,7 @@ class ExpoAgent(nn.Module):
         ema: the acting EMA copy instead of the online base."""
         b = self._normalized(batch)
         base = self.policy.base if ema else self.base
-        return base.loss(b.obs, b.action, torch.Generator(self.device).manual_seed(seed)).item()
+        return self._bc_loss(base, b, torch.Generator(self.device).manual_seed(seed)).item()
 
     def update(self, batch_iter: Iterator[Batch]) -> dict[str, float]:
         """One env step of EXPO learning. Pulls `utd` minibatches from `batch_iter` first (so the

@@ -15,6 +15,12 @@ class Batch:
     terminated: (B,) 1.0 where the MDP truly ended (success, failure) -> no bootstrap;
     truncated: (B,) 1.0 where a time limit cut the episode -> bootstrap anyway (unless the
     reference-compatible flag says otherwise).
+
+    Action chunks (the imitation targets of a base with `DiffusionConfig.chunk_len` = k > 1),
+    optional: action_chunk (B, k, act_dim) = [a_t, ..., a_t+k-1] of the same episode
+    (action_chunk[:, 0] == action) and chunk_mask (B, k), 1 where that step exists in the
+    episode, 0 past its end. None (online transitions, which carry only their own action)
+    means [a_t, 0, ...] with mask [1, 0, ...]: see `chunk_targets`.
     """
 
     obs: torch.Tensor
@@ -23,13 +29,63 @@ class Batch:
     next_obs: torch.Tensor
     terminated: torch.Tensor
     truncated: torch.Tensor
+    action_chunk: torch.Tensor | None = None
+    chunk_mask: torch.Tensor | None = None
+
+    def __post_init__(self) -> None:
+        if (self.action_chunk is None) != (self.chunk_mask is None):
+            raise ValueError("Batch: action_chunk and chunk_mask come together (both or neither)")
+        if self.action_chunk is not None:
+            B, d = self.action.shape
+            k = self.action_chunk.shape[1] if self.action_chunk.ndim == 3 else -1
+            if self.action_chunk.shape != (B, k, d) or tuple(self.chunk_mask.shape) != (B, k):
+                raise ValueError(
+                    f"Batch: action_chunk {tuple(self.action_chunk.shape)} and chunk_mask "
+                    f"{tuple(self.chunk_mask.shape)} must be (B, k, {d}) and (B, k) with B = {B}"
+                )
 
     def __len__(self) -> int:
         return self.obs.shape[0]
 
     def to(self, device: torch.device | str) -> Batch:
-        return Batch(**{f.name: getattr(self, f.name).to(device) for f in fields(self)})
+        return Batch(**{f.name: _to(getattr(self, f.name), device) for f in fields(self)})
+
+    def replace(self, **changes: torch.Tensor | None) -> Batch:
+        """This batch with some fields replaced (e.g. normalized observations)."""
+        return Batch(**({f.name: getattr(self, f.name) for f in fields(self)} | changes))
+
+    def chunk_targets(self, chunk_len: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """The base's imitation targets for chunks of `chunk_len`: (chunk (B, k, d), mask (B, k)).
+        Without stored chunks: [a_t, 0, ...] and [1, 0, ...] (the tail is learned from the
+        demonstrations only). Stored chunks longer than k are cut to k; shorter ones raise."""
+        if self.action_chunk is None:
+            B, d = self.action.shape
+            chunk = self.action.new_zeros(B, chunk_len, d)
+            chunk[:, 0] = self.action
+            mask = self.action.new_zeros(B, chunk_len)
+            mask[:, 0] = 1.0
+            return chunk, mask
+        if self.action_chunk.shape[1] < chunk_len:
+            raise ValueError(
+                f"Batch holds chunks of {self.action_chunk.shape[1]} actions, the base needs {chunk_len}"
+            )
+        return self.action_chunk[:, :chunk_len], self.chunk_mask[:, :chunk_len]
 
     @staticmethod
     def cat(batches: list[Batch]) -> Batch:
-        return Batch(**{f.name: torch.cat([getattr(b, f.name) for b in batches]) for f in fields(Batch)})
+        """Rows of all batches in order. Chunks: kept when any batch has them (the others get
+        their first-slot chunks, `chunk_targets`, of the same length); None when none has."""
+        out = {f.name: torch.cat([getattr(b, f.name) for b in batches]) for f in fields(Batch)[:6]}
+        lens = {b.action_chunk.shape[1] for b in batches if b.action_chunk is not None}
+        if len(lens) > 1:
+            raise ValueError(f"Batch.cat: batches hold chunks of different lengths {sorted(lens)}")
+        if lens:
+            k = lens.pop()
+            parts = [b.chunk_targets(k) for b in batches]
+            out["action_chunk"] = torch.cat([c for c, _ in parts])
+            out["chunk_mask"] = torch.cat([m for _, m in parts])
+        return Batch(**out)
+
+
+def _to(x: torch.Tensor | None, device: torch.device | str) -> torch.Tensor | None:
+    return None if x is None else x.to(device)

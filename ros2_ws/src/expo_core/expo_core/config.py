@@ -68,10 +68,25 @@ class DiffusionConfig:
     # base from imitating the online data, so the default and the cpu preset keep lr constant.
     # Set it to the planned number of base steps to match the reference.
     lr_decay_steps: int = 0
+    # Action chunks (issue 19): the base predicts this many consecutive actions [a_t .. a_t+k-1]
+    # per sample (the denoiser's action width is act_dim * chunk_len). EXPO itself stays per
+    # step: editor, critics, OTF selection and TD targets use the chunk's first action; the rest
+    # of the chosen candidate's chunk is the plan (`OTFResult.plan`) an executor may run while
+    # the next decision is computed. The tail is learned from demonstrations only (online
+    # transitions carry one action). 1 = no chunks, bit-identical to bases made before the field.
+    chunk_len: int = 1
 
     def __post_init__(self) -> None:
         for n in ("hidden_dim", "num_blocks", "block_dim", "time_embed_dim", "num_steps"):
             _positive_int(f"diffusion.{n}", getattr(self, n))
+        _require(
+            isinstance(self.chunk_len, int)
+            and not isinstance(self.chunk_len, bool)
+            and 1 <= self.chunk_len <= 32,
+            "diffusion.chunk_len",
+            self.chunk_len,
+            "integer in [1, 32] (1 = no action chunks)",
+        )
         _require(self.time_embed_dim % 2 == 0, "diffusion.time_embed_dim", self.time_embed_dim, "even")
         _positive_float("diffusion.beta_min", self.beta_min)
         _require(

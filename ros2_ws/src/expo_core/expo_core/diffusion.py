@@ -11,6 +11,12 @@ Maths (Ho et al. 2020, eps-prediction), step index t = 0..T-1:
 Noise can be passed explicitly (`noise`, shape from `noise_shape`) so that sampling is a pure
 function of its inputs: checkpoints, exported graphs and the fast/faithful TD paths can then be
 compared sample for sample.
+
+Action chunks (`DiffusionConfig.chunk_len` = k > 1): the diffused variable is the chunk
+[a_t, ..., a_t+k-1] flattened step-major to width k * act_dim; `sample_chunks` returns it as
+(B, N, k, d) and `sample` its first action (B, N, d). The loss takes (B, k * d) targets and an
+optional per-slot mask (B, k): slots past an episode's end are zeroed before noising (so their
+value cannot matter) and left out of the mean. k = 1 is the per-step base, unchanged.
 """
 
 from __future__ import annotations
@@ -45,10 +51,12 @@ class DiffusionBase(nn.Module):
     def __init__(self, cfg: DiffusionConfig, obs_dim: int, act_dim: int) -> None:
         super().__init__()
         self.cfg = cfg
-        self.act_dim = act_dim
+        self.act_dim = act_dim  # one action; the diffused width is act_dim * chunk_len
+        self.chunk_len = cfg.chunk_len
+        self.width = act_dim * cfg.chunk_len
         self.num_steps = cfg.num_steps
         self.denoiser = Denoiser(
-            obs_dim, act_dim, cfg.hidden_dim, cfg.num_blocks, cfg.block_dim, cfg.time_embed_dim
+            obs_dim, self.width, cfg.hidden_dim, cfg.num_blocks, cfg.block_dim, cfg.time_embed_dim
         )
         betas = vp_betas(cfg.num_steps, cfg.beta_min, cfg.beta_max)
         alphas = 1.0 - betas
@@ -66,23 +74,59 @@ class DiffusionBase(nn.Module):
 
     # --- training ------------------------------------------------------------------------
     def loss(
-        self, obs: torch.Tensor, action: torch.Tensor, generator: torch.Generator | None
+        self,
+        obs: torch.Tensor,
+        action: torch.Tensor,
+        generator: torch.Generator | None,
+        mask: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """Denoising (imitation) loss: E_t,eps || eps - eps_hat(s, a_t, t) ||^2. obs (B,o), action (B,d)."""
+        """Denoising (imitation) loss: E_t,eps || eps - eps_hat(s, a_t, t) ||^2.
+        obs (B, o); action (B, k * d), the chunk step-major (k = chunk_len; (B, d) when k = 1);
+        mask (B, k) of 0/1, None = every slot counts. Masked slots (a step past the episode's
+        end) are zeroed before noising and carry no weight: the mean is over the unmasked
+        slots' components, so their target values cannot change the loss."""
+        if action.shape[-1] != self.width:
+            raise ValueError(
+                f"action has width {action.shape[-1]}, expected act_dim * chunk_len = {self.width}"
+            )
         B = obs.shape[0]
         t = torch.randint(0, self.num_steps, (B,), generator=generator, device=obs.device)
         eps = torch.randn(action.shape, generator=generator, device=obs.device)
+        weight = None
+        if mask is not None:
+            if tuple(mask.shape) != (B, self.chunk_len):
+                raise ValueError(f"mask has shape {tuple(mask.shape)}, expected {(B, self.chunk_len)}")
+            weight = mask.to(action.dtype).repeat_interleave(self.act_dim, dim=1)  # (B, k * d)
+            action = action * weight
         abar = self.alpha_bars[t][:, None]
         a_t = abar.sqrt() * action + (1 - abar).sqrt() * eps
         eps_hat = self.denoiser(obs, a_t, t.float())
-        return ((eps_hat - eps) ** 2).mean()
+        if weight is None:
+            return ((eps_hat - eps) ** 2).mean()
+        return (weight * (eps_hat - eps) ** 2).sum() / weight.sum().clamp_min(1.0)
 
     # --- sampling ------------------------------------------------------------------------
     def noise_shape(self, batch: int, num_samples: int, steps: int = 0) -> tuple[int, ...]:
-        """Shape of the explicit noise for `sample`: (T+1, B, N, d) for DDPM (initial + one per
-        step), (1, B, N, d) for DDIM (deterministic after the initial draw)."""
+        """Shape of the explicit noise for `sample`: (T+1, B, N, w) for DDPM (initial + one per
+        step), (1, B, N, w) for DDIM (deterministic after the initial draw); w = act_dim *
+        chunk_len, the diffused width."""
         n = self.num_steps + 1 if steps in (0, self.num_steps) else 1
-        return (n, batch, num_samples, self.act_dim)
+        return (n, batch, num_samples, self.width)
+
+    @torch.no_grad()
+    def sample_chunks(
+        self,
+        obs: torch.Tensor,
+        num_samples: int,
+        generator: torch.Generator | None = None,
+        noise: torch.Tensor | None = None,
+        steps: int = 0,
+        chunk_rows: int = 0,
+    ) -> torch.Tensor:
+        """As `sample`, the whole chunk of each sample: obs (B, o) -> (B, N, k, d) in [-1, 1],
+        k = chunk_len; [:, :, 0] is what `sample` returns for the same inputs."""
+        x = self._sample_flat(obs, num_samples, generator, noise, steps, chunk_rows)
+        return x.reshape(*x.shape[:2], self.chunk_len, self.act_dim)
 
     @torch.no_grad()
     def sample(
@@ -94,7 +138,9 @@ class DiffusionBase(nn.Module):
         steps: int = 0,
         chunk_rows: int = 0,
     ) -> torch.Tensor:
-        """Draw `num_samples` actions per state. obs (B,o) -> actions (B, N, d) in [-1, 1].
+        """Draw `num_samples` actions per state. obs (B,o) -> actions (B, N, d) in [-1, 1]: with
+        action chunks (chunk_len > 1) the first action of each sampled chunk (`sample_chunks`
+        for all of it); the noise has the chunk's width (`noise_shape`).
         steps = 0 or T: ancestral DDPM with all T steps; 1 <= steps < T: DDIM with that many.
         chunk_rows > 0 processes at most that many (state, sample) rows at a time: the result is
         identical (rows are independent) but activations stay cache-sized, which is much faster
@@ -108,6 +154,19 @@ class DiffusionBase(nn.Module):
         `expo_core.bench.reference.sample`. (The time share is not cached across calls: its
         cost is ~1 % of a decision, and a cache keyed on parameter versions would go stale under
         fused optimizers, which do not bump them.)"""
+        x = self._sample_flat(obs, num_samples, generator, noise, steps, chunk_rows)
+        return x if self.chunk_len == 1 else x[..., : self.act_dim].contiguous()
+
+    def _sample_flat(
+        self,
+        obs: torch.Tensor,
+        num_samples: int,
+        generator: torch.Generator | None,
+        noise: torch.Tensor | None,
+        steps: int,
+        chunk_rows: int,
+    ) -> torch.Tensor:
+        """The sampler (see `sample`): obs (B, o) -> (B, N, w), w = act_dim * chunk_len."""
         B = obs.shape[0]
         shape = self.noise_shape(B, num_samples, steps)
         if noise is None:

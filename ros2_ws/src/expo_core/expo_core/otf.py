@@ -17,6 +17,12 @@ Choosing among the K candidates:
     p_k = softmax_k(beta_s * score_k), k* ~ p (Gumbel-max on explicit noise), log p_k* reported.
 The "softmax_entropy" backup variant instead keeps the argmax and adds alpha * H(softmax(score /
 alpha)), H in closed form (`softmax_entropy`). td.py states the full backups.
+
+Action chunks (`DiffusionConfig.chunk_len` = k > 1): candidates are the first actions of the
+base's sampled chunks (and their edits); everything above works on them unchanged. The decision
+also returns the plan: the rest of the chunk (k - 1 actions) that the chosen candidate's base
+sample came with (candidate index % N; an edited candidate keeps its base sample's unedited
+tail), for an executor that runs it open-loop or blends it while the next decision is computed.
 """
 
 from __future__ import annotations
@@ -36,6 +42,9 @@ class OTFResult:
     index: torch.Tensor  # (B,) long, index of the chosen candidate (>= N means edited)
     candidates: torch.Tensor  # (B, K, d), K = 2N
     q: torch.Tensor  # (B, K) the score the choice was made on
+    # (B, k-1, d) the chosen candidate's base-sample chunk after its first action, in [-1, 1];
+    # None without action chunks (chunk_len = 1). See the module docstring.
+    plan: torch.Tensor | None = None
 
     @property
     def chosen_q(self) -> torch.Tensor:
@@ -57,14 +66,61 @@ def build_candidates(
     edit: bool = True,
 ) -> torch.Tensor:
     """obs (B, o) -> candidates (B, 2N, d): N base samples followed by their N edits.
-    edit=False (the no-editor ablation): the N base samples alone, (B, N, d)."""
+    edit=False (the no-editor ablation): the N base samples alone, (B, N, d). With action
+    chunks the base samples are the chunks' first actions (`build_candidates_and_tails`)."""
+    return build_candidates_and_tails(
+        base,
+        editor,
+        obs,
+        num_samples,
+        generator,
+        steps,
+        deterministic_edit,
+        base_noise,
+        edit_noise,
+        chunk_rows,
+        edit,
+    )[0]
+
+
+def build_candidates_and_tails(
+    base: DiffusionBase,
+    editor: Editor,
+    obs: torch.Tensor,
+    num_samples: int,
+    generator: torch.Generator | None = None,
+    steps: int = 0,
+    deterministic_edit: bool = False,
+    base_noise: torch.Tensor | None = None,
+    edit_noise: torch.Tensor | None = None,
+    chunk_rows: int = 0,
+    edit: bool = True,
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """`build_candidates` and the base samples' chunk tails: (candidates (B, K, d), tails
+    (B, N, k-1, d) or None when chunk_len = 1). Same random stream as `build_candidates`."""
     B = obs.shape[0]
-    base_actions = base.sample(obs, num_samples, generator, base_noise, steps, chunk_rows)  # (B, N, d)
+    tails = None
+    if base.chunk_len == 1:
+        base_actions = base.sample(obs, num_samples, generator, base_noise, steps, chunk_rows)  # (B, N, d)
+    else:
+        chunks = base.sample_chunks(obs, num_samples, generator, base_noise, steps, chunk_rows)
+        base_actions, tails = chunks[:, :, 0].contiguous(), chunks[:, :, 1:]
     if not edit:
-        return base_actions
+        return base_actions, tails
     obs_rep = obs[:, None, :].expand(B, num_samples, obs.shape[-1])
     edited = editor(obs_rep, base_actions, generator, edit_noise, deterministic_edit).action
-    return torch.cat([base_actions, edited], dim=1)
+    return torch.cat([base_actions, edited], dim=1), tails
+
+
+def plan_of(tails: torch.Tensor | None, index: torch.Tensor) -> torch.Tensor | None:
+    """The chosen candidates' plans: tails (B, N, k-1, d) of the base samples, index (B,) of
+    the chosen candidates (edits at N + i share base sample i's tail) -> (B, k-1, d) clipped
+    to [-1, 1], or None without chunks."""
+    if tails is None:
+        return None
+    n = tails.shape[1]
+    i = (index % n)[:, None, None, None].expand(-1, 1, *tails.shape[2:])
+    return tails.gather(1, i)[:, 0].clamp(-1.0, 1.0)
 
 
 def score_candidates(q: torch.Tensor, rule: str) -> torch.Tensor:
@@ -83,12 +139,13 @@ def take(candidates: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
     return candidates.gather(1, index[:, None, None].expand(-1, 1, candidates.shape[-1]))[:, 0]
 
 
-def select(candidates: torch.Tensor, q: torch.Tensor) -> OTFResult:
-    """Argmax over candidates. candidates (B, K, d), q (B, K)."""
+def select(candidates: torch.Tensor, q: torch.Tensor, tails: torch.Tensor | None = None) -> OTFResult:
+    """Argmax over candidates. candidates (B, K, d), q (B, K); tails (B, N, k-1, d) of the base
+    samples with action chunks (`build_candidates_and_tails`), giving the result's plan."""
     if q.shape != candidates.shape[:2]:
         raise ValueError(f"q has shape {tuple(q.shape)}, expected {tuple(candidates.shape[:2])}")
     index = q.argmax(dim=-1)
-    return OTFResult(take(candidates, index), index, candidates, q)
+    return OTFResult(take(candidates, index), index, candidates, q, plan_of(tails, index))
 
 
 def gumbel_noise(

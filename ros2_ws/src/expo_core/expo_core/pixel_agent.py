@@ -128,9 +128,20 @@ def feature_dim(encoder_cfg: EncoderConfig, spec: ObsSpec) -> int:
     return len(encoder_cfg.camera_names) * encoder_cfg.feature_dim + spec.dim
 
 
+def check_no_action_chunks(cfg: ExpoConfig) -> None:
+    """Pixel policies act one step at a time: action chunks (diffusion.chunk_len > 1) are not
+    supported there (the chunk targets would have to travel with the image batches)."""
+    if cfg.diffusion.chunk_len != 1:
+        raise ValueError(
+            f"diffusion.chunk_len={cfg.diffusion.chunk_len} is invalid for a pixel policy; allowed: 1 "
+            "(action chunks, --chunk-len, are supported for state policies only)"
+        )
+
+
 def pixel_expo_config(cfg: ExpoConfig, encoder_cfg: EncoderConfig, spec: ObsSpec) -> ExpoConfig:
     """``cfg`` (e.g. a preset's) with ``obs_dim`` set to the feature vector's length."""
     check_pixel_spec(encoder_cfg, spec)
+    check_no_action_chunks(cfg)
     return cfg.replace(obs_dim=feature_dim(encoder_cfg, spec))
 
 
@@ -230,6 +241,7 @@ class PixelPolicy(nn.Module):
     ) -> None:
         super().__init__()
         check_pixel_spec(encoder_cfg, spec)
+        check_no_action_chunks(cfg)
         if cfg.obs_dim != feature_dim(encoder_cfg, spec):
             raise ValueError(
                 f"config obs_dim {cfg.obs_dim} != feature dim {feature_dim(encoder_cfg, spec)} of the "
@@ -297,6 +309,7 @@ class PixelAgent(nn.Module):
     ) -> None:
         super().__init__()
         check_pixel_spec(encoder_cfg, spec)
+        check_no_action_chunks(cfg)
         if cfg.obs_dim != feature_dim(encoder_cfg, spec):
             raise ValueError(
                 f"config obs_dim {cfg.obs_dim} != feature dim {feature_dim(encoder_cfg, spec)} "

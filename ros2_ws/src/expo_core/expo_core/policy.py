@@ -14,7 +14,7 @@ from .config import ExpoConfig
 from .critic import CriticEnsemble
 from .diffusion import DiffusionBase
 from .editor import Editor
-from .otf import OTFResult, build_candidates, score_candidates, select
+from .otf import OTFResult, build_candidates_and_tails, score_candidates, select
 
 
 class ObsNormalizer(nn.Module):
@@ -86,9 +86,12 @@ class ExpoPolicy(nn.Module):
         """One OTF decision per state. obs (B, o) raw (unnormalized) -> OTFResult.
         deterministic: the editor uses its mean; pass a seeded generator (or explicit noise)
         to make the base samples reproducible too. members: the scoring critics' indices for
-        act_score="subset_min" (drawn from `generator` after the candidates when None)."""
+        act_score="subset_min" (drawn from `generator` after the candidates when None).
+        With action chunks (diffusion.chunk_len = k > 1) the result's `plan` (B, k-1, d) is the
+        chosen candidate's base-sample tail; base_noise then has the chunk's width
+        (`base.noise_shape`)."""
         nobs = self.normalizer(obs)
-        cands = build_candidates(
+        cands, tails = build_candidates_and_tails(
             self.base,
             self.editor,
             nobs,
@@ -102,4 +105,4 @@ class ExpoPolicy(nn.Module):
         )
         if members is None:
             members = self.scoring_members(generator)
-        return select(cands, self.q_values(nobs, cands, members))
+        return select(cands, self.q_values(nobs, cands, members), tails)

@@ -105,7 +105,14 @@ def uses_ddpm(cfg: ExpoConfig) -> bool:
 
 
 def noise_shapes(cfg: ExpoConfig, batch: int = 1) -> dict[str, tuple[int, ...]]:
-    """The graph's noise inputs in input order: name -> shape (see the module docstring)."""
+    """The graph's noise inputs in input order: name -> shape (see the module docstring).
+    Every export path takes its inputs from here; a base with action chunks
+    (diffusion.chunk_len > 1) raises: the graph has no plan output."""
+    if cfg.diffusion.chunk_len != 1:
+        raise ValueError(
+            f"diffusion.chunk_len={cfg.diffusion.chunk_len}: action chunks need the torch backend "
+            "(the ONNX/TensorRT graph computes one action per decision); allowed: 1"
+        )
     n, a = cfg.num_samples, cfg.act_dim
     shapes: dict[str, tuple[int, ...]] = {"base_noise": (batch, n, a)}
     if uses_ddpm(cfg):
