@@ -50,14 +50,17 @@ def test_make_backend_builds_onnxruntime(checkpoint: Path) -> None:
         backend.decide(OBS)
 
 
-def test_decide_matches_torch_with_the_same_noise(checkpoint: Path, agent: ExpoAgent) -> None:
+@pytest.mark.parametrize("graph", ["traced", "auto"])
+def test_decide_matches_torch_with_the_same_noise(checkpoint: Path, agent: ExpoAgent, graph: str) -> None:
+    """Both graphs (``auto`` on CPU: the lean one) make torch's decisions from the same noise."""
     from expo_policy.backends.onnx_runtime import OnnxRuntimeBackend
 
-    backend = OnnxRuntimeBackend(device="cpu", seed=3)
+    backend = OnnxRuntimeBackend(device="cpu", seed=3, graph=graph)
     assert backend.load(checkpoint).kind == "checkpoint"
     g = backend.compiled
     assert g.max_abs_diff is not None and g.max_abs_diff <= DEFAULT_ATOL  # the load-time check ran
-    assert g.traced and g.export_s > 0 and g.compile_s > 0 and len(g.onnx_sha256) == 64
+    assert g.lean == (graph == "auto") and g.traced == (graph == "traced")
+    assert g.export_s > 0 and g.compile_s > 0 and len(g.onnx_sha256) == 64
     refs = _torch_decision_with_numpy_noise(agent, OBS, seed=3, decisions=3)
     for ref in refs:
         d = backend.decide(OBS)
@@ -86,7 +89,7 @@ def test_num_base_samples_override_is_exported(checkpoint: Path) -> None:
 def test_swap_keeps_old_graph_on_bad_bundles_and_takes_good_ones(checkpoint: Path, make_agent) -> None:
     from expo_policy.backends.onnx_runtime import OnnxRuntimeBackend
 
-    backend = OnnxRuntimeBackend(device="cpu", seed=1)
+    backend = OnnxRuntimeBackend(device="cpu", seed=1, graph="traced")
     backend.load(checkpoint)
     before = backend.compiled
     good = make_agent(seed=7)
@@ -123,7 +126,7 @@ def test_swap_with_a_new_config_retraces(checkpoint: Path, agent: ExpoAgent) -> 
     """A bundle whose config changes the graph (here the editor's beta) gets a new template."""
     from expo_policy.backends.onnx_runtime import OnnxRuntimeBackend
 
-    backend = OnnxRuntimeBackend(device="cpu", seed=5)
+    backend = OnnxRuntimeBackend(device="cpu", seed=5, graph="traced")
     backend.load(checkpoint)
     cfg = agent.cfg.replace(editor=dataclasses.replace(agent.cfg.editor, beta=0.05))
     other = ExpoAgent(cfg, seed=9)
