@@ -294,3 +294,56 @@ def test_realtime_injected_latency_delays_commands_and_a_restart_reports_the_epi
     report = next(f for f in h.feedback[n:] if f.truncated)  # after any still on the wire
     assert (report.episode, report.step, report.terminated) == (0, 0, False)
     assert len(h.bridge.stats.records) == 1 and not h.bridge.stats.records[0].success
+
+
+PLAN = np.array(
+    [[0.5, 0, 0, 0, 0, 0, -1], [0.25, 0, 0, 0, 0, 0, -1], [-0.5, 0, 0, 0, 0, 0, -1]], dtype=np.float32
+)
+
+
+@pytest.mark.parametrize("mode", ["off", "receding"])
+def test_realtime_plan_rows_fill_the_periods_of_a_stalled_policy(harness, mode: str) -> None:
+    """One command with a 3-row plan, then the policy stalls: receding applies the rows in order
+    in the next periods (counted as plan periods, reported as the applied action), then holds;
+    off ignores the plan exactly as before (every later period a bridge hold)."""
+    h = harness(realtime=True, horizon=6, num_episodes=1, max_action_age_ms=60_000.0, plan_mode=mode)
+    h.start()
+    h.spin_until(lambda: len(h.sets()) >= 2, "observations while no policy commands")
+    h.connect_policy()
+    h.spin_until(lambda: h.action_pub.get_subscription_count() > 0, "the bridge to hear the policy")
+    s = h.sets()[-1]
+    cmd = cv.Command(action=MOVE, stamp_ns=s, plan=PLAN, plan_period_ns=PERIOD_NS, episode=0, step=0)
+    h.action_pub.publish(cv.action_command_msg(cmd))
+    h.spin_until(lambda: h.bridge.finished, "one realtime episode")
+    h.wait_feedback(6)
+    assert all((f.episode, f.step) == (0, 0) for f in h.feedback)
+    st = h.bridge.stats
+    applied = [np.asarray(f.applied_action) for f in h.feedback if len(f.applied_action)]
+    if mode == "off":
+        assert (st.own_holds, st.plan_periods) == (5, 0) and applied == []
+        return
+    # Rows are due at s + P, s + 2P, s + 3P (s: the command's stamp); the periods from then on
+    # without a new command are filled from them, in order, then the last row is kept (holds).
+    assert 1 <= st.plan_periods <= 3 and st.plan_periods + st.own_holds == 5
+    rows = [int(np.flatnonzero((PLAN == a).all(axis=1))[0]) for a in applied]
+    distinct = [r for i, r in enumerate(rows) if i == 0 or r != rows[i - 1]]
+    assert distinct == sorted(set(distinct)) and distinct[-1] == 2
+    assert h.bridge.stats.counts()["plan_periods"] == st.plan_periods
+
+
+def test_realtime_injected_stall_delays_a_command(harness) -> None:
+    h = harness(
+        realtime=True,
+        horizon=3,
+        num_episodes=1,
+        max_action_age_ms=60_000.0,
+        injected_stall_probability=1.0,
+        injected_stall_ms=150.0,
+    )
+    h.start()
+    h.connect_policy()
+    h.spin_until(lambda: h.action_pub.get_subscription_count() > 0, "the bridge to hear the policy")
+    h.answer(h.wait_set(0, "an observation"), 0, 0)
+    h.spin_until(lambda: h.bridge.finished, "one realtime episode")
+    assert h.bridge.stats.stalled == 1
+    assert h.bridge.stats.action_age.stats().p50_s >= 0.15

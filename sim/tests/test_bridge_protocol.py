@@ -52,11 +52,24 @@ def test_yaml_integers_for_floats_and_the_camera_are_accepted() -> None:
         ("arm_joint_names", ["a"] * 7, "parameter 'arm_joint_names'"),
         ("finger_joint_names", ["panda_joint1", "f2"], "overlaps 'arm_joint_names'"),
         ("camera.width", 100, "must be equal"),
+        ("plan_mode", "chunky", "parameter 'plan_mode'"),
+        ("plan_max_age_ms", -1.0, "parameter 'plan_max_age_ms'"),
+        ("ensemble_decay", float("nan"), "parameter 'ensemble_decay'"),
+        ("injected_stall_probability", 1.5, "parameter 'injected_stall_probability'"),
+        ("injected_stall_ms", -1.0, "parameter 'injected_stall_ms'"),
     ],
 )
 def test_bad_values_name_the_parameter(key: str, value: object, needle: str) -> None:
     with pytest.raises(ValueError, match=needle):
         BridgeConfig.from_values({**DEFAULTS, key: value})
+
+
+def test_plan_parameters() -> None:
+    cfg = BridgeConfig.from_values(
+        {**DEFAULTS, "plan_mode": "ensemble", "ensemble_decay": 0, "plan_max_age_ms": 150}
+    )
+    assert (cfg.plan.mode, cfg.plan.ensemble_decay, cfg.plan.max_age_ns) == ("ensemble", 0, 150_000_000)
+    assert BridgeConfig.from_values({**DEFAULTS, "plan_mode": False}).plan.mode == "off"  # YAML's off
 
 
 def test_bad_camera_name_only_matters_when_enabled() -> None:

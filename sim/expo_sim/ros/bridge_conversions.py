@@ -143,11 +143,20 @@ def observation_msgs(
 
 
 def feedback_msg(
-    ns: int, reward: float, terminated: bool, truncated: bool, success: bool, episode: int, step: int
+    ns: int,
+    reward: float,
+    terminated: bool,
+    truncated: bool,
+    success: bool,
+    episode: int,
+    step: int,
+    applied_action: np.ndarray | None = None,
 ) -> EnvFeedback:
     """EnvFeedback of one step stamped ``ns`` (the post-step observation's stamp); ``episode``
-    and ``step`` echo the ActionCommand that caused the step."""
+    and ``step`` echo the ActionCommand that caused the step; ``applied_action``: what the
+    bridge applied instead of that command's action (a plan row or blend), None if it did not."""
     fb = Feedback(
+        applied_action=applied_action,
         episode=episode,
         step=step,
         reward=reward,

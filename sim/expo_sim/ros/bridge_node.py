@@ -56,6 +56,7 @@ from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
 from expo_interfaces.msg import ActionCommand, EnvFeedback, LearnerStats
 from expo_policy.safety import hold_action
 from expo_ros import conversions as cv
+from expo_ros.action_plan import PlanExecutor
 from expo_ros.lifecycle_teardown import TeardownLifecycleNode
 from expo_ros.node_main import run_lifecycle_node
 from geometry_msgs.msg import PoseArray, PoseStamped
@@ -142,6 +143,10 @@ class SimBridge(TeardownLifecycleNode):
                 f"realtime: wall-time physics in {cfg.substeps} chunks per period, commands older than "
                 f"{cfg.max_action_age_ms:g} ms dropped" + (delay if injected else "")
             )
+            if cfg.stall_probability and cfg.stall_ms:
+                mode += f", stalls of {cfg.stall_ms:g} ms with probability {cfg.stall_probability:g}"
+            if cfg.plan.mode != "off":
+                mode += f", plan_mode {cfg.plan.mode} (rows up to {cfg.plan.max_age_ms:g} ms old)"
         else:
             mode = f"lockstep (timeout {cfg.action_timeout_s:g} s)"
         episodes = cfg.num_episodes or "unlimited"
@@ -199,6 +204,9 @@ class SimBridge(TeardownLifecycleNode):
         self._summary_logged = False
         self._pacer = LearnerPacer(self.cfg.learner_pacing_backlog)
         self._held: tuple[cv.Command, float] | None = None  # lockstep command waiting for the learner
+        self._plan = PlanExecutor(self.cfg.plan)  # realtime: the commands' plans (expo_ros.action_plan)
+        self._plan_in_period = False  # realtime: a plan row (or blend) took effect in this period
+        self._applied_other = False  # realtime: the action in effect is not the echoed command's own
         self.active, self.finished = True, False
         if self._episode_open():
             self._end_interrupted_episode()
@@ -310,8 +318,10 @@ class SimBridge(TeardownLifecycleNode):
         while len(self._published) > _PUBLISHED_KEPT:
             self._published.popitem(last=False)
 
-    def _publish_feedback(self, ns: int, result: StepResult, indices: tuple[int, int]) -> None:
-        self._pubs["env_feedback"].publish(feedback_msg(ns, *result, *indices))
+    def _publish_feedback(
+        self, ns: int, result: StepResult, indices: tuple[int, int], applied: np.ndarray | None = None
+    ) -> None:
+        self._pubs["env_feedback"].publish(feedback_msg(ns, *result, *indices, applied))
 
     def _checked(self, cmd: cv.Command) -> np.ndarray | None:
         """The command's action, clipped; None (counted, logged) when the env refuses it."""
@@ -338,6 +348,7 @@ class SimBridge(TeardownLifecycleNode):
         self._episode += 1
         self._cmd_seen = None
         self._steps_in_episode = 0
+        self._plan.reset()  # a plan never crosses an episode
         if self.cfg.num_episodes and self._episode >= self.cfg.num_episodes:
             self._finish()
             return True
@@ -347,6 +358,7 @@ class SimBridge(TeardownLifecycleNode):
     def _sync_inbox_counts(self) -> None:
         self.stats.superseded = self._inbox.superseded
         self.stats.dropped = dict(self._inbox.dropped)
+        self.stats.plan_rows_dropped = self._plan.plan_rows_dropped
 
     def _finish(self) -> None:
         for t in self._timers:
@@ -490,7 +502,11 @@ class SimBridge(TeardownLifecycleNode):
         jitter = 0.0
         if c.injected_jitter_ms:
             jitter = self._rng.uniform(-c.injected_jitter_ms, c.injected_jitter_ms)
-        return max(c.injected_latency_ms + jitter, 0.0) * 1e-3
+        stall = 0.0
+        if c.stall_probability and self._rng.random() < c.stall_probability:
+            stall = c.stall_ms
+            self.stats.stalled += 1
+        return max(c.injected_latency_ms + jitter, 0.0) * 1e-3 + stall * 1e-3
 
     def _on_tick(self) -> None:
         """Realtime, wall timer at the chunk rate: every chunk boundary whose wall time has passed,
@@ -537,10 +553,13 @@ class SimBridge(TeardownLifecycleNode):
     def _period_end(self, ns: int, result: tuple | None, wall: float) -> None:
         if self._mode == "step":
             step = self._stepped(result)
-            self.stats.own_holds += int(not self._new_in_period)
-            self._new_in_period = False
+            if not self._new_in_period:  # no new command: a plan row filled the period, or a hold
+                self.stats.plan_periods += int(self._plan_in_period)
+                self.stats.own_holds += int(not self._plan_in_period)
+            self._new_in_period = self._plan_in_period = False
             self._publish_obs(ns)
-            self._publish_feedback(ns, step, self._last_indices)
+            applied = self._physics.action if self._applied_other else None
+            self._publish_feedback(ns, step, self._last_indices, applied)
             if step[1] or step[2]:
                 self._mode = "reset"  # the next period resets the env
                 self._end_episode(step[3])
@@ -557,6 +576,7 @@ class SimBridge(TeardownLifecycleNode):
         first = self._episode_first_ns if self._episode_first_ns is not None else ns
         arrival = self._inbox.take(wall, ns, self._max_age_ns(), first)
         if arrival is None:
+            self._apply_plan(ns)
             return
         cmd = arrival.cmd
         self._new_in_period = True
@@ -565,9 +585,25 @@ class SimBridge(TeardownLifecycleNode):
         self.stats.took_effect(arrival.age_ns)
         self.stats.holds += int(cmd.hold)
         action = None if cmd.hold else self._checked(cmd)
+        self._applied_other = False
+        if self.cfg.plan.mode != "off":  # off: exactly as before plans existed
+            planned = self._plan.command(cmd, ns) if action is not None else self._plan.reset()
+            if planned is not None and action is not None:  # ensemble: the blend, clipped
+                self._applied_other = not np.array_equal(planned, cmd.action)
+                action = np.clip(planned, -1.0, 1.0) if self._applied_other else action
         if action is None:  # hold (or refused): stop where the arm is, gripper command kept
             action = hold_action(self._physics.action, self.env.action_space.shape[0])
         self._physics.set_action(action)
+        self._prev_action = self._physics.action
+
+    def _apply_plan(self, ns: int) -> None:
+        """No new command at this chunk boundary: the plan's row (or blend) due now, if any
+        (plan_mode receding / ensemble); the period then counts as filled from a plan."""
+        planned = self._plan.due(ns)
+        if planned is None:
+            return
+        self._plan_in_period = self._applied_other = True
+        self._physics.set_action(np.clip(planned, -1.0, 1.0))
         self._prev_action = self._physics.action
 
 

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from expo_core.tasks import CONTROL_FREQ_HZ, SUPPORTED_CAMERAS, SUPPORTED_TASKS
+from expo_ros.action_plan import PlanConfig, plan_mode
 
 ARM_JOINTS = [f"panda_joint{i}" for i in range(1, 8)]
 # Must match policy.yaml's observation.finger_joint_names; the bridge publishes robosuite's
@@ -76,6 +77,33 @@ PARAMETERS: tuple[ParamSpec, ...] = (
         0.0,
         "realtime: plus a uniform random delay in [-jitter, +jitter] per command (seeded by 'seed'; "
         "the total delay is never negative) [ms]",
+    ),
+    ParamSpec(
+        "injected_stall_probability",
+        0.0,
+        "realtime: probability that a received command is stalled (a late decision, seeded by "
+        "'seed'): it counts as arriving injected_stall_ms later still",
+    ),
+    ParamSpec("injected_stall_ms", 0.0, "realtime: the extra delay of a stalled command [ms]"),
+    ParamSpec(
+        "plan_mode",
+        "off",
+        "realtime: what to do with the commands' plans (ActionCommand.plan, expo_ros.action_plan): "
+        "off (ignored: each command held until the next), receding (a period without a new command "
+        "applies the newest command's row due then), ensemble (the weighted mean of every "
+        "command's row for the period)",
+    ),
+    ParamSpec(
+        "plan_max_age_ms",
+        200.0,
+        "realtime, plan_mode receding/ensemble: a plan row is used only while the command's "
+        "observation is at most this old (older rows are dropped and counted) [ms]",
+    ),
+    ParamSpec(
+        "ensemble_decay",
+        0.01,
+        "plan_mode ensemble: the i-th oldest prediction for a period weighs exp(-decay * i) "
+        "(> 0 favours the older ones, as ACT; 0 plain mean; < 0 the newest)",
     ),
     ParamSpec("diagnostics_period_s", 1.0, "diagnostics publish period, wall clock [s]"),
     ParamSpec(
@@ -177,6 +205,9 @@ class BridgeConfig:
     max_action_age_ms: float = 100.0
     injected_latency_ms: float = 0.0
     injected_jitter_ms: float = 0.0
+    stall_probability: float = 0.0
+    stall_ms: float = 0.0
+    plan: PlanConfig = PlanConfig()
     diagnostics_period_s: float = 1.0
     learner_pacing_backlog: int = 0
     frame_id: str = "world"
@@ -296,6 +327,11 @@ class BridgeConfig:
             max_action_age_ms=_float("max_action_age_ms", v["max_action_age_ms"], 0.0, 60_000.0),
             injected_latency_ms=_non_negative("injected_latency_ms", v["injected_latency_ms"], 10_000.0),
             injected_jitter_ms=_non_negative("injected_jitter_ms", v["injected_jitter_ms"], 10_000.0),
+            stall_probability=_non_negative(
+                "injected_stall_probability", v["injected_stall_probability"], 1.0
+            ),
+            stall_ms=_non_negative("injected_stall_ms", v["injected_stall_ms"], 10_000.0),
+            plan=PlanConfig(plan_mode(v["plan_mode"]), v["plan_max_age_ms"], v["ensemble_decay"]),
             diagnostics_period_s=_float("diagnostics_period_s", v["diagnostics_period_s"], 0.01, 3600.0),
             learner_pacing_backlog=_int("learner_pacing_backlog", v["learner_pacing_backlog"], 0),
             frame_id=frame,

@@ -41,6 +41,15 @@ Realtime protocol (``realtime: true``), a model of an arm that does not wait for
    observation is one period after the terminal one. An episode's stepping starts at the first
    period boundary where a command for it would take effect (its observations keep coming
    meanwhile): every stepped period's feedback then echoes a command of that episode.
+5. Action chunks (``plan_mode``, :mod:`expo_ros.action_plan`): with ``receding`` a chunk
+   boundary without a new command applies the newest command's plan row due then (row i at its
+   stamp + (i + 1) periods, while at most ``plan_max_age_ms`` old); with ``ensemble`` the
+   weighted mean of every command's row for the period. A period without a new command in
+   which a plan row took effect counts as ``plan_periods``, not as a bridge hold. When the
+   action in effect at a period's end is not the echoed command's own (a plan row, a blend),
+   the feedback carries it in ``applied_action``: the transition records what was applied.
+   ``off`` (default) ignores plans. ``injected_stall_probability`` / ``injected_stall_ms``
+   delay a random share of the commands further (a late decision, counted as ``stalled``).
 
 Times: the observation -> command round trip (received minus published, wall clock) and the age
 of each command when it takes effect (sim time at that chunk boundary minus its stamp, the
@@ -246,6 +255,9 @@ class EpisodeStats:
     superseded: int = 0  # realtime: commands replaced by a newer one before taking effect
     dropped: dict[str, int] = field(default_factory=lambda: dict.fromkeys(DROP_REASONS, 0))
     overruns: int = 0  # realtime: the bridge fell more than a period behind wall time (skipped ahead)
+    plan_periods: int = 0  # realtime: periods without a new command filled from a plan (plan_mode)
+    plan_rows_dropped: int = 0  # realtime: plan rows due but older than plan_max_age_ms
+    stalled: int = 0  # realtime: commands given the injected stall
     work_s: float = 0.0  # wall time in the bridge's own step work (env step, publishing)
     wait_s: float = 0.0  # wall time from publishing an observation to its answer
     answers: int = 0  # answered observations (the count behind wait_s)
@@ -282,7 +294,7 @@ class EpisodeStats:
 
     def counts(self) -> dict[str, int]:
         """Cumulative command counts: holds, bridge_holds, superseded, dropped (and per reason),
-        rejected."""
+        rejected, plan_periods, plan_rows_dropped, stalled."""
         return {
             "holds": self.holds,
             "bridge_holds": self.own_holds,
@@ -290,6 +302,9 @@ class EpisodeStats:
             "dropped": sum(self.dropped.values()),
             **{f"dropped_{k}": v for k, v in self.dropped.items()},
             "rejected": self.rejected,
+            "plan_periods": self.plan_periods,
+            "plan_rows_dropped": self.plan_rows_dropped,
+            "stalled": self.stalled,
         }
 
     def end_episode(self, episode: int, steps: int, success: bool) -> EpisodeRecord:
@@ -350,4 +365,7 @@ class EpisodeStats:
             f"(mean per command: bridge work {1e3 * self.work_s / handled:.1f} ms{waits}), "
             f"{self.holds} holds, {self.own_holds} bridge holds, {self.superseded} superseded, "
             f"{dropped} dropped, {self.rejected} rejected, {self.timeouts} timeouts"
+            + (f", {self.plan_periods} periods from plans" if self.plan_periods else "")
+            + (f", {self.plan_rows_dropped} plan rows too old" if self.plan_rows_dropped else "")
+            + (f", {self.stalled} stalled" if self.stalled else "")
         )

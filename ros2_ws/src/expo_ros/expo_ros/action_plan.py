@@ -10,7 +10,8 @@ row for time ``t`` is ``j = (t - s) // p`` when ``0 <= j <= m``.
 
 - ``off`` (default): plans are ignored; the executor does exactly what it did before plans
   existed (the newest fresh command's action, held until the next one).
-- ``receding``: a fresh command takes effect as before; at a time with no fresh command the
+- ``receding``: a fresh command takes effect as before (its row for that time: its action,
+  unless it arrives a whole period or more after its observation); at a time with no fresh command the
   executor applies the newest command's row due then, each row once and in order, as long as
   the command's observation is at most ``plan_max_age_ms`` old (older rows are dropped and
   counted: ``plan_rows_dropped``); once its plan is used up or too old the executor keeps the
@@ -119,10 +120,13 @@ class PlanExecutor:
         if cmd.plan is not None and len(cmd.plan) and cmd.plan_period_ns > 0:
             rows = np.concatenate([rows, np.asarray(cmd.plan, dtype=np.float32)], axis=0)
         chunk = _Chunk(int(cmd.stamp_ns), rows, int(cmd.plan_period_ns))
-        if self.cfg.mode == "receding":
+        if self.cfg.mode == "receding":  # its row for now: row 0 unless it arrives a period late
             self._chunks = [chunk]
-            self._applied = ((chunk.stamp_ns, 0),)
-            return action
+            j = min(max(chunk.row_index(now_ns), 0), len(rows) - 1)
+            if j > 0 and now_ns - chunk.stamp_ns > self.cfg.max_age_ns:
+                j = 0  # its plan is too old: the action as sent, as with plan_mode off
+            self._applied = ((chunk.stamp_ns, j),)
+            return rows[j].copy()
         # A command without a plan predicts nothing past its own period: the next one replaces it.
         self._chunks = [c for c in self._chunks if c.period_ns > 0]
         self._chunks.append(chunk)
@@ -186,6 +190,12 @@ class PlanExecutor:
         rows = np.stack([c.rows[j] for c, j in used])
         self._applied = tuple((c.stamp_ns, j) for c, j in used)
         return (w[:, None] * rows).sum(axis=0).astype(np.float32)
+
+
+def plan_mode(value: Any) -> Any:
+    """The ``plan_mode`` parameter's value as a mode name: YAML (and ``-p plan_mode:=off``) reads
+    an unquoted ``off`` as false, which means "off"; anything else is passed on to be checked."""
+    return "off" if value is False else value
 
 
 def ensemble_weights(n: int, decay: float) -> np.ndarray:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from expo_ros.action_plan import PlanConfig, PlanExecutor, ensemble_weights
+from expo_ros.action_plan import PlanConfig, PlanExecutor, ensemble_weights, plan_mode
 from expo_ros.conversions import Command
 
 P = 50_000_000  # 50 ms control period [ns]
@@ -50,6 +50,9 @@ def test_receding_covers_a_stalled_decision_row_by_row_in_order() -> None:
     # a fresh command replaces the plan; its own rows follow from its stamp
     np.testing.assert_array_equal(ex.command(_cmd(300 * MS, 10.0), 330 * MS), np.full(7, 10.0))
     assert _walk(ex, 340 * MS, 400 * MS) == [(350, 11.0)]
+    # a command taking effect more than a period after its observation starts at its row for now
+    np.testing.assert_array_equal(ex.command(_cmd(400 * MS, 20.0), 460 * MS), np.full(7, 21.0))
+    assert _walk(ex, 470 * MS, 700 * MS) == [(500, 22.0), (550, 23.0)]
 
 
 def test_receding_drops_rows_past_the_age_bound() -> None:
@@ -121,3 +124,9 @@ def test_ensemble_age_bound_and_commands_without_plans() -> None:
 def test_bad_config_names_the_parameter(kwargs: dict, match: str) -> None:
     with pytest.raises(ValueError, match=match):
         PlanConfig(**kwargs)
+
+
+def test_plan_mode_reads_yaml_off() -> None:
+    assert plan_mode(False) == "off" and plan_mode("receding") == "receding"
+    with pytest.raises(ValueError, match="plan_mode"):
+        PlanConfig(plan_mode(True))
