@@ -1,7 +1,8 @@
 """ExpoAgent: the small contract the rest of the stack uses.
 
 act(obs) -> action                 OTF decision with the EMA base (numpy in, numpy out)
-decide(obs) -> OTFResult           the same with candidates and their Q, tensors
+decide(obs) -> OTFResult           the same with candidates and their Q (and, with action
+                                   chunks, the plan), tensors
 pretrain_step(batch) -> stats      offline imitation of the base only
 update(batch_iter) -> stats        one env step's worth of learning (UTD critic steps, then one
                                    base, one editor and one temperature step)
@@ -82,6 +83,19 @@ class ExpoAgent(nn.Module):
         nobs = self.policy.normalizer(x[None] if single else x)
         gen = self._sampling_generator(deterministic)
         out = self.policy.base.sample(nobs, 1, gen, steps=self.cfg.act_sampling_steps)[:, 0].cpu().numpy()
+        return out[0] if single else out
+
+    @torch.no_grad()
+    def base_act_chunk(self, obs: np.ndarray, deterministic: bool = False) -> np.ndarray:
+        """`base_act` with the whole sampled chunk (action chunks, diffusion.chunk_len = k):
+        obs (o,) or (B, o) -> (k, d) or (B, k, d); [..., 0, :] is `base_act`'s action for the
+        same generator state, the rest the sample's plan."""
+        x = torch.as_tensor(np.asarray(obs, dtype=np.float32), device=self.device)
+        single = x.ndim == 1
+        nobs = self.policy.normalizer(x[None] if single else x)
+        gen = self._sampling_generator(deterministic)
+        out = self.policy.base.sample_chunks(nobs, 1, gen, steps=self.cfg.act_sampling_steps)[:, 0]
+        out = out.cpu().numpy()
         return out[0] if single else out
 
     def act(self, obs: np.ndarray, deterministic: bool = False) -> np.ndarray:

@@ -335,7 +335,14 @@ class ExpoConfig:
 
     # --- serialization ------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        """The config as plain JSON types. `diffusion.chunk_len` is written only when it is not
+        1, so configs without action chunks serialize as before the field existed (their JSON,
+        and the pretrain cache names hashed from it, stay the same); `from_dict` reads it back
+        as 1."""
+        d = dataclasses.asdict(self)
+        if self.diffusion.chunk_len == 1:
+            del d["diffusion"]["chunk_len"]
+        return d
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), sort_keys=True)

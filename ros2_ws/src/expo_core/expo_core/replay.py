@@ -7,6 +7,12 @@ sees the same minibatches every time.
 
 :class:`MixedSampler` is the RLPD-style symmetric sampler EXPO trains with: a fixed fraction of
 every minibatch comes from the offline demonstrations, the rest from online experience.
+
+Action chunks (a base with ``DiffusionConfig.chunk_len`` = k > 1): a buffer made with
+``chunk_len=k`` also stores each row's chunk [a_t, ..., a_t+k-1] of its episode and the slot
+mask (:func:`action_chunks` computes both from episode ids), and its batches carry them. Online
+buffers keep ``chunk_len=1``: their rows carry their own action only, and the agent learns the
+chunk's first slot from them (``Batch.chunk_targets``); the tail comes from the demonstrations.
 """
 
 from __future__ import annotations
@@ -21,6 +27,33 @@ from expo_core.batch import Batch
 Device = torch.device | str
 
 TRANSITION_FIELDS: tuple[str, ...] = ("obs", "action", "reward", "next_obs", "terminated", "truncated")
+CHUNK_FIELDS: tuple[str, ...] = ("action_chunk", "chunk_mask")
+
+
+def action_chunks(action: np.ndarray, episode: np.ndarray, chunk_len: int) -> dict[str, np.ndarray]:
+    """Every row's chunk of the next ``chunk_len`` actions of its own episode and the slot mask.
+
+    action (N, d); episode (N,) ids, each episode's rows consecutive and in time order (as
+    ``TransitionArrays`` concatenates the demos). Returns ``action_chunk`` (N, k, d) float32,
+    [a_t, ..., a_t+k-1], zeros past the episode's end, and ``chunk_mask`` (N, k) float32, 1 where
+    that step exists in the episode, 0 past its end."""
+    action, episode = np.asarray(action, dtype=np.float32), np.asarray(episode)
+    if not (isinstance(chunk_len, int) and chunk_len >= 1):
+        raise ValueError(f"chunk_len={chunk_len!r} is invalid; allowed: integer >= 1")
+    if action.ndim != 2 or episode.shape != action.shape[:1]:
+        raise ValueError(f"action {action.shape} and episode {episode.shape} must be (N, d) and (N,)")
+    starts = np.flatnonzero(np.r_[True, episode[1:] != episode[:-1]]) if len(episode) else []
+    if len(np.unique(episode)) != len(starts):
+        raise ValueError("action_chunks: each episode's rows must be consecutive")
+    n, d = action.shape
+    chunk = np.zeros((n, chunk_len, d), dtype=np.float32)
+    mask = np.zeros((n, chunk_len), dtype=np.float32)
+    for j in range(chunk_len):
+        same = np.zeros(n, dtype=bool)
+        same[: n - j] = episode[j:] == episode[: n - j]
+        chunk[same, j] = action[j:][same[: n - j]]
+        mask[same, j] = 1.0
+    return {"action_chunk": chunk, "chunk_mask": mask}
 
 
 class ReplayBuffer:
@@ -30,11 +63,17 @@ class ReplayBuffer:
     truncated (capacity,). Once full, new transitions overwrite the oldest ones.
     """
 
-    def __init__(self, obs_dim: int, act_dim: int, capacity: int) -> None:
-        for name, value in (("obs_dim", obs_dim), ("act_dim", act_dim), ("capacity", capacity)):
+    def __init__(self, obs_dim: int, act_dim: int, capacity: int, chunk_len: int = 1) -> None:
+        for name, value in (
+            ("obs_dim", obs_dim),
+            ("act_dim", act_dim),
+            ("capacity", capacity),
+            ("chunk_len", chunk_len),
+        ):
             if int(value) != value or value < 1:
                 raise ValueError(f"ReplayBuffer.{name} must be an integer >= 1, got {value!r}")
         self.obs_dim, self.act_dim, self.capacity = int(obs_dim), int(act_dim), int(capacity)
+        self.chunk_len = int(chunk_len)  # > 1: rows also store action_chunk and chunk_mask
         self._data = {
             name: np.zeros((self.capacity, *shape), dtype=np.float32)
             for name, shape in self._row_shapes().items()
@@ -47,7 +86,8 @@ class ReplayBuffer:
         """A buffer holding ``arrays`` (the six transition fields, leading dim N).
 
         ``capacity`` defaults to N; with a smaller capacity only the last ``capacity`` rows stay.
-        Accepts :meth:`arrays` output and ``TransitionArrays.transitions()``.
+        Accepts :meth:`arrays` output and ``TransitionArrays.transitions()``; with
+        ``action_chunk`` and ``chunk_mask`` (:func:`action_chunks`) the buffer stores chunks.
         """
         missing = [name for name in TRANSITION_FIELDS if name not in arrays]
         if missing:
@@ -58,8 +98,10 @@ class ReplayBuffer:
                 f"ReplayBuffer.from_arrays: obs and action must be 2-D (N, dim), "
                 f"got obs {obs.shape} and action {action.shape}"
             )
-        buffer = cls(obs.shape[1], action.shape[1], capacity if capacity is not None else max(len(obs), 1))
-        buffer.add_many(**{name: arrays[name] for name in TRANSITION_FIELDS})
+        chunk_len = np.shape(arrays["action_chunk"])[1] if "action_chunk" in arrays else 1
+        cap = capacity if capacity is not None else max(len(obs), 1)
+        buffer = cls(obs.shape[1], action.shape[1], cap, chunk_len)
+        buffer.add_many(**{name: arrays[name] for name in buffer._row_shapes()})
         return buffer
 
     def __len__(self) -> int:
@@ -73,12 +115,24 @@ class ReplayBuffer:
             "next_obs": (self.obs_dim,),
             "terminated": (),
             "truncated": (),
-        }
+        } | (
+            {"action_chunk": (self.chunk_len, self.act_dim), "chunk_mask": (self.chunk_len,)}
+            if self.chunk_len > 1
+            else {}
+        )
 
     def _validated(self, values: dict[str, object], lead: tuple[int, ...]) -> dict[str, np.ndarray]:
         """Cast to float32 and check each field has shape ``lead + row shape``, finite, flags 0/1."""
         out = {}
-        for name, row_shape in self._row_shapes().items():
+        shapes = self._row_shapes()
+        extra = [n for n in CHUNK_FIELDS if values.get(n) is not None and n not in shapes]
+        if extra:
+            raise ValueError(f"ReplayBuffer: {extra} given to a buffer without chunks (chunk_len=1)")
+        for name, row_shape in shapes.items():
+            if values.get(name) is None:
+                raise ValueError(
+                    f"ReplayBuffer: field '{name}' is missing (a buffer of chunks of {self.chunk_len})"
+                )
             arr = np.asarray(values[name], dtype=np.float32)
             expected = lead + row_shape
             if arr.shape != expected:
@@ -86,9 +140,14 @@ class ReplayBuffer:
                 raise ValueError(f"ReplayBuffer: field '{name}' has shape {arr.shape}, expected {shown}")
             if not np.all(np.isfinite(arr)):
                 raise ValueError(f"ReplayBuffer: field '{name}' has non-finite values (NaN or inf)")
-            if name in ("terminated", "truncated") and not np.all((arr == 0.0) | (arr == 1.0)):
+            if name in ("terminated", "truncated", "chunk_mask") and not np.all((arr == 0.0) | (arr == 1.0)):
                 raise ValueError(f"ReplayBuffer: field '{name}' must hold only 0 or 1")
             out[name] = arr
+        if self.chunk_len > 1 and not (
+            np.all(out["chunk_mask"][..., 0] == 1.0)
+            and np.array_equal(out["action_chunk"][..., 0, :], out["action"])
+        ):
+            raise ValueError("ReplayBuffer: a chunk's first slot must be the row's own action, mask 1")
         return out
 
     def add(
@@ -99,8 +158,11 @@ class ReplayBuffer:
         next_obs: np.ndarray,
         terminated: float | bool,
         truncated: float | bool,
+        action_chunk: np.ndarray | None = None,
+        chunk_mask: np.ndarray | None = None,
     ) -> None:
-        """Append one transition: obs, next_obs (obs_dim,); action (act_dim,); scalars otherwise."""
+        """Append one transition: obs, next_obs (obs_dim,); action (act_dim,); scalars otherwise;
+        action_chunk (k, act_dim) and chunk_mask (k,) for (and only for) a buffer of chunks."""
         row = self._validated(
             dict(
                 obs=obs,
@@ -109,6 +171,8 @@ class ReplayBuffer:
                 next_obs=next_obs,
                 terminated=terminated,
                 truncated=truncated,
+                action_chunk=action_chunk,
+                chunk_mask=chunk_mask,
             ),
             lead=(),
         )
@@ -125,8 +189,11 @@ class ReplayBuffer:
         next_obs: np.ndarray,
         terminated: np.ndarray,
         truncated: np.ndarray,
+        action_chunk: np.ndarray | None = None,
+        chunk_mask: np.ndarray | None = None,
     ) -> None:
-        """Append N transitions at once: obs, next_obs (N, obs_dim); action (N, act_dim); rest (N,).
+        """Append N transitions at once: obs, next_obs (N, obs_dim); action (N, act_dim); rest (N,);
+        action_chunk (N, k, act_dim) and chunk_mask (N, k) for a buffer of chunks.
 
         Writes wrap around the ring; if N exceeds the capacity only the last ``capacity`` stay.
         """
@@ -143,6 +210,8 @@ class ReplayBuffer:
                 next_obs=next_obs,
                 terminated=terminated,
                 truncated=truncated,
+                action_chunk=action_chunk,
+                chunk_mask=chunk_mask,
             ),
             lead=(n,),
         )

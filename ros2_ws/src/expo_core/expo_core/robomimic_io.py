@@ -43,6 +43,7 @@ from dataclasses import dataclass, field
 import h5py
 import numpy as np
 
+from expo_core.replay import action_chunks
 from expo_core.spec import ObsSpec, RgbKey
 
 log = logging.getLogger(__name__)
@@ -72,8 +73,11 @@ class TransitionArrays:
     def __len__(self) -> int:
         return self.obs.shape[0]
 
-    def transitions(self) -> dict[str, np.ndarray]:
-        """The six replay fields, ready for ``ReplayBuffer.from_arrays`` / ``add_many``."""
+    def transitions(self, chunk_len: int = 1) -> dict[str, np.ndarray]:
+        """The six replay fields, ready for ``ReplayBuffer.from_arrays`` / ``add_many``; with
+        ``chunk_len`` > 1 also every row's action chunk and slot mask within its demo
+        (``replay.action_chunks``: the demos are the episodes)."""
+        chunks = action_chunks(self.action, self.episode, chunk_len) if chunk_len > 1 else {}
         return {
             "obs": self.obs,
             "action": self.action,
@@ -81,7 +85,7 @@ class TransitionArrays:
             "next_obs": self.next_obs,
             "terminated": self.terminated,
             "truncated": self.truncated,
-        }
+        } | chunks
 
 
 def _data_group(f: h5py.File, path: str | os.PathLike) -> h5py.Group:
