@@ -11,7 +11,9 @@ candidates) in ``--samples`` and T DDPM steps in ``--steps``; wall clock from th
 observation in to the numpy Decision out. Weights are random (the cost does not depend on them).
 
 Rows per (N, T): batched eager torch (all candidates in one batch: ``TorchBackend``, the
-reference); onnxruntime on CPU with 1 thread and with 2 threads (spinning off); on a GPU, torch
+reference); onnxruntime on CPU running the lean graph (``expo_core.export.lean``, what ``backend:
+auto`` runs on CPU) and the traced graph, each with 1 thread and with 2 threads (spinning off;
+pixel policies have no lean graph: those rows are skipped with the reason); on a GPU, torch
 with a captured CUDA graph, onnxruntime's CUDA EP and TensorRT fp32/fp16. At N=8, T=10 also the
 naive eager loop (one base sample, its edit and their Q at a time; ``--naive-decisions``). Rows
 that cannot run here are listed with the reason. ``--warmup`` decisions per row are discarded,
@@ -64,6 +66,7 @@ OBS_DIM, ACT_DIM = 19, 7  # robomimic Lift low-dim
 GOAL = (8, 10)  # the goal point: N=8, T=10
 BATCHED = "torch eager batched (cpu)"
 NAIVE = "torch eager naive loop (cpu)"
+ORT_LEAN = "onnxruntime lean graph (cpu, 1 thread)"  # what backend auto runs on CPU
 PIXELS = "pixels"  # prefix of the pixel rows
 PIXEL_ENCODERS = ("cpu", "published")
 
@@ -113,13 +116,17 @@ def build_rows(
     if naive:
         add(NAIVE, lambda: NaiveLoop(data, sha, n, seed))
 
-    def ort(device: str, num_threads: int) -> Any:
+    def ort(device: str, num_threads: int, graph: str = "auto") -> Any:
         from .backends.onnx_runtime import OnnxRuntimeBackend
 
-        return OnnxRuntimeBackend(device=device, seed=seed, num_base_samples=n, num_threads=num_threads)
+        return OnnxRuntimeBackend(
+            device=device, seed=seed, num_base_samples=n, num_threads=num_threads, graph=graph
+        )
 
-    add("onnxruntime (cpu, 1 thread)", lambda: ort("cpu", 1))
-    add("onnxruntime (cpu, 2 threads, no spin)", lambda: ort("cpu", 2))
+    add(ORT_LEAN, lambda: ort("cpu", 1, "lean"))
+    add("onnxruntime lean graph (cpu, 2 threads, no spin)", lambda: ort("cpu", 2, "lean"))
+    add("onnxruntime traced graph (cpu, 1 thread)", lambda: ort("cpu", 1, "traced"))
+    add("onnxruntime traced graph (cpu, 2 threads, no spin)", lambda: ort("cpu", 2, "traced"))
     if cuda:
         from .backends.torch_cuda import CudaGraphTorchBackend
 
@@ -424,7 +431,7 @@ def main(argv: list[str] | None = None) -> int:
     goal = goal_check(results, gpu)  # on the round-robin rows only, not the swap rows below
 
     swap: dict[str, Any] = {}
-    ort_key = (*GOAL, "onnxruntime (cpu, 1 thread)")
+    ort_key = (*GOAL, ORT_LEAN)
     if args.swaps and ort_key in rows and GOAL[1] in bundles:
         base = ExpoConfig(obs_dim=OBS_DIM, act_dim=ACT_DIM)
         other = base.replace(editor=dataclasses.replace(base.editor, beta=base.editor.beta * 2))
@@ -436,9 +443,7 @@ def main(argv: list[str] | None = None) -> int:
             log.info("timing %d onnxruntime weight swaps (%s) ...", args.swaps, kind)
             swap[kind] = measure_swap(rows[ort_key], *bundle, obs, args.swaps)
             if swap[kind]["decisions_during_swap"] is not None:
-                results[(*GOAL, f"onnxruntime (cpu, 1 thread) during swaps ({kind})")] = swap[kind][
-                    "decisions_during_swap"
-                ]
+                results[(*GOAL, f"{ORT_LEAN} during swaps ({kind})")] = swap[kind]["decisions_during_swap"]
 
     cfg = ExpoConfig(obs_dim=OBS_DIM, act_dim=ACT_DIM)
     load_after = os.getloadavg()
