@@ -326,6 +326,20 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
         help="torch CPU threads (default 1: these small networks gain little from more, and threads "
         "oversubscribed by other processes make every call many times slower)",
     )
+    p.add_argument(
+        "--chunk-len",
+        type=_positive_int,
+        default=1,
+        help="action chunks: the base predicts this many future actions per sample (1..32, default 1 "
+        "= none); its own cached base; not with --algo rlpd",
+    )
+    p.add_argument(
+        "--execute-steps",
+        type=_positive_int,
+        default=1,
+        help="evaluations apply each decision's action and the next N-1 actions of its plan before "
+        "deciding again (receding horizon; default 1 = decide every step; <= --chunk-len)",
+    )
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     _add_delay_arguments(p, "online episodes and evaluations: ")
 
@@ -358,6 +372,8 @@ def _run_train(args: argparse.Namespace) -> int:
             initial_eval=args.initial_eval,
             action_delay_ms=args.action_delay_ms,
             action_jitter_ms=args.action_jitter_ms,
+            chunk_len=args.chunk_len,
+            execute_steps=args.execute_steps,
         )
         summary = train(cfg, command=args.command_line)
     except (FileNotFoundError, FileExistsError, KeyError, ValueError) as e:

@@ -7,6 +7,9 @@ alike. ``--base-only`` evaluates the diffusion base alone (the ``bc`` baseline).
 ``--action-delay-ms D --action-jitter-ms J``: every action takes effect D +- J ms into its period
 (:mod:`expo_sim.envs.action_delay`), in lockstep: what latency costs a policy, free of the
 machine's load.
+``--execute-steps M`` (a checkpoint whose base predicts action chunks, ``--chunk-len`` >= M):
+each decision's action and the next M - 1 actions of its plan are applied before the next
+decision (receding horizon; default 1 = decide every step). It composes with the delay.
 """
 
 from __future__ import annotations
@@ -39,6 +42,13 @@ def add_evaluate(sub: argparse._SubParsersAction) -> None:
         "--action-jitter-ms", type=float, default=0.0, help="uniform +- jitter on the delay, seeded"
     )
     p.add_argument("--seed", type=int, default=0, help="seed of the delay jitter (default 0)")
+    p.add_argument(
+        "--execute-steps",
+        type=int,
+        default=1,
+        help="apply each decision's action and the next N-1 plan actions before deciding again "
+        "(needs a base with chunk_len >= N; default 1)",
+    )
     p.set_defaults(func=run_evaluate)
 
 
@@ -49,6 +59,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
     from expo_sim.envs.action_delay import check_delay, with_action_delay
     from expo_sim.envs.robosuite_env import make_env
     from expo_sim.train.evaluation import evaluate
+    from expo_sim.train.learners import ExpoLearner
 
     if args.episodes < 1:
         print("expo-sim evaluate: error: --episodes must be >= 1", file=sys.stderr)
@@ -64,16 +75,21 @@ def run_evaluate(args: argparse.Namespace) -> int:
     except (FileNotFoundError, WeightsError, KeyError, ValueError) as e:
         print(f"expo-sim evaluate: error: cannot load {path}: {e}", file=sys.stderr)
         return 2
+    k = agent.cfg.diffusion.chunk_len
+    if not 1 <= args.execute_steps <= k:
+        print(
+            f"expo-sim evaluate: error: --execute-steps {args.execute_steps} is invalid for {path.name}: "
+            f"allowed 1..{k} (its base's chunk_len)",
+            file=sys.stderr,
+        )
+        return 2
     torch.set_num_threads(1)
-    act = (
-        (lambda o: agent.base_act(o, deterministic=True))
-        if args.base_only
-        else (lambda o: agent.act(o, deterministic=True))
-    )
+    learner = ExpoLearner(agent)  # deterministic decisions with their plans
+    act = learner.base_decide if args.base_only else learner.decide
     env = with_action_delay(make_env(args.task, horizon=args.horizon), *delay, args.seed)
     t0 = time.perf_counter()
     try:
-        res = evaluate(env, act, args.episodes)
+        res = evaluate(env, act, args.episodes, execute_steps=args.execute_steps)
     finally:
         env.close()
     result = {
@@ -87,10 +103,13 @@ def run_evaluate(args: argparse.Namespace) -> int:
         "mean_length": res.mean_length,
         "action_delay_ms": delay[0],
         "action_jitter_ms": delay[1],
+        "chunk_len": k,
+        "execute_steps": args.execute_steps,
         "wall_s": time.perf_counter() - t0,
     }
     print(
-        f"{path.name}{f' (actions {delay[0]:g} +- {delay[1]:g} ms late)' if delay[0] else ''}: "
+        f"{path.name}{f' (actions {delay[0]:g} +- {delay[1]:g} ms late)' if delay[0] else ''}"
+        f"{f' ({args.execute_steps} steps per decision)' if args.execute_steps > 1 else ''}: "
         f"success {res.successes}/{res.episodes} = {res.success_rate:.2f} "
         f"[{res.success_ci_low:.2f}, {res.success_ci_high:.2f}], mean length {res.mean_length:.0f} steps"
     )

@@ -13,6 +13,13 @@ the evaluated episodes with the Monte-Carlo discounted return G_t of the same st
 [0, 1]. G_t of an episode cut by the horizon is 0 while the learner (bootstrapping through
 time limits) values what would follow the cut, so on a policy that often times out Q > G is
 expected in part; on successful episodes G_t is exact.
+
+Action chunks (receding horizon): a learner whose base predicts chunks returns its plan (the
+next actions after the chosen one) in the Decision. ``execute_steps`` = m > 1 then applies the
+chosen action and the next m - 1 plan actions open-loop before deciding again (1: decide every
+step). The plan's actions were chosen on an older observation: what that costs, and what skipping
+m - 1 of m decisions saves, is what ``expo-sim evaluate --execute-steps`` measures. Q and the
+edited share are recorded for the decided steps only.
 """
 
 from __future__ import annotations
@@ -52,6 +59,7 @@ class Decision:
     action: np.ndarray
     q: float = math.nan  # the learner's estimate of Q(s, action)
     edited: float = math.nan  # 1.0: an edited candidate was chosen, 0.0: a base sample
+    plan: np.ndarray | None = None  # (k-1, d) the actions after `action` (action chunks), else None
 
 
 @dataclass(frozen=True)
@@ -84,11 +92,17 @@ def evaluate(
     episodes: int,
     seed_base: int = EVAL_SEED_BASE,
     gamma: float = 0.99,
+    execute_steps: int = 1,
 ) -> EvalResult:
     """Run ``episodes`` episodes of ``act(obs (o,)) -> action (d,) or Decision`` to success or
-    the horizon. ``gamma`` discounts the Monte-Carlo returns compared with the Decisions' Q."""
+    the horizon. ``gamma`` discounts the Monte-Carlo returns compared with the Decisions' Q.
+    ``execute_steps`` m: each decision's action and the first m - 1 actions of its plan are
+    applied before the next decision (m = 1: decide every step; m > 1 needs plans of at least
+    m - 1 actions, i.e. a base with chunk_len >= m)."""
     if episodes < 1:
         raise ValueError(f"episodes={episodes} must be >= 1")
+    if not isinstance(execute_steps, int) or execute_steps < 1:
+        raise ValueError(f"execute_steps={execute_steps!r} is invalid; allowed: integer >= 1")
     successes, returns, lengths = 0, [], []
     qs, mc, edited = [], [], []
     for i in range(episodes):
@@ -100,10 +114,13 @@ def evaluate(
                 d = Decision(np.asarray(d))
             qs.append(d.q)
             edited.append(d.edited)
-            obs, reward, terminated, truncated, info = env.step(d.action)
-            rewards.append(float(reward))
-            done = terminated or truncated
-            success = success or bool(info["success"])
+            for action in _executed(d, execute_steps):
+                obs, reward, terminated, truncated, info = env.step(action)
+                rewards.append(float(reward))
+                done = terminated or truncated
+                success = success or bool(info["success"])
+                if done:
+                    break
         mc.extend(discounted_returns(rewards, gamma).tolist())
         successes += int(success)
         returns.append(sum(rewards))
@@ -122,3 +139,16 @@ def evaluate(
         eval_mc_return=float(np.mean(mc)),
         eval_edited_fraction=_nanmean(edited),
     )
+
+
+def _executed(d: Decision, execute_steps: int) -> list[np.ndarray]:
+    """The actions one decision applies: its action, then the first m - 1 of its plan."""
+    if execute_steps == 1:
+        return [d.action]
+    plan_len = 0 if d.plan is None else len(d.plan)
+    if plan_len < execute_steps - 1:
+        raise ValueError(
+            f"execute_steps={execute_steps} needs plans of >= {execute_steps - 1} actions; this policy's "
+            f"have {plan_len} (a base with diffusion.chunk_len >= {execute_steps}, --chunk-len)"
+        )
+    return [d.action, *d.plan[: execute_steps - 1]]

@@ -73,9 +73,16 @@ RESUME_FIXED = (
     "horizon",
     "action_delay_ms",
     "action_jitter_ms",
+    "chunk_len",
+    "execute_steps",
 )
 # What a run.json written before a setting existed meant by it.
-_RESUME_DEFAULTS: dict[str, Any] = {"action_delay_ms": 0.0, "action_jitter_ms": 0.0}
+_RESUME_DEFAULTS: dict[str, Any] = {
+    "action_delay_ms": 0.0,
+    "action_jitter_ms": 0.0,
+    "chunk_len": 1,
+    "execute_steps": 1,
+}
 INITIAL_EVALS: tuple[str, ...] = ("base", "policy")
 BC_LOSS_ROWS = 1024  # most recent online transitions the base's imitation loss is measured on
 
@@ -106,6 +113,13 @@ class TrainConfig:
     # evaluations, takes effect this late (+- jitter) in its period.
     action_delay_ms: float = 0.0
     action_jitter_ms: float = 0.0
+    # Action chunks (issue 19): the base predicts chunk_len actions per sample (its imitation
+    # targets are the demos' next chunk_len actions; 1 = no chunks). The evaluations apply each
+    # decision's action and the next execute_steps - 1 actions of its plan before deciding
+    # again (1 = decide every step; needs chunk_len >= execute_steps). Online acting decides
+    # every step.
+    chunk_len: int = 1
+    execute_steps: int = 1
 
     def __post_init__(self) -> None:
         check_task(self.task)
@@ -126,6 +140,19 @@ class TrainConfig:
             v = getattr(self, name)
             if not isinstance(v, int) or v < 0:
                 raise ValueError(f"{name}={v!r} is invalid; allowed: integer >= 0")
+        for name in ("chunk_len", "execute_steps"):
+            v = getattr(self, name)
+            if not isinstance(v, int) or isinstance(v, bool) or not 1 <= v <= 32:
+                raise ValueError(f"{name}={v!r} is invalid; allowed: integer in [1, 32]")
+        if self.execute_steps > self.chunk_len:
+            raise ValueError(
+                f"execute_steps={self.execute_steps} is invalid; allowed: <= chunk_len={self.chunk_len} "
+                "(the plan holds chunk_len - 1 actions after the decided one)"
+            )
+        if self.chunk_len > 1 and self.algo == "rlpd":
+            raise ValueError(
+                f"chunk_len={self.chunk_len} is invalid for algo 'rlpd'; allowed: 1 (no diffusion base)"
+            )
         delay, jitter = check_delay(self.action_delay_ms, self.action_jitter_ms)
         object.__setattr__(self, "action_delay_ms", delay)
         object.__setattr__(self, "action_jitter_ms", jitter)
@@ -169,7 +196,7 @@ class Trainer:
         self._lock = _lock_run_dir(out)
         self.metrics = MetricsLog(out / "metrics.csv")
         self.base_path: Path | None = None  # the pretrained base a fresh run started from
-        self.offline = ReplayBuffer.from_arrays(data.transitions())
+        self.offline = ReplayBuffer.from_arrays(data.transitions(cfg.chunk_len))
         self.sampler_gen = torch.Generator().manual_seed(cfg.seed + 7919)
         self.action_rng = np.random.default_rng([cfg.seed, 2])
         self.counters = Counters()
@@ -190,6 +217,7 @@ class Trainer:
         cfg = self.cfg
         spec = task_obs_spec(cfg.task)
         pcfg = preset_config(cfg.preset, spec.dim, FRANKA_ACTION_SPEC.dim)
+        pcfg = pcfg.replace(diffusion=dataclasses.replace(pcfg.diffusion, chunk_len=cfg.chunk_len))
         ecfg = algo_config(cfg.algo, pcfg)
         if cfg.algo == "rlpd":
             agent = RLPDAgent(RLPDConfig.from_expo(ecfg), seed=cfg.seed)
@@ -277,7 +305,7 @@ class Trainer:
         return self._session_wall0 + time.perf_counter() - self._t0
 
     def _evaluate(self, initial: bool) -> EvalResult:
-        cfg, gamma = self.cfg, self.learner.gamma
+        cfg, gamma, m = self.cfg, self.learner.gamma, self.cfg.execute_steps
         if initial and cfg.initial_eval == "base":
             if self.base_path is None:  # rlpd: no pretrained base, its initial actor
                 return evaluate(self.eval_env, self.learner.base_decide, cfg.eval_episodes, gamma=gamma)
@@ -286,10 +314,13 @@ class Trainer:
                 cfg.eval_episodes,
                 cfg.horizon,
                 gamma,
-                lambda: evaluate(self.eval_env, self.learner.base_decide, cfg.eval_episodes, gamma=gamma),
+                lambda: evaluate(
+                    self.eval_env, self.learner.base_decide, cfg.eval_episodes, gamma=gamma, execute_steps=m
+                ),
                 action_delay=(cfg.action_delay_ms, cfg.action_jitter_ms),
+                execute_steps=m,
             )
-        return evaluate(self.eval_env, self.learner.decide, cfg.eval_episodes, gamma=gamma)
+        return evaluate(self.eval_env, self.learner.decide, cfg.eval_episodes, gamma=gamma, execute_steps=m)
 
     def _online_bc_loss(self) -> float:
         """The online base's imitation loss on the most recent online transitions."""
@@ -400,11 +431,13 @@ def cached_base_evaluation(
     gamma: float,
     run: Callable[[], EvalResult],
     action_delay: tuple[float, float] = (0.0, 0.0),
+    execute_steps: int = 1,
 ) -> EvalResult:
     """The evaluation of a pretrained base, cached as JSON next to it: the base alone is one
     deterministic policy, so every algorithm and rerun of one seed shares the result. The cache
     holds for the same base file (its mtime), episodes, horizon, gamma and evaluation seeds, and
-    the same action delay (ms, jitter ms; a file of its own when not zero)."""
+    the same action delay (ms, jitter ms; a file of its own when not zero) and plan steps
+    executed per decision (a file of its own when not 1)."""
     base_path = Path(base_path).with_suffix(".safetensors")
     key = {
         "base": base_path.name,
@@ -418,6 +451,9 @@ def cached_base_evaluation(
     if any(action_delay):
         key.update(action_delay_ms=action_delay[0], action_jitter_ms=action_delay[1])
         delayed = f"-d{action_delay[0]:g}j{action_delay[1]:g}"
+    if execute_steps != 1:
+        key["execute_steps"] = execute_steps
+        delayed += f"-x{execute_steps}"
     path = base_path.with_name(f"{base_path.stem}.eval-n{episodes}-h{horizon}{delayed}.json")
     try:
         stored = json.loads(path.read_text())

@@ -50,11 +50,16 @@ class ExpoLearner:
         ``act_score``) and whether an edited candidate won."""
         res = self.agent.decide(torch.as_tensor(np.asarray(obs, dtype=np.float32))[None], deterministic=True)
         edited = edited_fraction(res.index, self.agent.cfg.num_samples)
-        return Decision(res.action[0].cpu().numpy(), float(res.chosen_q[0]), edited)
+        plan = None if res.plan is None else res.plan[0].cpu().numpy()
+        return Decision(res.action[0].cpu().numpy(), float(res.chosen_q[0]), edited, plan)
 
     def base_decide(self, obs: np.ndarray) -> Decision:
-        """The pretrained base alone (one deterministic EMA-base sample): the step-0 policy."""
-        return Decision(self.agent.base_act(obs, deterministic=True))
+        """The pretrained base alone (one deterministic EMA-base sample): the step-0 policy.
+        With action chunks the sample's tail is the plan."""
+        if self.agent.cfg.diffusion.chunk_len == 1:
+            return Decision(self.agent.base_act(obs, deterministic=True))
+        chunk = self.agent.base_act_chunk(obs, deterministic=True)
+        return Decision(chunk[0], plan=chunk[1:])
 
     def bc_loss(self, batch: Batch) -> float:
         """The online base's imitation loss on ``batch`` (fixed noise, no training step)."""

@@ -163,7 +163,7 @@ def pretrain_base(
 
     t0 = time.perf_counter()
     data = load_dataset(dataset, task)
-    offline = ReplayBuffer.from_arrays(data.transitions())
+    offline = ReplayBuffer.from_arrays(data.transitions(cfg.diffusion.chunk_len))
     agent = ExpoAgent(cfg, seed=seed)
     agent.set_obs_normalization(data.obs.mean(0), data.obs.std(0))
     gen = torch.Generator().manual_seed(seed)
