@@ -104,6 +104,12 @@ PARAMETERS: tuple[ParamSpec, ...] = (
     ParamSpec("latency_window", 1000, "samples in the rolling latency p50/p99 window"),
     ParamSpec("publish_markers", True, "publish RViz markers of candidate and chosen targets"),
     ParamSpec("publish_transitions", True, "assemble and publish transitions for the learner"),
+    ParamSpec(
+        "plan.max_steps",
+        -1,
+        "action chunks: at most this many plan rows per ActionCommand (the base's k - 1 after the "
+        "action; -1 = all, 0 = never send a plan)",
+    ),
     ParamSpec("autostart", False, "configure and activate at startup (no lifecycle manager)"),
     ParamSpec("observation.max_age_s", 0.25, "a piece whose header stamp is older than this holds [s]"),
     ParamSpec("observation.max_skew_s", 0.1, "largest spread of the pieces' header stamps [s]"),
@@ -198,6 +204,7 @@ class PolicyNodeConfig:
     latency_window: int
     publish_markers: bool
     publish_transitions: bool
+    plan_max_steps: int
     autostart: bool
     obs_max_age_s: float
     obs_max_skew_s: float
@@ -289,6 +296,7 @@ class PolicyNodeConfig:
             latency_window=as_int("latency_window", v["latency_window"], 2),
             publish_markers=as_bool("publish_markers", v["publish_markers"]),
             publish_transitions=as_bool("publish_transitions", v["publish_transitions"]),
+            plan_max_steps=as_int("plan.max_steps", v["plan.max_steps"], -1),
             autostart=as_bool("autostart", v["autostart"]),
             obs_max_age_s=as_float("observation.max_age_s", v["observation.max_age_s"], 0.0),
             obs_max_skew_s=as_float(

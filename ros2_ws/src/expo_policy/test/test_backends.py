@@ -82,6 +82,30 @@ def test_decide_matches_expo_policy_and_is_consistent(checkpoint: Path, agent: E
         backend.decide(OBS[:-1])
 
 
+def test_a_chunked_base_s_plan_comes_back_with_the_decision(
+    tmp_path: Path, checkpoint: Path, agent: ExpoAgent
+) -> None:
+    """diffusion.chunk_len k = 4: the decision carries the chosen candidate's next 3 actions, as
+    expo_core's decision does with the same seed; a base without chunks gives no plan."""
+    from dataclasses import replace
+
+    from expo_core.checkpoint import save_checkpoint
+
+    cfg = replace(agent.cfg, diffusion=replace(agent.cfg.diffusion, chunk_len=4))
+    chunked = ExpoAgent(cfg, seed=1)
+    save_checkpoint(tmp_path / "chunked", chunked)
+    backend = TorchBackend(seed=5)
+    backend.load(tmp_path / "chunked.safetensors")
+    d = backend.decide(OBS)
+    assert d.plan is not None and d.plan.shape == (3, 7) and d.plan.dtype == np.float32
+    assert np.all(np.abs(d.plan) <= 1.0)
+    ref = chunked.policy.eval().decide(torch.as_tensor(OBS)[None], torch.Generator().manual_seed(5))
+    np.testing.assert_allclose(d.plan, ref.plan[0].numpy(), atol=1e-6)
+    plain = TorchBackend()
+    plain.load(checkpoint)
+    assert plain.decide(OBS).plan is None
+
+
 def test_num_base_samples_override(checkpoint: Path) -> None:
     backend = TorchBackend(num_base_samples=6)
     backend.load(checkpoint)

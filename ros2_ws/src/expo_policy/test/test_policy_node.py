@@ -24,6 +24,7 @@ from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
 from expo_core.checkpoint import FORMAT, policy_weights_bytes
 from expo_core.spec import task_obs_spec
 from expo_interfaces.msg import ActionCommand, EnvFeedback, OtfDecision, PolicyWeights, Transition
+from expo_policy.plan import safe_plan
 from expo_policy.policy_node import PolicyNode
 from expo_ros import conversions as cv
 from expo_ros.node_harness import NodeHarness, ros_context
@@ -497,3 +498,22 @@ def test_lockstep_acts_without_a_lost_feedback_after_the_timeout(harness) -> Non
     a2 = h.wait_command(lambda c: c.stamp_ns in (t1, t2), "an action after the feedback timeout")
     assert (a2.episode, a2.step) == (0, 1)
     h.spin_until(lambda: h.diagnostics().get("feedback_timeouts") == "1", "the timeout counted")
+
+
+def test_a_backend_plan_goes_out_capped_and_safety_filtered_holds_carry_none(harness) -> None:
+    """A backend that returns a plan (action chunks): the command carries plan.max_steps rows,
+    each filtered as the continuation of the action, spaced one control period; a hold none."""
+    h = harness(**{"plan.max_steps": 2})
+    h.start()
+    real = h.node.backend.decide
+    plan = np.array([[1.0] * 6 + [1.0], [-1.0] * 6 + [1.0], [0.2] * 6 + [1.0]], np.float32)
+    h.node.backend.decide = lambda obs: real(obs)._replace(plan=plan)
+    s = h.publish_obs()
+    cmd = h.wait_command(lambda c: c.stamp_ns == s and not c.hold, "an action with a plan")
+    assert cmd.plan_rows == 2 and cmd.plan_period_ns == 50_000_000
+    np.testing.assert_array_equal(cmd.plan, safe_plan(plan, cmd.action, EE_POS, h.node.cfg.safety, 2))
+    steps = np.abs(np.diff(np.vstack([cmd.action, cmd.plan]), axis=0))[:, :6]
+    assert np.all(steps <= 0.5 + 1e-6), "each row delta-limited against the one before it"
+    s = h.publish_obs(nan=True)
+    hold = h.wait_command(lambda c: c.stamp_ns == s and c.hold, "a hold on a bad observation")
+    assert hold.plan is None and hold.plan_period_ns == 0

@@ -62,12 +62,17 @@ log = logging.getLogger(__name__)
 
 class Decision(NamedTuple):
     """One OTF decision. ``action (d,)``, ``candidates (K, d)`` float32 in [-1, 1] (rows [0, N)
-    base samples, [N, K) their edits), ``q (K,)`` float32, ``index`` of the chosen candidate."""
+    base samples, [N, K) their edits), ``q (K,)`` float32, ``index`` of the chosen candidate;
+    ``plan (k - 1, d)`` float32: the chosen candidate's next actions when the base predicts
+    action chunks (``diffusion.chunk_len`` k > 1, ``expo_core.otf.OTFResult.plan``), else None.
+    The exported graphs (ONNX Runtime, TensorRT, the CUDA graph) have no plan output: a chunked
+    checkpoint is refused there when it is exported (``expo_core.export``)."""
 
     action: np.ndarray
     candidates: np.ndarray
     q: np.ndarray
     index: int
+    plan: np.ndarray | None = None
 
 
 @dataclass(frozen=True)

@@ -108,9 +108,11 @@ class TorchBackend(InferenceBackend):
         else:
             x = torch.from_numpy(state_vector(obs, policy.cfg.obs_dim))
             res = policy.decide(x.to(self.device), self._gen)
+        plan = getattr(res, "plan", None)  # (B, k-1, d) with action chunks, else None
         return Decision(
             action=res.action[0].float().cpu().numpy(),
             candidates=res.candidates[0].float().cpu().numpy(),
             q=res.q[0].float().cpu().numpy(),
             index=int(res.index[0]),
+            plan=None if plan is None else plan[0].float().cpu().numpy(),
         )
