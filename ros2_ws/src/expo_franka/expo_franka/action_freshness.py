@@ -12,12 +12,20 @@ command as it arrives, on its own clock:
 - holds are never dropped as late (stopping on old information is still safe), only out of order.
 
 Admitted commands' ages are kept for diagnostics (``action_age_*``); drops are counted.
+
+Plans (action chunks): ``executor.plan_mode`` (off, receding, ensemble), with
+``executor.plan_max_age_ms`` and ``executor.ensemble_decay``, hands the admitted commands to an
+:class:`expo_ros.action_plan.PlanExecutor` (the same rules as the sim bridge's): with receding or
+ensemble a tick without a new command applies the plan's row due then.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
+from typing import Any
 
+from expo_ros.action_plan import PlanConfig, plan_mode
 from expo_ros.latency import LatencyTracker
 from expo_ros.params import ParamSpec, as_float
 
@@ -29,12 +37,39 @@ PARAMETERS: tuple[ParamSpec, ...] = (
         "drop a policy command whose observation is older than this when it arrives (node clock; "
         "holds always apply) [ms]",
     ),
+    ParamSpec(
+        "executor.plan_mode",
+        "off",
+        "the commands' plans (action chunks, expo_ros.action_plan): off (ignored), receding (a tick "
+        "without a new command applies the newest command's row due then), ensemble (the weighted "
+        "mean of every command's row for the period)",
+    ),
+    ParamSpec(
+        "executor.plan_max_age_ms",
+        200.0,
+        "plan_mode receding/ensemble: a plan row is used only while its observation is at most "
+        "this old (node clock) [ms]",
+    ),
+    ParamSpec(
+        "executor.ensemble_decay",
+        0.01,
+        "plan_mode ensemble: the i-th oldest prediction weighs exp(-decay * i)",
+    ),
 )
 
 
 def max_age_s(value: object) -> float:
     """The ``executor.max_action_age_ms`` parameter value, checked, in seconds."""
     return as_float("executor.max_action_age_ms", value, 0.0) * 1e-3
+
+
+def plan_config(value: Callable[[str], Any]) -> PlanConfig:
+    """The ``executor.plan_*`` parameters (``value(name)``) as a checked PlanConfig."""
+    return PlanConfig(
+        plan_mode(value("executor.plan_mode")),
+        value("executor.plan_max_age_ms"),
+        value("executor.ensemble_decay"),
+    )
 
 
 class ActionFreshness:

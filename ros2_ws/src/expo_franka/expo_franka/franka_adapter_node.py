@@ -22,7 +22,10 @@ hears reliable publishers.) A new action is first checked for freshness
 (:mod:`expo_franka.action_freshness`, parameter ``executor.max_action_age_ms``): one not newer
 than the newest applied, or older than the bound (node clock minus its stamp, the stamp of the
 observation it answers), is dropped and counted; the ages of the others are reported
-(``action_age_*``). Each admitted action is converted once (:mod:`franka_conversions`,
+(``action_age_*``). With ``executor.plan_mode`` receding or ensemble (:mod:`expo_ros.action_plan`)
+an admitted command's plan is kept and a tick without a new command applies the plan's row due
+then, like a new action (``plan_ticks``, ``plan_rows_dropped`` in diagnostics; an e-stop or a
+policy hold ends every plan). Each admitted action is converted once (:mod:`franka_conversions`,
 robosuite OSC_POSE relative to the pose measured at that moment), filtered by
 :class:`~expo_franka.arm_safety.ArmSafety` and published at once; a fixed-rate tick on the node
 clock republishes the current equilibrium and turns stale inputs, a silent policy or an e-stop
@@ -43,6 +46,7 @@ import numpy as np
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
 from expo_interfaces.msg import ActionCommand
 from expo_ros import conversions as cv
+from expo_ros.action_plan import PlanExecutor
 from expo_ros.lifecycle_teardown import TeardownLifecycleNode
 from expo_ros.node_main import run_lifecycle_node
 from expo_ros.watchdog import InputWatchdog
@@ -113,6 +117,7 @@ class FrankaAdapterNode(TeardownLifecycleNode):
             )
             interface, note = resolve_interface(cfg.gripper_interface, cfg.topics["gripper_width_cmd"])
             max_age = action_freshness.max_age_s(self.get_parameter("executor.max_action_age_ms").value)
+            plan = action_freshness.plan_config(lambda name: self.get_parameter(name).value)
         except ValueError as e:
             log.error(f"configure failed: {e}")
             return FAILURE
@@ -120,13 +125,15 @@ class FrankaAdapterNode(TeardownLifecycleNode):
             log.warning(note)
         self.cfg, self.gripper_interface = cfg, interface
         self.freshness = ActionFreshness(max_age)
+        self.plan = PlanExecutor(plan)
         self._create_entities(cfg)
         out = (
             "DRY RUN: nothing is sent to the arm"
             if cfg.dry_run
             else f"sending to '{cfg.topics['equilibrium_pose']}'"
         )
-        log.info(f"configured: {out}; gripper via {interface}; tick {cfg.control_rate_hz:g} Hz")
+        plans = "" if plan.mode == "off" else f"; plan_mode {plan.mode}"
+        log.info(f"configured: {out}; gripper via {interface}; tick {cfg.control_rate_hz:g} Hz{plans}")
         return super().on_configure(state)
 
     def _create_entities(self, cfg: FrankaAdapterConfig) -> None:
@@ -184,6 +191,7 @@ class FrankaAdapterNode(TeardownLifecycleNode):
             self._watchdog.reset()
         if self.freshness is not None:
             self.freshness.reset()
+            self.plan.reset()
 
     def _destroy(self) -> None:
         for t in self._timers:
@@ -240,7 +248,13 @@ class FrankaAdapterNode(TeardownLifecycleNode):
                 throttle_duration_sec=2.0,
             )
             return
-        a = np.asarray(cmd.action, dtype=np.float64)
+        planned = self.plan.command(cmd, now_ns) if not cmd.hold else self.plan.reset()
+        self._apply(now, cmd.action if planned is None else planned, cmd.hold_reason if cmd.hold else None)
+
+    def _apply(self, now: float, action: np.ndarray, hold_reason: str | None) -> None:
+        """One action (a command's, or a plan row) -> target pose + gripper, through ArmSafety;
+        ``hold_reason``: the policy's hold (None for an action)."""
+        a = np.asarray(action, dtype=np.float64)
         target, gripper = None, None
         if a.shape == (ACTION_DIM,) and np.all(np.isfinite(a)):
             gripper = gripper_state_from_action(a[GRIPPER_DIM], self.safety.gripper_state, self.cfg.gripper)
@@ -252,12 +266,16 @@ class FrankaAdapterNode(TeardownLifecycleNode):
                     )
                 except ValueError:  # unusable measured pose: the safety gate reports it
                     target = None
-        policy_hold = (cmd.hold_reason or "no reason given") if cmd.hold else None
+        policy_hold = (hold_reason or "no reason given") if hold_reason is not None else None
         decision = self.safety.on_action(now, target, gripper, self._measured, self._stale(now), policy_hold)
         self._send(decision, action=True)
 
     def _on_tick(self) -> None:
-        now = self._now()
+        now_ns = self.get_clock().now().nanoseconds
+        planned = self.plan.due(now_ns)  # plan_mode receding/ensemble: the row due now, if new
+        if planned is not None and not self.safety.e_stopped:
+            return self._apply(now_ns * 1e-9, planned, None)
+        now = now_ns * 1e-9
         self._send(self.safety.on_tick(now, self._measured, self._stale(now)))
 
     # --- e-stop ---------------------------------------------------------------------------
@@ -282,6 +300,7 @@ class FrankaAdapterNode(TeardownLifecycleNode):
 
     def _latch_e_stop(self, source: str) -> None:
         self._e_stop_reason = source
+        self.plan.reset()  # no plan row resumes the arm after an e-stop: only a new action
         if self.safety.e_stop(source, self._measured):
             self.get_logger().error(
                 f"E-STOP latched ({source}): holding at the measured pose until clear_e_stop"
@@ -336,6 +355,9 @@ class FrankaAdapterNode(TeardownLifecycleNode):
             **{f"stale_{k}": v for k, v in self._watchdog.stale_events.items()},
             **{k: s.counters[k] for k in COUNTERS},
             **self.freshness.values(),
+            "plan_mode": self.plan.mode,
+            "plan_ticks": self.plan.plan_steps,
+            "plan_rows_dropped": self.plan.plan_rows_dropped,
         }
         rejected = sum(s.counters[f"rejected_{c}"] for c in REJECTIONS)
         if s.e_stopped:

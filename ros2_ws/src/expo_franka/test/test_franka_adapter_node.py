@@ -329,3 +329,25 @@ def test_executable_with_the_shipped_yaml_dry_runs_holds_and_exits_cleanly(ros_c
             proc.communicate()
         ex.shutdown()
         io.destroy_node()
+
+
+def test_receding_plan_rows_take_effect_on_the_ticks_after_a_command(harness) -> None:
+    """executor.plan_mode receding: a command with a 2-row plan (100 ms apart) and no command
+    after it: the ticks at +100 and +200 ms apply rows 1 and 2 (relative to the measured pose,
+    like new actions), counted as plan_ticks."""
+    h = harness(**{"executor.plan_mode": "receding", "executor.plan_max_age_ms": 5000.0})
+    h.start()
+    stamp = h.io.get_clock().now().nanoseconds
+    plan = np.array([[0, 1.0, 0, 0, 0, 0, 0], [0, 0, 1.0, 0, 0, 0, 0]], np.float32)
+    cmd = cv.Command(
+        np.array([1.0, 0, 0, 0, 0, 0, 0], np.float32), stamp, plan=plan, plan_period_ns=100_000_000
+    )
+    h.pub["action"].publish(cv.action_command_msg(cmd))
+    for step, what in (
+        ([0.05, 0, 0], "the action"),
+        ([0, 0.05, 0], "plan row 1"),
+        ([0, 0, 0.05], "plan row 2"),
+    ):
+        h.wait_pose(lambda p, q, s=step: np.allclose(p, HOME_POS + s, atol=1e-9), what)
+    h.spin_until(lambda: h.diagnostics().get("plan_ticks") == "2", "two plan ticks in diagnostics")
+    assert h.diagnostics()["plan_mode"] == "receding" and h.diagnostics()["plan_rows_dropped"] == "0"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 from expo_bringup.graph import default_config_dir
+from expo_franka import action_freshness
 from expo_franka.franka_adapter_params import PARAMETERS, FrankaAdapterConfig
 from expo_franka.franka_gripper_io import resolve_interface
 
@@ -21,9 +22,11 @@ def test_yaml_sets_exactly_the_declared_parameters_and_validates() -> None:
     yaml = pytest.importorskip("yaml")
     data = yaml.safe_load((default_config_dir() / "franka_adapter.yaml").read_text())
     values = _flatten(data["/**"]["ros__parameters"])
-    assert set(values) == set(DEFAULTS), set(values) ^ set(DEFAULTS)
-    assert {k for k in values if values[k] != DEFAULTS[k]} == {"autostart"}
-    cfg = FrankaAdapterConfig.from_values(values)
+    declared = DEFAULTS | {p.name: p.default for p in action_freshness.PARAMETERS}  # + executor.*
+    assert set(values) == set(declared), set(values) ^ set(declared)
+    assert {k for k in values if values[k] != declared[k]} == {"autostart"}
+    action_freshness.plan_config(values.get)  # the executor's plan parameters validate
+    cfg = FrankaAdapterConfig.from_values({k: values[k] for k in DEFAULTS})
     assert cfg.dry_run, "the shipped configuration must not move the arm until told to"
     assert cfg.topics["equilibrium_pose"] == "cartesian_impedance_example_controller/equilibrium_pose"
     assert cfg.topics["current_pose"] == "franka_robot_state_broadcaster/current_pose"
