@@ -76,7 +76,7 @@ def test_timing_figures_and_each_episodes_command_counts() -> None:
     s.status("/sim_bridge: sim", {**bridge, "last_episode": "-1"})
     assert s.episode_commands == []
     ep0 = {"last_episode": "0", "last_episode_success": "true", "last_episode_steps": "40"}
-    counts = {"last_episode_holds": "0", "last_episode_bridge_holds": "3"}
+    counts = {"last_episode_holds": "0", "last_episode_bridge_holds": "3", "last_episode_plan_periods": "2"}
     counts |= {"last_episode_superseded": "1", "last_episode_dropped": "4"}
     s.status("/sim_bridge: sim", {**bridge, **ep0, **counts})
     s.status("/sim_bridge: sim", {**bridge, **ep0, **counts})  # the periodic status repeats it
@@ -87,6 +87,7 @@ def test_timing_figures_and_each_episodes_command_counts() -> None:
             "steps": 40,
             "holds": 0,
             "bridge_holds": 3,
+            "plan_periods": 2,
             "superseded": 1,
             "dropped": 4,
         }
@@ -96,6 +97,7 @@ def test_timing_figures_and_each_episodes_command_counts() -> None:
     out = s.summary()
     assert (out["obs_age_p99_ms"], out["action_age_p50_ms"], out["dropped"]) == (9.0, 12.0, 4.0)
     assert "adapter_action_age_p99_ms" not in out and math.isnan(out["dropped_late"])
+    assert math.isnan(out["plan_periods"])  # the bridge's cumulative count: not in this status
     # On the hardware path the adapter's ages are the policy commands' ages.
     s.status("/franka_adapter: franka adapter", {"action_age_p99_ms": "22", "actions_dropped": "1"})
     assert "act 22 ms" in s.progress_line()

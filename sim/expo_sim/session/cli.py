@@ -62,6 +62,14 @@ def add_session(sub: argparse._SubParsersAction) -> None:
         help="pixels: the policy sees the two 84x84 cameras and base-frame proprioception, no object "
         "poses (without --checkpoint: image demos and a pixel base, cached under --data-dir)",
     )
+    p.add_argument(
+        "--plan-mode",
+        choices=("off", "receding", "ensemble"),
+        default="off",
+        help="with --realtime: what the bridge does with the commands' plans (action chunks of a base "
+        "with diffusion.chunk_len > 1): off, receding (a period without a new command takes the plan "
+        "row due), ensemble (weighted mean of every plan's row); docs/sim_to_real.md",
+    )
     p.set_defaults(func=run_session_command)
 
 
@@ -96,6 +104,7 @@ def run_session_command(args: argparse.Namespace) -> int:
             learner_dir=args.learner_dir,
             intervene=args.intervene,
             obs=args.obs,
+            plan_mode=args.plan_mode,
         )
         # SIGTERM (a supervisor, `kill`) ends the session like Ctrl-C: every node is stopped.
         signal.signal(signal.SIGTERM, _interrupt)

@@ -87,6 +87,7 @@ class SessionConfig:
     learner_dir: Path | None = None  # None: <run dir>/learner; an existing one resumes
     intervene: bool = False  # the scripted intervener takes over when the policy strays
     obs: str = "state"  # "pixels": cameras + base-frame proprioception (a pixel checkpoint)
+    plan_mode: str = "off"  # realtime: the bridge's plan_mode (action chunks, expo_ros.action_plan)
     progress_every_s: float = 0.5
     graph_overrides: dict[str, dict[str, Any]] = field(default_factory=dict)
 
@@ -112,6 +113,16 @@ class SessionConfig:
             raise ValueError(
                 f"--obs pixels makes image demos with a scripted expert ({list(SCRIPTED_TASKS)}); "
                 f"task '{self.task}' needs --checkpoint (a pixel checkpoint)"
+            )
+        from expo_ros.action_plan import PLAN_MODES
+
+        if self.plan_mode not in PLAN_MODES:
+            raise ValueError(
+                f"SessionConfig.plan_mode must be one of {list(PLAN_MODES)}, got '{self.plan_mode}'"
+            )
+        if self.plan_mode != "off" and not self.realtime:
+            raise ValueError(
+                "--plan-mode applies in real time only (lockstep runs every decision): add --realtime"
             )
         if self.quality not in QUALITIES:
             raise ValueError(f"quality '{self.quality}' unknown; allowed: {list(QUALITIES)}")
@@ -305,6 +316,7 @@ def launch_arguments(
         "horizon": cfg.horizon,
         "seed": cfg.seed,
         "autostart": False,  # this process is its lifecycle manager (SessionMonitor.start_bridge)
+        **({"plan_mode": cfg.plan_mode} if cfg.plan_mode != "off" else {}),
     }
     if cfg.intervene:  # the expert's randomness follows the session's seed
         overrides["intervener"] = {**overrides.get("intervener", {}), "seed": cfg.seed}
@@ -499,6 +511,7 @@ def format_summary(s: dict[str, Any]) -> str:
         ("inference p50 / p99", pair("inference_p50_ms", "inference_p99_ms")),
         ("obs -> action p50 / p99", pair("obs_to_action_p50_ms", "obs_to_action_p99_ms")),
         ("deadline misses / holds", pair("policy_deadline_misses", "policy_holds", "", 0)),
+        ("bridge holds / plan periods", pair("bridge_holds", "plan_periods", "", 0)),
         ("weights version", str(s.get("weights_version") or "n/a")),
         *(
             [

@@ -16,8 +16,12 @@ the policy's commands' ages when they reach it, and the ones it dropped) and ``o
 Timing figures in :meth:`SessionStats.summary` (NaN where nothing was measured):
 ``obs_age_p50_ms`` / ``obs_age_p99_ms`` (policy, node clock), ``obs_to_action_*`` (bridge, wall),
 ``action_age_p50_ms`` / ``action_age_p99_ms`` (bridge: when the command takes effect),
-``adapter_action_age_*`` and ``adapter_dropped`` (Franka adapter), ``holds`` (policy holds that
-reached the sim), ``bridge_holds`` (periods without a new command), ``superseded``, ``dropped``
+``adapter_action_age_*``, ``adapter_dropped``, ``adapter_plan_ticks`` and
+``adapter_plan_rows_dropped`` (Franka adapter), ``holds`` (policy holds that
+reached the sim), ``bridge_holds`` (periods without a new command nor a plan row),
+``plan_periods`` (periods without a new command filled from a plan, ``plan_mode``),
+``plan_rows_dropped`` (plan rows too old), ``stalled`` (commands given the injected stall),
+``superseded``, ``dropped``
 (and ``dropped_late`` / ``dropped_out_of_order`` / ``dropped_other_episode``),
 ``watchdog_holds``, and ``episode_commands`` (one dict per finished episode: episode, success,
 steps and those counts).
@@ -43,7 +47,7 @@ POLICY_STATUS = ": control loop"  # suffix of the policy node's diagnostics stat
 BRIDGE_STATUS = ": sim"  # suffix of the sim bridge's
 ADAPTER_STATUS = ": franka adapter"  # suffix of the Franka adapter's
 #: Per-episode command counts the bridge reports (``last_episode_<key>``).
-EPISODE_COUNTS = ("holds", "bridge_holds", "superseded", "dropped")
+EPISODE_COUNTS = ("holds", "bridge_holds", "plan_periods", "superseded", "dropped")
 
 
 def _float(values: Mapping[str, str], key: str) -> float:
@@ -240,12 +244,17 @@ class SessionStats:
             },
             "watchdog_holds": _float(self.policy, "watchdog_holds"),
             "bridge_overruns": _float(self.bridge, "overruns"),
+            "plan_periods": _float(self.bridge, "plan_periods"),
+            "plan_rows_dropped": _float(self.bridge, "plan_rows_dropped"),
+            "stalled": _float(self.bridge, "stalled"),
         }
         if self.adapter:
             out.update(
                 adapter_action_age_p50_ms=_float(self.adapter, "action_age_p50_ms"),
                 adapter_action_age_p99_ms=_float(self.adapter, "action_age_p99_ms"),
                 adapter_dropped=_float(self.adapter, "actions_dropped"),
+                adapter_plan_ticks=_float(self.adapter, "plan_ticks"),
+                adapter_plan_rows_dropped=_float(self.adapter, "plan_rows_dropped"),
             )
         return out
 

@@ -11,6 +11,14 @@ bridge's lifecycle manager and watches it through a
     python -m expo_sim.session.timing_study --mode realtime --latency-ms 30 --jitter-ms 10 ...
     python -m expo_sim.session.timing_study --mode franka --episodes 20 --checkpoint BASE
     python -m expo_sim.session.timing_study --mode realtime --expert --episodes 3   # scripted expert
+    python -m expo_sim.session.timing_study --mode realtime --plan-mode receding --checkpoint K4BASE
+    python -m expo_sim.session.timing_study --mode realtime --stall-prob 0.1 --stall-ms 150 ...
+
+``--plan-mode`` sets the executor's use of the commands' plans (action chunks of a base with
+``diffusion.chunk_len`` > 1, :mod:`expo_ros.action_plan`): the bridge's ``plan_mode`` in realtime,
+the Franka adapter's ``executor.plan_mode`` in franka mode; ``--stall-prob`` / ``--stall-ms`` the
+bridge's injected decision stalls. The JSON then also has ``plan_periods``, ``plan_rows_dropped``,
+``stalled`` (and ``adapter_plan_ticks`` on the franka path).
 
 Modes: ``lockstep`` and ``realtime`` (:func:`expo_bringup.graph.sim_graph`), ``franka``
 (:func:`expo_bringup.franka_graph.franka_graph` with ``emulate=True``: policy -> Franka adapter ->
@@ -46,10 +54,12 @@ def study_graph(
     expert: bool = False,
     bridge: dict[str, Any] | None = None,
     policy: dict[str, Any] | None = None,
+    adapter: dict[str, Any] | None = None,
 ) -> Any:
     """The graph of one run: ``mode``'s graph, the policy node swapped for the scripted expert
-    when ``expert``, extra parameters for the bridge and the policy node; ``/clock`` remapped
-    into the namespace when there is one (tests share a ROS domain)."""
+    when ``expert``, extra parameters for the bridge, the policy node and (mode franka) the
+    Franka adapter; ``/clock`` remapped into the namespace when there is one (tests share a ROS
+    domain)."""
     from expo_bringup.franka_graph import franka_graph
     from expo_bringup.graph import Graph, sim_graph
 
@@ -64,10 +74,13 @@ def study_graph(
             tuple(replace(n, module=EXPERT_MODULE) if n.name == "policy_node" else n for n in graph.nodes)
         )
     clock = f"/{namespace.strip('/')}/clock" if namespace else None
+    if adapter and mode != "franka":
+        raise ValueError(f"adapter parameters need mode 'franka', not '{mode}'")
     return graph.with_overrides(
         clock,
         sim_bridge={**(bridge or {}), "autostart": False},  # this process manages it
         policy_node=dict(policy or {}),
+        **({"franka_adapter": dict(adapter)} if adapter else {}),
     )
 
 
@@ -153,6 +166,10 @@ def run_graph(
 COLUMNS = (
     ("success", lambda r: f"{r['successes']}/{r['episodes']}"),
     ("holds / bridge holds", lambda r: f"{_i(r['holds'])} / {_i(r['bridge_holds'])}"),
+    (
+        "plan periods (adapter ticks) / stalled",
+        lambda r: f"{_i(r.get('plan_periods'))} ({_i(r.get('adapter_plan_ticks'))}) / {_i(r.get('stalled'))}",
+    ),
     ("superseded / dropped", lambda r: f"{_i(r['superseded'])} / {_i(r['dropped'])}"),
     ("obs age p50 / p99 [ms]", lambda r: f"{_f(r['obs_age_p50_ms'])} / {_f(r['obs_age_p99_ms'])}"),
     ("action age p50 / p99 [ms]", lambda r: f"{_f(r['action_age_p50_ms'])} / {_f(r['action_age_p99_ms'])}"),
@@ -212,6 +229,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument(
         "--policy", action="append", default=[], metavar="K=V", help="more policy parameters (JSON values)"
     )
+    p.add_argument(
+        "--plan-mode",
+        choices=("off", "receding", "ensemble"),
+        default=None,
+        help="the executor's plan_mode (action chunks): the bridge's (realtime) or the Franka "
+        "adapter's executor.plan_mode (franka); default: the YAML's (off)",
+    )
+    p.add_argument(
+        "--plan-max-age-ms", type=float, default=None, help="with --plan-mode: the rows' age bound"
+    )
+    p.add_argument("--ensemble-decay", type=float, default=None, help="with --plan-mode ensemble")
+    p.add_argument(
+        "--plan-max-steps", type=int, default=None, help="the policy's plan.max_steps (-1 all, 0 none)"
+    )
+    p.add_argument(
+        "--stall-prob", type=float, default=0.0, help="bridge injected_stall_probability (realtime, franka)"
+    )
+    p.add_argument("--stall-ms", type=float, default=0.0, help="bridge injected_stall_ms")
     p.add_argument("--domain-id", type=int, default=None)
     p.add_argument("--timeout", type=float, default=0.0, help="wall-clock limit in s (default none)")
     p.add_argument("--out", type=Path, default=Path("runs/timing"))
@@ -222,7 +257,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     bridge.update(injected_latency_ms=args.latency_ms, injected_jitter_ms=args.jitter_ms)
     if args.substeps is not None:
         bridge["realtime_substeps"] = args.substeps
+    if args.stall_prob or args.stall_ms:
+        bridge.update(injected_stall_probability=args.stall_prob, injected_stall_ms=args.stall_ms)
+    plan = {
+        k: v
+        for k, v in (
+            ("plan_mode", args.plan_mode),
+            ("plan_max_age_ms", args.plan_max_age_ms),
+            ("ensemble_decay", args.ensemble_decay),
+        )
+        if v is not None
+    }
+    adapter = {f"executor.{k}": v for k, v in plan.items()} if args.mode == "franka" else {}
+    if args.mode != "franka":
+        bridge.update(plan)
     extra = {"bridge": bridge, "policy": {}}
+    if args.plan_max_steps is not None:
+        extra["policy"]["plan.max_steps"] = args.plan_max_steps
     for target, items in (("bridge", args.bridge), ("policy", args.policy)):
         for item in items:
             key, _, value = item.partition("=")
@@ -231,13 +282,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         extra["policy"].setdefault("safety.max_delta", [2.0] * 7)  # the expert as it runs directly
     checkpoint = str(Path(args.checkpoint).resolve()) if args.checkpoint else "scripted"
     ns = f"study_{uuid.uuid4().hex[:6]}"
-    graph = study_graph(args.mode, checkpoint, args.task, ns, args.expert, extra["bridge"], extra["policy"])
+    graph = study_graph(
+        args.mode, checkpoint, args.task, ns, args.expert, extra["bridge"], extra["policy"], adapter
+    )
     domain = args.domain_id if args.domain_id is not None else int(os.environ.get("ROS_DOMAIN_ID", "0"))
     label = args.mode + (" expert" if args.expert else "")
     if args.latency_ms or args.jitter_ms:
         label += f" +{args.latency_ms:g}+-{args.jitter_ms:g} ms"
     if args.substeps is not None:
         label += f" substeps {args.substeps}"
+    if args.stall_prob or args.stall_ms:
+        label += f" stall {args.stall_prob:g} x {args.stall_ms:g} ms"
+    label += "".join(f" {k} {v}" for k, v in plan.items())
+    if args.plan_max_steps is not None:
+        label += f" plan.max_steps {args.plan_max_steps}"
     label += "".join(f" {item}" for item in (*args.bridge, *args.policy))
     print(f"timing study: {label}, {args.episodes} episodes, ROS domain {domain}", flush=True)
     r = run_graph(
