@@ -61,6 +61,7 @@ from expo_bringup.launch_graph import (
     rviz_action,
 )
 from expo_core.tasks import SUPPORTED_CAMERAS
+from expo_ros.action_plan import PLAN_MODES
 from expo_ros.params import as_topic
 
 #: (name, default, description) of every launch argument.
@@ -89,6 +90,11 @@ LAUNCH_ARGUMENTS: tuple[tuple[str, str, str], ...] = (
     ("learner_dir", "", "the learner's directory (bags, checkpoints, tensorboard); required with learner"),
     ("offline_dataset", "", "robomimic HDF5 for the learner's offline half ('' = none)"),
     ("params_file", "", "ROS 2 parameters YAML applied last (keys: node name, /ns/name, /**)"),
+    (
+        "plan_mode",
+        "off",
+        "the Franka adapter's use of the commands' plans (action chunks): off | receding | ensemble",
+    ),
     (
         "obs",
         "state",
@@ -153,6 +159,12 @@ def graph_from_launch_arguments(values: Mapping[str, str]) -> Graph:
         camera_topics=camera_topics(v),
         obs=v["obs"],
     )
+    if v["plan_mode"] not in PLAN_MODES:
+        raise ValueError(
+            f"launch argument 'plan_mode' must be one of {list(PLAN_MODES)}, got '{v['plan_mode']}'"
+        )
+    if v["plan_mode"] != "off":
+        graph = graph.with_overrides(franka_adapter={"executor.plan_mode": v["plan_mode"]})
     return graph_with_params_file(graph, v["params_file"]) if v["params_file"] else graph
 
 

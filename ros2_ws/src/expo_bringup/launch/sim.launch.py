@@ -7,6 +7,7 @@
     ros2 launch expo_bringup sim.launch.py intervene:=true         # the scripted expert takes over
     ros2 launch expo_bringup sim.launch.py obs:=pixels             # cameras, no object poses
     ros2 launch expo_bringup sim.launch.py foxglove:=true          # + Foxglove WebSocket on :8765
+    ros2 launch expo_bringup sim.launch.py realtime:=true plan_mode:=receding  # action chunks
     ros2 launch expo_bringup sim.launch.py params_file:=my.yaml    # any node parameter, ROS layout
 
 Without ``checkpoint`` the policy is the one ``make sim`` uses: the task's demonstrations (stack,
@@ -39,6 +40,7 @@ from expo_bringup.launch_graph import (
     parse_bool,
     rviz_action,
 )
+from expo_ros.action_plan import PLAN_MODES
 
 #: (name, default, description) of every launch argument; the defaults are sim_graph's.
 LAUNCH_ARGUMENTS: tuple[tuple[str, str, str], ...] = (
@@ -65,6 +67,11 @@ LAUNCH_ARGUMENTS: tuple[tuple[str, str, str], ...] = (
         "state | pixels: the bridge also publishes <camera>/image_raw and ee_pose_base and the policy "
         "acts from them (a pixel checkpoint; '' = make sim OBS=pixels' pixel base)",
     ),
+    (
+        "plan_mode",
+        "off",
+        "realtime: the bridge's use of the commands' plans (action chunks): off | receding | ensemble",
+    ),
     ("params_file", "", "ROS 2 parameters YAML applied last (keys: node name, /ns/name, /**)"),
 )
 
@@ -88,6 +95,10 @@ def check_arguments(values: Mapping[str, str]) -> dict[str, str]:
         raise ValueError(f"launch argument 'obs' must be one of {list(SIM_OBS_KINDS)}, got '{v['obs']}'")
     if parse_bool("learner", v["learner"]) and not v["learner_dir"].strip():
         raise ValueError("launch argument 'learner_dir' is required with learner:=true")
+    if v["plan_mode"] not in PLAN_MODES:
+        raise ValueError(
+            f"launch argument 'plan_mode' must be one of {list(PLAN_MODES)}, got '{v['plan_mode']}'"
+        )
     return v
 
 
@@ -106,6 +117,8 @@ def graph_from_launch_arguments(values: Mapping[str, str]) -> Graph:
         intervene=parse_bool("intervene", v["intervene"]),
         obs=v["obs"],
     )
+    if v["plan_mode"] != "off":
+        graph = graph.with_overrides(sim_bridge={"plan_mode": v["plan_mode"]})
     return graph_with_params_file(graph, v["params_file"]) if v["params_file"] else graph
 
 

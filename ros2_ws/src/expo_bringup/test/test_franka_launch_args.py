@@ -41,6 +41,7 @@ def test_launch_arguments_are_the_documented_ones(franka_launch) -> None:
         "learner_dir",
         "offline_dataset",
         "params_file",
+        "plan_mode",
         "obs",
         "agentview_topic",
         "robot0_eye_in_hand_topic",
@@ -79,6 +80,8 @@ def test_emulation_maps_onto_the_emulated_graph(franka_launch) -> None:
     assert g.node("franka_adapter").parameters["dry_run"] is False  # auto when emulating: commands go
     dry = franka_launch.graph_from_launch_arguments({**args, "dry_run": "True"})
     assert dry.node("franka_adapter").parameters["dry_run"] is True
+    chunks = franka_launch.graph_from_launch_arguments({**args, "plan_mode": "ensemble"})
+    assert chunks.node("franka_adapter").parameters["executor.plan_mode"] == "ensemble"
 
 
 @pytest.mark.parametrize(
@@ -94,6 +97,7 @@ def test_emulation_maps_onto_the_emulated_graph(franka_launch) -> None:
         ({**HW, "robot_type": "ur5"}, "robot_type 'ur5' unknown"),
         ({**HW, "task": "towel"}, "task 'towel' unknown"),
         ({**HW, "speed": "1"}, "unknown launch arguments ['speed']"),
+        ({**HW, "plan_mode": "later"}, "launch argument 'plan_mode'"),
     ],
 )
 def test_bad_launch_arguments_raise_naming_them(franka_launch, values: dict, needle: str) -> None:

@@ -36,6 +36,7 @@ def test_launch_arguments_are_the_documented_ones_with_sim_graph_defaults(sim_la
         "offline_dataset",
         "intervene",
         "obs",
+        "plan_mode",
         "params_file",
     ]
     assert sim_launch.graph_from_launch_arguments({}) == sim_graph()
@@ -48,6 +49,8 @@ def test_launch_argument_texts_map_onto_sim_graph(sim_launch) -> None:
     lockstep = sim_launch.graph_from_launch_arguments({"realtime": "0"})
     assert lockstep.node("sim_bridge").parameters["realtime"] is False
     assert sim_launch.graph_from_launch_arguments({"intervene": "true"}) == sim_graph(intervene=True)
+    chunks = sim_launch.graph_from_launch_arguments({"realtime": "true", "plan_mode": "receding"})
+    assert chunks.node("sim_bridge").parameters["plan_mode"] == "receding"
 
 
 @pytest.mark.parametrize(
@@ -64,6 +67,7 @@ def test_launch_argument_texts_map_onto_sim_graph(sim_launch) -> None:
         ({"speed": "1"}, "unknown launch arguments ['speed']"),
         ({"task": "towel"}, "task 'towel' unknown"),
         ({"namespace": "bad-ns"}, "namespace"),
+        ({"plan_mode": "chunky"}, "launch argument 'plan_mode'"),
     ],
 )
 def test_bad_launch_arguments_raise_naming_them(sim_launch, values: dict, needle: str) -> None:
