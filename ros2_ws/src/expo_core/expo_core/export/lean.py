@@ -1,11 +1,13 @@
 """The OTF decision at batch 1 as a hand-built, lean ONNX graph (CPU latency, issue 15).
 
 The traced graph (:class:`~expo_core.export.graph.OTFGraph`) is ``ExpoPolicy.decide`` as torch
-runs it: 3-D and 4-D tensors, ~150 reshapes, the critic ensemble as batched matmuls. Under ONNX
-Runtime on one CPU core, at N = 8 rows, that costs ~6 ms per decision where the matmuls alone
-take ~3.5 ms: MLAS runs a 2-D ``Gemm`` with constant weights prepacked (8x256 @ 256x1024 at
-~90 GFLOP/s here), but a batched ``MatMul`` over the 10 critics at a third of that, and every
-reshape or broadcast is one more node to dispatch.
+runs it: 3-D and 4-D tensors, ~150 reshapes, the critic ensemble as batched matmuls. An ONNX
+Runtime profile of it at published sizes, N = 8, T = 10, one thread, found ~490 nodes, the two
+batched (10, 16, 256) x (10, 256, 256) critic ``MatMul`` at ~25 GFLOP/s where MLAS runs a 2-D
+``Gemm`` with constant (prepacked) weights at ~70-90, and ~1.2 ms of the profile in reshapes.
+This graph has ~350 nodes, all 2-D; measured 1.15-1.2x faster than the traced one (p50, same
+run; docs/results.md, issue 15). The denoiser's 60 (8, 256) x (256, 1024)-sized ``Gemm`` are
+~3.2 ms of its ~4 ms: one CPU core's float32 rate bounds it, not dispatch.
 
 :func:`lean_onnx_bytes` writes the same function with the same inputs and outputs
 (:func:`~expo_core.export.graph.input_shapes`, :data:`~expo_core.export.graph.OUTPUT_NAMES`,
@@ -37,6 +39,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from ..diffusion import DiffusionBase
 from ..pixel_agent import PixelPolicy
 from ..policy import ExpoPolicy
 from .graph import INPUT_OBS, ONNX_FORMAT, OUTPUT_NAMES, noise_shapes, uses_ddpm
@@ -72,6 +75,7 @@ class _Builder:
         self.nodes: list = []
         self.inits: list = []
         self._n = 0
+        self._scalars: dict[tuple[str, float], str] = {}
 
     def const(self, array: np.ndarray | torch.Tensor, name: str, dtype: type = np.float32) -> str:
         from onnx import numpy_helper
@@ -111,7 +115,11 @@ class _Builder:
         return self.op("Gemm", inputs)
 
     def scalar(self, value: float, name: str) -> str:
-        return self.const(np.array(value, dtype=np.float32), name)
+        """A float32 scalar initializer, one per distinct (name, value)."""
+        key = (name, float(value))
+        if key not in self._scalars:
+            self._scalars[key] = self.const(np.array(value, dtype=np.float32), name)
+        return self._scalars[key]
 
     def shape(self, dims: tuple[int, ...], name: str) -> str:
         return self.const(np.array(dims, dtype=np.int64), name, np.int64)
@@ -133,8 +141,7 @@ def _denoise(b: _Builder, policy: ExpoPolicy, nobs: str, n: int) -> str:
     shared = b.op("Add", [proj, b.const(t_share, "den.t_share")])  # (T, H), step order
     rows = b.split(shared, [1] * T, axis=0)
     x = b.op("Reshape", ["base_noise", b.shape((n, d), "nd")])
-    z = b.op("Reshape", ["step_noise", b.shape((T * n, d), "tnd")])
-    zs = b.split(z, [n] * T, axis=0)
+    zs = b.split(b.op("Reshape", ["step_noise", b.shape((T * n, d), "tnd")]), [n] * T, axis=0)
     w_act = b.const(den.in_act.weight.T, "den.in_act.w")
     blocks = [
         (
@@ -150,19 +157,36 @@ def _denoise(b: _Builder, policy: ExpoPolicy, nobs: str, n: int) -> str:
     ]
     w_out, b_out = b.const(den.out.weight.T, "den.out.w"), b.const(den.out.bias, "den.out.b")
     for i, t in enumerate(ts):
-        h = b.op("Gemm", [x, w_act, rows[i]])
-        for g, beta, eps, w1, b1, w2, b2 in blocks:
-            ln = b.op("LayerNormalization", [h, g, beta], axis=-1, epsilon=float(eps))
-            f = _swish(b, b.op("Gemm", [ln, w1, b1]))
-            h = b.op("Add", [h, b.op("Gemm", [f, w2, b2])])
-        e = b.op("Gemm", [_swish(b, h), w_out, b_out])
-        # x <- (x - beta_t / sqrt(1 - abar_t) eps) / sqrt(alpha_t) [+ sqrt(beta_t) z], clipped
-        x = b.op("Sub", [x, b.op("Mul", [e, b.scalar(base._eps_coef[t], "eps_coef")])])
-        x = b.op("Div", [x, b.scalar(base._sqrt_alpha[t], "sqrt_alpha")])
-        if t > 0:
-            x = b.op("Add", [x, b.op("Mul", [zs[i], b.scalar(base._sigma[t], "sigma")])])
-        x = b.op("Clip", [x, b.scalar(-1.0, "lo"), b.scalar(1.0, "hi")])
+        x = _ddpm_step(b, base, x, rows[i], zs[i], t, w_act, blocks, w_out, b_out)
     return x
+
+
+def _ddpm_step(
+    b: _Builder,
+    base: DiffusionBase,
+    x: str,
+    row: str,
+    z: str,
+    t: int,
+    w_act: str,
+    blocks: list[tuple],
+    w_out: str,
+    b_out: str,
+) -> str:
+    """One denoising step of rows x (m, d) at step index t: ``Denoiser.forward_shared_`` with
+    this step's shared row (1, H), then the ancestral update with this step's noise z (m, d)."""
+    h = b.op("Gemm", [x, w_act, row])
+    for g, beta, eps, w1, b1, w2, b2 in blocks:
+        ln = b.op("LayerNormalization", [h, g, beta], axis=-1, epsilon=float(eps))
+        f = _swish(b, b.op("Gemm", [ln, w1, b1]))
+        h = b.op("Add", [h, b.op("Gemm", [f, w2, b2])])
+    e = b.op("Gemm", [_swish(b, h), w_out, b_out])
+    # x <- (x - beta_t / sqrt(1 - abar_t) eps) / sqrt(alpha_t) [+ sqrt(beta_t) z], clipped
+    x = b.op("Sub", [x, b.op("Mul", [e, b.scalar(base._eps_coef[t], "eps_coef")])])
+    x = b.op("Div", [x, b.scalar(base._sqrt_alpha[t], "sqrt_alpha")])
+    if t > 0:
+        x = b.op("Add", [x, b.op("Mul", [z, b.scalar(base._sigma[t], "sigma")])])
+    return b.op("Clip", [x, b.scalar(-1.0, "lo"), b.scalar(1.0, "hi")])
 
 
 @torch.no_grad()
