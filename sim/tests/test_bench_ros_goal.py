@@ -1,0 +1,31 @@
+"""bench_ros's goal line (issue 15): obs -> action p99 against the decision's p99 + 2 ms."""
+
+from expo_sim.ros.bench_ros import GOAL_MARGIN_MS, goal_lines, markdown_table
+
+
+def _row(inference_p99: float, obs_to_action_p99: float) -> dict:
+    r = {
+        "preset": "published",
+        "backend": "auto",
+        "obs_to_action_count": 1600,
+        "inference_p50_ms": 3.0,
+        "inference_p99_ms": inference_p99,
+        "policy_latency_p50_ms": 3.5,
+        "policy_latency_p99_ms": inference_p99 + 0.5,
+        "obs_to_action_p50_ms": 5.0,
+        "obs_to_action_p99_ms": obs_to_action_p99,
+        "env_steps_per_s": 40.0,
+    }
+    r["ros_overhead_p50_ms"] = r["obs_to_action_p50_ms"] - r["inference_p50_ms"]
+    r["ros_overhead_p99_ms"] = obs_to_action_p99 - inference_p99
+    r["goal_obs_to_action_p99_met"] = obs_to_action_p99 < inference_p99 + GOAL_MARGIN_MS
+    return r
+
+
+def test_goal_lines_say_met_or_not() -> None:
+    met, missed = _row(4.0, 5.9), _row(4.0, 6.1)
+    lines = goal_lines([met, missed])
+    assert lines[0].endswith("-> met") and "5.90 ms < inference p99 4.00 + 2 ms" in lines[0]
+    assert lines[1].endswith("-> NOT met") and "backend auto" in lines[1]
+    table = markdown_table([met])
+    assert "| published | 1600 | 3.00 / 4.00 |" in table and "2.00 / 1.90" in table
