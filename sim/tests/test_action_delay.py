@@ -49,6 +49,24 @@ def test_a_delay_keeps_the_previous_command_in_effect(lift_env) -> None:
     assert late_next > 2e-3  # the push is in effect the whole next period
 
 
+def test_anchored_delay_sets_the_goal_from_the_observed_pose(lift_env) -> None:
+    """anchor=True: a late action's goal is the pose its observation reported plus the delta
+    (0.05 m per unit action), not the pose when it takes effect plus the delta."""
+
+    def second_goal(anchor: bool) -> tuple[np.ndarray, np.ndarray]:
+        env = with_action_delay(lift_env, 40.0, anchor=anchor)
+        env.reset(seed=6)
+        obs = env.step(PUSH_X)[0]  # moving in +x when the next observation is taken
+        observed = obs[lift_env.obs_spec.slices()["robot0_eef_pos"]]
+        env.step(PUSH_X)
+        return lift_env.robosuite_env.robots[0].controller.goal_pos.copy(), observed
+
+    anchored, observed = second_goal(True)
+    np.testing.assert_allclose(anchored, observed + PUSH_X[:3] * 0.05, atol=1e-6)
+    plain, _ = second_goal(False)
+    assert plain[0] - anchored[0] > 1e-3  # unanchored: the motion during the 40 ms is added
+
+
 def test_jitter_is_seeded_and_bounded(lift_env) -> None:
     a = ActionDelay(lift_env, 30.0, 10.0, seed=7)
     b = ActionDelay(lift_env, 30.0, 10.0, seed=7)

@@ -60,3 +60,56 @@ def test_a_late_command_moves_less_in_its_period_and_the_goal_is_kept_after(lift
 def test_chunks_must_divide_the_period(lift_env) -> None:
     with pytest.raises(ValueError, match="one of \\[1, 5, 25\\]"):
         SubstepPhysics(lift_env, 4)
+
+
+def test_an_anchored_command_sets_its_goal_from_the_anchor_pose(lift_env) -> None:
+    """goal = anchor + delta: a command decided at pose P and taking effect after the arm moved
+    on asks for P + delta; unanchored it asks for (the pose now) + delta."""
+    push = np.array([1.0, 0, 0, 0, 0, 0.5, -1.0])  # +x and a yaw: position and orientation goals
+
+    def goals(anchored: bool) -> tuple[np.ndarray, ...]:
+        lift_env.reset(seed=2)
+        physics = SubstepPhysics(lift_env, 5)
+        run_period(physics, {0: PUSH_X})  # the arm is moving toward x + 5 cm
+        pos, rot = physics.anchor_pose()  # the observation's pose
+        run_period(physics, {})  # the decision is one period late: the arm moved on meanwhile
+        now_pos, _ = physics.anchor_pose()
+        physics.set_action(push, anchor=(pos, rot) if anchored else None)
+        physics.chunk()
+        ctrl = lift_env.robosuite_env.robots[0].controller
+        return ctrl.goal_pos.copy(), ctrl.goal_ori.copy(), pos, rot, now_pos
+
+    goal, ori, pos, rot, now_pos = goals(anchored=True)
+    scale = np.array([0.05, 0.05, 0.05])  # OSC_POSE output_max for a unit position action
+    assert np.linalg.norm(now_pos - pos) > 2e-3  # the arm did move between decision and effect
+    np.testing.assert_allclose(goal, pos + push[:3] * scale, atol=1e-9)
+    plain_goal, plain_ori, *_ = goals(anchored=False)
+    np.testing.assert_allclose(plain_goal, now_pos + push[:3] * scale, atol=1e-3)
+    assert np.linalg.norm(plain_goal - goal) > 2e-3
+    # the orientation goal is the delta rotation applied to the anchor's rotation, not the current
+    from robosuite.utils.control_utils import set_goal_orientation
+
+    np.testing.assert_allclose(ori, set_goal_orientation(push[3:6] * 0.5, rot), atol=1e-9)
+    assert not np.allclose(plain_ori, ori, atol=1e-6)
+
+
+def test_an_anchor_at_the_current_pose_changes_nothing(lift_env) -> None:
+    rng = np.random.default_rng(3)
+    actions = rng.uniform(-1.0, 1.0, (4, 7))
+
+    def observations(anchor: bool) -> list[np.ndarray]:
+        lift_env.reset(seed=4)
+        physics = SubstepPhysics(lift_env, 5)
+        out = []
+        for a in actions:
+            # the kinematics the controller will read (an observation's pose is one MuJoCo step
+            # older: robosuite computes observables before integrating)
+            lift_env.robosuite_env.sim.forward()
+            physics.set_action(a, anchor=physics.anchor_pose() if anchor else None)
+            for _ in range(physics.chunks):
+                res = physics.chunk()
+            out.append(res[0])
+        return out
+
+    for a, b in zip(observations(True), observations(False), strict=True):
+        np.testing.assert_allclose(a, b, atol=1e-9)

@@ -12,6 +12,11 @@ older than ``max_action_age_ms`` are dropped). With ``d = 0`` a step is bit-for-
 ``env.step`` (:class:`~expo_sim.envs.substep_physics.SubstepPhysics` with one MuJoCo step per
 chunk).
 
+``anchor=True`` applies each late action's pose delta to the pose its observation reported
+(:func:`~expo_sim.envs.substep_physics.anchored_goal`), as an executor that remembers the pose of
+the observation a command answers does; without it robosuite's rule applies the delta to the
+pose at the moment the action takes effect, so the motion made meanwhile is added to the goal.
+
 Uses: ``expo-sim demos --action-delay-ms 30 --action-jitter-ms 10`` records demonstrations whose
 actions were chosen for, and executed with, that latency; ``expo-sim train --action-delay-ms``
 runs the harness's online episodes (and evaluations) the same way. The wrapper forwards every
@@ -52,8 +57,11 @@ class ActionDelay:
         delays_ms: the delay applied at each step since construction (for diagnostics/tests).
     """
 
-    def __init__(self, env: Any, delay_ms: float, jitter_ms: float = 0.0, seed: int = 0) -> None:
+    def __init__(
+        self, env: Any, delay_ms: float, jitter_ms: float = 0.0, seed: int = 0, anchor: bool = False
+    ) -> None:
         self.delay_ms, self.jitter_ms = check_delay(delay_ms, jitter_ms)
+        self.anchor = bool(anchor)
         rs = env.robosuite_env
         self._step_ms = rs.model_timestep * 1e3
         self._steps = round(rs.control_timestep / rs.model_timestep)
@@ -83,18 +91,21 @@ class ActionDelay:
         """One control period: the previous command for the drawn delay, then ``action``."""
         wait = self.delay_steps()
         self.delays_ms.append(wait * self._step_ms)
+        pose = self.physics.anchor_pose() if self.anchor else None  # the observation's pose
         out = None
         for i in range(self._steps):
             if i == wait:
-                self.physics.set_action(action)
+                self.physics.set_action(action, anchor=pose)
             out = self.physics.chunk()
         assert out is not None  # the period's last chunk returns env.step's output
         return out
 
 
-def with_action_delay(env: Any, delay_ms: float = 0.0, jitter_ms: float = 0.0, seed: int = 0) -> Any:
+def with_action_delay(
+    env: Any, delay_ms: float = 0.0, jitter_ms: float = 0.0, seed: int = 0, anchor: bool = False
+) -> Any:
     """``env`` itself when both are 0 (values checked either way), else :class:`ActionDelay`."""
     delay_ms, jitter_ms = check_delay(delay_ms, jitter_ms)
     if delay_ms == 0.0:
         return env
-    return ActionDelay(env, delay_ms, jitter_ms, seed)
+    return ActionDelay(env, delay_ms, jitter_ms, seed, anchor)

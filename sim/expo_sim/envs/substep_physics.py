@@ -29,6 +29,8 @@ test fails if a robosuite update changes them.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
@@ -54,6 +56,7 @@ class SubstepPhysics:
         self.index = 0  # chunk of the current period that runs next
         self._action = np.zeros(env.action_space.shape[0])  # the command in effect (zero: keep still)
         self._new_goal = False  # set the controller's goal at the next MuJoCo step
+        self._anchor: tuple[np.ndarray, np.ndarray] | None = None  # pose the new goal is relative to
 
     @property
     def action(self) -> np.ndarray:
@@ -65,11 +68,28 @@ class SubstepPhysics:
         self.index = 0
         self._action = np.zeros_like(self._action)
         self._new_goal = False
+        self._anchor = None
 
-    def set_action(self, action: np.ndarray) -> None:
-        """The command that takes effect at the next MuJoCo step (checked and clipped by the env)."""
+    def anchor_pose(self) -> tuple[np.ndarray, np.ndarray]:
+        """The end effector's world position (3,) and rotation matrix (3, 3) of the grip site, as
+        the simulator's kinematics hold them now (what ``set_action(..., anchor=)`` takes). After
+        a period this is the pose its observation reports (robosuite computes both before the last
+        MuJoCo step integrates, so the controller's own reading is 2 ms of motion later)."""
+        rs = self.env.robosuite_env
+        site = rs.robots[0].eef_site_id
+        pos = np.array(rs.sim.data.site_xpos[site], dtype=np.float64)
+        return pos, np.array(rs.sim.data.site_xmat[site], dtype=np.float64).reshape(3, 3)
+
+    def set_action(self, action: np.ndarray, anchor: tuple[np.ndarray, np.ndarray] | None = None) -> None:
+        """The command that takes effect at the next MuJoCo step (checked and clipped by the env).
+
+        ``anchor``: the end effector's (position (3,), rotation matrix (3, 3)) when the action was
+        decided, from :meth:`anchor_pose` at that time. With it the pose delta is applied to that
+        pose (goal = anchor + delta) instead of the pose at the moment the command takes effect;
+        see :func:`anchored_goal`. None: robosuite's own rule (relative to the pose now)."""
         self._action = self.env.check_action(action)
         self._new_goal = True
+        self._anchor = anchor
 
     def chunk(self) -> StepOutput | None:
         """Advance one chunk of physics; at the end of a period returns what ``env.step`` returns."""
@@ -91,7 +111,11 @@ class SubstepPhysics:
         rs = self.env.robosuite_env
         for _ in range(n):
             rs.sim.forward()
-            rs._pre_action(self._action, self._new_goal)
+            if self._new_goal and self._anchor is not None:
+                with anchored_goal(rs.robots[0].controller, *self._anchor):
+                    rs._pre_action(self._action, True)
+            else:
+                rs._pre_action(self._action, self._new_goal)
             rs.sim.step()
             rs._update_observables()
             self._new_goal = False
@@ -119,3 +143,28 @@ class SubstepPhysics:
         pos = np.array(rs.sim.data.site_xpos[robot.eef_site_id], dtype=np.float64)
         quat = T.convert_quat(rs.sim.data.get_body_xquat(robot.robot_model.eef_name), to="xyzw")
         return pos, np.asarray(quat, dtype=np.float64)
+
+
+@contextmanager
+def anchored_goal(controller: Any, pos: np.ndarray, rot: np.ndarray) -> Iterator[None]:
+    """While active, the OSC ``controller``'s ``set_goal`` applies its pose delta to the given
+    pose instead of the one it measures: goal position = ``pos`` + the scaled position delta, goal
+    orientation = the delta rotation times ``rot`` (robosuite's ``set_goal_orientation``). A
+    delayed command then asks for the pose its policy chose from the observation, not that pose
+    shifted by however far the arm moved while the command was on its way (the overshoot of a
+    delta applied late). An action with no rotation keeps robosuite's rule (the previous
+    orientation goal stays). Torques of the same MuJoCo step already use the anchored goal."""
+    original = controller.set_goal
+
+    def set_goal(action: Any, *args: Any, **kwargs: Any) -> None:
+        before = controller.goal_ori
+        original(action, *args, **kwargs)
+        controller.goal_pos = np.asarray(pos) + (controller.goal_pos - controller.ee_pos)
+        if controller.goal_ori is not before:  # a rotation delta set a new goal from ee_ori_mat
+            controller.goal_ori = controller.goal_ori @ controller.ee_ori_mat.T @ np.asarray(rot)
+
+    controller.set_goal = set_goal  # an instance attribute: shadows the class's method
+    try:
+        yield
+    finally:
+        del controller.set_goal
