@@ -5,7 +5,7 @@ runs it: 3-D and 4-D tensors, ~150 reshapes, the critic ensemble as batched matm
 Runtime profile of it at published sizes, N = 8, T = 10, one thread, found ~490 nodes, the two
 batched (10, 16, 256) x (10, 256, 256) critic ``MatMul`` at ~25 GFLOP/s where MLAS runs a 2-D
 ``Gemm`` with constant (prepacked) weights at ~70-90, and ~1.2 ms of the profile in reshapes.
-This graph has ~350 nodes, all 2-D; measured 1.15-1.2x faster than the traced one (p50, same
+This graph has ~350 nodes, all 2-D; measured 1.1-1.2x faster than the traced one (p50, same
 run; docs/results.md, issue 15). The denoiser's 60 (8, 256) x (256, 1024)-sized ``Gemm`` are
 ~3.2 ms of its ~4 ms: one CPU core's float32 rate bounds it, not dispatch.
 

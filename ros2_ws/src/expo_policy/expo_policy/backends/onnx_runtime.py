@@ -16,7 +16,7 @@ template bakes the encoder in and swaps the EXPO part, which is all the learner 
 :class:`OnnxRuntimeBackend` runs the graph under onnxruntime: the CUDA execution provider when
 asked for (``device`` cuda/auto) and present, else the CPU one. On CPU it runs, where it can, the
 lean graph of the same decision (``expo_core.export.lean``: 2-D ``Gemm`` with prepacked weights,
-constant time shares, the critics' first layers as one matmul; 1.15-1.2x the traced graph's
+constant time shares, the critics' first layers as one matmul; 1.1-1.2x the traced graph's
 speed at N=8, T=10 on one core) built
 straight from the weights, so its weight swaps need no template either; pixel policies, action
 chunks, DDIM acting and a random critic subset per decision keep the traced graph (``graph``).

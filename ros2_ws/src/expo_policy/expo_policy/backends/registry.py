@@ -48,10 +48,12 @@ PIXEL_CUDA_EAGER = ("torch eager (cuda)", "torch", "cuda", lambda: TorchBackend)
 #: ``auto``'s candidates, fastest first: (label, backend name, device it is built for, class).
 #: The order is the bench's (``make bench-policy``): on a GPU TensorRT, then onnxruntime's CUDA
 #: EP, then torch replaying a CUDA graph (each an order of magnitude under eager CUDA torch at
-#: N=8, T=10, which is launch-bound); on CPU the onnxruntime graph (1.3-2x batched eager torch
-#: on 2 cores) before eager torch. Chosen by availability rather than by a timed probe: a probe
-#: needs the weights (loaded after the backend is built), costs seconds of export and compile
-#: per candidate at configure time, and on a shared, loaded CPU its few samples rank by noise.
+#: N=8, T=10, which is launch-bound); on CPU onnxruntime, which there runs the lean graph
+#: (``expo_core.export.lean``; 2.3x batched eager torch's p99 at N=8, T=10, one thread, in one
+#: run at load 8-12: issue 15 in docs/results.md), before eager torch. Chosen by availability
+#: rather than by a timed probe: a probe needs the weights (loaded after the backend is built),
+#: costs seconds of export and compile per candidate at configure time, and on a shared, loaded
+#: CPU its few samples rank by noise.
 AUTO_ORDER: tuple[tuple[str, str, str, Callable[[], type[InferenceBackend]]], ...] = (
     ("tensorrt (cuda)", "tensorrt", "cuda", _tensorrt),
     ("onnxruntime (CUDA EP)", "onnxruntime", "cuda", _onnxruntime),
