@@ -17,7 +17,7 @@ from divergent import diverge
 from expo_core.agent import ExpoAgent
 from expo_core.config import CriticConfig, DiffusionConfig, ExpoConfig
 from expo_core.export import OUTPUT_NAMES, ort_session, random_inputs, read_onnx_metadata, torch_reference
-from expo_core.export.lean import LEAN_GRAPH, lean_onnx_bytes, lean_unsupported
+from expo_core.export.lean import LEAN_GRAPH, LeanTemplate, lean_onnx_bytes, lean_unsupported
 from expo_core.policy import ExpoPolicy
 
 HAVE_ORT = all(importlib.util.find_spec(m) is not None for m in ("onnx", "onnxruntime"))
@@ -120,3 +120,22 @@ def test_lean_graph_published_sizes() -> None:
     cfg = ExpoConfig(obs_dim=19, act_dim=7)
     worst = _compare(_acting_policy(cfg), trials=20, seed=1)
     assert worst["action"] <= 1e-4 and worst["candidates"] <= 1e-4 and worst["q"] <= 1e-4, worst
+
+
+def test_lean_template_takes_new_weights_byte_for_byte(make_cfg) -> None:
+    """A template built once per config, filled with a policy's weights, runs exactly as that
+    policy's own lean graph; another config does not fit."""
+    cfg = make_cfg()
+    template = LeanTemplate.build(cfg)
+    feeds = random_inputs(cfg, np.random.default_rng(5))
+    for seed in (0, 1):
+        policy = _acting_policy(cfg, seed=seed)
+        assert template.fits(policy)
+        swapped = ort_session(template.with_weights(policy)).run(list(OUTPUT_NAMES), feeds)
+        own = ort_session(lean_onnx_bytes(policy)).run(list(OUTPUT_NAMES), feeds)
+        for a, b in zip(swapped, own):
+            np.testing.assert_array_equal(a, b)
+    other = _acting_policy(make_cfg(num_samples=3))
+    assert not template.fits(other)
+    with pytest.raises(ValueError, match="build a new LeanTemplate"):
+        template.with_weights(other)

@@ -13,6 +13,7 @@ import torch
 from expo_core.agent import ExpoAgent
 from expo_core.checkpoint import WeightsError, policy_weights_bytes
 from expo_core.export import DEFAULT_ATOL
+from expo_core.export.lean import LeanTemplate
 
 HAVE_ORT = all(importlib.util.find_spec(m) is not None for m in ("onnx", "onnxruntime"))
 pytestmark = pytest.mark.skipif(not HAVE_ORT, reason="onnx/onnxruntime not installed")
@@ -41,7 +42,7 @@ def test_lean_swap_rebuilds_from_weights(checkpoint: Path, make_agent) -> None:
     backend = OnnxRuntimeBackend(device="cpu", seed=1)
     backend.load(checkpoint)
     before = backend.compiled
-    assert before.lean and before.template is None and not before.traced
+    assert before.lean and isinstance(before.template, LeanTemplate) and not before.traced
     wide = make_agent(seed=1, critic_hidden=(64, 64))
     with pytest.raises(WeightsError, match="shape mismatch with the running policy"):
         backend.swap_weights(*policy_weights_bytes(wide, version=3))
@@ -49,7 +50,7 @@ def test_lean_swap_rebuilds_from_weights(checkpoint: Path, make_agent) -> None:
     good = make_agent(seed=7)
     backend.swap_weights(*policy_weights_bytes(good, version=2))
     now = backend.compiled
-    assert now.lean and now.onnx_sha256 != before.onnx_sha256
+    assert now.lean and now.onnx_sha256 != before.onnx_sha256 and now.template is before.template
     assert now.max_abs_diff is not None and now.max_abs_diff <= DEFAULT_ATOL
     d = backend.decide(OBS)
     np.testing.assert_allclose(d.q, _q_under(good, d.candidates), atol=DEFAULT_ATOL, rtol=0)

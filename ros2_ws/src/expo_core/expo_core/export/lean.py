@@ -36,9 +36,12 @@ traced graph): pixel policies, action chunks, DDIM acting, a random critic subse
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import torch
 
+from ..config import ExpoConfig
 from ..diffusion import DiffusionBase
 from ..pixel_agent import PixelPolicy
 from ..policy import ExpoPolicy
@@ -69,21 +72,26 @@ def lean_unsupported(policy: ExpoPolicy | PixelPolicy) -> str | None:
 
 
 class _Builder:
-    """Collects nodes and initializers; names are unique by counter."""
+    """Collects nodes and initializers (name, array); names are unique by counter. Initializers
+    given as torch tensors derive from the weights (``weights`` lists their indices, in order);
+    numpy ones (scalars, shapes, split sizes) from the config alone."""
 
     def __init__(self) -> None:
         self.nodes: list = []
-        self.inits: list = []
+        self.inits: list[tuple[str, np.ndarray]] = []
+        self.weights: list[int] = []
         self._n = 0
         self._scalars: dict[tuple[str, float], str] = {}
 
     def const(self, array: np.ndarray | torch.Tensor, name: str, dtype: type = np.float32) -> str:
-        from onnx import numpy_helper
-
-        a = array.detach().cpu().numpy() if isinstance(array, torch.Tensor) else np.asarray(array)
+        if isinstance(array, torch.Tensor):
+            self.weights.append(len(self.inits))
+            a = array.detach().cpu().numpy()
+        else:
+            a = np.asarray(array)
         self._n += 1
         full = f"{name}_{self._n}"
-        self.inits.append(numpy_helper.from_array(np.ascontiguousarray(a.astype(dtype)), full))
+        self.inits.append((full, np.ascontiguousarray(a.astype(dtype))))
         return full
 
     def op(self, kind: str, inputs: list[str], **attrs) -> str:
@@ -247,19 +255,16 @@ def _score(b: _Builder, policy: ExpoPolicy, nobs: str, cands: str) -> str:
 
 
 @torch.no_grad()
-def lean_onnx_bytes(policy: ExpoPolicy, *, metadata: dict[str, str] | None = None) -> bytes:
-    """The serialized lean graph of ``policy``'s decision at batch 1 (module docstring); inputs
-    and outputs as the traced graph's, opset :data:`LEAN_OPSET`, ``metadata`` added to its
-    ``metadata_props``. Raises ValueError (with :func:`lean_unsupported`'s reason)
-    for a policy it cannot express."""
-    from onnx import TensorProto, helper
+def _build(policy: ExpoPolicy) -> _Builder:
+    """The lean graph's nodes and initializers for ``policy`` (module docstring)."""
+    from onnx import helper
 
     why = lean_unsupported(policy)
     if why is not None:
         raise ValueError(f"lean graph: {why}")
     policy = policy.cpu() if any(t.device.type != "cpu" for t in policy.state_dict().values()) else policy
     cfg = policy.cfg
-    n, d, o = cfg.num_samples, cfg.act_dim, cfg.obs_dim
+    n, d = cfg.num_samples, cfg.act_dim
     k = 2 * n if cfg.use_editor else n
     b = _Builder()
     nobs = b.op("Div", [b.op("Sub", [INPUT_OBS, b.const(policy.normalizer.mean, "obs_mean")]),
@@ -271,6 +276,14 @@ def lean_onnx_bytes(policy: ExpoPolicy, *, metadata: dict[str, str] | None = Non
     b.nodes.append(helper.make_node("ArgMax", ["q"], ["index"], axis=1, keepdims=0))
     b.nodes.append(helper.make_node("Gather", [cands, "index"], ["action"], axis=0))
     b.nodes.append(helper.make_node("Reshape", [cands, b.shape((1, k, d), "1kd")], ["candidates"]))
+    return b
+
+
+def _serialize(b: _Builder, cfg: ExpoConfig, metadata: dict[str, str] | None) -> bytes:
+    from onnx import TensorProto, helper, numpy_helper
+
+    n, d, o = cfg.num_samples, cfg.act_dim, cfg.obs_dim
+    k = 2 * n if cfg.use_editor else n
     f32 = TensorProto.FLOAT
     inputs = [helper.make_tensor_value_info(INPUT_OBS, f32, [1, o])]
     inputs += [helper.make_tensor_value_info(name, f32, list(s)) for name, s in noise_shapes(cfg).items()]
@@ -279,7 +292,8 @@ def lean_onnx_bytes(policy: ExpoPolicy, *, metadata: dict[str, str] | None = Non
         helper.make_tensor_value_info(name, TensorProto.INT64 if name == "index" else f32, shapes[name])
         for name in OUTPUT_NAMES
     ]
-    graph = helper.make_graph(b.nodes, "expo_otf_lean", inputs, outputs, b.inits)
+    inits = [numpy_helper.from_array(a, name) for name, a in b.inits]
+    graph = helper.make_graph(b.nodes, "expo_otf_lean", inputs, outputs, inits)
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", LEAN_OPSET)])
     model.ir_version = 8
     model.producer_name = "expo_core.export.lean"
@@ -288,3 +302,72 @@ def lean_onnx_bytes(policy: ExpoPolicy, *, metadata: dict[str, str] | None = Non
         entry = model.metadata_props.add()
         entry.key, entry.value = key, str(value)
     return model.SerializeToString()
+
+
+def lean_onnx_bytes(policy: ExpoPolicy, *, metadata: dict[str, str] | None = None) -> bytes:
+    """The serialized lean graph of ``policy``'s decision at batch 1 (module docstring); inputs
+    and outputs as the traced graph's, opset :data:`LEAN_OPSET`, ``metadata`` added to its
+    ``metadata_props``. Raises ValueError (with :func:`lean_unsupported`'s reason) for a policy
+    it cannot express."""
+    return _serialize(_build(policy), policy.cfg, metadata)
+
+
+@dataclass(frozen=True)
+class LeanTemplate:
+    """The lean graph of one config, serialized once; new weights are copied into its bytes.
+
+    Serializing the ~13 MB model holds the GIL for ~20 ms (protobuf, in C), which a weight swap
+    in the policy node's worker thread would take from the control loop. As
+    :class:`~expo_core.export.graph.GraphTemplate` does for the traced graph, the template is
+    built once per config from a policy with distinct random values, ``slots`` locates each
+    weight-derived initializer's raw bytes in it, and :meth:`with_weights` rebuilds only the
+    initializer arrays for new weights (time shares, stacked critic weights, block-diagonal
+    heads included) and copies them in (one 13 MB copy, then a memcpy per initializer)."""
+
+    cfg: ExpoConfig
+    model: bytes
+    slots: tuple[tuple[int, int], ...]
+
+    @classmethod
+    @torch.no_grad()
+    def build(cls, cfg: ExpoConfig, seed: int = 0) -> LeanTemplate:
+        """ValueError for a config the lean graph does not express; RuntimeError when a tensor
+        cannot be located (then the graph would not be swappable byte for byte)."""
+        policy = ExpoPolicy(cfg)
+        gen = torch.Generator().manual_seed(seed)
+        for t in [*policy.parameters(), policy.normalizer.mean, policy.normalizer.std]:
+            t.copy_(torch.rand(t.shape, generator=gen) + 0.5)
+        b = _build(policy)
+        model = _serialize(b, cfg, {"expo.weights": "template"})
+        slots, pos = [], 0
+        for i in b.weights:
+            raw = b.inits[i][1].tobytes()
+            off = model.find(raw, pos)  # random values: the bytes occur once, after the previous
+            if off < 0:
+                raise RuntimeError(f"cannot locate initializer {b.inits[i][0]} in the lean template")
+            slots.append((off, len(raw)))
+            pos = off + len(raw)
+        return cls(cfg, model, tuple(slots))
+
+    def fits(self, policy: ExpoPolicy | PixelPolicy) -> bool:
+        """Whether :meth:`with_weights` takes ``policy``: a state policy of the same config."""
+        return (
+            isinstance(policy, ExpoPolicy) and not isinstance(policy, PixelPolicy) and policy.cfg == self.cfg
+        )
+
+    def with_weights(self, policy: ExpoPolicy) -> bytes:
+        """The template's graph holding ``policy``'s weights (ValueError for another config)."""
+        if not self.fits(policy):
+            raise ValueError(
+                "policy is not a state policy of the template's config: build a new LeanTemplate"
+            )
+        b = _build(policy)
+        if len(b.weights) != len(self.slots):
+            raise ValueError("policy's graph has other initializers than the template's")
+        buf = bytearray(self.model)
+        for i, (off, n) in zip(b.weights, self.slots):
+            raw = b.inits[i][1].tobytes()
+            if len(raw) != n:
+                raise ValueError(f"initializer {b.inits[i][0]} has {len(raw)} bytes, the template {n}")
+            buf[off : off + n] = raw
+        return bytes(buf)

@@ -17,9 +17,10 @@ template bakes the encoder in and swaps the EXPO part, which is all the learner 
 asked for (``device`` cuda/auto) and present, else the CPU one. On CPU it runs, where it can, the
 lean graph of the same decision (``expo_core.export.lean``: 2-D ``Gemm`` with prepacked weights,
 constant time shares, the critics' first layers as one matmul; 1.1-1.2x the traced graph's
-speed at N=8, T=10 on one core) built
-straight from the weights, so its weight swaps need no template either; pixel policies, action
-chunks, DDIM acting and a random critic subset per decision keep the traced graph (``graph``).
+speed at N=8, T=10 on one core), built from the weights without tracing; its swaps copy new
+weights into a :class:`~expo_core.export.lean.LeanTemplate` of the config as the traced graph's
+do. Pixel policies, action chunks, DDIM acting and a random critic subset per decision keep the
+traced graph (``graph``).
 """
 
 from __future__ import annotations
@@ -48,7 +49,7 @@ from expo_core.export import (
     noise_shapes,
     ort_session,
 )
-from expo_core.export.lean import lean_onnx_bytes, lean_unsupported
+from expo_core.export.lean import LeanTemplate, lean_unsupported
 from expo_core.pixel_agent import PixelPolicy
 from expo_core.policy import ExpoPolicy
 
@@ -70,15 +71,15 @@ class CompiledGraph:
     """One set of weights, exported and compiled: everything a decision needs, swapped as one.
 
     ``policy`` is the CPU torch policy the graph holds (config, swap shape checks); ``template``
-    the traced graph it was copied into (None for a lean graph, built from the weights alone);
-    ``lean`` whether it is the lean graph (``expo_core.export.lean``); ``noise`` the graph's
-    noise inputs (name -> shape);
-    ``traced`` whether this build traced a new template; ``export_s`` the seconds to produce the
-    ONNX bytes (tracing included when ``traced``), ``compile_s`` to compile and check them;
-    ``max_abs_diff`` the check's largest torch-vs-graph difference, None when not checked."""
+    the graph it was copied into (a :class:`~expo_core.export.GraphTemplate`, or for the lean
+    graph a :class:`~expo_core.export.lean.LeanTemplate`); ``noise`` the graph's noise inputs
+    (name -> shape); ``traced`` whether this build traced a new template; ``export_s`` the
+    seconds to produce the ONNX bytes (tracing included when ``traced``), ``compile_s`` to
+    compile and check them; ``max_abs_diff`` the check's largest torch-vs-graph difference, None
+    when not checked; ``lean`` whether it is the lean graph (``expo_core.export.lean``)."""
 
     policy: ExpoPolicy | PixelPolicy
-    template: GraphTemplate | None
+    template: GraphTemplate | LeanTemplate
     run: Runner
     noise: dict[str, tuple[int, ...]]
     onnx_sha256: str
@@ -117,10 +118,14 @@ class GraphBackend(InferenceBackend):
 
     @abstractmethod
     def _compile(
-        self, policy: ExpoPolicy | PixelPolicy, template: GraphTemplate | None, model: bytes, onnx_sha256: str
+        self,
+        policy: ExpoPolicy | PixelPolicy,
+        template: GraphTemplate | LeanTemplate,
+        model: bytes,
+        onnx_sha256: str,
     ) -> tuple[Runner, float | None]:
-        """Compile the serialized ONNX ``model`` (``template`` holding ``policy``'s weights, None
-        for a lean graph); returns the runner and, when it checked the result against torch, the
+        """Compile the serialized ONNX ``model`` (``template`` holding ``policy``'s weights);
+        returns the runner and, when it checked the result against torch, the
         max abs difference (else None)."""
 
     def _use_lean(self, policy: ExpoPolicy | PixelPolicy) -> bool:
@@ -161,28 +166,22 @@ class GraphBackend(InferenceBackend):
         if running is not None:
             check_compatible(running.policy, policy)
         lean = self._use_lean(policy)
+        kind = LeanTemplate if lean else GraphTemplate
         template = None
-        if (
-            not lean
-            and running is not None
-            and running.template is not None
-            and running.template.fits(policy)
-        ):
+        if running is not None and isinstance(running.template, kind) and running.template.fits(policy):
             template = running.template
         try:
             t0 = time.perf_counter()
-            if lean:
-                model, traced = lean_onnx_bytes(policy), False
+            traced = False
+            if template is None and lean:
+                template = LeanTemplate.build(policy.cfg)  # ~0.1 s: no tracing
             elif template is None:
                 if running is not None:
                     log.warning("%s: new weights need a new template: re-tracing the graph", self.name)
                 pixel = policy if isinstance(policy, PixelPolicy) else None
                 template = GraphTemplate.export(policy.cfg, opset=self.opset, pixel=pixel)
                 traced = True
-            else:
-                traced = False
-            if not lean:
-                model = template.with_weights(policy)
+            model = template.with_weights(policy)
             t1 = time.perf_counter()
             onnx_sha = hashlib.sha256(model).hexdigest()
             run, diff = self._compile(policy, template, model, onnx_sha)
@@ -314,7 +313,11 @@ class OnnxRuntimeBackend(GraphBackend):
         return why is None and (self.graph == "lean" or self.providers[0] == CPU_EP)
 
     def _compile(
-        self, policy: ExpoPolicy | PixelPolicy, template: GraphTemplate | None, model: bytes, onnx_sha256: str
+        self,
+        policy: ExpoPolicy | PixelPolicy,
+        template: GraphTemplate | LeanTemplate,
+        model: bytes,
+        onnx_sha256: str,
     ) -> tuple[Runner, float | None]:
         session = ort_session(model, self.providers, self.num_threads, self.allow_spinning)
         names = list(OUTPUT_NAMES)
