@@ -13,6 +13,8 @@ actions and hand-back blends carry no plan (:func:`command_plan`).
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 from .safety import TRANSLATION_DIMS, SafetyLimits, filter_action
@@ -45,17 +47,13 @@ def safe_plan(
 
 
 def command_plan(
-    decision_plan: np.ndarray | None,
-    policy_action: np.ndarray | None,
-    proposal: np.ndarray,
-    sent: np.ndarray,
-    ee_pos: np.ndarray,
-    limits: SafetyLimits,
-    max_steps: int,
-    period_ns: int,
+    decision: Any, proposal: np.ndarray, sent: np.ndarray, ee_pos: np.ndarray, cfg: Any
 ) -> tuple[np.ndarray | None, int]:
-    """``(plan rows or None, plan_period_ns)`` for the command sending ``sent``: a plan only when
-    the proposal was the policy's own action (not the operator's, not a hand-back blend)."""
-    own = policy_action is not None and np.array_equal(proposal, policy_action)
-    rows = safe_plan(decision_plan, sent, ee_pos, limits, max_steps) if own else None
-    return rows, (int(period_ns) if rows is not None else 0)
+    """``(plan rows or None, plan_period_ns)`` for the command sending ``sent``. ``decision``: the
+    backend's :class:`~expo_policy.backends.Decision` (None when the operator acted); a plan only
+    when ``proposal`` is its own action (not the operator's, not a hand-back blend). ``cfg``: the
+    node's :class:`~expo_policy.params.PolicyNodeConfig` (``safety``, ``plan_max_steps``,
+    ``control_rate_hz``: the rows are one control period apart)."""
+    own = decision is not None and np.array_equal(proposal, decision.action)
+    rows = safe_plan(decision.plan, sent, ee_pos, cfg.safety, cfg.plan_max_steps) if own else None
+    return rows, (round(1e9 / cfg.control_rate_hz) if rows is not None else 0)

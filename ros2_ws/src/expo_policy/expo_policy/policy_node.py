@@ -66,10 +66,8 @@ counted. Each decision records the observation's age when it starts (node clock 
 observation's stamp: wall time on a robot, sim time in sim, which in realtime sim follows wall
 time to a 10 ms chunk): ``obs_age_*`` in diagnostics.
 
-Action chunks: a backend whose base predicts k actions returns the chosen candidate's next
-k - 1 (``Decision.plan``); the command carries up to ``plan.max_steps`` of them, each through the
-safety filter as the continuation of the action (:mod:`expo_policy.plan`), spaced one control
-period. Holds and the operator's actions carry none. The executors use them (``plan_mode``).
+Action chunks: the command carries up to ``plan.max_steps`` rows of ``Decision.plan`` (a base
+predicting k actions), filtered as the action's continuation (:mod:`expo_policy.plan`).
 
 Episode/step indices are the node's: each command takes the next step; a done feedback for the
 current episode starts the next one. Contract with the bridge: all pieces of one observation
@@ -596,11 +594,7 @@ class PolicyNode(TeardownLifecycleNode):
         safe = filter_action(proposal, self._prev_action, ee_pos, self.cfg.safety)
         if safe.rejected:
             return self._hold("safety_rejected", "; ".join(safe.reasons), stamp)
-        plan, plan_period_ns = command_plan(  # action chunks: the policy's own next actions, filtered
-            *((dec.plan, dec.action) if dec is not None else (None, None)),
-            *(proposal, safe.action, ee_pos, self.cfg.safety, self.cfg.plan_max_steps),
-            round(1e9 / self.cfg.control_rate_hz),
-        )
+        plan, plan_period_ns = command_plan(dec, proposal, safe.action, ee_pos, self.cfg)  # chunks
         n = self.backend.num_base_samples
         version = self.weights_version
         cmd = cv.Command(

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import numpy as np
+from expo_policy.backends import Decision
 from expo_policy.plan import command_plan, safe_plan
 from expo_policy.safety import SafetyLimits
 
@@ -42,10 +45,12 @@ def test_cap_rejection_and_no_plan() -> None:
 
 
 def test_only_the_policy_s_own_action_carries_a_plan() -> None:
+    cfg = SimpleNamespace(safety=LIMITS, plan_max_steps=-1, control_rate_hz=20.0)
     own = np.full(7, 0.1, np.float32)
-    plan = np.zeros((3, 7), np.float32)
-    rows, period = command_plan(plan, own, own, own, EE, LIMITS, -1, 50_000_000)
+    dec = Decision(own, own[None], np.zeros(1, np.float32), 0, plan=np.zeros((3, 7), np.float32))
+    rows, period = command_plan(dec, own, own, EE, cfg)
     assert rows.shape == (3, 7) and period == 50_000_000
     operator = np.full(7, -0.1, np.float32)  # the operator's action or a hand-back blend
-    assert command_plan(plan, own, operator, operator, EE, LIMITS, -1, 50_000_000) == (None, 0)
-    assert command_plan(None, own, own, own, EE, LIMITS, -1, 50_000_000) == (None, 0)
+    assert command_plan(dec, operator, operator, EE, cfg) == (None, 0)
+    assert command_plan(None, operator, operator, EE, cfg) == (None, 0)  # no decision: the operator's
+    assert command_plan(dec._replace(plan=None), own, own, EE, cfg) == (None, 0)
