@@ -347,3 +347,32 @@ def test_realtime_injected_stall_delays_a_command(harness) -> None:
     h.spin_until(lambda: h.bridge.finished, "one realtime episode")
     assert h.bridge.stats.stalled == 1
     assert h.bridge.stats.action_age.stats().p50_s >= 0.15
+
+
+@pytest.mark.parametrize("anchored", [True, False])
+def test_realtime_delta_applies_to_the_pose_of_the_answered_observation(harness, anchored: bool) -> None:
+    """realtime_anchor_deltas: a late command's goal is the ee pose published with the observation
+    it answers plus its delta (0.05 m per unit), not the pose when it lands plus the delta."""
+    h = harness(
+        realtime=True,
+        injected_latency_ms=120.0,
+        max_action_age_ms=60_000.0,
+        horizon=400,
+        realtime_anchor_deltas=anchored,
+    )
+    h.start()
+    h.connect_policy()
+    h.spin_until(lambda: h.action_pub.get_subscription_count() > 0, "the bridge to hear the policy")
+    s0 = h.wait_set(0, "an observation")
+    h.answer(s0, 0, 0)  # the arm starts moving in +x 120 ms later
+    x0 = h.ee_at(s0)[0]
+    h.spin_until(lambda: any(h.ee_at(s)[0] - x0 > 2e-3 for s in h.sets()), "the arm to move")
+    s1 = next(s for s in h.sets() if h.ee_at(s)[0] - x0 > 2e-3)  # observed while moving
+    h.answer(s1, 0, 1)
+    h.spin_until(lambda: h.bridge.stats.action_age.stats().count >= 2, "the second command to land")
+    goal = h.bridge.env.robosuite_env.robots[0].controller.goal_pos.copy()
+    expected = h.ee_at(s1) + MOVE[:3] * 0.05
+    if anchored:
+        np.testing.assert_allclose(goal, expected, atol=1e-6)
+    else:  # the motion during the 120 ms on the way is added to the goal
+        assert goal[0] - expected[0] > 1e-3

@@ -196,6 +196,8 @@ class SimBridge(TeardownLifecycleNode):
         self.stats = EpisodeStats()
         self._gate, self._inbox = LockstepGate(), RealtimeInbox()
         self._published: OrderedDict[int, float] = OrderedDict()  # stamp -> wall publish time
+        # stamp -> the end-effector pose published with it (realtime_anchor_deltas)
+        self._poses: OrderedDict[int, tuple[np.ndarray, np.ndarray]] = OrderedDict()
         self._last_indices = (0, 0)  # (episode, step) of the command in effect (feedback echo)
         self._first_sent = False  # lockstep: first observation published
         self._mode = "idle"  # realtime period: idle (no command for this episode yet), step or reset
@@ -317,6 +319,10 @@ class SimBridge(TeardownLifecycleNode):
         self._published[ns] = time.monotonic()
         while len(self._published) > _PUBLISHED_KEPT:
             self._published.popitem(last=False)
+        if self.cfg.realtime and self.cfg.anchor_deltas:
+            self._poses[ns] = self._physics.anchor_pose()
+            while len(self._poses) > _PUBLISHED_KEPT:
+                self._poses.popitem(last=False)
 
     def _publish_feedback(
         self, ns: int, result: StepResult, indices: tuple[int, int], applied: np.ndarray | None = None
@@ -591,9 +597,12 @@ class SimBridge(TeardownLifecycleNode):
             if planned is not None and action is not None:  # ensemble: the blend, clipped
                 self._applied_other = not np.array_equal(planned, cmd.action)
                 action = np.clip(planned, -1.0, 1.0) if self._applied_other else action
+        anchor = None
         if action is None:  # hold (or refused): stop where the arm is, gripper command kept
             action = hold_action(self._physics.action, self.env.action_space.shape[0])
-        self._physics.set_action(action)
+        elif self.cfg.anchor_deltas and not self._applied_other:  # the pose it was decided at
+            anchor = self._poses.get(cmd.stamp_ns)
+        self._physics.set_action(action, anchor=anchor)
         self._prev_action = self._physics.action
 
     def _apply_plan(self, ns: int) -> None:

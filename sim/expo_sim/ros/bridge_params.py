@@ -68,6 +68,15 @@ PARAMETERS: tuple[ParamSpec, ...] = (
         "dropped (counted; holds always apply) [ms]",
     ),
     ParamSpec(
+        "realtime_anchor_deltas",
+        True,
+        "realtime: a command's pose delta is applied to the end-effector pose of the observation "
+        "it answers (its stamp; expo_sim.envs.substep_physics.anchored_goal), as an executor that "
+        "remembers the poses it reported does; false: to the pose when it takes effect (robosuite's "
+        "rule, which adds the motion made while the command was on its way). Holds and plan rows "
+        "always use the pose of the moment",
+    ),
+    ParamSpec(
         "injected_latency_ms",
         0.0,
         "realtime: a received command counts as arriving this much later (a slower link/controller) [ms]",
@@ -203,6 +212,7 @@ class BridgeConfig:
     clock_every_substep: bool = True
     ee_pose_every_substep: bool = False
     max_action_age_ms: float = 100.0
+    anchor_deltas: bool = True
     injected_latency_ms: float = 0.0
     injected_jitter_ms: float = 0.0
     stall_probability: float = 0.0
@@ -325,6 +335,7 @@ class BridgeConfig:
                 "realtime_ee_pose_every_substep", v["realtime_ee_pose_every_substep"]
             ),
             max_action_age_ms=_float("max_action_age_ms", v["max_action_age_ms"], 0.0, 60_000.0),
+            anchor_deltas=_bool("realtime_anchor_deltas", v["realtime_anchor_deltas"]),
             injected_latency_ms=_non_negative("injected_latency_ms", v["injected_latency_ms"], 10_000.0),
             injected_jitter_ms=_non_negative("injected_jitter_ms", v["injected_jitter_ms"], 10_000.0),
             stall_probability=_non_negative(
