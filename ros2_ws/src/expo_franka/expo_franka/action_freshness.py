@@ -27,7 +27,7 @@ from typing import Any
 
 from expo_ros.action_plan import PlanConfig, plan_mode
 from expo_ros.latency import LatencyTracker
-from expo_ros.params import ParamSpec, as_float
+from expo_ros.params import ParamSpec, as_bool, as_float
 
 #: Parameters an executor node declares beside its own (names under ``executor.``).
 PARAMETERS: tuple[ParamSpec, ...] = (
@@ -55,6 +55,19 @@ PARAMETERS: tuple[ParamSpec, ...] = (
         0.01,
         "plan_mode ensemble: the i-th oldest prediction weighs exp(-decay * i)",
     ),
+    ParamSpec(
+        "executor.anchor_deltas",
+        True,
+        "apply a command's pose delta to the pose measured at the stamp of the observation it "
+        "answers (expo_franka.pose_anchor), not the pose measured when it arrives; holds and plan "
+        "rows use the latest measured pose",
+    ),
+    ParamSpec(
+        "executor.anchor_tolerance_ms",
+        60.0,
+        "anchor_deltas: the remembered pose must be at most this much older than the command's "
+        "stamp; otherwise the latest measured pose is used and counted (anchor_misses) [ms]",
+    ),
 )
 
 
@@ -70,6 +83,14 @@ def plan_config(value: Callable[[str], Any]) -> PlanConfig:
         value("executor.plan_max_age_ms"),
         value("executor.ensemble_decay"),
     )
+
+
+def anchor_config(value: Callable[[str], Any]) -> tuple[bool, int]:
+    """``executor.anchor_deltas`` and ``executor.anchor_tolerance_ms`` (``value(name)``), checked:
+    (anchor, tolerance in ns)."""
+    anchor = as_bool("executor.anchor_deltas", value("executor.anchor_deltas"))
+    tolerance_ms = as_float("executor.anchor_tolerance_ms", value("executor.anchor_tolerance_ms"), 0.0)
+    return anchor, round(tolerance_ms * 1e6)
 
 
 class ActionFreshness:

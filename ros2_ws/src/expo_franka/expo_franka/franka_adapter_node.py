@@ -73,6 +73,7 @@ from .franka_conversions import (
     osc_target_pose,
 )
 from .franka_gripper_io import GripperSink, make_sink, resolve_interface
+from .pose_anchor import PoseHistory
 
 SUCCESS, FAILURE = TransitionCallbackReturn.SUCCESS, TransitionCallbackReturn.FAILURE
 _BEST_EFFORT = QoSProfile(depth=10, reliability=ReliabilityPolicy.BEST_EFFORT)
@@ -118,6 +119,7 @@ class FrankaAdapterNode(TeardownLifecycleNode):
             interface, note = resolve_interface(cfg.gripper_interface, cfg.topics["gripper_width_cmd"])
             max_age = action_freshness.max_age_s(self.get_parameter("executor.max_action_age_ms").value)
             plan = action_freshness.plan_config(lambda name: self.get_parameter(name).value)
+            anchor = action_freshness.anchor_config(lambda name: self.get_parameter(name).value)
         except ValueError as e:
             log.error(f"configure failed: {e}")
             return FAILURE
@@ -126,6 +128,8 @@ class FrankaAdapterNode(TeardownLifecycleNode):
         self.cfg, self.gripper_interface = cfg, interface
         self.freshness = ActionFreshness(max_age)
         self.plan = PlanExecutor(plan)
+        self.anchor_deltas, tolerance_ns = anchor
+        self.poses: PoseHistory[Pose] = PoseHistory(tolerance_ns=tolerance_ns)
         self._create_entities(cfg)
         out = (
             "DRY RUN: nothing is sent to the arm"
@@ -223,6 +227,7 @@ class FrankaAdapterNode(TeardownLifecycleNode):
 
     def _on_current_pose(self, msg: PoseStamped) -> None:
         self._measured = Pose(*cv.pose_stamped_to_numpy(msg))
+        self.poses.add(cv.stamp_ns(msg.header.stamp), self._measured)
         self._frame = msg.header.frame_id
         self._watchdog.mark("current_pose", self._now())
 
@@ -249,11 +254,19 @@ class FrankaAdapterNode(TeardownLifecycleNode):
             )
             return
         planned = self.plan.command(cmd, now_ns) if not cmd.hold else self.plan.reset()
-        self._apply(now, cmd.action if planned is None else planned, cmd.hold_reason if cmd.hold else None)
+        # the pose the policy saw: its own action's delta applies there (not to where the arm
+        # is by now); a plan row or an ensemble blend is for a later period: the latest pose
+        own = planned is not None and np.array_equal(planned, np.asarray(cmd.action, dtype=np.float32))
+        anchor = self.poses.at(cmd.stamp_ns) if self.anchor_deltas and own else None
+        hold_reason = cmd.hold_reason if cmd.hold else None
+        self._apply(now, cmd.action if planned is None else planned, hold_reason, anchor)
 
-    def _apply(self, now: float, action: np.ndarray, hold_reason: str | None) -> None:
+    def _apply(
+        self, now: float, action: np.ndarray, hold_reason: str | None, anchor: Pose | None = None
+    ) -> None:
         """One action (a command's, or a plan row) -> target pose + gripper, through ArmSafety;
-        ``hold_reason``: the policy's hold (None for an action)."""
+        ``hold_reason``: the policy's hold (None for an action); ``anchor``: the pose the action's
+        delta applies to (None: the latest measured pose)."""
         a = np.asarray(action, dtype=np.float64)
         target, gripper = None, None
         if a.shape == (ACTION_DIM,) and np.all(np.isfinite(a)):
@@ -262,7 +275,7 @@ class FrankaAdapterNode(TeardownLifecycleNode):
             if self._measured is not None:
                 try:
                     target = osc_target_pose(
-                        a, self._measured, self.cfg.osc, None if last is None else last.quat
+                        a, anchor or self._measured, self.cfg.osc, None if last is None else last.quat
                     )
                 except ValueError:  # unusable measured pose: the safety gate reports it
                     target = None
@@ -358,6 +371,9 @@ class FrankaAdapterNode(TeardownLifecycleNode):
             "plan_mode": self.plan.mode,
             "plan_ticks": self.plan.plan_steps,
             "plan_rows_dropped": self.plan.plan_rows_dropped,
+            "anchor_deltas": self.anchor_deltas,
+            "anchored": self.poses.hits,
+            "anchor_misses": self.poses.misses,
         }
         rejected = sum(s.counters[f"rejected_{c}"] for c in REJECTIONS)
         if s.e_stopped:

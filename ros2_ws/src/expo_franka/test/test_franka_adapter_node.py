@@ -90,13 +90,14 @@ class Harness(NodeHarness):
             "e_stop": self.io.create_publisher(Bool, "e_stop", 10),
         }
         self.streaming = {"current_pose", "joint_states"}  # what the 50 Hz robot stream publishes
+        self.stream_pos = HOME_POS.copy()  # the measured position the stream reports
         self.io.create_timer(0.02, self._stream)
         self.attach(ctx, self.node, self.io)
 
     def _stream(self) -> None:
         ns = self.io.get_clock().now().nanoseconds
         if "current_pose" in self.streaming:
-            self.pub["current_pose"].publish(cv.pose_stamped_msg(HOME_POS, DOWN, ns, "fr3_link0"))
+            self.pub["current_pose"].publish(cv.pose_stamped_msg(self.stream_pos, DOWN, ns, "fr3_link0"))
         if "joint_states" in self.streaming:
             self.pub["joint_states"].publish(cv.joint_state_msg(JOINTS, np.r_[np.zeros(7), 0.02, 0.02], ns))
 
@@ -342,12 +343,35 @@ def test_receding_plan_rows_take_effect_on_the_ticks_after_a_command(harness) ->
     cmd = cv.Command(
         np.array([1.0, 0, 0, 0, 0, 0, 0], np.float32), stamp, plan=plan, plan_period_ns=100_000_000
     )
+    start = len(h.got["equilibrium"])
     h.pub["action"].publish(cv.action_command_msg(cmd))
-    for step, what in (
-        ([0.05, 0, 0], "the action"),
-        ([0, 0.05, 0], "plan row 1"),
-        ([0, 0, 0.05], "plan row 2"),
-    ):
-        h.wait_pose(lambda p, q, s=step: np.allclose(p, HOME_POS + s, atol=1e-9), what)
+    targets = [HOME_POS + s for s in ([0.05, 0, 0], [0, 0.05, 0], [0, 0, 0.05])]
+
+    def in_order() -> bool:  # the three targets in this order (several may arrive in one spin)
+        poses = iter(cv.pose_stamped_to_numpy(m)[0] for m in h.got["equilibrium"][start:])
+        return all(any(np.allclose(p, t, atol=1e-9) for p in poses) for t in targets)
+
+    h.spin_until(in_order, "the action, then plan rows 1 and 2")
     h.spin_until(lambda: h.diagnostics().get("plan_ticks") == "2", "two plan ticks in diagnostics")
     assert h.diagnostics()["plan_mode"] == "receding" and h.diagnostics()["plan_rows_dropped"] == "0"
+
+
+@pytest.mark.parametrize("anchored", [True, False])
+def test_a_delta_applies_to_the_pose_measured_at_the_commands_stamp(harness, anchored: bool) -> None:
+    """executor.anchor_deltas: the target is the pose measured at the command's stamp (what its
+    policy saw) plus the delta; off, the pose measured when it arrives plus the delta."""
+    h = harness(**{"executor.anchor_deltas": anchored})
+    h.start()
+    seen = h.io.get_clock().now().nanoseconds  # the policy's observation: the arm at HOME
+    h.spin_until(lambda: h.node.poses.at(seen) is not None, "the pose at that stamp remembered")
+    h.stream_pos = HOME_POS + [0.03, 0.0, 0.0]  # the arm moved on while the command was on its way
+    h.spin_until(
+        lambda: h.node._measured is not None and h.node._measured.position[0] > HOME_POS[0] + 0.02,
+        "the moved pose measured",
+    )
+    h.act([1.0, 0, 0, 0, 0, 0, 0], stamp_ns=seen)
+    pos, _ = cv.pose_stamped_to_numpy(h.wait_pose(lambda p, q: p[0] > HOME_POS[0] + 0.04, "the target"))
+    expected = HOME_POS + [0.05 if anchored else 0.08, 0.0, 0.0]
+    np.testing.assert_allclose(pos, expected, atol=1e-9)
+    h.spin_until(lambda: "anchored" in h.diagnostics(), "diagnostics")
+    assert h.diagnostics()["anchor_deltas"] == str(anchored).lower()
