@@ -30,5 +30,9 @@ def test_evaluate_writes_the_result_and_rejects_a_missing_checkpoint(
     assert main(delayed) == 0
     assert json.loads(out.read_text())["action_delay_ms"] == 30.0
     assert "30 +- 10 ms late" in capsys.readouterr().out
+    assert json.loads(out.read_text())["anchor_deltas"] is False
+    assert main([*delayed, "--anchor-deltas"]) == 0
+    assert json.loads(out.read_text())["anchor_deltas"] is True
+    assert "(anchored deltas)" in capsys.readouterr().out
     assert main([*args, "--action-delay-ms", "-1"]) == 2
     assert "action_delay_ms" in capsys.readouterr().err

@@ -6,7 +6,9 @@ ROS learner (``<learner dir>/checkpoints/learner_*.safetensors``) and a harness 
 alike. ``--base-only`` evaluates the diffusion base alone (the ``bc`` baseline).
 ``--action-delay-ms D --action-jitter-ms J``: every action takes effect D +- J ms into its period
 (:mod:`expo_sim.envs.action_delay`), in lockstep: what latency costs a policy, free of the
-machine's load.
+machine's load. ``--anchor-deltas``: a late action's pose delta is applied to the pose its
+observation reported, as the realtime sim bridge and the Franka adapter do by default
+(``realtime_anchor_deltas``, ``executor.anchor_deltas``); without it, to the pose when it lands.
 ``--execute-steps M`` (a checkpoint whose base predicts action chunks, ``--chunk-len`` >= M):
 each decision's action and the next M - 1 actions of its plan are applied before the next
 decision (receding horizon; default 1 = decide every step). It composes with the delay.
@@ -42,6 +44,12 @@ def add_evaluate(sub: argparse._SubParsersAction) -> None:
         "--action-jitter-ms", type=float, default=0.0, help="uniform +- jitter on the delay, seeded"
     )
     p.add_argument("--seed", type=int, default=0, help="seed of the delay jitter (default 0)")
+    p.add_argument(
+        "--anchor-deltas",
+        action="store_true",
+        help="with a delay: apply each action's pose delta to the pose its observation reported "
+        "(the executors' default), not the pose when it takes effect",
+    )
     p.add_argument(
         "--execute-steps",
         type=int,
@@ -86,7 +94,9 @@ def run_evaluate(args: argparse.Namespace) -> int:
     torch.set_num_threads(1)
     learner = ExpoLearner(agent)  # deterministic decisions with their plans
     act = learner.base_decide if args.base_only else learner.decide
-    env = with_action_delay(make_env(args.task, horizon=args.horizon), *delay, args.seed)
+    env = with_action_delay(
+        make_env(args.task, horizon=args.horizon), *delay, args.seed, anchor=args.anchor_deltas
+    )
     t0 = time.perf_counter()
     try:
         res = evaluate(env, act, args.episodes, execute_steps=args.execute_steps)
@@ -103,12 +113,14 @@ def run_evaluate(args: argparse.Namespace) -> int:
         "mean_length": res.mean_length,
         "action_delay_ms": delay[0],
         "action_jitter_ms": delay[1],
+        "anchor_deltas": bool(args.anchor_deltas),
         "chunk_len": k,
         "execute_steps": args.execute_steps,
         "wall_s": time.perf_counter() - t0,
     }
     print(
         f"{path.name}{f' (actions {delay[0]:g} +- {delay[1]:g} ms late)' if delay[0] else ''}"
+        f"{' (anchored deltas)' if delay[0] and args.anchor_deltas else ''}"
         f"{f' ({args.execute_steps} steps per decision)' if args.execute_steps > 1 else ''}: "
         f"success {res.successes}/{res.episodes} = {res.success_rate:.2f} "
         f"[{res.success_ci_low:.2f}, {res.success_ci_high:.2f}], mean length {res.mean_length:.0f} steps"
