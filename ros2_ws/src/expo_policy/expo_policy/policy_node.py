@@ -278,7 +278,7 @@ class PolicyNode(TeardownLifecycleNode):
             self._watchdog.add_input(name, max_age_s, required)
         self._latency = LatencyTracker(cfg.latency_window, cfg.deadline_s)
         self._obs_age = LatencyTracker(cfg.latency_window)  # observation stamp -> decision start
-        self._assembler = TransitionAssembler()
+        self._assembler = TransitionAssembler(continue_repeats=not cfg.lockstep)
         self._status = LoopStatus(cfg.deadline_ms)
         self._reset_loop_state()
         self._episode, self._step = 0, 0
@@ -712,6 +712,7 @@ class PolicyNode(TeardownLifecycleNode):
             "weights_rejected": self.weights.rejected,
             "weights_ignored": self.weights.ignored,
             "transitions_dropped": self._assembler.dropped,
+            "transitions_continued": self._assembler.continued,
             "episode": self._episode,
             "step": self._step,
             "intervention/enabled": self.arbiter is not None,

@@ -12,6 +12,15 @@ Pure Python + numpy, no ROS. The policy node reports three kinds of events, in a
 - :meth:`TransitionAssembler.add_observation`: an observation was assembled, stamped with its
   oldest piece (with its camera messages, for a pixel policy: they become ``next_images``).
 
+Real time: a command stays in effect until a newer one lands, so the executor may report several
+periods with the same ``(episode, step)`` (the policy skipped an observation, or its next command
+was late or dropped). Each such repeated feedback is one more period of the arm under that action:
+with ``continue_repeats`` (the policy node sets it in real time) it becomes a transition of its
+own (:attr:`TransitionAssembler.continued`), from the observation that ended the previous period
+of the command to the one at the feedback's stamp, with the action applied then, so no period's
+reward (a success above all) is lost. In lockstep a repeat is only the bridge's report of an
+interrupted episode (the same state again, no physics), so it stays unmatched there.
+
 A step is complete when its feedback has arrived and an observation stamped at or after the
 feedback's stamp exists: the earliest such observation is ``next_obs``. The sim bridge stamps
 the post-step observation with the feedback's stamp and gives every later observation (e.g. the
@@ -92,10 +101,13 @@ class TransitionData:
 class TransitionAssembler:
     """Matches steps, feedback and observations; see the module docstring."""
 
-    def __init__(self, max_pending: int = 64, max_observations: int = 16) -> None:
+    def __init__(
+        self, max_pending: int = 64, max_observations: int = 16, continue_repeats: bool = False
+    ) -> None:
         if max_pending < 1 or max_observations < 1:
             raise ValueError("TransitionAssembler.max_pending and max_observations must be >= 1")
         self.max_pending = int(max_pending)
+        self.continue_repeats = bool(continue_repeats)
         self._steps: OrderedDict[tuple[int, int], StepRecord] = OrderedDict()
         self._waiting: deque[tuple[StepRecord, Feedback]] = deque()
         self._observations: deque[tuple[int, np.ndarray, tuple[Any, ...]]] = deque(
@@ -103,6 +115,9 @@ class TransitionAssembler:
         )
         self.dropped = 0  # steps or feedbacks evicted before they completed
         self.unmatched_feedback = 0  # feedback for no recorded step (holds, restarts)
+        self.continued = 0  # repeated feedbacks of a command still in effect, turned into transitions
+        # the last transitions completed: (episode, step) -> its record as it would continue
+        self._completed: OrderedDict[tuple[int, int], StepRecord] = OrderedDict()
 
     @property
     def pending(self) -> int:
@@ -120,8 +135,11 @@ class TransitionAssembler:
     def add_feedback(self, fb: Feedback) -> list[TransitionData]:
         record = self._steps.pop((fb.episode, fb.step), None)
         if record is None:
-            self.unmatched_feedback += 1
-            return []
+            record = self._completed.pop((fb.episode, fb.step), None)  # a command still in effect
+            if record is None:
+                self.unmatched_feedback += 1
+                return []
+            self.continued += 1
         nxt = self._next_observation(fb.stamp_ns)
         if nxt is not None:
             return [self._complete(record, fb, *nxt)]
@@ -153,16 +171,36 @@ class TransitionAssembler:
         self._steps.clear()
         self._waiting.clear()
         self._observations.clear()
+        self._completed.clear()
 
     def _next_observation(self, after: int) -> tuple[int, np.ndarray, tuple[Any, ...]] | None:
         later = [o for o in self._observations if o[0] >= after]
         return min(later, key=lambda o: o[0]) if later else None
 
-    @staticmethod
     def _complete(
-        record: StepRecord, fb: Feedback, stamp_ns: int, next_obs: np.ndarray, next_images: tuple[Any, ...]
+        self,
+        record: StepRecord,
+        fb: Feedback,
+        stamp_ns: int,
+        next_obs: np.ndarray,
+        next_images: tuple[Any, ...],
     ) -> TransitionData:
         applied = record.action if fb.applied_action is None else np.asarray(fb.applied_action, np.float32)
+        if self.continue_repeats and not fb.done:  # the command may stay in effect next period
+            key = (record.episode, record.step)
+            self._completed.pop(key, None)
+            self._completed[key] = StepRecord(
+                record.episode,
+                record.step,
+                next_obs,
+                applied,
+                record.policy_version,
+                stamp_ns,
+                next_images,
+                record.intervention,
+            )
+            while len(self._completed) > self.max_pending:
+                self._completed.popitem(last=False)
         return TransitionData(
             obs=record.obs,
             action=applied,

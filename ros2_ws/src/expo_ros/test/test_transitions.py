@@ -75,3 +75,39 @@ def test_the_executor_applied_action_is_the_transition_action() -> None:
     a.add_feedback(_fb(0, 1, 1100))  # no applied_action: the command's own action
     (t,) = a.add_observation(1100, np.ones(3))
     np.testing.assert_array_equal(t.action, [1.0, 1.0])
+
+
+def test_real_time_repeats_of_a_command_still_in_effect_are_transitions_of_their_own() -> None:
+    """continue_repeats: the executor reports step (0, 0) for three periods (no newer command took
+    effect); each period is a transition from the previous period's end observation, with the
+    action in effect (a plan row when the feedback says so), and the success at the end is kept."""
+    a = TransitionAssembler(continue_repeats=True)
+    a.add_step(_step(0, 0, 1000))
+    a.add_observation(1050, np.full(3, 1.0))
+    (t0,) = a.add_feedback(_fb(0, 0, 1050))
+    a.add_observation(1100, np.full(3, 2.0))  # the policy skipped deciding on 1050
+    (t1,) = a.add_feedback(_fb(0, 0, 1100))
+    row = np.array([0.5, 0.5], np.float32)
+    a.add_observation(1150, np.full(3, 3.0))
+    fb = Feedback(0, 0, 1.0, True, False, True, 1150, applied_action=row)
+    (t2,) = a.add_feedback(fb)
+    assert a.continued == 2 and a.unmatched_feedback == 0
+    np.testing.assert_array_equal(t1.obs, t0.next_obs)
+    np.testing.assert_array_equal(t1.next_obs, np.full(3, 2.0))
+    np.testing.assert_array_equal(t1.action, t0.action)
+    np.testing.assert_array_equal(t2.obs, np.full(3, 2.0))
+    np.testing.assert_array_equal(t2.action, row)
+    assert t2.terminated and t2.reward == 1.0 and t2.stamp_ns == 1150
+    assert a.add_feedback(_fb(0, 0, 1200)) == []  # nothing follows a terminal step
+    assert a.unmatched_feedback == 1
+
+
+def test_lockstep_keeps_a_repeated_feedback_unmatched() -> None:
+    """Without continue_repeats (lockstep: a repeat is the report of an interrupted episode, the
+    same state again) a second feedback of a completed step makes no transition."""
+    a = TransitionAssembler()
+    a.add_step(_step(0, 0, 1000))
+    a.add_observation(1050, np.ones(3))
+    assert len(a.add_feedback(_fb(0, 0, 1050))) == 1
+    a.add_observation(1100, np.ones(3))
+    assert a.add_feedback(_fb(0, 0, 1100)) == [] and a.unmatched_feedback == 1 and a.continued == 0
