@@ -368,9 +368,13 @@ def test_realtime_delta_applies_to_the_pose_of_the_answered_observation(harness,
     x0 = h.ee_at(s0)[0]
     h.spin_until(lambda: any(h.ee_at(s)[0] - x0 > 2e-3 for s in h.sets()), "the arm to move")
     s1 = next(s for s in h.sets() if h.ee_at(s)[0] - x0 > 2e-3)  # observed while moving
+    ctrl = h.bridge.env.robosuite_env.robots[0].controller
+    first_goal = ctrl.goal_pos.copy()
     h.answer(s1, 0, 1)
     h.spin_until(lambda: h.bridge.stats.action_age.stats().count >= 2, "the second command to land")
-    goal = h.bridge.env.robosuite_env.robots[0].controller.goal_pos.copy()
+    # it sets the controller's goal at the next MuJoCo step, in the bridge's next chunk
+    h.spin_until(lambda: not np.array_equal(ctrl.goal_pos, first_goal), "the second goal")
+    goal = ctrl.goal_pos.copy()
     expected = h.ee_at(s1) + MOVE[:3] * 0.05
     if anchored:
         np.testing.assert_allclose(goal, expected, atol=1e-6)

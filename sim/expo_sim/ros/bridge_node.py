@@ -601,9 +601,18 @@ class SimBridge(TeardownLifecycleNode):
         if action is None:  # hold (or refused): stop where the arm is, gripper command kept
             action = hold_action(self._physics.action, self.env.action_space.shape[0])
         elif self.cfg.anchor_deltas and not self._applied_other:  # the pose it was decided at
-            anchor = self._poses.get(cmd.stamp_ns)
+            anchor = self._pose_at(cmd.stamp_ns)
         self._physics.set_action(action, anchor=anchor)
         self._prev_action = self._physics.action
+
+    def _pose_at(self, stamp_ns: int) -> tuple[np.ndarray, np.ndarray] | None:
+        """The ee pose published at ``stamp_ns`` or, for a command stamped between two (the Franka
+        emulator's re-aim, 1 ns after the pose it starts from), the newest before it within one
+        control period; None if there is none."""
+        for s in reversed(self._poses):
+            if s <= stamp_ns:
+                return self._poses[s] if stamp_ns - s < self.cfg.period_ns else None
+        return None
 
     def _apply_plan(self, ns: int) -> None:
         """No new command at this chunk boundary: the plan's row (or blend) due now, if any

@@ -73,6 +73,7 @@ COUNTERS = (
     "waiting_for_equilibrium",
     "rejected",
     "skipped_stale",
+    "reaims",
 )
 
 
@@ -99,6 +100,8 @@ class FrankaEmulator(TeardownLifecycleNode):
         self._indices = EpisodeIndices(round(1e9 / CONTROL_FREQ_HZ))
         self._errors = (float("nan"), float("nan"))  # last translation [m], rotation [rad] error
         self._prev_pose_ns: int | None = None  # stamp of the previous measured pose
+        self._last_pose: PoseStamped | None = None  # the newest measured pose answered
+        self._reaim_ns = 0  # stamp of the newest re-aim command (strictly increasing)
 
     # --- lifecycle ------------------------------------------------------------------------
     def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
@@ -171,6 +174,14 @@ class FrankaEmulator(TeardownLifecycleNode):
     def _on_equilibrium(self, msg: PoseStamped) -> None:
         self.counters["equilibrium_poses"] += 1
         self._equilibrium = Pose(*cv.pose_stamped_to_numpy(msg))
+        if self.active and self.cfg.reaim_on_equilibrium and self._last_pose is not None:
+            # franka's controller tracks a new equilibrium at once: aim the arm at it now, from
+            # the newest measured pose, stamped just after it so the bridge's newest-wins rule
+            # takes it over that pose's own command (and applies the delta to that pose)
+            pose_ns = cv.stamp_ns(self._last_pose.header.stamp)
+            self._reaim_ns = max(pose_ns, self._reaim_ns) + 1
+            if self._send(self._last_pose, self._reaim_ns):
+                self.counters["reaims"] += 1
 
     def _on_gripper_width(self, msg: Float64) -> None:
         self.counters["gripper_commands"] += 1
@@ -193,6 +204,12 @@ class FrankaEmulator(TeardownLifecycleNode):
         if self._equilibrium is None:
             self.counters["waiting_for_equilibrium"] += 1
             return
+        self._last_pose = msg
+        self._send(msg, stamp)
+
+    def _send(self, msg: PoseStamped, stamp_ns: int) -> bool:
+        """The command driving the arm from the measured pose ``msg`` to the equilibrium, stamped
+        ``stamp_ns``; False when none could be made (counted, logged)."""
         measured = Pose(*cv.pose_stamped_to_numpy(msg))
         try:
             action, delta = emulated_action(
@@ -201,11 +218,11 @@ class FrankaEmulator(TeardownLifecycleNode):
         except ValueError as e:
             self.counters["rejected"] += 1
             self.get_logger().error(f"no command this period: {e}", throttle_duration_sec=2.0)
-            return
-        episode, step = self._indices.next(cv.stamp_ns(msg.header.stamp))
+            return False
+        episode, step = self._indices.next(stamp_ns)
         cmd = cv.Command(
             action=action,
-            stamp_ns=cv.stamp_ns(msg.header.stamp),  # the measured pose it answers
+            stamp_ns=stamp_ns,  # the measured pose it answers (a re-aim: 1 ns after it)
             episode=episode,
             step=step,
             frame_id=msg.header.frame_id,
@@ -214,6 +231,7 @@ class FrankaEmulator(TeardownLifecycleNode):
         self.counters["actions_sent"] += 1
         self.counters["saturated"] += int(delta.saturated)
         self._errors = (delta.translation_error_m, delta.rotation_error_rad)
+        return True
 
     # --- diagnostics ----------------------------------------------------------------------
     def _summary(self) -> str:

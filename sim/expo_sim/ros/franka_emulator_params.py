@@ -37,6 +37,13 @@ PARAMETERS: tuple[ParamSpec, ...] = (
     ParamSpec("osc.rot_scale", _OSC.rot_scale, "rad per unit rotational action (robosuite OSC_POSE)"),
     ParamSpec("gripper.open_width", _GRIP.open_width, "finger distance of 'open' [m] (the adapter's)"),
     ParamSpec("gripper.closed_width", _GRIP.closed_width, "grasp target width [m] (the adapter's)"),
+    ParamSpec(
+        "reaim_on_equilibrium",
+        True,
+        "also send the bridge a command when a new equilibrium arrives (from the newest measured "
+        "pose, stamped 1 ns after it), as franka's controller takes a new equilibrium at once; "
+        "false: only once per measured pose (up to a control period later)",
+    ),
 )
 
 
@@ -49,6 +56,7 @@ class FrankaEmulatorConfig:
     topics: dict[str, str]
     osc: OscScaling
     gripper: GripperConfig
+    reaim_on_equilibrium: bool = True
 
     @classmethod
     def from_values(cls, v: Mapping[str, Any]) -> FrankaEmulatorConfig:
@@ -71,4 +79,5 @@ class FrankaEmulatorConfig:
             topics={k: as_topic(f"topics.{k}", v[f"topics.{k}"]) for k in TOPICS},
             osc=osc,
             gripper=gripper,
+            reaim_on_equilibrium=as_bool("reaim_on_equilibrium", v["reaim_on_equilibrium"]),
         )
