@@ -32,6 +32,7 @@ from spun_node import SpunNode
 DOMAIN_ID = 61 + (os.getpid() + 11) % 15  # test_session's range (61..75), another offset
 CAMERAS = ("agentview", "robot0_eye_in_hand")
 HORIZON = 25
+STARTUP_SLACK = 8  # steps a late-matching subscriber may miss at the start (DDS discovery)
 
 
 def tiny_pixel_checkpoint(path: Path, size: int = 84) -> Path:
@@ -138,7 +139,13 @@ def test_a_pixel_episode_through_ros_acts_on_cameras_and_bags_the_frames(tmp_pat
         assert len(frames) >= HORIZON, (cam, len(frames))
         assert {f[1:4] for f in frames} == {("rgb8", 84, 84)} and all(f[4] for f in frames)
     acted = [a for a in listener.actions if not a[1]]
-    assert len(acted) >= HORIZON - 1 and {a[2] for a in acted} == {7}, listener.actions[:5]
+    # DDS matches each subscription on its own: the first few messages of a topic can go out
+    # before a late-matching subscriber (the listener, the learner) hears them; from then on
+    # nothing may be missing up to the episode's end
+    assert HORIZON - STARTUP_SLACK <= len(acted) <= HORIZON, listener.actions[:5]
+    assert {a[2] for a in acted} == {7}, listener.actions[:5]
+    stamps = sorted(a[0] for a in acted)
+    assert set(np.diff(stamps)) <= {50_000_000}, "an action missing after the first one heard"
     camera_stamps = {f[0] for f in listener.frames["agentview"]}
     assert all(a[0] in camera_stamps for a in acted), "each action answers a published camera set"
     assert listener.transitions and all(t[2:] == (2, 2) for t in listener.transitions)
@@ -146,7 +153,8 @@ def test_a_pixel_episode_through_ros_acts_on_cameras_and_bags_the_frames(tmp_pat
     # The learner: trained from the pixel checkpoint, streamed pixel bundles, bagged the frames.
     learner = Path(summary["learner_dir"])
     rows = bag_frames(learner / "bags")
-    assert len(rows) >= HORIZON - 1, len(rows)
+    steps = sorted(r[0] for r in rows)
+    assert steps and steps == list(range(steps[0], HORIZON)) and steps[0] <= STARTUP_SLACK, steps
     for _step, imgs, n_next in rows:
         assert imgs == [("rgb8", 84, 84, 84 * 84 * 3)] * 2 and n_next == 2
     saved = sorted((learner / "checkpoints").glob("learner_*.json"))
