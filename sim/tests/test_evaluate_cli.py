@@ -36,3 +36,28 @@ def test_evaluate_writes_the_result_and_rejects_a_missing_checkpoint(
     assert "(anchored deltas)" in capsys.readouterr().out
     assert main([*args, "--action-delay-ms", "-1"]) == 2
     assert "action_delay_ms" in capsys.readouterr().err
+
+
+def test_evaluate_stochastic_edits_and_acting_score(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from dataclasses import replace
+
+    cfg = preset_config("tiny", 19, 7)  # 2 critics, subset of 2: subset_min acting is their min
+    ckpt = tmp_path / "tiny"
+    save_checkpoint(ckpt, ExpoAgent(cfg, seed=0))
+    out = tmp_path / "eval.json"
+    args = ["evaluate", str(ckpt), "--episodes", "1", "--horizon", "3", "--out", str(out)]
+    assert main(args) == 0
+    first = json.loads(out.read_text())
+    assert first["stochastic_edits"] is False and first["act_score"] == "mean"
+    capsys.readouterr()
+    assert main([*args, "--stochastic-edits", "--act-score", "subset_min"]) == 0
+    result = json.loads(out.read_text())
+    assert result["stochastic_edits"] is True and result["act_score"] == "subset_min"
+    assert "(stochastic edits) (acting by subset_min)" in capsys.readouterr().out
+    # a random subset per decision is not an evaluation policy: refused with the reason
+    sub = tmp_path / "subset"
+    save_checkpoint(sub, ExpoAgent(cfg.replace(critic=replace(cfg.critic, num_min=1)), seed=0))
+    assert main(["evaluate", str(sub), "--episodes", "1", "--act-score", "subset_min"]) == 2
+    assert "needs critic.num_min = num_critics" in capsys.readouterr().err

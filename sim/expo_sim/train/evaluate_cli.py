@@ -12,11 +12,16 @@ observation reported, as the realtime sim bridge and the Franka adapter do by de
 ``--execute-steps M`` (a checkpoint whose base predicts action chunks, ``--chunk-len`` >= M):
 each decision's action and the next M - 1 actions of its plan are applied before the next
 decision (receding horizon; default 1 = decide every step). It composes with the delay.
+``--stochastic-edits``: the editor samples its edits as when acting in training (the stochastic
+OTF policy) instead of applying its mean edit: what the deterministic evaluation costs or buys.
+``--act-score mean|subset_min``: rank the candidates by this rule when acting (``subset_min`` with
+all critics: their min) instead of the checkpoint's ``act_score``.
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import sys
 import time
@@ -57,6 +62,20 @@ def add_evaluate(sub: argparse._SubParsersAction) -> None:
         help="apply each decision's action and the next N-1 plan actions before deciding again "
         "(needs a base with chunk_len >= N; default 1)",
     )
+    p.add_argument(
+        "--stochastic-edits",
+        action="store_true",
+        help="the editor samples its edits as in training (the stochastic OTF policy) instead of "
+        "its mean edit",
+    )
+    p.add_argument(
+        "--act-score",
+        choices=("mean", "subset_min"),
+        default=None,
+        help="score the candidates by this rule when acting instead of the checkpoint's "
+        "act_score (subset_min with the checkpoint's critic.num_min; the cpu preset's is all "
+        "critics, i.e. their min)",
+    )
     p.set_defaults(func=run_evaluate)
 
 
@@ -91,9 +110,25 @@ def run_evaluate(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
+    if args.act_score is not None and args.act_score != agent.cfg.act_score:
+        c = agent.cfg.critic
+        if args.act_score == "subset_min" and c.num_min < c.num_critics:
+            print(
+                f"expo-sim evaluate: error: --act-score subset_min needs critic.num_min = num_critics "
+                f"(a deterministic min over all critics); {path.name} has {c.num_min} of {c.num_critics}",
+                file=sys.stderr,
+            )
+            return 2
+        agent.cfg = agent.cfg.replace(act_score=args.act_score)
+        agent.policy.cfg = agent.policy.cfg.replace(act_score=args.act_score)
     torch.set_num_threads(1)
     learner = ExpoLearner(agent)  # deterministic decisions with their plans
-    act = learner.base_decide if args.base_only else learner.decide
+    if args.base_only:
+        act = learner.base_decide
+    elif args.stochastic_edits:
+        act = functools.partial(learner.decide, deterministic=False)
+    else:
+        act = learner.decide
     env = with_action_delay(
         make_env(args.task, horizon=args.horizon), *delay, args.seed, anchor=args.anchor_deltas
     )
@@ -106,6 +141,8 @@ def run_evaluate(args: argparse.Namespace) -> int:
         "checkpoint": str(path),
         "task": args.task,
         "policy": "base" if args.base_only else "expo",
+        "stochastic_edits": bool(args.stochastic_edits and not args.base_only),
+        "act_score": agent.cfg.act_score,
         "episodes": res.episodes,
         "successes": res.successes,
         "success_rate": res.success_rate,
@@ -121,7 +158,9 @@ def run_evaluate(args: argparse.Namespace) -> int:
     print(
         f"{path.name}{f' (actions {delay[0]:g} +- {delay[1]:g} ms late)' if delay[0] else ''}"
         f"{' (anchored deltas)' if delay[0] and args.anchor_deltas else ''}"
-        f"{f' ({args.execute_steps} steps per decision)' if args.execute_steps > 1 else ''}: "
+        f"{f' ({args.execute_steps} steps per decision)' if args.execute_steps > 1 else ''}"
+        f"{' (stochastic edits)' if result['stochastic_edits'] else ''}"
+        f"{f' (acting by {args.act_score})' if args.act_score else ''}: "
         f"success {res.successes}/{res.episodes} = {res.success_rate:.2f} "
         f"[{res.success_ci_low:.2f}, {res.success_ci_high:.2f}], mean length {res.mean_length:.0f} steps"
     )

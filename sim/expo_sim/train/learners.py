@@ -45,10 +45,13 @@ class ExpoLearner:
     def act(self, obs: np.ndarray, deterministic: bool = False) -> np.ndarray:
         return self.agent.act(obs, deterministic)
 
-    def decide(self, obs: np.ndarray) -> Decision:
-        """The deterministic OTF decision, the score it was chosen on (the acting critics' Q by
-        ``act_score``) and whether an edited candidate won."""
-        res = self.agent.decide(torch.as_tensor(np.asarray(obs, dtype=np.float32))[None], deterministic=True)
+    def decide(self, obs: np.ndarray, deterministic: bool = True) -> Decision:
+        """The OTF decision, the score it was chosen on (the acting critics' Q by ``act_score``)
+        and whether an edited candidate won. deterministic: the editor's mean edit (evaluation);
+        False samples the edits as in training (the stochastic OTF policy)."""
+        res = self.agent.decide(
+            torch.as_tensor(np.asarray(obs, dtype=np.float32))[None], deterministic=deterministic
+        )
         edited = edited_fraction(res.index, self.agent.cfg.num_samples)
         plan = None if res.plan is None else res.plan[0].cpu().numpy()
         return Decision(res.action[0].cpu().numpy(), float(res.chosen_q[0]), edited, plan)
