@@ -18,10 +18,11 @@ wake-ups, observation assembly, safety filter) that a user pays per control step
 
 The policy node runs ``--backend`` (default ``auto``: what the node picks here, on a CPU the
 onnxruntime lean graph; ``torch`` for eager torch, as the rows measured before issue 15), with
-the node's one intra-op thread.
+the node's one intra-op thread; ``--rt-priority P`` sets the node's ``rt_priority`` (its control
+thread at SCHED_FIFO P; the sim bridge and DDS threads stay at normal priority).
 
 Run: ``python -m expo_sim.ros.bench_ros [--presets cpu published] [--steps 1000]
-[--backend auto|torch|onnxruntime] [--out DIR]``.
+[--backend auto|torch|onnxruntime] [--rt-priority P] [--out DIR]``.
 """
 
 from __future__ import annotations
@@ -62,7 +63,14 @@ GOAL_MARGIN_MS = 2.0
 
 
 def bench_preset(
-    preset: str, steps: int, task: str, horizon: int, tmp: Path, domain_id: int | None, backend: str = "auto"
+    preset: str,
+    steps: int,
+    task: str,
+    horizon: int,
+    tmp: Path,
+    domain_id: int | None,
+    backend: str = "auto",
+    rt_priority: int = 0,
 ) -> dict:
     from expo_sim.session.run import SessionConfig, run_session
 
@@ -75,20 +83,28 @@ def bench_preset(
         domain_id=domain_id,
         out=tmp / "sessions",
         backend=backend,
+        graph_overrides={"policy_node": {"rt_priority": rt_priority}} if rt_priority else {},
     )
     s = run_session(cfg)
     s["preset"] = preset
     s["backend"] = backend
+    s["policy_rt_priority"] = rt_priority
     s["ros_overhead_p50_ms"] = s["obs_to_action_p50_ms"] - s["inference_p50_ms"]
     s["ros_overhead_p99_ms"] = s["obs_to_action_p99_ms"] - s["inference_p99_ms"]
     s["goal_obs_to_action_p99_met"] = s["obs_to_action_p99_ms"] < s["inference_p99_ms"] + GOAL_MARGIN_MS
     return s
 
 
+def _rt_note(row: dict[str, Any]) -> str:
+    return f", policy rt_priority {row['policy_rt_priority']}" if row.get("policy_rt_priority") else ""
+
+
 def goal_lines(rows: Sequence[dict[str, Any]]) -> list[str]:
     """One line per size: obs -> action p99 against the decision's p99 + GOAL_MARGIN_MS."""
     return [
-        f"goal ({r['preset']}, backend {r.get('backend', '?')}): obs -> action p99 "
+        f"goal ({r['preset']}, backend {r.get('backend', '?')}"
+        f"{_rt_note(r)}): "
+        f"obs -> action p99 "
         f"{r['obs_to_action_p99_ms']:.2f} ms < inference p99 {r['inference_p99_ms']:.2f} + "
         f"{GOAL_MARGIN_MS:.0f} ms -> {'met' if r['goal_obs_to_action_p99_met'] else 'NOT met'}"
         for r in rows
@@ -123,17 +139,32 @@ def main(argv: Sequence[str] | None = None) -> int:
         choices=["auto", "torch", "onnxruntime"],
         help="the policy node's inference backend (default auto: the node's pick here)",
     )
+    p.add_argument(
+        "--rt-priority",
+        type=int,
+        default=0,
+        help="the policy node's rt_priority: its control thread at SCHED_FIFO (1-99; default 0 = normal)",
+    )
     p.add_argument("--out", type=Path, default=Path("runs/bench_ros"), help="where the JSON result goes")
     args = p.parse_args(argv)
     if args.steps < 1:
         p.error("--steps must be >= 1")
+    if not 0 <= args.rt_priority <= 99:
+        p.error("--rt-priority must be in [0, 99]")
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     rows = []
     with tempfile.TemporaryDirectory(prefix="expo-bench-ros-") as tmp:
         for preset in args.presets:
             print(f"== {preset}: lockstep session of >= {args.steps} env steps", flush=True)
             row = bench_preset(
-                preset, args.steps, args.task, args.horizon, Path(tmp), args.domain_id, args.backend
+                preset,
+                args.steps,
+                args.task,
+                args.horizon,
+                Path(tmp),
+                args.domain_id,
+                args.backend,
+                args.rt_priority,
             )
             if row["error"] or row["obs_to_action_count"] < args.steps:
                 print(f"bench-ros: {preset} failed: {row['error'] or 'too few steps'}", file=sys.stderr)

@@ -2,7 +2,7 @@
 
     python -m expo_policy.bench_policy [--decisions 1000] [--warmup 50] [--threads 1] \
         [--samples 4,8,16,32] [--steps 5,10] [--swaps 3] [--pixels cpu,published] \
-        [--out runs/bench_policy.json]
+        [--rt-priority 0] [--out runs/bench_policy.json]
 
 One decision = one ``backend.decide(obs)`` for one robomimic Lift observation (obs 19, action 7)
 with the published EXPO sizes (``ExpoConfig`` defaults: editor MLP 3x256, 10 critics 3x256 with
@@ -22,6 +22,11 @@ round in a rotating order, so load from other processes hits every row alike. Ea
 gets its compute floor (``bench_floor``: the decision's FLOPs over this machine's matmul rate and
 its weight bytes over memory bandwidth, measured in the same run). ``--swaps`` times the
 onnxruntime weight swap at N=8, T=10 and the decision latency while swaps run in a worker thread.
+
+``--rt-priority P`` (1-99) times every decision on a thread at SCHED_FIFO priority P, as the
+policy node's ``rt_priority`` runs its control loop (other processes then cannot delay a
+decision); the header, the goal line and the JSON (``machine.decision_thread_scheduling``) say
+which scheduling the figures had.
 
 ``--pixels cpu,published`` adds, next to every (N, T) point, the same decision from camera
 images: a pixel policy (``expo_core.pixel_agent``) with the named encoder presets
@@ -55,6 +60,7 @@ from expo_core.checkpoint import policy_from_weights, policy_weights_bytes
 from expo_core.config import ExpoConfig
 from expo_core.pixel_agent import PixelAgent, encoder_preset, pack_observation, pixel_expo_config
 from expo_core.spec import task_obs_spec
+from expo_ros import realtime
 from tqdm import tqdm
 
 from .backends import BackendUnavailableError, Decision, TorchBackend
@@ -243,6 +249,7 @@ def measure_swap(backend: Any, data: bytes, sha: str, obs: np.ndarray, swaps: in
     done = threading.Event()
 
     def worker() -> None:
+        realtime.set_normal()  # as the node's weights worker: never above the decisions
         try:
             for _ in range(swaps):
                 backend.prepare(data, sha)
@@ -369,6 +376,13 @@ def main(argv: list[str] | None = None) -> int:
         default=[],
         help="also time pixel policies with these encoder presets (comma-separated: cpu,published)",
     )
+    ap.add_argument(
+        "--rt-priority",
+        type=int,
+        default=0,
+        help="time the decisions on a thread at SCHED_FIFO with this priority (1-99), as the policy "
+        "node's rt_priority runs its control loop; 0 = normal scheduling (default)",
+    )
     ap.add_argument("--out", type=Path, default=Path("runs/bench_policy.json"), help="JSON results")
     args = ap.parse_args(argv)
     if (
@@ -377,8 +391,12 @@ def main(argv: list[str] | None = None) -> int:
         or args.warmup < 0
         or args.threads < 1
         or args.swaps < 0
+        or not 0 <= args.rt_priority <= realtime.MAX_PRIORITY
     ):
-        ap.error("--decisions >= 1, --naive-decisions >= 0, --warmup >= 0, --threads >= 1, --swaps >= 0")
+        ap.error(
+            "--decisions >= 1, --naive-decisions >= 0, --warmup >= 0, --threads >= 1, --swaps >= 0, "
+            "--rt-priority in [0, 99]"
+        )
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     torch.set_num_threads(args.threads)
     load_before = os.getloadavg()
@@ -425,6 +443,12 @@ def main(argv: list[str] | None = None) -> int:
     pixel_obs = pixel_observations(args.seed)
     row_obs = {key: pixel_obs for key in rows if key[2].startswith(PIXELS)}
     limits = {key: args.naive_decisions for key in rows if key[2] == NAIVE}
+    if args.rt_priority:  # the timing thread only; the swap worker puts itself back to normal
+        try:
+            realtime.set_fifo(args.rt_priority)
+        except realtime.RealtimeError as e:
+            ap.error(str(e))
+    scheduling = realtime.describe()
     times = measure(rows, obs, args.decisions, args.warmup, limits, row_obs)
     results = {key: percentiles(t) for key, t in times.items() if t}
     gpu = torch.cuda.is_available()
@@ -445,6 +469,7 @@ def main(argv: list[str] | None = None) -> int:
             if swap[kind]["decisions_during_swap"] is not None:
                 results[(*GOAL, f"{ORT_LEAN} during swaps ({kind})")] = swap[kind]["decisions_during_swap"]
 
+    realtime.set_normal()
     cfg = ExpoConfig(obs_dim=OBS_DIM, act_dim=ACT_DIM)
     load_after = os.getloadavg()
     report = {
@@ -467,6 +492,7 @@ def main(argv: list[str] | None = None) -> int:
             "gpu": torch.cuda.get_device_name(0) if gpu else None,
             "loadavg_before": load_before,
             "loadavg_after": load_after,
+            "decision_thread_scheduling": scheduling,
         },
         "versions": versions(),
         "results": [{"N": n, "T": t, "row": name, **r} for (n, t, name), r in results.items()],
@@ -479,7 +505,7 @@ def main(argv: list[str] | None = None) -> int:
         f"EXPO OTF decision latency: obs {OBS_DIM}, act {ACT_DIM}, published sizes, N in {args.samples} "
         f"(2N candidates), T in {args.steps}, {cfg.critic.num_critics} critics; torch {args.threads} "
         f"CPU thread(s); {cpu_model()}, {os.cpu_count()} cores; load average {load_before[0]:.2f} -> "
-        f"{load_after[0]:.2f}\n"
+        f"{load_after[0]:.2f}; decision thread scheduling {scheduling}\n"
     )
     print(markdown(results, floors, skipped))
     if goal.get("measured"):
@@ -487,7 +513,7 @@ def main(argv: list[str] | None = None) -> int:
             f"\ngoal at N=8, T=10 ({'GPU' if gpu else 'CPU'}): best {goal['best']} "
             f"p99 {goal['p99_ms']:.2f} ms "
             f"(goal < {goal['goal_p99_ms']:.0f} ms), {goal['speedup_vs_batched_eager']:.2f}x batched eager "
-            f"torch's p99 -> {'met' if goal['met'] else 'NOT met'}"
+            f"torch's p99, decision thread {scheduling} -> {'met' if goal['met'] else 'NOT met'}"
         )
     for kind, sw in swap.items():
         tot = [p["total_s"] for p in sw["prepare"]]

@@ -28,6 +28,7 @@ from expo_ros.params import (
     as_topic,
     bad_value,
 )
+from expo_ros.realtime import MAX_PRIORITY
 
 from .intervention import InterventionConfig
 from .safety import SafetyLimits
@@ -99,6 +100,14 @@ PARAMETERS: tuple[ParamSpec, ...] = (
         "feedback; then the node acts without it and counts a feedback timeout [s]",
     ),
     ParamSpec("deadline_ms", 40.0, "latency budget, tick start -> action published [ms]"),
+    ParamSpec(
+        "rt_priority",
+        0,
+        "0 = normal scheduling; 1-99: the control thread (the executor's: observations, decisions, "
+        "commands) runs SCHED_FIFO at this priority from configure to cleanup, so other processes "
+        "on the CPU cannot delay a decision (needs an rtprio limit or CAP_SYS_NICE: configure "
+        "fails and says how when refused; docs/sim_to_real.md)",
+    ),
     ParamSpec("num_base_samples", 8, "OTF: N base diffusion samples, each also edited (2N candidates)"),
     ParamSpec("diagnostics_period_s", 1.0, "diagnostics publish period, wall clock [s]"),
     ParamSpec("latency_window", 1000, "samples in the rolling latency p50/p99 window"),
@@ -199,6 +208,7 @@ class PolicyNodeConfig:
     control_rate_hz: float
     feedback_timeout_s: float
     deadline_ms: float
+    rt_priority: int
     num_base_samples: int
     diagnostics_period_s: float
     latency_window: int
@@ -272,6 +282,11 @@ class PolicyNodeConfig:
                 raise
             field = re.search(r"SafetyLimits\.(\w+)", msg)
             raise ValueError(f"parameter 'safety.{field.group(1) if field else '*'}': {msg}") from e
+        rt_priority = as_int("rt_priority", v["rt_priority"], 0)
+        if rt_priority > MAX_PRIORITY:
+            raise bad_value(
+                "rt_priority", rt_priority, f"an integer in [0, {MAX_PRIORITY}] (0 = normal scheduling)"
+            )
         intervention = InterventionConfig(
             action_dim=safety.action_dim,
             teleop_timeout_s=as_float(
@@ -291,6 +306,7 @@ class PolicyNodeConfig:
             control_rate_hz=as_float("control_rate_hz", v["control_rate_hz"], 0.0),
             feedback_timeout_s=as_float("feedback_timeout_s", v["feedback_timeout_s"], 0.0),
             deadline_ms=as_float("deadline_ms", v["deadline_ms"], 0.0),
+            rt_priority=rt_priority,
             num_base_samples=as_int("num_base_samples", v["num_base_samples"], 1),
             diagnostics_period_s=as_float("diagnostics_period_s", v["diagnostics_period_s"], 0.0),
             latency_window=as_int("latency_window", v["latency_window"], 2),

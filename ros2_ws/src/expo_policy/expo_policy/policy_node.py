@@ -92,6 +92,7 @@ worker thread; the swap is a reference change between ticks. Failures keep the o
 
 from __future__ import annotations
 
+import threading
 import time
 from typing import Any
 
@@ -107,9 +108,11 @@ from expo_interfaces.msg import (
     Transition,
 )
 from expo_ros import conversions as cv
+from expo_ros import realtime
 from expo_ros.latency import LatencyTracker
 from expo_ros.lifecycle_teardown import TeardownLifecycleNode
 from expo_ros.node_main import run_lifecycle_node
+from expo_ros.realtime import RealtimeError
 from expo_ros.transitions import StepRecord, TransitionAssembler
 from expo_ros.watchdog import InputWatchdog
 from geometry_msgs.msg import PoseArray, PoseStamped
@@ -181,6 +184,7 @@ class PolicyNode(TeardownLifecycleNode):
         self.last_hold_reason = ""
         self.arbiter: InterventionArbiter | None = None  # intervention.enabled
         self._teleop_sub = None
+        self._rt_tid: int | None = None  # the control thread while rt_priority holds it at SCHED_FIFO
         self._reset_loop_state()
 
     @property
@@ -194,6 +198,7 @@ class PolicyNode(TeardownLifecycleNode):
         try:
             cfg = PolicyNodeConfig.from_values({p.name: self.get_parameter(p.name).value for p in PARAMETERS})
             self._load(cfg)
+            self._set_scheduling(cfg.rt_priority)
         except (ValueError, NotImplementedError) as e:
             log.error(f"configure failed: {e}")
             self._destroy()
@@ -213,9 +218,27 @@ class PolicyNode(TeardownLifecycleNode):
             )
         log.info(
             f"configured: task {cfg.task}, {self.backend.name} on {cfg.device}, weights "
-            f"v{self.weights_version} from {cfg.checkpoint}, {mode}, deadline {cfg.deadline_ms:g} ms"
+            f"v{self.weights_version} from {cfg.checkpoint}, {mode}, deadline {cfg.deadline_ms:g} ms, "
+            f"control thread scheduling {self.scheduling}"
         )
         return super().on_configure(state)
+
+    @property
+    def scheduling(self) -> str:
+        """The control thread's scheduling ('fifo 80', 'normal'); see parameter rt_priority."""
+        return realtime.describe(self._rt_tid) if self._rt_tid is not None else "normal"
+
+    def _set_scheduling(self, priority: int) -> None:
+        """rt_priority > 0: this thread (the executor's, which runs every callback of the control
+        loop) SCHED_FIFO at ``priority`` until cleanup; a refusal is a ValueError saying how to
+        allow it."""
+        if priority > 0:
+            tid = threading.get_native_id()
+            try:
+                realtime.set_fifo(priority, tid)
+            except RealtimeError as e:
+                raise ValueError(f"parameter 'rt_priority': {e}") from e
+            self._rt_tid = tid
 
     def _load(self, cfg: PolicyNodeConfig) -> None:
         """Backend + weights + the pure helpers; raises ValueError naming the parameter."""
@@ -382,6 +405,9 @@ class PolicyNode(TeardownLifecycleNode):
         self._timers, self._subs, self._pubs = [], [], {}
         self.cfg, self.backend, self.weights, self.active = None, None, None, False
         self.arbiter, self._teleop_sub = None, None
+        if self._rt_tid is not None:  # back to normal scheduling until configured again
+            realtime.set_normal(self._rt_tid)
+            self._rt_tid = None
 
     def autostart(self) -> bool:
         """Configure and activate when the ``autostart`` parameter is true; False on failure."""
@@ -716,6 +742,7 @@ class PolicyNode(TeardownLifecycleNode):
             "episode": self._episode,
             "step": self._step,
             "intervention/enabled": self.arbiter is not None,
+            "scheduling": self.scheduling,
         }
         if self.arbiter is not None:
             extra.update(self.arbiter.status(self._now_ns()))

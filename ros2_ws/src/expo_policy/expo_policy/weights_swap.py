@@ -6,7 +6,9 @@ than the running (or an in-flight) one are ignored, and a format other than the 
 Accepted offers are decoded and verified (sha256, format, keys, shapes, finite values) by
 ``backend.prepare`` in one worker thread. :meth:`WeightsSwapper.poll`, called by the control
 loop between ticks, commits finished ones in arrival order: the swap itself is a reference
-change. Any failure keeps the running weights and is reported, never raised.
+change. Any failure keeps the running weights and is reported, never raised. The worker runs
+at normal scheduling even when the control loop that starts it is real time (``rt_priority``):
+a re-export must not preempt decisions.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from dataclasses import dataclass
 
 from expo_core.checkpoint import FORMAT, PIXELS_FORMAT
 from expo_ros.conversions import WeightsPayload
+from expo_ros.realtime import set_normal
 
 from .backends import InferenceBackend
 
@@ -36,7 +39,7 @@ class WeightsSwapper:
     def __init__(self, backend: InferenceBackend, version: int) -> None:
         self.backend = backend
         self.version = int(version)
-        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="weights")
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="weights", initializer=set_normal)
         self._inflight: deque[tuple[int, Future]] = deque()
         self.accepted = 0
         self.rejected = 0

@@ -74,7 +74,29 @@ def test_cli_short_run_writes_table_and_json(tmp_path: Path, capsys) -> None:
     assert floor["floor_ms"] > 0 and floor["peak_gflops"] > 0 and floor["bandwidth_gbs"] > 0
     assert report["goal_n8_t10"] == {"measured": False}
     assert len(report["machine"]["loadavg_before"]) == 3
+    assert report["machine"]["decision_thread_scheduling"] == "normal"
     assert all(r["n"] == 3 for r in report["results"])
+    with pytest.raises(SystemExit):
+        main([*argv, "--rt-priority", "100"])
+
+
+def test_cli_rt_priority_times_on_a_fifo_thread_then_restores_it(tmp_path: Path, capsys) -> None:
+    from expo_ros import realtime
+
+    try:
+        realtime.set_fifo(1)
+    except realtime.RealtimeError as e:
+        pytest.skip(f"SCHED_FIFO refused here: {e}")
+    realtime.set_normal()
+    out = tmp_path / "bench.json"
+    argv = ["--decisions", "2", "--warmup", "1", "--samples", "4", "--steps", "5", "--swaps", "0"]
+    try:
+        assert main([*argv, "--rt-priority", "3", "--out", str(out)]) == 0
+        assert realtime.describe() == "normal"  # given back after the timing
+    finally:
+        realtime.set_normal()
+    assert json.loads(out.read_text())["machine"]["decision_thread_scheduling"] == "fifo 3"
+    assert "decision thread scheduling fifo 3" in capsys.readouterr().out
 
 
 def test_cli_pixel_rows_next_to_the_state_rows(tmp_path: Path, capsys) -> None:

@@ -517,3 +517,54 @@ def test_a_backend_plan_goes_out_capped_and_safety_filtered_holds_carry_none(har
     s = h.publish_obs(nan=True)
     hold = h.wait_command(lambda c: c.stamp_ns == s and c.hold, "a hold on a bad observation")
     assert hold.plan is None and hold.plan_period_ns == 0
+
+
+def _fifo_refused() -> str:
+    """Why SCHED_FIFO cannot be tested here ('' when it can)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from expo_ros import realtime
+
+    def probe() -> str:
+        try:
+            realtime.set_fifo(1)
+        except realtime.RealtimeError as e:
+            return str(e)
+        realtime.set_normal()
+        return ""
+
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        return pool.submit(probe).result(timeout=10)
+
+
+def test_rt_priority_holds_the_control_thread_fifo_until_cleanup(harness) -> None:
+    from expo_ros import realtime
+
+    why = _fifo_refused()
+    if why:
+        pytest.skip(f"SCHED_FIFO refused here: {why}")
+    h = harness(rt_priority=7)
+    try:
+        h.start()  # configure runs on this thread, which also spins the node's callbacks
+        assert h.node.scheduling == "fifo 7" and realtime.describe() == "fifo 7"
+        assert h.node.weights._pool.submit(realtime.describe).result(timeout=10) == "normal"
+        h.streaming = {"joint_states", "ee_pose", "object_poses"}
+        h.wait_command(lambda c: not c.hold, "a policy action at SCHED_FIFO")
+        h.spin_until(lambda: h.diagnostics().get("scheduling") == "fifo 7", "diagnostics saying fifo 7")
+        h.streaming = set()
+        assert h.node.trigger_deactivate() == SUCCESS and h.node.trigger_cleanup() == SUCCESS
+        assert realtime.describe() == "normal" and h.node.scheduling == "normal"
+    finally:
+        realtime.set_normal()
+
+
+def test_rt_priority_refused_fails_configure_saying_how(harness, capfd, monkeypatch) -> None:
+    def refuse(*_args) -> None:
+        raise PermissionError(1, "Operation not permitted")
+
+    h = harness(rt_priority=80)
+    monkeypatch.setattr(os, "sched_setscheduler", refuse)
+    assert h.node.trigger_configure() == FAILURE
+    err = capfd.readouterr().err
+    assert "parameter 'rt_priority': SCHED_FIFO priority 80 refused" in err and "rtprio" in err
+    assert h.node.cfg is None and h.node.backend is None

@@ -1,0 +1,86 @@
+"""expo_ros.realtime: SCHED_FIFO for one thread, back to normal, and a refusal that says how."""
+
+import os
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+from expo_ros import realtime
+
+
+def _in_thread(fn):
+    """Run fn in a fresh thread (so this test's thread keeps its scheduling); return its result."""
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        return pool.submit(fn).result(timeout=10)
+
+
+def _fifo_allowed() -> bool:
+    def probe() -> bool:
+        try:
+            realtime.set_fifo(1)
+        except realtime.RealtimeError:
+            return False
+        realtime.set_normal()
+        return True
+
+    return _in_thread(probe)
+
+
+needs_fifo = pytest.mark.skipif(
+    not hasattr(os, "sched_setscheduler") or not _fifo_allowed(),
+    reason="SCHED_FIFO is refused here (no rtprio limit or CAP_SYS_NICE)",
+)
+
+
+@pytest.mark.parametrize("bad", [-1, 100, 1.5, True, "80"])
+def test_priorities_outside_0_99_are_refused_by_name(bad) -> None:
+    with pytest.raises(ValueError, match=r"real-time priority .* allowed: an integer in \[0, 99\]"):
+        realtime.check_priority(bad)
+
+
+@needs_fifo
+def test_set_fifo_then_normal_on_the_calling_thread_only() -> None:
+    def run() -> tuple[str, str, str]:
+        realtime.set_fifo(7)
+        seen = realtime.describe()
+        other = _in_thread(realtime.describe)  # created after: inherits FIFO 7
+        realtime.set_fifo(0)  # 0 = normal
+        return seen, other, realtime.describe()
+
+    assert realtime.describe() == "normal"
+    seen, inherited, after = _in_thread(run)
+    assert (seen, inherited, after) == ("fifo 7", "fifo 7", "normal")
+    assert realtime.describe() == "normal"  # this thread was never touched
+
+
+@needs_fifo
+def test_by_thread_id_from_another_thread() -> None:
+    ready, done = threading.Event(), threading.Event()
+    tid: list[int] = []
+
+    def target() -> None:
+        tid.append(threading.get_native_id())
+        ready.set()
+        done.wait(10)
+
+    t = threading.Thread(target=target)
+    t.start()
+    try:
+        ready.wait(10)
+        realtime.set_fifo(5, tid[0])
+        assert realtime.describe(tid[0]) == "fifo 5"
+        realtime.set_normal(tid[0])
+        assert realtime.describe(tid[0]) == "normal"
+    finally:
+        done.set()
+        t.join()
+
+
+def test_a_refusal_says_how_to_allow_it(monkeypatch) -> None:
+    def refuse(*_args) -> None:
+        raise PermissionError(1, "Operation not permitted")
+
+    monkeypatch.setattr(os, "sched_setscheduler", refuse)
+    with pytest.raises(realtime.RealtimeError, match=r"priority 80 refused \(Operation not permitted\)") as e:
+        realtime.set_fifo(80)
+    assert "rtprio" in str(e.value) and "CAP_SYS_NICE" in str(e.value)
