@@ -6,7 +6,10 @@
 Published sizes (obs 19, act 7), one random policy with a non-trivial observation normalizer.
 ``--rows``: the graph (``traced``: :class:`~expo_core.export.GraphTemplate`'s torch trace;
 ``lean``: ``expo_core.export.lean``) and the session's threads (``-t2``: 2 intra-op threads,
-``-spin``: idle workers busy-wait); each row runs the same inputs, ``--decisions`` rounds after
+``-spin``: idle workers busy-wait); ``ov-lean``, ``ov-traced``: the same graphs compiled by
+OpenVINO's CPU plugin (one thread, one stream, latency hint; ``pip install openvino``), and
+``ov-lean-bf16``: with bfloat16 inference precision (not exact: the check line gives its
+differences); each row runs the same inputs, ``--decisions`` rounds after
 20 warm-up rounds, in rotating order, and prints p50 / p99 in ms (a dev comparison of the graphs
 themselves, without the backend's noise drawing; ``make bench-policy`` times whole backends).
 ``--parity N``: N random (obs, noise) draws through the lean graph and eager torch: max abs
@@ -28,7 +31,17 @@ from expo_core.export import OUTPUT_NAMES, export_onnx_bytes, ort_session, rando
 from expo_core.export.lean import lean_onnx_bytes
 from expo_core.policy import ExpoPolicy
 
-ROWS = ("traced", "lean", "traced-t2", "lean-t2", "lean-t2-spin", "traced-t2-spin")
+ROWS = (
+    "traced",
+    "lean",
+    "traced-t2",
+    "lean-t2",
+    "lean-t2-spin",
+    "traced-t2-spin",
+    "ov-lean",
+    "ov-traced",
+    "ov-lean-bf16",
+)
 
 
 def make_policy(samples: int, steps: int, seed: int) -> ExpoPolicy:
@@ -40,9 +53,52 @@ def make_policy(samples: int, steps: int, seed: int) -> ExpoPolicy:
     return policy
 
 
+class _OpenVinoSession:
+    """An OpenVINO CPU compile of an ONNX model with onnxruntime's ``run(names, feeds)``."""
+
+    def __init__(self, model: bytes, precision: str) -> None:
+        import tempfile
+
+        import openvino as ov
+
+        core = ov.Core()
+        with tempfile.TemporaryDirectory() as d:  # read_model takes a path for ONNX
+            path = os.path.join(d, "otf.onnx")
+            with open(path, "wb") as f:
+                f.write(model)
+            net = core.read_model(path)
+        props = {
+            "INFERENCE_NUM_THREADS": 1,
+            "NUM_STREAMS": 1,
+            "PERFORMANCE_HINT": "LATENCY",
+            "INFERENCE_PRECISION_HINT": precision,
+            "ENABLE_CPU_PINNING": False,
+        }
+        compiled = core.compile_model(net, "CPU", props)
+        self._request = compiled.create_infer_request()
+        self._outputs = {n: compiled.output(n) for n in OUTPUT_NAMES}
+
+    def run(self, names, feeds):
+        result = self._request.infer(feeds)
+        return [result[self._outputs[n]] for n in (names or OUTPUT_NAMES)]
+
+
 def session(policy: ExpoPolicy, row: str):
-    model = lean_onnx_bytes(policy) if row.startswith("lean") else export_onnx_bytes(policy)
+    model = lean_onnx_bytes(policy) if "lean" in row else export_onnx_bytes(policy)
+    if row.startswith("ov-"):
+        return _OpenVinoSession(model, "bf16" if row.endswith("-bf16") else "f32")
     return ort_session(model, num_threads=2 if "-t2" in row else 1, allow_spinning="-spin" in row)
+
+
+def check_rows(policy: ExpoPolicy, rows: list[str], seed: int) -> dict[str, float]:
+    """Each row's largest |difference| from eager torch over action, candidates and q, one draw."""
+    feeds = random_inputs(policy.cfg, np.random.default_rng(seed + 1))
+    ref = torch_reference(policy, feeds)
+    worst = {}
+    for r in rows:
+        out = dict(zip(OUTPUT_NAMES, session(policy, r).run(list(OUTPUT_NAMES), feeds)))
+        worst[r] = max(float(np.abs(out[k] - ref[k]).max()) for k in ("action", "candidates", "q"))
+    return worst
 
 
 def time_rows(policy: ExpoPolicy, rows: list[str], decisions: int, seed: int) -> dict[str, np.ndarray]:
@@ -91,8 +147,12 @@ def main(argv: list[str] | None = None) -> int:
     policy = make_policy(args.samples, args.steps, args.seed)
     print(f"N={args.samples}, T={args.steps}, published sizes; load average {os.getloadavg()[0]:.2f}")
     if args.decisions:
+        worst = check_rows(policy, rows, args.seed)
         for r, ms in time_rows(policy, rows, args.decisions, args.seed).items():
-            print(f"{r:16s} p50 {np.percentile(ms, 50):6.2f}  p99 {np.percentile(ms, 99):6.2f} ms")
+            print(
+                f"{r:16s} p50 {np.percentile(ms, 50):6.2f}  p99 {np.percentile(ms, 99):6.2f} ms"
+                f"  (max abs diff from torch {worst[r]:.1e})"
+            )
     if args.parity:
         worst, same = parity(policy, args.parity, args.seed)
         diffs = ", ".join(f"{k} {v:.1e}" for k, v in worst.items())
