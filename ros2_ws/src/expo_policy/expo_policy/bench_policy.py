@@ -26,7 +26,8 @@ onnxruntime weight swap at N=8, T=10 and the decision latency while swaps run in
 ``--rt-priority P`` (1-99) times every decision on a thread at SCHED_FIFO priority P, as the
 policy node's ``rt_priority`` runs its control loop (other processes then cannot delay a
 decision); the header, the goal line and the JSON (``machine.decision_thread_scheduling``) say
-which scheduling the figures had.
+which scheduling the figures had. Each timed decision is then followed by a pause of half its
+time (``RT_PAUSE``: the kernel throttles a FIFO thread that never sleeps).
 
 ``--pixels cpu,published`` adds, next to every (N, T) point, the same decision from camera
 images: a pixel policy (``expo_core.pixel_agent``) with the named encoder presets
@@ -70,6 +71,12 @@ log = logging.getLogger("bench_policy")
 
 OBS_DIM, ACT_DIM = 19, 7  # robomimic Lift low-dim
 GOAL = (8, 10)  # the issue's goal point: N=8, T=10
+# With --rt-priority each timed decision is followed by a sleep of this fraction of its time.
+# Linux lets real-time threads run at most sched_rt_runtime_us (0.95 s) of every
+# sched_rt_period_us (1 s) per CPU; a FIFO thread deciding back to back hits that and is stalled
+# ~50 ms (measured here: p99 62.8 ms, max 128 ms for eager torch). A control loop idles between
+# decisions (at 20 Hz a 5 ms decision is 10 % of the period), so it never is.
+RT_PAUSE = 0.5
 BATCHED = "torch eager batched (cpu)"
 NAIVE = "torch eager naive loop (cpu)"
 ORT_LEAN = "onnxruntime lean graph (cpu, 1 thread)"  # what backend auto runs on CPU
@@ -205,10 +212,13 @@ def measure(
     warmup: int,
     limits: dict[Any, int] | None = None,
     row_obs: dict[Any, Any] | None = None,
+    pause: float = 0.0,
 ) -> dict[Any, list[float]]:
     """Seconds per decision per row: warm-up discarded, then round-robin in rotating order.
     ``limits``: rows timed for fewer rounds than ``decisions`` (they drop out afterwards).
-    ``row_obs``: rows that take other observations than ``obs`` (the pixel rows)."""
+    ``row_obs``: rows that take other observations than ``obs`` (the pixel rows). ``pause``: after
+    each timed decision, sleep this fraction of its time (a control loop idles between decisions;
+    a SCHED_FIFO thread that never sleeps is throttled by the kernel, see ``RT_PAUSE``)."""
     names = list(rows)
     limits = limits or {}
     row_obs = row_obs or {}
@@ -226,7 +236,10 @@ def measure(
             x = o[i % len(o)]
             t0 = time.perf_counter()
             rows[name].decide(x)
-            times[name].append(time.perf_counter() - t0)
+            dt = time.perf_counter() - t0
+            times[name].append(dt)
+            if pause:
+                time.sleep(pause * dt)
     return times
 
 
@@ -449,7 +462,9 @@ def main(argv: list[str] | None = None) -> int:
         except realtime.RealtimeError as e:
             ap.error(str(e))
     scheduling = realtime.describe()
-    times = measure(rows, obs, args.decisions, args.warmup, limits, row_obs)
+    times = measure(
+        rows, obs, args.decisions, args.warmup, limits, row_obs, RT_PAUSE if args.rt_priority else 0.0
+    )
     results = {key: percentiles(t) for key, t in times.items() if t}
     gpu = torch.cuda.is_available()
     goal = goal_check(results, gpu)  # on the round-robin rows only, not the swap rows below
