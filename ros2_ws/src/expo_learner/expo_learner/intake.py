@@ -24,7 +24,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
-from expo_core.replay import ReplayBuffer
+from expo_core.replay import CHUNK_FIELDS, ReplayBuffer
 from expo_core.robomimic_io import load_robomimic_hdf5
 from expo_core.spec import ObsSpec
 
@@ -145,12 +145,23 @@ def reload_online(
     return report
 
 
+def _first_slot_chunks(arrays: dict[str, np.ndarray], chunk_len: int) -> dict[str, np.ndarray]:
+    """Rows without chunks as chunks of ``chunk_len``: their own action first, mask [1, 0, ...]."""
+    action = arrays["action"]
+    chunk = np.zeros((len(action), chunk_len, action.shape[1]), dtype=np.float32)
+    chunk[:, 0] = action
+    mask = np.zeros((len(action), chunk_len), dtype=np.float32)
+    mask[:, 0] = 1.0
+    return arrays | {"action_chunk": chunk, "chunk_mask": mask}
+
+
 def load_offline(
     dataset: str,
     bag_dirs: Sequence[str],
     spec: ObsSpec,
     act_dim: int,
     featurizer: PixelFeaturizer | None = None,
+    chunk_len: int = 1,
 ) -> tuple[ReplayBuffer | None, dict[str, np.ndarray] | None, list[str]]:
     """The offline buffer from a robomimic HDF5 file (read through ``spec``) and/or bag dirs
     (each a segment root or a segment); None when both are empty. Also returns the offline rows
@@ -160,7 +171,13 @@ def load_offline(
 
     With a ``featurizer`` (pixel learner) the dataset is an image dataset and the bags hold
     pixel transitions: every frame is encoded once and the buffer holds the features
-    (``spec`` is then ignored: the checkpoint's own spec reads the file)."""
+    (``spec`` is then ignored: the checkpoint's own spec reads the file).
+
+    ``chunk_len`` > 1 (a base that predicts action chunks, ``DiffusionConfig.chunk_len``): the
+    dataset's rows also carry their chunk of the next ``chunk_len`` actions of their demo and its
+    slot mask (``replay.action_chunks``), as the harness loads them, so the learner keeps
+    training the whole chunk; bag rows carry their own action in the first slot only (as online
+    rows do). The intervention rows are returned without chunks."""
     parts, flags, lines = [], [], []
     want = (featurizer.obs_dim if featurizer else spec.dim, act_dim)
     if dataset:
@@ -172,7 +189,7 @@ def load_offline(
                 data = images.low_dim
             else:
                 data = load_robomimic_hdf5(dataset, spec)
-                arrays = data.transitions()
+                arrays = data.transitions(chunk_len)
         except (KeyError, ValueError, OSError) as e:
             raise ValueError(f"parameter 'offline_dataset': cannot read {dataset}: {e}") from e
         _check_dims(
@@ -204,7 +221,11 @@ def load_offline(
         lines.append(f"{d}: {report.summary()}")
     if not parts:
         return None, None, lines
+    if chunk_len > 1:
+        parts = [p if "action_chunk" in p else _first_slot_chunks(p, chunk_len) for p in parts]
     arrays = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
     flagged = np.concatenate(flags)
-    interventions = {k: v[flagged] for k, v in arrays.items()} if flagged.any() else None
+    interventions = (
+        {k: v[flagged] for k, v in arrays.items() if k not in CHUNK_FIELDS} if flagged.any() else None
+    )
     return ReplayBuffer.from_arrays(arrays), interventions, lines

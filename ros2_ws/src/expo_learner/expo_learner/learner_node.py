@@ -133,7 +133,12 @@ class LearnerNode(TeardownLifecycleNode):
                 f"'{cfg.task}' observations have {spec.dim} ({', '.join(spec.names)})"
             )
         offline, offline_iv, lines = load_offline(
-            cfg.offline_dataset, cfg.offline_bag_dirs, spec, ecfg.act_dim, featurizer
+            cfg.offline_dataset,
+            cfg.offline_bag_dirs,
+            spec,
+            ecfg.act_dim,
+            featurizer,
+            chunk_len=ecfg.diffusion.chunk_len,  # a chunk base keeps imitating whole chunks
         )
         store = ReplayStore(
             ecfg.obs_dim, ecfg.act_dim, cfg.online_capacity, offline, ecfg.offline_fraction, cfg.interventions
@@ -173,6 +178,12 @@ class LearnerNode(TeardownLifecycleNode):
         log.info(
             f"network from the checkpoint: obs {ecfg.obs_dim}, act {ecfg.act_dim}, utd {ecfg.utd}, "
             f"batch {ecfg.batch_size}, offline fraction {ecfg.offline_fraction:g}"
+            + (
+                f", action chunks of {ecfg.diffusion.chunk_len} (demonstration rows carry whole chunks, "
+                "online rows the first slot)"
+                if ecfg.diffusion.chunk_len > 1
+                else ""
+            )
         )
         for line in lines:
             log.info(f"offline data: {line}")
