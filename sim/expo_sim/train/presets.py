@@ -122,6 +122,7 @@ ONLINE_ONLY_FIELDS: tuple[str, ...] = (
     "target_eval_subset",
     "target_sampler",
     "target_base",
+    "td_precision",
 )
 
 

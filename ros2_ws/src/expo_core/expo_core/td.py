@@ -27,10 +27,14 @@ noise, then Gumbel noise for "paper") by `draw_td_noise`, so the batched path co
 the faithful path's random stream. With frozen targets (tau = 0) the two paths are then
 mathematically identical; with tau > 0 the batched path uses the target critics as they were at
 the start of the env step (at most UTD-1 Polyak steps of tau each older).
+
+`td_precision="bfloat16"` runs the whole target computation under torch.autocast (bfloat16
+matmuls, float32 results): the same random stream and choices up to bfloat16 rounding.
 """
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -124,10 +128,13 @@ def td_targets(
     B = len(batches[0])
     rows = B * cfg.num_samples
     per = len(batches) if cfg.td_chunk_rows <= 0 else max(1, cfg.td_chunk_rows // rows)
-    parts = [
-        _td_targets_groups(cfg, base, editor, target_critic, batches[i : i + per], noises[i : i + per], alpha)
-        for i in range(0, len(batches), per)
-    ]
+    with td_precision(cfg, batches[0].next_obs.device):
+        parts = [
+            _td_targets_groups(
+                cfg, base, editor, target_critic, batches[i : i + per], noises[i : i + per], alpha
+            )
+            for i in range(0, len(batches), per)
+        ]
     if len(parts) == 1:
         return parts[0]
     return TDTargets(
@@ -137,6 +144,14 @@ def td_targets(
         _cat([p.entropy for p in parts]),
         _cat([p.log_prob for p in parts]),
     )
+
+
+def td_precision(cfg: ExpoConfig, device: torch.device) -> contextlib.AbstractContextManager:
+    """The context the targets run in: nothing for "float32", bfloat16 autocast on `device`'s
+    type for "bfloat16"."""
+    if cfg.td_precision == "float32":
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
 
 
 def _grouped_score(
@@ -169,7 +184,7 @@ def _td_targets_groups(
         edit_noise=torch.cat([n.edit for n in noises]),
         chunk_rows=cfg.td_chunk_rows,
         edit=cfg.use_editor,
-    )  # (G*B, K, d)
+    ).float()  # (G*B, K, d); a no-op in float32, bfloat16 rounding kept otherwise
 
     # score every candidate with the target critics of the rule
     if cfg.target_score == "subset_min":
@@ -178,7 +193,7 @@ def _td_targets_groups(
         pick = torch.arange(target_critic.num, device=next_obs.device).expand(G, -1)
     obs_g = next_obs.reshape(G, B, -1)
     score = _grouped_score(cfg.target_score, target_critic, obs_g, cands.reshape(G, B, K, -1), pick)
-    score = score.reshape(G * B, K)
+    score = score.reshape(G * B, K).float()
 
     # choose the next action
     log_prob = None
@@ -194,7 +209,7 @@ def _td_targets_groups(
     if cfg.target_eval_subset == "independent":
         evaluators = torch.stack([n.eval_members for n in noises])
         a_star = take(cands, index).reshape(G, B, 1, -1)
-        q_star = _grouped_score("subset_min", target_critic, obs_g, a_star, evaluators).reshape(G * B)
+        q_star = _grouped_score("subset_min", target_critic, obs_g, a_star, evaluators).reshape(G * B).float()
     else:
         q_star = score.gather(1, index[:, None])[:, 0]
 

@@ -2,7 +2,8 @@
 batch 256 — the faithful per-minibatch TD path against the fast paths, measured in one run.
 
     python -m expo_core.bench.learner_throughput [--env-steps 3] [--utd 20] [--batch-size 256]
-        [--ddim 5 2] [--threads 1 2] [--device cpu|cuda] [--out runs/bench_learner.json]
+        [--ddim 5 2] [--bf16 | --no-bf16] [--threads 1 2] [--device cpu|cuda]
+        [--out runs/bench_learner.json]
 
 Each row times `--env-steps` agent.update() calls (after one untimed warm-up call) on random
 batches of the robomimic Lift shapes (obs 19, action 7); data content does not affect the cost.
@@ -13,6 +14,8 @@ the ratio uses the fastest. Rows:
   batched           all UTD minibatches' targets in one call (cache-sized chunks on CPU, one
                     chunk on CUDA), full DDPM
   batched+ddim-k    the same with k DDIM steps for the target samples
+  ...+bf16          the row's targets in bfloat16 (`td_precision`; not exact, see ExpoConfig);
+                    left out with --no-bf16
 The goal line (issue 15): the best fast row at >= 10x the faithful row's env steps/s, 5x the
 floor. The JSON (`--out`) has every timing, the machine, the device and the load average
 (1-minute) before and after each round.
@@ -110,6 +113,12 @@ def main(argv: list[str] | None = None) -> dict:
         default=[0],
         help="torch thread counts, one table each (0 = default)",
     )
+    p.add_argument(
+        "--bf16",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="also time each fast row with td_precision=bfloat16 (default on)",
+    )
     p.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     p.add_argument("--out", default="runs/bench_learner.json", help="JSON results ('' for none)")
     args = p.parse_args(argv)
@@ -124,6 +133,8 @@ def main(argv: list[str] | None = None) -> dict:
         (f"batched+ddim-{k}", base.replace(batched_td=True, td_sampling_steps=k, td_chunk_rows=chunk))
         for k in args.ddim
     ]
+    if args.bf16:
+        rows += [(f"{name}+bf16", cfg.replace(td_precision="bfloat16")) for name, cfg in rows[1:]]
     dev_name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
     result: dict = dict(
         benchmark="expo_core.bench.learner_throughput",
@@ -157,14 +168,14 @@ def main(argv: list[str] | None = None) -> dict:
             f"{min(min(x) for x in loads):.2f}-{max(max(x) for x in loads):.2f}"
         )
         print(
-            f"{'path':<18} {'s/env step (min)':>17} {'(median)':>9} {'env steps/s':>12} {'vs faithful':>12}"
+            f"{'path':<23} {'s/env step (min)':>17} {'(median)':>9} {'env steps/s':>12} {'vs faithful':>12}"
         )
         ref = min(times[0])
         ratios, run_rows = [], []
         for (name, cfg), ts in zip(rows, times):
             best, med = min(ts), statistics.median(ts)
             ratios.append(ref / best)
-            print(f"{name:<18} {best:>17.3f} {med:>9.3f} {1 / best:>12.3f} {ref / best:>11.1f}x")
+            print(f"{name:<23} {best:>17.3f} {med:>9.3f} {1 / best:>12.3f} {ref / best:>11.1f}x")
             run_rows.append(
                 dict(
                     name=name,
@@ -176,11 +187,17 @@ def main(argv: list[str] | None = None) -> dict:
                     batched_td=cfg.batched_td,
                     td_sampling_steps=cfg.td_sampling_steps,
                     td_chunk_rows=cfg.td_chunk_rows,
+                    td_precision=cfg.td_precision,
                 )
             )
         setting = f"UTD {args.utd}, batch {args.batch_size}, {dev_name}, {torch.get_num_threads()} threads"
-        line = goal_line([n for n, _ in rows], ratios, setting)
+        names = [n for n, _ in rows]
+        line = goal_line(names, ratios, setting)
         print(line, flush=True)
+        exact = [i for i, (_, cfg) in enumerate(rows) if cfg.td_precision == "float32"]
+        if len(exact) < len(rows):  # the same goal on the float32 (exact) rows alone
+            exact_line = goal_line([names[i] for i in exact], [ratios[i] for i in exact], setting)
+            print(exact_line.replace("goal:", "goal, float32 rows only:", 1), flush=True)
         result["runs"].append(
             dict(threads=torch.get_num_threads(), rows=run_rows, goal=line, loadavg_per_round=loads)
         )
