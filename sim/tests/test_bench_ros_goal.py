@@ -29,3 +29,20 @@ def test_goal_lines_say_met_or_not() -> None:
     assert lines[1].endswith("-> NOT met") and "backend auto" in lines[1]
     table = markdown_table([met])
     assert "| published | 1600 | 3.00 / 4.00 |" in table and "2.00 / 1.90" in table
+
+
+def test_random_policies_of_both_kinds(tmp_path) -> None:
+    """The bench's random checkpoints: a state agent, and with --pixels a pixel agent of that
+    encoder in front of the same preset's networks, which the session's --obs pixels loads."""
+    from expo_core.checkpoint import load_checkpoint, load_pixel_checkpoint
+    from expo_core.pixel_agent import encoder_preset
+    from expo_sim.ros.bench_ros import random_policy
+
+    state = random_policy("tiny", "lift", tmp_path)
+    agent, _ = load_checkpoint(state)
+    assert agent.cfg.obs_dim == 19
+    pix = random_policy("tiny", "lift", tmp_path, pixels="cpu")
+    assert pix != state
+    pagent, _ = load_pixel_checkpoint(pix)
+    assert pagent.encoder_cfg == encoder_preset("cpu")
+    assert pagent.cfg.diffusion == agent.cfg.diffusion  # the preset's networks behind the encoder

@@ -21,8 +21,13 @@ onnxruntime lean graph; ``torch`` for eager torch, as the rows measured before i
 the node's one intra-op thread; ``--rt-priority P`` sets the node's ``rt_priority`` (its control
 thread at SCHED_FIFO P; the sim bridge and DDS threads stay at normal priority).
 
+``--pixels cpu published`` adds one row per encoder preset: a random pixel policy (that image
+encoder in front of each ``--presets`` size's networks, frozen, as ``make sim OBS=pixels`` acts)
+in a session whose bridge renders both 84x84 cameras and whose policy node decides from the
+frames and the base-frame proprioception (rows named ``<preset>+pixels-<encoder>``).
+
 Run: ``python -m expo_sim.ros.bench_ros [--presets cpu published] [--steps 1000]
-[--backend auto|torch|onnxruntime] [--rt-priority P] [--out DIR]``.
+[--pixels cpu published] [--backend auto|torch|onnxruntime] [--rt-priority P] [--out DIR]``.
 """
 
 from __future__ import annotations
@@ -45,16 +50,28 @@ COLUMNS = (
 )
 
 
-def random_policy(preset: str, task: str, out_dir: Path, seed: int = 0) -> Path:
-    """A freshly initialized agent of ``preset``'s sizes for ``task``, saved as a checkpoint."""
+def random_policy(preset: str, task: str, out_dir: Path, seed: int = 0, pixels: str | None = None) -> Path:
+    """A freshly initialized agent of ``preset``'s sizes for ``task``, saved as a checkpoint;
+    with ``pixels`` (an encoder preset) a pixel agent, that encoder frozen in front."""
     from expo_core.agent import ExpoAgent
     from expo_core.checkpoint import save_checkpoint
     from expo_core.presets import preset_config
     from expo_core.spec import FRANKA_ACTION_SPEC, task_obs_spec
 
-    cfg = preset_config(preset, task_obs_spec(task).dim, FRANKA_ACTION_SPEC.dim)
-    path = out_dir / f"random-{preset}"
-    save_checkpoint(path, ExpoAgent(cfg, seed=seed))
+    if pixels is None:
+        cfg = preset_config(preset, task_obs_spec(task).dim, FRANKA_ACTION_SPEC.dim)
+        path = out_dir / f"random-{preset}"
+        save_checkpoint(path, ExpoAgent(cfg, seed=seed))
+        return path.with_suffix(".safetensors")
+    from expo_core.pixel_agent import PixelAgent, encoder_preset, pixel_expo_config
+
+    spec = task_obs_spec(task, "pixels")
+    enc = encoder_preset(pixels)
+    cfg = pixel_expo_config(preset_config(preset, spec.dim, FRANKA_ACTION_SPEC.dim), enc, spec)
+    agent = PixelAgent(cfg, enc, spec, seed=seed)
+    agent.freeze_encoder()
+    path = out_dir / f"random-{preset}-pixels-{pixels}"
+    save_checkpoint(path, agent)
     return path.with_suffix(".safetensors")
 
 
@@ -71,11 +88,13 @@ def bench_preset(
     domain_id: int | None,
     backend: str = "auto",
     rt_priority: int = 0,
+    pixels: str | None = None,
 ) -> dict:
     from expo_sim.session.run import SessionConfig, run_session
 
-    ckpt = random_policy(preset, task, tmp)
+    ckpt = random_policy(preset, task, tmp, pixels=pixels)
     cfg = SessionConfig(
+        obs="pixels" if pixels else "state",
         task=task,
         episodes=math.ceil(steps / horizon) + 1,  # a success ends an episode early: one to spare
         checkpoint=ckpt,
@@ -86,7 +105,8 @@ def bench_preset(
         graph_overrides={"policy_node": {"rt_priority": rt_priority}} if rt_priority else {},
     )
     s = run_session(cfg)
-    s["preset"] = preset
+    s["preset"] = preset if pixels is None else f"{preset}+pixels-{pixels}"
+    s["pixels_encoder"] = pixels
     s["backend"] = backend
     s["policy_rt_priority"] = rt_priority
     s["ros_overhead_p50_ms"] = s["obs_to_action_p50_ms"] - s["inference_p50_ms"]
@@ -130,6 +150,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m expo_sim.ros.bench_ros", description=__doc__.split("\n")[0])
     p.add_argument("--presets", nargs="+", default=["cpu", "published"], choices=PRESETS)
     p.add_argument("--steps", type=int, default=1000, help="min env steps per size (default 1000)")
+    p.add_argument(
+        "--pixels",
+        nargs="*",
+        default=[],
+        choices=["cpu", "published"],
+        help="also one row per encoder preset: a pixel policy deciding from the two cameras",
+    )
     p.add_argument("--task", default="lift")
     p.add_argument("--horizon", type=int, default=400)
     p.add_argument("--domain-id", type=int, default=None)
@@ -154,8 +181,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     rows = []
     with tempfile.TemporaryDirectory(prefix="expo-bench-ros-") as tmp:
-        for preset in args.presets:
-            print(f"== {preset}: lockstep session of >= {args.steps} env steps", flush=True)
+        for preset, pixels in [(p, None) for p in args.presets] + [
+            (p, e) for e in args.pixels for p in args.presets
+        ]:
+            name = preset if pixels is None else f"{preset}+pixels-{pixels}"
+            print(f"== {name}: lockstep session of >= {args.steps} env steps", flush=True)
             row = bench_preset(
                 preset,
                 args.steps,
@@ -165,9 +195,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                 args.domain_id,
                 args.backend,
                 args.rt_priority,
+                pixels,
             )
             if row["error"] or row["obs_to_action_count"] < args.steps:
-                print(f"bench-ros: {preset} failed: {row['error'] or 'too few steps'}", file=sys.stderr)
+                print(f"bench-ros: {name} failed: {row['error'] or 'too few steps'}", file=sys.stderr)
                 return 1
             rows.append(row)
     table = markdown_table(rows)
