@@ -161,3 +161,32 @@ def test_a_killed_study_continues_with_the_same_command(tmp_path, synthetic_lift
     assert (tmp_path / "learning_lift.png").is_file()
     record = json.loads((tmp_path / "runs" / "study.json").read_text())
     assert len(record["finished"]) == 4 and not record["failed"]
+
+
+def test_a_study_of_one_variant_keeps_the_others_in_the_plot(tmp_path, monkeypatch):
+    """learning_<task>.png shows every algorithm of the task in the merged CSV: this study's
+    first, then the earlier studies' (before, a one-variant study redrew the figure with only
+    itself while the CSV kept the rest)."""
+    from expo_sim.study import scheduler as sched_mod
+
+    csv_path = tmp_path / "learning.csv"
+    earlier = [Point("lift", "expo", 0, 0, 0.3, 100), Point("can", "bc", 0, 0, 0.1, 100)]
+    write_learning_csv(csv_path, earlier, [])
+    drawn = {}
+    monkeypatch.setattr(
+        sched_mod, "plot_task", lambda pts, task, out, algos: drawn.update(pts=list(pts), algos=algos)
+    )
+    spec = StudySpec(tasks=("lift",), algos=("expo-sarsa-backup",), seeds=(0,), runs_dir=tmp_path)
+    s = sched_mod.Scheduler(spec, [], 1, csv_path, tmp_path, lambda line: None)
+    s._points = {("lift", "expo-sarsa-backup", 0): [Point("lift", "expo-sarsa-backup", 0, 0, 0.25, 100)]}
+    s._write_results("lift")
+    assert drawn["algos"] == ("expo-sarsa-backup", "expo")
+    assert {(p.algo, p.success) for p in drawn["pts"] if p.task == "lift"} == {
+        ("expo", 0.3),
+        ("expo-sarsa-backup", 0.25),
+    }
+    assert {p.run for p in read_learning_csv(csv_path)} == {
+        ("lift", "expo", 0),
+        ("can", "bc", 0),
+        ("lift", "expo-sarsa-backup", 0),
+    }
