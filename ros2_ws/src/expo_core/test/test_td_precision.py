@@ -1,6 +1,7 @@
 """`td_precision="bfloat16"`: the TD targets under bfloat16 autocast, against the float32 ones on
 the same batches and random stream, with online, EMA and target networks that differ."""
 
+import itertools
 import json
 
 import pytest
@@ -8,26 +9,13 @@ import torch
 from divergent import diverge
 from expo_core.agent import ExpoAgent
 from expo_core.batch import Batch
+from expo_core.bench.learner_throughput import random_batches
 from expo_core.config import ExpoConfig
 from expo_core.td import draw_td_noise, td_targets
 
 
 def _batches(cfg: ExpoConfig, count: int, seed: int = 0) -> list[Batch]:
-    g = torch.Generator().manual_seed(seed)
-    out = []
-    for _ in range(count):
-        B = cfg.batch_size
-        out.append(
-            Batch(
-                torch.randn(B, cfg.obs_dim, generator=g),
-                torch.rand(B, cfg.act_dim, generator=g) * 2 - 1,
-                (torch.rand(B, generator=g) < 0.3).float(),
-                torch.randn(B, cfg.obs_dim, generator=g),
-                (torch.rand(B, generator=g) < 0.1).float(),
-                torch.zeros(B),
-            )
-        )
-    return out
+    return list(itertools.islice(random_batches(cfg, seed), count))
 
 
 def _targets(agent: ExpoAgent, cfg: ExpoConfig, batches: list[Batch]):
