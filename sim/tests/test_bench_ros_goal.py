@@ -46,3 +46,10 @@ def test_random_policies_of_both_kinds(tmp_path) -> None:
     pagent, _ = load_pixel_checkpoint(pix)
     assert pagent.encoder_cfg == encoder_preset("cpu")
     assert pagent.cfg.diffusion == agent.cfg.diffusion  # the preset's networks behind the encoder
+
+
+def test_the_goal_line_names_the_events_executor() -> None:
+    row = _row(4.0, 5.0)
+    assert "EventsExecutor" not in goal_lines([row])[0]
+    row["executor"] = "events"
+    assert "backend auto, EventsExecutor)" in goal_lines([row])[0]

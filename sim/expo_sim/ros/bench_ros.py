@@ -27,7 +27,9 @@ in a session whose bridge renders both 84x84 cameras and whose policy node decid
 frames and the base-frame proprioception (rows named ``<preset>+pixels-<encoder>``).
 
 Run: ``python -m expo_sim.ros.bench_ros [--presets cpu published] [--steps 1000]
-[--pixels cpu published] [--backend auto|torch|onnxruntime] [--rt-priority P] [--out DIR]``.
+[--pixels cpu published] [--backend auto|torch|onnxruntime] [--rt-priority P]
+[--executor single|events] [--out DIR]``. ``--executor events`` runs every node of the graph on
+rclpy's experimental EventsExecutor (``EXPO_ROS_EXECUTOR``, :mod:`expo_ros.node_main`).
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ import argparse
 import json
 import logging
 import math
+import os
 import sys
 import tempfile
 import time
@@ -116,7 +119,10 @@ def bench_preset(
 
 
 def _rt_note(row: dict[str, Any]) -> str:
-    return f", policy rt_priority {row['policy_rt_priority']}" if row.get("policy_rt_priority") else ""
+    note = f", policy rt_priority {row['policy_rt_priority']}" if row.get("policy_rt_priority") else ""
+    if row.get("executor") == "events":
+        note += ", EventsExecutor"
+    return note
 
 
 def goal_lines(rows: Sequence[dict[str, Any]]) -> list[str]:
@@ -172,6 +178,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         default=0,
         help="the policy node's rt_priority: its control thread at SCHED_FIFO (1-99; default 0 = normal)",
     )
+    p.add_argument(
+        "--executor",
+        choices=["single", "events"],
+        default=None,
+        help="the nodes' rclpy executor (sets EXPO_ROS_EXECUTOR for the graph; default: the "
+        "environment's, else single)",
+    )
     p.add_argument("--out", type=Path, default=Path("runs/bench_ros"), help="where the JSON result goes")
     args = p.parse_args(argv)
     if args.steps < 1:
@@ -179,6 +192,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not 0 <= args.rt_priority <= 99:
         p.error("--rt-priority must be in [0, 99]")
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    from expo_ros.node_main import EXECUTOR_ENV
+
+    if args.executor:
+        os.environ[EXECUTOR_ENV] = args.executor  # the launched nodes inherit it
+    executor = os.environ.get(EXECUTOR_ENV) or "single"
     rows = []
     with tempfile.TemporaryDirectory(prefix="expo-bench-ros-") as tmp:
         for preset, pixels in [(p, None) for p in args.presets] + [
@@ -197,6 +215,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 args.rt_priority,
                 pixels,
             )
+            row["executor"] = executor
             if row["error"] or row["obs_to_action_count"] < args.steps:
                 print(f"bench-ros: {name} failed: {row['error'] or 'too few steps'}", file=sys.stderr)
                 return 1

@@ -9,10 +9,15 @@ signal forces the exit, unless it comes within :data:`REPEAT_GRACE_S` of the fir
 often arrives twice (the terminal signals the whole process group, and ``ros2 launch`` run
 without a terminal forwards SIGINT to every node itself), and that must still stop cleanly;
 launch's escalation (SIGTERM 10 s later) still forces the exit.
+
+The executor is rclpy's SingleThreadedExecutor; ``EXPO_ROS_EXECUTOR=events`` in the environment
+(launched nodes inherit it) selects rclpy's experimental EventsExecutor instead, which wakes on
+middleware events rather than polling wait sets (opt-in: measured in docs/results.md).
 """
 
 from __future__ import annotations
 
+import os
 import signal
 import time
 from collections.abc import Callable
@@ -25,6 +30,30 @@ from rclpy.signals import SignalHandlerOptions
 
 #: A repeated stop signal within this many seconds of the first is the same request.
 REPEAT_GRACE_S = 2.0
+#: The environment variable choosing the executor, and its values.
+EXECUTOR_ENV = "EXPO_ROS_EXECUTOR"
+EXECUTORS = ("single", "events")
+
+
+def executor_name() -> str:
+    """``$EXPO_ROS_EXECUTOR`` (default "single"); ValueError naming the variable and the
+    allowed values when it is something else."""
+    name = os.environ.get(EXECUTOR_ENV, "") or "single"
+    if name not in EXECUTORS:
+        raise ValueError(f"{EXECUTOR_ENV}={name!r} is invalid; allowed: {', '.join(EXECUTORS)}")
+    return name
+
+
+def make_executor(name: str, context: Any = None) -> Any:
+    """ "single": rclpy's SingleThreadedExecutor; "events": rclpy.experimental.EventsExecutor
+    (``context`` None = rclpy's default context)."""
+    if name == "events":
+        from rclpy.experimental import EventsExecutor
+
+        return EventsExecutor(context=context)
+    if name == "single":
+        return SingleThreadedExecutor(context=context)
+    raise ValueError(f"executor {name!r} is invalid; allowed: {', '.join(EXECUTORS)}")
 
 
 class StopRequest:
@@ -54,12 +83,16 @@ def run_lifecycle_node(
     ``finished`` flag; then deactivate it and run `finalize(node)`. Exits 0, or 1 when autostart
     fails (the node logs why). `make_node` runs after rclpy.init; the node must provide
     ``autostart() -> bool`` and ``active``."""
+    try:
+        which = executor_name()
+    except ValueError as e:
+        raise SystemExit(f"error: {e}") from None
     stop = StopRequest()
     signal.signal(signal.SIGINT, stop)
     signal.signal(signal.SIGTERM, stop)
     rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
     node = make_node()
-    executor = SingleThreadedExecutor()
+    executor = make_executor(which)
     executor.add_node(node)
     code = 0
     try:

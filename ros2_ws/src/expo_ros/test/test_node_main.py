@@ -37,3 +37,26 @@ def test_a_later_signal_forces_the_exit() -> None:
     clock.t += REPEAT_GRACE_S + 0.5  # e.g. launch's SIGTERM escalation, 10 s later
     with pytest.raises(KeyboardInterrupt):
         stop(signal.SIGTERM, None)
+
+
+def test_the_executor_follows_the_environment(monkeypatch) -> None:
+    import rclpy
+    from expo_ros.node_main import EXECUTOR_ENV, executor_name, make_executor
+    from rclpy.executors import SingleThreadedExecutor
+
+    monkeypatch.delenv(EXECUTOR_ENV, raising=False)
+    assert executor_name() == "single"
+    monkeypatch.setenv(EXECUTOR_ENV, "events")
+    assert executor_name() == "events"
+    monkeypatch.setenv(EXECUTOR_ENV, "multi")
+    with pytest.raises(ValueError, match="EXPO_ROS_EXECUTOR='multi' is invalid; allowed: single, events"):
+        executor_name()
+    context = rclpy.Context()
+    rclpy.init(context=context)
+    try:
+        assert isinstance(make_executor("single", context), SingleThreadedExecutor)
+        events = make_executor("events", context)
+        assert type(events).__name__ == "EventsExecutor"
+        events.shutdown()
+    finally:
+        rclpy.shutdown(context=context)
