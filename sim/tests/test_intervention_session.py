@@ -48,6 +48,10 @@ def bag_flags(bags: Path) -> list[tuple[int, int, bool]]:
     return [(int(m.episode), int(m.step), bool(m.intervention)) for m in bag_transitions(bags)]
 
 
+# one retry, as the other wall-clock integration tests: the take-over and hand-back of episode 0
+# depend on where the policy's episode goes in real time (a clean-clone run once saw episode 0
+# end one step after the take-over)
+@pytest.mark.flaky(reruns=1)
 def test_scripted_intervener_takes_over_hands_back_and_the_flags_reach_subscriber_and_bag(
     tmp_path: Path,
 ) -> None:

@@ -175,7 +175,8 @@ def test_thread_trains_off_the_caller_and_checkpoints_on_stop(
     tmp_path: Path, base_checkpoint: Path, make_table
 ) -> None:
     reports = []
-    t = _trainer(tmp_path, base_checkpoint, warmup_transitions=5, stats_period_s=0.05)
+    # a report after every update: on a fast machine 7 updates can take less than any period
+    t = _trainer(tmp_path, base_checkpoint, warmup_transitions=5, stats_period_s=1e-6)
     t.on_stats = reports.append
     t.start()  # publishes v1 first
     assert t.version == 1 and t.running
