@@ -106,6 +106,9 @@ def _observe(domain: int, stop: list[bool], got: dict[str, list]) -> None:
 @pytest.mark.slow
 @pytest.mark.ros
 @needs_mimicgen
+# one retry, as the other wall-clock session tests: a clean-clone run on a faster host once
+# ended the 2-episode session before the learner had closed a bag segment
+@pytest.mark.flaky(reruns=1)
 def test_make_sim_task_stack_runs_the_stack_episode_loop_over_ros(data_dir: Path, tmp_path: Path) -> None:
     import threading
 
