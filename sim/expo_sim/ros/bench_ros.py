@@ -152,6 +152,7 @@ def markdown_table(rows: Sequence[dict[str, Any]]) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     from expo_core.presets import PRESETS
+    from expo_ros.node_main import EXECUTOR_ENV, EXECUTORS
 
     p = argparse.ArgumentParser(prog="python -m expo_sim.ros.bench_ros", description=__doc__.split("\n")[0])
     p.add_argument("--presets", nargs="+", default=["cpu", "published"], choices=PRESETS)
@@ -180,7 +181,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     p.add_argument(
         "--executor",
-        choices=["single", "events"],
+        choices=EXECUTORS,
         default=None,
         help="the nodes' rclpy executor (sets EXPO_ROS_EXECUTOR for the graph; default: the "
         "environment's, else single)",
@@ -192,8 +193,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not 0 <= args.rt_priority <= 99:
         p.error("--rt-priority must be in [0, 99]")
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    from expo_ros.node_main import EXECUTOR_ENV
-
     if args.executor:
         os.environ[EXECUTOR_ENV] = args.executor  # the launched nodes inherit it
     executor = os.environ.get(EXECUTOR_ENV) or "single"

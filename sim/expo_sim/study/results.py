@@ -70,9 +70,9 @@ def read_learning_csv(path: Path) -> list[Point]:
 
 def write_learning_csv(
     path: Path, points: Iterable[Point], replace_runs: Iterable[tuple[str, str, int]]
-) -> None:
+) -> list[Point]:
     """Atomically write ``path``: its current rows minus those of ``replace_runs``, plus
-    ``points``, sorted by task, algo, seed and env steps."""
+    ``points``, sorted by task, algo, seed and env steps. Returns the rows written."""
     path = Path(path)
     replace = set(replace_runs)
     kept = [p for p in read_learning_csv(path) if p.run not in replace]
@@ -85,6 +85,7 @@ def write_learning_csv(
         for p in rows:
             w.writerow([p.task, p.algo, p.seed, p.env_steps, f"{p.success:.4f}", p.episodes])
     os.replace(tmp, path)
+    return rows
 
 
 def t95(dof: int) -> float:

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from expo_sim.study.plan import Run, StudySpec
-from expo_sim.study.results import Point, plot_task, read_learning_csv, write_learning_csv
+from expo_sim.study.results import Point, plot_task, write_learning_csv
 from expo_sim.train.run_log import read_metrics
 
 log = logging.getLogger(__name__)
@@ -86,10 +86,9 @@ class Scheduler:
     # --- results ----------------------------------------------------------------------
     def _write_results(self, task: str) -> None:
         points = [p for pts in self._points.values() for p in pts]
-        write_learning_csv(self.csv_path, points, self._points.keys())
         # the plot shows every run of the task in the CSV (earlier studies' algorithms too, after
         # this study's), so a study of one variant does not drop the others from the figure
-        merged = read_learning_csv(self.csv_path)
+        merged = write_learning_csv(self.csv_path, points, self._points.keys())
         others = sorted({p.algo for p in merged if p.task == task} - set(self.spec.algos))
         plot_task(merged, task, self.plots_dir / f"learning_{task}.png", (*self.spec.algos, *others))
 

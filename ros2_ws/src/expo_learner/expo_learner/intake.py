@@ -24,7 +24,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
-from expo_core.replay import CHUNK_FIELDS, ReplayBuffer
+from expo_core.replay import CHUNK_FIELDS, ReplayBuffer, action_chunks
 from expo_core.robomimic_io import load_robomimic_hdf5
 from expo_core.spec import ObsSpec
 
@@ -146,13 +146,10 @@ def reload_online(
 
 
 def _first_slot_chunks(arrays: dict[str, np.ndarray], chunk_len: int) -> dict[str, np.ndarray]:
-    """Rows without chunks as chunks of ``chunk_len``: their own action first, mask [1, 0, ...]."""
+    """Rows without chunks as chunks of ``chunk_len``: their own action first, mask [1, 0, ...]
+    (each row its own one-step episode for ``replay.action_chunks``)."""
     action = arrays["action"]
-    chunk = np.zeros((len(action), chunk_len, action.shape[1]), dtype=np.float32)
-    chunk[:, 0] = action
-    mask = np.zeros((len(action), chunk_len), dtype=np.float32)
-    mask[:, 0] = 1.0
-    return arrays | {"action_chunk": chunk, "chunk_mask": mask}
+    return arrays | action_chunks(action, np.arange(len(action)), chunk_len)
 
 
 def load_offline(

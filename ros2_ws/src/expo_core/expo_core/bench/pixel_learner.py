@@ -29,7 +29,6 @@ medians. The JSON has every timing and the load average.
 from __future__ import annotations
 
 import argparse
-import itertools
 import json
 import os
 import platform
@@ -39,23 +38,10 @@ from pathlib import Path
 
 import torch
 
-from ..batch import Batch
 from ..pixel_agent import PixelAgent, camera_frames, encoder_preset, pixel_expo_config
 from ..presets import PRESETS, preset_config
 from ..spec import task_obs_spec
-
-
-def _feature_batches(dim: int, act_dim: int, batch: int, seed: int):
-    g = torch.Generator().manual_seed(seed)
-    for _ in itertools.count():
-        yield Batch(
-            torch.randn(batch, dim, generator=g),
-            torch.rand(batch, act_dim, generator=g) * 2 - 1,
-            (torch.rand(batch, generator=g) < 0.05).float(),
-            torch.randn(batch, dim, generator=g),
-            (torch.rand(batch, generator=g) < 0.05).float(),
-            torch.zeros(batch),
-        )
+from .learner_throughput import random_batches
 
 
 def _frames(spec, batch: int, seed: int) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
@@ -80,7 +66,7 @@ def measure(preset: str, encoder: str, rounds: int, seed: int) -> dict:
     frozen = PixelAgent(cfg, enc_cfg, spec, seed=seed)
     frozen.freeze_encoder()
     trained = PixelAgent(cfg, enc_cfg, spec, seed=seed)  # encoder still trainable
-    batches = _feature_batches(cfg.obs_dim, cfg.act_dim, cfg.batch_size, seed)
+    batches = random_batches(cfg, seed)  # feature vectors of cfg.obs_dim
     one_images, one_proprio = _frames(spec, 1, seed)
     big_images, big_proprio = _frames(spec, cfg.batch_size, seed + 1)
     big = camera_frames(big_images, trained.cameras, trained.device)
