@@ -251,7 +251,8 @@ def test_intervention_flags_reach_the_bags_the_stats_and_diagnostics(harness) ->
 def test_weights_are_accepted_by_a_policy_node_and_stats_reach_tensorboard(
     harness, base_checkpoint: Path, tmp_path: Path
 ) -> None:
-    h = harness(tensorboard_dir=str(tmp_path / "tb"), publish_every_updates=5)
+    # Stats every 0.02 s: on a fast host the whole exchange below can end inside one 0.2 s period.
+    h = harness(tensorboard_dir=str(tmp_path / "tb"), publish_every_updates=5, stats_period_s=0.02)
     policy = PolicyNode(
         context=h.node.context,
         namespace=h.ns,
@@ -275,6 +276,7 @@ def test_weights_are_accepted_by_a_policy_node_and_stats_reach_tensorboard(
     for m in h.weights:  # what went out is what the policy verified: sha256 of the bytes
         assert hashlib.sha256(bytes(m.data)).hexdigest() == m.sha256 and m.format == FORMAT
     assert [m.version for m in h.weights] == sorted({m.version for m in h.weights})
+    h.spin_until(lambda: any(s.training_step > 0 for s in h.stats), "a stats report after training")
     assert h.node.trigger_deactivate() == SUCCESS and policy.trigger_deactivate() == SUCCESS
     events = list((tmp_path / "tb").glob("events.out.tfevents.*"))
     assert events, "no TensorBoard event file"
