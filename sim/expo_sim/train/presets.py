@@ -34,6 +34,9 @@ demonstrations and (all but rlpd) the same pretrained base:
                            2 * num_min <= num_critics, so a larger subset shrinks to
                            num_critics // 2 (2 of the cpu preset's 5, whose ``expo`` takes the min
                            of all 5; the published 2 of 10 stays).
+``expo-bf16-targets``      the TD targets under bfloat16 autocast (``td_precision="bfloat16"``,
+                           the learner's fastest CPU path, issue 15): measures what it costs in
+                           success against ``expo`` on the same seeds.
 """
 
 from __future__ import annotations
@@ -54,6 +57,7 @@ ALGOS: tuple[str, ...] = (
     "expo-softmax-entropy",
     "expo-unified-scoring",
     "expo-double-q",
+    "expo-bf16-targets",
 )
 
 
@@ -100,6 +104,8 @@ def algo_config(algo: str, cfg: ExpoConfig) -> ExpoConfig:
         return cfg.replace(entropy_backup="softmax_entropy")
     if algo == "expo-unified-scoring":
         return cfg.unified_scoring("subset_min")
+    if algo == "expo-bf16-targets":
+        return cfg.replace(td_precision="bfloat16")
     if algo == "expo-double-q":
         half = max(1, min(cfg.critic.num_min, cfg.critic.num_critics // 2))
         return cfg.replace(
