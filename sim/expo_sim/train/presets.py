@@ -37,6 +37,8 @@ demonstrations and (all but rlpd) the same pretrained base:
 ``expo-bf16-targets``      the TD targets under bfloat16 autocast (``td_precision="bfloat16"``,
                            the learner's fastest CPU path, issue 15): measures what it costs in
                            success against ``expo`` on the same seeds.
+``expo-ddim1-bf16-targets`` the learner bench's fastest CPU row (``batched+ddim-1+bf16``): target
+                           base samples by one DDIM step, the targets under bfloat16 autocast.
 """
 
 from __future__ import annotations
@@ -58,6 +60,7 @@ ALGOS: tuple[str, ...] = (
     "expo-unified-scoring",
     "expo-double-q",
     "expo-bf16-targets",
+    "expo-ddim1-bf16-targets",
 )
 
 
@@ -106,6 +109,8 @@ def algo_config(algo: str, cfg: ExpoConfig) -> ExpoConfig:
         return cfg.unified_scoring("subset_min")
     if algo == "expo-bf16-targets":
         return cfg.replace(td_precision="bfloat16")
+    if algo == "expo-ddim1-bf16-targets":
+        return cfg.replace(td_precision="bfloat16", td_sampling_steps=1)
     if algo == "expo-double-q":
         half = max(1, min(cfg.critic.num_min, cfg.critic.num_critics // 2))
         return cfg.replace(
@@ -135,13 +140,16 @@ ONLINE_ONLY_FIELDS: tuple[str, ...] = (
 def base_config(cfg: ExpoConfig) -> ExpoConfig:
     """``cfg`` with every online-only switch at its ExpoConfig default: none of them touches
     pretraining, so every EXPO variant (and ``bc``) of one preset shares one pretrained base.
-    (``expo-double-q`` also changes the critics' subset size; :func:`same_pretraining` ignores it.)"""
+    (``expo-double-q`` also changes the critics' subset size and ``expo-ddim1-bf16-targets`` the
+    target sampler's step count; :func:`same_pretraining` ignores both.)"""
     defaults = ExpoConfig(obs_dim=cfg.obs_dim, act_dim=cfg.act_dim)
     return cfg.replace(**{name: getattr(defaults, name) for name in ONLINE_ONLY_FIELDS})
 
 
 def same_pretraining(a: ExpoConfig, b: ExpoConfig) -> bool:
     """Whether a base pretrained with ``a`` can start a run of ``b``: equal up to the online-only
-    switches and the critics' subset size (neither shapes a weight nor enters imitation)."""
+    switches, the critics' subset size and the target sampler's DDIM step count (none of them
+    shapes a weight or enters imitation)."""
     a, b = base_config(a), base_config(b)
-    return a == b.replace(critic=replace(b.critic, num_min=a.critic.num_min))
+    b = b.replace(critic=replace(b.critic, num_min=a.critic.num_min), td_sampling_steps=a.td_sampling_steps)
+    return a == b
