@@ -453,28 +453,33 @@ class PolicyNode(TeardownLifecycleNode):
         self._last_set_ns = ns
         now_ns = self._now_ns()
         res = self._inputs.build(pieces, now_ns * 1e-9)
+        done: list = []
         if res.ok and self.cfg.publish_transitions:
             obs, images = self._transition_obs(res.obs, pieces)  # a pixel policy's frames: next_images
-            self._publish_transitions(self._assembler.add_observation(ns, obs, images))
-        if self.cfg.lockstep:
-            self._pending_set = (ns, pieces)
-            self._lockstep_act()
-        elif self.cfg.trigger == "observation":
-            if res.ok and interval > 0 and now_ns - ns >= interval:
-                # A whole observation interval old: the next set is already out (behind on a
-                # loaded machine); deciding on this one would only answer it later still. A bad
-                # observation is never skipped: it must end in a hold with its reason.
-                self.counts["observation_sets_skipped"] += 1
-                return
-            self._control_step(pieces, ns)
+            done = self._assembler.add_observation(ns, obs, images)
+        try:
+            if self.cfg.lockstep:
+                self._pending_set = (ns, pieces)
+                self._lockstep_act()
+            elif self.cfg.trigger == "observation":
+                if res.ok and interval > 0 and now_ns - ns >= interval:
+                    # A whole observation interval old: the next set is already out (behind on a
+                    # loaded machine); deciding on this one would only answer it later still. A bad
+                    # observation is never skipped: it must end in a hold with its reason.
+                    self.counts["observation_sets_skipped"] += 1
+                    return
+                self._control_step(pieces, ns)
+        finally:
+            # The transitions this observation completed go out after the decision: serializing
+            # them (a pixel policy's carry four camera frames) stays off the obs -> action path.
+            self._publish_transitions(done)
 
     def _on_feedback(self, msg: EnvFeedback) -> None:
         fb = cv.env_feedback_to_numpy(msg)
         self._watchdog.mark("env_feedback", self._now_ns() * 1e-9)
         if not self.active:
             return
-        if self.cfg.publish_transitions:
-            self._publish_transitions(self._assembler.add_feedback(fb))
+        done = self._assembler.add_feedback(fb) if self.cfg.publish_transitions else []
         if self._awaiting is not None and (
             (fb.episode, fb.step) >= self._awaiting or (fb.done and fb.episode >= self._awaiting[0])
         ):
@@ -484,7 +489,10 @@ class PolicyNode(TeardownLifecycleNode):
             self._done_stamp_ns = fb.stamp_ns
             if self.arbiter is not None:
                 self.arbiter.reset()  # a hand-back blend ends with its episode
-        self._lockstep_act()
+        try:
+            self._lockstep_act()
+        finally:
+            self._publish_transitions(done)  # after the decision this feedback released (as _store)
 
     def _on_teleop(self, msg: TeleopCommand) -> None:
         self.arbiter.on_teleop(cv.teleop_to_numpy(msg), self._now_ns())
