@@ -39,6 +39,9 @@ demonstrations and (all but rlpd) the same pretrained base:
                            success against ``expo`` on the same seeds.
 ``expo-ddim1-bf16-targets`` the learner bench's fastest CPU row (``batched+ddim-1+bf16``): target
                            base samples by one DDIM step, the targets under bfloat16 autocast.
+``expo-backup-n2``         the max-Q backup over 2 base samples and their edits (4 candidates,
+                           ``backup_samples=2``) instead of all N (acting keeps N): a smaller
+                           maximization bias, between ``expo`` and ``expo-sarsa-backup``.
 """
 
 from __future__ import annotations
@@ -61,6 +64,7 @@ ALGOS: tuple[str, ...] = (
     "expo-double-q",
     "expo-bf16-targets",
     "expo-ddim1-bf16-targets",
+    "expo-backup-n2",
 )
 
 
@@ -109,6 +113,8 @@ def algo_config(algo: str, cfg: ExpoConfig) -> ExpoConfig:
         return cfg.unified_scoring("subset_min")
     if algo == "expo-bf16-targets":
         return cfg.replace(td_precision="bfloat16")
+    if algo == "expo-backup-n2":
+        return cfg.replace(backup_samples=2)
     if algo == "expo-ddim1-bf16-targets":
         return cfg.replace(td_precision="bfloat16", td_sampling_steps=1)
     if algo == "expo-double-q":
@@ -125,6 +131,7 @@ def algo_config(algo: str, cfg: ExpoConfig) -> ExpoConfig:
 ONLINE_ONLY_FIELDS: tuple[str, ...] = (
     "use_editor",
     "max_q_backup",
+    "backup_samples",
     "entropy_backup",
     "backup_temperature",
     "backup_alpha",

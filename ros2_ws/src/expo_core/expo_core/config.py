@@ -176,6 +176,11 @@ class ExpoConfig:
       (the maximum of noisy estimates is biased up); "independent" scores it with a second
       subset disjoint from the first (double-Q style). Needs target_score "subset_min" and
       2 * num_min <= num_critics.
+    backup_samples: base samples per next state in the max-Q backup (0 = `num_samples`). The
+      max over 2N noisy estimates is biased up by more the larger N (on lift, the chosen-action Q
+      rose to 3x the Monte-Carlo return late in runs while max_q_backup=False, one sample, stayed
+      below it: docs/results.md); 1 <= backup_samples < num_samples backs up the max over fewer
+      candidates while acting still picks among all N. Ignored when max_q_backup is False.
     entropy_backup: "none" backs up Q(s', a*) of the argmax a*. "paper" (Eq. 4-5): a* is drawn
       from p = softmax(backup_temperature * Q) over the candidates and the backup is
       Q(s', a*) - alpha_b * log p(a*), alpha_b = `backup_alpha` or the learned temperature when
@@ -244,6 +249,10 @@ class ExpoConfig:
     # Paper ablations (the defaults are EXPO; td.py states the maths of each).
     use_editor: bool = True  # False: OTF picks among the N base samples only; no editor/temperature steps
     max_q_backup: bool = True  # False: TD target from one sampled base action and its edit (no argmax)
+    # Base samples per next state in the max-Q backup; 0 = num_samples (published: the backup
+    # takes the max over the same N base + N edited candidates as acting). Fewer samples shrink
+    # the maximization bias of that max (and the targets' cost); see the class docstring.
+    backup_samples: int = 0
 
     def __post_init__(self) -> None:
         _positive_int("obs_dim", self.obs_dim)
@@ -267,6 +276,14 @@ class ExpoConfig:
             "td_chunk_rows",
             self.td_chunk_rows,
             "integer >= 0 (0 = no chunking)",
+        )
+        _require(
+            isinstance(self.backup_samples, int)
+            and not isinstance(self.backup_samples, bool)
+            and 0 <= self.backup_samples <= self.num_samples,
+            "backup_samples",
+            self.backup_samples,
+            f"integer in [0, num_samples={self.num_samples}] (0 = num_samples)",
         )
         for n in ("use_editor", "max_q_backup"):
             _require(isinstance(getattr(self, n), bool), n, getattr(self, n), "True or False")
@@ -350,12 +367,14 @@ class ExpoConfig:
         """The config as plain JSON types. `diffusion.chunk_len` is written only when it is not
         1, so configs without action chunks serialize as before the field existed (their JSON,
         and the pretrain cache names hashed from it, stay the same); `from_dict` reads it back
-        as 1. `td_precision` likewise only when it is not "float32"."""
+        as 1. `td_precision` likewise only when it is not "float32", `backup_samples` when not 0."""
         d = dataclasses.asdict(self)
         if self.diffusion.chunk_len == 1:
             del d["diffusion"]["chunk_len"]
         if self.td_precision == "float32":  # likewise: configs without it serialize as before
             del d["td_precision"]
+        if self.backup_samples == 0:
+            del d["backup_samples"]
         return d
 
     def to_json(self) -> str:

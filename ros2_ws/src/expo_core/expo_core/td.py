@@ -66,8 +66,11 @@ class TDNoise:
 
 
 def td_num_samples(cfg: ExpoConfig) -> int:
-    """Base samples per next state in the backup: N for the max-Q backup, 1 for the sampled one."""
-    return cfg.num_samples if cfg.max_q_backup else 1
+    """Base samples per next state in the backup: `backup_samples` (0: N) for the max-Q backup,
+    1 for the sampled one."""
+    if not cfg.max_q_backup:
+        return 1
+    return cfg.backup_samples or cfg.num_samples
 
 
 def td_num_candidates(cfg: ExpoConfig) -> int:
@@ -126,7 +129,7 @@ def td_targets(
     at most that many state-sample rows, at least one group): identical results, activations
     that stay cache-sized on CPUs. 0 computes all G at once (GPUs)."""
     B = len(batches[0])
-    rows = B * cfg.num_samples
+    rows = B * td_num_samples(cfg)
     per = len(batches) if cfg.td_chunk_rows <= 0 else max(1, cfg.td_chunk_rows // rows)
     with td_precision(cfg, batches[0].next_obs.device):
         parts = [

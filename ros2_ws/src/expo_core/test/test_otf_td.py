@@ -143,3 +143,27 @@ def test_softmax_entropy_backup_adds_alpha_times_softmax_entropy(make_cfg):
     expected = b.reward + cfg.gamma * (q.max(-1).values + alpha * softmax_entropy(q, alpha))
     assert torch.allclose(td.target[0], expected, atol=1e-5)
     assert (td.entropy > 0).all() and td.log_prob is None
+
+
+def test_backup_samples_takes_the_max_over_fewer_base_samples_than_acting(make_cfg):
+    cfg = make_cfg(num_samples=4, backup_samples=2)
+    agent = diverge(ExpoAgent(cfg, seed=5))
+    b = _batch(cfg)
+    noise = draw_td_noise(cfg, agent.base, len(b), torch.Generator().manual_seed(2), torch.device("cpu"))
+    assert noise.edit.shape == (len(b), 2, cfg.act_dim)  # 2 base samples (and their edits) per s'
+    alpha = torch.tensor(0.3)
+    with torch.no_grad():
+        two = cfg.replace(num_samples=2, backup_samples=0)  # the candidates of 2 samples
+        q = _subset_min_q(agent, two, b, noise, agent.base, agent.critic_target)
+        td = td_targets(cfg, agent.base, agent.policy.editor, agent.critic_target, [b], [noise], alpha)
+        acting = agent.policy.decide(b.obs)
+    assert q.shape == (len(b), 4)
+    assert torch.allclose(td.target[0], b.reward + cfg.gamma * q.max(-1).values, atol=1e-5)
+    assert acting.q.shape == (len(b), 8)  # acting still picks among all N base + N edited
+    # 0 means all N; more than N is refused; the sampled (SARSA) backup takes one either way
+    full = draw_td_noise(cfg.replace(backup_samples=0), agent.base, 3, torch.Generator(), torch.device("cpu"))
+    assert full.edit.shape[1] == 4
+    sarsa = cfg.replace(max_q_backup=False)
+    assert draw_td_noise(sarsa, agent.base, 3, torch.Generator(), torch.device("cpu")).edit.shape[1] == 1
+    with pytest.raises(ValueError, match="backup_samples"):
+        make_cfg(num_samples=4, backup_samples=5)
