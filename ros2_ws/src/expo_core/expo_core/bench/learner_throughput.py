@@ -2,7 +2,7 @@
 batch 256 — the faithful per-minibatch TD path against the fast paths, measured in one run.
 
     python -m expo_core.bench.learner_throughput [--env-steps 3] [--utd 20] [--batch-size 256]
-        [--ddim 5 2] [--bf16 | --no-bf16] [--threads 1 2] [--device cpu|cuda]
+        [--ddim 5 2 1] [--bf16 | --no-bf16] [--threads 1 2] [--device cpu|cuda]
         [--out runs/bench_learner.json]
 
 Each row times `--env-steps` agent.update() calls (after one untimed warm-up call) on random
@@ -105,7 +105,7 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--batch-size", type=int, default=256)
     p.add_argument("--obs-dim", type=int, default=19)
     p.add_argument("--act-dim", type=int, default=7)
-    p.add_argument("--ddim", type=int, nargs="*", default=[5, 2], help="DDIM step counts for fast rows")
+    p.add_argument("--ddim", type=int, nargs="*", default=[5, 2, 1], help="DDIM step counts for fast rows")
     p.add_argument(
         "--threads",
         type=int,
