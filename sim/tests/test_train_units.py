@@ -33,7 +33,9 @@ def test_every_preset_and_algo_gives_a_valid_config(preset, algo):
         assert cfg.td_sampling_steps == 1 and cfg.target_sampler == "fast"
     preset_cfg = preset_config(preset, 19, 7)
     assert same_pretraining(preset_cfg, cfg)  # all variants share one pretrained base
-    if algo not in ("expo-double-q", "expo-ddim1-bf16-targets"):  # (subset size, DDIM steps)
+    if algo == "expo-ddim1-bf16-targets":  # the target sampler's steps are kept by base_config
+        assert base_config(cfg) == preset_cfg.replace(td_sampling_steps=1)
+    elif algo != "expo-double-q":  # (which also shrinks the critics' subset)
         assert base_config(cfg) == preset_cfg
     assert harness_defaults(preset).pretrain_steps > 0
 

@@ -35,13 +35,14 @@ demonstrations and (all but rlpd) the same pretrained base:
                            num_critics // 2 (2 of the cpu preset's 5, whose ``expo`` takes the min
                            of all 5; the published 2 of 10 stays).
 ``expo-bf16-targets``      the TD targets under bfloat16 autocast (``td_precision="bfloat16"``,
-                           the learner's fastest CPU path, issue 15): measures what it costs in
-                           success against ``expo`` on the same seeds.
+                           the learner bench's ``batched+ddim-2+bf16`` row, issue 15): measures
+                           what it costs in success against ``expo`` on the same seeds.
 ``expo-ddim1-bf16-targets`` the learner bench's fastest CPU row (``batched+ddim-1+bf16``): target
                            base samples by one DDIM step, the targets under bfloat16 autocast.
 ``expo-backup-n2``         the max-Q backup over 2 base samples and their edits (4 candidates,
-                           ``backup_samples=2``) instead of all N (acting keeps N): a smaller
-                           maximization bias, between ``expo`` and ``expo-sarsa-backup``.
+                           ``backup_samples=2``) instead of all N (acting keeps N): meant to
+                           shrink the maximization bias, between ``expo`` and
+                           ``expo-sarsa-backup`` (what it does: docs/results.md).
 """
 
 from __future__ import annotations

@@ -180,7 +180,8 @@ class ExpoConfig:
       max over 2N noisy estimates is biased up by more the larger N (on lift, the chosen-action Q
       rose to 3x the Monte-Carlo return late in runs while max_q_backup=False, one sample, stayed
       below it: docs/results.md); 1 <= backup_samples < num_samples backs up the max over fewer
-      candidates while acting still picks among all N. Ignored when max_q_backup is False.
+      candidates while acting still picks among all N (a larger value counts as N, so an acting
+      copy of the config may lower num_samples freely). Ignored when max_q_backup is False.
     entropy_backup: "none" backs up Q(s', a*) of the argmax a*. "paper" (Eq. 4-5): a* is drawn
       from p = softmax(backup_temperature * Q) over the candidates and the backup is
       Q(s', a*) - alpha_b * log p(a*), alpha_b = `backup_alpha` or the learned temperature when
@@ -280,10 +281,10 @@ class ExpoConfig:
         _require(
             isinstance(self.backup_samples, int)
             and not isinstance(self.backup_samples, bool)
-            and 0 <= self.backup_samples <= self.num_samples,
+            and self.backup_samples >= 0,
             "backup_samples",
             self.backup_samples,
-            f"integer in [0, num_samples={self.num_samples}] (0 = num_samples)",
+            "integer >= 0 (0 = num_samples; more than num_samples counts as num_samples)",
         )
         for n in ("use_editor", "max_q_backup"):
             _require(isinstance(getattr(self, n), bool), n, getattr(self, n), "True or False")

@@ -66,11 +66,11 @@ class TDNoise:
 
 
 def td_num_samples(cfg: ExpoConfig) -> int:
-    """Base samples per next state in the backup: `backup_samples` (0: N) for the max-Q backup,
-    1 for the sampled one."""
+    """Base samples per next state in the backup: `backup_samples` (0: N; at most N) for the
+    max-Q backup, 1 for the sampled one."""
     if not cfg.max_q_backup:
         return 1
-    return cfg.backup_samples or cfg.num_samples
+    return min(cfg.backup_samples or cfg.num_samples, cfg.num_samples)
 
 
 def td_num_candidates(cfg: ExpoConfig) -> int:

@@ -156,14 +156,38 @@ def test_backup_samples_takes_the_max_over_fewer_base_samples_than_acting(make_c
         two = cfg.replace(num_samples=2, backup_samples=0)  # the candidates of 2 samples
         q = _subset_min_q(agent, two, b, noise, agent.base, agent.critic_target)
         td = td_targets(cfg, agent.base, agent.policy.editor, agent.critic_target, [b], [noise], alpha)
-        acting = agent.policy.decide(b.obs)
     assert q.shape == (len(b), 4)
     assert torch.allclose(td.target[0], b.reward + cfg.gamma * q.max(-1).values, atol=1e-5)
-    assert acting.q.shape == (len(b), 8)  # acting still picks among all N base + N edited
-    # 0 means all N; more than N is refused; the sampled (SARSA) backup takes one either way
-    full = draw_td_noise(cfg.replace(backup_samples=0), agent.base, 3, torch.Generator(), torch.device("cpu"))
-    assert full.edit.shape[1] == 4
+    # the same targets one minibatch at a time and in cache-sized chunks of whole minibatches
+    b2 = _batch(cfg, seed=1)
+    noise2 = draw_td_noise(cfg, agent.base, len(b2), torch.Generator().manual_seed(3), torch.device("cpu"))
+    chunked = cfg.replace(td_chunk_rows=2 * len(b))  # rows = B * backup samples: one minibatch a chunk
+    with torch.no_grad():
+        both = td_targets(
+            chunked, agent.base, agent.policy.editor, agent.critic_target, [b, b2], [noise, noise2], alpha
+        )
+        one = td_targets(cfg, agent.base, agent.policy.editor, agent.critic_target, [b2], [noise2], alpha)
+    assert torch.allclose(both.target[0], td.target[0], atol=1e-6)
+    assert torch.allclose(both.target[1], one.target[0], atol=1e-6)
+    # 0 and anything above N mean all N (an acting copy may lower num_samples); the sampled
+    # (SARSA) backup takes one either way
+    cpu = torch.device("cpu")
+    for n in (0, 4, 9):
+        assert (
+            draw_td_noise(cfg.replace(backup_samples=n), agent.base, 3, torch.Generator(), cpu).edit.shape[1]
+            == 4
+        )
+    assert cfg.replace(num_samples=1).num_samples == 1  # backup_samples=2 does not block it
     sarsa = cfg.replace(max_q_backup=False)
-    assert draw_td_noise(sarsa, agent.base, 3, torch.Generator(), torch.device("cpu")).edit.shape[1] == 1
+    assert draw_td_noise(sarsa, agent.base, 3, torch.Generator(), cpu).edit.shape[1] == 1
     with pytest.raises(ValueError, match="backup_samples"):
-        make_cfg(num_samples=4, backup_samples=5)
+        make_cfg(backup_samples=-1)
+
+
+def test_backup_samples_is_left_out_of_the_json_at_0(make_cfg):
+    from expo_core.config import ExpoConfig
+
+    assert "backup_samples" not in make_cfg().to_dict()  # configs without it hash as before
+    cfg = make_cfg(num_samples=4, backup_samples=2)
+    assert cfg.to_dict()["backup_samples"] == 2
+    assert ExpoConfig.from_dict(cfg.to_dict()) == cfg
