@@ -28,12 +28,13 @@ def test_every_preset_and_algo_gives_a_valid_config(preset, algo):
     assert (cfg.obs_dim, cfg.act_dim) == (19, 7)
     assert cfg.use_editor == (algo != "expo-no-edit")
     assert cfg.max_q_backup == (algo != "expo-sarsa-backup")
-    assert cfg.td_precision == ("bfloat16" if algo.endswith("bf16-targets") else "float32")
-    if algo == "expo-ddim1-bf16-targets":
+    assert cfg.td_precision == ("bfloat16" if "bf16" in algo else "float32")
+    assert cfg.critic_precision == ("bfloat16" if algo == "expo-ddim1-bf16-all" else "float32")
+    if algo.startswith("expo-ddim1-bf16"):
         assert cfg.td_sampling_steps == 1 and cfg.target_sampler == "fast"
     preset_cfg = preset_config(preset, 19, 7)
     assert same_pretraining(preset_cfg, cfg)  # all variants share one pretrained base
-    if algo == "expo-ddim1-bf16-targets":  # the target sampler's steps are kept by base_config
+    if algo.startswith("expo-ddim1-bf16"):  # the target sampler's steps are kept by base_config
         assert base_config(cfg) == preset_cfg.replace(td_sampling_steps=1)
     elif algo != "expo-double-q":  # (which also shrinks the critics' subset)
         assert base_config(cfg) == preset_cfg

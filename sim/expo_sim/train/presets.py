@@ -39,6 +39,8 @@ demonstrations and (all but rlpd) the same pretrained base:
                            what it costs in success against ``expo`` on the same seeds.
 ``expo-ddim1-bf16-targets`` the learner bench's fastest CPU row (``batched+ddim-1+bf16``): target
                            base samples by one DDIM step, the targets under bfloat16 autocast.
+``expo-ddim1-bf16-all``    the same and the critic steps in bfloat16 too (``critic_precision``;
+                           the bench's ``batched+ddim-1+bf16-critic`` row).
 ``expo-backup-n2``         the max-Q backup over 2 base samples and their edits (4 candidates,
                            ``backup_samples=2``) instead of all N (acting keeps N): meant to
                            shrink the maximization bias, between ``expo`` and
@@ -65,6 +67,7 @@ ALGOS: tuple[str, ...] = (
     "expo-double-q",
     "expo-bf16-targets",
     "expo-ddim1-bf16-targets",
+    "expo-ddim1-bf16-all",
     "expo-backup-n2",
 )
 
@@ -118,6 +121,8 @@ def algo_config(algo: str, cfg: ExpoConfig) -> ExpoConfig:
         return cfg.replace(backup_samples=2)
     if algo == "expo-ddim1-bf16-targets":
         return cfg.replace(td_precision="bfloat16", td_sampling_steps=1)
+    if algo == "expo-ddim1-bf16-all":
+        return cfg.replace(td_precision="bfloat16", td_sampling_steps=1, critic_precision="bfloat16")
     if algo == "expo-double-q":
         half = max(1, min(cfg.critic.num_min, cfg.critic.num_critics // 2))
         return cfg.replace(
@@ -142,6 +147,7 @@ ONLINE_ONLY_FIELDS: tuple[str, ...] = (
     "target_sampler",
     "target_base",
     "td_precision",
+    "critic_precision",
 )
 
 

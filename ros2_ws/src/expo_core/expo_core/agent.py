@@ -28,7 +28,7 @@ from .diffusion import DiffusionBase
 from .losses import critic_loss, editor_loss, temperature_loss
 from .otf import OTFResult
 from .policy import ExpoPolicy
-from .td import TDTargets, draw_td_noise, td_targets
+from .td import TDTargets, draw_td_noise, precision_context, td_targets
 
 EVAL_SEED = 12345  # base-sampling seed of the deterministic eval policy
 
@@ -198,7 +198,8 @@ class ExpoAgent(nn.Module):
         losses, qs, rows = [], [], []
         for i, b in enumerate(batches):
             td, row = (batched, i) if batched is not None else (self._td_targets([b], alpha), 0)
-            loss, q = critic_loss(self.policy.critic, b.obs, b.action, td.target[row])
+            with precision_context(cfg.critic_precision, self.device):  # float32: no context
+                loss, q = critic_loss(self.policy.critic, b.obs, b.action, td.target[row])
             self._step(self.critic_opt, loss)
             polyak_update(self.critic_target, self.policy.critic, cfg.tau)
             losses.append(loss.item())

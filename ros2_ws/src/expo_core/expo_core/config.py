@@ -198,7 +198,12 @@ class ExpoConfig:
       back as float32. Not exact (bfloat16 keeps ~3 significant digits: candidates and Q differ
       from float32 by ~1e-2, and near-ties can pick another candidate; tested within those
       bounds), but 2-4x faster matmuls on CPUs with AVX512-BF16 or AMX and on GPUs. Training
-      steps stay float32.
+      steps stay float32 unless `critic_precision` says otherwise.
+    critic_precision: "float32" or "bfloat16": the UTD critic steps' forward (and so backward)
+      pass under bfloat16 autocast; the squared TD error, the gradients' accumulation into the
+      float32 weights and Adam stay float32 (mixed precision without loss scaling, which
+      bfloat16's float32 exponent range does not need). Not exact: Q is rounded to ~3
+      significant digits inside the step.
 
     Temperature, and the cpu preset's departures from the published values: `init_temperature`
     1.0 and `temperature_lr` 3e-4 are published; the cpu preset uses 0.1 and 1e-3. With sparse
@@ -247,6 +252,7 @@ class ExpoConfig:
     act_sampling_steps: int = 0  # DDIM steps when acting; 0 = full DDPM (num_steps)
     td_chunk_rows: int = 1024  # rows per chunk of target sampling (cache-sized on CPU); 0 = no chunking
     td_precision: str = "float32"  # TD_PRECISIONS; "bfloat16": targets under autocast (see docstring)
+    critic_precision: str = "float32"  # TD_PRECISIONS; "bfloat16": the critic steps' forward under autocast
     # Paper ablations (the defaults are EXPO; td.py states the maths of each).
     use_editor: bool = True  # False: OTF picks among the N base samples only; no editor/temperature steps
     max_q_backup: bool = True  # False: TD target from one sampled base action and its edit (no argmax)
@@ -306,6 +312,7 @@ class ExpoConfig:
         _one_of("target_sampler", self.target_sampler, TARGET_SAMPLERS)
         _one_of("target_base", self.target_base, TARGET_BASES)
         _one_of("td_precision", self.td_precision, TD_PRECISIONS)
+        _one_of("critic_precision", self.critic_precision, TD_PRECISIONS)
         _positive_float("backup_temperature", self.backup_temperature)
         _require(
             self.backup_alpha is None
@@ -368,12 +375,15 @@ class ExpoConfig:
         """The config as plain JSON types. `diffusion.chunk_len` is written only when it is not
         1, so configs without action chunks serialize as before the field existed (their JSON,
         and the pretrain cache names hashed from it, stay the same); `from_dict` reads it back
-        as 1. `td_precision` likewise only when it is not "float32", `backup_samples` when not 0."""
+        as 1. `td_precision` and `critic_precision` likewise only when not "float32",
+        `backup_samples` when not 0."""
         d = dataclasses.asdict(self)
         if self.diffusion.chunk_len == 1:
             del d["diffusion"]["chunk_len"]
         if self.td_precision == "float32":  # likewise: configs without it serialize as before
             del d["td_precision"]
+        if self.critic_precision == "float32":
+            del d["critic_precision"]
         if self.backup_samples == 0:
             del d["backup_samples"]
         return d

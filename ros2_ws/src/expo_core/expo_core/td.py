@@ -150,9 +150,13 @@ def td_targets(
 
 
 def td_precision(cfg: ExpoConfig, device: torch.device) -> contextlib.AbstractContextManager:
-    """The context the targets run in: nothing for "float32", bfloat16 autocast on `device`'s
-    type for "bfloat16"."""
-    if cfg.td_precision == "float32":
+    """The context the targets run in (`cfg.td_precision`, see :func:`precision_context`)."""
+    return precision_context(cfg.td_precision, device)
+
+
+def precision_context(precision: str, device: torch.device) -> contextlib.AbstractContextManager:
+    """Nothing for "float32", bfloat16 autocast on `device`'s type for "bfloat16"."""
+    if precision == "float32":
         return contextlib.nullcontext()
     return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
 

@@ -68,3 +68,34 @@ def test_td_precision_serializes_only_when_not_float32(make_cfg):
     assert ExpoConfig.from_dict(cfg.to_dict()).td_precision == "float32"
     with pytest.raises(ValueError, match="td_precision"):
         cfg.replace(td_precision="float16")
+
+
+def _critic_step(cfg: ExpoConfig, batches: list[Batch]) -> tuple[dict, dict]:
+    agent = diverge(ExpoAgent(cfg, seed=2))
+    stats = agent._critic_steps([agent._normalized(b) for b in batches], agent.alpha)
+    return stats, {k: v.clone() for k, v in agent.policy.critic.state_dict().items()}
+
+
+def test_bfloat16_critic_steps_stay_close_to_float32_and_are_not_the_same_computation(make_cfg):
+    cfg = make_cfg(batch_size=64)
+    batches = _batches(cfg, 2, seed=5)
+    ref_stats, ref = _critic_step(cfg, batches)
+    low_stats, low = _critic_step(cfg.replace(critic_precision="bfloat16"), batches)
+    start = diverge(ExpoAgent(cfg, seed=2)).policy.critic.state_dict()
+    moved = sum((ref[k] - start[k]).abs().sum().item() for k in ref)  # what float32 steps changed
+    off = sum((ref[k] - low[k]).abs().sum().item() for k in ref)  # where bfloat16 steps differ
+    # the same updates up to bfloat16 rounding of the forward pass: a step with the wrong target
+    # or the wrong network would move the weights elsewhere by about as much as they moved
+    assert 0 < off < 0.2 * moved, (off, moved)
+    assert abs(ref_stats["critic_loss"] - low_stats["critic_loss"]) < 0.05 * ref_stats["critic_loss"]
+    assert all(v.dtype == torch.float32 for v in low.values())  # float32 weights
+    assert not torch.is_autocast_enabled("cpu")  # the context does not leak
+
+
+def test_critic_precision_serializes_only_when_not_float32(make_cfg):
+    cfg = make_cfg()
+    assert "critic_precision" not in cfg.to_dict()
+    low = cfg.replace(critic_precision="bfloat16")
+    assert ExpoConfig.from_dict(json.loads(low.to_json())) == low
+    with pytest.raises(ValueError, match="critic_precision"):
+        cfg.replace(critic_precision="float16")

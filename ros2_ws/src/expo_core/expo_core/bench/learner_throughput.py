@@ -16,6 +16,8 @@ the ratio uses the fastest. Rows:
   batched+ddim-k    the same with k DDIM steps for the target samples
   ...+bf16          the row's targets in bfloat16 (`td_precision`; not exact, see ExpoConfig);
                     left out with --no-bf16
+  ...+bf16-critic   a DDIM row's targets and its critic steps in bfloat16 (`critic_precision`
+                    too; not exact either); left out with --no-bf16
 The goal line (issue 15): the best fast row at >= 10x the faithful row's env steps/s, 5x the
 floor. The JSON (`--out`) has every timing, the machine, the device and the load average
 (1-minute) before and after each round.
@@ -117,7 +119,8 @@ def main(argv: list[str] | None = None) -> dict:
         "--bf16",
         action=argparse.BooleanOptionalAction,
         default=True,
-        help="also time each fast row with td_precision=bfloat16 (default on)",
+        help="also time each fast row with td_precision=bfloat16, each DDIM row also with "
+        "critic_precision=bfloat16 (default on)",
     )
     p.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     p.add_argument("--out", default="runs/bench_learner.json", help="JSON results ('' for none)")
@@ -134,7 +137,13 @@ def main(argv: list[str] | None = None) -> dict:
         for k in args.ddim
     ]
     if args.bf16:
-        rows += [(f"{name}+bf16", cfg.replace(td_precision="bfloat16")) for name, cfg in rows[1:]]
+        low = [(f"{name}+bf16", cfg.replace(td_precision="bfloat16")) for name, cfg in rows[1:]]
+        rows += low  # and the DDIM rows with the critic steps in bfloat16 as well:
+        rows += [
+            (f"{name}-critic", cfg.replace(critic_precision="bfloat16"))
+            for name, cfg in low
+            if cfg.td_sampling_steps > 0
+        ]
     dev_name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
     result: dict = dict(
         benchmark="expo_core.bench.learner_throughput",
@@ -168,14 +177,14 @@ def main(argv: list[str] | None = None) -> dict:
             f"{min(min(x) for x in loads):.2f}-{max(max(x) for x in loads):.2f}"
         )
         print(
-            f"{'path':<23} {'s/env step (min)':>17} {'(median)':>9} {'env steps/s':>12} {'vs faithful':>12}"
+            f"{'path':<28} {'s/env step (min)':>17} {'(median)':>9} {'env steps/s':>12} {'vs faithful':>12}"
         )
         ref = min(times[0])
         ratios, run_rows = [], []
         for (name, cfg), ts in zip(rows, times):
             best, med = min(ts), statistics.median(ts)
             ratios.append(ref / best)
-            print(f"{name:<23} {best:>17.3f} {med:>9.3f} {1 / best:>12.3f} {ref / best:>11.1f}x")
+            print(f"{name:<28} {best:>17.3f} {med:>9.3f} {1 / best:>12.3f} {ref / best:>11.1f}x")
             run_rows.append(
                 dict(
                     name=name,
@@ -188,13 +197,18 @@ def main(argv: list[str] | None = None) -> dict:
                     td_sampling_steps=cfg.td_sampling_steps,
                     td_chunk_rows=cfg.td_chunk_rows,
                     td_precision=cfg.td_precision,
+                    critic_precision=cfg.critic_precision,
                 )
             )
         setting = f"UTD {args.utd}, batch {args.batch_size}, {dev_name}, {torch.get_num_threads()} threads"
         names = [n for n, _ in rows]
         line = goal_line(names, ratios, setting)
         print(line, flush=True)
-        exact = [i for i, (_, cfg) in enumerate(rows) if cfg.td_precision == "float32"]
+        exact = [
+            i
+            for i, (_, cfg) in enumerate(rows)
+            if cfg.td_precision == "float32" and cfg.critic_precision == "float32"
+        ]
         if len(exact) < len(rows):  # the same goal on the float32 (exact) rows alone
             exact_line = goal_line([names[i] for i in exact], [ratios[i] for i in exact], setting)
             print(exact_line.replace("goal:", "goal, float32 rows only:", 1), flush=True)
