@@ -41,6 +41,9 @@ demonstrations and (all but rlpd) the same pretrained base:
                            base samples by one DDIM step, the targets under bfloat16 autocast.
 ``expo-ddim1-bf16-all``    the same and the critic steps in bfloat16 too (``critic_precision``;
                            the bench's ``batched+ddim-1+bf16-critic`` row).
+``expo-alpha-floor``       a floor of 0.025 under the temperature (``min_temperature``): alpha's
+                           value at 4000 env steps, where ``expo`` peaked on lift before alpha
+                           fell towards 0 and success with it (what it does: docs/results.md).
 ``expo-backup-n2``         the max-Q backup over 2 base samples and their edits (4 candidates,
                            ``backup_samples=2``) instead of all N (acting keeps N): meant to
                            shrink the maximization bias, between ``expo`` and
@@ -69,6 +72,7 @@ ALGOS: tuple[str, ...] = (
     "expo-ddim1-bf16-targets",
     "expo-ddim1-bf16-all",
     "expo-backup-n2",
+    "expo-alpha-floor",
 )
 
 
@@ -117,6 +121,8 @@ def algo_config(algo: str, cfg: ExpoConfig) -> ExpoConfig:
         return cfg.unified_scoring("subset_min")
     if algo == "expo-bf16-targets":
         return cfg.replace(td_precision="bfloat16")
+    if algo == "expo-alpha-floor":
+        return cfg.replace(min_temperature=0.025)
     if algo == "expo-backup-n2":
         return cfg.replace(backup_samples=2)
     if algo == "expo-ddim1-bf16-targets":
@@ -148,6 +154,7 @@ ONLINE_ONLY_FIELDS: tuple[str, ...] = (
     "target_base",
     "td_precision",
     "critic_precision",
+    "min_temperature",
 )
 
 

@@ -63,7 +63,8 @@ class ExpoAgent(nn.Module):
     # --- acting --------------------------------------------------------------------------
     @property
     def alpha(self) -> torch.Tensor:
-        return self.log_alpha.detach().exp()
+        """The temperature, never below `cfg.min_temperature`."""
+        return self.log_alpha.detach().exp().clamp(min=self.cfg.min_temperature)
 
     def _sampling_generator(self, deterministic: bool) -> torch.Generator:
         """The training stream, or a fresh fixed-seed one so eval actions depend on obs alone."""
@@ -223,6 +224,9 @@ class ExpoAgent(nn.Module):
         self._step(self.editor_opt, ed.loss)
         t_loss = temperature_loss(self.log_alpha, ed.log_prob, self.target_entropy)
         self._step(self.alpha_opt, t_loss)
+        if cfg.min_temperature > 0:  # projected onto the floor
+            with torch.no_grad():
+                self.log_alpha.clamp_(min=math.log(cfg.min_temperature))
         return dict(
             editor_loss=ed.loss.item(),
             editor_q=ed.q.item(),

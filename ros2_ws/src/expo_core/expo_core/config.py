@@ -217,6 +217,11 @@ class ExpoConfig:
     grows without bound. With the cap (-11.9 there) alpha falls whenever the editor is more
     spread than half a nat per dimension below uniform; on lift it fell 0.039 -> 0.007 over
     4k-8k env steps (docs/results.md), so where alpha settles is set by that margin.
+    `min_temperature` (default 0, none) is a floor under alpha: the temperature step is
+    projected back onto it. On lift alpha never settles (the editor's entropy stays above the
+    capped target, so alpha keeps falling: 0.066 / 0.025 / 0.009 / 0.004 at 2k / 4k / 6k / 8k
+    env steps), and the late decline comes as it nears 0 and the editor becomes a pure
+    maximizer of the critics; a floor keeps the editor as spread as it was at the floor's value.
     """
 
     obs_dim: int
@@ -231,6 +236,7 @@ class ExpoConfig:
     num_samples: int = 8  # N base samples per state; OTF picks among N base + N edited
     init_temperature: float = 1.0  # alpha0 (see the class docstring for the cpu preset's 0.1)
     temperature_lr: float = 3e-4
+    min_temperature: float = 0.0  # a floor under alpha (0 = none); see the class docstring
     target_entropy: float | None = None  # None -> -act_dim / 2 (published)
     offline_fraction: float = 0.5  # share of each batch drawn from the offline dataset
     # OTF scoring and backup (see the class docstring).
@@ -271,6 +277,14 @@ class ExpoConfig:
         _positive_int("num_samples", self.num_samples)
         _positive_float("init_temperature", self.init_temperature)
         _positive_float("temperature_lr", self.temperature_lr)
+        _require(
+            isinstance(self.min_temperature, (int, float))
+            and math.isfinite(self.min_temperature)
+            and 0.0 <= self.min_temperature <= self.init_temperature,
+            "min_temperature",
+            self.min_temperature,
+            f"finite, in [0, init_temperature={self.init_temperature}] (0 = no floor)",
+        )
         _require(
             self.target_entropy is None or math.isfinite(self.target_entropy),
             "target_entropy",
@@ -376,7 +390,7 @@ class ExpoConfig:
         1, so configs without action chunks serialize as before the field existed (their JSON,
         and the pretrain cache names hashed from it, stay the same); `from_dict` reads it back
         as 1. `td_precision` and `critic_precision` likewise only when not "float32",
-        `backup_samples` when not 0."""
+        `backup_samples` and `min_temperature` when not 0."""
         d = dataclasses.asdict(self)
         if self.diffusion.chunk_len == 1:
             del d["diffusion"]["chunk_len"]
@@ -386,6 +400,8 @@ class ExpoConfig:
             del d["critic_precision"]
         if self.backup_samples == 0:
             del d["backup_samples"]
+        if self.min_temperature == 0.0:
+            del d["min_temperature"]
         return d
 
     def to_json(self) -> str:

@@ -98,6 +98,22 @@ def test_temperature_moves_toward_its_target(make_cfg):
         assert (agent.alpha.item() - a0) * direction > 0
 
 
+def test_min_temperature_is_a_floor_the_falling_temperature_stops_at(make_cfg):
+    kw = dict(target_entropy=-50.0, reachable_target_entropy=False, temperature_lr=0.3)  # alpha falls
+    free = ExpoAgent(make_cfg(**kw), seed=0)
+    floored = ExpoAgent(make_cfg(min_temperature=0.5, **kw), seed=0)
+    it_free, it_floored = batches(free.cfg), batches(floored.cfg)
+    for _ in range(6):
+        free.update(it_free)
+        stats = floored.update(it_floored)
+    assert free.alpha.item() < 0.4  # without the floor it falls well below 0.5
+    assert floored.alpha.item() == pytest.approx(0.5) and stats["alpha"] == pytest.approx(0.5)
+    assert floored.log_alpha.item() == pytest.approx(np.log(0.5))  # projected, not only read clamped
+    assert "min_temperature" not in make_cfg().to_dict()  # configs without it hash as before
+    with pytest.raises(ValueError, match="min_temperature"):
+        make_cfg(min_temperature=2.0)  # above init_temperature
+
+
 def test_non_finite_losses_never_reach_the_weights(make_cfg):
     cfg = make_cfg(utd=2)
     agent = ExpoAgent(cfg, seed=0)
