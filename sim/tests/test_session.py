@@ -19,6 +19,9 @@ pytestmark = [pytest.mark.ros, pytest.mark.slow]
 DOMAIN_ID = 61 + os.getpid() % 15  # 61..75: apart from the other test files' ranges
 
 
+# The one retry of the other wall-clock session tests: under a load average of ~10 (a clean-clone
+# CI run beside three training processes) the monitor stopped before the last 2 of 60 decisions.
+@pytest.mark.flaky(reruns=1)
 def test_session_generates_pretrains_runs_and_summarizes(tmp_path: Path) -> None:
     cfg = SessionConfig(
         task="lift",
