@@ -147,6 +147,14 @@ EVAL_SUBSETS: tuple[str, ...] = ("same", "independent")
 TARGET_SAMPLERS: tuple[str, ...] = ("fast", "faithful")
 TARGET_BASES: tuple[str, ...] = ("online", "ema")
 TD_PRECISIONS: tuple[str, ...] = ("float32", "bfloat16")
+#: Fields added after configs were first hashed (pretrain cache names) and saved: `to_dict`
+#: writes each only when it differs from its default, so older configs keep their JSON.
+OMITTED_AT_DEFAULT: tuple[str, ...] = (
+    "td_precision",
+    "critic_precision",
+    "backup_samples",
+    "min_temperature",
+)
 
 
 def _one_of(name: str, value: Any, allowed: tuple[str, ...]) -> None:
@@ -389,19 +397,13 @@ class ExpoConfig:
         """The config as plain JSON types. `diffusion.chunk_len` is written only when it is not
         1, so configs without action chunks serialize as before the field existed (their JSON,
         and the pretrain cache names hashed from it, stay the same); `from_dict` reads it back
-        as 1. `td_precision` and `critic_precision` likewise only when not "float32",
-        `backup_samples` and `min_temperature` when not 0."""
+        as 1. The fields of `OMITTED_AT_DEFAULT` likewise only when not at their defaults."""
         d = dataclasses.asdict(self)
         if self.diffusion.chunk_len == 1:
             del d["diffusion"]["chunk_len"]
-        if self.td_precision == "float32":  # likewise: configs without it serialize as before
-            del d["td_precision"]
-        if self.critic_precision == "float32":
-            del d["critic_precision"]
-        if self.backup_samples == 0:
-            del d["backup_samples"]
-        if self.min_temperature == 0.0:
-            del d["min_temperature"]
+        for f in dataclasses.fields(self):
+            if f.name in OMITTED_AT_DEFAULT and getattr(self, f.name) == f.default:
+                del d[f.name]  # likewise: configs without it serialize as before
         return d
 
     def to_json(self) -> str:

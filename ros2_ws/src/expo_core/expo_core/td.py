@@ -131,7 +131,7 @@ def td_targets(
     B = len(batches[0])
     rows = B * td_num_samples(cfg)
     per = len(batches) if cfg.td_chunk_rows <= 0 else max(1, cfg.td_chunk_rows // rows)
-    with td_precision(cfg, batches[0].next_obs.device):
+    with precision_context(cfg.td_precision, batches[0].next_obs.device):
         parts = [
             _td_targets_groups(
                 cfg, base, editor, target_critic, batches[i : i + per], noises[i : i + per], alpha
@@ -147,11 +147,6 @@ def td_targets(
         _cat([p.entropy for p in parts]),
         _cat([p.log_prob for p in parts]),
     )
-
-
-def td_precision(cfg: ExpoConfig, device: torch.device) -> contextlib.AbstractContextManager:
-    """The context the targets run in (`cfg.td_precision`, see :func:`precision_context`)."""
-    return precision_context(cfg.td_precision, device)
 
 
 def precision_context(precision: str, device: torch.device) -> contextlib.AbstractContextManager:
