@@ -452,16 +452,13 @@ class PolicyNode(TeardownLifecycleNode):
         interval = ns - self._last_set_ns if self._last_set_ns is not None else 0
         self._last_set_ns = ns
         now_ns = self._now_ns()
-        res = self._inputs.build(pieces, now_ns * 1e-9)
-        done: list = []
-        if res.ok and self.cfg.publish_transitions:
-            obs, images = self._transition_obs(res.obs, pieces)  # a pixel policy's frames: next_images
-            done = self._assembler.add_observation(ns, obs, images)
+        res = None
         try:
             if self.cfg.lockstep:
                 self._pending_set = (ns, pieces)
                 self._lockstep_act()
             elif self.cfg.trigger == "observation":
+                res = self._inputs.build(pieces, now_ns * 1e-9)
                 if res.ok and interval > 0 and now_ns - ns >= interval:
                     # A whole observation interval old: the next set is already out (behind on a
                     # loaded machine); deciding on this one would only answer it later still. A bad
@@ -470,16 +467,21 @@ class PolicyNode(TeardownLifecycleNode):
                     return
                 self._control_step(pieces, ns)
         finally:
-            # The transitions this observation completed go out after the decision: serializing
-            # them (a pixel policy's carry four camera frames) stays off the obs -> action path.
-            self._publish_transitions(done)
+            # The transition bookkeeping this observation triggers comes after the decision it
+            # releases: building its copy for the learner and serializing the transitions it
+            # completes (a pixel policy's carry four camera frames) stay off the obs -> action path.
+            if self.cfg.publish_transitions:
+                if res is None:
+                    res = self._inputs.build(pieces, now_ns * 1e-9)
+                if res.ok:
+                    obs, images = self._transition_obs(res.obs, pieces)  # a pixel policy's: next_images
+                    self._publish_transitions(self._assembler.add_observation(ns, obs, images))
 
     def _on_feedback(self, msg: EnvFeedback) -> None:
         fb = cv.env_feedback_to_numpy(msg)
         self._watchdog.mark("env_feedback", self._now_ns() * 1e-9)
         if not self.active:
             return
-        done = self._assembler.add_feedback(fb) if self.cfg.publish_transitions else []
         if self._awaiting is not None and (
             (fb.episode, fb.step) >= self._awaiting or (fb.done and fb.episode >= self._awaiting[0])
         ):
@@ -491,8 +493,9 @@ class PolicyNode(TeardownLifecycleNode):
                 self.arbiter.reset()  # a hand-back blend ends with its episode
         try:
             self._lockstep_act()
-        finally:
-            self._publish_transitions(done)  # after the decision this feedback released (as _store)
+        finally:  # after the decision this feedback released (as in _store)
+            if self.cfg.publish_transitions:
+                self._publish_transitions(self._assembler.add_feedback(fb))
 
     def _on_teleop(self, msg: TeleopCommand) -> None:
         self.arbiter.on_teleop(cv.teleop_to_numpy(msg), self._now_ns())
