@@ -23,7 +23,9 @@ def test_evaluate_writes_the_result_and_rejects_a_missing_checkpoint(
     result = json.loads(out.read_text())
     assert result["episodes"] == 2 and result["policy"] == "expo" and 0.0 <= result["success_rate"] <= 1.0
     assert result["mean_length"] <= 5 and "success" in capsys.readouterr().out
-    assert main([*args[:-2], "--base-only"]) == 0
+    base_out = tmp_path / "base.json"
+    assert main([*args[:-2], "--base-only", "--out", str(base_out)]) == 0
+    assert json.loads(base_out.read_text(), parse_constant=pytest.fail)["eval_q"] is None  # strict JSON
     assert main(["evaluate", str(tmp_path / "missing")]) == 2
     assert "cannot load" in capsys.readouterr().err
     delayed = [*args, "--action-delay-ms", "30", "--action-jitter-ms", "10"]
@@ -61,3 +63,21 @@ def test_evaluate_stochastic_edits_and_acting_score(
     save_checkpoint(sub, ExpoAgent(cfg.replace(critic=replace(cfg.critic, num_min=1)), seed=0))
     assert main(["evaluate", str(sub), "--episodes", "1", "--act-score", "subset_min"]) == 2
     assert "needs critic.num_min = num_critics" in capsys.readouterr().err
+
+
+def test_evaluate_no_edit_acts_on_base_samples_only(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    ckpt = tmp_path / "tiny"
+    save_checkpoint(ckpt, ExpoAgent(preset_config("tiny", 19, 7), seed=0))
+    out = tmp_path / "eval.json"
+    args = ["evaluate", str(ckpt), "--episodes", "1", "--horizon", "20", "--out", str(out)]
+    assert main(args) == 0
+    full = json.loads(out.read_text())
+    assert full["policy"] == "expo" and full["eval_edited_fraction"] > 0  # this agent picks edits
+    capsys.readouterr()
+    assert main([*args, "--no-edit"]) == 0
+    result = json.loads(out.read_text())
+    assert result["policy"] == "expo-no-edit" and result["eval_edited_fraction"] == 0.0
+    assert "(no edits: the base samples only)" in capsys.readouterr().out
+    for other in ("--base-only", "--stochastic-edits"):
+        assert main([*args, "--no-edit", other]) == 2
+        assert "exclude each other" in capsys.readouterr().err

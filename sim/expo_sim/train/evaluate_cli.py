@@ -14,6 +14,8 @@ each decision's action and the next M - 1 actions of its plan are applied before
 decision (receding horizon; default 1 = decide every step). It composes with the delay.
 ``--stochastic-edits``: the editor samples its edits as when acting in training (the stochastic
 OTF policy) instead of applying its mean edit: what the deterministic evaluation costs or buys.
+``--no-edit``: the OTF choice among the N base samples only (the editor off when acting): with
+``--base-only``, what the critics' selection and the editor each add to a checkpoint.
 ``--act-score mean|subset_min``: rank the candidates by this rule when acting (``subset_min`` with
 all critics: their min) instead of the checkpoint's ``act_score``.
 """
@@ -23,6 +25,7 @@ from __future__ import annotations
 import argparse
 import functools
 import json
+import math
 import sys
 import time
 from pathlib import Path
@@ -69,6 +72,11 @@ def add_evaluate(sub: argparse._SubParsersAction) -> None:
         "its mean edit",
     )
     p.add_argument(
+        "--no-edit",
+        action="store_true",
+        help="act by the critics' choice among the N base samples only, without the editor's edits",
+    )
+    p.add_argument(
         "--act-score",
         choices=("mean", "subset_min"),
         default=None,
@@ -77,6 +85,11 @@ def add_evaluate(sub: argparse._SubParsersAction) -> None:
         "critics, i.e. their min)",
     )
     p.set_defaults(func=run_evaluate)
+
+
+def _number(x: float) -> float | None:
+    """``x``, or None where it is NaN (strict JSON has no NaN)."""
+    return None if math.isnan(x) else float(x)
 
 
 def run_evaluate(args: argparse.Namespace) -> int:
@@ -110,6 +123,12 @@ def run_evaluate(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
+    if args.no_edit and (args.base_only or args.stochastic_edits):
+        other = "--base-only" if args.base_only else "--stochastic-edits"
+        print(f"expo-sim evaluate: error: --no-edit and {other} exclude each other", file=sys.stderr)
+        return 2
+    if args.no_edit:
+        agent.policy.cfg = agent.policy.cfg.replace(use_editor=False)
     if args.act_score is not None and args.act_score != agent.cfg.act_score:
         c = agent.cfg.critic
         if args.act_score == "subset_min" and c.num_min < c.num_critics:
@@ -140,7 +159,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
     result = {
         "checkpoint": str(path),
         "task": args.task,
-        "policy": "base" if args.base_only else "expo",
+        "policy": "base" if args.base_only else "expo-no-edit" if args.no_edit else "expo",
         "stochastic_edits": bool(args.stochastic_edits and not args.base_only),
         "act_score": agent.cfg.act_score,
         "episodes": res.episodes,
@@ -148,6 +167,11 @@ def run_evaluate(args: argparse.Namespace) -> int:
         "success_rate": res.success_rate,
         "ci95": [res.success_ci_low, res.success_ci_high],
         "mean_length": res.mean_length,
+        # diagnostics (null for --base-only): the chosen actions' Q, the discounted return that
+        # followed them, the share of steps an edited candidate acted
+        "eval_q": _number(res.eval_q),
+        "eval_mc_return": _number(res.eval_mc_return),
+        "eval_edited_fraction": _number(res.eval_edited_fraction),
         "action_delay_ms": delay[0],
         "action_jitter_ms": delay[1],
         "anchor_deltas": bool(args.anchor_deltas),
@@ -160,6 +184,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
         f"{' (anchored deltas)' if delay[0] and args.anchor_deltas else ''}"
         f"{f' ({args.execute_steps} steps per decision)' if args.execute_steps > 1 else ''}"
         f"{' (stochastic edits)' if result['stochastic_edits'] else ''}"
+        f"{' (no edits: the base samples only)' if args.no_edit else ''}"
         f"{f' (acting by {args.act_score})' if args.act_score else ''}: "
         f"success {res.successes}/{res.episodes} = {res.success_rate:.2f} "
         f"[{res.success_ci_low:.2f}, {res.success_ci_high:.2f}], mean length {res.mean_length:.0f} steps"
