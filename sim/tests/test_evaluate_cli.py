@@ -65,7 +65,9 @@ def test_evaluate_stochastic_edits_and_acting_score(
     assert "needs critic.num_min = num_critics" in capsys.readouterr().err
 
 
-def test_evaluate_no_edit_acts_on_base_samples_only(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_evaluate_no_edit_acts_on_base_samples_only(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     ckpt = tmp_path / "tiny"
     save_checkpoint(ckpt, ExpoAgent(preset_config("tiny", 19, 7), seed=0))
     out = tmp_path / "eval.json"
