@@ -220,7 +220,11 @@ class ExpoAgent(nn.Module):
                 )[:, 0]
         else:
             base_action = last.action
-        ed = editor_loss(self.policy.editor, critic, last.obs, base_action, alpha, self.generator)
+        members = None  # the editor's critics: all, or a random subset for a subset_min objective
+        if cfg.editor_score == "subset_min" and cfg.critic.num_min < cfg.critic.num_critics:
+            members = critic.random_subset(self.generator, last.obs.device)
+        editor, gen = self.policy.editor, self.generator
+        ed = editor_loss(editor, critic, last.obs, base_action, alpha, gen, cfg.editor_score, members)
         self._step(self.editor_opt, ed.loss)
         t_loss = temperature_loss(self.log_alpha, ed.log_prob, self.target_entropy)
         self._step(self.alpha_opt, t_loss)

@@ -154,6 +154,7 @@ OMITTED_AT_DEFAULT: tuple[str, ...] = (
     "critic_precision",
     "backup_samples",
     "min_temperature",
+    "editor_score",
 )
 
 
@@ -230,6 +231,12 @@ class ExpoConfig:
     capped target, so alpha keeps falling: 0.066 / 0.025 / 0.009 / 0.004 at 2k / 4k / 6k / 8k
     env steps), and the late decline comes as it nears 0 and the editor becomes a pure
     maximizer of the critics; a floor keeps the editor as spread as it was at the floor's value.
+    editor_score: what the editor maximizes, by the scoring rule of `otf.score_candidates` on the
+      online critics. "mean" (default, the paper's): the critics' mean. "subset_min": the min over
+      a random subset of `critic.num_min` critics drawn per editor step (with num_min =
+      num_critics, the min of all, as the cpu preset's targets): a pessimistic objective that
+      does not pay for edits into actions the critics disagree on. Why offered: on lift the
+      6000-step EXPO policies acted better without their edits (docs/results.md, session 9).
     """
 
     obs_dim: int
@@ -245,6 +252,7 @@ class ExpoConfig:
     init_temperature: float = 1.0  # alpha0 (see the class docstring for the cpu preset's 0.1)
     temperature_lr: float = 3e-4
     min_temperature: float = 0.0  # a floor under alpha (0 = none); see the class docstring
+    editor_score: str = "mean"  # SCORE_RULES: what the editor maximizes (see the class docstring)
     target_entropy: float | None = None  # None -> -act_dim / 2 (published)
     offline_fraction: float = 0.5  # share of each batch drawn from the offline dataset
     # OTF scoring and backup (see the class docstring).
@@ -329,6 +337,7 @@ class ExpoConfig:
     def _check_otf_switches(self) -> None:
         _one_of("act_score", self.act_score, SCORE_RULES)
         _one_of("target_score", self.target_score, SCORE_RULES)
+        _one_of("editor_score", self.editor_score, SCORE_RULES)
         _one_of("target_eval_subset", self.target_eval_subset, EVAL_SUBSETS)
         _one_of("entropy_backup", self.entropy_backup, ENTROPY_BACKUPS)
         _one_of("target_sampler", self.target_sampler, TARGET_SAMPLERS)

@@ -2,7 +2,8 @@
 
 critic:      L_Q  = mean_{j,i} (Q_j(s_i, a_i) - y_i)^2                        (all E members)
 editor:      L_pi = mean_i [ alpha * log pi_edit(a~_i | s_i, a_i) - mean_j Q_j(s_i, a~_i) ],
-             a_i ~ pi_base(.|s_i) fresh (fix) or the buffer action (reference), a~_i ~ pi_edit
+             a_i ~ pi_base(.|s_i) fresh (fix) or the buffer action (reference), a~_i ~ pi_edit;
+             editor_score "subset_min": min_{j in subset} Q_j in place of the mean
 temperature: L_a  = mean_i [ -alpha * (log pi_edit(a~_i) + H_target) ]          (log pi detached)
 base (BC):   the DDPM denoising loss on buffer (s, a), see DiffusionBase.loss.
 """
@@ -15,6 +16,7 @@ import torch
 
 from .critic import CriticEnsemble
 from .editor import Editor
+from .otf import score_candidates
 
 
 def critic_loss(
@@ -40,12 +42,16 @@ def editor_loss(
     base_action: torch.Tensor,
     alpha: torch.Tensor,
     generator: torch.Generator | None,
+    score: str = "mean",
+    members: torch.Tensor | None = None,
 ) -> EditorLoss:
-    """Gradients reach only the editor (the critic's parameters are frozen for this pass)."""
+    """Gradients reach only the editor (the critic's parameters are frozen for this pass).
+    ``score``: how the critics' Q of the edited action is aggregated (`otf.score_candidates`):
+    "mean" over all critics, or "subset_min" over ``members`` (None: all critics)."""
     sample = editor(obs, base_action, generator)
     critic.requires_grad_(False)
     try:
-        q = critic(obs, sample.action).mean(0)
+        q = score_candidates(critic(obs, sample.action, members if score == "subset_min" else None), score)
     finally:
         critic.requires_grad_(True)
     loss = (alpha.detach() * sample.log_prob - q).mean()
