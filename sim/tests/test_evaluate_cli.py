@@ -12,12 +12,17 @@ from expo_core.presets import preset_config
 from expo_sim.cli import main
 
 
+def _tiny_checkpoint(tmp_path: Path) -> tuple[Path, Path]:
+    """(a fresh tiny-preset checkpoint, where its evaluation JSON goes)."""
+    ckpt = tmp_path / "tiny"
+    save_checkpoint(ckpt, ExpoAgent(preset_config("tiny", 19, 7), seed=0))
+    return ckpt, tmp_path / "eval.json"
+
+
 def test_evaluate_writes_the_result_and_rejects_a_missing_checkpoint(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    ckpt = tmp_path / "tiny"
-    save_checkpoint(ckpt, ExpoAgent(preset_config("tiny", 19, 7), seed=0))
-    out = tmp_path / "eval.json"
+    ckpt, out = _tiny_checkpoint(tmp_path)
     args = ["evaluate", str(ckpt), "--episodes", "2", "--horizon", "5", "--out", str(out)]
     assert main(args) == 0
     result = json.loads(out.read_text())
@@ -68,9 +73,7 @@ def test_evaluate_stochastic_edits_and_acting_score(
 def test_evaluate_no_edit_acts_on_base_samples_only(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    ckpt = tmp_path / "tiny"
-    save_checkpoint(ckpt, ExpoAgent(preset_config("tiny", 19, 7), seed=0))
-    out = tmp_path / "eval.json"
+    ckpt, out = _tiny_checkpoint(tmp_path)
     args = ["evaluate", str(ckpt), "--episodes", "1", "--horizon", "20", "--out", str(out)]
     assert main(args) == 0
     full = json.loads(out.read_text())
