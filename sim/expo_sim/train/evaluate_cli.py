@@ -131,7 +131,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
         agent.policy.cfg = agent.policy.cfg.replace(use_editor=False)
     if args.act_score is not None and args.act_score != agent.cfg.act_score:
         c = agent.cfg.critic
-        if args.act_score == "subset_min" and c.num_min < c.num_critics:
+        if agent.policy.critic.draws_subset(args.act_score):
             print(
                 f"expo-sim evaluate: error: --act-score subset_min needs critic.num_min = num_critics "
                 f"(a deterministic min over all critics); {path.name} has {c.num_min} of {c.num_critics}",

@@ -221,7 +221,7 @@ class ExpoAgent(nn.Module):
         else:
             base_action = last.action
         members = None  # the editor's critics: all, or a random subset for a subset_min objective
-        if cfg.editor_score == "subset_min" and cfg.critic.num_min < cfg.critic.num_critics:
+        if critic.draws_subset(cfg.editor_score):
             members = critic.random_subset(self.generator, last.obs.device)
         editor, gen = self.policy.editor, self.generator
         ed = editor_loss(editor, critic, last.obs, base_action, alpha, gen, cfg.editor_score, members)

@@ -143,6 +143,11 @@ class CriticEnsemble(nn.Module):
         """Indices of `num_min` distinct members drawn uniformly."""
         return torch.randperm(self.num, generator=generator, device=device)[: self.cfg.num_min]
 
+    def draws_subset(self, rule: str) -> bool:
+        """Whether scoring by `rule` needs a random member subset: "subset_min" over fewer than
+        all members (with num_min = num_critics it is the min of all, nothing to draw)."""
+        return rule == "subset_min" and self.cfg.num_min < self.num
+
 
 @torch.no_grad()
 def polyak_update(target: nn.Module, source: nn.Module, tau: float) -> None:

@@ -63,8 +63,7 @@ class ExpoPolicy(nn.Module):
     def scoring_members(self, generator: torch.Generator | None) -> torch.Tensor | None:
         """The critics that score one decision: None (all of them) unless act_score is
         "subset_min" with critic.num_min < num_critics; then a random subset from `generator`."""
-        c = self.cfg.critic
-        if self.cfg.act_score != "subset_min" or c.num_min == c.num_critics:
+        if not self.critic.draws_subset(self.cfg.act_score):
             return None
         if generator is None:
             raise ValueError(

@@ -64,8 +64,7 @@ def lean_unsupported(policy: ExpoPolicy | PixelPolicy) -> str | None:
         return "action chunks (diffusion.chunk_len > 1) run the traced graph"
     if not uses_ddpm(cfg):
         return "DDIM acting (act_sampling_steps < T) runs the traced graph"
-    c = cfg.critic
-    if cfg.act_score == "subset_min" and c.num_min != c.num_critics:
+    if policy.critic.draws_subset(cfg.act_score):
         return "act_score 'subset_min' with a random critic subset per decision runs the traced graph"
     if cfg.act_score not in ("mean", "subset_min"):
         return f"act_score {cfg.act_score!r} is not one the lean graph knows"
