@@ -79,6 +79,23 @@ def test_critic_target_is_the_subset_min_backup_without_entropy_by_default():
     assert torch.allclose(y, b.reward + cfg.gamma * (1 - b.terminated) * v, atol=1e-5)
 
 
+def test_critic_target_of_n_step_rows_discounts_by_gamma_to_the_k():
+    """Rows spanning k steps (ExpoConfig.n_step): y = r + gamma^k (1 - terminated) min_S Q'."""
+    cfg = small_config(utd=1, gamma=0.9)
+    agent = RLPDAgent(cfg, seed=1)
+    b1 = next(batches(cfg, terminated=0.3))
+    steps = torch.tensor([1.0, 2.0, 3.0, 5.0] * (cfg.batch_size // 4))
+    state = agent.generator.get_state()
+    y1 = agent._target(b1, torch.tensor(0.3))
+    agent.generator.set_state(state)
+    yk = agent._target(b1.replace(steps=steps), torch.tensor(0.3))
+    v = (y1 - b1.reward) / cfg.gamma  # (1 - terminated) min_S Q'(s', a'), the same draw
+    assert torch.allclose(yk, b1.reward + cfg.gamma**steps * v, atol=1e-5)
+    assert not torch.allclose(yk, y1)
+    assert RLPDConfig.from_expo(preset_config("tiny", 5, 3).replace(n_step=4)).n_step == 4
+    assert "n_step" not in cfg.to_dict() and small_config(n_step=2).to_dict()["n_step"] == 2
+
+
 def test_critic_target_is_the_soft_subset_min_backup():
     """backup_entropy: y = r + gamma (1 - terminated) (min_S Q'(s', a') - alpha log pi(a'|s'))."""
     cfg = small_config(utd=1, gamma=0.9, backup_entropy=True)

@@ -208,7 +208,9 @@ class Trainer:
             self.online = ReplayBuffer(self.offline.obs_dim, self.offline.act_dim, max(cfg.env_steps, 1))
         write_json(out / "run.json", cfg.to_dict())
         lc = self.learner.agent.cfg
-        sampler = MixedSampler(self.online, self.offline, lc.offline_fraction)
+        sampler = MixedSampler(
+            self.online, self.offline, lc.offline_fraction, n_step=lc.n_step, gamma=lc.gamma
+        )
         self.batches = sampler.batches(lc.batch_size, self.sampler_gen)
         self._session_wall0 = self.counters.wall_time_s
 

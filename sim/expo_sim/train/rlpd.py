@@ -80,6 +80,7 @@ class RLPDConfig:
     offline_fraction: float = 0.5
     backup_entropy: bool = False  # True: soft backup (see the module doc for why not here)
     bootstrap_truncated: bool = True
+    n_step: int = 1  # n-step TD targets, as ExpoConfig.n_step
 
     def __post_init__(self) -> None:
         for n in ("obs_dim", "act_dim", "batch_size", "utd"):
@@ -97,6 +98,13 @@ class RLPDConfig:
         _check(0 <= self.offline_fraction <= 1, "offline_fraction", self.offline_fraction, "[0, 1]")
         t = self.target_entropy
         _check(t is None or math.isfinite(t), "target_entropy", t, "None or a finite float")
+        n = self.n_step
+        _check(
+            isinstance(n, int) and not isinstance(n, bool) and 1 <= n <= 100,
+            "n_step",
+            n,
+            "integer in [1, 100]",
+        )
 
     @classmethod
     def from_expo(cls, cfg: ExpoConfig) -> RLPDConfig:
@@ -118,10 +126,14 @@ class RLPDConfig:
             offline_fraction=cfg.offline_fraction,
             backup_entropy=False,
             bootstrap_truncated=cfg.bootstrap_truncated,
+            n_step=cfg.n_step,
         )
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        d = dataclasses.asdict(self)
+        if self.n_step == 1:
+            del d["n_step"]  # configs without it serialize as before
+        return d
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> RLPDConfig:
@@ -219,15 +231,13 @@ class RLPDAgent(nn.Module):
             if self.cfg.backup_entropy:
                 v = v - alpha * log_prob
             done = b.terminated if self.cfg.bootstrap_truncated else torch.maximum(b.terminated, b.truncated)
-            return b.reward + self.cfg.gamma * (1.0 - done) * v
+            return b.reward + b.discount(self.cfg.gamma) * (1.0 - done) * v
 
     def update(self, batch_iter: Iterator[Batch]) -> dict[str, float]:
         """One env step: ``utd`` critic steps, then one actor and one temperature step."""
         n = self.normalizer
         batches = [next(batch_iter) for _ in range(self.cfg.utd)]
-        batches = [
-            Batch(n(b.obs), b.action, b.reward, n(b.next_obs), b.terminated, b.truncated) for b in batches
-        ]
+        batches = [b.replace(obs=n(b.obs), next_obs=n(b.next_obs)) for b in batches]
         alpha = self.alpha
         losses, qs = [], []
         for b in batches:

@@ -21,6 +21,10 @@ class Batch:
     (action_chunk[:, 0] == action) and chunk_mask (B, k), 1 where that step exists in the
     episode, 0 past its end. None (online transitions, which carry only their own action)
     means [a_t, 0, ...] with mask [1, 0, ...]: see `chunk_targets`.
+
+    n-step rows (`ExpoConfig.n_step` > 1), optional: steps (B,) the number k of env steps a row
+    spans, reward then being sum_{j<k} gamma^j r_t+j and next_obs / terminated / truncated those
+    of step t+k-1; the bootstrap is discounted by gamma^k (`discount`). None means k = 1.
     """
 
     obs: torch.Tensor
@@ -31,8 +35,11 @@ class Batch:
     truncated: torch.Tensor
     action_chunk: torch.Tensor | None = None
     chunk_mask: torch.Tensor | None = None
+    steps: torch.Tensor | None = None
 
     def __post_init__(self) -> None:
+        if self.steps is not None and tuple(self.steps.shape) != tuple(self.reward.shape):
+            raise ValueError(f"Batch: steps {tuple(self.steps.shape)} must be (B,) like reward")
         if (self.action_chunk is None) != (self.chunk_mask is None):
             raise ValueError("Batch: action_chunk and chunk_mask come together (both or neither)")
         if self.action_chunk is not None:
@@ -54,6 +61,12 @@ class Batch:
         """This batch with some fields replaced (e.g. normalized observations)."""
         return Batch(**({f.name: getattr(self, f.name) for f in fields(self)} | changes))
 
+    def discount(self, gamma: float) -> torch.Tensor:
+        """(B,) the bootstrap's discount per row: gamma^steps (gamma where steps is None)."""
+        if self.steps is None:
+            return torch.full_like(self.reward, gamma)
+        return torch.pow(torch.full_like(self.reward, gamma), self.steps)
+
     def chunk_targets(self, chunk_len: int) -> tuple[torch.Tensor, torch.Tensor]:
         """The base's imitation targets for chunks of `chunk_len`: (chunk (B, k, d), mask (B, k)).
         Without stored chunks: [a_t, 0, ...] and [1, 0, ...] (the tail is learned from the
@@ -74,7 +87,8 @@ class Batch:
     @staticmethod
     def cat(batches: list[Batch]) -> Batch:
         """Rows of all batches in order. Chunks: kept when any batch has them (the others get
-        their first-slot chunks, `chunk_targets`, of the same length); None when none has."""
+        their first-slot chunks, `chunk_targets`, of the same length); None when none has.
+        Steps likewise: kept when any batch has them (1 for the others' rows)."""
         out = {f.name: torch.cat([getattr(b, f.name) for b in batches]) for f in fields(Batch)[:6]}
         lens = {b.action_chunk.shape[1] for b in batches if b.action_chunk is not None}
         if len(lens) > 1:
@@ -84,6 +98,10 @@ class Batch:
             parts = [b.chunk_targets(k) for b in batches]
             out["action_chunk"] = torch.cat([c for c, _ in parts])
             out["chunk_mask"] = torch.cat([m for _, m in parts])
+        if any(b.steps is not None for b in batches):  # rows without steps span one step
+            out["steps"] = torch.cat(
+                [torch.ones_like(b.reward) if b.steps is None else b.steps for b in batches]
+            )
         return Batch(**out)
 
 

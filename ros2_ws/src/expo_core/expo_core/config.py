@@ -155,6 +155,7 @@ OMITTED_AT_DEFAULT: tuple[str, ...] = (
     "backup_samples",
     "min_temperature",
     "editor_score",
+    "n_step",
 )
 
 
@@ -237,6 +238,13 @@ class ExpoConfig:
       num_critics, the min of all, as the cpu preset's targets): a pessimistic objective that
       does not pay for edits into actions the critics disagree on. Why offered: on lift the
       6000-step EXPO policies acted better without their edits (docs/results.md, session 9).
+    n_step: TD targets from n-step returns: y = sum_{j<k} gamma^j r_t+j + gamma^k m V(s_t+k),
+      k = n_step or fewer where the episode ends (terminated or truncated) or the stored data
+      does (`ReplayBuffer.n_step_rows`); the OTF backup V is unchanged. Default 1, the paper's.
+      The k - 1 intermediate actions are the stored ones, not the OTF policy's: with mixed-
+      quality demonstrations that biases the targets down, against the overestimation that
+      grew late in every lift run (docs/results.md); and a reward reaches a state k times
+      sooner through the bootstraps.
     """
 
     obs_dim: int
@@ -253,6 +261,7 @@ class ExpoConfig:
     temperature_lr: float = 3e-4
     min_temperature: float = 0.0  # a floor under alpha (0 = none); see the class docstring
     editor_score: str = "mean"  # SCORE_RULES: what the editor maximizes (see the class docstring)
+    n_step: int = 1  # TD targets from n-step returns of the stored episodes (1 = the paper's)
     target_entropy: float | None = None  # None -> -act_dim / 2 (published)
     offline_fraction: float = 0.5  # share of each batch drawn from the offline dataset
     # OTF scoring and backup (see the class docstring).
@@ -308,6 +317,12 @@ class ExpoConfig:
             "None or a finite float",
         )
         _require(0 <= self.offline_fraction <= 1, "offline_fraction", self.offline_fraction, "[0, 1]")
+        _require(
+            isinstance(self.n_step, int) and not isinstance(self.n_step, bool) and 1 <= self.n_step <= 100,
+            "n_step",
+            self.n_step,
+            "integer in [1, 100]",
+        )
         _require(
             isinstance(self.td_chunk_rows, int) and self.td_chunk_rows >= 0,
             "td_chunk_rows",

@@ -56,6 +56,13 @@ def action_chunks(action: np.ndarray, episode: np.ndarray, chunk_len: int) -> di
     return {"action_chunk": chunk, "chunk_mask": mask}
 
 
+def _check_n_step(n_step: int, gamma: float | None) -> None:
+    if not (isinstance(n_step, int) and not isinstance(n_step, bool) and n_step >= 1):
+        raise ValueError(f"n_step={n_step!r} is invalid; allowed: integer >= 1")
+    if n_step > 1 and not (isinstance(gamma, (int, float)) and 0.0 <= gamma <= 1.0):
+        raise ValueError(f"n_step={n_step} needs the discount gamma in [0, 1], got {gamma!r}")
+
+
 class ReplayBuffer:
     """Fixed-capacity FIFO of transitions stored as float32 numpy arrays.
 
@@ -234,15 +241,64 @@ class ReplayBuffer:
             order = (self._ptr + np.arange(self.capacity)) % self.capacity
         return {name: arr[order] for name, arr in self._data.items()}
 
-    def sample(self, batch_size: int, generator: torch.Generator, device: Device = "cpu") -> Batch:
-        """``batch_size`` transitions drawn uniformly with replacement, as a float32 :class:`Batch`."""
+    def sample(
+        self,
+        batch_size: int,
+        generator: torch.Generator,
+        device: Device = "cpu",
+        *,
+        n_step: int = 1,
+        gamma: float | None = None,
+    ) -> Batch:
+        """``batch_size`` transitions drawn uniformly with replacement, as a float32 :class:`Batch`.
+        ``n_step`` > 1 (with the discount ``gamma``): n-step rows, see :meth:`n_step_rows`."""
         if batch_size < 1:
             raise ValueError(f"ReplayBuffer.sample: batch_size must be >= 1, got {batch_size}")
         if self._size == 0:
             raise ValueError("ReplayBuffer.sample: the buffer is empty; add transitions before sampling")
+        _check_n_step(n_step, gamma)
         # Rows [0, size) are valid whether or not the ring has wrapped: order does not matter here.
         idx = torch.randint(0, self._size, (batch_size,), generator=generator).numpy()
-        return Batch(**{name: torch.from_numpy(arr[idx]).to(device) for name, arr in self._data.items()})
+        if n_step == 1:
+            rows = {name: arr[idx] for name, arr in self._data.items()}
+        else:
+            rows = self.n_step_rows(idx, n_step, gamma)
+        return Batch(**{name: torch.from_numpy(arr).to(device) for name, arr in rows.items()})
+
+    def n_step_rows(self, idx: np.ndarray, n_step: int, gamma: float) -> dict[str, np.ndarray]:
+        """The n-step rows starting at storage rows ``idx`` (B,): each follows its episode for up
+        to ``n_step`` stored transitions, k of them, and holds obs, action (and chunks) of the
+        first, reward = sum_{j<k} gamma^j r_j, next_obs, terminated and truncated of the last,
+        and ``steps`` = k. A row's episode goes on to the next stored row while the row ended
+        neither by ``terminated`` nor by ``truncated``, the next row is not past the newest one,
+        and the next row's obs equals this row's next_obs (so rows of different episodes, or
+        a ring that overwrote part of an episode, never join)."""
+        _check_n_step(n_step, gamma)
+        d, cap = self._data, self.capacity
+        idx = np.asarray(idx, dtype=np.int64)
+        if idx.size and (idx.min() < 0 or idx.max() >= self._size):
+            raise IndexError(f"ReplayBuffer.n_step_rows: rows must be in [0, {self._size})")
+        age = (idx - self._ptr) % cap if self._size == cap else idx  # 0 = the oldest stored row
+        rows = {name: arr[idx] for name, arr in d.items()}
+        reward = rows["reward"].astype(np.float64)
+        steps = np.ones(len(idx), dtype=np.float32)
+        last = idx.copy()
+        going = (rows["terminated"] == 0.0) & (rows["truncated"] == 0.0)
+        for j in range(1, n_step):
+            nxt = (idx + j) % cap
+            going &= (age + j < self._size) & np.all(d["obs"][nxt] == d["next_obs"][last], axis=1)
+            last = np.where(going, nxt, last)
+            reward += np.where(going, gamma**j * d["reward"][nxt], 0.0)
+            steps += going
+            going &= (d["terminated"][nxt] == 0.0) & (d["truncated"][nxt] == 0.0)
+        rows.update(
+            reward=reward.astype(np.float32),
+            next_obs=d["next_obs"][last],
+            terminated=d["terminated"][last],
+            truncated=d["truncated"][last],
+            steps=steps,
+        )
+        return rows
 
 
 class MixedSampler:
@@ -250,14 +306,23 @@ class MixedSampler:
 
     Each batch holds ``round(offline_fraction * B)`` offline rows first, then online rows. With no
     (or an empty) offline buffer all rows are online; with an empty online buffer all rows are
-    offline, so the same sampler serves offline-only pretraining.
+    offline, so the same sampler serves offline-only pretraining. ``n_step`` > 1 (with
+    ``gamma``): both buffers give n-step rows (:meth:`ReplayBuffer.n_step_rows`).
     """
 
     def __init__(
-        self, online: ReplayBuffer, offline: ReplayBuffer | None, offline_fraction: float = 0.5
+        self,
+        online: ReplayBuffer,
+        offline: ReplayBuffer | None,
+        offline_fraction: float = 0.5,
+        *,
+        n_step: int = 1,
+        gamma: float | None = None,
     ) -> None:
         if not 0.0 <= offline_fraction <= 1.0:  # also rejects NaN
             raise ValueError(f"MixedSampler.offline_fraction must be in [0, 1], got {offline_fraction}")
+        _check_n_step(n_step, gamma)
+        self.n_step, self.gamma = n_step, gamma
         if offline is not None and (offline.obs_dim, offline.act_dim) != (online.obs_dim, online.act_dim):
             raise ValueError(
                 f"MixedSampler: offline buffer dims (obs {offline.obs_dim}, act {offline.act_dim}) differ "
@@ -283,10 +348,11 @@ class MixedSampler:
             raise ValueError("MixedSampler.sample: both the online and the offline buffer are empty")
         n_off, n_on = self.split(batch_size)
         parts = []
+        ret = {"n_step": self.n_step, "gamma": self.gamma}
         if n_off:
-            parts.append(self.offline.sample(n_off, generator, device))
+            parts.append(self.offline.sample(n_off, generator, device, **ret))
         if n_on:
-            parts.append(self.online.sample(n_on, generator, device))
+            parts.append(self.online.sample(n_on, generator, device, **ret))
         return parts[0] if len(parts) == 1 else Batch.cat(parts)
 
     def batches(self, batch_size: int, generator: torch.Generator, device: Device = "cpu") -> Iterator[Batch]:

@@ -13,6 +13,8 @@ step at once (fast path), and the Monte-Carlo returns to check the critics again
   m = 1 - terminated                     (bootstrap through time-limit truncation: the fix)
   m = 1 - max(terminated, truncated)     (reference behaviour: time limits treated as terminal)
 beta_s = `backup_temperature`, alpha_b = `backup_alpha` or the learned temperature alpha.
+n-step rows (`ExpoConfig.n_step` > 1, `Batch.steps` = k): r is the rows' discounted k-step
+reward, s' the state after step t+k-1, and gamma becomes gamma^k (`Batch.discount`).
 
 The base samples come from the base the caller passes (the agent passes the online or EMA copy,
 `target_base`) with the sampler `ExpoConfig.target_sampling_steps()` ("fast": DDIM with
@@ -230,7 +232,8 @@ def _td_targets_groups(
         done = term
     else:
         done = torch.maximum(term, torch.cat([b.truncated for b in batches]))
-    target = reward + cfg.gamma * (1.0 - done) * v
+    discount = torch.cat([b.discount(cfg.gamma) for b in batches])  # gamma^k of n-step rows
+    target = reward + discount * (1.0 - done) * v
     return TDTargets(
         target.reshape(G, B),
         q_star.reshape(G, B),

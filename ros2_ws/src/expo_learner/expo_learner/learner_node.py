@@ -141,7 +141,14 @@ class LearnerNode(TeardownLifecycleNode):
             chunk_len=ecfg.diffusion.chunk_len,  # a chunk base keeps imitating whole chunks
         )
         store = ReplayStore(
-            ecfg.obs_dim, ecfg.act_dim, cfg.online_capacity, offline, ecfg.offline_fraction, cfg.interventions
+            ecfg.obs_dim,
+            ecfg.act_dim,
+            cfg.online_capacity,
+            offline,
+            ecfg.offline_fraction,
+            cfg.interventions,
+            n_step=ecfg.n_step,
+            gamma=ecfg.gamma,
         )
         if offline_iv is not None:
             store.add_offline_interventions(offline_iv)

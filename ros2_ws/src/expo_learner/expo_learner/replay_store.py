@@ -38,7 +38,8 @@ class ReplayStore:
     ``seen``: online transitions ever added (reloaded + received, interventions included even
     when ``use.replay`` keeps them out of the online buffer: they are env steps); it keeps
     counting when the ring overwrites old rows. ``reloaded``: how many of them came from bags at
-    configure.
+    configure. ``n_step`` > 1 with ``gamma`` (``ExpoConfig.n_step``): :meth:`sample` gives
+    n-step rows (``expo_core.replay.ReplayBuffer.n_step_rows``); intervention batches stay 1-step.
     """
 
     def __init__(
@@ -49,13 +50,16 @@ class ReplayStore:
         offline: ReplayBuffer | None = None,
         offline_fraction: float = 0.5,
         use: InterventionUse | None = None,
+        *,
+        n_step: int = 1,
+        gamma: float | None = None,
     ) -> None:
         self.lock = threading.Lock()
         self.use = use or InterventionUse()
         self.online = ReplayBuffer(obs_dim, act_dim, online_capacity)
         self.offline = offline if offline is not None and len(offline) else None
         self.interventions = ReplayBuffer(obs_dim, act_dim, self.use.capacity)
-        self._sampler = MixedSampler(self.online, self.offline, offline_fraction)
+        self._sampler = MixedSampler(self.online, self.offline, offline_fraction, n_step=n_step, gamma=gamma)
         self.sources: Counter[str] = Counter()
         self.intervention_stats = InterventionStats(self.use.stats_episodes)
         self.seen = 0
