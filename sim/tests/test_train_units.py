@@ -32,6 +32,7 @@ def test_every_preset_and_algo_gives_a_valid_config(preset, algo):
     assert cfg.critic_precision == ("bfloat16" if algo == "expo-ddim1-bf16-all" else "float32")
     assert cfg.editor_score == ("subset_min" if algo == "expo-pessimistic-editor" else "mean")
     assert cfg.n_step == (5 if algo == "expo-n5" else 1)
+    assert cfg.backup_edits == (algo != "expo-base-backup")
     if algo.startswith("expo-ddim1-bf16"):
         assert cfg.td_sampling_steps == 1 and cfg.target_sampler == "fast"
     preset_cfg = preset_config(preset, 19, 7)

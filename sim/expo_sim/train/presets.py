@@ -56,6 +56,9 @@ demonstrations and (all but rlpd) the same pretrained base:
                            rewards, then the OTF backup at the state 5 steps on, discounted by
                            gamma^5; against the late overestimation of every lift run
                            (docs/results.md).
+``expo-base-backup``       the TD backup's max over the N base samples only (``backup_edits=False``);
+                           acting and the editor unchanged: on lift only the backup over base
+                           samples and their edits overestimated (docs/results.md).
 """
 
 from __future__ import annotations
@@ -83,6 +86,7 @@ ALGOS: tuple[str, ...] = (
     "expo-alpha-floor",
     "expo-pessimistic-editor",
     "expo-n5",
+    "expo-base-backup",
 )
 
 
@@ -139,6 +143,8 @@ def algo_config(algo: str, cfg: ExpoConfig) -> ExpoConfig:
         return cfg.replace(editor_score="subset_min")
     if algo == "expo-n5":
         return cfg.replace(n_step=5)
+    if algo == "expo-base-backup":
+        return cfg.replace(backup_edits=False)
     if algo == "expo-ddim1-bf16-targets":
         return cfg.replace(td_precision="bfloat16", td_sampling_steps=1)
     if algo == "expo-ddim1-bf16-all":
@@ -171,6 +177,7 @@ ONLINE_ONLY_FIELDS: tuple[str, ...] = (
     "min_temperature",
     "editor_score",
     "n_step",
+    "backup_edits",
 )
 
 

@@ -156,6 +156,7 @@ OMITTED_AT_DEFAULT: tuple[str, ...] = (
     "min_temperature",
     "editor_score",
     "n_step",
+    "backup_edits",
 )
 
 
@@ -245,6 +246,11 @@ class ExpoConfig:
       quality demonstrations that biases the targets down, against the overestimation that
       grew late in every lift run (docs/results.md); and a reward reaches a state k times
       sooner through the bootstraps.
+    backup_edits: False keeps the edits out of the TD backup: its max (or draw) is over the
+      base samples only, while acting and the editor's training are unchanged. Why offered: on
+      lift only the backup over base samples and their edits overestimated; without the editor
+      (the max over base samples) Q stayed below the return (docs/results.md, session 7). The
+      backup then values the best of N base samples at s', a lower bound of the acting policy.
     """
 
     obs_dim: int
@@ -287,6 +293,7 @@ class ExpoConfig:
     # Paper ablations (the defaults are EXPO; td.py states the maths of each).
     use_editor: bool = True  # False: OTF picks among the N base samples only; no editor/temperature steps
     max_q_backup: bool = True  # False: TD target from one sampled base action and its edit (no argmax)
+    backup_edits: bool = True  # False: the backup's candidates are the base samples only (acting keeps edits)
     # Base samples per next state in the max-Q backup; 0 = num_samples (published: the backup
     # takes the max over the same N base + N edited candidates as acting). Fewer samples shrink
     # the maximization bias of that max (and the targets' cost); see the class docstring.
@@ -337,7 +344,7 @@ class ExpoConfig:
             self.backup_samples,
             "integer >= 0 (0 = num_samples; more than num_samples counts as num_samples)",
         )
-        for n in ("use_editor", "max_q_backup"):
+        for n in ("use_editor", "max_q_backup", "backup_edits"):
             _require(isinstance(getattr(self, n), bool), n, getattr(self, n), "True or False")
         for n in ("td_sampling_steps", "act_sampling_steps"):
             v = getattr(self, n)

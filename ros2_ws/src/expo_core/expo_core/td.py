@@ -20,7 +20,8 @@ The base samples come from the base the caller passes (the agent passes the onli
 `target_base`) with the sampler `ExpoConfig.target_sampling_steps()` ("fast": DDIM with
 `td_sampling_steps`; "faithful": the acting sampler).
 
-Ablations (ExpoConfig): `use_editor=False` drops the edits (c = the N base samples);
+Ablations (ExpoConfig): `use_editor=False` drops the edits (c = the N base samples), and
+`backup_edits=False` drops them from the backup only (acting still picks among base + edits);
 `max_q_backup=False` replaces the argmax by one sampled action: a* = the edit of a single base
 sample (the sample itself without editor), V(s') = Q*(s', a*).
 
@@ -75,9 +76,15 @@ def td_num_samples(cfg: ExpoConfig) -> int:
     return min(cfg.backup_samples or cfg.num_samples, cfg.num_samples)
 
 
+def td_edits(cfg: ExpoConfig) -> bool:
+    """Whether the backup's candidates include the edits (the editor is on and `backup_edits`)."""
+    return cfg.use_editor and cfg.backup_edits
+
+
 def td_num_candidates(cfg: ExpoConfig) -> int:
-    """Candidates per next state in the backup: the base samples and, with the editor, their edits."""
-    return td_num_samples(cfg) * (2 if cfg.use_editor else 1)
+    """Candidates per next state in the backup: the base samples and, with the edits in the
+    backup (`td_edits`), their edits."""
+    return td_num_samples(cfg) * (2 if td_edits(cfg) else 1)
 
 
 def draw_td_noise(
@@ -187,7 +194,7 @@ def _td_targets_groups(
         base_noise=torch.cat([n.base for n in noises], dim=1),
         edit_noise=torch.cat([n.edit for n in noises]),
         chunk_rows=cfg.td_chunk_rows,
-        edit=cfg.use_editor,
+        edit=td_edits(cfg),
     ).float()  # (G*B, K, d); a no-op in float32, bfloat16 rounding kept otherwise
 
     # score every candidate with the target critics of the rule

@@ -191,3 +191,32 @@ def test_backup_samples_is_left_out_of_the_json_at_0(make_cfg):
     cfg = make_cfg(num_samples=4, backup_samples=2)
     assert cfg.to_dict()["backup_samples"] == 2
     assert ExpoConfig.from_dict(cfg.to_dict()) == cfg
+
+
+def test_backup_edits_off_takes_the_max_over_the_base_samples_only(make_cfg):
+    cfg = make_cfg(num_samples=4, backup_edits=False)
+    agent = diverge(ExpoAgent(cfg, seed=6))
+    b = _batch(cfg)
+    noise = draw_td_noise(cfg, agent.base, len(b), torch.Generator().manual_seed(4), torch.device("cpu"))
+    alpha = torch.tensor(0.3)
+    with torch.no_grad():
+        both = _subset_min_q(agent, cfg, b, noise, agent.base, agent.critic_target)  # (B, 2N)
+        td = td_targets(cfg, agent.base, agent.policy.editor, agent.critic_target, [b], [noise], alpha)
+        with_edits = td_targets(
+            cfg.replace(backup_edits=True),
+            agent.base,
+            agent.policy.editor,
+            agent.critic_target,
+            [b],
+            [noise],
+            alpha,
+        )
+    n = cfg.num_samples
+    assert torch.allclose(td.target[0], b.reward + cfg.gamma * both[:, :n].max(-1).values, atol=1e-5)
+    assert not td.edited.any()
+    assert torch.allclose(with_edits.target[0], b.reward + cfg.gamma * both.max(-1).values, atol=1e-5)
+    assert with_edits.edited.any() and not torch.allclose(with_edits.target, td.target)
+    assert "backup_edits" not in make_cfg().to_dict() and cfg.to_dict()["backup_edits"] is False
+    # acting keeps the edits: the policy's candidates are still base samples and their edits
+    obs = torch.randn(3, cfg.obs_dim)
+    assert agent.decide(obs, deterministic=True).candidates.shape[1] == 2 * n
