@@ -53,14 +53,3 @@ def test_the_goal_line_names_the_events_executor() -> None:
     assert "EventsExecutor" not in goal_lines([row])[0]
     row["executor"] = "events"
     assert "backend auto, EventsExecutor)" in goal_lines([row])[0]
-
-
-def test_take_pending_is_set_on_the_policy_node_and_named_in_the_goal_line() -> None:
-    from expo_sim.ros.bench_ros import _policy_overrides
-
-    assert _policy_overrides(0, False) == {}
-    assert _policy_overrides(0, True) == {"policy_node": {"observation.take_pending": True}}
-    assert _policy_overrides(5, True) == {"policy_node": {"rt_priority": 5, "observation.take_pending": True}}
-    row = _row(4.0, 5.0)
-    row["policy_take_pending"] = True
-    assert "take_pending" in goal_lines([row])[0]

@@ -28,10 +28,8 @@ frames and the base-frame proprioception (rows named ``<preset>+pixels-<encoder>
 
 Run: ``python -m expo_sim.ros.bench_ros [--presets cpu published] [--steps 1000]
 [--pixels cpu published] [--backend auto|torch|onnxruntime] [--rt-priority P]
-[--executor single|events] [--take-pending] [--out DIR]``. ``--take-pending`` sets the policy
-node's ``observation.take_pending`` (:mod:`expo_policy.pending_inputs`). ``--executor events``
-runs every node of the graph on rclpy's experimental EventsExecutor (``EXPO_ROS_EXECUTOR``,
-:mod:`expo_ros.node_main`).
+[--executor single|events] [--out DIR]``. ``--executor events`` runs every node of the graph on
+rclpy's experimental EventsExecutor (``EXPO_ROS_EXECUTOR``, :mod:`expo_ros.node_main`).
 """
 
 from __future__ import annotations
@@ -94,7 +92,6 @@ def bench_preset(
     backend: str = "auto",
     rt_priority: int = 0,
     pixels: str | None = None,
-    take_pending: bool = False,
 ) -> dict:
     from expo_sim.session.run import SessionConfig, run_session
 
@@ -108,32 +105,21 @@ def bench_preset(
         domain_id=domain_id,
         out=tmp / "sessions",
         backend=backend,
-        graph_overrides=_policy_overrides(rt_priority, take_pending),
+        graph_overrides={"policy_node": {"rt_priority": rt_priority}} if rt_priority else {},
     )
     s = run_session(cfg)
     s["preset"] = preset if pixels is None else f"{preset}+pixels-{pixels}"
     s["pixels_encoder"] = pixels
     s["backend"] = backend
     s["policy_rt_priority"] = rt_priority
-    s["policy_take_pending"] = take_pending
     s["ros_overhead_p50_ms"] = s["obs_to_action_p50_ms"] - s["inference_p50_ms"]
     s["ros_overhead_p99_ms"] = s["obs_to_action_p99_ms"] - s["inference_p99_ms"]
     s["goal_obs_to_action_p99_met"] = s["obs_to_action_p99_ms"] < s["inference_p99_ms"] + GOAL_MARGIN_MS
     return s
 
 
-def _policy_overrides(rt_priority: int, take_pending: bool) -> dict[str, dict[str, Any]]:
-    """The policy node's parameters the bench sets (none at their defaults)."""
-    params: dict[str, Any] = {"rt_priority": rt_priority} if rt_priority else {}
-    if take_pending:
-        params["observation.take_pending"] = True
-    return {"policy_node": params} if params else {}
-
-
 def _rt_note(row: dict[str, Any]) -> str:
     note = f", policy rt_priority {row['policy_rt_priority']}" if row.get("policy_rt_priority") else ""
-    if row.get("policy_take_pending"):
-        note += ", take_pending"
     if row.get("executor") == "events":
         note += ", EventsExecutor"
     return note
@@ -200,11 +186,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="the nodes' rclpy executor (sets EXPO_ROS_EXECUTOR for the graph; default: the "
         "environment's, else single)",
     )
-    p.add_argument(
-        "--take-pending",
-        action="store_true",
-        help="the policy node's observation.take_pending: a set's waiting inputs taken in one callback",
-    )
     p.add_argument("--out", type=Path, default=Path("runs/bench_ros"), help="where the JSON result goes")
     args = p.parse_args(argv)
     if args.steps < 1:
@@ -232,7 +213,6 @@ def main(argv: Sequence[str] | None = None) -> int:
                 args.backend,
                 args.rt_priority,
                 pixels,
-                args.take_pending,
             )
             row["executor"] = executor
             if row["error"] or row["obs_to_action_count"] < args.steps:

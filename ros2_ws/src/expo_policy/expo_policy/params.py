@@ -135,12 +135,6 @@ PARAMETERS: tuple[ParamSpec, ...] = (
         "publishers; franka_ros2 publishes current_pose best effort)",
     ),
     ParamSpec(
-        "observation.take_pending",
-        False,
-        "when an input arrives and its observation set is not complete, take the set's other inputs "
-        "that already arrived in the same callback instead of one executor wake-up each",
-    ),
-    ParamSpec(
         "observation.arm_joint_names",
         ARM_JOINTS,
         "pixel policies: the 7 arm joints read from joint_states into robot0_joint_pos, in this order",
@@ -227,7 +221,6 @@ class PolicyNodeConfig:
     finger_joint_names: tuple[str, str]
     finger_signs: tuple[float, float]
     best_effort_inputs: bool
-    take_pending: bool
     watchdog_max_age_s: dict[str, float]
     arm_joint_names: tuple[str, ...]
     base_frame: str
@@ -328,7 +321,6 @@ class PolicyNodeConfig:
             finger_joint_names=(fingers[0], fingers[1]),
             finger_signs=(signs[0], signs[1]),
             best_effort_inputs=as_bool("observation.best_effort", v["observation.best_effort"]),
-            take_pending=as_bool("observation.take_pending", v["observation.take_pending"]),
             watchdog_max_age_s={
                 name: as_float(f"watchdog.{name}_max_age_s", v[f"watchdog.{name}_max_age_s"], 0.0)
                 for name in _WATCHDOG

@@ -133,7 +133,6 @@ from .loop_status import OK, LoopStatus
 from .markers import clear_markers, decision_markers, status_marker
 from .obs_builder import ObservationBuilder
 from .params import PARAMETERS, WATCHED_INPUTS, PolicyNodeConfig
-from .pending_inputs import PendingInputs
 from .plan import command_plan
 from .safety import filter_action, hold_action
 from .weights_swap import WeightsSwapper
@@ -185,7 +184,6 @@ class PolicyNode(TeardownLifecycleNode):
         self.last_hold_reason = ""
         self.arbiter: InterventionArbiter | None = None  # intervention.enabled
         self._teleop_sub = None
-        self._pending: PendingInputs | None = None  # observation.take_pending
         self._rt_tid: int | None = None  # the control thread while rt_priority holds it at SCHED_FIFO
         self._reset_loop_state()
 
@@ -312,26 +310,23 @@ class PolicyNode(TeardownLifecycleNode):
         sub = self.create_subscription
         self._feedback_sub = sub(EnvFeedback, "env_feedback", self._on_feedback, QoSProfile(depth=50))
         qos = _BEST_EFFORT_QOS if self.cfg.best_effort_inputs else _SENSOR_QOS
-        inputs = [sub(JointState, "joint_states", self._on_joint_states, qos)]  # the observation's
-        if cam_spec is None:
-            inputs += [
-                sub(PoseStamped, "ee_pose", self._on_ee_pose, qos),
-                sub(PoseArray, "object_poses", self._on_object_poses, qos),
-            ]
-        else:  # a pixel policy: base-frame pose + one Image per camera of its spec
-            cam_qos = QoSProfile(depth=5, reliability=qos.reliability)
-            inputs.append(sub(PoseStamped, "ee_pose_base", self._on_ee_pose_base, qos))
-            for key in cam_spec.rgb:
-                topic = cfg.camera_topics[key.camera]
-                inputs.append(sub(Image, topic, lambda m, k=key: self._on_camera(k, m), cam_qos))
-        self._pending = PendingInputs(inputs) if cfg.take_pending else None
         self._subs = [
-            *inputs,
+            sub(JointState, "joint_states", self._on_joint_states, qos),
             sub(PolicyWeights, "policy_weights", self._on_weights, _WEIGHTS_QOS),
             self._feedback_sub,
         ]
         if cam_spec is None:
-            self._subs.append(sub(Image, "image_raw", self._on_image, qos_profile_sensor_data))
+            self._subs += [
+                sub(PoseStamped, "ee_pose", self._on_ee_pose, qos),
+                sub(PoseArray, "object_poses", self._on_object_poses, qos),
+                sub(Image, "image_raw", self._on_image, qos_profile_sensor_data),
+            ]
+        else:  # a pixel policy: base-frame pose + one Image per camera of its spec
+            cam_qos = QoSProfile(depth=5, reliability=qos.reliability)
+            self._subs.append(sub(PoseStamped, "ee_pose_base", self._on_ee_pose_base, qos))
+            for key in cam_spec.rgb:
+                topic = cfg.camera_topics[key.camera]
+                self._subs.append(sub(Image, topic, lambda m, k=key: self._on_camera(k, m), cam_qos))
         self.arbiter, self._teleop_sub = None, None
         if cfg.intervention_enabled:
             self.arbiter = InterventionArbiter(cfg.intervention)
@@ -409,7 +404,7 @@ class PolicyNode(TeardownLifecycleNode):
             self.weights.close()
         self._timers, self._subs, self._pubs = [], [], {}
         self.cfg, self.backend, self.weights, self.active = None, None, None, False
-        self.arbiter, self._teleop_sub, self._pending = None, None, None
+        self.arbiter, self._teleop_sub = None, None
         if self._rt_tid is not None:  # back to normal scheduling until configured again
             realtime.set_normal(self._rt_tid)
             self._rt_tid = None
@@ -449,8 +444,6 @@ class PolicyNode(TeardownLifecycleNode):
         self._watchdog.mark(name, self._now_ns() * 1e-9)
         ns = cv.stamp_ns(header.stamp)
         pieces = self._inputs.add(name, ns, payload, header.frame_id)
-        if pieces is None and self._pending is not None and self.active:
-            self._pending.take()  # the set's other pieces that already arrived: now, not a wake-up each
         if pieces is None or not self.active:
             return
         # The set's stamp: its newest piece's (exact sets: every piece's; a pixel set pairs pieces of
@@ -751,7 +744,6 @@ class PolicyNode(TeardownLifecycleNode):
             "obs_age_max_ms": age.max_s * 1e3,
             "observation_sets_late": sync.late,
             "observation_sets_dropped": sync.dropped,
-            "inputs_taken_pending": self._pending.taken if self._pending is not None else 0,
             "weights_version": self.weights_version,
             "weights_accepted": self.weights.accepted,
             "weights_rejected": self.weights.rejected,

@@ -463,23 +463,6 @@ def test_real_time_decides_once_per_synchronized_observation_and_the_timer_only_
     assert d["mode"] == "observation" and int(float(d["obs_age_count"])) >= 4
 
 
-@pytest.mark.parametrize("take_pending", [False, True])
-def test_take_pending_hands_a_sets_waiting_pieces_over_in_one_wake_up(harness, take_pending: bool) -> None:
-    h = harness(**{"observation.take_pending": take_pending})
-    h.start()
-    stamps = []
-    for _ in range(3):
-        stamps.append(h.publish_obs())
-        time.sleep(0.2)  # all three pieces wait in their readers before the executor wakes
-        h.wait_command(lambda c, s=stamps[-1]: c.stamp_ns == s, "the answer to a new observation")
-    answered = [c for c in h.commands() if c.stamp_ns in stamps]
-    assert [c.stamp_ns for c in answered] == stamps, "one decision per observation, in order"
-    assert not any(c.hold for c in answered)
-    # the first piece of each set comes through the executor, the other two from its callback
-    want = 2 * len(stamps) if take_pending else 0
-    h.spin_until(lambda: h.diagnostics().get("inputs_taken_pending") == str(want), f"{want} taken")
-
-
 def test_lockstep_done_feedback_ends_the_wait_for_a_step_that_is_never_reported(harness) -> None:
     """A sim restarted under the policy ends the interrupted episode with a done feedback of an
     earlier step than the policy's last command: the policy must not wait for that command."""
