@@ -53,14 +53,3 @@ def test_the_goal_line_names_the_events_executor() -> None:
     assert "EventsExecutor" not in goal_lines([row])[0]
     row["executor"] = "events"
     assert "backend auto, EventsExecutor)" in goal_lines([row])[0]
-
-
-def test_poll_ahead_is_set_on_the_policy_node_and_named_in_the_goal_line() -> None:
-    from expo_sim.ros.bench_ros import _policy_overrides
-
-    assert _policy_overrides(0, 0.0) == {}
-    assert _policy_overrides(0, 1.0) == {"policy_node": {"observation.poll_ahead_ms": 1.0}}
-    assert _policy_overrides(5, 0.5) == {"policy_node": {"rt_priority": 5, "observation.poll_ahead_ms": 0.5}}
-    row = _row(4.0, 5.0)
-    row["policy_poll_ahead_ms"] = 1.0
-    assert "poll ahead 1 ms" in goal_lines([row])[0]

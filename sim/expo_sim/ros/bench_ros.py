@@ -28,10 +28,8 @@ frames and the base-frame proprioception (rows named ``<preset>+pixels-<encoder>
 
 Run: ``python -m expo_sim.ros.bench_ros [--presets cpu published] [--steps 1000]
 [--pixels cpu published] [--backend auto|torch|onnxruntime] [--rt-priority P]
-[--executor single|events] [--poll-ahead-ms MS] [--out DIR]``. ``--executor events`` runs every
-node of the graph on rclpy's experimental EventsExecutor (``EXPO_ROS_EXECUTOR``,
-:mod:`expo_ros.node_main`); ``--poll-ahead-ms`` sets the policy node's
-``observation.poll_ahead_ms`` (:mod:`expo_ros.arrival`).
+[--executor single|events] [--out DIR]``. ``--executor events`` runs every node of the graph on
+rclpy's experimental EventsExecutor (``EXPO_ROS_EXECUTOR``, :mod:`expo_ros.node_main`).
 """
 
 from __future__ import annotations
@@ -94,7 +92,6 @@ def bench_preset(
     backend: str = "auto",
     rt_priority: int = 0,
     pixels: str | None = None,
-    poll_ahead_ms: float = 0.0,
 ) -> dict:
     from expo_sim.session.run import SessionConfig, run_session
 
@@ -108,32 +105,21 @@ def bench_preset(
         domain_id=domain_id,
         out=tmp / "sessions",
         backend=backend,
-        graph_overrides=_policy_overrides(rt_priority, poll_ahead_ms),
+        graph_overrides={"policy_node": {"rt_priority": rt_priority}} if rt_priority else {},
     )
     s = run_session(cfg)
     s["preset"] = preset if pixels is None else f"{preset}+pixels-{pixels}"
     s["pixels_encoder"] = pixels
     s["backend"] = backend
     s["policy_rt_priority"] = rt_priority
-    s["policy_poll_ahead_ms"] = poll_ahead_ms
     s["ros_overhead_p50_ms"] = s["obs_to_action_p50_ms"] - s["inference_p50_ms"]
     s["ros_overhead_p99_ms"] = s["obs_to_action_p99_ms"] - s["inference_p99_ms"]
     s["goal_obs_to_action_p99_met"] = s["obs_to_action_p99_ms"] < s["inference_p99_ms"] + GOAL_MARGIN_MS
     return s
 
 
-def _policy_overrides(rt_priority: int, poll_ahead_ms: float) -> dict[str, dict[str, Any]]:
-    """The policy node's parameters the bench sets (none at their defaults)."""
-    params: dict[str, Any] = {"rt_priority": rt_priority} if rt_priority else {}
-    if poll_ahead_ms:
-        params["observation.poll_ahead_ms"] = float(poll_ahead_ms)
-    return {"policy_node": params} if params else {}
-
-
 def _rt_note(row: dict[str, Any]) -> str:
     note = f", policy rt_priority {row['policy_rt_priority']}" if row.get("policy_rt_priority") else ""
-    if row.get("policy_poll_ahead_ms"):
-        note += f", poll ahead {row['policy_poll_ahead_ms']:g} ms"
     if row.get("executor") == "events":
         note += ", EventsExecutor"
     return note
@@ -200,20 +186,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="the nodes' rclpy executor (sets EXPO_ROS_EXECUTOR for the graph; default: the "
         "environment's, else single)",
     )
-    p.add_argument(
-        "--poll-ahead-ms",
-        type=float,
-        default=0.0,
-        help="the policy node's observation.poll_ahead_ms (default 0 = off)",
-    )
     p.add_argument("--out", type=Path, default=Path("runs/bench_ros"), help="where the JSON result goes")
     args = p.parse_args(argv)
     if args.steps < 1:
         p.error("--steps must be >= 1")
     if not 0 <= args.rt_priority <= 99:
         p.error("--rt-priority must be in [0, 99]")
-    if not (math.isfinite(args.poll_ahead_ms) and args.poll_ahead_ms >= 0):
-        p.error("--poll-ahead-ms must be a finite number >= 0")
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     if args.executor:
         os.environ[EXECUTOR_ENV] = args.executor  # the launched nodes inherit it
@@ -235,7 +213,6 @@ def main(argv: Sequence[str] | None = None) -> int:
                 args.backend,
                 args.rt_priority,
                 pixels,
-                args.poll_ahead_ms,
             )
             row["executor"] = executor
             if row["error"] or row["obs_to_action_count"] < args.steps:

@@ -135,13 +135,6 @@ PARAMETERS: tuple[ParamSpec, ...] = (
         "publishers; franka_ros2 publishes current_pose best effort)",
     ),
     ParamSpec(
-        "observation.poll_ahead_ms",
-        0.0,
-        "poll the executor from this long before the next observation's first piece is due "
-        "(the shortest of the last 20 gaps between first pieces) for up to this + 2 ms, instead "
-        "of sleeping through it (0 = off; expo_ros.arrival) [ms]",
-    ),
-    ParamSpec(
         "observation.arm_joint_names",
         ARM_JOINTS,
         "pixel policies: the 7 arm joints read from joint_states into robot0_joint_pos, in this order",
@@ -228,7 +221,6 @@ class PolicyNodeConfig:
     finger_joint_names: tuple[str, str]
     finger_signs: tuple[float, float]
     best_effort_inputs: bool
-    poll_ahead_ms: float
     watchdog_max_age_s: dict[str, float]
     arm_joint_names: tuple[str, ...]
     base_frame: str
@@ -329,9 +321,6 @@ class PolicyNodeConfig:
             finger_joint_names=(fingers[0], fingers[1]),
             finger_signs=(signs[0], signs[1]),
             best_effort_inputs=as_bool("observation.best_effort", v["observation.best_effort"]),
-            poll_ahead_ms=as_float(
-                "observation.poll_ahead_ms", v["observation.poll_ahead_ms"], 0.0, lo_open=False
-            ),
             watchdog_max_age_s={
                 name: as_float(f"watchdog.{name}_max_age_s", v[f"watchdog.{name}_max_age_s"], 0.0)
                 for name in _WATCHDOG

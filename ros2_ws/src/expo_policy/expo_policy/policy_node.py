@@ -109,7 +109,6 @@ from expo_interfaces.msg import (
 )
 from expo_ros import conversions as cv
 from expo_ros import realtime
-from expo_ros.arrival import ArrivalPredictor
 from expo_ros.latency import LatencyTracker
 from expo_ros.lifecycle_teardown import TeardownLifecycleNode
 from expo_ros.node_main import run_lifecycle_node
@@ -185,7 +184,6 @@ class PolicyNode(TeardownLifecycleNode):
         self.last_hold_reason = ""
         self.arbiter: InterventionArbiter | None = None  # intervention.enabled
         self._teleop_sub = None
-        self._arrivals: ArrivalPredictor | None = None  # observation.poll_ahead_ms > 0
         self._rt_tid: int | None = None  # the control thread while rt_priority holds it at SCHED_FIFO
         self._reset_loop_state()
 
@@ -306,10 +304,6 @@ class PolicyNode(TeardownLifecycleNode):
         self._assembler = TransitionAssembler(continue_repeats=not cfg.lockstep)
         self._status = LoopStatus(cfg.deadline_ms)
         self._reset_loop_state()
-        self._arrivals = None
-        if cfg.poll_ahead_ms > 0:
-            lead_s = cfg.poll_ahead_ms * 1e-3
-            self._arrivals = ArrivalPredictor(lead_s, lead_s + 0.002)
         self._episode, self._step = 0, 0
         self.counts = dict.fromkeys(self.counts, 0)
         self.last_hold_reason = ""
@@ -372,7 +366,6 @@ class PolicyNode(TeardownLifecycleNode):
         self._done_stamp_ns = -1
         self._teleop_wait: tuple[int, float] | None = None  # (obs stamp, time.monotonic()) waiting
         self._teleop_unanswered_ns = -1  # lockstep: acted on this stamp without its teleop answer
-        self._set_open = False  # a piece of the next observation set has arrived
 
     def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
         ret = super().on_activate(state)  # enables the lifecycle publishers
@@ -447,20 +440,10 @@ class PolicyNode(TeardownLifecycleNode):
         self._image = msg
         self._watchdog.mark("image_raw", self._now_ns() * 1e-9)
 
-    def poll_window(self) -> tuple[float, float] | None:
-        """observation.poll_ahead_ms: when (time.monotonic()) the spin loop should poll instead of
-        sleeping, just before the next observation's first piece is due (expo_ros.arrival)."""
-        return self._arrivals.window() if self._arrivals is not None and self.active else None
-
     def _store(self, name: str, header: Header, payload: Any) -> None:
-        if self._arrivals is not None and not self._set_open:
-            self._arrivals.arrived(time.monotonic())
-        self._set_open = True
         self._watchdog.mark(name, self._now_ns() * 1e-9)
         ns = cv.stamp_ns(header.stamp)
         pieces = self._inputs.add(name, ns, payload, header.frame_id)
-        if pieces is not None:
-            self._set_open = False
         if pieces is None or not self.active:
             return
         # The set's stamp: its newest piece's (exact sets: every piece's; a pixel set pairs pieces of

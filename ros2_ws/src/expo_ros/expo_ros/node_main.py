@@ -12,9 +12,7 @@ launch's escalation (SIGTERM 10 s later) still forces the exit.
 
 The executor is rclpy's SingleThreadedExecutor; ``EXPO_ROS_EXECUTOR=events`` in the environment
 (launched nodes inherit it) selects rclpy's experimental EventsExecutor instead, which wakes on
-middleware events rather than polling wait sets (opt-in: measured in docs/results.md). A node
-with a ``poll_window()`` method (the policy node's ``observation.poll_ahead_ms``) is spun with a
-zero timeout inside the window it returns (:mod:`expo_ros.arrival`).
+middleware events rather than polling wait sets (opt-in: measured in docs/results.md).
 """
 
 from __future__ import annotations
@@ -29,8 +27,6 @@ import rclpy
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.lifecycle import LifecycleNode
 from rclpy.signals import SignalHandlerOptions
-
-from expo_ros.arrival import spin_timeout
 
 #: A repeated stop signal within this many seconds of the first is the same request.
 REPEAT_GRACE_S = 2.0
@@ -103,11 +99,8 @@ def run_lifecycle_node(
         if not node.autostart():
             node.get_logger().fatal("autostart failed: see the configure error above")
             code = 1
-        poll = getattr(node, "poll_window", None)  # () -> (start, end) | None: see expo_ros.arrival
         while code == 0 and not stop.requested and rclpy.ok() and not getattr(node, "finished", False):
-            # returns regularly so a stop request is seen; polls inside the node's poll window
-            timeout = spin_timeout(poll() if poll is not None else None, time.monotonic(), 0.1)
-            executor.spin_once(timeout_sec=timeout)
+            executor.spin_once(timeout_sec=0.1)  # returns regularly so a stop request is seen
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     finally:
