@@ -31,7 +31,8 @@ def test_every_preset_and_algo_gives_a_valid_config(preset, algo):
     assert cfg.td_precision == ("bfloat16" if "bf16" in algo else "float32")
     assert cfg.critic_precision == ("bfloat16" if algo == "expo-ddim1-bf16-all" else "float32")
     assert cfg.editor_score == ("subset_min" if algo == "expo-pessimistic-editor" else "mean")
-    assert cfg.n_step == (5 if algo == "expo-n5" else 1)
+    assert cfg.n_step == (5 if algo.startswith("expo-n5") else 1)
+    assert cfg.utd == preset_config(preset, 19, 7).utd * (2 if algo == "expo-n5-utd4" else 1)
     assert cfg.backup_edits == (algo != "expo-base-backup")
     if algo.startswith("expo-ddim1-bf16"):
         assert cfg.td_sampling_steps == 1 and cfg.target_sampler == "fast"
@@ -39,6 +40,8 @@ def test_every_preset_and_algo_gives_a_valid_config(preset, algo):
     assert same_pretraining(preset_cfg, cfg)  # all variants share one pretrained base
     if algo.startswith("expo-ddim1-bf16"):  # the target sampler's steps are kept by base_config
         assert base_config(cfg) == preset_cfg.replace(td_sampling_steps=1)
+    elif algo == "expo-n5-utd4":  # the UTD is kept by base_config too
+        assert base_config(cfg) == preset_cfg.replace(utd=cfg.utd)
     elif algo != "expo-double-q":  # (which also shrinks the critics' subset)
         assert base_config(cfg) == preset_cfg
     assert harness_defaults(preset).pretrain_steps > 0
@@ -110,7 +113,8 @@ def test_pretrain_is_cached_by_its_inputs(tmp_path, synthetic_lift_hdf5, caplog)
     agent = load_pretrained(out, algo_config("expo-no-edit", cfg), seed=0)
     assert not agent.cfg.use_editor and agent.policy.normalizer.std.min() > 0.5
     with pytest.raises(ValueError, match="different config"):
-        load_pretrained(out, cfg.replace(utd=3), seed=0)
+        load_pretrained(out, cfg.replace(batch_size=cfg.batch_size + 1), seed=0)
+    assert load_pretrained(out, cfg.replace(utd=3), seed=0).cfg.utd == 3  # the UTD shapes no weight
 
 
 def test_pretrain_rejects_bad_inputs(tmp_path, synthetic_lift_hdf5):

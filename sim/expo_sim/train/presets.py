@@ -56,6 +56,8 @@ demonstrations and (all but rlpd) the same pretrained base:
                            rewards, then the OTF backup at the state 5 steps on, discounted by
                            gamma^5; against the late overestimation of every lift run
                            (docs/results.md).
+``expo-n5-utd4``           ``expo-n5`` with twice the preset's critic steps per env step (``utd=4``,
+                           the cpu preset's 2 doubled; the paper's is 20).
 ``expo-base-backup``       the TD backup's max over the N base samples only (``backup_edits=False``);
                            acting and the editor unchanged: on lift only the backup over base
                            samples and their edits overestimated (docs/results.md).
@@ -86,6 +88,7 @@ ALGOS: tuple[str, ...] = (
     "expo-alpha-floor",
     "expo-pessimistic-editor",
     "expo-n5",
+    "expo-n5-utd4",
     "expo-base-backup",
 )
 
@@ -143,6 +146,8 @@ def algo_config(algo: str, cfg: ExpoConfig) -> ExpoConfig:
         return cfg.replace(editor_score="subset_min")
     if algo == "expo-n5":
         return cfg.replace(n_step=5)
+    if algo == "expo-n5-utd4":
+        return cfg.replace(n_step=5, utd=2 * cfg.utd)
     if algo == "expo-base-backup":
         return cfg.replace(backup_edits=False)
     if algo == "expo-ddim1-bf16-targets":
@@ -192,8 +197,10 @@ def base_config(cfg: ExpoConfig) -> ExpoConfig:
 
 def same_pretraining(a: ExpoConfig, b: ExpoConfig) -> bool:
     """Whether a base pretrained with ``a`` can start a run of ``b``: equal up to the online-only
-    switches, the critics' subset size and the target sampler's DDIM step count (none of them
-    shapes a weight or enters imitation)."""
+    switches, the critics' subset size, the target sampler's DDIM step count and the UTD (none
+    of them shapes a weight or enters imitation)."""
     a, b = base_config(a), base_config(b)
-    b = b.replace(critic=replace(b.critic, num_min=a.critic.num_min), td_sampling_steps=a.td_sampling_steps)
+    b = b.replace(
+        critic=replace(b.critic, num_min=a.critic.num_min), td_sampling_steps=a.td_sampling_steps, utd=a.utd
+    )
     return a == b
