@@ -43,7 +43,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from expo_core.batch import Batch
-from expo_core.config import CriticConfig, ExpoConfig
+from expo_core.config import CriticConfig, ExpoConfig, check_n_step
 from expo_core.critic import CriticEnsemble, polyak_update
 from expo_core.losses import critic_loss, temperature_loss
 from expo_core.nets import MLP
@@ -98,13 +98,7 @@ class RLPDConfig:
         _check(0 <= self.offline_fraction <= 1, "offline_fraction", self.offline_fraction, "[0, 1]")
         t = self.target_entropy
         _check(t is None or math.isfinite(t), "target_entropy", t, "None or a finite float")
-        n = self.n_step
-        _check(
-            isinstance(n, int) and not isinstance(n, bool) and 1 <= n <= 100,
-            "n_step",
-            n,
-            "integer in [1, 100]",
-        )
+        check_n_step(self.n_step)
 
     @classmethod
     def from_expo(cls, cfg: ExpoConfig) -> RLPDConfig:

@@ -63,9 +63,7 @@ class Batch:
 
     def discount(self, gamma: float) -> torch.Tensor:
         """(B,) the bootstrap's discount per row: gamma^steps (gamma where steps is None)."""
-        if self.steps is None:
-            return torch.full_like(self.reward, gamma)
-        return torch.pow(torch.full_like(self.reward, gamma), self.steps)
+        return torch.full_like(self.reward, gamma) if self.steps is None else gamma**self.steps
 
     def chunk_targets(self, chunk_len: int) -> tuple[torch.Tensor, torch.Tensor]:
         """The base's imitation targets for chunks of `chunk_len`: (chunk (B, k, d), mask (B, k)).

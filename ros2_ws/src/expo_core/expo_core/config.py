@@ -160,6 +160,12 @@ OMITTED_AT_DEFAULT: tuple[str, ...] = (
 )
 
 
+def check_n_step(value: Any) -> None:
+    """The rule for an n-step TD horizon (`ExpoConfig.n_step`, and RLPD's): an integer in [1, 100]."""
+    ok = isinstance(value, int) and not isinstance(value, bool) and 1 <= value <= 100
+    _require(ok, "n_step", value, "integer in [1, 100]")
+
+
 def _one_of(name: str, value: Any, allowed: tuple[str, ...]) -> None:
     _require(isinstance(value, str) and value in allowed, name, value, " | ".join(map(repr, allowed)))
 
@@ -324,12 +330,7 @@ class ExpoConfig:
             "None or a finite float",
         )
         _require(0 <= self.offline_fraction <= 1, "offline_fraction", self.offline_fraction, "[0, 1]")
-        _require(
-            isinstance(self.n_step, int) and not isinstance(self.n_step, bool) and 1 <= self.n_step <= 100,
-            "n_step",
-            self.n_step,
-            "integer in [1, 100]",
-        )
+        check_n_step(self.n_step)
         _require(
             isinstance(self.td_chunk_rows, int) and self.td_chunk_rows >= 0,
             "td_chunk_rows",
