@@ -21,6 +21,7 @@ from expo_sim.study.results import (
     read_learning_csv,
     write_learning_csv,
 )
+from expo_sim.train.run_log import read_metrics
 
 
 def test_plan_runs_the_base_first_and_rlpd_without_it(tmp_path):
@@ -113,11 +114,7 @@ def _study_cmd(tmp_path, dataset):
 
 def _metric_steps(run_dir):
     """The env_steps of the evaluation points a run's metrics.csv holds (none if not written)."""
-    path = run_dir / "metrics.csv"
-    if not path.exists():
-        return set()
-    rows = csv.DictReader(path.read_text().splitlines())
-    return {int(r["env_steps"]) for r in rows if (r["env_steps"] or "").isdigit()}
+    return {int(r["env_steps"]) for r in read_metrics(run_dir / "metrics.csv")}
 
 
 def _alive(pid):
