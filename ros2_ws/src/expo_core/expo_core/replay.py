@@ -279,7 +279,7 @@ class ReplayBuffer:
         if idx.size and (idx.min() < 0 or idx.max() >= self._size):
             raise IndexError(f"ReplayBuffer.n_step_rows: rows must be in [0, {self._size})")
         age = (idx - self._ptr) % cap if self._size == cap else idx  # 0 = the oldest stored row
-        rows = {name: arr[idx] for name, arr in d.items()}
+        rows = {name: arr[idx] for name, arr in d.items() if name != "next_obs"}  # next_obs: the last row's
         reward = rows["reward"].astype(np.float64)
         steps = np.ones(len(idx), dtype=np.float32)
         last = idx.copy()
