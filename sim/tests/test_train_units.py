@@ -34,6 +34,7 @@ def test_every_preset_and_algo_gives_a_valid_config(preset, algo):
     assert cfg.n_step == (5 if algo.startswith("expo-n5") else 1)
     assert cfg.utd == preset_config(preset, 19, 7).utd * (2 if algo == "expo-n5-utd4" else 1)
     assert cfg.backup_edits == (algo != "expo-base-backup")
+    assert cfg.bc_rows == ("rewarded" if algo.endswith("rewarded-bc") else "all")
     if algo.startswith("expo-ddim1-bf16"):
         assert cfg.td_sampling_steps == 1 and cfg.target_sampler == "fast"
     preset_cfg = preset_config(preset, 19, 7)

@@ -61,6 +61,12 @@ demonstrations and (all but rlpd) the same pretrained base:
 ``expo-base-backup``       the TD backup's max over the N base samples only (``backup_edits=False``);
                            acting and the editor unchanged: on lift only the backup over base
                            samples and their edits overestimated (docs/results.md).
+``expo-rewarded-bc``       the base imitates, online, only the rows of episodes that earned the
+                           reward (``bc_rows="rewarded"``: offline and online successes); on lift
+                           the base otherwise stays at its pretrained success through training
+                           and the critics' choice among its samples carries the gain
+                           (docs/results.md, session 9).
+``expo-n5-rewarded-bc``    ``expo-rewarded-bc`` with ``expo-n5``'s 5-step targets.
 """
 
 from __future__ import annotations
@@ -90,6 +96,8 @@ ALGOS: tuple[str, ...] = (
     "expo-n5",
     "expo-n5-utd4",
     "expo-base-backup",
+    "expo-rewarded-bc",
+    "expo-n5-rewarded-bc",
 )
 
 
@@ -150,6 +158,10 @@ def algo_config(algo: str, cfg: ExpoConfig) -> ExpoConfig:
         return cfg.replace(n_step=5, utd=2 * cfg.utd)
     if algo == "expo-base-backup":
         return cfg.replace(backup_edits=False)
+    if algo == "expo-rewarded-bc":
+        return cfg.replace(bc_rows="rewarded")
+    if algo == "expo-n5-rewarded-bc":
+        return cfg.replace(n_step=5, bc_rows="rewarded")
     if algo == "expo-ddim1-bf16-targets":
         return cfg.replace(td_precision="bfloat16", td_sampling_steps=1)
     if algo == "expo-ddim1-bf16-all":
@@ -183,6 +195,7 @@ ONLINE_ONLY_FIELDS: tuple[str, ...] = (
     "editor_score",
     "n_step",
     "backup_edits",
+    "bc_rows",
 )
 
 

@@ -131,22 +131,42 @@ class ExpoAgent(nn.Module):
         opt.step()
         return True
 
-    def _bc_loss(self, base: DiffusionBase, b: Batch, generator: torch.Generator) -> torch.Tensor:
+    def _bc_loss(
+        self, base: DiffusionBase, b: Batch, generator: torch.Generator, rows: torch.Tensor | None = None
+    ) -> torch.Tensor:
         """The base's denoising loss on b (normalized). With action chunks (chunk_len = k > 1)
         on the chunk targets and their mask (`Batch.chunk_targets`: demonstration chunks, or the
-        first slot alone for online rows); k = 1: on the action alone, as before chunks."""
+        first slot alone for online rows); k = 1: on the action alone, as before chunks.
+        rows: (B,) 0/1, the rows that count (None: all); the others carry no weight."""
         k = base.chunk_len
-        if k == 1:
+        if k == 1 and rows is None:
             return base.loss(b.obs, b.action, generator)
         chunk, mask = b.chunk_targets(k)
+        if rows is not None:
+            mask = mask * rows[:, None]
         return base.loss(b.obs, chunk.reshape(len(b), -1), generator, mask)
 
-    def _base_step(self, b: Batch) -> float:
-        loss = self._bc_loss(self.base, b, self.generator)
+    def _base_step(self, b: Batch, rows: torch.Tensor | None = None) -> float:
+        """One imitation step of the base (and its EMA copy) on b's `rows` (None: all). With rows
+        given and none of them 1 there is nothing to imitate: no step, and the loss is NaN."""
+        if rows is not None and not bool(rows.any()):
+            return float("nan")
+        loss = self._bc_loss(self.base, b, self.generator, rows)
         if self._step(self.base_opt, loss):
             self.base_sched.step()
             polyak_update(self.policy.base, self.base, self.cfg.diffusion.ema_tau)
         return loss.item()
+
+    def _bc_rows(self, b: Batch) -> torch.Tensor | None:
+        """The rows of an online update's batch the base imitates (`ExpoConfig.bc_rows`)."""
+        if self.cfg.bc_rows == "all":
+            return None
+        if b.rewarded is None:
+            raise ValueError(
+                "ExpoConfig.bc_rows='rewarded' needs batches that carry Batch.rewarded "
+                "(ReplayBuffer.sample and MixedSampler give it)"
+            )
+        return b.rewarded
 
     def pretrain_step(self, batch: Batch) -> dict[str, float]:
         """Offline imitation of the base policy only (no RL)."""
@@ -172,7 +192,7 @@ class ExpoAgent(nn.Module):
         alpha = self.alpha
         stats = self._critic_steps(batches, alpha)
         last = batches[-1]
-        stats["bc_loss"] = self._base_step(last)
+        stats["bc_loss"] = self._base_step(last, self._bc_rows(last))
         if cfg.use_editor:
             stats.update(self._editor_and_temperature_steps(last, alpha))
         self.num_updates += 1

@@ -25,6 +25,10 @@ class Batch:
     n-step rows (`ExpoConfig.n_step` > 1), optional: steps (B,) the number k of env steps a row
     spans, reward then being sum_{j<k} gamma^j r_t+j and next_obs / terminated / truncated those
     of step t+k-1; the bootstrap is discounted by gamma^k (`discount`). None means k = 1.
+
+    rewarded, optional: (B,) 1.0 where the row's episode earns a positive reward at that row or
+    later (`ReplayBuffer` labels it: with a 0/1 success reward, the rows of successful episodes),
+    0.0 elsewhere; what the base imitates with `ExpoConfig.bc_rows="rewarded"`. None: not known.
     """
 
     obs: torch.Tensor
@@ -36,10 +40,13 @@ class Batch:
     action_chunk: torch.Tensor | None = None
     chunk_mask: torch.Tensor | None = None
     steps: torch.Tensor | None = None
+    rewarded: torch.Tensor | None = None
 
     def __post_init__(self) -> None:
-        if self.steps is not None and tuple(self.steps.shape) != tuple(self.reward.shape):
-            raise ValueError(f"Batch: steps {tuple(self.steps.shape)} must be (B,) like reward")
+        for name in ("steps", "rewarded"):
+            value = getattr(self, name)
+            if value is not None and tuple(value.shape) != tuple(self.reward.shape):
+                raise ValueError(f"Batch: {name} {tuple(value.shape)} must be (B,) like reward")
         if (self.action_chunk is None) != (self.chunk_mask is None):
             raise ValueError("Batch: action_chunk and chunk_mask come together (both or neither)")
         if self.action_chunk is not None:
@@ -86,7 +93,8 @@ class Batch:
     def cat(batches: list[Batch]) -> Batch:
         """Rows of all batches in order. Chunks: kept when any batch has them (the others get
         their first-slot chunks, `chunk_targets`, of the same length); None when none has.
-        Steps likewise: kept when any batch has them (1 for the others' rows)."""
+        Steps likewise: kept when any batch has them (1 for the others' rows); rewarded too: kept
+        when every batch has it, None when one does not know it."""
         out = {f.name: torch.cat([getattr(b, f.name) for b in batches]) for f in fields(Batch)[:6]}
         lens = {b.action_chunk.shape[1] for b in batches if b.action_chunk is not None}
         if len(lens) > 1:
@@ -100,6 +108,8 @@ class Batch:
             out["steps"] = torch.cat(
                 [torch.ones_like(b.reward) if b.steps is None else b.steps for b in batches]
             )
+        if all(b.rewarded is not None for b in batches):
+            out["rewarded"] = torch.cat([b.rewarded for b in batches])
         return Batch(**out)
 
 

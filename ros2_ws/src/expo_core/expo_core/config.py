@@ -147,6 +147,7 @@ EVAL_SUBSETS: tuple[str, ...] = ("same", "independent")
 TARGET_SAMPLERS: tuple[str, ...] = ("fast", "faithful")
 TARGET_BASES: tuple[str, ...] = ("online", "ema")
 TD_PRECISIONS: tuple[str, ...] = ("float32", "bfloat16")
+BC_ROWS: tuple[str, ...] = ("all", "rewarded")
 #: Fields added after configs were first hashed (pretrain cache names) and saved: `to_dict`
 #: writes each only when it differs from its default, so older configs keep their JSON.
 OMITTED_AT_DEFAULT: tuple[str, ...] = (
@@ -157,6 +158,7 @@ OMITTED_AT_DEFAULT: tuple[str, ...] = (
     "editor_score",
     "n_step",
     "backup_edits",
+    "bc_rows",
 )
 
 
@@ -257,6 +259,15 @@ class ExpoConfig:
       lift only the backup over base samples and their edits overestimated; without the editor
       (the max over base samples) Q stayed below the return (docs/results.md, session 7). The
       backup then values the best of N base samples at s', a lower bound of the acting policy.
+    bc_rows: which rows of each online update's batch the base imitates. "all" (default, the
+      paper's): every row, offline and online. "rewarded": only the rows whose episode earns a
+      reward at that row or later (`Batch.rewarded`; with the 0/1 success reward, the rows of
+      successful episodes, offline and online); an update whose batch holds none skips the base's
+      step. Offline pretraining (`pretrain_step`) imitates every row either way. Why offered: on
+      lift from mixed-quality demonstrations the base stays as good as its pretraining (0.29)
+      through online training, and the critics' choice among its samples carries the gain
+      (docs/results.md, session 9): imitating what succeeded lets the samples the critics choose
+      among improve as the policy does.
     """
 
     obs_dim: int
@@ -304,6 +315,7 @@ class ExpoConfig:
     # takes the max over the same N base + N edited candidates as acting). Fewer samples shrink
     # the maximization bias of that max (and the targets' cost); see the class docstring.
     backup_samples: int = 0
+    bc_rows: str = "all"  # BC_ROWS: the rows the base imitates online (see the class docstring)
 
     def __post_init__(self) -> None:
         _positive_int("obs_dim", self.obs_dim)
@@ -367,6 +379,7 @@ class ExpoConfig:
         _one_of("target_base", self.target_base, TARGET_BASES)
         _one_of("td_precision", self.td_precision, TD_PRECISIONS)
         _one_of("critic_precision", self.critic_precision, TD_PRECISIONS)
+        _one_of("bc_rows", self.bc_rows, BC_ROWS)
         _positive_float("backup_temperature", self.backup_temperature)
         _require(
             self.backup_alpha is None

@@ -13,6 +13,14 @@ Action chunks (a base with ``DiffusionConfig.chunk_len`` = k > 1): a buffer made
 mask (:func:`action_chunks` computes both from episode ids), and its batches carry them. Online
 buffers keep ``chunk_len=1``: their rows carry their own action only, and the agent learns the
 chunk's first slot from them (``Batch.chunk_targets``); the tail comes from the demonstrations.
+
+Rewarded rows: the buffer labels each row whose episode earns a positive reward at that row or
+later (with the sparse 0/1 success reward: the rows of successful episodes), from the rows it
+stores alone, as they are written, and batches carry the label (``Batch.rewarded``). An episode
+is followed as :meth:`ReplayBuffer.n_step_rows` follows it: a row joins the next stored row while
+it ended neither by ``terminated`` nor by ``truncated`` and the next row's obs is its next_obs.
+The label is derived, never stored in :meth:`arrays`: a buffer rebuilt from its arrays labels
+the same rows again.
 """
 
 from __future__ import annotations
@@ -85,6 +93,7 @@ class ReplayBuffer:
             name: np.zeros((self.capacity, *shape), dtype=np.float32)
             for name, shape in self._row_shapes().items()
         }
+        self._rewarded = np.zeros(self.capacity, dtype=bool)  # derived label, see the module doc
         self._ptr = 0  # next row to write
         self._size = 0
 
@@ -185,8 +194,10 @@ class ReplayBuffer:
         )
         for name, value in row.items():
             self._data[name][self._ptr] = value
+        written = np.array([self._ptr])
         self._ptr = (self._ptr + 1) % self.capacity
         self._size = min(self._size + 1, self.capacity)
+        self._label_rewarded(written)
 
     def add_many(
         self,
@@ -232,6 +243,38 @@ class ReplayBuffer:
             self._data[name][idx] = arr
         self._ptr = (self._ptr + n) % self.capacity
         self._size = min(self._size + n, self.capacity)
+        self._label_rewarded(idx)
+
+    def _joins(self, row: np.ndarray | int, nxt: np.ndarray | int) -> np.ndarray:
+        """Whether storage row ``row``'s episode goes on at storage row ``nxt`` (the rule of the
+        module doc; the caller checks that ``nxt`` is the next stored row)."""
+        d = self._data
+        return (
+            (d["terminated"][row] == 0.0)
+            & (d["truncated"][row] == 0.0)
+            & np.all(d["obs"][nxt] == d["next_obs"][row], axis=-1)
+        )
+
+    def _label_rewarded(self, idx: np.ndarray) -> None:
+        """Label the rows just written at storage rows ``idx`` (in time order, the newest last),
+        then carry a label back into the older rows of the first one's episode."""
+        label = self._rewarded
+        label[idx] = self._data["reward"][idx] > 0.0
+        if len(idx) > 1:
+            joins = self._joins(idx[:-1], idx[1:])
+            for j in range(len(idx) - 2, -1, -1):  # newest to oldest: a label flows back
+                if joins[j] and label[idx[j + 1]]:
+                    label[idx[j]] = True
+        row, age = int(idx[0]), self._age(int(idx[0]))
+        while label[row] and age > 0:
+            prev = (row - 1) % self.capacity
+            if label[prev] or not self._joins(prev, row):
+                break
+            label[prev], row, age = True, prev, age - 1
+
+    def _age(self, row: int) -> int:
+        """Storage row ``row``'s place among the stored rows, 0 = the oldest."""
+        return (row - self._ptr) % self.capacity if self._size == self.capacity else row
 
     def arrays(self) -> dict[str, np.ndarray]:
         """Copies of the valid contents, oldest first: each field with leading dim ``len(self)``."""
@@ -263,7 +306,12 @@ class ReplayBuffer:
             rows = {name: arr[idx] for name, arr in self._data.items()}
         else:
             rows = self.n_step_rows(idx, n_step, gamma)
+        rows["rewarded"] = self.rewarded(idx)
         return Batch(**{name: torch.from_numpy(arr).to(device) for name, arr in rows.items()})
+
+    def rewarded(self, idx: np.ndarray) -> np.ndarray:
+        """(B,) float32, 1 where storage row ``idx`` is a rewarded row (see the module doc)."""
+        return self._rewarded[np.asarray(idx, dtype=np.int64)].astype(np.float32)
 
     def n_step_rows(self, idx: np.ndarray, n_step: int, gamma: float) -> dict[str, np.ndarray]:
         """The n-step rows starting at storage rows ``idx`` (B,): each follows its episode for up
