@@ -188,3 +188,24 @@ def test_thread_trains_off_the_caller_and_checkpoints_on_stop(
     path = t.stop()
     assert not t.running and t.error is None and path.name == "learner_000000007"
     assert reports and reports[-1].updates <= 7 and reports[0].warmed_up
+
+
+def test_a_rewarded_bc_checkpoint_trains_on_the_stores_labelled_rows(
+    tmp_path: Path, tiny_config, make_table
+) -> None:
+    """ExpoConfig.bc_rows='rewarded' over ROS: the learner's store labels the rows it receives (here
+    rows that do not chain, so each row is its own episode: labelled where rewarded) and the
+    agent's updates read those labels."""
+    from expo_core.agent import ExpoAgent
+    from expo_core.checkpoint import save_checkpoint
+
+    path = tmp_path / "base" / "rewarded_bc"
+    save_checkpoint(path, ExpoAgent(tiny_config.replace(bc_rows="rewarded"), seed=0), {"note": "test"})
+    t = _trainer(tmp_path, path, warmup_transitions=0)
+    assert t.agent.cfg.bc_rows == "rewarded"
+    _receive(t, make_table, 20, 0)
+    for b in t.store.sample(3, 16, torch.Generator().manual_seed(0)):
+        assert b.rewarded is not None and torch.equal(b.rewarded, (b.reward > 0).float())
+    while t.step():
+        pass
+    assert t.updates == 20
