@@ -67,6 +67,10 @@ demonstrations and (all but rlpd) the same pretrained base:
                            and the critics' choice among its samples carries the gain
                            (docs/results.md, session 9).
 ``expo-n5-rewarded-bc``    ``expo-rewarded-bc`` with ``expo-n5``'s 5-step targets.
+``expo-n5-rewarded-bc-no-edit`` ``expo-n5-rewarded-bc`` without the editor (``use_editor=False``,
+                           as ``expo-no-edit``): OTF over the N base samples only. On lift the
+                           8000-step ``expo-n5-rewarded-bc`` policies acted better with their
+                           edits left out (docs/results.md, session 11).
 """
 
 from __future__ import annotations
@@ -98,6 +102,7 @@ ALGOS: tuple[str, ...] = (
     "expo-base-backup",
     "expo-rewarded-bc",
     "expo-n5-rewarded-bc",
+    "expo-n5-rewarded-bc-no-edit",
 )
 
 
@@ -162,6 +167,8 @@ def algo_config(algo: str, cfg: ExpoConfig) -> ExpoConfig:
         return cfg.replace(bc_rows="rewarded")
     if algo == "expo-n5-rewarded-bc":
         return cfg.replace(n_step=5, bc_rows="rewarded")
+    if algo == "expo-n5-rewarded-bc-no-edit":
+        return cfg.replace(n_step=5, bc_rows="rewarded", use_editor=False)
     if algo == "expo-ddim1-bf16-targets":
         return cfg.replace(td_precision="bfloat16", td_sampling_steps=1)
     if algo == "expo-ddim1-bf16-all":
