@@ -171,6 +171,14 @@ def test_a_killed_study_continues_with_the_same_command(tmp_path, synthetic_lift
     assert (tmp_path / "learning_lift.png").is_file()
     record = json.loads((tmp_path / "runs" / "study.json").read_text())
     assert len(record["finished"]) == 4 and not record["failed"]
+    again = subprocess.run(cmd, capture_output=True, text=True, timeout=600)  # all done: nothing runs
+    assert again.returncode == 0 and "(nothing ran)" in again.stdout, again.stdout + again.stderr
+
+    def no_nan(value):
+        raise ValueError(f"study.json holds {value}, which strict JSON readers refuse")
+
+    record = json.loads((tmp_path / "runs" / "study.json").read_text(), parse_constant=no_nan)
+    assert record["load_1min"] is None and len(record["finished"]) == 4
 
 
 def test_a_study_of_one_variant_keeps_the_others_in_the_plot(tmp_path, monkeypatch):

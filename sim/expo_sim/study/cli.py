@@ -223,7 +223,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(
             f"\n{task} (mean success over seeds [95 % band]):\n{markdown_summary(points, task, spec.algos)}"
         )
-    load = outcome.load or [float("nan")]
+    load = outcome.load  # no samples when nothing ran: null in study.json (valid JSON, unlike NaN)
     record = {
         "command": ["expo-study", *argv],
         "finished": outcome.finished,
@@ -231,7 +231,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "skipped": outcome.skipped,
         "wall_s": outcome.wall_s,
         "run_wall_s": outcome.run_wall_s,
-        "load_1min": {"mean": statistics.fmean(load), "max": max(load)},
+        "load_1min": {"mean": statistics.fmean(load), "max": max(load)} if load else None,
         "jobs": args.jobs,
         "cores": os.cpu_count(),
         "host": platform.node(),
@@ -239,10 +239,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     }
     args.runs.mkdir(parents=True, exist_ok=True)
     (args.runs / "study.json").write_text(json.dumps(record, indent=2) + "\n")
+    load_text = "nothing ran"
+    if load:
+        load_text = f"load average mean {statistics.fmean(load):.1f}, max {max(load):.1f}"
     print(
         f"\nexpo-study: {len(outcome.finished)} runs finished, {len(outcome.failed)} failed, "
-        f"{len(outcome.skipped)} skipped in {outcome.wall_s / 60:.1f} min "
-        f"(load average mean {record['load_1min']['mean']:.1f}, max {record['load_1min']['max']:.1f}); "
+        f"{len(outcome.skipped)} skipped in {outcome.wall_s / 60:.1f} min ({load_text}); "
         f"{args.csv}, {args.plots}/learning_<task>.png, {args.runs / 'study.json'}"
     )
     return 0 if outcome.ok else 1
