@@ -43,7 +43,8 @@ filter's workspace box is then in the base frame of ``ee_pose_base``.
 
 Lifecycle: configure reads the parameters (:mod:`expo_policy.params`), loads and warms up the
 weights, creates subscriptions, publishers and timers (stopped); activate starts acting;
-deactivate publishes a hold and stops; cleanup/shutdown destroy everything.
+deactivate publishes a hold (waiting up to 2 s for the reliable subscribers to acknowledge it)
+and stops; cleanup/shutdown destroy everything.
 
 Acting. Real time (``lockstep: false``), ``trigger: observation`` (default): once per new
 observation set (all three pieces with one header stamp, :mod:`expo_policy.sync`), as soon as its
