@@ -62,7 +62,6 @@ from expo_ros.node_main import run_lifecycle_node
 from geometry_msgs.msg import PoseArray, PoseStamped
 from rcl_interfaces.msg import ParameterDescriptor
 from rclpy.clock import Clock, ClockType
-from rclpy.duration import Duration
 from rclpy.lifecycle import LifecycleState, TransitionCallbackReturn
 from rclpy.time_source import TimeSource
 from rosgraph_msgs.msg import Clock as ClockMsg
@@ -77,7 +76,6 @@ from expo_sim.ros.bridge_protocol import EpisodeStats, LearnerPacer, LockstepGat
 SUCCESS, FAILURE = TransitionCallbackReturn.SUCCESS, TransitionCallbackReturn.FAILURE
 OBS_TOPICS = ("joint_states", "ee_pose", "object_poses")
 _WATCH_PERIOD_S = 0.02  # lockstep: how often to check for the policy and for timeouts (wall)
-_FLUSH_TIMEOUT = Duration(seconds=2.0)  # final messages: wait this long for the acknowledgements
 StepResult = tuple[float, bool, bool, bool]  # reward, terminated, truncated, success
 _PUBLISHED_KEPT = 256  # observation stamps remembered for the round trip (wall publish times)
 
@@ -372,8 +370,8 @@ class SimBridge(TeardownLifecycleNode):
         self.finished = True
         self._log_summary()
         self._publish_diagnostics()
-        for p in self._pubs.values():  # the final feedback and observation must reach the policy
-            p.wait_for_all_acked(_FLUSH_TIMEOUT)
+        for name, p in self._pubs.items():  # the final feedback and observation must reach the policy
+            self._flush(p, f"the last {name} message")
 
     def _log_summary(self) -> None:
         if not self._summary_logged:

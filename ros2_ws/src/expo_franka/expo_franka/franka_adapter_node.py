@@ -184,11 +184,13 @@ class FrankaAdapterNode(TeardownLifecycleNode):
         return ret
 
     def _stop(self, reason: str) -> None:
-        """Stop sending; while the publishers are still enabled, send one last hold."""
+        """Stop sending; while the publishers are still enabled, send one last hold and wait
+        (bounded) until the reliable subscribers have it (``_flush``)."""
         for t in self._timers:
             t.cancel()
         if self.active:
             self._send(self.safety.hold(self._measured, reason))
+            self._flush(self._pubs["equilibrium"], f"the final hold ({reason})")
         self.active = False
         if self.safety is not None:
             self.safety.reset()

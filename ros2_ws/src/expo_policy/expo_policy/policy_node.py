@@ -119,7 +119,6 @@ from expo_ros.watchdog import InputWatchdog
 from geometry_msgs.msg import PoseArray, PoseStamped
 from rcl_interfaces.msg import ParameterDescriptor
 from rclpy.clock import Clock, ClockType
-from rclpy.duration import Duration
 from rclpy.lifecycle import LifecycleState, TransitionCallbackReturn
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 from sensor_msgs.msg import Image, JointState
@@ -159,8 +158,6 @@ _TELEOP_WAIT_POLL_S = 0.05
 _SENSOR_QOS = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
 # observation.best_effort: also hears best-effort publishers (franka_ros2's current_pose)
 _BEST_EFFORT_QOS = QoSProfile(depth=10, reliability=ReliabilityPolicy.BEST_EFFORT)
-#: How long deactivation waits for the reliable subscribers to acknowledge the final hold.
-_FINAL_HOLD_ACK = Duration(seconds=2.0)
 _WEIGHTS_QOS = QoSProfile(
     depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL
 )
@@ -381,18 +378,13 @@ class PolicyNode(TeardownLifecycleNode):
         return ret
 
     def _stop(self, reason: str) -> None:
-        """Stop acting; while the publishers are still enabled, send one last hold and wait (at
-        most ``_FINAL_HOLD_ACK``) until the reliable subscribers have it: a process that exits
-        right after (Ctrl-C) would otherwise take the unsent hold with it on a loaded machine."""
+        """Stop acting; while the publishers are still enabled, send one last hold and wait
+        (bounded) until the reliable subscribers have it (``_flush``)."""
         for t in self._timers:
             t.cancel()
         if self.active:
             self._hold(reason, "", self._now_ns())
-            if not self._pubs["action"].wait_for_all_acked(_FINAL_HOLD_ACK):
-                self.get_logger().warning(
-                    f"the final hold ({reason}) was not acknowledged by every subscriber within "
-                    f"{_FINAL_HOLD_ACK.nanoseconds * 1e-9:g} s"
-                )
+            self._flush(self._pubs["action"], f"the final hold ({reason})")
         self.active = False
         self._reset_loop_state()
         if self._step > 0:  # indices stay monotonic: acting again starts a new episode

@@ -10,13 +10,22 @@ Every node that acts or records defines two methods and gets the four teardown t
 deactivate -> ``_stop("deactivated")``; cleanup -> ``_destroy()``; shutdown and error ->
 ``_stop`` then ``_destroy()`` (error is logged). Used by the policy node, the Franka adapter,
 the learner, the sim bridge and the Franka emulator.
+
+A last message sent in ``_stop`` goes through :meth:`TeardownLifecycleNode._flush`: it waits
+(bounded) until the reliable subscribers acknowledge it, since a process stopped by Ctrl-C exits
+right after and would otherwise take an unsent hold with it on a loaded machine.
 """
 
 from __future__ import annotations
 
+from typing import Any
+
+from rclpy.duration import Duration
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 
 SUCCESS = TransitionCallbackReturn.SUCCESS
+#: How long a last message waits for the reliable subscribers' acknowledgements.
+FLUSH_TIMEOUT_S = 2.0
 
 
 class TeardownLifecycleNode(LifecycleNode):
@@ -28,6 +37,15 @@ class TeardownLifecycleNode(LifecycleNode):
 
     def _destroy(self) -> None:
         raise NotImplementedError
+
+    def _flush(self, publisher: Any, what: str, timeout_s: float = FLUSH_TIMEOUT_S) -> bool:
+        """Wait at most ``timeout_s`` until every reliable subscriber of ``publisher`` has
+        acknowledged what it sent (best-effort ones need nothing); False, logged with ``what``,
+        when that did not happen in time."""
+        if publisher.wait_for_all_acked(Duration(nanoseconds=int(timeout_s * 1e9))):
+            return True
+        self.get_logger().warning(f"{what} was not acknowledged by every subscriber within {timeout_s:g} s")
+        return False
 
     def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
         self._stop("deactivated")
