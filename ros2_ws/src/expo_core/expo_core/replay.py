@@ -247,7 +247,8 @@ class ReplayBuffer:
 
     def _joins(self, row: np.ndarray | int, nxt: np.ndarray | int) -> np.ndarray:
         """Whether storage row ``row``'s episode goes on at storage row ``nxt`` (the rule of the
-        module doc; the caller checks that ``nxt`` is the next stored row)."""
+        module doc, shared by the labels and :meth:`n_step_rows`; the caller checks that ``nxt``
+        is the next stored row)."""
         d = self._data
         return (
             (d["terminated"][row] == 0.0)
@@ -272,8 +273,8 @@ class ReplayBuffer:
                 break
             label[prev], row, age = True, prev, age - 1
 
-    def _age(self, row: int) -> int:
-        """Storage row ``row``'s place among the stored rows, 0 = the oldest."""
+    def _age(self, row: np.ndarray | int) -> np.ndarray | int:
+        """Storage row(s) ``row``'s place among the stored rows, 0 = the oldest."""
         return (row - self._ptr) % self.capacity if self._size == self.capacity else row
 
     def arrays(self) -> dict[str, np.ndarray]:
@@ -326,19 +327,18 @@ class ReplayBuffer:
         idx = np.asarray(idx, dtype=np.int64)
         if idx.size and (idx.min() < 0 or idx.max() >= self._size):
             raise IndexError(f"ReplayBuffer.n_step_rows: rows must be in [0, {self._size})")
-        age = (idx - self._ptr) % cap if self._size == cap else idx  # 0 = the oldest stored row
+        age = self._age(idx)
         rows = {name: arr[idx] for name, arr in d.items() if name != "next_obs"}  # next_obs: the last row's
         reward = rows["reward"].astype(np.float64)
         steps = np.ones(len(idx), dtype=np.float32)
         last = idx.copy()
-        going = (rows["terminated"] == 0.0) & (rows["truncated"] == 0.0)
+        going = np.ones(len(idx), dtype=bool)
         for j in range(1, n_step):
             nxt = (idx + j) % cap
-            going &= (age + j < self._size) & np.all(d["obs"][nxt] == d["next_obs"][last], axis=1)
+            going &= (age + j < self._size) & self._joins(last, nxt)
             last = np.where(going, nxt, last)
             reward += np.where(going, gamma**j * d["reward"][nxt], 0.0)
             steps += going
-            going &= (d["terminated"][nxt] == 0.0) & (d["truncated"][nxt] == 0.0)
         rows.update(
             reward=reward.astype(np.float32),
             next_obs=d["next_obs"][last],
