@@ -239,9 +239,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     }
     args.runs.mkdir(parents=True, exist_ok=True)
     (args.runs / "study.json").write_text(json.dumps(record, indent=2) + "\n")
-    load_text = "nothing ran"
-    if load:
-        load_text = f"load average mean {statistics.fmean(load):.1f}, max {max(load):.1f}"
+    lm = record["load_1min"]
+    load_text = f"load average mean {lm['mean']:.1f}, max {lm['max']:.1f}" if lm else "nothing ran"
     print(
         f"\nexpo-study: {len(outcome.finished)} runs finished, {len(outcome.failed)} failed, "
         f"{len(outcome.skipped)} skipped in {outcome.wall_s / 60:.1f} min ({load_text}); "
