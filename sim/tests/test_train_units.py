@@ -3,6 +3,7 @@ log, the pretraining cache, the learners' checkpoints and the run comparison."""
 
 import json
 import math
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -35,6 +36,10 @@ def test_every_preset_and_algo_gives_a_valid_config(preset, algo):
     assert cfg.utd == preset_config(preset, 19, 7).utd * (2 if algo == "expo-n5-utd4" else 1)
     assert cfg.backup_edits == (algo != "expo-base-backup")
     assert cfg.bc_rows == ("rewarded" if "rewarded-bc" in algo else "all")
+    preset_beta = preset_config(preset, 19, 7).editor.beta
+    assert cfg.editor.beta == (0.05 if "beta05" in algo else preset_beta)
+    unified = algo in ("expo-unified-scoring", "expo-n5-rewarded-bc-beta05-min")
+    assert cfg.act_score == ("subset_min" if unified else preset_config(preset, 19, 7).act_score)
     if algo.startswith("expo-ddim1-bf16"):
         assert cfg.td_sampling_steps == 1 and cfg.target_sampler == "fast"
     preset_cfg = preset_config(preset, 19, 7)
@@ -43,9 +48,22 @@ def test_every_preset_and_algo_gives_a_valid_config(preset, algo):
         assert base_config(cfg) == preset_cfg.replace(td_sampling_steps=1)
     elif algo == "expo-n5-utd4":  # the UTD is kept by base_config too
         assert base_config(cfg) == preset_cfg.replace(utd=cfg.utd)
+    elif "beta05" in algo:  # the editor's bound is kept by base_config
+        assert base_config(cfg) == preset_cfg.replace(editor=cfg.editor)
     elif algo != "expo-double-q":  # (which also shrinks the critics' subset)
         assert base_config(cfg) == preset_cfg
     assert harness_defaults(preset).pretrain_steps > 0
+
+
+def test_same_pretraining_ignores_what_pretraining_never_uses_and_nothing_else():
+    cpu = preset_config("cpu", 19, 7)
+    # the editor's bound scales its edits online; pretraining trains the base alone
+    assert same_pretraining(cpu, cpu.replace(editor=replace(cpu.editor, beta=0.05)))
+    assert same_pretraining(cpu, cpu.replace(critic=replace(cpu.critic, num_min=2), utd=4))
+    # anything that shapes a weight or enters imitation needs its own base
+    assert not same_pretraining(cpu, cpu.replace(editor=replace(cpu.editor, hidden_dims=(64,))))
+    assert not same_pretraining(cpu, cpu.replace(critic=replace(cpu.critic, num_critics=4, num_min=4)))
+    assert not same_pretraining(cpu, cpu.replace(diffusion=replace(cpu.diffusion, lr=1e-4)))
 
 
 def test_published_preset_is_the_expo_config_default():

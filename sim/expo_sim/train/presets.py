@@ -71,6 +71,17 @@ demonstrations and (all but rlpd) the same pretrained base:
                            as ``expo-no-edit``): OTF over the N base samples only. On lift the
                            8000-step ``expo-n5-rewarded-bc`` policies acted better with their
                            edits left out (docs/results.md, session 11).
+``expo-n5-rewarded-bc-beta05`` ``expo-n5-rewarded-bc`` with edits bounded by 0.05 per action
+                           component (``editor.beta``; the cpu preset's 0.15), the paper's
+                           refinement end of its 0.05-0.7 range. On lift the editor of the
+                           8000-step ``expo-n5-rewarded-bc`` runs stayed near uniform over its box
+                           (pre-tanh std ~0.78 per component) and its edits cost success
+                           (docs/results.md, session 12).
+``expo-n5-rewarded-bc-beta05-min`` ``expo-n5-rewarded-bc-beta05`` acting by the subset-min its
+                           targets use (``unified_scoring("subset_min")``, as
+                           ``expo-unified-scoring``): one scoring rule. Acting by the min lifted
+                           the 8000-step ``expo-n5-rewarded-bc`` policies (docs/results.md,
+                           session 12).
 """
 
 from __future__ import annotations
@@ -103,6 +114,8 @@ ALGOS: tuple[str, ...] = (
     "expo-rewarded-bc",
     "expo-n5-rewarded-bc",
     "expo-n5-rewarded-bc-no-edit",
+    "expo-n5-rewarded-bc-beta05",
+    "expo-n5-rewarded-bc-beta05-min",
 )
 
 
@@ -169,6 +182,11 @@ def algo_config(algo: str, cfg: ExpoConfig) -> ExpoConfig:
         return cfg.replace(n_step=5, bc_rows="rewarded")
     if algo == "expo-n5-rewarded-bc-no-edit":
         return cfg.replace(n_step=5, bc_rows="rewarded", use_editor=False)
+    if algo == "expo-n5-rewarded-bc-beta05":
+        return cfg.replace(n_step=5, bc_rows="rewarded", editor=replace(cfg.editor, beta=0.05))
+    if algo == "expo-n5-rewarded-bc-beta05-min":
+        cfg = cfg.replace(n_step=5, bc_rows="rewarded", editor=replace(cfg.editor, beta=0.05))
+        return cfg.unified_scoring("subset_min")
     if algo == "expo-ddim1-bf16-targets":
         return cfg.replace(td_precision="bfloat16", td_sampling_steps=1)
     if algo == "expo-ddim1-bf16-all":
@@ -217,10 +235,14 @@ def base_config(cfg: ExpoConfig) -> ExpoConfig:
 
 def same_pretraining(a: ExpoConfig, b: ExpoConfig) -> bool:
     """Whether a base pretrained with ``a`` can start a run of ``b``: equal up to the online-only
-    switches, the critics' subset size, the target sampler's DDIM step count and the UTD (none
-    of them shapes a weight or enters imitation)."""
-    a, b = base_config(a), base_config(b)
-    b = b.replace(
-        critic=replace(b.critic, num_min=a.critic.num_min), td_sampling_steps=a.td_sampling_steps, utd=a.utd
-    )
-    return a == b
+    switches, the critics' subset size, the editor's bound ``beta``, the target sampler's DDIM
+    step count and the UTD (none of them shapes a weight or enters imitation; pretraining trains
+    the base alone)."""
+
+    def pretrained_part(c: ExpoConfig) -> ExpoConfig:
+        c = base_config(c)
+        return c.replace(
+            critic=replace(c.critic, num_min=1), editor=replace(c.editor, beta=1.0), td_sampling_steps=1, utd=1
+        )
+
+    return pretrained_part(a) == pretrained_part(b)
