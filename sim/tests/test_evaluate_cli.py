@@ -86,3 +86,37 @@ def test_evaluate_no_edit_acts_on_base_samples_only(
     for other in ("--base-only", "--stochastic-edits"):
         assert main([*args, "--no-edit", other]) == 2
         assert "exclude each other" in capsys.readouterr().err
+
+
+def test_evaluate_editor_beta_bounds_the_edits_when_acting(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import torch
+    from expo_sim.train.evaluate_cli import with_editor_beta
+
+    agent = ExpoAgent(preset_config("tiny", 19, 7), seed=0)
+    assert agent.cfg.editor.beta > 0.05
+    obs = torch.randn(4, 19, generator=torch.Generator().manual_seed(1))
+    n = agent.cfg.num_samples
+
+    def edit_sizes() -> torch.Tensor:
+        res = agent.policy.decide(obs, torch.Generator().manual_seed(2), deterministic=True)
+        return (res.candidates[:, n:] - res.candidates[:, :n]).abs()
+
+    wide = edit_sizes()
+    assert wide.max() > 0.05  # this editor edits by more than the bound below
+    with_editor_beta(agent, 0.05)
+    narrow = edit_sizes()
+    assert narrow.max() <= 0.05 + 1e-6 and agent.cfg.editor.beta == 0.05
+    with pytest.raises(ValueError, match="editor.beta"):
+        with_editor_beta(agent, 0.0)
+
+    ckpt, out = _tiny_checkpoint(tmp_path)
+    args = ["evaluate", str(ckpt), "--episodes", "1", "--horizon", "3", "--out", str(out)]
+    assert main([*args, "--editor-beta", "0.05"]) == 0
+    assert json.loads(out.read_text())["editor_beta"] == 0.05
+    assert "(edits bounded by 0.05)" in capsys.readouterr().out
+    assert main([*args, "--editor-beta", "3"]) == 2
+    assert "--editor-beta" in capsys.readouterr().err
+    assert main([*args, "--editor-beta", "0.05", "--no-edit"]) == 2
+    assert "exclude each other" in capsys.readouterr().err

@@ -18,6 +18,9 @@ OTF policy) instead of applying its mean edit: what the deterministic evaluation
 ``--base-only``, what the critics' selection and the editor each add to a checkpoint.
 ``--act-score mean|subset_min``: rank the candidates by this rule when acting (``subset_min`` with
 all critics: their min) instead of the checkpoint's ``act_score``.
+``--editor-beta B``: the editor's edits bounded by B per action component when acting (its
+``u`` in (-1, 1)^d scaled by B instead of the checkpoint's ``editor.beta``): what the edits'
+size costs or buys a trained policy, e.g. before training a variant with a smaller bound.
 """
 
 from __future__ import annotations
@@ -84,7 +87,25 @@ def add_evaluate(sub: argparse._SubParsersAction) -> None:
         "act_score (subset_min with the checkpoint's critic.num_min; the cpu preset's is all "
         "critics, i.e. their min)",
     )
+    p.add_argument(
+        "--editor-beta",
+        type=float,
+        default=None,
+        help="bound the editor's edits by this much per action component when acting, instead "
+        "of the checkpoint's editor.beta (0 < B <= 2)",
+    )
     p.set_defaults(func=run_evaluate)
+
+
+def with_editor_beta(agent, beta: float) -> None:
+    """Make ``agent`` act with edits bounded by ``beta`` (the editor's ``u`` scaled by it);
+    its config says so. Raises ValueError outside (0, 2], the bound ``EditorConfig`` allows."""
+    from dataclasses import replace
+
+    editor = replace(agent.cfg.editor, beta=beta)  # validates
+    agent.cfg = agent.cfg.replace(editor=editor)
+    agent.policy.cfg = agent.policy.cfg.replace(editor=editor)
+    agent.policy.editor.beta = beta
 
 
 def _number(x: float) -> float | None:
@@ -140,6 +161,16 @@ def run_evaluate(args: argparse.Namespace) -> int:
             return 2
         agent.cfg = agent.cfg.replace(act_score=args.act_score)
         agent.policy.cfg = agent.policy.cfg.replace(act_score=args.act_score)
+    if args.editor_beta is not None:
+        if args.base_only or args.no_edit:
+            other = "--base-only" if args.base_only else "--no-edit"
+            print(f"expo-sim evaluate: error: --editor-beta and {other} exclude each other", file=sys.stderr)
+            return 2
+        try:
+            with_editor_beta(agent, args.editor_beta)
+        except ValueError as e:
+            print(f"expo-sim evaluate: error: --editor-beta: {e}", file=sys.stderr)
+            return 2
     torch.set_num_threads(1)
     learner = ExpoLearner(agent)  # deterministic decisions with their plans
     if args.base_only:
@@ -162,6 +193,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
         "policy": "base" if args.base_only else "expo-no-edit" if args.no_edit else "expo",
         "stochastic_edits": bool(args.stochastic_edits and not args.base_only),
         "act_score": agent.cfg.act_score,
+        "editor_beta": agent.cfg.editor.beta,
         "episodes": res.episodes,
         "successes": res.successes,
         "success_rate": res.success_rate,
@@ -185,7 +217,8 @@ def run_evaluate(args: argparse.Namespace) -> int:
         f"{f' ({args.execute_steps} steps per decision)' if args.execute_steps > 1 else ''}"
         f"{' (stochastic edits)' if result['stochastic_edits'] else ''}"
         f"{' (no edits: the base samples only)' if args.no_edit else ''}"
-        f"{f' (acting by {args.act_score})' if args.act_score else ''}: "
+        f"{f' (acting by {args.act_score})' if args.act_score else ''}"
+        f"{f' (edits bounded by {args.editor_beta:g})' if args.editor_beta is not None else ''}: "
         f"success {res.successes}/{res.episodes} = {res.success_rate:.2f} "
         f"[{res.success_ci_low:.2f}, {res.success_ci_high:.2f}], mean length {res.mean_length:.0f} steps"
     )

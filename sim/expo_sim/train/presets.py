@@ -242,7 +242,10 @@ def same_pretraining(a: ExpoConfig, b: ExpoConfig) -> bool:
     def pretrained_part(c: ExpoConfig) -> ExpoConfig:
         c = base_config(c)
         return c.replace(
-            critic=replace(c.critic, num_min=1), editor=replace(c.editor, beta=1.0), td_sampling_steps=1, utd=1
+            critic=replace(c.critic, num_min=1),
+            editor=replace(c.editor, beta=1.0),
+            td_sampling_steps=1,
+            utd=1,
         )
 
     return pretrained_part(a) == pretrained_part(b)
