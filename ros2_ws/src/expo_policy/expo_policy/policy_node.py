@@ -1,105 +1,29 @@
 """EXPO real-time policy node (lifecycle): sensors in, safe actions out, transitions to the learner.
 
-Topics (relative names; remap in the graph):
-
-========================  =================================  ======================================
-in                        type                               QoS
-========================  =================================  ======================================
-joint_states              sensor_msgs/JointState             reliable (observation.best_effort:
-                                                             best effort), volatile, depth 10
-ee_pose                   geometry_msgs/PoseStamped          as joint_states
-object_poses              geometry_msgs/PoseArray            as joint_states
-image_raw (optional)      sensor_msgs/Image                  best effort, depth 5 (sensor data)
-env_feedback              expo_interfaces/EnvFeedback        reliable, volatile, depth 50
-policy_weights            expo_interfaces/PolicyWeights      reliable, transient local, depth 1
-teleop (intervention.     expo_interfaces/TeleopCommand      reliable, volatile, depth 10
-enabled)
-out (lifecycle pubs)
-action                    expo_interfaces/ActionCommand      reliable, volatile, depth 10
-transitions               expo_interfaces/Transition         reliable, volatile, depth 100
-otf_decision              expo_interfaces/OtfDecision        reliable, volatile, depth 10
-diagnostics               diagnostic_msgs/DiagnosticArray    reliable, volatile, depth 10
-markers                   visualization_msgs/MarkerArray     reliable, volatile, depth 10
-========================  =================================  ======================================
-
-A pixel policy (a checkpoint whose spec has cameras: ``backend.obs_spec``; docs/pixels.md) takes
-other inputs instead of ee_pose, object_poses and image_raw:
-
-========================  =================================  ======================================
-joint_states              sensor_msgs/JointState             as above: fingers + the 7
-                                                             ``observation.arm_joint_names``
-ee_pose_base              geometry_msgs/PoseStamped          as joint_states; the end effector in
-                                                             the robot base frame
-``cameras.<cam>.topic``   sensor_msgs/Image                  as joint_states, depth 5; one per
-(``<cam>/image_raw``)                                        camera of the checkpoint, rgb8/bgr8
-========================  =================================  ======================================
-
-Its observation sets are approximate-time (:mod:`expo_policy.camera_inputs`: once every input has
-a new piece, each input's piece closest to the oldest of the newest stamps, all within
-``observation.max_skew_s``); a bad frame holds with a
-``camera_*`` / ``observation_skew`` / ``proprio_unusable`` reason (``bad_observation: <code>: ...``),
-and in real time the watchdog timer reports the same reasons when no usable set comes. The safety
-filter's workspace box is then in the base frame of ``ee_pose_base``.
+In: ``joint_states``, ``ee_pose``, ``object_poses``, ``image_raw`` (optional), ``env_feedback``,
+``policy_weights``, ``teleop`` (``intervention.enabled``); a pixel policy takes ``ee_pose_base``
+and one Image per camera of its checkpoint instead of ``ee_pose``, ``object_poses`` and
+``image_raw``. Out (lifecycle publishers): ``action``, ``transitions``, ``otf_decision``,
+``diagnostics``, ``markers``.
 
 Lifecycle: configure reads the parameters (:mod:`expo_policy.params`), loads and warms up the
-weights, creates subscriptions, publishers and timers (stopped); activate starts acting;
-deactivate publishes a hold (waiting up to 2 s for the reliable subscribers to acknowledge it)
-and stops; cleanup/shutdown destroy everything.
+weights (:mod:`expo_policy.loading`), creates subscriptions, publishers and timers (stopped);
+activate starts acting; deactivate publishes a hold (waiting up to 2 s for the reliable
+subscribers to acknowledge it) and stops; cleanup/shutdown destroy everything. The input
+callbacks here hand observation sets, feedback and teleop to the acting half
+(:mod:`expo_policy.acting`: triggers, the decision, the hold).
 
-Acting. Real time (``lockstep: false``), ``trigger: observation`` (default): once per new
-observation set (all three pieces with one header stamp, :mod:`expo_policy.sync`), as soon as its
-last piece arrives, so every action answers the newest observation and is stamped with it; the
-timer (``control_rate_hz`` on the node clock) is a watchdog only: while a required input is stale,
-or no complete set came for ``observation.max_age_s``, each tick publishes a hold saying why.
-A set that is already a whole observation interval old when it completes (node clock: the next
-one is out; the node is behind) is skipped and counted (``observation_sets_skipped``), so a
-loaded machine answers the newest observation instead of working through a backlog.
-``trigger: timer``: every timer period on the latest piece of each input (sources whose pieces
-never share a stamp). Lockstep mode: once per new observation set, after the feedback of the
-previous command has arrived (when env_feedback has a publisher; a done feedback ends the wait
-for any command of its episode; after ``feedback_timeout_s`` of wall time with a newer set
-waiting the node acts without it and counts a feedback timeout), and never on the terminal
-observation of an episode (a set stamped at or before a done feedback). Each decision: watchdog
--> observation -> backend -> safety filter -> ActionCommand + OtfDecision + markers. Anything
-wrong publishes a hold saying why. In real time a decision later than the deadline is replaced
-by a hold (its observation is too old); in lockstep the sim waits, so a late decision is only
-counted. Each decision records the observation's age when it starts (node clock minus the
-observation's stamp: wall time on a robot, sim time in sim, which in realtime sim follows wall
-time to a 10 ms chunk): ``obs_age_*`` in diagnostics.
-
-Action chunks: the command carries up to ``plan.max_steps`` rows of ``Decision.plan`` (a base
-predicting k actions), filtered as the action's continuation (:mod:`expo_policy.plan`).
-
-Episode/step indices are the node's: each command takes the next step; a done feedback for the
-current episode starts the next one. Contract with the bridge: all pieces of one observation
-carry one header stamp, strictly later than the previous observation's; a command's header
-stamp is that of the observation it answers (lockstep: apply the command stamped like the
-current observation); the feedback of a step echoes the command's (episode, step) and carries
-the stamp of the observation published after the step (:mod:`expo_ros.transitions`).
-
-Interventions (``intervention.enabled``, :mod:`expo_policy.intervention`, docs/interventions.md):
-each decision first asks the arbiter who acts. The operator's action (deadman held, valid, fresh)
-replaces inference and goes through the same safety filter; its step is marked ``intervention``
-in the transition. A claimed but unusable or silent teleop stream holds the arm (``teleop: ...``
-hold reason). After a release the policy's actions are blended in over ``handback_steps`` steps.
-In lockstep, with a teleop publisher present, an observation is acted on only once the teleop
-message answering it (stamped at or after it) has arrived, or after ``lockstep_wait_s`` of wall
-time (counted in ``teleop_timeouts``; a hold if the operator had control). A done feedback ends a
-hand-back blend.
-
-Weights: a PolicyWeights message newer than the running version is decoded and verified in a
-worker thread; the swap is a reference change between ticks. Failures keep the old weights.
+Reference (QoS, trigger and lockstep modes, the contract with the bridge, interventions, weight
+swaps): docs/policy_node.md.
 """
 
 from __future__ import annotations
 
 import threading
-import time
 from typing import Any
 
 import numpy as np
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
-from expo_core.spec import task_obs_spec
 from expo_interfaces.msg import (
     ActionCommand,
     EnvFeedback,
@@ -114,7 +38,7 @@ from expo_ros.latency import LatencyTracker
 from expo_ros.lifecycle_teardown import TeardownLifecycleNode
 from expo_ros.node_main import run_lifecycle_node
 from expo_ros.realtime import RealtimeError
-from expo_ros.transitions import StepRecord, TransitionAssembler
+from expo_ros.transitions import TransitionAssembler
 from expo_ros.watchdog import InputWatchdog
 from geometry_msgs.msg import PoseArray, PoseStamped
 from rcl_interfaces.msg import ParameterDescriptor
@@ -125,17 +49,15 @@ from sensor_msgs.msg import Image, JointState
 from std_msgs.msg import Header
 from visualization_msgs.msg import MarkerArray
 
-from .backends import InferenceBackend, is_pixel_weights, make_backend, resolve_device
-from .camera_inputs import PixelObservationInputs
-from .camera_setup import frame_from_image, pixel_inputs, watched_inputs
-from .inputs import ObservationInputs, Pieces
-from .intervention import InterventionArbiter, Mode
+from .acting import ActingMixin
+from .backends import InferenceBackend
+from .camera_setup import frame_from_image, watched_inputs
+from .inputs import Pieces
+from .intervention import InterventionArbiter
+from .loading import load_policy
 from .loop_status import OK, LoopStatus
-from .markers import clear_markers, decision_markers, status_marker
-from .obs_builder import ObservationBuilder
+from .markers import status_marker
 from .params import PARAMETERS, WATCHED_INPUTS, PolicyNodeConfig
-from .plan import command_plan
-from .safety import filter_action, hold_action
 from .weights_swap import WeightsSwapper
 
 SUCCESS, FAILURE = TransitionCallbackReturn.SUCCESS, TransitionCallbackReturn.FAILURE
@@ -163,7 +85,7 @@ _WEIGHTS_QOS = QoSProfile(
 )
 
 
-class PolicyNode(TeardownLifecycleNode):
+class PolicyNode(ActingMixin, TeardownLifecycleNode):
     """The control loop around an :class:`~expo_policy.backends.InferenceBackend`."""
 
     def __init__(self, node_name: str = "policy_node", **kwargs: Any) -> None:
@@ -242,54 +164,12 @@ class PolicyNode(TeardownLifecycleNode):
             self._rt_tid = tid
 
     def _load(self, cfg: PolicyNodeConfig) -> None:
-        """Backend + weights + the pure helpers; raises ValueError naming the parameter."""
-        spec = task_obs_spec(cfg.task)
-        try:
-            resolve_device(cfg.device)
-        except ValueError as e:
-            raise ValueError(f"parameter 'device': {e}") from e
-        try:  # the kind first: backend auto must not pick one that refuses pixel weights
-            pixels = is_pixel_weights(cfg.checkpoint)
-        except (ValueError, OSError) as e:
-            raise ValueError(f"parameter 'checkpoint': {e}") from e
-        try:
-            backend = make_backend(
-                cfg.backend,
-                pixels=pixels,
-                device=cfg.device,
-                seed=cfg.seed,
-                num_base_samples=cfg.num_base_samples,
-                num_threads=cfg.num_threads,
-            )
-        except (ValueError, NotImplementedError) as e:
-            raise ValueError(f"parameter 'backend': {e}") from e
-        if backend.selection:  # backend: auto says what it chose and why
-            self.get_logger().info(f"backend: {backend.selection}")
-        try:
-            src = backend.load(cfg.checkpoint)
-        except (ValueError, OSError) as e:  # WeightsError is a ValueError
-            raise ValueError(f"parameter 'checkpoint': {e}") from e
-        o, a = backend.config.obs_dim, backend.config.act_dim
-        if backend.obs_spec is not None:  # a pixel policy: its own spec says what it observes
-            inputs = pixel_inputs(cfg, backend.obs_spec)
-        elif o != spec.dim:
-            raise ValueError(
-                f"parameter 'checkpoint': weights expect {o} observation values, "
-                f"task '{cfg.task}' observations have {spec.dim} ({', '.join(spec.names)})"
-            )
-        if a != cfg.safety.action_dim:
-            raise ValueError(
-                f"parameter 'safety.action_low': limits are for {cfg.safety.action_dim} action dims, "
-                f"the weights act in {a}"
-            )
-        backend.warmup()
-        self.cfg, self.backend, self.weights = cfg, backend, WeightsSwapper(backend, src.version)
-        if backend.obs_spec is None:
-            builder = ObservationBuilder(
-                spec, cfg.obs_max_age_s, cfg.obs_max_skew_s, cfg.finger_joint_names, cfg.finger_signs
-            )
-            inputs = ObservationInputs(cfg.task, builder)
-        self._inputs = inputs
+        """Backend + weights + the pure helpers (:func:`~expo_policy.loading.load_policy`); raises
+        ValueError naming the parameter."""
+        loaded = load_policy(cfg, self.get_logger())
+        self.cfg, self.backend = cfg, loaded.backend
+        self.weights = WeightsSwapper(loaded.backend, loaded.version)
+        self._inputs = loaded.inputs
 
     def _create_entities(self, cfg: PolicyNodeConfig) -> None:
         self._watchdog = InputWatchdog()
@@ -522,216 +402,6 @@ class PolicyNode(TeardownLifecycleNode):
                 log.info(f"policy weights v{e.version} {e.error}")
             else:
                 log.error(f"policy weights v{e.version} {e.error}; keeping v{self.weights_version}")
-
-    # --- acting ---------------------------------------------------------------------------
-    def _on_timer(self) -> None:
-        if self.cfg.trigger == "timer":
-            self._control_step(self._inputs.latest, None)
-            return
-        # trigger observation: decisions follow the observations; the timer only holds when they stop
-        now_ns = self._now_ns()
-        status = self._watchdog.check(now_ns * 1e-9)
-        if not status.ok:
-            self.counts["watchdog_holds"] += 1
-            return self._hold("stale_input", status.reason.removeprefix("hold: "), now_ns)
-        last = self._last_set_ns
-        if last is None or (now_ns - last) * 1e-9 > self.cfg.obs_max_age_s:
-            age = "none yet" if last is None else f"the newest is {(now_ns - last) * 1e-9:.3f} s old"
-            self.counts["watchdog_holds"] += 1
-            detail = f"{age} (> {self.cfg.obs_max_age_s:g} s): input stamps never coincide?"
-            if isinstance(self._inputs, PixelObservationInputs):  # say which camera or piece
-                res = self._inputs.build(self._inputs.latest, now_ns * 1e-9)
-                if not res.ok:
-                    return self._hold("bad_observation", res.reason, now_ns)
-            return self._hold("no_synchronized_observation", detail, now_ns)
-
-    def _lockstep_act(self) -> None:
-        if not (self.cfg.lockstep and self.active) or self._pending_set is None:
-            return
-        if self._awaiting is not None and self._feedback_sub.get_publisher_count() > 0:
-            waited = time.monotonic() - self._awaiting_since
-            if waited <= self.cfg.feedback_timeout_s:
-                return  # the previous command's step has not been reported yet
-            self.counts["feedback_timeouts"] += 1
-            self.get_logger().warning(
-                f"no feedback for command {self._awaiting[0]}/{self._awaiting[1]} after {waited:.1f} s "
-                "while a newer observation waits: acting without it"
-            )
-            self._awaiting = None
-        ns, pieces = self._pending_set
-        if ns <= self._done_stamp_ns:
-            self._pending_set = None
-            return  # the terminal observation of a finished episode: next_obs only, no action
-        if self._awaiting_teleop(ns):
-            return
-        self._pending_set = None
-        self._control_step(pieces, ns)
-
-    def _awaiting_teleop(self, ns: int) -> bool:
-        """Lockstep: whether the observation stamped ``ns`` still waits (bounded, wall time) for the
-        TeleopCommand answering it; only while a teleop publisher is present."""
-        arb = self.arbiter
-        if arb is None or arb.answered(ns) or self._teleop_sub.get_publisher_count() == 0:
-            self._teleop_wait = None
-            return False
-        if self._teleop_wait is None or self._teleop_wait[0] != ns:
-            self._teleop_wait = (ns, time.monotonic())
-        waited = time.monotonic() - self._teleop_wait[1]
-        if waited <= self.cfg.intervention_lockstep_wait_s:
-            return True
-        self.counts["teleop_timeouts"] += 1
-        self.get_logger().warning(
-            f"no teleop answer to the observation after {waited:.1f} s: acting without it"
-        )
-        self._teleop_wait = None
-        self._teleop_unanswered_ns = ns
-        return False
-
-    def _control_step(self, pieces: Pieces, set_ns: int | None) -> None:
-        """One decision; ``set_ns``: the lockstep observation's stamp (None in timer mode)."""
-        t0 = time.perf_counter()
-        self._commit_weights()
-        now_ns = self._now_ns()
-        now = now_ns * 1e-9
-        self._latency.tick(now)
-        if set_ns is not None or pieces:
-            observed = set_ns if set_ns is not None else self._inputs.stamp_ns(pieces)
-            self._obs_age.record(max(now_ns - observed, 0) * 1e-9)
-        stamp = set_ns if set_ns is not None else now_ns
-        status = self._watchdog.check(now)
-        if not status.ok:
-            return self._hold("stale_input", status.reason.removeprefix("hold: "), stamp)
-        res = self._inputs.build(pieces, now)
-        if not res.ok:
-            return self._hold("bad_observation", res.reason, stamp)
-        stamp = set_ns if set_ns is not None else self._inputs.stamp_ns(pieces)
-        arb = None
-        if self.arbiter is not None:
-            unanswered = ""
-            if set_ns is not None and set_ns == self._teleop_unanswered_ns:  # lockstep wait gave up
-                wait = self.cfg.intervention_lockstep_wait_s
-                unanswered = f"teleop stream lost: no answer to this observation within {wait:g} s"
-            arb = self.arbiter.arbitrate(now_ns, unanswered)
-            if arb.mode is Mode.HOLD:
-                return self._hold("teleop", arb.reason, stamp)
-        dec = None
-        if arb is None or arb.needs_policy:
-            try:
-                t_inf = time.perf_counter()
-                dec = self.backend.decide(res.obs)
-                inference_ms = (time.perf_counter() - t_inf) * 1e3  # selection only: OtfDecision's field
-            except Exception as e:  # a crash in inference must still end in a hold
-                return self._hold("inference_error", f"{type(e).__name__}: {e}", stamp)
-        elapsed = time.perf_counter() - t0
-        if elapsed > self.cfg.deadline_s and not self.cfg.lockstep:
-            self._latency.record(elapsed)
-            budget = f"{elapsed * 1e3:.1f} ms > budget {self.cfg.deadline_ms:g} ms"
-            return self._hold("inference_late", budget, stamp)
-        ee = pieces[self._inputs.ee_piece]
-        ee_pos, frame = ee[1][0], ee[2]
-        # The operator's action and a hand-back blend go through the same filter as the policy's.
-        proposal = dec.action if arb is None else arb.proposal(None if dec is None else dec.action)
-        safe = filter_action(proposal, self._prev_action, ee_pos, self.cfg.safety)
-        if safe.rejected:
-            return self._hold("safety_rejected", "; ".join(safe.reasons), stamp)
-        plan, plan_period_ns = command_plan(dec, proposal, safe.action, ee_pos, self.cfg)  # chunks
-        n = self.backend.num_base_samples
-        version = self.weights_version
-        cmd = cv.Command(
-            action=safe.action,
-            stamp_ns=stamp,
-            policy_version=version,
-            candidate_index=-1 if dec is None else dec.index,  # -1: the operator's, no candidate
-            is_edited=dec is not None and dec.index >= n,
-            safety_modified=safe.modified,
-            episode=self._episode,
-            step=self._step,
-            frame_id=frame,
-            plan=plan,
-            plan_period_ns=plan_period_ns,
-        )
-        self._pubs["action"].publish(cv.action_command_msg(cmd))
-        latency_s = time.perf_counter() - t0
-        if dec is not None:
-            self._pubs["otf_decision"].publish(
-                cv.otf_decision_msg(dec.candidates, dec.q, dec.index, inference_ms, version, stamp)
-            )
-        if self.cfg.publish_markers and dec is not None:
-            self._marker_anchor = (frame, np.asarray(ee_pos, dtype=np.float64))
-            self._pubs["markers"].publish(
-                decision_markers(
-                    stamp,
-                    frame,
-                    ee_pos,
-                    dec.candidates,
-                    n,
-                    dec.index,
-                    safe.action,
-                    self.cfg.safety.pos_scale,
-                )
-            )
-        self._latency.record(latency_s)
-        if self.cfg.publish_transitions:
-            obs, images = self._transition_obs(res.obs, pieces)
-            if not images and self._fresh_image(now):
-                images = (self._image,)
-            flag = arb is not None and arb.intervention
-            record = StepRecord(self._episode, self._step, obs, safe.action, version, stamp, images, flag)
-            self._assembler.add_step(record)
-        if self.last_hold_reason:
-            self.get_logger().info(f"acting again after hold ({self.last_hold_reason})")
-            self.last_hold_reason = ""
-        self.counts["actions"] += 1
-        self._advance(safe.action)
-
-    def _transition_obs(self, obs: Any, pieces: Pieces) -> tuple[np.ndarray, tuple]:
-        """(obs, camera messages) as transitions carry them: a pixel policy's proprio + its frames."""
-        if isinstance(self._inputs, PixelObservationInputs):
-            return self._inputs.proprio(obs), self._inputs.images(pieces)
-        return obs, ()
-
-    def _fresh_image(self, now: float) -> bool:
-        age = self._watchdog.age("image_raw", now)
-        return self._image is not None and age is not None and age <= self.cfg.watchdog_max_age_s["image_raw"]
-
-    def _hold(self, code: str, detail: str, stamp: int) -> None:
-        """Publish the hold command (zero motion, gripper kept) and say why, loudly."""
-        reason = f"{code}: {detail}" if detail else code
-        action = hold_action(self._prev_action, self.cfg.safety.action_dim)
-        frame = self._inputs.frame(self._inputs.ee_piece)
-        cmd = cv.Command(
-            action=action,
-            stamp_ns=stamp,
-            policy_version=self.weights_version,
-            hold=True,
-            hold_reason=reason,
-            episode=self._episode,
-            step=self._step,
-            frame_id=frame,
-        )
-        self._pubs["action"].publish(cv.action_command_msg(cmd))
-        if self.cfg.publish_markers:
-            self._pubs["markers"].publish(clear_markers(stamp, frame))
-        if reason != self.last_hold_reason:
-            self.get_logger().warning(f"hold: {reason}")
-        else:
-            self.get_logger().warning(f"still holding: {reason}", throttle_duration_sec=2.0)
-        self.last_hold_reason = reason
-        self.counts["holds"] += 1
-        self._advance(action)
-
-    def _advance(self, sent: np.ndarray) -> None:
-        self._prev_action = sent
-        if self.arbiter is not None:
-            self.arbiter.on_sent(sent)  # the hand-back's anchor (a hold too)
-        self._awaiting = (self._episode, self._step)
-        self._awaiting_since = time.monotonic()
-        self._step += 1
-
-    def _publish_transitions(self, done: list) -> None:
-        for t in done:
-            self._pubs["transitions"].publish(cv.transition_msg(t, self.get_fully_qualified_name()))
-            self.counts["transitions"] += 1
 
     # --- diagnostics ----------------------------------------------------------------------
     def _publish_diagnostics(self) -> None:
