@@ -42,6 +42,15 @@ def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path.with_suffix(".safetensors")
 
 
+def _missing_actions(obs: GraphObserver) -> str:
+    """Which stepped (episode, step) the observer has no action for: a gap in the middle (a
+    lost message) reads differently from a missing last one (still on its way)."""
+    stepped = [(m.episode, m.step) for m in obs.got["env_feedback"]]
+    acted = {(m.episode, m.step) for m in obs.got["action"] if not m.hold}
+    missing = [k for k in stepped if k not in acted]
+    return f"{len(missing)} of {len(stepped)} stepped (episode, step) without an action: {missing[:10]}"
+
+
 def test_sim_graph_runs_three_lockstep_episodes(checkpoint: Path, record_property) -> None:
     ns = f"t_{uuid.uuid4().hex[:8]}"
     clock_topic = f"/{ns}/clock"
@@ -90,7 +99,10 @@ def test_sim_graph_runs_three_lockstep_episodes(checkpoint: Path, record_propert
         # The bridge stepped on every action, but this observer's copy of the last one may still
         # be on its way: wait for it (bounded) before the graph goes down.
         acted = lambda: sum(not m.hold for m in obs.got["action"]) >= n_steps  # noqa: E731
-        obs.spin_until(acted, "an action per step", 10.0)
+        try:
+            obs.spin_until(acted, "an action per step", 10.0)
+        except TimeoutError as e:
+            pytest.fail(f"{e}; {_missing_actions(obs)}; node output:\n{out.text()}")
     finally:
         runner.stop()
         obs.close()
