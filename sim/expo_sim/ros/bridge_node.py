@@ -33,7 +33,9 @@ per lockstep hold and per reset. Lockstep mode therefore runs as fast as the pol
 realtime mode advances it with wall time, one chunk of a control period at a time (physics in
 sub-steps, :mod:`expo_sim.envs.substep_physics`; commands take effect when they arrive, with
 optional injected latency and jitter). The protocols are described in
-:mod:`expo_sim.ros.bridge_protocol`.
+:mod:`expo_sim.ros.bridge_protocol`; the node's two loops live in :mod:`expo_sim.ros.bridge_lockstep`
+and :mod:`expo_sim.ros.bridge_realtime` (mixins), this module keeps the lifecycle, the env, the
+publishing and the episodes.
 
 Lifecycle: configure validates the parameters and builds the env (a bad value fails the
 transition naming the parameter); activate resets the first episode and starts the timers;
@@ -54,7 +56,6 @@ from typing import Any
 import numpy as np
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
 from expo_interfaces.msg import ActionCommand, EnvFeedback, LearnerStats
-from expo_policy.safety import hold_action
 from expo_ros import conversions as cv
 from expo_ros.action_plan import PlanExecutor
 from expo_ros.lifecycle_teardown import TeardownLifecycleNode
@@ -70,17 +71,18 @@ from sensor_msgs.msg import Image, JointState
 from expo_sim.envs.robosuite_env import RobomimicEnv, make_env
 from expo_sim.envs.substep_physics import SubstepPhysics
 from expo_sim.ros.bridge_conversions import clock_msg, feedback_msg, observation_msgs, snapshot_from_env
+from expo_sim.ros.bridge_lockstep import LockstepMixin
 from expo_sim.ros.bridge_params import PARAMETERS, BridgeConfig
 from expo_sim.ros.bridge_protocol import EpisodeStats, LearnerPacer, LockstepGate, RealtimeInbox, SimClock
+from expo_sim.ros.bridge_realtime import RealtimeMixin
 
 SUCCESS, FAILURE = TransitionCallbackReturn.SUCCESS, TransitionCallbackReturn.FAILURE
-OBS_TOPICS = ("joint_states", "ee_pose", "object_poses")
 _WATCH_PERIOD_S = 0.02  # lockstep: how often to check for the policy and for timeouts (wall)
 StepResult = tuple[float, bool, bool, bool]  # reward, terminated, truncated, success
 _PUBLISHED_KEPT = 256  # observation stamps remembered for the round trip (wall publish times)
 
 
-class SimBridge(TeardownLifecycleNode):
+class SimBridge(LockstepMixin, RealtimeMixin, TeardownLifecycleNode):
     """Steps a :class:`~expo_sim.envs.robosuite_env.RobomimicEnv` with the policy's commands."""
 
     def __init__(self, node_name: str = "sim_bridge", **kwargs: Any) -> None:
@@ -395,7 +397,7 @@ class SimBridge(TeardownLifecycleNode):
         msg = cv.diagnostics_msg(self.get_clock().now().nanoseconds, name, level, message, values, "expo_sim")
         self._pubs["diagnostics"].publish(msg)
 
-    # --- lockstep -------------------------------------------------------------------------
+    # --- commands (both modes; the loops: bridge_lockstep, bridge_realtime) --------------
     def _on_action(self, msg: ActionCommand) -> None:
         if self.cfg is None or self.finished:
             return
@@ -422,205 +424,6 @@ class SimBridge(TeardownLifecycleNode):
             self.stats.timing(time.monotonic() - t0)
         else:
             self.get_logger().debug(f"ignored a command for stamp {cmd.stamp_ns} (not the current state)")
-
-    def _on_learner_stats(self, msg: LearnerStats) -> None:
-        """Pacing: the learner's backlog; step a held command once it has caught up."""
-        if not self.active:  # configured but not yet activated (or stopped): no episode to pace
-            return
-        d = cv.learner_stats_to_numpy(msg)
-        backlog, warm = int(d.scalars.get("backlog", 0)), bool(d.scalars.get("warmed_up", 1.0))
-        self._pacer.report(backlog, warm, self.stats.env_steps)
-        if self._held is not None and self.active and not self._pacer.should_hold(self.stats.env_steps):
-            cmd, t_held = self._held
-            self._held = None
-            t0 = time.monotonic()
-            self._pacer.held_s += t0 - t_held
-            self._lockstep_step(cmd)
-            self.stats.timing(time.monotonic() - t0)
-
-    def _lockstep_step(self, cmd: cv.Command) -> None:
-        action = None if cmd.hold else self._checked(cmd)
-        self.stats.took_effect(self._sim_clock.now_ns - cmd.stamp_ns)  # 0 unless re-published
-        ns = self._tick_clock()
-        if action is None:  # a hold: the arm keeps still for one period, the env is not stepped
-            self.stats.holds += int(cmd.hold)
-            self._publish_obs(ns)
-            self._publish_feedback(ns, (0.0, False, False, False), (cmd.episode, cmd.step))
-            self._gate.published(ns, new_state=False)
-            return
-        result = self._step_env(action)
-        self._publish_obs(ns)
-        self._publish_feedback(ns, result, (cmd.episode, cmd.step))
-        if result[1] or result[2]:
-            if self._end_episode(result[3]):
-                return
-            ns = self._tick_clock()  # the reset takes one period: the next state is strictly later
-            self._reset_env()
-            self._publish_obs(ns)
-        self._gate.published(ns, new_state=True)
-
-    def _on_watch(self) -> None:
-        """Lockstep, wall timer: first observation once the policy is there; timeouts."""
-        if self.finished:
-            return
-        if not self._first_sent:
-            if not self._policy_connected():
-                self.get_logger().info(
-                    f"waiting for a policy: subscribers on {', '.join(self._policy_inputs())} and a "
-                    "publisher on action",
-                    throttle_duration_sec=5.0,
-                )
-                return
-            self._first_sent = True
-            ns = self._tick_clock()
-            self._publish_obs(ns)
-            self._gate.published(ns, new_state=True)
-            self.get_logger().info("policy connected: first observation published")
-        elif self._gate.overdue(self.cfg.action_timeout_s):
-            self.stats.timeouts += 1
-            self.get_logger().warning(
-                f"no command for the current observation within {self.cfg.action_timeout_s:g} s: "
-                "re-publishing it with a new stamp"
-            )
-            ns = self._tick_clock()
-            self._publish_obs(ns)
-            self._gate.published(ns, new_state=False)
-
-    def _policy_inputs(self) -> tuple[str, ...]:
-        """The topics a policy of this observation kind subscribes to (lockstep waits for them):
-        state: joint_states, ee_pose, object_poses; pixels: joint_states, each camera, and
-        ee_pose or ee_pose_base (no object poses)."""
-        if not self.cfg.cameras:
-            return OBS_TOPICS
-        return ("joint_states", *(f"{c}/image_raw" for c in self.cfg.cameras), "ee_pose|ee_pose_base")
-
-    def _policy_connected(self) -> bool:
-        def subscribed(topic: str) -> bool:
-            return any(self._pubs[t].get_subscription_count() > 0 for t in topic.split("|"))
-
-        return all(map(subscribed, self._policy_inputs())) and self._action_sub.get_publisher_count() > 0
-
-    # --- realtime -------------------------------------------------------------------------
-    def _injected_delay_s(self) -> float:
-        c = self.cfg
-        jitter = 0.0
-        if c.injected_jitter_ms:
-            jitter = self._rng.uniform(-c.injected_jitter_ms, c.injected_jitter_ms)
-        stall = 0.0
-        if c.stall_probability and self._rng.random() < c.stall_probability:
-            stall = c.stall_ms
-            self.stats.stalled += 1
-        return max(c.injected_latency_ms + jitter, 0.0) * 1e-3 + stall * 1e-3
-
-    def _on_tick(self) -> None:
-        """Realtime, wall timer at the chunk rate: every chunk boundary whose wall time has passed,
-        in order (late ones caught up, at most one period per call; beyond that the bridge skips
-        ahead and counts an overrun, so sim time falls behind wall time by that much)."""
-        if self.finished:
-            return
-        now = time.monotonic()
-        chunk_s = self.cfg.chunk_ns * 1e-9
-        done = 0
-        while self._next_wall <= now and not self.finished:
-            if done >= self.cfg.substeps:
-                self.stats.overruns += 1
-                self._next_wall = now + chunk_s
-                break
-            t0 = time.monotonic()
-            self._boundary(self._next_wall)
-            self.stats.timing(time.monotonic() - t0)
-            self._next_wall += chunk_s
-            done += 1
-
-    def _boundary(self, wall: float) -> None:
-        """The chunk that ended at wall time ``wall``: its physics (when stepping), sim time, the
-        period's end (observation, feedback, episode end or reset), then the commands that have
-        arrived take effect from here on."""
-        result = self._physics.chunk() if self._mode == "step" else None
-        period_end = (self._chunk + 1) % self.cfg.substeps == 0
-        ns = self._tick_clock(self.cfg.chunk_ns, publish=period_end or self.cfg.clock_every_substep)
-        self._chunk = (self._chunk + 1) % self.cfg.substeps
-        if self._chunk == 0:
-            self._period_end(ns, result, wall)
-            if self.finished:
-                return
-        elif self.cfg.ee_pose_every_substep:  # the pose between observations (the arm moves on)
-            pos, quat = self._physics.ee_pose()
-            self._pubs["ee_pose"].publish(cv.pose_stamped_msg(pos, quat, ns, self.cfg.frame_id))
-            self._note_published(ns)
-        if self._mode == "step":
-            self._take_arrivals(wall, ns)
-
-    def _max_age_ns(self) -> int:
-        return round(self.cfg.max_action_age_ms * 1e6)
-
-    def _period_end(self, ns: int, result: tuple | None, wall: float) -> None:
-        if self._mode == "step":
-            step = self._stepped(result)
-            if not self._new_in_period:  # no new command: a plan row filled the period, or a hold
-                self.stats.plan_periods += int(self._plan_in_period)
-                self.stats.own_holds += int(not self._plan_in_period)
-            self._new_in_period = self._plan_in_period = False
-            self._publish_obs(ns)
-            applied = self._physics.action if self._applied_other else None
-            self._publish_feedback(ns, step, self._last_indices, applied)
-            if step[1] or step[2]:
-                self._mode = "reset"  # the next period resets the env
-                self._end_episode(step[3])
-            return
-        if self._mode == "reset":
-            self._reset_env()
-            self._mode = "idle"
-        self._publish_obs(ns)
-        first = self._episode_first_ns if self._episode_first_ns is not None else ns
-        if self._inbox.ready(wall, ns, self._max_age_ns(), first):  # a command for this episode
-            self._mode = "step"
-
-    def _take_arrivals(self, wall: float, ns: int) -> None:
-        first = self._episode_first_ns if self._episode_first_ns is not None else ns
-        arrival = self._inbox.take(wall, ns, self._max_age_ns(), first)
-        if arrival is None:
-            self._apply_plan(ns)
-            return
-        cmd = arrival.cmd
-        self._new_in_period = True
-        self._last_indices = (cmd.episode, cmd.step)
-        self._cmd_seen = max(self._cmd_seen or self._last_indices, self._last_indices)
-        self.stats.took_effect(arrival.age_ns)
-        self.stats.holds += int(cmd.hold)
-        action = None if cmd.hold else self._checked(cmd)
-        self._applied_other = False
-        if self.cfg.plan.mode != "off":  # off: exactly as before plans existed
-            planned = self._plan.command(cmd, ns) if action is not None else self._plan.reset()
-            if planned is not None and action is not None:  # ensemble: the blend, clipped
-                self._applied_other = not np.array_equal(planned, cmd.action)
-                action = np.clip(planned, -1.0, 1.0) if self._applied_other else action
-        anchor = None
-        if action is None:  # hold (or refused): stop where the arm is, gripper command kept
-            action = hold_action(self._physics.action, self.env.action_space.shape[0])
-        elif self.cfg.anchor_deltas and not self._applied_other:  # the pose it was decided at
-            anchor = self._pose_at(cmd.stamp_ns)
-        self._physics.set_action(action, anchor=anchor)
-        self._prev_action = self._physics.action
-
-    def _pose_at(self, stamp_ns: int) -> tuple[np.ndarray, np.ndarray] | None:
-        """The ee pose published at ``stamp_ns`` or, for a command stamped between two (the Franka
-        emulator's re-aim, 1 ns after the pose it starts from), the newest before it within one
-        control period; None if there is none."""
-        for s in reversed(self._poses):
-            if s <= stamp_ns:
-                return self._poses[s] if stamp_ns - s < self.cfg.period_ns else None
-        return None
-
-    def _apply_plan(self, ns: int) -> None:
-        """No new command at this chunk boundary: the plan's row (or blend) due now, if any
-        (plan_mode receding / ensemble); the period then counts as filled from a plan."""
-        planned = self._plan.due(ns)
-        if planned is None:
-            return
-        self._plan_in_period = self._applied_other = True
-        self._physics.set_action(np.clip(planned, -1.0, 1.0))
-        self._prev_action = self._physics.action
 
 
 def _close_env(node: SimBridge) -> None:
