@@ -15,7 +15,6 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from builtin_interfaces.msg import Time
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from expo_interfaces.msg import (
     ActionCommand,
@@ -28,36 +27,15 @@ from expo_interfaces.msg import (
 )
 from geometry_msgs.msg import Point, Pose, PoseArray, PoseStamped, Quaternion
 from sensor_msgs.msg import Image, JointState, Joy
-from std_msgs.msg import Header
 
+from .msg_fields import _f32, _np32
+from .msg_fields import header as header  # re-exported: cv.header, cv.stamp_ns, cv.time_msg
+from .msg_fields import stamp_ns as stamp_ns
+from .msg_fields import time_msg as time_msg
 from .transitions import Feedback, TransitionData
 
-_NS = 1_000_000_000
 #: Image encodings decoded to (H, W, C) uint8, with their channel counts.
 IMAGE_CHANNELS = {"rgb8": 3, "bgr8": 3, "rgba8": 4, "bgra8": 4, "mono8": 1}
-
-
-def time_msg(ns: int) -> Time:
-    """Nanoseconds (>= 0) -> builtin_interfaces/Time."""
-    ns = int(ns)
-    return Time(sec=ns // _NS, nanosec=ns % _NS)
-
-
-def stamp_ns(t: Time) -> int:
-    """builtin_interfaces/Time -> nanoseconds."""
-    return int(t.sec) * _NS + int(t.nanosec)
-
-
-def header(ns: int, frame_id: str = "") -> Header:
-    return Header(stamp=time_msg(ns), frame_id=frame_id)
-
-
-def _f32(values: np.ndarray) -> array.array:
-    return array.array("f", np.ascontiguousarray(values, dtype=np.float32).ravel().tobytes())
-
-
-def _np32(values: Sequence[float]) -> np.ndarray:
-    return np.frombuffer(values, dtype=np.float32).copy() if len(values) else np.zeros(0, np.float32)
 
 
 # --- joint_states: sensor_msgs/JointState -------------------------------------------------------
