@@ -11,6 +11,7 @@ import os
 from pathlib import Path
 
 import pytest
+from expo_core.checkpoint import load_checkpoint
 from expo_sim.cli import main as expo_sim_main
 from expo_sim.session.run import SessionConfig, format_summary, prepare_policy, run_session
 
@@ -64,6 +65,20 @@ def test_session_generates_pretrains_runs_and_summarizes(tmp_path: Path) -> None
     assert prepare_policy(cfg, progress=False)[0] == ckpt and ckpt.stat().st_mtime_ns == mtime
 
 
+def test_session_algo_is_an_expo_variant_of_the_pretrained_base(tmp_path: Path) -> None:
+    ckpt = tmp_path / "policy.safetensors"
+    with pytest.raises(ValueError, match="unknown algo 'sac'"):
+        SessionConfig(algo="sac")
+    for algo in ("rlpd", "bc"):
+        with pytest.raises(ValueError, match="not an EXPO variant"):
+            SessionConfig(algo=algo)
+    with pytest.raises(ValueError, match="a --checkpoint carries its own"):
+        SessionConfig(algo="expo-n5", checkpoint=ckpt)
+    with pytest.raises(ValueError, match="--obs pixels runs expo"):
+        SessionConfig(algo="expo-n5", obs="pixels")
+    assert SessionConfig(algo="expo-n5-rewarded-bc-beta05-min").algo == "expo-n5-rewarded-bc-beta05-min"
+
+
 def test_session_cli_rejects_bad_input(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert expo_sim_main(["session", "--task", "stack", "--demos", "0", "--out", str(tmp_path)]) == 2
     assert "demos must be >= 1" in capsys.readouterr().err
@@ -72,6 +87,8 @@ def test_session_cli_rejects_bad_input(tmp_path: Path, capsys: pytest.CaptureFix
     assert "checkpoint not found" in capsys.readouterr().err
     assert expo_sim_main(["session", "--episodes", "0", "--out", str(tmp_path)]) == 2
     assert "episodes must be >= 1" in capsys.readouterr().err
+    assert expo_sim_main(["session", "--algo", "rlpd", "--out", str(tmp_path)]) == 2
+    assert "not an EXPO variant" in capsys.readouterr().err
 
 
 def test_online_session_learner_updates_and_policy_swaps_weights(tmp_path: Path) -> None:
@@ -90,6 +107,9 @@ def test_online_session_learner_updates_and_policy_swaps_weights(tmp_path: Path)
         domain_id=DOMAIN_ID,
         timeout_s=240.0,
         learn=True,
+        # an EXPO variant (5-step targets, rewarded BC rows, edits within 0.05, acting by the min):
+        # its config reaches both nodes through the checkpoint the session writes
+        algo="expo-n5-rewarded-bc-beta05-min",
         graph_overrides={
             "learner_node": {
                 "warmup_transitions": 20,
@@ -108,5 +128,14 @@ def test_online_session_learner_updates_and_policy_swaps_weights(tmp_path: Path)
     learner_dir = Path(summary["learner_dir"])
     segments = sorted((learner_dir / "bags").glob("seg_*"))
     assert segments, "the learner recorded no transition segments"
-    assert list((learner_dir / "checkpoints").glob("*.safetensors")), "no learner checkpoint on shutdown"
+    saved = sorted((learner_dir / "checkpoints").glob("*.safetensors"))
+    assert saved, "no learner checkpoint on shutdown"
+    learned = load_checkpoint(saved[-1])[0].cfg
+    assert (learned.n_step, learned.bc_rows, learned.editor.beta, learned.act_score) == (
+        5,
+        "rewarded",
+        0.05,
+        "subset_min",
+    )
+    assert Path(summary["checkpoint"]).name.endswith("-expo-n5-rewarded-bc-beta05-min.safetensors")
     assert Path(summary["learning_curve"]).is_file()

@@ -66,6 +66,27 @@ def test_same_pretraining_ignores_what_pretraining_never_uses_and_nothing_else()
     assert not same_pretraining(cpu, cpu.replace(diffusion=replace(cpu.diffusion, lr=1e-4)))
 
 
+def test_variant_base_is_the_pretrained_base_under_the_variant_config(tmp_path):
+    from expo_core.agent import ExpoAgent
+    from expo_core.checkpoint import load_checkpoint, save_checkpoint
+    from expo_sim.train.pretrain import variant_base
+
+    cfg = preset_config("tiny", 19, 7)
+    base = ExpoAgent(cfg, seed=3)
+    base.set_obs_normalization(np.full(19, 0.5, np.float32), np.full(19, 2.0, np.float32))
+    save_checkpoint(tmp_path / "base-lift", base)
+    algo = "expo-n5-rewarded-bc-beta05-min"
+    path = variant_base(tmp_path / "base-lift.safetensors", algo, cfg, seed=0)
+    assert path == tmp_path / f"base-lift-{algo}.safetensors"
+    agent, _ = load_checkpoint(path)
+    assert agent.cfg == algo_config(algo, cfg) and agent.cfg != cfg
+    want = base.state_dict()
+    got = agent.state_dict()
+    assert want.keys() == got.keys() and all(torch.equal(want[k], got[k]) for k in want)
+    with pytest.raises(ValueError, match="unknown algo"):
+        variant_base(tmp_path / "base-lift.safetensors", "sac", cfg, seed=0)
+
+
 def test_published_preset_is_the_expo_config_default():
     from expo_core.config import ExpoConfig
 

@@ -39,6 +39,13 @@ def add_session(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--quality", choices=QUALITIES, default="mixed", help="quality of generated demos")
     p.add_argument("--preset", choices=PRESETS, default="cpu", help="network/learner preset (default cpu)")
+    p.add_argument(
+        "--algo",
+        default="expo",
+        help="the EXPO variant the pretrained base starts as (default expo; e.g. "
+        "expo-n5-rewarded-bc-beta05-min, the one that met the lift target: docs/learning.md); the "
+        "policy node acts and the learner node trains with its config",
+    )
     p.add_argument("--pretrain-steps", type=int, default=None, help="imitation steps (default: preset's)")
     p.add_argument("--seed", type=int, default=0, help="demo, pretraining and env seed (default 0)")
     p.add_argument("--horizon", type=int, default=400, help="episode step limit (default 400)")
@@ -92,6 +99,7 @@ def run_session_command(args: argparse.Namespace) -> int:
             demos=args.demos,
             quality=args.quality,
             preset=args.preset,
+            algo=args.algo,
             pretrain_steps=args.pretrain_steps,
             seed=args.seed,
             horizon=args.horizon,

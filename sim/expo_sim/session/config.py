@@ -40,6 +40,7 @@ class SessionConfig:
     demos: int | None = None
     quality: str = "mixed"
     preset: str = "cpu"
+    algo: str = "expo"  # the EXPO variant the pretrained base starts (expo_sim.train.presets)
     pretrain_steps: int | None = None  # None: the preset's default
     seed: int = 0
     horizon: int = 400
@@ -92,6 +93,7 @@ class SessionConfig:
         if self.quality not in QUALITIES:
             raise ValueError(f"quality '{self.quality}' unknown; allowed: {list(QUALITIES)}")
         check_preset(self.preset)
+        self._check_algo()
         for name in ("episodes", "horizon"):
             if getattr(self, name) < 1:
                 raise ValueError(f"SessionConfig.{name} must be >= 1, got {getattr(self, name)}")
@@ -102,6 +104,25 @@ class SessionConfig:
         if self.timeout_s < 0:
             raise ValueError(f"SessionConfig.timeout_s must be >= 0, got {self.timeout_s}")
 
+    def _check_algo(self) -> None:
+        from expo_sim.train.presets import check_algo
+
+        check_algo(self.algo)
+        if self.algo in NOT_SESSION_ALGOS:
+            raise ValueError(
+                f"--algo {self.algo} is not an EXPO variant the policy and learner nodes run; "
+                "pick expo or one of its variants (docs/learning.md)"
+            )
+        if self.algo != "expo" and self.checkpoint is not None:
+            raise ValueError(
+                f"--algo {self.algo} sets the config of the pretrained base; a --checkpoint carries its own"
+            )
+        if self.algo != "expo" and self.obs == "pixels":
+            raise ValueError(f"--algo {self.algo} applies to state policies; --obs pixels runs expo")
+
+
+#: Algorithms of the study that are not EXPO policies (``rlpd``: a Gaussian SAC agent; ``bc``: no RL).
+NOT_SESSION_ALGOS = ("rlpd", "bc")
 
 #: ``SessionConfig.obs`` values.
 OBS_KINDS = ("state", "pixels")

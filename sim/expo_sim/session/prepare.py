@@ -78,6 +78,10 @@ def prepare_policy(cfg: SessionConfig, progress: bool = True) -> tuple[Path, Pat
     ecfg = preset_config(cfg.preset, task_obs_spec(cfg.task).dim, FRANKA_ACTION_SPEC.dim)
     pre_dir = cfg.data_dir / "pretrain"
     base = preset_base(dataset, cfg.task, ecfg, cfg.preset, steps, cfg.seed, pre_dir, progress)
+    if cfg.algo != "expo":
+        from expo_sim.train.pretrain import variant_base
+
+        base = variant_base(base, cfg.algo, ecfg, cfg.seed)
     return base.resolve(), Path(dataset).resolve()
 
 

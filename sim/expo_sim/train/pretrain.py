@@ -27,7 +27,7 @@ from expo_core.replay import ReplayBuffer
 from expo_core.robomimic_io import TransitionArrays, load_robomimic_hdf5
 from expo_core.spec import FRANKA_ACTION_SPEC, task_obs_spec
 
-from expo_sim.train.presets import base_config, same_pretraining
+from expo_sim.train.presets import algo_config, base_config, same_pretraining
 
 log = logging.getLogger(__name__)
 
@@ -209,6 +209,19 @@ def preset_base(
     digest = hashlib.sha256(bcfg.to_json().encode()).hexdigest()[:10]
     out = Path(pre_dir) / f"base-{task}-{preset}-s{seed}-p{steps}-{digest}"
     return pretrain_base(dataset, task, bcfg, steps, seed, out, progress)
+
+
+def variant_base(base: Path, algo: str, cfg: ExpoConfig, seed: int) -> Path:
+    """The pretrained ``base`` (of the preset config ``cfg``) as a checkpoint of the EXPO variant
+    ``algo`` (:func:`expo_sim.train.presets.algo_config`): the same weights under that config, so
+    that the policy node acts and the learner node trains as the variant does. Written next to
+    the base as ``<base>-<algo>.safetensors`` every time (a second, cheap to write; never stale
+    when the base is pretrained again)."""
+    agent = load_pretrained(base, algo_config(algo, cfg), seed)
+    out = Path(base).with_suffix("")
+    out = out.with_name(f"{out.name}-{algo}")
+    save_checkpoint(out, agent)
+    return out.with_suffix(".safetensors")
 
 
 def load_pretrained(path: Path, cfg: ExpoConfig, seed: int, device: str = "cpu") -> ExpoAgent:
