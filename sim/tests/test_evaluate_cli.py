@@ -120,3 +120,7 @@ def test_evaluate_editor_beta_bounds_the_edits_when_acting(
     assert "--editor-beta" in capsys.readouterr().err
     assert main([*args, "--editor-beta", "0.05", "--no-edit"]) == 2
     assert "exclude each other" in capsys.readouterr().err
+    no_editor = tmp_path / "no_editor"
+    save_checkpoint(no_editor, ExpoAgent(preset_config("tiny", 19, 7).replace(use_editor=False), seed=0))
+    assert main(["evaluate", str(no_editor), "--episodes", "1", "--editor-beta", "0.05"]) == 2
+    assert "acts without an editor" in capsys.readouterr().err

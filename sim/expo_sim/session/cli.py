@@ -39,9 +39,14 @@ def add_session(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--quality", choices=QUALITIES, default="mixed", help="quality of generated demos")
     p.add_argument("--preset", choices=PRESETS, default="cpu", help="network/learner preset (default cpu)")
+    from expo_sim.session.config import NOT_SESSION_ALGOS
+    from expo_sim.train.presets import ALGOS
+
     p.add_argument(
         "--algo",
         default="expo",
+        choices=[a for a in ALGOS if a not in NOT_SESSION_ALGOS],
+        metavar="ALGO",
         help="the EXPO variant the pretrained base starts as (default expo; e.g. "
         "expo-n5-rewarded-bc-beta05-min, the one that met the lift target: docs/learning.md); the "
         "policy node acts and the learner node trains with its config",

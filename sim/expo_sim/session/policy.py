@@ -11,6 +11,7 @@ runs from (``$EXPO_DATA_DIR``, else the checkout's ``data/``).
 
     python -m expo_sim.session.policy --task lift     # builds or reuses; prints one JSON line
     python -m expo_sim.session.policy --task lift --obs pixels   # the pixel base (image demos)
+    python -m expo_sim.session.policy --task lift --algo expo-n5-rewarded-bc-beta05-min  # as a variant
 
 The JSON line on stdout, ``{"checkpoint": ..., "dataset": ...}``, is what sim.launch.py reads;
 everything else goes to stderr.
@@ -47,6 +48,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--data-dir", type=Path, default=None, help="demos + bases cache (default: see module doc)"
     )
     p.add_argument("--obs", choices=("state", "pixels"), default="state", help="state (default) or pixels")
+    p.add_argument(
+        "--algo", default="expo", help="the EXPO variant the base starts as (default expo; docs/learning.md)"
+    )
     args = p.parse_args(argv)
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("%(message)s"))
@@ -55,7 +59,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         logging.getLogger(name).setLevel(logging.INFO)
     data_dir = args.data_dir if args.data_dir is not None else default_data_dir()
     try:
-        cfg = SessionConfig(task=args.task, data_dir=data_dir, obs=args.obs)
+        cfg = SessionConfig(task=args.task, data_dir=data_dir, obs=args.obs, algo=args.algo)
         _, count = default_dataset(cfg)
         demos = f"{count} MimicGen trials" if uses_mimicgen_demos(cfg) else f"{count} scripted demos"
         if cfg.obs == "pixels":

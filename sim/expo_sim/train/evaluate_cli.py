@@ -166,6 +166,13 @@ def run_evaluate(args: argparse.Namespace) -> int:
             other = "--base-only" if args.base_only else "--no-edit"
             print(f"expo-sim evaluate: error: --editor-beta and {other} exclude each other", file=sys.stderr)
             return 2
+        if not agent.cfg.use_editor:
+            print(
+                f"expo-sim evaluate: error: --editor-beta: {path.name} acts without an editor "
+                "(use_editor=False)",
+                file=sys.stderr,
+            )
+            return 2
         try:
             with_editor_beta(agent, args.editor_beta)
         except ValueError as e:

@@ -75,7 +75,7 @@ demonstrations and (all but rlpd) the same pretrained base:
                            component (``editor.beta``; the cpu preset's 0.15), the paper's
                            refinement end of its 0.05-0.7 range. On lift the editor of the
                            8000-step ``expo-n5-rewarded-bc`` runs stayed near uniform over its box
-                           (pre-tanh std ~0.78 per component) and its edits cost success
+                           (entropy at its maximum, 7 log 0.3) and its edits cost success
                            (docs/results.md, session 12).
 ``expo-n5-rewarded-bc-beta05-min`` ``expo-n5-rewarded-bc-beta05`` acting by the subset-min its
                            targets use (``unified_scoring("subset_min")``, as

@@ -185,9 +185,12 @@ def parse_default_policy(stdout: str) -> tuple[str, str]:
     raise ValueError("the default-policy step printed no result line")
 
 
-def default_policy_actions(task: str, then: Callable[[str, str], list[Any]], obs: str = "state") -> list[Any]:
+def default_policy_actions(
+    task: str, then: Callable[[str, str], list[Any]], obs: str = "state", algo: str = "expo"
+) -> list[Any]:
     """Launch actions that build or reuse the default policy of ``task`` (the one ``make sim``
-    uses; ``obs="pixels"``: ``make sim OBS=pixels``' pixel base) in a child process, then start
+    uses; ``obs="pixels"``: ``make sim OBS=pixels``' pixel base; ``algo``: the EXPO variant it
+    starts as, ``make sim SIM_ARGS="--algo ..."``) in a child process, then start
     ``then(checkpoint, dataset)``. If that process fails, no node is started and the launch ends
     with code 1 and a line saying what to pass.
 
@@ -205,6 +208,7 @@ def default_policy_actions(task: str, then: Callable[[str, str], list[Any]], obs
             "--task",
             task,
             *(["--obs", obs] if obs != "state" else []),
+            *(["--algo", algo] if algo != "expo" else []),
         ],
         name="default_policy",
         output="screen",

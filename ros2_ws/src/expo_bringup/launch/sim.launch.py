@@ -6,6 +6,7 @@
     ros2 launch expo_bringup sim.launch.py learner:=true learner_dir:=/runs/online   # online fine-tuning
     ros2 launch expo_bringup sim.launch.py intervene:=true         # the scripted expert takes over
     ros2 launch expo_bringup sim.launch.py obs:=pixels             # cameras, no object poses
+    ros2 launch expo_bringup sim.launch.py algo:=expo-n5-rewarded-bc-beta05-min  # an EXPO variant
     ros2 launch expo_bringup sim.launch.py foxglove:=true          # + Foxglove WebSocket on :8765
     ros2 launch expo_bringup sim.launch.py realtime:=true plan_mode:=receding  # action chunks
     ros2 launch expo_bringup sim.launch.py params_file:=my.yaml    # any node parameter, ROS layout
@@ -46,6 +47,12 @@ from expo_ros.action_plan import PLAN_MODES
 LAUNCH_ARGUMENTS: tuple[tuple[str, str, str], ...] = (
     ("task", "lift", "task: lift | can | square | stack | threading (stack, threading: MimicGen)"),
     ("checkpoint", "", "policy checkpoint (.safetensors); '' = make sim's (built on first use per task)"),
+    (
+        "algo",
+        "expo",
+        "the EXPO variant make sim's policy starts as (docs/learning.md, e.g. "
+        "expo-n5-rewarded-bc-beta05-min); a checkpoint:= carries its own config",
+    ),
     ("backend", "torch", "inference backend of the policy node"),
     ("realtime", "false", "true: 20 Hz wall-clock control; false: lockstep sim time"),
     ("namespace", "", "ROS namespace of every node ('' = root)"),
@@ -95,6 +102,11 @@ def check_arguments(values: Mapping[str, str]) -> dict[str, str]:
         raise ValueError(f"launch argument 'obs' must be one of {list(SIM_OBS_KINDS)}, got '{v['obs']}'")
     if parse_bool("learner", v["learner"]) and not v["learner_dir"].strip():
         raise ValueError("launch argument 'learner_dir' is required with learner:=true")
+    if v["algo"] != "expo" and v["checkpoint"]:
+        raise ValueError(
+            f"launch argument 'algo' ({v['algo']}) sets the config of make sim's policy; "
+            "a checkpoint:= carries its own"
+        )
     if v["plan_mode"] not in PLAN_MODES:
         raise ValueError(
             f"launch argument 'plan_mode' must be one of {list(PLAN_MODES)}, got '{v['plan_mode']}'"
@@ -153,7 +165,7 @@ def generate_launch_description() -> Any:
         if v["checkpoint"]:
             return start(v["checkpoint"], "")
         graph_from_launch_arguments({**v, "checkpoint": "default"})  # bad arguments fail here, first
-        return default_policy_actions(v["task"], start, v["obs"])
+        return default_policy_actions(v["task"], start, v["obs"], v["algo"])
 
     declared = [DeclareLaunchArgument(n, default_value=d, description=t) for n, d, t in LAUNCH_ARGUMENTS]
     return LaunchDescription([*declared, OpaqueFunction(function=actions)])

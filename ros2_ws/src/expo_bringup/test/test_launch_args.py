@@ -10,6 +10,7 @@ import pytest
 from expo_bringup.graph import sim_graph
 from expo_bringup.launch_graph import (
     NodeFailed,
+    default_policy_actions,
     graph_with_params_file,
     node_kwargs,
     node_label,
@@ -24,6 +25,7 @@ def test_launch_arguments_are_the_documented_ones_with_sim_graph_defaults(sim_la
     assert names == [
         "task",
         "checkpoint",
+        "algo",
         "backend",
         "realtime",
         "namespace",
@@ -68,6 +70,7 @@ def test_launch_argument_texts_map_onto_sim_graph(sim_launch) -> None:
         ({"task": "towel"}, "task 'towel' unknown"),
         ({"namespace": "bad-ns"}, "namespace"),
         ({"plan_mode": "chunky"}, "launch argument 'plan_mode'"),
+        ({"algo": "expo-n5", "checkpoint": "/c.safetensors"}, "a checkpoint:= carries its own"),
     ],
 )
 def test_bad_launch_arguments_raise_naming_them(sim_launch, values: dict, needle: str) -> None:
@@ -134,6 +137,24 @@ def test_sim_launch_applies_the_params_file_argument(sim_launch, tmp_path) -> No
     path.write_text("sim_bridge:\n  ros__parameters:\n    autostart: false\n")
     g = sim_launch.graph_from_launch_arguments({"params_file": str(path), "checkpoint": "/c.safetensors"})
     assert g.node("sim_bridge").parameters["autostart"] is False
+
+
+def test_default_policy_process_is_asked_for_the_variant() -> None:
+    pytest.importorskip("launch", reason="launch is not installed")
+    from launch.actions import ExecuteProcess
+
+    def command(**kwargs: str) -> list[str]:
+        (prep,) = [
+            a
+            for a in default_policy_actions("lift", lambda c, d: [], **kwargs)
+            if isinstance(a, ExecuteProcess)
+        ]
+        return ["".join(getattr(s, "text", "?") for s in part) for part in prep.cmd]
+
+    assert "--algo" not in command()
+    cmd = command(algo="expo-n5-rewarded-bc-beta05-min")
+    assert cmd[cmd.index("--algo") + 1] == "expo-n5-rewarded-bc-beta05-min"
+    assert cmd[1:3] == ["-m", "expo_sim.session.policy"]
 
 
 def test_default_policy_result_is_the_last_json_line() -> None:

@@ -141,6 +141,43 @@ def _base_path(checkpoint: str) -> Path:
     return stem
 
 
+#: Config fields a resumed run may change (the learner node's ``utd``/``batch_size`` parameters).
+RESUME_OVERRIDES = ("utd", "batch_size")
+
+
+def config_differences(a: dict, b: dict, prefix: str = "") -> list[str]:
+    """The dotted names of the fields whose values differ between two config dicts."""
+    out = []
+    for key in sorted(set(a) | set(b)):
+        va, vb = a.get(key), b.get(key)
+        if isinstance(va, dict) and isinstance(vb, dict):
+            out += config_differences(va, vb, f"{prefix}{key}.")
+        elif va != vb:
+            out.append(f"{prefix}{key}")
+    return out
+
+
+def _check_same_config(resumed: Path, base: str) -> None:
+    """ValueError when the run resumed from checkpoint_dir was trained with another config than
+    the base ``checkpoint`` parameter's (e.g. another EXPO variant): resuming would silently train
+    and act with the old one. Fields of `RESUME_OVERRIDES` may differ; no base: nothing to check."""
+    if not base:
+        return
+    try:
+        base_json = _base_path(base).with_suffix(".json")
+        want = json.loads(base_json.read_text())["config"]
+        have = json.loads(Path(resumed).with_suffix(".json").read_text())["config"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return  # no base or unreadable metadata: resuming needs neither
+    differ = [k for k in config_differences(want, have) if k not in RESUME_OVERRIDES]
+    if differ:
+        raise ValueError(
+            f"checkpoint_dir holds a run trained with another config than parameter 'checkpoint' "
+            f"({base_json.with_suffix('').name}): {', '.join(differ)} differ. Resume with the "
+            "run's own base, or start the new config in a fresh checkpoint_dir"
+        )
+
+
 def load_start(
     ckpt_dir: CheckpointDir,
     base: str,
@@ -160,6 +197,7 @@ def load_start(
             log.warning("cannot resume from %s (%s: %s); trying an older one", path, type(e).__name__, e)
             continue
         start = StartPoint(agent, LearnerProgress.from_metadata(meta), path, True, skipped)
+        _check_same_config(path, base)
         break
     if start is None:
         if not base:

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from expo_core.checkpoint import load_checkpoint, save_checkpoint
 from expo_learner.checkpoints import CheckpointDir, load_start
 from expo_learner.replay_store import ReplayStore
 from expo_learner.trainer import Trainer, TrainerConfig, UpdateBudget, WeightsSnapshot
@@ -147,6 +148,13 @@ def test_checkpoint_and_resume_restore_updates_and_version(
     assert t2.updates == 10 and t2.publish().version == 5  # continues, never repeats a version
     _receive(t2, make_table, 1, 10)
     assert t2.step() and t2.updates == 11 and t2.progress.critic_steps == 23
+
+    # the same checkpoint_dir with the base of another EXPO variant: refused, naming the fields
+    base_agent, _ = load_checkpoint(base_checkpoint)
+    base_agent.cfg = base_agent.cfg.replace(n_step=5, bc_rows="rewarded")
+    save_checkpoint(tmp_path / "variant", base_agent)
+    with pytest.raises(ValueError, match="another config .*bc_rows, n_step differ"):
+        load_start(CheckpointDir(tmp_path / "ckpt", keep=2), str(tmp_path / "variant"), utd=3)
 
 
 def test_resume_skips_a_damaged_checkpoint_and_base_errors(
