@@ -8,10 +8,10 @@ and one Image per camera of its checkpoint instead of ``ee_pose``, ``object_pose
 
 Lifecycle: configure reads the parameters (:mod:`expo_policy.params`), loads and warms up the
 weights (:mod:`expo_policy.loading`), creates subscriptions, publishers and timers (stopped);
-activate starts acting; deactivate publishes a hold (waiting up to 2 s for the reliable
-subscribers to acknowledge it) and stops; cleanup/shutdown destroy everything. The input
-callbacks here hand observation sets, feedback and teleop to the acting half
-(:mod:`expo_policy.acting`: triggers, the decision, the hold).
+activate starts acting; deactivate publishes a last diagnostics report and a hold (waiting up
+to 2 s for the reliable subscribers to acknowledge them) and stops; cleanup/shutdown destroy
+everything. The input callbacks here hand observation sets, feedback and teleop to the acting
+half (:mod:`expo_policy.acting`: triggers, the decision, the hold).
 
 Reference (QoS, trigger and lockstep modes, the contract with the bridge, interventions, weight
 swaps): docs/policy_node.md.
@@ -258,12 +258,15 @@ class PolicyNode(ActingMixin, TeardownLifecycleNode):
         return ret
 
     def _stop(self, reason: str) -> None:
-        """Stop acting; while the publishers are still enabled, send one last hold and wait
-        (bounded) until the reliable subscribers have it (``_flush``)."""
+        """Stop acting; while the publishers are still enabled, send one last diagnostics report
+        (a run shorter than ``diagnostics_period_s`` still reports its loop) and one last hold,
+        and wait (bounded) until the reliable subscribers have them (``_flush``)."""
         for t in self._timers:
             t.cancel()
         if self.active:
+            self._publish_diagnostics()
             self._hold(reason, "", self._now_ns())
+            self._flush(self._pubs["diagnostics"], f"the final diagnostics ({reason})")
             self._flush(self._pubs["action"], f"the final hold ({reason})")
         self.active = False
         self._reset_loop_state()

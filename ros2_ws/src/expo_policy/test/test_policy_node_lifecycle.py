@@ -74,6 +74,19 @@ def test_lifecycle_through_the_standard_services(harness) -> None:
     assert h.node.cfg is None and h.node.backend is None
 
 
+def test_deactivate_reports_the_loop_once_more_before_the_final_hold(harness) -> None:
+    # A run shorter than the diagnostics period (a short sim session) still reports its loop.
+    h = harness(diagnostics_period_s=3600.0)
+    h.start()
+    h.streaming = {"joint_states", "ee_pose", "object_poses"}
+    h.wait_command(lambda c: not c.hold, "a policy action")
+    assert h.got["diagnostics"] == []
+    assert h.node.trigger_deactivate() == SUCCESS
+    h.spin_until(lambda: h.got["diagnostics"], "the final diagnostics")
+    h.spin_until(lambda: h.got["action"][-1].hold_reason == "deactivated", "the final hold")
+    assert float(h.diagnostics()["actions"]) >= 1 and float(h.diagnostics()["latency_p99_ms"]) > 0
+
+
 @pytest.mark.parametrize(
     ("params", "message"),
     [
