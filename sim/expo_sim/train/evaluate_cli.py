@@ -105,7 +105,7 @@ def with_editor_beta(agent, beta: float) -> None:
     editor = replace(agent.cfg.editor, beta=beta)  # validates
     agent.cfg = agent.cfg.replace(editor=editor)
     agent.policy.cfg = agent.policy.cfg.replace(editor=editor)
-    agent.policy.editor.beta = beta
+    agent.policy.editor.cfg = editor  # the editor's bound is its config's
 
 
 def _number(x: float) -> float | None:

@@ -183,10 +183,10 @@ def algo_config(algo: str, cfg: ExpoConfig) -> ExpoConfig:
     if algo == "expo-n5-rewarded-bc-no-edit":
         return cfg.replace(n_step=5, bc_rows="rewarded", use_editor=False)
     if algo == "expo-n5-rewarded-bc-beta05":
-        return cfg.replace(n_step=5, bc_rows="rewarded", editor=replace(cfg.editor, beta=0.05))
+        parent = algo_config("expo-n5-rewarded-bc", cfg)
+        return parent.replace(editor=replace(parent.editor, beta=0.05))
     if algo == "expo-n5-rewarded-bc-beta05-min":
-        cfg = cfg.replace(n_step=5, bc_rows="rewarded", editor=replace(cfg.editor, beta=0.05))
-        return cfg.unified_scoring("subset_min")
+        return algo_config("expo-n5-rewarded-bc-beta05", cfg).unified_scoring("subset_min")
     if algo == "expo-ddim1-bf16-targets":
         return cfg.replace(td_precision="bfloat16", td_sampling_steps=1)
     if algo == "expo-ddim1-bf16-all":

@@ -32,8 +32,12 @@ class Editor(nn.Module):
         super().__init__()
         self.cfg = cfg
         self.act_dim = act_dim
-        self.beta = cfg.beta
         self.net = MLP(obs_dim + act_dim, cfg.hidden_dims, 2 * act_dim, activation=nn.ReLU)
+
+    @property
+    def beta(self) -> float:
+        """The edit bound, ``cfg.beta``: replacing ``cfg`` changes it (no weight depends on it)."""
+        return self.cfg.beta
 
     def dist_params(self, obs: torch.Tensor, action: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """obs (..., o), action (..., d) -> mean, log_std each (..., d)."""
