@@ -3,7 +3,8 @@ first observation once a policy is there, one env step per answered observation,
 learner pacing.
 
 ``_on_watch`` (a wall timer) publishes the first observation once a policy subscribes to the
-observation topics and publishes on ``action``, and re-publishes the current state with a new
+observation topics and publishes on ``action`` (and, with learner pacing, once the learner has
+reported: it is active and subscribed to the transitions), and re-publishes the current state with a new
 stamp when no command answers it within ``action_timeout_s``. ``_lockstep_step`` applies a
 command the :class:`~expo_sim.ros.bridge_protocol.LockstepGate` accepted: one env step (a hold:
 none) and one control period of sim time, then the observation and its feedback, and at an
@@ -75,6 +76,13 @@ class LockstepMixin:
                 self.get_logger().info(
                     f"waiting for a policy: subscribers on {', '.join(self._policy_inputs())} and a "
                     "publisher on action",
+                    throttle_duration_sec=5.0,
+                )
+                return
+            if not self._pacer.ready:
+                self.get_logger().info(
+                    "waiting for the learner's first learner_stats (learner_pacing_backlog > 0): the "
+                    "first observation waits until it is active and subscribed to the transitions",
                     throttle_duration_sec=5.0,
                 )
                 return

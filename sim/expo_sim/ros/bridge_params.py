@@ -119,7 +119,8 @@ PARAMETERS: tuple[ParamSpec, ...] = (
         "learner_pacing_backlog",
         0,
         "lockstep: hold the next step while the learner owes more updates than this (learner_stats "
-        "backlog + steps since); 0 = off",
+        "backlog + steps since), and before the first observation wait for the learner's first "
+        "report; 0 = off",
     ),
     ParamSpec("frame_id", "world", "header frame of ee_pose and object_poses"),
     ParamSpec("arm_joint_names", ARM_JOINTS, "published arm joint names, robosuite order (7)"),

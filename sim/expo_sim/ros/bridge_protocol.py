@@ -124,21 +124,29 @@ class LearnerPacer:
     The learner reports its backlog (owed updates not yet done) in ``learner_stats`` every stats
     period; the steps taken since that report owe one update each too, so the estimate
     ``backlog + steps since the report`` can only over-count and the learner's own backlog cap is
-    never reached. Until the first report (the learner loading its data) nothing is held: the
-    learner's warm-up needs the transitions.
+    never reached. Until the first report (the learner loading its data) the bridge does not
+    start: a transition published before the learner subscribed would be lost (``heard``). After
+    it, nothing is held until the learner has warmed up: its warm-up needs the transitions.
     """
 
     def __init__(self, limit: int) -> None:
         self.limit = int(limit)
         self._backlog: int | None = None
         self._steps_at_report = 0
+        self.heard = False  # a learner_stats report arrived: the learner is active and listening
         self.held = 0  # steps that had to wait
         self.held_s = 0.0  # wall time spent waiting [s]
 
     def report(self, backlog: int, warmed_up: bool, env_steps: int) -> None:
         """A learner_stats arrived when the bridge had taken ``env_steps`` steps."""
+        self.heard = True
         self._backlog = int(backlog) if warmed_up else None
         self._steps_at_report = int(env_steps)
+
+    @property
+    def ready(self) -> bool:
+        """Whether the first observation may go out: pacing is off, or the learner reported."""
+        return self.limit <= 0 or self.heard
 
     def should_hold(self, env_steps: int) -> bool:
         if self.limit <= 0 or self._backlog is None:

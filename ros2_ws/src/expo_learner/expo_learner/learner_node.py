@@ -68,6 +68,9 @@ WEIGHTS_QOS = QoSProfile(
     depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL
 )
 TRANSITIONS_QOS = QoSProfile(depth=1000, reliability=ReliabilityPolicy.RELIABLE)
+#: Stopping (node_main's drain): transitions already delivered are recorded until none came for
+#: this long; longer than the policy node's, whose last transition comes out of its own drain.
+DRAIN_QUIET_S = 0.5
 
 
 class LearnerNode(TeardownLifecycleNode):
@@ -88,6 +91,7 @@ class LearnerNode(TeardownLifecycleNode):
         self._tb: TensorBoardLog | None = None
         self.active = False
         self.dropped_inactive = 0
+        self.messages_in = 0  # transitions taken (node_main's drain watches it)
         self._sub, self._pubs, self._timer, self._error_logged = None, {}, None, False
 
     # --- lifecycle ------------------------------------------------------------------------
@@ -246,6 +250,11 @@ class LearnerNode(TeardownLifecycleNode):
         self._timer, self._sub, self._pubs, self._tb = None, None, {}, None
         self.cfg, self.trainer, self.intake, self.writer, self.active = None, None, None, None, False
 
+    def begin_drain(self) -> float:
+        """A stop was requested (node_main): record the transitions already delivered before
+        training stops; returns the quiet window of the drain."""
+        return DRAIN_QUIET_S
+
     def autostart(self) -> bool:
         """Configure and activate when the ``autostart`` parameter is true; False on failure."""
         if not self.get_parameter("autostart").value:
@@ -254,6 +263,7 @@ class LearnerNode(TeardownLifecycleNode):
 
     # --- callbacks (executor thread) ------------------------------------------------------
     def _on_transition(self, data: bytes) -> None:
+        self.messages_in += 1
         if not self.active:
             self.dropped_inactive += 1
             self.get_logger().warning(

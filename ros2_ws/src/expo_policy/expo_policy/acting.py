@@ -36,6 +36,8 @@ class ActingMixin:
     """The control loop's decisions and holds; mixed into the policy node (see the module docstring)."""
 
     def _on_timer(self) -> None:
+        if self._draining:
+            return  # stopping: the final hold comes with the deactivation
         if self.cfg.trigger == "timer":
             self._control_step(self._inputs.latest, None)
             return
@@ -57,7 +59,7 @@ class ActingMixin:
             return self._hold("no_synchronized_observation", detail, now_ns)
 
     def _lockstep_act(self) -> None:
-        if not (self.cfg.lockstep and self.active) or self._pending_set is None:
+        if not (self.cfg.lockstep and self.active) or self._pending_set is None or self._draining:
             return
         if self._awaiting is not None and self._feedback_sub.get_publisher_count() > 0:
             waited = time.monotonic() - self._awaiting_since
@@ -100,6 +102,8 @@ class ActingMixin:
 
     def _control_step(self, pieces: Pieces, set_ns: int | None) -> None:
         """One decision; ``set_ns``: the lockstep observation's stamp (None in timer mode)."""
+        if self._draining:
+            return  # stopping: no decision after the stop request (transitions still complete)
         t0 = time.perf_counter()
         self._commit_weights()
         now_ns = self._now_ns()

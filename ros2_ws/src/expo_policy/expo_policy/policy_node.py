@@ -80,6 +80,8 @@ _TELEOP_WAIT_POLL_S = 0.05
 _SENSOR_QOS = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
 # observation.best_effort: also hears best-effort publishers (franka_ros2's current_pose)
 _BEST_EFFORT_QOS = QoSProfile(depth=10, reliability=ReliabilityPolicy.BEST_EFFORT)
+#: Stopping (node_main's drain): the node takes delivered messages until none came for this long.
+DRAIN_QUIET_S = 0.1
 _WEIGHTS_QOS = QoSProfile(
     depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL
 )
@@ -108,6 +110,7 @@ class PolicyNode(ActingMixin, TeardownLifecycleNode):
         self.arbiter: InterventionArbiter | None = None  # intervention.enabled
         self._teleop_sub = None
         self._rt_tid: int | None = None  # the control thread while rt_priority holds it at SCHED_FIFO
+        self.messages_in = 0  # observation pieces and feedback taken (node_main's drain watches it)
         self._reset_loop_state()
 
     @property
@@ -247,6 +250,7 @@ class PolicyNode(ActingMixin, TeardownLifecycleNode):
         self._done_stamp_ns = -1
         self._teleop_wait: tuple[int, float] | None = None  # (obs stamp, time.monotonic()) waiting
         self._teleop_unanswered_ns = -1  # lockstep: acted on this stamp without its teleop answer
+        self._draining = False  # a stop was requested: no more decisions, transitions still complete
 
     def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
         ret = super().on_activate(state)  # enables the lifecycle publishers
@@ -268,6 +272,8 @@ class PolicyNode(ActingMixin, TeardownLifecycleNode):
             self._hold(reason, "", self._now_ns())
             self._flush(self._pubs["diagnostics"], f"the final diagnostics ({reason})")
             self._flush(self._pubs["action"], f"the final hold ({reason})")
+            if self.cfg.publish_transitions:
+                self._flush(self._pubs["transitions"], f"the last transitions ({reason})")
         self.active = False
         self._reset_loop_state()
         if self._step > 0:  # indices stay monotonic: acting again starts a new episode
@@ -294,6 +300,16 @@ class PolicyNode(ActingMixin, TeardownLifecycleNode):
         if self._rt_tid is not None:  # back to normal scheduling until configured again
             realtime.set_normal(self._rt_tid)
             self._rt_tid = None
+
+    def begin_drain(self) -> float:
+        """A stop was requested (node_main). Lockstep: decide no more, but keep taking what was
+        already delivered, so the last step's feedback and next observation still complete its
+        transition; deactivation then flushes it. Returns the quiet window (node_main's drain):
+        0 in real time, where the final hold must not wait (and inputs never go quiet)."""
+        if self.cfg is None or not self.cfg.lockstep:
+            return 0.0
+        self._draining = True
+        return DRAIN_QUIET_S
 
     def autostart(self) -> bool:
         """Configure and activate when the ``autostart`` parameter is true; False on failure."""
@@ -327,6 +343,7 @@ class PolicyNode(ActingMixin, TeardownLifecycleNode):
         self._watchdog.mark("image_raw", self._now_ns() * 1e-9)
 
     def _store(self, name: str, header: Header, payload: Any) -> None:
+        self.messages_in += 1
         self._watchdog.mark(name, self._now_ns() * 1e-9)
         ns = cv.stamp_ns(header.stamp)
         pieces = self._inputs.add(name, ns, payload, header.frame_id)
@@ -364,6 +381,7 @@ class PolicyNode(ActingMixin, TeardownLifecycleNode):
                     self._publish_transitions(self._assembler.add_observation(ns, obs, images))
 
     def _on_feedback(self, msg: EnvFeedback) -> None:
+        self.messages_in += 1
         fb = cv.env_feedback_to_numpy(msg)
         self._watchdog.mark("env_feedback", self._now_ns() * 1e-9)
         if not self.active:

@@ -14,7 +14,7 @@ import os
 import numpy as np
 import pytest
 from expo_ros import conversions as cv
-from policy_node_harness import EE_POS, expected_obs, node_fixtures
+from policy_node_harness import EE_POS, SUCCESS, expected_obs, node_fixtures
 
 pytestmark = pytest.mark.ros
 
@@ -107,3 +107,36 @@ def test_lockstep_acts_without_a_lost_feedback_after_the_timeout(harness) -> Non
     a2 = h.wait_command(lambda c: c.stamp_ns in (t1, t2), "an action after the feedback timeout")
     assert (a2.episode, a2.step) == (0, 1)
     h.spin_until(lambda: h.diagnostics().get("feedback_timeouts") == "1", "the timeout counted")
+
+
+def test_a_stopping_node_completes_the_last_transition_without_acting_again(harness) -> None:
+    """Stopped right after the sim's last step (the runner stops the graph when the bridge
+    exits): the drain still turns the delivered feedback and next observation into the last
+    transition, decides nothing on that observation, and the deactivation ends in a hold."""
+    ages = {f"watchdog.{n}_max_age_s": 5.0 for n in ("joint_states", "ee_pose", "object_poses")}
+    h = harness(lockstep=True, **{"observation.max_age_s": 5.0, **ages})
+    h.start()
+    t0 = h.publish_obs()
+    a0 = h.wait_command(lambda c: c.stamp_ns == t0, "action 0/0")
+    assert h.node.begin_drain() > 0  # node_main's drain: a stop was requested
+    h.ee_pos = EE_POS + np.array([0.01, 0.0, 0.0])
+    t1 = h.now_ns()
+    h.publish_feedback(0, 0, t1, reward=0.5)
+    h.publish_obs(ns=t1)  # not the terminal one: a running node would act on it
+    h.spin_until(lambda: h.got["transitions"], "the last transition")
+    tr = cv.transition_to_numpy(h.got["transitions"][0])
+    assert (tr.episode, tr.step, tr.reward) == (0, 0, 0.5)
+    np.testing.assert_array_equal(tr.action, a0.action)
+    np.testing.assert_allclose(tr.next_obs, expected_obs(h.ee_pos), atol=1e-6)
+    h.spin_for(0.3)
+    assert [c.stamp_ns for c in h.commands()] == [t0]
+    assert h.node.trigger_deactivate() == SUCCESS
+    h.spin_until(lambda: len(h.got["action"]) == 2, "the final hold")
+    assert h.commands()[-1].hold and h.node.counts["actions"] == 1
+
+
+def test_a_stopping_node_in_real_time_does_not_drain(harness) -> None:
+    """In real time the inputs never go quiet and the final hold must not wait: no drain."""
+    h = harness(lockstep=False)
+    h.start()
+    assert h.node.begin_drain() == 0.0 and not h.node._draining

@@ -10,6 +10,11 @@ often arrives twice (the terminal signals the whole process group, and ``ros2 la
 without a terminal forwards SIGINT to every node itself), and that must still stop cleanly;
 launch's escalation (SIGTERM 10 s later) still forces the exit.
 
+Between the stop request and the deactivation comes the drain (:func:`drain`): a node that
+defines ``begin_drain()`` takes the messages already delivered to it, so that a graph stopped
+right after its last message loses nothing (the policy node finishes the last step's transition,
+the learner records it).
+
 The executor is rclpy's SingleThreadedExecutor; ``EXPO_ROS_EXECUTOR=events`` in the environment
 (launched nodes inherit it) selects rclpy's experimental EventsExecutor instead, which wakes on
 middleware events rather than polling wait sets (opt-in: measured in docs/results.md).
@@ -30,6 +35,8 @@ from rclpy.signals import SignalHandlerOptions
 
 #: A repeated stop signal within this many seconds of the first is the same request.
 REPEAT_GRACE_S = 2.0
+#: The longest a stopping node keeps taking messages already delivered to it (:func:`drain`).
+DRAIN_LIMIT_S = 1.0
 #: The environment variable choosing the executor, and its values.
 EXECUTOR_ENV = "EXPO_ROS_EXECUTOR"
 EXECUTORS = ("single", "events")
@@ -54,6 +61,28 @@ def make_executor(name: str, context: Any = None) -> Any:
     if name == "single":
         return SingleThreadedExecutor(context=context)
     raise ValueError(f"executor {name!r} is invalid; allowed: {', '.join(EXECUTORS)}")
+
+
+def drain(
+    executor: Any, node: Any, limit_s: float = DRAIN_LIMIT_S, clock: Callable[[], float] = time.monotonic
+) -> int:
+    """A stop was requested: if ``node`` defines ``begin_drain() -> float`` (it stops acting and
+    returns its quiet window in s) and counts what it takes in ``messages_in``, spin ``executor``
+    until no message came for that window, at most ``limit_s``; returns how many came."""
+    begin = getattr(node, "begin_drain", None)
+    if begin is None:
+        return 0
+    quiet_s = float(begin())
+    if quiet_s <= 0:
+        return 0  # the node does not drain now
+    start = seen = node.messages_in
+    t0 = clock()
+    last = t0
+    while clock() - last < quiet_s and clock() - t0 < limit_s:
+        executor.spin_once(timeout_sec=min(0.02, quiet_s))
+        if node.messages_in != seen:
+            seen, last = node.messages_in, clock()
+    return seen - start
 
 
 class StopRequest:
@@ -101,6 +130,8 @@ def run_lifecycle_node(
             code = 1
         while code == 0 and not stop.requested and rclpy.ok() and not getattr(node, "finished", False):
             executor.spin_once(timeout_sec=0.1)  # returns regularly so a stop request is seen
+        if code == 0 and stop.requested and node.active and rclpy.ok():
+            drain(executor, node)
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     finally:

@@ -1,11 +1,12 @@
-"""expo_ros.node_main: a stop signal, its duplicate and a later one that forces the exit."""
+"""expo_ros.node_main: a stop signal, its duplicate and a later one that forces the exit; the
+drain between the stop request and the deactivation."""
 
 from __future__ import annotations
 
 import signal
 
 import pytest
-from expo_ros.node_main import REPEAT_GRACE_S, StopRequest
+from expo_ros.node_main import REPEAT_GRACE_S, StopRequest, drain
 
 
 class Clock:
@@ -60,3 +61,62 @@ def test_the_executor_follows_the_environment(monkeypatch) -> None:
         events.shutdown()
     finally:
         rclpy.shutdown(context=context)
+
+
+class DrainedNode:
+    """A node whose messages arrive at the given spin_once calls (a fake executor drives it)."""
+
+    def __init__(self, arrivals: set[int], quiet_s: float) -> None:
+        self.arrivals, self.quiet_s = arrivals, quiet_s
+        self.messages_in = 0
+        self.draining = False
+
+    def begin_drain(self) -> float:
+        self.draining = True
+        return self.quiet_s
+
+
+class Executor:
+    """spin_once advances the clock by its timeout and delivers the node's next arrival."""
+
+    def __init__(self, node: DrainedNode, clock: Clock) -> None:
+        self.node, self.clock, self.calls = node, clock, 0
+
+    def spin_once(self, timeout_sec: float) -> None:
+        assert self.node.draining, "begin_drain comes before any spin"
+        self.calls += 1
+        if self.calls in self.node.arrivals:
+            self.node.messages_in += 1
+        self.clock.t += timeout_sec
+
+
+def test_drain_takes_messages_until_the_quiet_window_passes() -> None:
+    clock = Clock()
+    node = DrainedNode({1, 2, 6}, quiet_s=0.1)  # call 6 is 0.08 s after call 2: inside the window
+    ex = Executor(node, clock)
+    assert drain(ex, node, limit_s=1.0, clock=clock) == 3
+    assert 6 + 4 <= ex.calls <= 6 + 6  # then ~0.1 s of nothing (0.02 s spins)
+
+
+def test_drain_stops_at_its_limit_while_messages_keep_coming() -> None:
+    clock = Clock()
+    node = DrainedNode(set(range(1, 1000)), quiet_s=0.1)
+    ex = Executor(node, clock)
+    taken = drain(ex, node, limit_s=0.5, clock=clock)
+    assert 24 <= taken <= 26 and ex.calls == taken  # 0.5 s of 0.02 s spins
+
+
+def test_a_node_without_begin_drain_or_declining_it_is_not_spun() -> None:
+    class Plain:
+        messages_in = 0
+
+    class Refuses:
+        def spin_once(self, timeout_sec: float) -> None:
+            raise AssertionError("spun a node that does not drain")
+
+    class Declines(Plain):
+        def begin_drain(self) -> float:
+            return 0.0  # e.g. the policy node in real time: its final hold must not wait
+
+    assert drain(Refuses(), Plain()) == 0
+    assert drain(Refuses(), Declines()) == 0
