@@ -107,13 +107,15 @@ def test_scripted_intervener_takes_over_hands_back_and_the_flags_reach_subscribe
 
     seen = listener.seen
     assert len(seen) >= EPISODES * 10, seen
-    first = sorted((s, f) for e, s, f in seen if e == 0)
-    flags = [f for _, f in first]
-    assert True in flags and False in flags, first
-    # taken over after the grace steps and handed back: a policy step after an operator step
-    start = flags.index(True)
-    assert start >= 3 and False in flags[start:], (
-        f"{flags}\n{_log_lines(summary, ('intervener', 'teleop', 'policy_node'))}"
+    first = sorted((s, f) for e, s, f in seen if e == 0)  # (step, flag) of episode 0
+    flagged = [s for s, f in first if f]
+    assert flagged and not all(f for _, f in first), first
+    # taken over after the grace steps and handed back: a policy step after an operator step.
+    # By step number, not by position in what the listener heard: a listener that matched the
+    # policy's publisher late (discovery on a loaded machine) missed the first steps.
+    start = flagged[0]
+    assert start >= 3 and any(not f for s, f in first if s > start), (
+        f"{first}\n{_log_lines(summary, ('intervener', 'teleop', 'policy_node'))}"
     )
     assert summary["intervention_takeovers"] >= 1 and 0 < summary["intervention_step_fraction"] < 1
     assert summary["intervention_steps"] == sum(f for _, _, f in seen)
