@@ -28,6 +28,8 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import IO
 
+from expo_bringup.runner import new_session_default_signals
+
 log = logging.getLogger(__name__)
 
 _STARTED = re.compile(r"^\[INFO\] \[(?P<name>.+)-(?P<n>\d+)\]: process started with pid \[(?P<pid>\d+)\]")
@@ -51,12 +53,6 @@ def ros2_executable() -> str:
             "into .ros_tools), or source a ROS 2 install"
         )
     return path
-
-
-def _default_signals() -> None:  # in the child, before exec
-    os.setsid()
-    for s in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(s, signal.SIG_DFL)
 
 
 class LaunchProcess:
@@ -109,7 +105,7 @@ class LaunchProcess:
             text=True,
             errors="replace",
             bufsize=1,
-            preexec_fn=_default_signals,  # noqa: PLW1509  # no threads of ours run exec here
+            preexec_fn=new_session_default_signals,  # noqa: PLW1509  # no threads of ours run exec here
         )
         self._reader = threading.Thread(target=self._read, args=(self._proc.stdout,), daemon=True)
         self._reader.start()

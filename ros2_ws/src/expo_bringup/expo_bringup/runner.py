@@ -77,6 +77,14 @@ def _code(returncode: int) -> int:
     return 128 - returncode if returncode < 0 else returncode
 
 
+def new_session_default_signals() -> None:
+    """In a child before exec: its own session (process group), SIGINT and SIGTERM at their
+    defaults (a shell's background job inherits SIGINT ignored; the child would ignore our stop)."""
+    os.setsid()
+    for s in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(s, signal.SIG_DFL)
+
+
 class Runner:
     """Runs every node of a graph as a child process and supervises them."""
 
@@ -142,7 +150,9 @@ class Runner:
                     text=True,
                     errors="replace",
                     bufsize=1,
-                    start_new_session=True,
+                    # its own session, SIGINT and SIGTERM at their defaults: a shell's background
+                    # job inherits SIGINT ignored, and the node would then ignore our stop
+                    preexec_fn=new_session_default_signals,  # noqa: PLW1509  # no threads of ours run exec here
                 )
             except OSError:
                 log.exception("could not start node %s", label)

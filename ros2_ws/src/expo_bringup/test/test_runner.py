@@ -100,6 +100,20 @@ def test_stop_sends_sigint_and_every_node_exits_cleanly(moddir: Path) -> None:
     assert '--ros-args -r __node:=a -p task:="lift"' in argv
 
 
+def test_nodes_get_sigint_back_when_the_runner_was_started_with_it_ignored(moddir: Path) -> None:
+    """A shell's background job (``cmd &`` in a script, nohup) starts with SIGINT ignored, and
+    children inherit that: the runner puts it back to the default in every node."""
+    out = Lines()
+    old = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        runner = Runner(Graph((node(moddir, "a", "talker"),)), sink=out)
+        runner.start()
+    finally:
+        signal.signal(signal.SIGINT, old)
+    out.wait_for(lambda ls: "[a] ready" in ls)
+    assert runner.stop() == 0 and "[a] bye" in out.lines
+
+
 def test_node_dying_with_code_3_brings_the_graph_down(moddir: Path) -> None:
     out = Lines()
     graph = Graph((node(moddir, "talker", "talker"), node(moddir, "crasher", "die")))
