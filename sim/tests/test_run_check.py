@@ -79,3 +79,25 @@ def test_episode_ending_early_without_success_is_reported() -> None:
     fbs, cmds, trans = make_run(lengths=(3, 2), success_last=False)
     assert any("without success" in p for p in check(fbs, cmds, trans))
     assert any("expected 0..2" in p for p in check(fbs, cmds, trans, episodes=3))
+
+
+def test_a_monitor_record_may_miss_action_copies_but_not_reorder_or_repeat_them() -> None:
+    fbs, cmds, trans = make_run()
+    partial = [cmds[0], *cmds[2:]]  # a lagging monitor missed the copy of step (0, 1)
+    assert (
+        check_lockstep_run(
+            fbs, partial, trans, episodes=2, horizon=3, obs_dim=DIM, period_ns=P, all_commands=False
+        )
+        == []
+    )
+    assert any("one to one" in p for p in check(fbs, partial, trans))  # a complete record must have it
+    for bad in ([cmds[1], cmds[0], *cmds[2:]], [cmds[0], cmds[0], *cmds[1:]]):  # reordered, repeated
+        problems = check_lockstep_run(
+            fbs, bad, trans, episodes=2, horizon=3, obs_dim=DIM, period_ns=P, all_commands=False
+        )
+        assert any("not in step order" in p for p in problems), problems
+    wrong = at(partial, 1, action=-partial[1].action)  # a received copy must still match its transition
+    problems = check_lockstep_run(
+        fbs, wrong, trans, episodes=2, horizon=3, obs_dim=DIM, period_ns=P, all_commands=False
+    )
+    assert any("action differs" in p for p in problems), problems

@@ -83,6 +83,24 @@ class GraphObserver:
                     return {kv.key: kv.value for kv in st.values}
         return {}
 
+    def missing_actions(self) -> list[tuple[int, int]]:
+        """The stepped (episode, step) this observer has no action copy for."""
+        acted = {(m.episode, m.step) for m in self.got["action"] if not m.hold}
+        return [(m.episode, m.step) for m in self.got["env_feedback"] if (m.episode, m.step) not in acted]
+
+    def wait_for_action_copies(self, timeout: float) -> str:
+        """Spin (at most ``timeout`` s) until this observer holds an action for every stepped
+        (episode, step); '' when it does, else which it missed. The bridge stepped on every
+        action, but this observer's copy may still be on its way, or lost: the policy's action
+        publisher keeps its last 10, and an observer lagging behind on a loaded machine misses
+        older ones (check them with ``check_lockstep_run(..., all_commands=False)``)."""
+        try:
+            self.spin_until(lambda: not self.missing_actions(), "an action per step", timeout)
+        except TimeoutError:
+            missing = self.missing_actions()
+            return f"{len(missing)} of {len(self.got['env_feedback'])} action copies missed: {missing[:10]}"
+        return ""
+
     def decoded(self) -> tuple[list[Feedback], list[Command], list[TransitionData]]:
         """(feedback, commands, transitions) decoded with the policy's conversions."""
         return (

@@ -10,7 +10,8 @@ What a correct lockstep run looks like:
 - sim time (feedback stamps) strictly increases in whole control periods;
 - episodes ``0..n-1``; in each, feedback for steps ``0..k-1`` and exactly one end (the last),
   terminated only on success (reward 1) and otherwise truncated at the horizon;
-- one policy action per env step, with the indices of its feedback, in order (no holds);
+- one policy action per env step, with the indices of its feedback, in order (no holds); a
+  monitor's record (``all_commands=False``) may miss copies, never reorder or invent them;
 - one transition per step, with that step's action, reward and done flags; ``obs_dim`` values;
   ``next_obs`` equal to the next step's ``obs`` within an episode, and different from the next
   episode's first ``obs`` at an episode end (a reset, not a continuation).
@@ -53,6 +54,12 @@ def _feedback_problems(
     return out
 
 
+def _in_order_within(got: list, steps: list) -> bool:
+    """Whether ``got`` is ``steps`` with some items left out (none repeated or reordered)."""
+    it = iter(steps)
+    return all(any(g == s for s in it) for g in got)
+
+
 def _transition_problems(feedback: Sequence[Feedback], actions: dict, trans: dict, obs_dim: int) -> list[str]:
     out = []
     for f in feedback:
@@ -87,17 +94,26 @@ def check_lockstep_run(
     horizon: int,
     obs_dim: int,
     period_ns: int = 50_000_000,
+    all_commands: bool = True,
 ) -> list[str]:
     """Problems found in one recorded run (empty when it is consistent); see the module doc.
 
-    ``commands`` may end with the policy's final ``deactivated`` hold (sent at shutdown)."""
+    ``commands`` may end with the policy's final ``deactivated`` hold (sent at shutdown).
+    ``all_commands`` False: ``commands`` is what a monitoring node received, which on a loaded
+    machine may miss copies (the policy's action publisher keeps its last 10 for a reliable
+    reader that lags): they must still carry feedback indices in step order and match their
+    transitions, but need not cover every step (the bridge's own count says whether each step
+    was answered: ``obs_to_action_count`` in its diagnostics)."""
     out = _feedback_problems(feedback, episodes, horizon, period_ns)
     holds = [c for c in commands if c.hold and c.hold_reason != "deactivated"]
     if holds:
         out.append(f"{len(holds)} holds in lockstep, first: {holds[0].hold_reason}")
     stepped = [c for c in commands if not c.hold]
-    if [(c.episode, c.step) for c in stepped] != [(f.episode, f.step) for f in feedback]:
+    got, steps = [(c.episode, c.step) for c in stepped], [(f.episode, f.step) for f in feedback]
+    if all_commands and got != steps:
         out.append(f"{len(stepped)} actions do not match the {len(feedback)} feedback indices one to one")
+    elif not all_commands and not _in_order_within(got, steps):
+        out.append(f"{len(stepped)} actions are not in step order among the {len(feedback)} feedback indices")
     if any(c.action.shape != (7,) or not np.all(np.abs(c.action) <= 1.0) for c in stepped):
         out.append("an action is not 7 values in [-1, 1]")
     trans = {(t.episode, t.step): t for t in transitions}
