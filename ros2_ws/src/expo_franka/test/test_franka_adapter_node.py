@@ -333,15 +333,17 @@ def test_executable_with_the_shipped_yaml_dry_runs_holds_and_exits_cleanly(ros_c
 
 
 def test_receding_plan_rows_take_effect_on_the_ticks_after_a_command(harness) -> None:
-    """executor.plan_mode receding: a command with a 2-row plan (100 ms apart) and no command
-    after it: the ticks at +100 and +200 ms apply rows 1 and 2 (relative to the measured pose,
-    like new actions), counted as plan_ticks."""
+    """executor.plan_mode receding: a command with a 2-row plan (500 ms apart) and no command
+    after it: the ticks at +500 and +1000 ms apply rows 1 and 2 (relative to the measured pose,
+    like new actions), counted as plan_ticks. Rows far apart: a command that arrives a whole
+    period after its stamp (a loaded machine) rightly starts at row 1, which would skip the
+    first target."""
     h = harness(**{"executor.plan_mode": "receding", "executor.plan_max_age_ms": 5000.0})
     h.start()
     stamp = h.io.get_clock().now().nanoseconds
     plan = np.array([[0, 1.0, 0, 0, 0, 0, 0], [0, 0, 1.0, 0, 0, 0, 0]], np.float32)
     cmd = cv.Command(
-        np.array([1.0, 0, 0, 0, 0, 0, 0], np.float32), stamp, plan=plan, plan_period_ns=100_000_000
+        np.array([1.0, 0, 0, 0, 0, 0, 0], np.float32), stamp, plan=plan, plan_period_ns=500_000_000
     )
     start = len(h.got["equilibrium"])
     h.pub["action"].publish(cv.action_command_msg(cmd))
