@@ -22,7 +22,6 @@ from expo_core.presets import preset_config
 from expo_core.spec import task_obs_spec
 from expo_ros import conversions as cv
 from expo_sim.ros.graph_observer import GraphObserver
-from expo_sim.session.run_check import check_lockstep_run
 
 pytestmark = [pytest.mark.ros, pytest.mark.slow]
 
@@ -100,16 +99,8 @@ def test_sim_graph_runs_three_lockstep_episodes(checkpoint: Path, record_propert
     assert all(c == 0 for c in runner.exit_codes.values()), (runner.exit_codes, log)
     assert f"summary: {EPISODES} episodes" in log, log
 
-    feedback, commands, transitions = obs.decoded()
-    problems = check_lockstep_run(
-        feedback,
-        commands,
-        transitions,
-        episodes=EPISODES,
-        horizon=HORIZON,
-        obs_dim=OBS_DIM,
-        all_commands=False,
-    )
+    feedback = obs.decoded()[0]
+    problems = obs.lockstep_problems(EPISODES, HORIZON, OBS_DIM)
     assert not problems, "\n".join(problems) + f"\nnode output:\n{log}"
     assert all(m.source == f"/{ns}/policy_node" for m in obs.got["transitions"])
 

@@ -24,6 +24,7 @@ from rclpy.executors import SingleThreadedExecutor
 from rosgraph_msgs.msg import Clock
 
 from expo_sim.ros.lifecycle_client import LifecycleClient, spin_until
+from expo_sim.session.run_check import check_lockstep_run
 
 TOPICS: dict[str, Any] = {
     "action": ActionCommand,
@@ -100,6 +101,20 @@ class GraphObserver:
             missing = self.missing_actions()
             return f"{len(missing)} of {len(self.got['env_feedback'])} action copies missed: {missing[:10]}"
         return ""
+
+    def lockstep_problems(self, episodes: int, horizon: int, obs_dim: int) -> list[str]:
+        """:func:`~expo_sim.session.run_check.check_lockstep_run` over what this observer
+        recorded; its own action copies may be incomplete (``all_commands=False``)."""
+        feedback, commands, transitions = self.decoded()
+        return check_lockstep_run(
+            feedback,
+            commands,
+            transitions,
+            episodes=episodes,
+            horizon=horizon,
+            obs_dim=obs_dim,
+            all_commands=False,
+        )
 
     def decoded(self) -> tuple[list[Feedback], list[Command], list[TransitionData]]:
         """(feedback, commands, transitions) decoded with the policy's conversions."""
