@@ -10,8 +10,9 @@ from ``SeedSequence([seed, i])``, so any single demo can be regenerated on its o
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -58,15 +59,22 @@ def episode_seeds(seed: int, index: int) -> tuple[int, np.random.Generator]:
     return int(env_ss.generate_state(1)[0]), np.random.default_rng(policy_ss)
 
 
-def record_episode(env: RobomimicEnv, style: DemoStyle, env_seed: int, rng: np.random.Generator) -> Episode:
-    """Run the scripted expert once and record it.
+def record_episode(
+    env: RobomimicEnv,
+    style: DemoStyle,
+    env_seed: int,
+    rng: np.random.Generator,
+    make: Callable[[RobomimicEnv, DemoStyle, np.random.Generator], Any] = make_expert,
+) -> Episode:
+    """Run the scripted expert once and record it; ``make(env, style, rng)`` builds the expert
+    (default: the built-in tasks' table; MimicGen's source demos pass their own).
 
     The recording stops at success (terminated), at the horizon (truncated), or when the expert's
     script runs out (the operator gives up, e.g. after a missed grasp).
     """
     keys = env.record_keys
     _, info = env.reset(seed=env_seed)
-    expert = make_expert(env, style, rng)
+    expert = make(env, style, rng)
     states, actions, rewards = [], [], []
     obs_seq: dict[str, list] = {k: [] for k in keys}
     next_seq: dict[str, list] = {k: [] for k in keys}

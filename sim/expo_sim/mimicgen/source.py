@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from expo_sim.envs.episodes import Episode, _recorded, episode_seeds
+from expo_sim.envs.episodes import Episode, episode_seeds, record_episode
 from expo_sim.envs.robosuite_env import RobomimicEnv
 from expo_sim.envs.scripted import DemoStyle, sample_style
 from expo_sim.mimicgen.experts import make_source_expert
@@ -28,44 +28,9 @@ log = logging.getLogger(__name__)
 def record_source_episode(
     env: RobomimicEnv, style: DemoStyle, env_seed: int, rng: np.random.Generator
 ) -> Episode:
-    """One scripted demonstration of a MimicGen task, recorded as
-    :func:`expo_sim.envs.episodes.record_episode` records the built-in tasks' (that function
-    builds its expert from the built-in table; this one from :mod:`expo_sim.mimicgen.experts`)."""
-    keys = env.record_keys
-    _, info = env.reset(seed=env_seed)
-    expert = make_source_expert(env, style, rng)
-    states, actions, rewards = [], [], []
-    obs_seq: dict[str, list] = {k: [] for k in keys}
-    next_seq: dict[str, list] = {k: [] for k in keys}
-    obs = info["obs_dict"]
-    success = False
-    while True:
-        states.append(env.get_state())
-        action = expert.act(obs)
-        _, reward, terminated, truncated, info = env.step(action)
-        actions.append(info["action"])
-        rewards.append(reward)
-        for k in keys:
-            obs_seq[k].append(_recorded(k, obs[k]))
-            next_seq[k].append(_recorded(k, info["obs_dict"][k]))
-        obs = info["obs_dict"]
-        success = bool(info["success"])
-        if terminated or truncated or expert.done:
-            break
-    dones = np.zeros(len(actions), dtype=np.int64)
-    if success:
-        dones[-1] = 1
-    return Episode(
-        states=np.stack(states),
-        actions=np.stack(actions),
-        rewards=np.asarray(rewards, dtype=np.float64),
-        dones=dones,
-        obs={k: np.stack(v) for k, v in obs_seq.items()},
-        next_obs={k: np.stack(v) for k, v in next_seq.items()},
-        success=success,
-        style=style.name,
-        seed=env_seed,
-    )
+    """One scripted demonstration of a MimicGen task: :func:`expo_sim.envs.episodes.record_episode`
+    with the expert from :mod:`expo_sim.mimicgen.experts` instead of the built-in table."""
+    return record_episode(env, style, env_seed, rng, make=make_source_expert)
 
 
 @dataclass(frozen=True)
