@@ -160,6 +160,7 @@ def run_session(cfg: SessionConfig, stream: TextIO = sys.stdout, progress: bool 
     ``summary["exit_code"]`` is 0 when every episode ran and every node exited cleanly."""
     import rclpy
     from expo_bringup.launch_process import LaunchProcess, exit_code
+    from expo_learner.segment_reader import recorded_count
 
     from expo_sim.session.monitor import SessionMonitor
     from expo_sim.session.stats import SessionStats
@@ -168,6 +169,8 @@ def run_session(cfg: SessionConfig, stream: TextIO = sys.stdout, progress: bool 
     checkpoint, dataset = prepare_policy(cfg, progress)
     run_dir = _run_dir(cfg.out)
     args = launch_arguments(cfg, checkpoint, dataset, run_dir)
+    bags = Path(args["learner_dir"]) / "bags" if cfg.learn else None
+    recorded_before = recorded_count(bags)[0] if bags is not None else 0  # a resumed learner's
     domain = cfg.domain_id if cfg.domain_id is not None else int(os.environ.get("ROS_DOMAIN_ID", "0"))
     sink = _LineFile(run_dir / "nodes.log")
     launch = LaunchProcess(
@@ -249,6 +252,9 @@ def run_session(cfg: SessionConfig, stream: TextIO = sys.stdout, progress: bool 
     }
     if cfg.learn:
         summary["learner_dir"] = args["learner_dir"]
+        recorded, unclosed = recorded_count(bags)
+        summary["learner_transitions_recorded"] = recorded - recorded_before  # this session's
+        summary["learner_segments_unclosed"] = unclosed
     if stats.episode_log:
         summary["learning_curve"] = str(plot_episode_curve(stats.episode_log, run_dir / "learning_curve.png"))
     (run_dir / "summary.json").write_text(json.dumps(summary, indent=2, default=str))

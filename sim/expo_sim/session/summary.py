@@ -68,6 +68,21 @@ def format_summary(s: dict[str, Any]) -> str:
             if "intervention_takeovers" in s
             else []
         ),
+        *(
+            [
+                (
+                    "transitions recorded",
+                    f"{s['learner_transitions_recorded']} by the learner for {s['env_steps']} env steps"
+                    + (
+                        f" ({s['learner_segments_unclosed']} segments not closed)"
+                        if s.get("learner_segments_unclosed")
+                        else ""
+                    ),
+                )
+            ]
+            if "learner_transitions_recorded" in s
+            else []
+        ),
         ("wall time", f"{s['wall_s_total']:.0f} s ({s['wall_s_episodes']:.0f} s of episodes)"),
         ("run directory", s["run_dir"]),
     ]

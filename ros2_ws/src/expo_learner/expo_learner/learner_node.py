@@ -68,9 +68,11 @@ WEIGHTS_QOS = QoSProfile(
     depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL
 )
 TRANSITIONS_QOS = QoSProfile(depth=1000, reliability=ReliabilityPolicy.RELIABLE)
-#: Stopping (node_main's drain): transitions already delivered are recorded until none came for
-#: this long; longer than the policy node's, whose last transition comes out of its own drain.
-DRAIN_QUIET_S = 0.5
+#: Stopping (node_main's drain): transitions are recorded until none came for this long and no
+#: publisher of them is left (a policy node stopped at the same moment sends its last transition
+#: out of its own drain, then goes), at most DRAIN_LIMIT_S.
+DRAIN_QUIET_S = 0.2
+DRAIN_LIMIT_S = 3.0
 
 
 class LearnerNode(TeardownLifecycleNode):
@@ -250,10 +252,16 @@ class LearnerNode(TeardownLifecycleNode):
         self._timer, self._sub, self._pubs, self._tb = None, None, {}, None
         self.cfg, self.trainer, self.intake, self.writer, self.active = None, None, None, None, False
 
+    drain_limit_s = DRAIN_LIMIT_S
+
     def begin_drain(self) -> float:
-        """A stop was requested (node_main): record the transitions already delivered before
-        training stops; returns the quiet window of the drain."""
+        """A stop was requested (node_main): record the transitions still coming before training
+        stops; returns the quiet window of the drain."""
         return DRAIN_QUIET_S
+
+    def drain_pending(self) -> bool:
+        """While stopping: a publisher of transitions is still there (its last ones may come)."""
+        return self._sub is not None and self._sub.get_publisher_count() > 0
 
     def autostart(self) -> bool:
         """Configure and activate when the ``autostart`` parameter is true; False on failure."""

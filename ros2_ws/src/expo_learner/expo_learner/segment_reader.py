@@ -108,6 +108,19 @@ def _read_metadata(path: Path, problems: list[str]) -> tuple[int | None, dict[st
         return None, {}
 
 
+def recorded_count(root: str | os.PathLike) -> tuple[int, int]:
+    """``(messages, unclosed)``: the transitions the closed segments under ``root`` hold (their
+    metadata.yaml counts, nothing decoded) and how many segments have no metadata.yaml."""
+    total, unclosed = 0, 0
+    for seg in list_segments(root):
+        count, _ = _read_metadata(seg, [])
+        if count is None:
+            unclosed += 1
+        else:
+            total += count
+    return total, unclosed
+
+
 def _stream_mcap(
     path: Path, topic: str | None, problems: list[str]
 ) -> tuple[list[tuple[TransitionData, str]], bool]:

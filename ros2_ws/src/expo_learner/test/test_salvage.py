@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from expo_learner.segment_reader import load_segments, read_segment
+from expo_learner.segment_reader import load_segments, read_segment, recorded_count
 from expo_learner.segments import SegmentWriter, list_segments
 
 pytestmark = pytest.mark.ros  # expo_ros.conversions and rclpy serialization (built messages)
@@ -117,3 +117,15 @@ def test_sigkill_mid_run_keeps_closed_segments_and_salvages_the_open_one(tmp_pat
     assert open_seg.messages == len(table) - sum(closed.values()) > 0  # reported per segment
     assert durable <= len(table) <= durable + 100  # flushes every 100: lost at most the unflushed tail
     np.testing.assert_array_equal(table.obs[:, 0], np.arange(len(table)))  # in order, no gap
+
+
+def test_recorded_count_sums_closed_segments_and_counts_unclosed_ones(tmp_path: Path, segment: Path) -> None:
+    """What a session reports as recorded: metadata.yaml counts, nothing decoded."""
+    root = tmp_path / "bags"
+    assert recorded_count(root) == (0, 0)  # no directory yet: a fresh learner
+    root.mkdir()
+    _damaged_copy(segment, root, keep=None)
+    assert recorded_count(root) == (60, 0)
+    second = _damaged_copy(segment, tmp_path / "other", keep=None, metadata=False)
+    shutil.move(second, root / second.name.replace("seg_000000", "seg_000001"))
+    assert recorded_count(root) == (60, 1)  # a writer killed before closing it

@@ -64,21 +64,26 @@ def make_executor(name: str, context: Any = None) -> Any:
 
 
 def drain(
-    executor: Any, node: Any, limit_s: float = DRAIN_LIMIT_S, clock: Callable[[], float] = time.monotonic
+    executor: Any, node: Any, limit_s: float | None = None, clock: Callable[[], float] = time.monotonic
 ) -> int:
     """A stop was requested: if ``node`` defines ``begin_drain() -> float`` (it stops acting and
     returns its quiet window in s) and counts what it takes in ``messages_in``, spin ``executor``
-    until no message came for that window, at most ``limit_s``; returns how many came."""
+    until no message came for that window and, if the node defines ``drain_pending() -> bool``,
+    it expects none more; at most ``limit_s`` (default: the node's ``drain_limit_s``, else
+    :data:`DRAIN_LIMIT_S`). Returns how many came."""
     begin = getattr(node, "begin_drain", None)
     if begin is None:
         return 0
     quiet_s = float(begin())
     if quiet_s <= 0:
         return 0  # the node does not drain now
+    if limit_s is None:
+        limit_s = float(getattr(node, "drain_limit_s", DRAIN_LIMIT_S))
+    pending = getattr(node, "drain_pending", lambda: False)
     start = seen = node.messages_in
     t0 = clock()
     last = t0
-    while clock() - last < quiet_s and clock() - t0 < limit_s:
+    while (clock() - last < quiet_s or pending()) and clock() - t0 < limit_s:
         executor.spin_once(timeout_sec=min(0.02, quiet_s))
         if node.messages_in != seen:
             seen, last = node.messages_in, clock()

@@ -120,3 +120,20 @@ def test_a_node_without_begin_drain_or_declining_it_is_not_spun() -> None:
 
     assert drain(Refuses(), Plain()) == 0
     assert drain(Refuses(), Declines()) == 0
+
+
+def test_drain_waits_while_the_node_still_expects_messages_up_to_its_own_limit() -> None:
+    """``drain_pending()`` (the learner: a transitions publisher is still there) keeps the drain
+    going past the quiet window; ``drain_limit_s`` bounds it."""
+    clock = Clock()
+    node = DrainedNode({1, 30}, quiet_s=0.1)  # the second message 0.58 s later: a slow publisher
+    node.drain_pending = lambda: node.messages_in < 2
+    node.drain_limit_s = 3.0
+    ex = Executor(node, clock)
+    assert drain(ex, node, clock=clock) == 2
+    node2 = DrainedNode({1}, quiet_s=0.1)
+    node2.drain_pending = lambda: True  # a publisher that never goes
+    node2.drain_limit_s = 0.3
+    ex2 = Executor(node2, clock)
+    drain(ex2, node2, clock=clock)
+    assert 14 <= ex2.calls <= 16  # 0.3 s of 0.02 s spins
