@@ -26,6 +26,8 @@ from expo_interfaces.msg import LearnerStats
 from expo_ros import conversions as cv
 
 OBS_TOPICS = ("joint_states", "ee_pose", "object_poses")
+#: Waiting this long for the learner's first report turns the info line into a warning.
+LEARNER_WAIT_WARN_S = 30.0
 
 
 class LockstepMixin:
@@ -80,11 +82,20 @@ class LockstepMixin:
                 )
                 return
             if not self._pacer.ready:
-                self.get_logger().info(
-                    "waiting for the learner's first learner_stats (learner_pacing_backlog > 0): the "
-                    "first observation waits until it is active and subscribed to the transitions",
-                    throttle_duration_sec=5.0,
+                if self._learner_wait_since is None:
+                    self._learner_wait_since = time.monotonic()
+                waited = time.monotonic() - self._learner_wait_since
+                text = (
+                    f"waiting {waited:.0f} s for the learner's first learner_stats (learner_pacing_backlog "
+                    "> 0): the first observation waits until it is active and subscribed to the transitions"
                 )
+                if waited < LEARNER_WAIT_WARN_S:
+                    self.get_logger().info(text, throttle_duration_sec=5.0)
+                else:  # alive but silent: not activated, learner_stats remapped, or its trainer died
+                    self.get_logger().warning(
+                        f"{text}; is the learner activated, and is its learner_stats topic this bridge's?",
+                        throttle_duration_sec=10.0,
+                    )
                 return
             self._first_sent = True
             ns = self._tick_clock()

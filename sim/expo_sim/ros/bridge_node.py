@@ -205,6 +205,7 @@ class SimBridge(LockstepMixin, RealtimeMixin, TeardownLifecycleNode):
         self._new_in_period = False  # realtime: a new command took effect in this period
         self._summary_logged = False
         self._pacer = LearnerPacer(self.cfg.learner_pacing_backlog)
+        self._learner_wait_since: float | None = None  # lockstep: since when the first obs waits for it
         self._held: tuple[cv.Command, float] | None = None  # lockstep command waiting for the learner
         self._plan = PlanExecutor(self.cfg.plan)  # realtime: the commands' plans (expo_ros.action_plan)
         self._plan_in_period = False  # realtime: a plan row (or blend) took effect in this period
@@ -389,7 +390,10 @@ class SimBridge(LockstepMixin, RealtimeMixin, TeardownLifecycleNode):
         values = self.stats.diagnostics_values()
         if self.cfg.learner_pacing_backlog and not self.cfg.realtime:
             values.update(paced_steps=self._pacer.held, paced_s=self._pacer.held_s)
+            values.update(waiting_for_learner=not self._pacer.ready)
         level, message = DiagnosticStatus.OK, "finished" if self.finished else "stepping"
+        if not self.cfg.realtime and not self._pacer.ready:
+            message = "waiting for the learner's first learner_stats before the first observation"
         if self.stats.timeouts or self.stats.rejected:
             level = DiagnosticStatus.WARN
             message = f"{self.stats.timeouts} action timeouts, {self.stats.rejected} rejected commands"

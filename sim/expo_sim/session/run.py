@@ -170,7 +170,7 @@ def run_session(cfg: SessionConfig, stream: TextIO = sys.stdout, progress: bool 
     run_dir = _run_dir(cfg.out)
     args = launch_arguments(cfg, checkpoint, dataset, run_dir)
     bags = Path(args["learner_dir"]) / "bags" if cfg.learn else None
-    recorded_before = recorded_count(bags)[0] if bags is not None else 0  # a resumed learner's
+    before = recorded_count(bags) if bags is not None else (0, 0)  # a resumed learner's segments
     domain = cfg.domain_id if cfg.domain_id is not None else int(os.environ.get("ROS_DOMAIN_ID", "0"))
     sink = _LineFile(run_dir / "nodes.log")
     launch = LaunchProcess(
@@ -253,8 +253,8 @@ def run_session(cfg: SessionConfig, stream: TextIO = sys.stdout, progress: bool 
     if cfg.learn:
         summary["learner_dir"] = args["learner_dir"]
         recorded, unclosed = recorded_count(bags)
-        summary["learner_transitions_recorded"] = recorded - recorded_before  # this session's
-        summary["learner_segments_unclosed"] = unclosed
+        summary["learner_transitions_recorded"] = recorded - before[0]  # this session's
+        summary["learner_segments_unclosed"] = unclosed - before[1]
     if stats.episode_log:
         summary["learning_curve"] = str(plot_episode_curve(stats.episode_log, run_dir / "learning_curve.png"))
     (run_dir / "summary.json").write_text(json.dumps(summary, indent=2, default=str))

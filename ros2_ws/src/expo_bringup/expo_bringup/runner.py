@@ -151,14 +151,20 @@ class Runner:
                     errors="replace",
                     bufsize=1,
                     # its own session, SIGINT and SIGTERM at their defaults: a shell's background
-                    # job inherits SIGINT ignored, and the node would then ignore our stop
-                    preexec_fn=new_session_default_signals,  # noqa: PLW1509  # no threads of ours run exec here
+                    # job inherits SIGINT ignored, and the node would then ignore our stop. The
+                    # output readers start after the last fork, so none of ours runs meanwhile.
+                    preexec_fn=new_session_default_signals,  # noqa: PLW1509
                 )
             except OSError:
                 log.exception("could not start node %s", label)
+                self._start_readers()
                 self._shutdown(signal.SIGINT)
                 raise
             self._procs[label] = proc
+        self._start_readers()
+
+    def _start_readers(self) -> None:
+        for label, proc in self._procs.items():
             reader = threading.Thread(target=self._read, args=(label, proc.stdout), daemon=True)
             reader.start()
             self._readers.append(reader)

@@ -70,9 +70,10 @@ WEIGHTS_QOS = QoSProfile(
 TRANSITIONS_QOS = QoSProfile(depth=1000, reliability=ReliabilityPolicy.RELIABLE)
 #: Stopping (node_main's drain): transitions are recorded until none came for this long and no
 #: publisher of them is left (a policy node stopped at the same moment sends its last transition
-#: out of its own drain, then goes), at most DRAIN_LIMIT_S.
+#: out of its own drain, then goes), at most DRAIN_LIMIT_S: below node_main.REPEAT_GRACE_S, so a
+#: second stop signal (which forces the exit) never lands inside a bag write.
 DRAIN_QUIET_S = 0.2
-DRAIN_LIMIT_S = 3.0
+DRAIN_LIMIT_S = 1.5
 
 
 class LearnerNode(TeardownLifecycleNode):

@@ -36,8 +36,6 @@ class ActingMixin:
     """The control loop's decisions and holds; mixed into the policy node (see the module docstring)."""
 
     def _on_timer(self) -> None:
-        if self._draining:
-            return  # stopping: the final hold comes with the deactivation
         if self.cfg.trigger == "timer":
             self._control_step(self._inputs.latest, None)
             return

@@ -305,8 +305,9 @@ class PolicyNode(ActingMixin, TeardownLifecycleNode):
         """A stop was requested (node_main). Lockstep: decide no more, but keep taking what was
         already delivered, so the last step's feedback and next observation still complete its
         transition; deactivation then flushes it. Returns the quiet window (node_main's drain):
-        0 in real time, where the final hold must not wait (and inputs never go quiet)."""
-        if self.cfg is None or not self.cfg.lockstep:
+        0 in real time, where the final hold must not wait (and inputs never go quiet), and
+        without transitions to finish."""
+        if self.cfg is None or not self.cfg.lockstep or not self.cfg.publish_transitions:
             return 0.0
         self._draining = True
         return DRAIN_QUIET_S
