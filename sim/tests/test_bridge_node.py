@@ -192,6 +192,40 @@ def test_realtime_idles_until_the_first_command_then_steps_every_period(harness)
     assert h.bridge.stats.action_age.stats().count == 1
 
 
+@pytest.mark.parametrize("realtime", [False, True])
+def test_wait_for_learner_holds_episode_0_until_the_learners_first_report(harness, realtime: bool) -> None:
+    """wait_for_learner: with the policy there, lockstep publishes no observation and real time
+    steps nothing until a learner_stats report arrives (a transition sent before the learner
+    listens would be lost); the diagnostics say so meanwhile."""
+    from expo_interfaces.msg import LearnerStats
+
+    h = harness(
+        realtime=realtime, horizon=3, num_episodes=1, max_action_age_ms=60_000.0, wait_for_learner=True
+    )
+    h.start()
+    h.connect_policy()
+    h.spin_until(lambda: h.action_pub.get_subscription_count() > 0, "the bridge to hear the policy")
+    if realtime:  # observations stream; a command waits in the inbox, nothing is stepped
+        stamp = h.wait_set(0, "an observation")
+        h.answer(stamp, 0, 0)
+    h.spin_for(0.5)
+    assert h.feedback == [] and h.bridge.stats.env_steps == 0
+    assert realtime or h.sets() == []  # lockstep: not even the first observation
+    assert not h.bridge._learner_ready("the test")
+    pub = h.io.create_publisher(LearnerStats, "learner_stats", 10)
+    h.spin_until(lambda: pub.get_subscription_count() > 0, "the bridge's learner_stats subscription")
+    pub.publish(LearnerStats(names=["backlog", "warmed_up"], values=[0.0, 0.0]))
+    if realtime:
+        h.answer(h.wait_set(h.sets()[-1], "an observation after the report"), 0, 0)
+    else:
+        for step in range(3):  # lockstep: answer each observation
+            stamp = h.wait_set(0 if step == 0 else h.sets()[-1] - 1, f"observation {step}")
+            h.answer(stamp, 0, step)
+            h.wait_feedback(step + 1)
+    h.spin_until(lambda: h.bridge.finished, "the episode after the learner's report")
+    assert h.bridge.stats.env_steps == 3
+
+
 def test_camera_image_goes_out_with_each_observation(harness) -> None:
     h = harness(**{"camera.enabled": True, "camera.width": 32, "camera.height": 32})
     images: list[Image] = []

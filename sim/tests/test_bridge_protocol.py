@@ -192,11 +192,12 @@ def test_learner_pacer_holds_while_the_learner_owes_too_much() -> None:
     assert not LearnerPacer(limit=0).should_hold(10**6)  # off
 
 
-def test_learner_pacer_is_ready_for_the_first_observation_once_the_learner_reported() -> None:
-    """With pacing (a learner in the graph) the first observation waits for the learner's first
-    report: a transition published before the learner subscribed would be lost."""
-    pacer = LearnerPacer(limit=5)
+def test_learner_pacer_is_ready_for_episode_0_once_the_learner_reported() -> None:
+    """wait_for_learner (a learner in the graph): episode 0 waits for the learner's first report,
+    since a transition published before the learner subscribed would be lost."""
+    pacer = LearnerPacer(limit=5, wait=True)
     assert not pacer.ready
     pacer.report(backlog=0, warmed_up=False, env_steps=0)  # warming up still counts as heard
     assert pacer.ready
-    assert LearnerPacer(limit=0).ready  # off: no learner to wait for
+    assert LearnerPacer(limit=0, wait=True).ready is False  # real time: no pacing, still waits
+    assert LearnerPacer(limit=5).ready and LearnerPacer(limit=0).ready  # no learner to wait for

@@ -3,8 +3,8 @@ first observation once a policy is there, one env step per answered observation,
 learner pacing.
 
 ``_on_watch`` (a wall timer) publishes the first observation once a policy subscribes to the
-observation topics and publishes on ``action`` (and, with learner pacing, once the learner has
-reported: it is active and subscribed to the transitions), and re-publishes the current state with a new
+observation topics and publishes on ``action`` (and, with ``wait_for_learner``, once the learner
+has reported: it is active and subscribed to the transitions), and re-publishes the current state with a new
 stamp when no command answers it within ``action_timeout_s``. ``_lockstep_step`` applies a
 command the :class:`~expo_sim.ros.bridge_protocol.LockstepGate` accepted: one env step (a hold:
 none) and one control period of sim time, then the observation and its feedback, and at an
@@ -26,8 +26,6 @@ from expo_interfaces.msg import LearnerStats
 from expo_ros import conversions as cv
 
 OBS_TOPICS = ("joint_states", "ee_pose", "object_poses")
-#: Waiting this long for the learner's first report turns the info line into a warning.
-LEARNER_WAIT_WARN_S = 30.0
 
 
 class LockstepMixin:
@@ -81,21 +79,7 @@ class LockstepMixin:
                     throttle_duration_sec=5.0,
                 )
                 return
-            if not self._pacer.ready:
-                if self._learner_wait_since is None:
-                    self._learner_wait_since = time.monotonic()
-                waited = time.monotonic() - self._learner_wait_since
-                text = (
-                    f"waiting {waited:.0f} s for the learner's first learner_stats (learner_pacing_backlog "
-                    "> 0): the first observation waits until it is active and subscribed to the transitions"
-                )
-                if waited < LEARNER_WAIT_WARN_S:
-                    self.get_logger().info(text, throttle_duration_sec=5.0)
-                else:  # alive but silent: not activated, learner_stats remapped, or its trainer died
-                    self.get_logger().warning(
-                        f"{text}; is the learner activated, and is its learner_stats topic this bridge's?",
-                        throttle_duration_sec=10.0,
-                    )
+            if not self._learner_ready("the first observation"):
                 return
             self._first_sent = True
             ns = self._tick_clock()

@@ -78,6 +78,8 @@ from expo_sim.ros.bridge_realtime import RealtimeMixin
 
 SUCCESS, FAILURE = TransitionCallbackReturn.SUCCESS, TransitionCallbackReturn.FAILURE
 _WATCH_PERIOD_S = 0.02  # lockstep: how often to check for the policy and for timeouts (wall)
+#: Waiting this long for the learner's first report turns the info line into a warning [s].
+LEARNER_WAIT_WARN_S = 30.0
 StepResult = tuple[float, bool, bool, bool]  # reward, terminated, truncated, success
 _PUBLISHED_KEPT = 256  # observation stamps remembered for the round trip (wall publish times)
 
@@ -179,7 +181,7 @@ class SimBridge(LockstepMixin, RealtimeMixin, TeardownLifecycleNode):
             self._pubs["ee_pose_base"] = pub(PoseStamped, "ee_pose_base", 10)
         self._action_sub = self.create_subscription(ActionCommand, "action", self._on_action, 10)
         self._subs = [self._action_sub]
-        if cfg.learner_pacing_backlog and not cfg.realtime:
+        if (cfg.learner_pacing_backlog and not cfg.realtime) or cfg.wait_for_learner:
             sub = self.create_subscription(LearnerStats, "learner_stats", self._on_learner_stats, 10)
             self._subs.append(sub)
         wall = Clock(clock_type=ClockType.STEADY_TIME)  # the node clock is sim time: it would never tick
@@ -204,7 +206,7 @@ class SimBridge(LockstepMixin, RealtimeMixin, TeardownLifecycleNode):
         self._chunk = 0  # realtime: chunk of the current period that runs next
         self._new_in_period = False  # realtime: a new command took effect in this period
         self._summary_logged = False
-        self._pacer = LearnerPacer(self.cfg.learner_pacing_backlog)
+        self._pacer = LearnerPacer(self.cfg.learner_pacing_backlog, self.cfg.wait_for_learner)
         self._learner_wait_since: float | None = None  # lockstep: since when the first obs waits for it
         self._held: tuple[cv.Command, float] | None = None  # lockstep command waiting for the learner
         self._plan = PlanExecutor(self.cfg.plan)  # realtime: the commands' plans (expo_ros.action_plan)
@@ -383,6 +385,27 @@ class SimBridge(LockstepMixin, RealtimeMixin, TeardownLifecycleNode):
             stale = "" if self.cfg.realtime else f", {self._gate.stale} stale commands"
             self.get_logger().info(f"summary: {self.stats.summary()}{stale}")
 
+    def _learner_ready(self, what: str) -> bool:
+        """``wait_for_learner``: whether the learner has reported yet; while not, say (throttled)
+        that ``what`` waits for it, as a warning after LEARNER_WAIT_WARN_S."""
+        if self._pacer.ready:
+            return True
+        if self._learner_wait_since is None:
+            self._learner_wait_since = time.monotonic()
+        waited = time.monotonic() - self._learner_wait_since
+        text = (
+            f"waiting {waited:.0f} s for the learner's first learner_stats (wait_for_learner): {what} "
+            "waits until it is active and subscribed to the transitions"
+        )
+        if waited < LEARNER_WAIT_WARN_S:
+            self.get_logger().info(text, throttle_duration_sec=5.0)
+        else:  # alive but silent: not activated, learner_stats remapped, or its trainer died
+            self.get_logger().warning(
+                f"{text}; is the learner activated, and is its learner_stats topic this bridge's?",
+                throttle_duration_sec=10.0,
+            )
+        return False
+
     def _publish_diagnostics(self) -> None:
         """Episodes, success, env step rate, the obs -> action round trip, action ages and the
         command counts (cumulative and of the last episode)."""
@@ -390,10 +413,11 @@ class SimBridge(LockstepMixin, RealtimeMixin, TeardownLifecycleNode):
         values = self.stats.diagnostics_values()
         if self.cfg.learner_pacing_backlog and not self.cfg.realtime:
             values.update(paced_steps=self._pacer.held, paced_s=self._pacer.held_s)
+        if self.cfg.wait_for_learner:
             values.update(waiting_for_learner=not self._pacer.ready)
         level, message = DiagnosticStatus.OK, "finished" if self.finished else "stepping"
-        if not self.cfg.realtime and not self._pacer.ready:
-            message = "waiting for the learner's first learner_stats before the first observation"
+        if not self._pacer.ready:
+            message = "waiting for the learner's first learner_stats before episode 0"
         if self.stats.timeouts or self.stats.rejected:
             level = DiagnosticStatus.WARN
             message = f"{self.stats.timeouts} action timeouts, {self.stats.rejected} rejected commands"

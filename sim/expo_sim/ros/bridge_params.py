@@ -119,8 +119,14 @@ PARAMETERS: tuple[ParamSpec, ...] = (
         "learner_pacing_backlog",
         0,
         "lockstep: hold the next step while the learner owes more updates than this (learner_stats "
-        "backlog + steps since), and before the first observation wait for the learner's first "
-        "report; 0 = off",
+        "backlog + steps since); 0 = off",
+    ),
+    ParamSpec(
+        "wait_for_learner",
+        False,
+        "a learner is in the graph: episode 0 starts only after its first learner_stats report "
+        "(lockstep: the first observation; real time: the first command), so that no transition "
+        "goes out before it listens",
     ),
     ParamSpec("frame_id", "world", "header frame of ee_pose and object_poses"),
     ParamSpec("arm_joint_names", ARM_JOINTS, "published arm joint names, robosuite order (7)"),
@@ -221,6 +227,7 @@ class BridgeConfig:
     plan: PlanConfig = PlanConfig()
     diagnostics_period_s: float = 1.0
     learner_pacing_backlog: int = 0
+    wait_for_learner: bool = False
     frame_id: str = "world"
     arm_joint_names: tuple[str, ...] = tuple(ARM_JOINTS)
     finger_joint_names: tuple[str, ...] = tuple(FINGER_JOINTS)
@@ -346,6 +353,7 @@ class BridgeConfig:
             plan=PlanConfig(plan_mode(v["plan_mode"]), v["plan_max_age_ms"], v["ensemble_decay"]),
             diagnostics_period_s=_float("diagnostics_period_s", v["diagnostics_period_s"], 0.01, 3600.0),
             learner_pacing_backlog=_int("learner_pacing_backlog", v["learner_pacing_backlog"], 0),
+            wait_for_learner=_bool("wait_for_learner", v["wait_for_learner"]),
             frame_id=frame,
             arm_joint_names=arm,
             finger_joint_names=fingers,

@@ -124,13 +124,15 @@ class LearnerPacer:
     The learner reports its backlog (owed updates not yet done) in ``learner_stats`` every stats
     period; the steps taken since that report owe one update each too, so the estimate
     ``backlog + steps since the report`` can only over-count and the learner's own backlog cap is
-    never reached. Until the first report (the learner loading its data) the bridge does not
-    start: a transition published before the learner subscribed would be lost (``heard``). After
-    it, nothing is held until the learner has warmed up: its warm-up needs the transitions.
+    never reached. Until the learner has warmed up nothing is held: its warm-up needs the
+    transitions. With ``wait`` (a learner in the graph, ``wait_for_learner``) the bridge does not
+    start before the first report (the learner loading its data): a transition published before
+    the learner subscribed would be lost (``ready``).
     """
 
-    def __init__(self, limit: int) -> None:
+    def __init__(self, limit: int, wait: bool = False) -> None:
         self.limit = int(limit)
+        self.wait = bool(wait)
         self._backlog: int | None = None
         self._steps_at_report = 0
         self.heard = False  # a learner_stats report arrived: the learner is active and listening
@@ -145,8 +147,8 @@ class LearnerPacer:
 
     @property
     def ready(self) -> bool:
-        """Whether the first observation may go out: pacing is off, or the learner reported."""
-        return self.limit <= 0 or self.heard
+        """Whether episode 0 may start: no learner to wait for, or it reported."""
+        return not self.wait or self.heard
 
     def should_hold(self, env_steps: int) -> bool:
         if self.limit <= 0 or self._backlog is None:

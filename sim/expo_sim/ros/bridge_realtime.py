@@ -99,8 +99,8 @@ class RealtimeMixin:
             self._mode = "idle"
         self._publish_obs(ns)
         first = self._episode_first_ns if self._episode_first_ns is not None else ns
-        if self._inbox.ready(wall, ns, self._max_age_ns(), first):  # a command for this episode
-            self._mode = "step"
+        if self._inbox.ready(wall, ns, self._max_age_ns(), first) and self._learner_ready("episode 0"):
+            self._mode = "step"  # a command for this episode (wait_for_learner: the learner is there)
 
     def _take_arrivals(self, wall: float, ns: int) -> None:
         first = self._episode_first_ns if self._episode_first_ns is not None else ns

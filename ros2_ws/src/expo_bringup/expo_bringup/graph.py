@@ -298,6 +298,8 @@ def sim_graph(
     if not checkpoint or not learner_dir:
         raise ValueError("sim_graph with learner=True needs a checkpoint (the base) and a learner_dir")
     root = Path(learner_dir).resolve()
+    # Episode 0 waits for the learner's first report: nothing is sent before it listens.
+    bridge = bridge.adapted({"wait_for_learner": True})
     if not realtime:
         # Lockstep runs as fast as the policy answers, far faster than the learner trains: the
         # bridge holds a step while the learner owes more than LOCKSTEP_PACING_BACKLOG updates,

@@ -44,6 +44,7 @@ def multi_actor_graph(
         actor = sim_graph(task, checkpoint, backend, realtime, namespace=ns, config_dir=config_dir)
         bridge_params = {
             "seed": i * ACTOR_SEED_STRIDE,
+            "wait_for_learner": True,  # the shared learner's first report (remapped below)
             **({"learner_pacing_backlog": pacing} if pacing else {}),
         }
         actor = actor.with_overrides(f"/{ns}/clock", sim_bridge=bridge_params)

@@ -156,6 +156,10 @@ def test_sim_graph_with_learner_adds_it_in_the_same_namespace(tmp_path: Path) ->
     assert g.node("sim_bridge").parameters["learner_pacing_backlog"] > 0 and p["stats_period_s"] < 1.0
     rt = sim_graph(checkpoint="/b/base.safetensors", realtime=True, learner=True, learner_dir=str(tmp_path))
     assert "learner_pacing_backlog" not in rt.node("sim_bridge").parameters
+    # both modes: episode 0 waits for the learner's first report; without a learner, no wait
+    assert g.node("sim_bridge").parameters["wait_for_learner"] is True
+    assert rt.node("sim_bridge").parameters["wait_for_learner"] is True
+    assert "wait_for_learner" not in sim_graph().node("sim_bridge").parameters
     with pytest.raises(ValueError, match="learner_dir"):
         sim_graph(checkpoint="/b/base.safetensors", learner=True)
     assert len(sim_graph().nodes) == 2  # no learner unless asked
