@@ -207,7 +207,7 @@ class SimBridge(LockstepMixin, RealtimeMixin, TeardownLifecycleNode):
         self._new_in_period = False  # realtime: a new command took effect in this period
         self._summary_logged = False
         self._pacer = LearnerPacer(self.cfg.learner_pacing_backlog, self.cfg.wait_for_learner)
-        self._learner_wait_since: float | None = None  # lockstep: since when the first obs waits for it
+        self._learner_wait_since: float | None = None  # wait_for_learner: since when episode 0 waits
         self._held: tuple[cv.Command, float] | None = None  # lockstep command waiting for the learner
         self._plan = PlanExecutor(self.cfg.plan)  # realtime: the commands' plans (expo_ros.action_plan)
         self._plan_in_period = False  # realtime: a plan row (or blend) took effect in this period

@@ -100,8 +100,6 @@ class ActingMixin:
 
     def _control_step(self, pieces: Pieces, set_ns: int | None) -> None:
         """One decision; ``set_ns``: the lockstep observation's stamp (None in timer mode)."""
-        if self._draining:
-            return  # stopping: no decision after the stop request (transitions still complete)
         t0 = time.perf_counter()
         self._commit_weights()
         now_ns = self._now_ns()

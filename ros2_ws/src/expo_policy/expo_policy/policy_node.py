@@ -9,9 +9,10 @@ and one Image per camera of its checkpoint instead of ``ee_pose``, ``object_pose
 Lifecycle: configure reads the parameters (:mod:`expo_policy.params`), loads and warms up the
 weights (:mod:`expo_policy.loading`), creates subscriptions, publishers and timers (stopped);
 activate starts acting; deactivate publishes a last diagnostics report and a hold (waiting up
-to 2 s for the reliable subscribers to acknowledge them) and stops; cleanup/shutdown destroy
-everything. The input callbacks here hand observation sets, feedback and teleop to the acting
-half (:mod:`expo_policy.acting`: triggers, the decision, the hold).
+to 2 s for the reliable subscribers to acknowledge them, and for its last transitions) and
+stops; cleanup/shutdown destroy everything. A stop request in lockstep first drains
+(:meth:`PolicyNode.begin_drain`). The input callbacks here hand observation sets, feedback
+and teleop to the acting half (:mod:`expo_policy.acting`: triggers, the decision, the hold).
 
 Reference (QoS, trigger and lockstep modes, the contract with the bridge, interventions, weight
 swaps): docs/policy_node.md.
