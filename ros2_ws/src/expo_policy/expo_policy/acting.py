@@ -130,7 +130,8 @@ class ActingMixin:
             try:
                 t_inf = time.perf_counter()
                 dec = self.backend.decide(res.obs)
-                inference_ms = (time.perf_counter() - t_inf) * 1e3  # selection only: OtfDecision's field
+                # OtfDecision's field: the selection, and a pixel policy's frames encoded on arrival
+                inference_ms = (time.perf_counter() - t_inf) * 1e3 + dec.ahead_ms
             except Exception as e:  # a crash in inference must still end in a hold
                 return self._hold("inference_error", f"{type(e).__name__}: {e}", stamp)
         elapsed = time.perf_counter() - t0

@@ -12,8 +12,8 @@ observation in to the numpy Decision out. Weights are random (the cost does not 
 
 Rows per (N, T): batched eager torch (all candidates in one batch: ``TorchBackend``, the
 reference); onnxruntime on CPU running the lean graph (``expo_core.export.lean``, what ``backend:
-auto`` runs on CPU) and the traced graph, each with 1 thread and with 2 threads (spinning off;
-pixel policies have no lean graph: those rows are skipped with the reason); on a GPU, torch
+auto`` runs on CPU) and the traced graph, each with 1 thread and with 2 threads (spinning off);
+on a GPU, torch
 with a captured CUDA graph, onnxruntime's CUDA EP and TensorRT fp32/fp16. At N=8, T=10 also the
 naive eager loop (one base sample, its edit and their Q at a time; ``--naive-decisions``). Rows
 that cannot run here are listed with the reason. ``--warmup`` decisions per row are discarded,
@@ -34,7 +34,9 @@ images: a pixel policy (``expo_core.pixel_agent``) with the named encoder preset
 (``encoder_preset``: ``cpu`` = DrQ trunk 16 filters + spatial softmax, ``published`` = DrQ 32
 filters + conv head) in front of the same published EXPO networks, fed one packed observation
 (two 84x84 uint8 frames + 16-D proprio, the pixel spec of lift). Rows ``pixels (<preset>
-encoder): ...`` time torch eager and onnxruntime (the graph includes the encoder), and
+encoder): ...`` time torch eager and onnxruntime (the traced graph includes the encoder; the
+lean rows run per-camera encoder graphs in front of the lean graph, ``expo_core.export.pixel_lean``,
+what ``backend: auto`` runs on CPU for a pixel policy), and
 ``encoder alone`` the two cameras' forward pass by itself. Their floor column stays empty (the
 floor counts the EXPO decision only), and they are left out of the goal check.
 """

@@ -135,6 +135,12 @@ PARAMETERS: tuple[ParamSpec, ...] = (
         "publishers; franka_ros2 publishes current_pose best effort)",
     ),
     ParamSpec(
+        "observation.encode_on_arrival",
+        True,
+        "pixel policies: encode each camera frame as it arrives (backends that can: onnxruntime on "
+        "CPU), so a decision only runs what follows the encoder",
+    ),
+    ParamSpec(
         "observation.arm_joint_names",
         ARM_JOINTS,
         "pixel policies: the 7 arm joints read from joint_states into robot0_joint_pos, in this order",
@@ -221,6 +227,7 @@ class PolicyNodeConfig:
     finger_joint_names: tuple[str, str]
     finger_signs: tuple[float, float]
     best_effort_inputs: bool
+    encode_on_arrival: bool
     watchdog_max_age_s: dict[str, float]
     arm_joint_names: tuple[str, ...]
     base_frame: str
@@ -321,6 +328,7 @@ class PolicyNodeConfig:
             finger_joint_names=(fingers[0], fingers[1]),
             finger_signs=(signs[0], signs[1]),
             best_effort_inputs=as_bool("observation.best_effort", v["observation.best_effort"]),
+            encode_on_arrival=as_bool("observation.encode_on_arrival", v["observation.encode_on_arrival"]),
             watchdog_max_age_s={
                 name: as_float(f"watchdog.{name}_max_age_s", v[f"watchdog.{name}_max_age_s"], 0.0)
                 for name in _WATCHDOG

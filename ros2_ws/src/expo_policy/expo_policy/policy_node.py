@@ -65,7 +65,8 @@ SUCCESS, FAILURE = TransitionCallbackReturn.SUCCESS, TransitionCallbackReturn.FA
 #: The node's counters (diagnostics): commands sent, watchdog holds among the holds (real time,
 #: trigger observation), lockstep feedback waits given up, observation sets not decided on
 #: because a newer one was already out (real time), transitions published, lockstep waits for
-#: the teleop answer given up (intervention.lockstep_wait_s).
+#: the teleop answer given up (intervention.lockstep_wait_s), camera frames encoded as they
+#: arrived (observation.encode_on_arrival).
 COUNTS = (
     "actions",
     "holds",
@@ -74,6 +75,7 @@ COUNTS = (
     "observation_sets_skipped",
     "transitions",
     "teleop_timeouts",
+    "frames_encoded_on_arrival",
 )
 _TELEOP_QOS = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
 #: Wall-clock period of the lockstep re-check while an observation waits for its teleop answer.
@@ -335,7 +337,24 @@ class PolicyNode(ActingMixin, TeardownLifecycleNode):
         self._store("ee_pose_base", msg.header, cv.pose_stamped_to_numpy(msg))
 
     def _on_camera(self, key: Any, msg: Image) -> None:
-        self._store(key.camera, msg.header, frame_from_image(key, msg, self._now_ns() * 1e-9))
+        frame = frame_from_image(key, msg, self._now_ns() * 1e-9)
+        if frame.ok and self.active and self.cfg.encode_on_arrival:
+            self._encode_ahead(frame)
+        self._store(key.camera, msg.header, frame)
+
+    def _encode_ahead(self, frame: Any) -> None:
+        """The frame's features now, while the observation's other pieces are on their way (the
+        decision then runs only what follows the encoder); a failure here only logs: the
+        decision encodes the frame itself and holds with the reason if it cannot."""
+        try:
+            if self.backend.encode_ahead(frame.camera, frame.pixels):
+                self.counts["frames_encoded_on_arrival"] += 1
+        except Exception as e:
+            self.get_logger().warning(
+                f"encoding {frame.camera}'s frame on arrival failed ({type(e).__name__}: {e}); "
+                "the decision encodes it",
+                throttle_duration_sec=5.0,
+            )
 
     def _on_object_poses(self, msg: PoseArray) -> None:
         self._store("object_poses", msg.header, cv.pose_array_to_numpy(msg))

@@ -157,18 +157,26 @@ def test_gpu_only_backends_refuse_pixel_weights() -> None:
 
 
 @needs_ort
+@pytest.mark.parametrize("graph", ["auto", "traced"])
 def test_onnxruntime_matches_torch_with_images_and_swaps_without_retrace(
-    pixel_checkpoint: Path, pixel_agent: PixelAgent
+    pixel_checkpoint: Path, pixel_agent: PixelAgent, graph: str
 ) -> None:
+    """``auto`` on CPU: the encoder graphs + the lean graph (expo_core.export.pixel_lean);
+    ``traced``: the one traced graph. Both agree with the core policy for the same noise."""
+    from expo_core.export.pixel_lean import PixelLeanTemplate
     from expo_policy.backends.onnx_runtime import OnnxRuntimeBackend
 
-    backend = OnnxRuntimeBackend(device="cpu", seed=4)
+    backend = OnnxRuntimeBackend(device="cpu", seed=4, graph=graph)
     backend.load(pixel_checkpoint)
     g = backend.compiled
-    assert g.traced and g.max_abs_diff is not None and g.max_abs_diff <= DEFAULT_ATOL
+    assert g.max_abs_diff is not None and g.max_abs_diff <= DEFAULT_ATOL
     assert g.template.encoder_digest is not None
+    if graph == "auto":
+        assert g.lean and not g.traced and isinstance(g.template, PixelLeanTemplate)
+    else:
+        assert g.traced and not g.lean
     backend.warmup()
-    backend = OnnxRuntimeBackend(device="cpu", seed=4)
+    backend = OnnxRuntimeBackend(device="cpu", seed=4, graph=graph)
     backend.load(pixel_checkpoint)
     policy = pixel_agent.acting_policy()
     rng = np.random.default_rng(4)  # the backend's noise stream
@@ -195,6 +203,63 @@ def test_onnxruntime_matches_torch_with_images_and_swaps_without_retrace(
     backend.swap_weights(*policy_weights_bytes(pixel_agent, version=2))
     now = backend.compiled
     assert not now.traced and now.template is before.template and now.max_abs_diff <= DEFAULT_ATOL
+    assert now.onnx_sha256 != before.onnx_sha256
+    if graph == "auto":  # the frozen encoder's sessions are kept; only the lean graph is new
+        assert all(a is b for a, b in zip(now.run.encoder_sessions, before.run.encoder_sessions))
     # Another encoder (same shapes): a new template.
     backend.swap_weights(*policy_weights_bytes(_pixel_agent(seed=8), version=3))
-    assert backend.compiled.traced
+    assert backend.compiled.template is not before.template
+    assert backend.compiled.traced == (graph == "traced")
+    assert backend.compiled.max_abs_diff <= DEFAULT_ATOL
+
+
+@needs_ort
+def test_frames_encoded_on_arrival_give_the_same_decision(pixel_checkpoint: Path) -> None:
+    """``encode_ahead``: the lean path keeps a frame's features and a decision on an observation
+    holding that very frame uses them (same outputs as encoding inside ``decide``, the time
+    reported as ``ahead_ms``); a copy of the frame, another encoder after a swap, a bad frame,
+    an unknown camera or a backend that encodes inside the graph do not use them."""
+    from expo_policy.backends.onnx_runtime import OnnxRuntimeBackend
+
+    ahead, inside = (OnnxRuntimeBackend(device="cpu", seed=6) for _ in range(2))
+    for b in (ahead, inside):
+        b.load(pixel_checkpoint)
+    for i in range(3):
+        obs = _obs(20 + i)
+        for cam in SPEC.cameras:
+            assert ahead.encode_ahead(cam, obs[f"{cam}_image"])
+        d, ref = ahead.decide(obs), inside.decide(obs)
+        assert d.ahead_ms > 0 and ref.ahead_ms == 0
+        np.testing.assert_array_equal(d.candidates, ref.candidates)
+        np.testing.assert_array_equal(d.q, ref.q)
+        assert d.index == ref.index
+    copy = {k: np.array(v) for k, v in obs.items()}  # equal pixels, other arrays: encoded inside
+    assert ahead.decide(copy).ahead_ms == 0
+    cam = SPEC.cameras[0]
+    assert not ahead.encode_ahead(cam, np.zeros((SIZE, SIZE, 4), np.uint8))
+    assert not ahead.encode_ahead(cam, np.zeros((SIZE, SIZE, 3), np.float32))
+    assert not ahead.encode_ahead("sideview", obs[f"{cam}_image"])
+    traced = OnnxRuntimeBackend(device="cpu", graph="traced")
+    traced.load(pixel_checkpoint)
+    assert not traced.encode_ahead(cam, obs[f"{cam}_image"])
+    torch_backend = TorchBackend(device="cpu")
+    torch_backend.load(pixel_checkpoint)
+    assert not torch_backend.encode_ahead(cam, obs[f"{cam}_image"])
+    # Features of the old encoder are never used after a swap to another encoder.
+    obs = _obs(30)
+    for c in SPEC.cameras:
+        ahead.encode_ahead(c, obs[f"{c}_image"])
+    other = _pixel_agent(seed=8)
+    ahead.swap_weights(*policy_weights_bytes(other, version=2))
+    d = ahead.decide(obs)
+    assert d.ahead_ms == 0
+    np.testing.assert_allclose(d.q, _q_of(other, obs, d.candidates), atol=DEFAULT_ATOL, rtol=0)
+
+
+def _q_of(agent: PixelAgent, obs: dict, candidates: np.ndarray) -> np.ndarray:
+    """Q of ``candidates`` under ``agent``'s acting policy for ``obs`` (eager torch)."""
+    policy = agent.acting_policy()
+    with torch.no_grad():
+        z = policy.features(_images(obs), obs["low_dim"][None])
+        inner = policy.policy
+        return inner.q_values(inner.normalizer(z), torch.as_tensor(candidates)[None])[0].numpy()

@@ -118,6 +118,7 @@ def spawn(ns: str, checkpoint: Path, log_dir: Path) -> subprocess.Popen:
     env = {**os.environ, "ROS_DOMAIN_ID": str(DOMAIN_ID), "ROS_LOG_DIR": str(log_dir)}
     params = {
         "checkpoint": str(checkpoint),
+        "backend": "auto",  # onnxruntime here: frames are encoded as they arrive
         "autostart": "true",
         "lockstep": "false",
         "trigger": "observation",
@@ -196,6 +197,15 @@ def test_client_with_joint_states_and_two_cameras_gets_actions_and_each_bad_fram
                 if v.key == "observation_kind"
             }
             assert kinds == {"observation_kind": "pixels"}
+            # backend auto on CPU: onnxruntime's encoder graphs take the frames as they arrive
+            ahead = [
+                int(v.value)
+                for d in client.diags
+                for s in d.status
+                for v in s.values
+                if v.key == "frames_encoded_on_arrival"
+            ]
+            assert ahead and max(ahead) > 0, ahead
             proc.send_signal(signal.SIGINT)
             spin_until(lambda: proc.poll() is not None, "the node to exit", timeout=15.0, exits=True)
             assert proc.returncode == 0, proc.communicate()[0]

@@ -31,8 +31,10 @@ every graph against torch before using it (``check.compare_with_torch``). Buildi
 config instead of serializing the graph again.
 
 What it does not express (:func:`lean_unsupported` says why, and the caller falls back to the
-traced graph): pixel policies, action chunks, DDIM acting, a random critic subset per decision
-(``act_score="subset_min"`` with ``num_min < num_critics``), batch > 1.
+traced graph): action chunks, DDIM acting, a random critic subset per decision
+(``act_score="subset_min"`` with ``num_min < num_critics``), batch > 1. A pixel policy's EXPO part
+is a state policy on the encoder's features: :mod:`.pixel_lean` runs it as this graph behind
+per-camera encoder graphs.
 """
 
 from __future__ import annotations
@@ -58,7 +60,7 @@ LEAN_OPSET = 17
 def lean_unsupported(policy: ExpoPolicy | PixelPolicy) -> str | None:
     """Why :func:`lean_onnx_bytes` cannot express ``policy``'s decision, or None when it can."""
     if isinstance(policy, PixelPolicy) or not isinstance(policy, ExpoPolicy):
-        return "pixel policies (image encoder) run the traced graph"
+        return "a pixel policy is expressed by expo_core.export.pixel_lean (encoder graphs + this graph)"
     cfg = policy.cfg
     if getattr(cfg.diffusion, "chunk_len", 1) != 1:
         return "action chunks (diffusion.chunk_len > 1) run the traced graph"

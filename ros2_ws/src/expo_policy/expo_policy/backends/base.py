@@ -66,13 +66,16 @@ class Decision(NamedTuple):
     ``plan (k - 1, d)`` float32: the chosen candidate's next actions when the base predicts
     action chunks (``diffusion.chunk_len`` k > 1, ``expo_core.otf.OTFResult.plan``), else None.
     The exported graphs (ONNX Runtime, TensorRT, the CUDA graph) have no plan output: a chunked
-    checkpoint is refused there when it is exported (``expo_core.export``)."""
+    checkpoint is refused there when it is exported (``expo_core.export``). ``ahead_ms``: time
+    spent on this decision's inputs before ``decide`` was called (a pixel policy's camera frames
+    encoded as they arrived, :meth:`InferenceBackend.encode_ahead`), 0 when none was."""
 
     action: np.ndarray
     candidates: np.ndarray
     q: np.ndarray
     index: int
     plan: np.ndarray | None = None
+    ahead_ms: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -215,6 +218,14 @@ class InferenceBackend(ABC):
     def swap_weights(self, data: bytes, sha256: str) -> None:
         """Verify and swap in one call; raises WeightsError and keeps the old weights on failure."""
         self.commit(self.prepare(data, sha256))
+
+    def encode_ahead(self, camera: str, frame: np.ndarray) -> bool:
+        """A pixel policy's camera frame, encoded now, as it arrives, so that a decision on an
+        observation holding this very frame (the same array object) only runs what follows the
+        encoder. Returns whether the features were kept; False (the default: this backend encodes
+        in :meth:`decide`) leaves the work to the decision. Never raises for a bad frame: the
+        decision checks it and raises there."""
+        return False
 
     def zero_observation(self) -> Observation:
         """An all-zero observation of the loaded policy's kind (black frames for pixels)."""
