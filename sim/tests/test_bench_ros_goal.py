@@ -48,8 +48,10 @@ def test_random_policies_of_both_kinds(tmp_path) -> None:
     assert pagent.cfg.diffusion == agent.cfg.diffusion  # the preset's networks behind the encoder
 
 
-def test_the_goal_line_names_the_events_executor() -> None:
+def test_the_goal_line_names_the_executor() -> None:
     row = _row(4.0, 5.0)
-    assert "EventsExecutor" not in goal_lines([row])[0]
+    assert "Executor" not in goal_lines([row])[0]
     row["executor"] = "events"
     assert "backend auto, EventsExecutor)" in goal_lines([row])[0]
+    row["executor"] = "single"
+    assert "backend auto, SingleThreadedExecutor)" in goal_lines([row])[0]

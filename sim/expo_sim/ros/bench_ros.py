@@ -28,8 +28,9 @@ frames and the base-frame proprioception (rows named ``<preset>+pixels-<encoder>
 
 Run: ``python -m expo_sim.ros.bench_ros [--presets cpu published] [--steps 1000]
 [--pixels cpu published] [--backend auto|torch|onnxruntime] [--rt-priority P]
-[--executor single|events] [--out DIR]``. ``--executor events`` runs every node of the graph on
-rclpy's experimental EventsExecutor (``EXPO_ROS_EXECUTOR``, :mod:`expo_ros.node_main`).
+[--executor single|events] [--out DIR]``. ``--executor`` picks the rclpy executor of every node
+of the graph (``EXPO_ROS_EXECUTOR``, :mod:`expo_ros.node_main`): ``events`` (the default,
+rclpy's EventsExecutor) or ``single`` (the SingleThreadedExecutor); the goal lines name it.
 """
 
 from __future__ import annotations
@@ -120,7 +121,9 @@ def bench_preset(
 
 def _rt_note(row: dict[str, Any]) -> str:
     note = f", policy rt_priority {row['policy_rt_priority']}" if row.get("policy_rt_priority") else ""
-    if row.get("executor") == "events":
+    if row.get("executor") == "single":
+        note += ", SingleThreadedExecutor"
+    elif row.get("executor") == "events":
         note += ", EventsExecutor"
     return note
 
@@ -152,7 +155,7 @@ def markdown_table(rows: Sequence[dict[str, Any]]) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     from expo_core.presets import PRESETS
-    from expo_ros.node_main import EXECUTOR_ENV, EXECUTORS
+    from expo_ros.node_main import EXECUTOR_ENV, EXECUTORS, executor_name
 
     p = argparse.ArgumentParser(prog="python -m expo_sim.ros.bench_ros", description=__doc__.split("\n")[0])
     p.add_argument("--presets", nargs="+", default=["cpu", "published"], choices=PRESETS)
@@ -184,7 +187,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         choices=EXECUTORS,
         default=None,
         help="the nodes' rclpy executor (sets EXPO_ROS_EXECUTOR for the graph; default: the "
-        "environment's, else single)",
+        "environment's, else the nodes' default, events)",
     )
     p.add_argument("--out", type=Path, default=Path("runs/bench_ros"), help="where the JSON result goes")
     args = p.parse_args(argv)
@@ -195,7 +198,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     if args.executor:
         os.environ[EXECUTOR_ENV] = args.executor  # the launched nodes inherit it
-    executor = os.environ.get(EXECUTOR_ENV) or "single"
+    executor = executor_name()
     rows = []
     with tempfile.TemporaryDirectory(prefix="expo-bench-ros-") as tmp:
         for preset, pixels in [(p, None) for p in args.presets] + [

@@ -46,9 +46,11 @@ def test_the_executor_follows_the_environment(monkeypatch) -> None:
     from rclpy.executors import SingleThreadedExecutor
 
     monkeypatch.delenv(EXECUTOR_ENV, raising=False)
-    assert executor_name() == "single"
-    monkeypatch.setenv(EXECUTOR_ENV, "events")
+    assert executor_name() == "events"  # the default
+    monkeypatch.setenv(EXECUTOR_ENV, "")
     assert executor_name() == "events"
+    monkeypatch.setenv(EXECUTOR_ENV, "single")
+    assert executor_name() == "single"
     monkeypatch.setenv(EXECUTOR_ENV, "multi")
     with pytest.raises(ValueError, match="EXPO_ROS_EXECUTOR='multi' is invalid; allowed: single, events"):
         executor_name()
