@@ -39,7 +39,7 @@ sim: setup
 
 ## Closed-loop latency over ROS: obs published -> action received by the bridge, vs inference.
 bench-ros: setup
-	@$(ENV) python -m expo_sim.ros.bench_ros --steps 1000
+	@$(ENV) python -m expo_sim.ros.bench_ros --steps 1000 --pixels cpu published
 
 ## Per-decision latency of each available inference backend (torch, ONNX Runtime, TensorRT/CUDA
 ## where present), published sizes, >= 1000 decisions each.
