@@ -36,6 +36,8 @@ class ActingMixin:
     """The control loop's decisions and holds; mixed into the policy node (see the module docstring)."""
 
     def _on_timer(self) -> None:
+        if self._draining:  # stopping (begin_drain): the hold is out, nothing more is decided
+            return
         if self.cfg.trigger == "timer":
             self._control_step(self._inputs.latest, None)
             return
@@ -190,6 +192,7 @@ class ActingMixin:
             flag = arb is not None and arb.intervention
             record = StepRecord(self._episode, self._step, obs, safe.action, version, stamp, images, flag)
             self._assembler.add_step(record)
+            self._last_decided = (record.episode, record.step)
         if self.last_hold_reason:
             self.get_logger().info(f"acting again after hold ({self.last_hold_reason})")
             self.last_hold_reason = ""

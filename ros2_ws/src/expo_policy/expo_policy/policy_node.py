@@ -254,6 +254,7 @@ class PolicyNode(ActingMixin, TeardownLifecycleNode):
         self._teleop_wait: tuple[int, float] | None = None  # (obs stamp, time.monotonic()) waiting
         self._teleop_unanswered_ns = -1  # lockstep: acted on this stamp without its teleop answer
         self._draining = False  # a stop was requested: no more decisions, transitions still complete
+        self._last_decided: tuple[int, int] | None = None  # (episode, step) of the last step recorded
 
     def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
         ret = super().on_activate(state)  # enables the lifecycle publishers
@@ -305,15 +306,27 @@ class PolicyNode(ActingMixin, TeardownLifecycleNode):
             self._rt_tid = None
 
     def begin_drain(self) -> float:
-        """A stop was requested (node_main). Lockstep: decide no more, but keep taking what was
-        already delivered, so the last step's feedback and next observation still complete its
-        transition; deactivation then flushes it. Returns the quiet window (node_main's drain):
-        0 in real time, where the final hold must not wait (and inputs never go quiet), and
-        without transitions to finish."""
-        if self.cfg is None or not self.cfg.lockstep or not self.cfg.publish_transitions:
+        """A stop was requested (node_main). Decide no more, but keep taking what was already
+        delivered, so the last step's feedback and next observation still complete its
+        transition; deactivation then flushes it. In real time the hold goes out first, now, so
+        the arm never waits for the drain, and :meth:`drain_done` ends the drain as soon as the
+        last decided step's transition is complete (a robot's inputs never go quiet). Returns
+        the quiet window (node_main's drain); 0 when there are no transitions to finish."""
+        if self.cfg is None or not self.cfg.publish_transitions or not self.active:
             return 0.0
         self._draining = True
+        if not self.cfg.lockstep:
+            for t in self._timers:  # no decision, no watchdog hold from now on: the arm holds
+                t.cancel()
+            self._hold("stopping", "holding while the last transition completes", self._now_ns())
         return DRAIN_QUIET_S
+
+    def drain_done(self) -> bool:
+        """Real time: whether the last decided step's transition is complete (or there is none);
+        lockstep drains by the quiet window alone (its inputs stop with the sim)."""
+        if self.cfg is None or self.cfg.lockstep:
+            return False
+        return self._last_decided is None or not self._assembler.is_pending(*self._last_decided)
 
     def autostart(self) -> bool:
         """Configure and activate when the ``autostart`` parameter is true; False on failure."""
@@ -381,7 +394,7 @@ class PolicyNode(ActingMixin, TeardownLifecycleNode):
             if self.cfg.lockstep:
                 self._pending_set = (ns, pieces)
                 self._lockstep_act()
-            elif self.cfg.trigger == "observation":
+            elif self.cfg.trigger == "observation" and not self._draining:
                 res = self._inputs.build(pieces, now_ns * 1e-9)
                 if res.ok and interval > 0 and now_ns - ns >= interval:
                     # A whole observation interval old: the next set is already out (behind on a

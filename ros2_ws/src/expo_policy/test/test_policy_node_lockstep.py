@@ -135,8 +135,33 @@ def test_a_stopping_node_completes_the_last_transition_without_acting_again(harn
     assert h.commands()[-1].hold and h.node.counts["actions"] == 1
 
 
-def test_a_stopping_node_in_real_time_does_not_drain(harness) -> None:
-    """In real time the inputs never go quiet and the final hold must not wait: no drain."""
-    h = harness(lockstep=False)
+def test_a_stopping_node_in_real_time_holds_at_once_and_completes_the_last_transition(harness) -> None:
+    """In real time the hold goes out when the stop is requested, not after the drain; the node
+    decides nothing more while its inputs keep streaming, and the drain is done as soon as the
+    last decided step's feedback and next observation have made its transition."""
+    ages = {f"watchdog.{n}_max_age_s": 5.0 for n in ("joint_states", "ee_pose", "object_poses")}
+    h = harness(lockstep=False, **{"observation.max_age_s": 5.0, **ages})
     h.start()
-    assert h.node.begin_drain() == 0.0 and not h.node._draining
+    assert h.node.drain_done()  # nothing decided yet: nothing to complete
+    h.streaming = {"joint_states", "ee_pose", "object_poses"}  # 20 Hz, as a robot's would
+    h.wait_command(lambda c: not c.hold, "a decision")
+    assert h.node.begin_drain() > 0 and h.node._draining
+
+    def stop_index() -> int | None:
+        return next((i for i, c in enumerate(h.commands()) if c.hold_reason.startswith("stopping")), None)
+
+    h.spin_until(lambda: stop_index() is not None, "the hold at the stop")
+    h.spin_for(0.4)  # the inputs keep coming: no decision, no other command
+    cmds = h.commands()
+    assert all(c.hold for c in cmds[stop_index() :]) and len(cmds) == stop_index() + 1
+    last = [c for c in cmds[: stop_index()] if not c.hold][-1]
+    assert not h.node.drain_done()  # its feedback has not come
+    t = h.now_ns()
+    h.publish_feedback(last.episode, last.step, t, reward=0.25)
+    h.spin_until(lambda: h.node.drain_done(), "the last transition completed")
+    h.spin_until(lambda: h.got["transitions"], "the last transition")
+    done = [cv.transition_to_numpy(m) for m in h.got["transitions"]]
+    assert [(tr.episode, tr.step, tr.reward) for tr in done][-1] == (last.episode, last.step, 0.25)
+    np.testing.assert_array_equal(done[-1].action, last.action)
+    assert h.node.trigger_deactivate() == SUCCESS
+    assert h.node.counts["actions"] == len([c for c in h.commands() if not c.hold])

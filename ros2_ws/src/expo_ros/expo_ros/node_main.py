@@ -76,7 +76,9 @@ def drain(
     returns its quiet window in s) and counts what it takes in ``messages_in``, spin ``executor``
     until no message came for that window and, if the node defines ``drain_pending() -> bool``,
     it expects none more; at most ``limit_s`` (default: the node's ``drain_limit_s``, else
-    :data:`DRAIN_LIMIT_S`). Returns how many came."""
+    :data:`DRAIN_LIMIT_S`). A node whose inputs never go quiet (a robot's sensor streams) ends it
+    early with ``drain_done() -> bool``: True once it has what it was draining for. Returns how
+    many came."""
     begin = getattr(node, "begin_drain", None)
     if begin is None:
         return 0
@@ -86,10 +88,11 @@ def drain(
     if limit_s is None:
         limit_s = float(getattr(node, "drain_limit_s", DRAIN_LIMIT_S))
     pending = getattr(node, "drain_pending", lambda: False)
+    done = getattr(node, "drain_done", lambda: False)
     start = seen = node.messages_in
     t0 = clock()
     last = t0
-    while (clock() - last < quiet_s or pending()) and clock() - t0 < limit_s:
+    while not done() and (clock() - last < quiet_s or pending()) and clock() - t0 < limit_s:
         executor.spin_once(timeout_sec=min(0.02, quiet_s))
         if node.messages_in != seen:
             seen, last = node.messages_in, clock()

@@ -124,6 +124,13 @@ class TransitionAssembler:
         """Steps waiting for feedback plus feedbacks waiting for an observation."""
         return len(self._steps) + len(self._waiting)
 
+    def is_pending(self, episode: int, step: int) -> bool:
+        """Whether step (episode, step) waits for its feedback or, with it, for the next
+        observation (False once its transition completed, or for a step never recorded)."""
+        return (episode, step) in self._steps or any(
+            (r.episode, r.step) == (episode, step) for r, _ in self._waiting
+        )
+
     def add_step(self, record: StepRecord) -> None:
         key = (record.episode, record.step)
         self._steps.pop(key, None)

@@ -139,3 +139,17 @@ def test_drain_waits_while_the_node_still_expects_messages_up_to_its_own_limit()
     ex2 = Executor(node2, clock)
     drain(ex2, node2, clock=clock)
     assert 14 <= ex2.calls <= 16  # 0.3 s of 0.02 s spins
+
+
+def test_drain_ends_once_the_node_has_what_it_drained_for() -> None:
+    """``drain_done()`` (the policy node in real time: the last step's transition is complete)
+    ends the drain while messages keep coming; done at once means no spin at all."""
+    clock = Clock()
+    node = DrainedNode(set(range(1, 1000)), quiet_s=0.1)
+    node.drain_done = lambda: node.messages_in >= 5
+    ex = Executor(node, clock)
+    assert drain(ex, node, limit_s=1.0, clock=clock) == 5 and ex.calls == 5
+    node2 = DrainedNode(set(range(1, 1000)), quiet_s=0.1)
+    node2.drain_done = lambda: True
+    ex2 = Executor(node2, clock)
+    assert drain(ex2, node2, limit_s=1.0, clock=clock) == 0 and ex2.calls == 0

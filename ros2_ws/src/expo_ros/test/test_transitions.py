@@ -16,15 +16,17 @@ def _fb(ep: int, st: int, t: int, done: bool = False, reward: float = 0.0) -> Fe
 
 def test_feedback_then_observation_completes_with_the_post_step_observation() -> None:
     a = TransitionAssembler()
+    assert not a.is_pending(0, 0)  # never recorded
     a.add_step(_step(0, 0, 1000))
+    assert a.is_pending(0, 0) and not a.is_pending(0, 1)  # waits for its feedback
     assert a.add_feedback(_fb(0, 0, 1050, reward=0.5)) == []
-    assert a.pending == 1
+    assert a.pending == 1 and a.is_pending(0, 0)  # then for its next observation
     assert a.add_observation(1000, np.zeros(3)) == []  # older than the step's end: not s'
     (t,) = a.add_observation(1050, np.ones(3))
     assert (t.episode, t.step, t.reward, t.policy_version, t.stamp_ns) == (0, 0, 0.5, 4, 1050)
     np.testing.assert_array_equal(t.obs, np.full(3, 1000.0))
     np.testing.assert_array_equal(t.next_obs, np.ones(3))
-    assert a.pending == 0
+    assert a.pending == 0 and not a.is_pending(0, 0)
 
 
 def test_observation_before_feedback_and_terminal_picks_the_earliest_later_one() -> None:
