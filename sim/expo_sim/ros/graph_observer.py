@@ -93,8 +93,8 @@ class GraphObserver:
         """Spin (at most ``timeout`` s) until this observer holds an action for every stepped
         (episode, step); '' when it does, else which it missed. The bridge stepped on every
         action, but this observer's copy may still be on its way, or lost: the policy's action
-        publisher keeps its last 10, and an observer lagging behind on a loaded machine misses
-        older ones (check them with ``check_lockstep_run(..., all_commands=False)``)."""
+        publisher keeps its last 100, and an observer lagging further behind on a loaded machine
+        misses older ones (check them with ``check_lockstep_run(..., all_commands=False)``)."""
         try:
             self.spin_until(lambda: not self.missing_actions(), "an action per step", timeout)
         except TimeoutError:

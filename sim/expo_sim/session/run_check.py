@@ -100,7 +100,7 @@ def check_lockstep_run(
 
     ``commands`` may end with the policy's final ``deactivated`` hold (sent at shutdown).
     ``all_commands`` False: ``commands`` is what a monitoring node received, which on a loaded
-    machine may miss copies (the policy's action publisher keeps its last 10 for a reliable
+    machine may miss copies (the policy's action publisher keeps its last 100 for a reliable
     reader that lags): they must still carry feedback indices in step order and match their
     transitions, but need not cover every step (the bridge's own count says whether each step
     was answered: ``obs_to_action_count`` in its diagnostics)."""

@@ -220,10 +220,13 @@ class PolicyNode(ActingMixin, TeardownLifecycleNode):
             self._teleop_sub = sub(TeleopCommand, "teleop", self._on_teleop, _TELEOP_QOS)
             self._subs.append(self._teleop_sub)
         pub = self.create_lifecycle_publisher
+        # Reliable KEEP_LAST writers drop what a lagging reader has not acknowledged once their
+        # history is full: the commands and decisions keep 100, so a recorder or monitor behind by
+        # a second or so at lockstep rates (~130 steps/s) still gets every one.
         self._pubs = {
-            "action": pub(ActionCommand, "action", 10),
+            "action": pub(ActionCommand, "action", 100),
             "transitions": pub(Transition, "transitions", 100),
-            "otf_decision": pub(OtfDecision, "otf_decision", 10),
+            "otf_decision": pub(OtfDecision, "otf_decision", 100),
             "diagnostics": pub(DiagnosticArray, "diagnostics", 10),
             "markers": pub(MarkerArray, "markers", 10),
         }
