@@ -10,9 +10,10 @@ Lifecycle: configure reads the parameters (:mod:`expo_policy.params`), loads and
 weights (:mod:`expo_policy.loading`), creates subscriptions, publishers and timers (stopped);
 activate starts acting; deactivate publishes a last diagnostics report and a hold (waiting up
 to 2 s for the reliable subscribers to acknowledge them, and for its last transitions) and
-stops; cleanup/shutdown destroy everything. A stop request in lockstep first drains
-(:meth:`PolicyNode.begin_drain`). The input callbacks here hand observation sets, feedback
-and teleop to the acting half (:mod:`expo_policy.acting`: triggers, the decision, the hold).
+stops; cleanup/shutdown destroy everything. A stop request first drains
+(:meth:`PolicyNode.begin_drain`; in real time after a hold). The input callbacks here hand
+observation sets, feedback and teleop to the acting half (:mod:`expo_policy.acting`: triggers,
+the decision, the hold).
 
 Reference (QoS, trigger and lockstep modes, the contract with the bridge, interventions, weight
 swaps): docs/policy_node.md.

@@ -24,6 +24,7 @@ the rest of an observation.
 
 from __future__ import annotations
 
+import copy
 import io
 import warnings
 from collections.abc import Callable, Mapping, Sequence
@@ -61,11 +62,8 @@ def encoder_onnx_bytes(encoder: CameraEncoder, opset: int = LEAN_OPSET) -> bytes
     if not encoder.is_frozen:
         raise ValueError("only a frozen encoder is exported: a training encoder's features change")
     s = encoder.image_size
-    cpu = encoder if all(t.device.type == "cpu" for t in encoder.state_dict().values()) else None
-    if cpu is None:
-        import copy
-
-        cpu = copy.deepcopy(encoder).cpu()
+    on_cpu = all(t.device.type == "cpu" for t in encoder.state_dict().values())
+    cpu = encoder if on_cpu else copy.deepcopy(encoder).cpu()
     buf = io.BytesIO()
     with _EXPORT_LOCK, warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter("ignore")  # the legacy exporter's deprecation and tracer warnings
@@ -93,14 +91,13 @@ class PixelLeanTemplate:
     """The split pixel decision of one (feature-space config, frozen encoder): ``lean`` the
     :class:`~.lean.LeanTemplate` of the EXPO part, ``cameras`` in spec order, ``encoders`` one
     serialized encoder graph per camera (the same bytes where cameras share weights),
-    ``encoder_digest`` what :meth:`fits` compares, ``proprio_dim`` the spec's low-dim length,
-    ``encoder_size`` the side S of the frames the encoder takes."""
+    ``encoder_digest`` what :meth:`fits` compares, ``encoder_size`` the side S of the frames the
+    encoder takes."""
 
     lean: LeanTemplate
     cameras: tuple[str, ...]
     encoders: tuple[bytes, ...]
     encoder_digest: str
-    proprio_dim: int
     encoder_size: int
 
     @property
@@ -126,7 +123,6 @@ class PixelLeanTemplate:
             policy.cameras,
             tuple(encoders),
             encoder_digest(policy),
-            policy.obs_spec.dim,
             policy.encoder_cfg.image_size,
         )
 
@@ -159,7 +155,9 @@ class PixelLeanRunner:
     ``encoder_sessions`` one per camera (the template's order), ``lean_session`` the lean graph.
     Called with the traced pixel graph's inputs (``<camera>_image`` (1, S, S, 3) uint8,
     ``proprio`` (1, P), the noise inputs), it returns the outputs in
-    :data:`~.graph.OUTPUT_NAMES` order, as a :data:`~.graph.Runner`."""
+    :data:`~.graph.OUTPUT_NAMES` order, as a :data:`~.graph.Runner`; ``features`` may hold some
+    cameras' features already computed (as their frames arrived), and only the others are
+    encoded then."""
 
     def __init__(
         self, template: PixelLeanTemplate, encoder_sessions: Sequence[Session], lean_session: Session
@@ -190,8 +188,11 @@ class PixelLeanRunner:
         feeds = {INPUT_OBS: z.astype(np.float32, copy=False)} | {k: noise[k] for k in self._noise}
         return self._lean.run(self._names, feeds)
 
-    def __call__(self, feeds: dict[str, np.ndarray]) -> Sequence[np.ndarray]:
-        feats = {c: self.encode(c, feeds[f"{c}_image"]) for c in self.cameras}
+    def __call__(
+        self, feeds: dict[str, np.ndarray], features: Mapping[str, np.ndarray] | None = None
+    ) -> Sequence[np.ndarray]:
+        ready = features or {}
+        feats = {c: ready[c] if c in ready else self.encode(c, feeds[f"{c}_image"]) for c in self.cameras}
         return self.decide(feats, feeds[INPUT_PROPRIO], feeds)
 
 

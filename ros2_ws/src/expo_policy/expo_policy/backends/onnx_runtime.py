@@ -45,7 +45,6 @@ from expo_core.export import (
     DEFAULT_OPSET,
     DEFAULT_RTOL,
     INPUT_OBS,
-    INPUT_PROPRIO,
     OUTPUT_NAMES,
     GraphTemplate,
     Runner,
@@ -253,14 +252,12 @@ class GraphBackend(InferenceBackend):
             feeds[name] = self._rng.standard_normal(shape, dtype=np.float32)
         ahead_ms = 0.0
         if isinstance(g.run, PixelLeanRunner):
-            run, feats = g.run, {}
-            for cam in run.cameras:  # features encoded as the frame arrived, else now
+            ready = {}  # features encoded as this very frame arrived; the runner encodes the rest
+            for cam in g.run.cameras:
                 hit = self._ahead.get(cam)
-                if hit is not None and hit[0] is obs[f"{cam}_image"] and hit[1] is run.template:
-                    feats[cam], ahead_ms = hit[2], ahead_ms + hit[3]
-                else:
-                    feats[cam] = run.encode(cam, feeds[f"{cam}_image"])
-            action, candidates, q, index = run.decide(feats, feeds[INPUT_PROPRIO], feeds)
+                if hit is not None and hit[0] is obs[f"{cam}_image"] and hit[1] is g.run.template:
+                    ready[cam], ahead_ms = hit[2], ahead_ms + hit[3]
+            action, candidates, q, index = g.run(feeds, ready)
         else:
             action, candidates, q, index = g.run(feeds)
         return Decision(
@@ -344,8 +341,6 @@ class OnnxRuntimeBackend(GraphBackend):
         self.num_threads = int(num_threads)
         self.allow_spinning = bool(allow_spinning)
         self.check_trials = int(check_trials)
-        # the encoder graphs' sessions of the latest PixelLeanTemplate (id of graph -> session)
-        self._encoder_sessions: tuple[PixelLeanTemplate | None, dict[int, Any]] = (None, {})
         on_cuda = self.providers[0] != CPU_EP
         self.check_tolerance = (1e-2, 1e-2) if on_cuda else (DEFAULT_ATOL, DEFAULT_RTOL)
 
@@ -367,20 +362,12 @@ class OnnxRuntimeBackend(GraphBackend):
         def make_session(graph: bytes) -> Any:
             return ort_session(graph, self.providers, self.num_threads, self.allow_spinning)
 
-        if isinstance(template, PixelLeanTemplate):
-            kept, sessions = self._encoder_sessions
-            if kept is not template:  # a new encoder: its graphs get sessions once, swaps reuse them
-                sessions = {}
-                self._encoder_sessions = (template, sessions)
-
-            def session_for(graph: bytes) -> Any:
-                if graph is model:
-                    return make_session(graph)
-                if id(graph) not in sessions:
-                    sessions[id(graph)] = make_session(graph)  # the template holds ``graph``
-                return sessions[id(graph)]
-
-            run: Runner = pixel_lean_runner(template, model, session_for)
+        running = None if self._graph is None else self._graph.run
+        if isinstance(running, PixelLeanRunner) and running.template is template:
+            # a swap of the EXPO part: the frozen encoder's sessions are kept, only the lean graph is new
+            run: Runner = PixelLeanRunner(template, running.encoder_sessions, make_session(model))
+        elif isinstance(template, PixelLeanTemplate):
+            run = pixel_lean_runner(template, model, make_session)
         else:
             session = make_session(model)
             names = list(OUTPUT_NAMES)
