@@ -18,6 +18,7 @@ import rclpy
 from expo_interfaces.msg import ActionCommand
 from expo_ros import conversions as cv
 from expo_ros.node_harness import NodeHarness, harness_factory, ros_context
+from expo_sim.envs.robosuite_env import make_env
 from expo_sim.ros.bridge_node import SimBridge
 from expo_sim.ros.bridge_params import PARAMETERS, BridgeConfig
 from geometry_msgs.msg import PoseStamped
@@ -114,6 +115,16 @@ def test_each_camera_and_the_base_pose_go_out_with_the_joint_state_stamp(harness
     assert not np.array_equal(
         cv.image_to_numpy(frames[CAMERAS[0]][0]), cv.image_to_numpy(frames[CAMERAS[1]][0])
     )
+    # Lockstep renders each frame after the step (RobomimicEnv.defer_frames): the very frames an
+    # env of the same seed observes.
+    seed = BridgeConfig.from_values(_defaults()).seed
+    env = make_env("lift", obs="pixels", cameras=CAMERAS, camera_size=SIZE)
+    try:
+        obs, _ = env.reset(seed=seed)
+    finally:
+        env.close()
+    for cam in CAMERAS:
+        np.testing.assert_array_equal(cv.image_to_numpy(frames[cam][0]), obs[f"{cam}_image"])
     # Base frame: Lift's base has the identity rotation, so the pose is shifted by the base position.
     assert ee_base[0].header.frame_id == "robot0_base" and cv.stamp_ns(ee_base[0].header.stamp) == s0
     world, q_world = cv.pose_stamped_to_numpy(ee[0])

@@ -129,3 +129,39 @@ def test_observe_state_rebuilds_the_observation(pixel_env):
         pixel_env.step(np.zeros(7))  # observe_state leaves no episode to continue
     with pytest.raises(ValueError, match="expects"):
         pixel_env.observe_state(recorded[0][0][:-1])
+
+
+def test_deferred_frames_are_the_step_frames_bit_for_bit(pixel_env):
+    """defer_frames (the sim bridge's lockstep pixel mode): step and reset render nothing, and
+    render_frame afterwards gives exactly the frame the step would have returned, across an
+    episode's end and reset; the low-dim observation and the physics are unchanged."""
+    deferred = make_env("lift", obs="pixels", camera_size=SIZE)
+    try:
+        deferred.defer_frames()
+        assert deferred.frames_deferred and not pixel_env.frames_deferred
+        rng = np.random.default_rng(5)
+        for seed in (3, 4):  # two episodes: the reset's frame too
+            live, _ = pixel_env.reset(seed=seed)
+            obs, info = deferred.reset(seed=seed)
+            pairs = [(live, obs, info)]
+            for cam in ("agentview", "robot0_eye_in_hand"):
+                np.testing.assert_array_equal(deferred.render_frame(cam), live[f"{cam}_image"])
+            for _ in range(6):
+                a = rng.uniform(-1, 1, 7)
+                live, *_ = pixel_env.step(a)
+                obs, *_, info = deferred.step(a)
+                pairs.append((live, obs, info))
+                np.testing.assert_array_equal(deferred.get_state(), pixel_env.get_state())
+                for cam in ("agentview", "robot0_eye_in_hand"):
+                    frame = deferred.render_frame(cam)
+                    assert frame.flags.c_contiguous and frame.dtype == np.uint8
+                    np.testing.assert_array_equal(frame, live[f"{cam}_image"])
+            for live, obs, info in pairs:
+                assert set(obs) == {"low_dim"} and not any(k.endswith("_image") for k in info["obs_dict"])
+                np.testing.assert_array_equal(obs["low_dim"], live["low_dim"])
+        with pytest.raises(ValueError, match="not rendered"):
+            deferred.render_frame("frontview")
+    finally:
+        deferred.close()
+    with pytest.raises(ValueError, match="no camera"):
+        make_env("lift").defer_frames()

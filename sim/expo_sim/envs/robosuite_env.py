@@ -129,6 +129,7 @@ class RobomimicEnv(gym.Env):
         self.action_space = gym.spaces.Box(-1.0, 1.0, shape=ACTION_SHAPE, dtype=np.float32)
         self._t = 0
         self._needs_reset = True
+        self._frames_deferred = False
         self._configured_ctx: Any = None
         self._configure_renderer()  # robosuite creates the offscreen context while constructing
 
@@ -203,6 +204,43 @@ class RobomimicEnv(gym.Env):
     def close(self) -> None:
         self._release_renderer()
         self._env.close()
+
+    # ------------------------------------------------------------------ frames on demand
+    def defer_frames(self) -> None:
+        """From now on, render no camera inside :meth:`step` and :meth:`reset`: their observation
+        and ``info["obs_dict"]`` carry no ``<camera>_image``; :meth:`render_frame` renders one
+        camera's frame of the current state when the caller wants it.
+
+        The frames are the ones the step would have returned, bit for bit (tested): robosuite
+        renders its cameras after the step's last physics sub-step and nothing moves the scene
+        between that and the step's return. What this is for: the sim bridge publishes the
+        proprioception at once and each frame as soon as it is rendered (a render costs ~17 ms on
+        software EGL at 84x84), so a policy encodes one camera while the next one renders, as it
+        would with real cameras that stream on their own."""
+        if not self.config.cameras:
+            raise ValueError("defer_frames: this env renders no camera")
+        self._frames_deferred = True
+        self._disable_camera_observables()
+
+    @property
+    def frames_deferred(self) -> bool:
+        return self._frames_deferred
+
+    def render_frame(self, camera: str) -> np.ndarray:
+        """``camera``'s frame of the current state, ``(H, W, 3)`` uint8 RGB, upright (the layout
+        of ``<camera>_image``)."""
+        if camera not in self.config.cameras:
+            raise ValueError(f"camera '{camera}' is not rendered by this env; cameras: {self.config.cameras}")
+        self._configure_renderer()
+        side = self.config.camera_size
+        raw = self._env.sim.render(camera_name=camera, width=side, height=side, depth=False)
+        # MjSim.render reads OpenGL's rows (row 0 = bottom) whatever robosuite's IMAGE_CONVENTION;
+        # the observable flips them for "opencv" and _obs_dict for "opengl": upright either way.
+        return np.ascontiguousarray(raw[::-1])
+
+    def _disable_camera_observables(self) -> None:
+        for cam in self.config.cameras:
+            self._env.modify_observable(f"{cam}_image", "enabled", False)
 
     # ------------------------------------------------------------------ state replay
     def get_state(self) -> np.ndarray:
@@ -300,6 +338,8 @@ class RobomimicEnv(gym.Env):
         self._t = 0
         self._needs_reset = False
         self._configure_renderer()
+        if self._frames_deferred:  # a model reload rebuilds the observables, enabled
+            self._disable_camera_observables()
         obs = self._obs_dict(raw)
         return self._observation(obs), self._info(obs, bool(self._env._check_success()))
 
@@ -352,7 +392,7 @@ class RobomimicEnv(gym.Env):
         obs["object"] = raw["object-state"]
         obs.update(self._base_frame_proprio(raw))
         upside_down = macros.IMAGE_CONVENTION == "opengl"
-        for cam in self.config.cameras:
+        for cam in () if self._frames_deferred else self.config.cameras:
             key = f"{cam}_image"
             obs[key] = np.ascontiguousarray(raw[key][::-1]) if upside_down else raw[key]
         return obs
@@ -379,6 +419,8 @@ class RobomimicEnv(gym.Env):
         flat = self.obs_spec.flatten(obs)
         if not self.config.cameras:
             return flat
+        if self._frames_deferred:
+            return {"low_dim": flat}
         return {"low_dim": flat, **{f"{c}_image": obs[f"{c}_image"] for c in self.config.cameras}}
 
     def _info(self, obs: dict[str, np.ndarray], success: bool) -> dict[str, Any]:

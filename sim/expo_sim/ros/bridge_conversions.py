@@ -70,11 +70,16 @@ class SimSnapshot:
 
 
 def snapshot_from_env(
-    env: RobomimicEnv, obs_dict: dict[str, Any], camera: str | None = None, cameras: tuple[str, ...] = ()
+    env: RobomimicEnv,
+    obs_dict: dict[str, Any],
+    camera: str | None = None,
+    cameras: tuple[str, ...] = (),
+    frames: bool = True,
 ) -> SimSnapshot:
     """The scene after ``env.reset``/``env.step``; ``obs_dict`` is that call's ``info["obs_dict"]``.
     ``camera``: the single ``image_raw`` camera; ``cameras``: pixel mode's cameras (their frames
-    and the base-frame end-effector pose are taken too)."""
+    and the base-frame end-effector pose are taken too); ``frames`` False: no frame is taken (an
+    env whose frames are deferred renders them on demand, ``RobomimicEnv.render_frame``)."""
     robot = env.robosuite_env.robots[0]
     data = env.robosuite_env.sim.data
     # robosuite's own joint observables index the MuJoCo state this way.
@@ -88,8 +93,8 @@ def snapshot_from_env(
         ee_quat=np.asarray(obs_dict["robot0_eef_quat"], dtype=np.float64),
         object_pos=obj_pos,
         object_quat=obj_quat,
-        image=obs_dict[f"{camera}_image"] if camera else None,
-        images={c: obs_dict[f"{c}_image"] for c in cameras},
+        image=obs_dict[f"{camera}_image"] if camera and frames else None,
+        images={c: obs_dict[f"{c}_image"] for c in cameras} if frames else {},
         ee_pos_base=np.asarray(obs_dict["robot0_base_to_eef_pos"], dtype=np.float64) if cameras else None,
         ee_quat_base=np.asarray(obs_dict["robot0_base_to_eef_quat"], dtype=np.float64) if cameras else None,
     )

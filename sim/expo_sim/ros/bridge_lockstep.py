@@ -7,8 +7,9 @@ observation topics and publishes on ``action`` (and, with ``wait_for_learner``, 
 has reported: it is active and subscribed to the transitions), and re-publishes the current state with a new
 stamp when no command answers it within ``action_timeout_s``. ``_lockstep_step`` applies a
 command the :class:`~expo_sim.ros.bridge_protocol.LockstepGate` accepted: one env step (a hold:
-none) and one control period of sim time, then the observation and its feedback, and at an
-episode's end the reset (none after the last). With ``learner_pacing_backlog`` a command waits
+none) and one control period of sim time, then the step's feedback and the observation (with
+cameras: the proprioception, then each frame as soon as it is rendered), and at an episode's
+end the reset (none after the last). With ``learner_pacing_backlog`` a command waits
 while the learner lags (:class:`~expo_sim.ros.bridge_protocol.LearnerPacer`) and
 ``_on_learner_stats`` steps it once the learner has caught up. The protocol:
 :mod:`expo_sim.ros.bridge_protocol`.
@@ -50,15 +51,17 @@ class LockstepMixin:
         action = None if cmd.hold else self._checked(cmd)
         self.stats.took_effect(self._sim_clock.now_ns - cmd.stamp_ns)  # 0 unless re-published
         ns = self._tick_clock()
+        # The feedback goes out before the observation: a lockstep policy acts on an observation
+        # once the previous command's step is reported, and the frames take the longest to go out.
         if action is None:  # a hold: the arm keeps still for one period, the env is not stepped
             self.stats.holds += int(cmd.hold)
-            self._publish_obs(ns)
             self._publish_feedback(ns, (0.0, False, False, False), (cmd.episode, cmd.step))
+            self._publish_obs(ns)
             self._gate.published(ns, new_state=False)
             return
         result = self._step_env(action)
-        self._publish_obs(ns)
         self._publish_feedback(ns, result, (cmd.episode, cmd.step))
+        self._publish_obs(ns)
         if result[1] or result[2]:
             if self._end_episode(result[3]):
                 return

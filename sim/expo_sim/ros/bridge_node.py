@@ -119,6 +119,8 @@ class SimBridge(LockstepMixin, RealtimeMixin, TeardownLifecycleNode):
             env = make_env(
                 cfg.task, horizon=cfg.horizon, cameras=cfg.rendered_cameras, camera_size=cfg.render_size
             )
+            if cfg.rendered_cameras and not cfg.realtime:
+                env.defer_frames()  # lockstep: each frame goes out as soon as it is rendered (_publish_obs)
             try:
                 physics = SubstepPhysics(env, cfg.substeps)
             except ValueError as e:
@@ -280,7 +282,7 @@ class SimBridge(LockstepMixin, RealtimeMixin, TeardownLifecycleNode):
 
     def _reset_env(self) -> None:
         _, info = self.env.reset(seed=self.cfg.seed + self._episode)
-        self._snap = snapshot_from_env(self.env, info["obs_dict"], self.cfg.camera, self.cfg.cameras)
+        self._set_snapshot(info["obs_dict"])
         self._physics.reset()
         self._prev_action: np.ndarray | None = None
         self._steps_in_episode = 0
@@ -293,18 +295,28 @@ class SimBridge(LockstepMixin, RealtimeMixin, TeardownLifecycleNode):
     def _stepped(self, out: tuple) -> StepResult:
         """Bookkeeping of one env step (``env.step``'s or the last realtime chunk's output)."""
         _, reward, terminated, truncated, info = out
-        self._snap = snapshot_from_env(self.env, info["obs_dict"], self.cfg.camera, self.cfg.cameras)
+        self._set_snapshot(info["obs_dict"])
         self._prev_action = info["action"]
         self._steps_in_episode = info["t"]
         self.stats.step(reward)
         return float(reward), terminated, truncated, bool(info["success"])
 
+    def _set_snapshot(self, obs_dict: dict[str, Any]) -> None:
+        c = self.cfg
+        self._snap = snapshot_from_env(
+            self.env, obs_dict, c.camera, c.cameras, frames=not self.env.frames_deferred
+        )
+        self._frames: dict[str, np.ndarray] = {}  # deferred frames of this snapshot, once rendered
+
     def _publish_obs(self, ns: int) -> None:
+        """One observation stamped ``ns``. Lockstep with cameras: the proprioception first, then
+        each frame as soon as it is rendered (the policy encodes one while the next renders); a
+        state published again (a hold, a timeout) reuses its frames."""
         c = self.cfg
         msgs = observation_msgs(
             self._snap, ns, c.joint_names, c.frame_id, c.camera, c.finger_signs, c.base_frame_id
         )
-        for cam, img in msgs.camera_images.items():  # frames first: a policy syncs on joint_states
+        for cam, img in msgs.camera_images.items():
             self._pubs[f"{cam}/image_raw"].publish(img)
         if msgs.ee_pose_base is not None:
             self._pubs["ee_pose_base"].publish(msgs.ee_pose_base)
@@ -313,9 +325,25 @@ class SimBridge(LockstepMixin, RealtimeMixin, TeardownLifecycleNode):
         self._pubs["object_poses"].publish(msgs.object_poses)
         if msgs.image is not None:
             self._pubs["image_raw"].publish(msgs.image)
+        if self.env.frames_deferred:
+            self._publish_deferred_frames(ns)
         if self._episode_first_ns is None:
             self._episode_first_ns = ns
         self._note_published(ns)
+
+    def _publish_deferred_frames(self, ns: int) -> None:
+        c = self.cfg
+        if c.camera and c.camera not in c.cameras:  # the monitoring image first: no policy waits on it
+            self._pubs["image_raw"].publish(cv.image_msg(self._frame(c.camera), ns, c.camera, "rgb8"))
+        for cam in c.cameras:
+            self._pubs[f"{cam}/image_raw"].publish(cv.image_msg(self._frame(cam), ns, cam, "rgb8"))
+        if c.camera and c.camera in c.cameras:
+            self._pubs["image_raw"].publish(cv.image_msg(self._frame(c.camera), ns, c.camera, "rgb8"))
+
+    def _frame(self, camera: str) -> np.ndarray:
+        if camera not in self._frames:
+            self._frames[camera] = self.env.render_frame(camera)
+        return self._frames[camera]
 
     def _note_published(self, ns: int) -> None:
         """Remember when (wall) the observation stamped ``ns`` went out: the round trip's start."""
