@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
@@ -15,9 +16,12 @@ LIFT_OBS_DIM = task_obs_spec("lift").dim  # 19
 ACT_DIM = 7
 
 
-def tiny_config(critic_hidden: tuple[int, ...] = (32, 32), obs_dim: int = LIFT_OBS_DIM) -> ExpoConfig:
-    """Small networks: a decision takes about a millisecond on one core."""
-    return ExpoConfig(
+def tiny_config(
+    critic_hidden: tuple[int, ...] = (32, 32), obs_dim: int = LIFT_OBS_DIM, **overrides: object
+) -> ExpoConfig:
+    """Small networks: a decision takes about a millisecond on one core; ``overrides``: other
+    top-level ExpoConfig fields (e.g. ``act_sampling_steps``)."""
+    cfg = ExpoConfig(
         obs_dim=obs_dim,
         act_dim=ACT_DIM,
         diffusion=DiffusionConfig(hidden_dim=32, num_blocks=1, block_dim=64, time_embed_dim=8, num_steps=3),
@@ -25,6 +29,7 @@ def tiny_config(critic_hidden: tuple[int, ...] = (32, 32), obs_dim: int = LIFT_O
         critic=CriticConfig(hidden_dims=critic_hidden, num_critics=2, num_min=2),
         num_samples=4,
     )
+    return dataclasses.replace(cfg, **overrides)
 
 
 @pytest.fixture(autouse=True)
@@ -34,7 +39,8 @@ def _one_thread():
 
 @pytest.fixture
 def make_agent():
-    """Factory: make_agent(seed=0, critic_hidden=(32, 32), obs_dim=19) -> a tiny ExpoAgent."""
+    """Factory: make_agent(seed=0, critic_hidden=(32, 32), obs_dim=19, **overrides) -> a tiny
+    ExpoAgent (``tiny_config``)."""
 
     def make(seed: int = 0, **cfg) -> ExpoAgent:
         return ExpoAgent(tiny_config(**cfg), seed=seed)

@@ -4,8 +4,12 @@ At N=8, T=10 an eager decision launches several hundred small kernels (10 denois
 few layers each, the editor, 10 critics); on a GPU their launch overhead, not the maths, sets the
 latency. :class:`CudaGraphTorchBackend` records :class:`expo_core.export.OTFGraph` (the same
 ``policy.decide`` with explicit noise the ONNX export traces) once into a ``torch.cuda.CUDAGraph``
-with static input/output buffers; a decision copies the observation in, draws the noise into the
-static buffers with a seeded CUDA generator, replays the graph and copies the four outputs back.
+with static input/output buffers. Around the replay a decision costs as few host round trips as
+it can (measured on an H200 before this layout: replay ~0.74 ms, the whole decision 0.95 ms p50):
+the observation goes in through a pinned host buffer (one asynchronous copy), the noise inputs are
+views of one flat buffer (one ``normal_`` from a seeded CUDA generator fills them all), and the
+graph writes its four outputs into one flat float32 buffer (:class:`PackedDecision`) that comes
+back in one asynchronous copy to pinned memory followed by one stream synchronization.
 
 Weight hot-swap: :meth:`prepare` (the policy node's weights worker thread) builds the new policy
 on the GPU and captures a new graph on a side stream with ``capture_error_mode="thread_local"``
@@ -17,33 +21,83 @@ Not run on a GPU in this repository's CI (CPU only): the tests skip with that re
 
 from __future__ import annotations
 
+import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import torch
-from expo_core.export import OTFGraph, input_shapes
+from expo_core.export import OTFGraph, noise_shapes, observation_shapes
 from expo_core.policy import ExpoPolicy
 
 from .base import BackendUnavailableError, Decision, check_compatible, resolve_device
 from .torch_eager import TorchBackend
 
 
+class PackedDecision(torch.nn.Module):
+    """:class:`~expo_core.export.OTFGraph` with one flat float32 output, ``[action (d),
+    candidates (K*d), q (K), index (1)]`` (K = 2N; the index as a float, exact below 2**24), so a
+    replay's results come back in one copy; :func:`unpack_decision` reads it."""
+
+    def __init__(self, policy: ExpoPolicy) -> None:
+        super().__init__()
+        self.otf = OTFGraph(policy)
+
+    def forward(self, *inputs: torch.Tensor) -> torch.Tensor:
+        action, candidates, q, index = self.otf(*inputs)
+        parts = (action, candidates, q, index.to(action.dtype))
+        return torch.cat([p.reshape(-1) for p in parts])
+
+
+def packed_size(act_dim: int, num_candidates: int) -> int:
+    """Length of :class:`PackedDecision`'s output at batch 1."""
+    return act_dim + num_candidates * act_dim + num_candidates + 1
+
+
+def unpack_decision(flat: np.ndarray, act_dim: int, num_candidates: int) -> Decision:
+    """The :class:`Decision` in a :class:`PackedDecision` output (copies: the buffer is reused)."""
+    d, k = act_dim, num_candidates
+    if flat.shape != (packed_size(d, k),):
+        raise ValueError(f"packed decision has shape {flat.shape}, expected ({packed_size(d, k)},)")
+    action = flat[:d].copy()
+    candidates = flat[d : d + k * d].reshape(k, d).copy()
+    q = flat[d + k * d : d + k * d + k].copy()
+    return Decision(action, candidates, q, int(flat[-1]))
+
+
+def noise_views(flat: torch.Tensor, shapes: Sequence[tuple[int, ...]]) -> tuple[torch.Tensor, ...]:
+    """Views of ``flat`` (1-D, exactly as long as all ``shapes`` together) with those shapes,
+    in order: one ``flat.normal_()`` fills every noise input."""
+    sizes = [math.prod(s) for s in shapes]
+    if flat.dim() != 1 or flat.numel() != sum(sizes):
+        raise ValueError(f"noise buffer of shape {tuple(flat.shape)} for noise shapes {list(shapes)}")
+    return tuple(part.view(s) for part, s in zip(torch.split(flat, sizes), shapes))
+
+
 @dataclass(frozen=True)
 class CapturedDecision:
-    """One policy and its captured decision: static inputs (obs first, then the noise in
-    ``noise_shapes`` order), the static outputs the replay writes, the graph."""
+    """One policy and its captured decision: static ``inputs`` (obs first, then the noise in
+    ``noise_shapes`` order: views of ``noise``), the flat ``packed`` output the replay writes,
+    pinned host buffers for the observation and the output, the graph."""
 
     policy: ExpoPolicy
     inputs: tuple[torch.Tensor, ...]
-    outputs: tuple[torch.Tensor, ...]
+    noise: torch.Tensor
+    packed: torch.Tensor
+    host_obs: torch.Tensor
+    host_out: torch.Tensor
     graph: Any  # torch.cuda.CUDAGraph
 
 
 def capture(policy: ExpoPolicy, device: torch.device, warmup: int = 3) -> CapturedDecision:
-    """Capture ``OTFGraph(policy)`` (``policy`` already on ``device``, eval) at batch 1."""
-    module = OTFGraph(policy)
-    inputs = tuple(torch.zeros(s, device=device) for s in input_shapes(policy.cfg).values())
+    """Capture ``PackedDecision(policy)`` (``policy`` already on ``device``, eval) at batch 1."""
+    module = PackedDecision(policy)
+    cfg = policy.cfg
+    (obs_shape,) = observation_shapes(cfg).values()
+    shapes = list(noise_shapes(cfg).values())
+    noise = torch.zeros(sum(math.prod(s) for s in shapes), device=device)
+    inputs = (torch.zeros(obs_shape, device=device), *noise_views(noise, shapes))
     side = torch.cuda.Stream(device)
     side.wait_stream(torch.cuda.current_stream(device))
     with torch.cuda.stream(side), torch.no_grad():
@@ -51,9 +105,11 @@ def capture(policy: ExpoPolicy, device: torch.device, warmup: int = 3) -> Captur
             module(*inputs)
         graph = torch.cuda.CUDAGraph()
         with torch.cuda.graph(graph, stream=side, capture_error_mode="thread_local"):
-            outputs = module(*inputs)
+            packed = module(*inputs)
     side.synchronize()
-    return CapturedDecision(policy, inputs, tuple(outputs), graph)
+    host_obs = torch.zeros(obs_shape, pin_memory=True)
+    host_out = torch.zeros(packed.shape, pin_memory=True)
+    return CapturedDecision(policy, inputs, noise, packed, host_obs, host_out, graph)
 
 
 @dataclass(frozen=True)
@@ -113,9 +169,11 @@ class CudaGraphTorchBackend(TorchBackend):
         want = c.policy.cfg.obs_dim
         if x.shape[1] != want:
             raise ValueError(f"observation has {x.shape[1]} values, the policy expects {want}")
-        c.inputs[0].copy_(x)
-        for buf in c.inputs[1:]:
-            buf.normal_(generator=self._gen)
+        c.host_obs.copy_(x)
+        c.inputs[0].copy_(c.host_obs, non_blocking=True)
+        c.noise.normal_(generator=self._gen)
         c.graph.replay()
-        action, candidates, q, index = (t.cpu() for t in c.outputs)
-        return Decision(action[0].numpy(), candidates[0].numpy(), q[0].numpy(), int(index[0]))
+        c.host_out.copy_(c.packed, non_blocking=True)
+        torch.cuda.current_stream(self.device).synchronize()
+        cfg = c.policy.cfg
+        return unpack_decision(c.host_out.numpy(), cfg.act_dim, 2 * cfg.num_samples)
