@@ -20,8 +20,9 @@ pytestmark = [pytest.mark.ros, pytest.mark.slow]
 DOMAIN_ID = 61 + os.getpid() % 15  # 61..75: apart from the other test files' ranges
 
 
-# The one retry of the other wall-clock session tests: under a load average of ~10 (a clean-clone
-# CI run beside three training processes) the monitor stopped before the last 2 of 60 decisions.
+# The one retry of the other wall-clock session tests. The monitor once counted 58 of 60
+# decisions (~1 in 15 runs, quiet or loaded): the first two, published before the policy's writer
+# had matched the monitor's reader; otf_decision is transient local since (0 in 20 runs after).
 @pytest.mark.flaky(reruns=1)
 def test_session_generates_pretrains_runs_and_summarizes(tmp_path: Path) -> None:
     cfg = SessionConfig(
@@ -46,8 +47,9 @@ def test_session_generates_pretrains_runs_and_summarizes(tmp_path: Path) -> None
         "launch",
         "--noninteractive",
     ]
-    assert summary["obs_to_action_count"] == summary["env_steps"]  # the bridge's final status
-    assert summary["inference_count"] == summary["env_steps"]  # one OTF decision per step
+    counts = {k: summary[k] for k in ("env_steps", "obs_to_action_count", "inference_count", "episode_log")}
+    assert summary["obs_to_action_count"] == summary["env_steps"], counts  # the bridge's final status
+    assert summary["inference_count"] == summary["env_steps"], counts  # one OTF decision per step
     assert summary["policy_latency_p99_ms"] > 0
     assert "episodes 2/2" in text  # the final progress line
     run_dir = Path(summary["run_dir"])

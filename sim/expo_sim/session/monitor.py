@@ -14,16 +14,23 @@ from diagnostic_msgs.msg import DiagnosticArray
 from expo_interfaces.msg import EnvFeedback, LearnerStats, OtfDecision, Transition
 from expo_ros.conversions import learner_stats_to_numpy
 from rclpy.executors import SingleThreadedExecutor
+from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 
 from expo_sim.ros.lifecycle_client import LifecycleClient, spin_until
 from expo_sim.session.stats import SessionStats
 
+#: transient local: the policy's writer keeps its last 100 decisions for a reader it matches late
+_DECISIONS = QoSProfile(
+    depth=1000, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL
+)
+
 
 class SessionMonitor:
-    """Subscriptions (reliable, depth 1000) that update ``stats`` as messages arrive, and the
-    bridge's lifecycle manager: start the bridge with ``autostart:=false``, :meth:`start_bridge`
-    configures it, waits until every subscription here hears a publisher, then activates it, so
-    that no feedback of the session goes out before the monitor listens."""
+    """Subscriptions (reliable, depth 1000; ``otf_decision`` transient local) that update
+    ``stats`` as messages arrive, and the bridge's lifecycle manager: start the bridge with
+    ``autostart:=false``, :meth:`start_bridge` configures it, waits until every subscription
+    here hears a publisher, then activates it, so that no feedback of the session goes out
+    before the monitor listens."""
 
     def __init__(
         self,
@@ -39,7 +46,7 @@ class SessionMonitor:
         self._subs = [
             sub(EnvFeedback, "env_feedback", self._on_feedback, 1000),
             sub(DiagnosticArray, "diagnostics", self._on_diagnostics, 100),
-            sub(OtfDecision, "otf_decision", self._on_decision, 1000),
+            sub(OtfDecision, "otf_decision", self._on_decision, _DECISIONS),
         ]
         # Not waited for at startup: the learner publishes its first stats after loading its data.
         self._learner_sub = sub(LearnerStats, "learner_stats", self._on_learner_stats, 10)

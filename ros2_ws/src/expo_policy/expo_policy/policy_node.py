@@ -84,6 +84,13 @@ _TELEOP_WAIT_POLL_S = 0.05
 _SENSOR_QOS = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
 # observation.best_effort: also hears best-effort publishers (franka_ros2's current_pose)
 _BEST_EFFORT_QOS = QoSProfile(depth=10, reliability=ReliabilityPolicy.BEST_EFFORT)
+# The decisions stay with the writer for a reader that matches late: a writer learns of a new
+# reader only some time after that reader sees the writer, and the first decisions of a session
+# went to nobody (a monitor counting decisions missed the first two in ~1 of 15 sessions).
+# Volatile readers (ros2 topic echo, Foxglove) match too and get no history.
+_DECISION_QOS = QoSProfile(
+    depth=100, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL
+)
 #: Stopping (node_main's drain): the node takes delivered messages until none came for this long.
 DRAIN_QUIET_S = 0.1
 _WEIGHTS_QOS = QoSProfile(
@@ -227,7 +234,7 @@ class PolicyNode(ActingMixin, TeardownLifecycleNode):
         self._pubs = {
             "action": pub(ActionCommand, "action", 100),
             "transitions": pub(Transition, "transitions", 100),
-            "otf_decision": pub(OtfDecision, "otf_decision", 100),
+            "otf_decision": pub(OtfDecision, "otf_decision", _DECISION_QOS),
             "diagnostics": pub(DiagnosticArray, "diagnostics", 10),
             "markers": pub(MarkerArray, "markers", 10),
         }
