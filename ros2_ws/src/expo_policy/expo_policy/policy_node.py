@@ -11,9 +11,9 @@ weights (:mod:`expo_policy.loading`), creates subscriptions, publishers and time
 activate starts acting; deactivate publishes a last diagnostics report and a hold (waiting up
 to 2 s for the reliable subscribers to acknowledge them, and for its last transitions) and
 stops; cleanup/shutdown destroy everything. A stop request first drains
-(:meth:`PolicyNode.begin_drain`; in real time after a hold). The input callbacks here hand
-observation sets, feedback and teleop to the acting half (:mod:`expo_policy.acting`: triggers,
-the decision, the hold).
+(:meth:`PolicyNode.begin_drain`; in real time after a hold; the stopping half:
+:mod:`expo_policy.stopping`). The input callbacks here hand observation sets, feedback and
+teleop to the acting half (:mod:`expo_policy.acting`: triggers, the decision, the hold).
 
 Reference (QoS, trigger and lockstep modes, the contract with the bridge, interventions, weight
 swaps): docs/policy_node.md.
@@ -60,6 +60,7 @@ from .loading import load_policy
 from .loop_status import OK, LoopStatus
 from .markers import status_marker
 from .params import PARAMETERS, WATCHED_INPUTS, PolicyNodeConfig
+from .stopping import StoppingMixin
 from .weights_swap import WeightsSwapper
 
 SUCCESS, FAILURE = TransitionCallbackReturn.SUCCESS, TransitionCallbackReturn.FAILURE
@@ -92,13 +93,12 @@ _DECISION_QOS = QoSProfile(
     depth=100, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL
 )
 #: Stopping (node_main's drain): the node takes delivered messages until none came for this long.
-DRAIN_QUIET_S = 0.1
 _WEIGHTS_QOS = QoSProfile(
     depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL
 )
 
 
-class PolicyNode(ActingMixin, TeardownLifecycleNode):
+class PolicyNode(ActingMixin, StoppingMixin, TeardownLifecycleNode):
     """The control loop around an :class:`~expo_policy.backends.InferenceBackend`."""
 
     def __init__(self, node_name: str = "policy_node", **kwargs: Any) -> None:
@@ -276,30 +276,6 @@ class PolicyNode(ActingMixin, TeardownLifecycleNode):
         self.get_logger().info(f"active: acting with weights v{self.weights_version}")
         return ret
 
-    def _stop(self, reason: str) -> None:
-        """Stop acting; while the publishers are still enabled, send one last diagnostics report
-        (a run shorter than ``diagnostics_period_s`` still reports its loop) and one last hold,
-        and wait (bounded) until the reliable subscribers have them (``_flush``)."""
-        for t in self._timers:
-            t.cancel()
-        if self.active:
-            self._publish_diagnostics()
-            self._hold(reason, "", self._now_ns())
-            self._flush(self._pubs["diagnostics"], f"the final diagnostics ({reason})")
-            self._flush(self._pubs["action"], f"the final hold ({reason})")
-            if self.cfg.publish_transitions:
-                self._flush(self._pubs["transitions"], f"the last transitions ({reason})")
-        self.active = False
-        self._reset_loop_state()
-        if self._step > 0:  # indices stay monotonic: acting again starts a new episode
-            self._episode, self._step = self._episode + 1, 0
-        if self.cfg is not None:
-            self._watchdog.reset()
-            self._inputs.reset()
-            self._assembler.reset()
-        if self.arbiter is not None:
-            self.arbiter.reset()
-
     def _destroy(self) -> None:
         for t in self._timers:
             self.destroy_timer(t)
@@ -315,29 +291,6 @@ class PolicyNode(ActingMixin, TeardownLifecycleNode):
         if self._rt_tid is not None:  # back to normal scheduling until configured again
             realtime.set_normal(self._rt_tid)
             self._rt_tid = None
-
-    def begin_drain(self) -> float:
-        """A stop was requested (node_main). Decide no more, but keep taking what was already
-        delivered, so the last step's feedback and next observation still complete its
-        transition; deactivation then flushes it. In real time the hold goes out first, now, so
-        the arm never waits for the drain, and :meth:`drain_done` ends the drain as soon as the
-        last decided step's transition is complete (a robot's inputs never go quiet). Returns
-        the quiet window (node_main's drain); 0 when there are no transitions to finish."""
-        if self.cfg is None or not self.cfg.publish_transitions or not self.active:
-            return 0.0
-        self._draining = True
-        if not self.cfg.lockstep:
-            for t in self._timers:  # no decision, no watchdog hold from now on: the arm holds
-                t.cancel()
-            self._hold("stopping", "holding while the last transition completes", self._now_ns())
-        return DRAIN_QUIET_S
-
-    def drain_done(self) -> bool:
-        """Real time: whether the last decided step's transition is complete (or there is none);
-        lockstep drains by the quiet window alone (its inputs stop with the sim)."""
-        if self.cfg is None or self.cfg.lockstep:
-            return False
-        return self._last_decided is None or not self._assembler.is_pending(*self._last_decided)
 
     def autostart(self) -> bool:
         """Configure and activate when the ``autostart`` parameter is true; False on failure."""
