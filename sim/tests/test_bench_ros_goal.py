@@ -29,6 +29,9 @@ def test_goal_lines_say_met_or_not() -> None:
     assert lines[1].endswith("-> NOT met") and "backend auto" in lines[1]
     table = markdown_table([met])
     assert "| published | 1600 | 3.00 / 4.00 |" in table and "2.00 / 1.90" in table
+    assert table.splitlines()[-1].endswith("| - |")  # a row without its load average
+    loaded = {**met, "loadavg_before": (1.25, 1.0, 0.5), "loadavg_after": (2.5, 1.5, 0.75)}
+    assert markdown_table([loaded]).splitlines()[-1].endswith("| 1.25 -> 2.50 |")
 
 
 def test_random_policies_of_both_kinds(tmp_path) -> None:

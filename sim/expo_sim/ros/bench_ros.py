@@ -11,6 +11,9 @@ reported side by side, each as p50 / p99 over every step of the run:
 - obs -> action: the bridge publishes an observation -> the bridge receives the action for it
   (diagnostics ``obs_to_action_*``, wall clock, every step): the closed loop through DDS.
 
+Each row also records the load average (1, 5, 15 min) before and after its session
+(``loadavg_before`` / ``loadavg_after`` in the JSON, the 1-minute one in the table).
+
 ``obs -> action`` minus ``inference`` is the ROS overhead (serialization, transport, executor
 wake-ups, observation assembly, safety filter) that a user pays per control step. The goal line
 (issue 15) compares the closed loop with the decision itself: obs -> action p99 < inference p99
@@ -140,15 +143,22 @@ def goal_lines(rows: Sequence[dict[str, Any]]) -> list[str]:
     ]
 
 
+def _load_cell(row: dict[str, Any]) -> str:
+    before, after = row.get("loadavg_before"), row.get("loadavg_after")
+    if before is None or after is None:
+        return "-"
+    return f"{before[0]:.2f} -> {after[0]:.2f}"
+
+
 def markdown_table(rows: Sequence[dict[str, Any]]) -> str:
     head = ["policy", "steps"] + [f"{name} p50 / p99 [ms]" for name, _, _ in COLUMNS]
-    head += ["ROS overhead p50 / p99 [ms]", "env steps/s"]
+    head += ["ROS overhead p50 / p99 [ms]", "env steps/s", "load (1 min) before -> after"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
         cells = [r["preset"], f"{int(r['obs_to_action_count'])}"]
         cells += [f"{r[a]:.2f} / {r[b]:.2f}" for _, a, b in COLUMNS]
         cells += [f"{r['ros_overhead_p50_ms']:.2f} / {r['ros_overhead_p99_ms']:.2f}"]
-        cells += [f"{r['env_steps_per_s']:.1f}"]
+        cells += [f"{r['env_steps_per_s']:.1f}", _load_cell(r)]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -205,7 +215,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             (p, e) for e in args.pixels for p in args.presets
         ]:
             name = preset if pixels is None else f"{preset}+pixels-{pixels}"
-            print(f"== {name}: lockstep session of >= {args.steps} env steps", flush=True)
+            load_before = os.getloadavg()
+            print(
+                f"== {name}: lockstep session of >= {args.steps} env steps (load average "
+                f"{load_before[0]:.2f} {load_before[1]:.2f} {load_before[2]:.2f})",
+                flush=True,
+            )
             row = bench_preset(
                 preset,
                 args.steps,
@@ -218,6 +233,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 pixels,
             )
             row["executor"] = executor
+            row["loadavg_before"], row["loadavg_after"] = load_before, os.getloadavg()
             if row["error"] or row["obs_to_action_count"] < args.steps:
                 print(f"bench-ros: {name} failed: {row['error'] or 'too few steps'}", file=sys.stderr)
                 return 1
