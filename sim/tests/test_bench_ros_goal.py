@@ -58,3 +58,15 @@ def test_the_goal_line_names_the_executor() -> None:
     assert "backend auto, EventsExecutor)" in goal_lines([row])[0]
     row["executor"] = "single"
     assert "backend auto, SingleThreadedExecutor)" in goal_lines([row])[0]
+
+
+def test_render_parallel_goes_to_the_bridge_and_the_goal_line() -> None:
+    from expo_sim.ros.bench_ros import _overrides
+
+    assert _overrides(0, False) == {}
+    assert _overrides(10, True) == {
+        "policy_node": {"rt_priority": 10},
+        "sim_bridge": {"observation.render_parallel": True},
+    }
+    row = {**_row(4.0, 5.9), "render_parallel": True}
+    assert "cameras rendered in parallel" in goal_lines([row])[0]

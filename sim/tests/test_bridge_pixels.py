@@ -95,8 +95,9 @@ def test_pixel_config_parses_and_rejects_bad_values() -> None:
             BridgeConfig.from_values(_defaults(**values))
 
 
-def test_each_camera_and_the_base_pose_go_out_with_the_joint_state_stamp(harness) -> None:
-    h = harness()
+@pytest.mark.parametrize("parallel", [False, True], ids=["one-thread", "render-parallel"])
+def test_each_camera_and_the_base_pose_go_out_with_the_joint_state_stamp(harness, parallel: bool) -> None:
+    h = harness(**{"observation.render_parallel": parallel})
     joints = h.subscribe("joint_states", JointState)
     ee = h.subscribe("ee_pose", PoseStamped)
     ee_base = h.subscribe("ee_pose_base", PoseStamped)
@@ -115,8 +116,9 @@ def test_each_camera_and_the_base_pose_go_out_with_the_joint_state_stamp(harness
     assert not np.array_equal(
         cv.image_to_numpy(frames[CAMERAS[0]][0]), cv.image_to_numpy(frames[CAMERAS[1]][0])
     )
-    # Lockstep renders each frame after the step (RobomimicEnv.defer_frames): the very frames an
-    # env of the same seed observes.
+    # Lockstep renders each frame after the step (RobomimicEnv.defer_frames; with
+    # render_parallel the second camera in a worker thread): the very frames an env of the same
+    # seed observes.
     seed = BridgeConfig.from_values(_defaults()).seed
     env = make_env("lift", obs="pixels", cameras=CAMERAS, camera_size=SIZE)
     try:

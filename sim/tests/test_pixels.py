@@ -165,3 +165,29 @@ def test_deferred_frames_are_the_step_frames_bit_for_bit(pixel_env):
         deferred.close()
     with pytest.raises(ValueError, match="no camera"):
         make_env("lift").defer_frames()
+
+
+def test_parallel_deferred_frames_are_the_step_frames(pixel_env):
+    """defer_frames(parallel=True): the last camera renders in a second GL context on a worker
+    thread (expo_sim.envs.helper_render) while the caller renders the first; the frames are the
+    step's, bit for bit, and come in the cameras' order."""
+    cams = ("agentview", "robot0_eye_in_hand")
+    par = make_env("lift", obs="pixels", camera_size=SIZE)
+    try:
+        par.defer_frames(parallel=True)
+        rng = np.random.default_rng(6)
+        live, _ = pixel_env.reset(seed=7)
+        par.reset(seed=7)
+        for step in range(5):
+            got = list(par.render_frames(cams))
+            assert [c for c, _ in got] == list(cams)
+            for cam, frame in got:
+                np.testing.assert_array_equal(frame, live[f"{cam}_image"], err_msg=f"{cam} at step {step}")
+            a = rng.uniform(-1, 1, 7)
+            live, *_ = pixel_env.step(a)
+            par.step(a)
+        # the worker's frame equals the primary context's for the same camera
+        np.testing.assert_array_equal(dict(par.render_frames(cams[::-1]))[cams[0]], par.render_frame(cams[0]))
+    finally:
+        par.close()
+    par.close()  # idempotent

@@ -31,9 +31,11 @@ frames and the base-frame proprioception (rows named ``<preset>+pixels-<encoder>
 
 Run: ``python -m expo_sim.ros.bench_ros [--presets cpu published] [--steps 1000]
 [--pixels cpu published] [--backend auto|torch|onnxruntime] [--rt-priority P]
-[--executor single|events] [--out DIR]``. ``--executor`` picks the rclpy executor of every node
-of the graph (``EXPO_ROS_EXECUTOR``, :mod:`expo_ros.node_main`): ``events`` (the default,
-rclpy's EventsExecutor) or ``single`` (the SingleThreadedExecutor); the goal lines name it.
+[--executor single|events] [--render-parallel] [--out DIR]``. ``--render-parallel`` sets the
+bridge's ``observation.render_parallel`` for the pixel rows (the goal lines say so).
+``--executor`` picks the rclpy executor of every node of the graph (``EXPO_ROS_EXECUTOR``,
+:mod:`expo_ros.node_main`): ``events`` (the default, rclpy's EventsExecutor) or ``single`` (the
+SingleThreadedExecutor); the goal lines name it.
 """
 
 from __future__ import annotations
@@ -96,6 +98,7 @@ def bench_preset(
     backend: str = "auto",
     rt_priority: int = 0,
     pixels: str | None = None,
+    render_parallel: bool = False,
 ) -> dict:
     from expo_sim.session.run import SessionConfig, run_session
 
@@ -109,21 +112,33 @@ def bench_preset(
         domain_id=domain_id,
         out=tmp / "sessions",
         backend=backend,
-        graph_overrides={"policy_node": {"rt_priority": rt_priority}} if rt_priority else {},
+        graph_overrides=_overrides(rt_priority, render_parallel and pixels is not None),
     )
     s = run_session(cfg)
     s["preset"] = preset if pixels is None else f"{preset}+pixels-{pixels}"
     s["pixels_encoder"] = pixels
     s["backend"] = backend
     s["policy_rt_priority"] = rt_priority
+    s["render_parallel"] = render_parallel and pixels is not None
     s["ros_overhead_p50_ms"] = s["obs_to_action_p50_ms"] - s["inference_p50_ms"]
     s["ros_overhead_p99_ms"] = s["obs_to_action_p99_ms"] - s["inference_p99_ms"]
     s["goal_obs_to_action_p99_met"] = s["obs_to_action_p99_ms"] < s["inference_p99_ms"] + GOAL_MARGIN_MS
     return s
 
 
+def _overrides(rt_priority: int, render_parallel: bool) -> dict[str, dict[str, Any]]:
+    out: dict[str, dict[str, Any]] = {}
+    if rt_priority:
+        out["policy_node"] = {"rt_priority": rt_priority}
+    if render_parallel:
+        out["sim_bridge"] = {"observation.render_parallel": True}
+    return out
+
+
 def _rt_note(row: dict[str, Any]) -> str:
     note = f", policy rt_priority {row['policy_rt_priority']}" if row.get("policy_rt_priority") else ""
+    if row.get("render_parallel"):
+        note += ", cameras rendered in parallel"
     if row.get("executor") == "single":
         note += ", SingleThreadedExecutor"
     elif row.get("executor") == "events":
@@ -199,6 +214,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="the nodes' rclpy executor (sets EXPO_ROS_EXECUTOR for the graph; default: the "
         "environment's, else the nodes' default, events)",
     )
+    p.add_argument(
+        "--render-parallel",
+        action="store_true",
+        help="pixel rows: the bridge renders its last camera on a worker thread "
+        "(observation.render_parallel)",
+    )
     p.add_argument("--out", type=Path, default=Path("runs/bench_ros"), help="where the JSON result goes")
     args = p.parse_args(argv)
     if args.steps < 1:
@@ -231,6 +252,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 args.backend,
                 args.rt_priority,
                 pixels,
+                args.render_parallel,
             )
             row["executor"] = executor
             row["loadavg_before"], row["loadavg_after"] = load_before, os.getloadavg()

@@ -120,7 +120,8 @@ class SimBridge(LockstepMixin, RealtimeMixin, TeardownLifecycleNode):
                 cfg.task, horizon=cfg.horizon, cameras=cfg.rendered_cameras, camera_size=cfg.render_size
             )
             if cfg.rendered_cameras and not cfg.realtime:
-                env.defer_frames()  # lockstep: each frame goes out as soon as it is rendered (_publish_obs)
+                # lockstep: each frame goes out as soon as it is rendered (_publish_obs)
+                env.defer_frames(parallel=cfg.render_parallel and len(cfg.cameras) > 1)
             try:
                 physics = SubstepPhysics(env, cfg.substeps)
             except ValueError as e:
@@ -335,8 +336,13 @@ class SimBridge(LockstepMixin, RealtimeMixin, TeardownLifecycleNode):
         c = self.cfg
         if c.camera and c.camera not in c.cameras:  # the monitoring image first: no policy waits on it
             self._pubs["image_raw"].publish(cv.image_msg(self._frame(c.camera), ns, c.camera, "rgb8"))
-        for cam in c.cameras:
-            self._pubs[f"{cam}/image_raw"].publish(cv.image_msg(self._frame(cam), ns, cam, "rgb8"))
+        todo = tuple(cam for cam in c.cameras if cam not in self._frames)
+        for cam, frame in self.env.render_frames(todo):  # each as soon as it is rendered
+            self._frames[cam] = frame
+            self._pubs[f"{cam}/image_raw"].publish(cv.image_msg(frame, ns, cam, "rgb8"))
+        for cam in c.cameras:  # a state published again: its frames as rendered before
+            if cam not in todo:
+                self._pubs[f"{cam}/image_raw"].publish(cv.image_msg(self._frames[cam], ns, cam, "rgb8"))
         if c.camera and c.camera in c.cameras:
             self._pubs["image_raw"].publish(cv.image_msg(self._frame(c.camera), ns, c.camera, "rgb8"))
 

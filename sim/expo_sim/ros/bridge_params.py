@@ -156,6 +156,14 @@ PARAMETERS: tuple[ParamSpec, ...] = (
     ),
     ParamSpec("observation.image_size", 84, "pixels: image width = height [px]"),
     ParamSpec(
+        "observation.render_parallel",
+        False,
+        "pixels, lockstep, two or more cameras: render the last camera in a second GL context on a "
+        "worker thread while the others render (two 84x84 frames in ~19 ms instead of ~33 on two "
+        "cores: more env steps/s; the policy then gets both frames at about the same time, so the "
+        "first one's encoding no longer hides behind the second's render)",
+    ),
+    ParamSpec(
         "base_frame_id",
         "robot0_base",
         "pixels: header frame of ee_pose_base, the end effector in the robot's base frame (the "
@@ -237,6 +245,7 @@ class BridgeConfig:
     obs_kind: str = "state"
     cameras: tuple[str, ...] = ()  # pixels: the cameras published on <camera>/image_raw
     image_size: int = 84
+    render_parallel: bool = False  # pixels, lockstep: the last camera renders on a worker thread
     base_frame_id: str = "robot0_base"
     autostart: bool = True
 
@@ -363,6 +372,7 @@ class BridgeConfig:
             obs_kind=kind,
             cameras=cameras,
             image_size=image_size,
+            render_parallel=_bool("observation.render_parallel", v["observation.render_parallel"]),
             base_frame_id=base_frame,
             autostart=_bool("autostart", v["autostart"]),
         )
