@@ -56,6 +56,7 @@ from expo_core.tasks import ROBOSUITE_ENV_TYPE, TASK_TO_ENV_NAME, requires_mimic
 
 from expo_sim.envs.env_config import EnvConfig, robomimic_env_kwargs, robosuite_make_kwargs, with_cameras
 from expo_sim.envs.frames import world_to_base
+from expo_sim.envs.helper_render import HelperRenderer, configure_offscreen
 
 log = logging.getLogger(__name__)
 _T = TypeVar("_T")
@@ -232,8 +233,6 @@ class RobomimicEnv(gym.Env):
         self._frames_deferred = True
         self._disable_camera_observables()
         if parallel and self._helper is None and len(self.config.cameras) > 1:
-            from expo_sim.envs.helper_render import HelperRenderer
-
             self._helper = HelperRenderer(self._env.sim, self.config.camera_size)
             self._needs_reset = True
 
@@ -244,8 +243,7 @@ class RobomimicEnv(gym.Env):
     def render_frame(self, camera: str) -> np.ndarray:
         """``camera``'s frame of the current state, ``(H, W, 3)`` uint8 RGB, upright (the layout
         of ``<camera>_image``)."""
-        if camera not in self.config.cameras:
-            raise ValueError(f"camera '{camera}' is not rendered by this env; cameras: {self.config.cameras}")
+        self._check_camera(camera)
         self._configure_renderer()
         side = self.config.camera_size
         raw = self._env.sim.render(camera_name=camera, width=side, height=side, depth=False)
@@ -258,10 +256,7 @@ class RobomimicEnv(gym.Env):
         is rendered: with ``defer_frames(parallel=True)`` the last camera renders in the worker
         thread while this one renders the others (it comes last); otherwise one after another."""
         for cam in cameras:
-            if cam not in self.config.cameras:
-                raise ValueError(
-                    f"camera '{cam}' is not rendered by this env; cameras: {self.config.cameras}"
-                )
+            self._check_camera(cam)
         if self._helper is None or len(cameras) < 2:
             for cam in cameras:
                 yield cam, self.render_frame(cam)
@@ -273,6 +268,10 @@ class RobomimicEnv(gym.Env):
         finally:
             frame = last.result()  # never leave a render running on a state about to change
         yield cameras[-1], frame
+
+    def _check_camera(self, camera: str) -> None:
+        if camera not in self.config.cameras:
+            raise ValueError(f"camera '{camera}' is not rendered by this env; cameras: {self.config.cameras}")
 
     def _disable_camera_observables(self) -> None:
         for cam in self.config.cameras:
@@ -297,8 +296,6 @@ class RobomimicEnv(gym.Env):
         self._model_source_xml = model_xml
         self._configure_renderer()
         if helper is not None:
-            from expo_sim.envs.helper_render import HelperRenderer
-
             self._helper = HelperRenderer(self._env.sim, self.config.camera_size)
         self._needs_reset = True
         return True
@@ -398,23 +395,16 @@ class RobomimicEnv(gym.Env):
             np.random.set_state(saved)  # noqa: NPY002
 
     def _configure_renderer(self) -> None:
-        """Cheap offscreen rendering, measured on software EGL (llvmpipe): no multisampling and
-        an offscreen buffer of the image size instead of 640x480 (the per-frame MSAA resolve of
-        the full buffer cost ~25 ms of ~55), shadows and reflections off. Done once per context;
-        the context is made current so that several camera envs in one process do not draw
-        into each other's GL context."""
+        """Cheap offscreen rendering (:func:`~expo_sim.envs.helper_render.configure_offscreen`),
+        done once per context; the context is made current so that several camera envs in one
+        process do not draw into each other's GL context."""
         ctx = getattr(self._env.sim, "_render_context_offscreen", None)
         if ctx is None:
             return
         ctx.gl_ctx.make_current()
         if ctx is self._configured_ctx:
             return
-        import mujoco
-
-        self._env.sim.model.vis.quality.offsamples = 0
-        ctx.update_offscreen_size(self.config.camera_size, self.config.camera_size)
-        ctx.scn.flags[mujoco.mjtRndFlag.mjRND_SHADOW] = 0
-        ctx.scn.flags[mujoco.mjtRndFlag.mjRND_REFLECTION] = 0
+        configure_offscreen(ctx, self.config.camera_size)
         self._configured_ctx = ctx
 
     def _release_renderer(self) -> None:

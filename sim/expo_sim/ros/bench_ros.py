@@ -103,6 +103,7 @@ def bench_preset(
     from expo_sim.session.run import SessionConfig, run_session
 
     ckpt = random_policy(preset, task, tmp, pixels=pixels)
+    render_parallel = render_parallel and pixels is not None  # a state row renders nothing
     cfg = SessionConfig(
         obs="pixels" if pixels else "state",
         task=task,
@@ -112,14 +113,14 @@ def bench_preset(
         domain_id=domain_id,
         out=tmp / "sessions",
         backend=backend,
-        graph_overrides=_overrides(rt_priority, render_parallel and pixels is not None),
+        graph_overrides=_overrides(rt_priority, render_parallel),
     )
     s = run_session(cfg)
     s["preset"] = preset if pixels is None else f"{preset}+pixels-{pixels}"
     s["pixels_encoder"] = pixels
     s["backend"] = backend
     s["policy_rt_priority"] = rt_priority
-    s["render_parallel"] = render_parallel and pixels is not None
+    s["render_parallel"] = render_parallel
     s["ros_overhead_p50_ms"] = s["obs_to_action_p50_ms"] - s["inference_p50_ms"]
     s["ros_overhead_p99_ms"] = s["obs_to_action_p99_ms"] - s["inference_p99_ms"]
     s["goal_obs_to_action_p99_met"] = s["obs_to_action_p99_ms"] < s["inference_p99_ms"] + GOAL_MARGIN_MS

@@ -121,7 +121,7 @@ class SimBridge(LockstepMixin, RealtimeMixin, TeardownLifecycleNode):
             )
             if cfg.rendered_cameras and not cfg.realtime:
                 # lockstep: each frame goes out as soon as it is rendered (_publish_obs)
-                env.defer_frames(parallel=cfg.render_parallel and len(cfg.cameras) > 1)
+                env.defer_frames(parallel=cfg.render_parallel)
             try:
                 physics = SubstepPhysics(env, cfg.substeps)
             except ValueError as e:
@@ -333,23 +333,16 @@ class SimBridge(LockstepMixin, RealtimeMixin, TeardownLifecycleNode):
         self._note_published(ns)
 
     def _publish_deferred_frames(self, ns: int) -> None:
+        """The frames of a deferred env: rendered on the first publish of a state, each sent as
+        soon as it is rendered; a state published again (a hold, a timeout) sends them as
+        rendered then. The config never has both: ``camera.*`` (the monitoring ``image_raw``) or
+        the pixel cameras (each on ``<camera>/image_raw``)."""
         c = self.cfg
-        if c.camera and c.camera not in c.cameras:  # the monitoring image first: no policy waits on it
-            self._pubs["image_raw"].publish(cv.image_msg(self._frame(c.camera), ns, c.camera, "rgb8"))
-        todo = tuple(cam for cam in c.cameras if cam not in self._frames)
-        for cam, frame in self.env.render_frames(todo):  # each as soon as it is rendered
+        topics = {c.camera: "image_raw"} if c.camera else {cam: f"{cam}/image_raw" for cam in c.cameras}
+        rendered = list(self._frames.items()) if self._frames else self.env.render_frames(tuple(topics))
+        for cam, frame in rendered:
             self._frames[cam] = frame
-            self._pubs[f"{cam}/image_raw"].publish(cv.image_msg(frame, ns, cam, "rgb8"))
-        for cam in c.cameras:  # a state published again: its frames as rendered before
-            if cam not in todo:
-                self._pubs[f"{cam}/image_raw"].publish(cv.image_msg(self._frames[cam], ns, cam, "rgb8"))
-        if c.camera and c.camera in c.cameras:
-            self._pubs["image_raw"].publish(cv.image_msg(self._frame(c.camera), ns, c.camera, "rgb8"))
-
-    def _frame(self, camera: str) -> np.ndarray:
-        if camera not in self._frames:
-            self._frames[camera] = self.env.render_frame(camera)
-        return self._frames[camera]
+            self._pubs[topics[cam]].publish(cv.image_msg(frame, ns, cam, "rgb8"))
 
     def _note_published(self, ns: int) -> None:
         """Remember when (wall) the observation stamped ``ns`` went out: the round trip's start."""
