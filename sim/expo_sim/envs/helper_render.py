@@ -33,6 +33,35 @@ def configure_offscreen(ctx: Any, side: int) -> None:
     ctx.scn.flags[mujoco.mjtRndFlag.mjRND_REFLECTION] = 0
 
 
+def new_context(sim: Any, side: int) -> Any:
+    """A render context of robosuite MjSim ``sim`` of its own (current in the calling thread from
+    now on), with :func:`configure_offscreen`'s settings; ``sim``'s primary context is left as it
+    was. Call it in the thread that will render with it."""
+    from robosuite.utils.binding_utils import MjRenderContextOffscreen
+
+    primary = sim._render_context_offscreen
+    ctx = MjRenderContextOffscreen(sim, device_id=-1)  # registers itself as the primary
+    sim._render_context_offscreen = primary
+    configure_offscreen(ctx, side)  # the primary's settings (RobomimicEnv)
+    return ctx
+
+
+def render_upright(ctx: Any, camera: str, side: int) -> np.ndarray:
+    """``camera``'s ``side`` x ``side`` frame of what ``ctx.data`` holds, upright ``(H, W, 3)``
+    uint8 (OpenGL's rows are bottom first: flipped, as RobomimicEnv.render_frame does)."""
+    ctx.gl_ctx.make_current()
+    ctx.render(side, side, ctx.model.camera_name2id(camera))
+    return np.ascontiguousarray(ctx.read_pixels(side, side)[::-1])
+
+
+def free_context(ctx: Any) -> None:
+    """Free a context made by :func:`new_context`, in its own thread (GL objects are freed in the
+    current context)."""
+    ctx.gl_ctx.make_current()
+    ctx.con.free()
+    ctx.gl_ctx.free()
+
+
 class HelperRenderer:
     """Offscreen frames of ``sim`` (a robosuite MjSim) at ``side`` x ``side`` from a context of
     its own in one worker thread; :meth:`submit` returns a future of an upright ``(H, W, 3)``
@@ -45,20 +74,10 @@ class HelperRenderer:
         self._ctx = self._pool.submit(self._create).result()
 
     def _create(self) -> Any:
-        from robosuite.utils.binding_utils import MjRenderContextOffscreen
-
-        primary = self.sim._render_context_offscreen
-        ctx = MjRenderContextOffscreen(self.sim, device_id=-1)  # registers itself as the primary
-        self.sim._render_context_offscreen = primary
-        configure_offscreen(ctx, self.side)  # the primary's settings (RobomimicEnv)
-        return ctx
+        return new_context(self.sim, self.side)
 
     def _render(self, camera: str) -> np.ndarray:
-        ctx = self._ctx
-        ctx.gl_ctx.make_current()
-        ctx.render(self.side, self.side, self.sim.model.camera_name2id(camera))
-        # OpenGL's rows (row 0 = bottom), as RobomimicEnv.render_frame flips them.
-        return np.ascontiguousarray(ctx.read_pixels(self.side, self.side)[::-1])
+        return render_upright(self._ctx, camera, self.side)
 
     def submit(self, camera: str) -> Future[np.ndarray]:
         if self._ctx is None:
@@ -71,11 +90,6 @@ class HelperRenderer:
         if self._ctx is None:
             return
 
-        def free(ctx: Any) -> None:
-            ctx.gl_ctx.make_current()
-            ctx.con.free()
-            ctx.gl_ctx.free()
-
-        self._pool.submit(free, self._ctx).result()
+        self._pool.submit(free_context, self._ctx).result()
         self._ctx = None
         self._pool.shutdown()

@@ -54,6 +54,7 @@ import numpy as np
 from expo_core.spec import BASE_FRAME_PROPRIO, FRANKA_ACTION_SPEC, ObsSpec, task_obs_spec
 from expo_core.tasks import ROBOSUITE_ENV_TYPE, TASK_TO_ENV_NAME, requires_mimicgen, task_from_env_name
 
+from expo_sim.envs.background_frames import BackgroundFrames, OnDone, OnFrame
 from expo_sim.envs.env_config import EnvConfig, robomimic_env_kwargs, robosuite_make_kwargs, with_cameras
 from expo_sim.envs.frames import world_to_base
 from expo_sim.envs.helper_render import HelperRenderer, configure_offscreen
@@ -132,6 +133,7 @@ class RobomimicEnv(gym.Env):
         self._needs_reset = True
         self._frames_deferred = False
         self._helper: Any = None  # a HelperRenderer (defer_frames(parallel=True))
+        self._background: BackgroundFrames | None = None  # frames_in_background
         self._configured_ctx: Any = None
         self._configure_renderer()  # robosuite creates the offscreen context while constructing
 
@@ -204,6 +206,9 @@ class RobomimicEnv(gym.Env):
         return self._observation(obs), reward, terminated, truncated, info
 
     def close(self) -> None:
+        if self._background is not None:
+            self._background.close()
+            self._background = None
         if self._helper is not None:
             self._helper.close()
             self._helper = None
@@ -235,6 +240,26 @@ class RobomimicEnv(gym.Env):
         if parallel and self._helper is None and len(self.config.cameras) > 1:
             self._helper = HelperRenderer(self._env.sim, self.config.camera_size)
             self._needs_reset = True
+
+    def frames_in_background(
+        self, on_frame: OnFrame, on_done: OnDone | None = None, parallel: bool = False
+    ) -> BackgroundFrames:
+        """Defer the frames (:meth:`defer_frames`) and render them in worker threads of their own:
+        ``frames.capture(tag)`` on the returned
+        :class:`~expo_sim.envs.background_frames.BackgroundFrames` copies the current state
+        (~20 us); its frames reach ``on_frame(tag, camera, frame)`` in a worker thread as each is
+        rendered, then ``on_done(tag)``, while this thread steps on (``parallel``: one thread per
+        camera). What the sim bridge's real time uses: physics runs on while the cameras render,
+        as a real arm's cameras stream on their own. The frames are the ones the step would have
+        returned, bit for bit (tested). Call it before an episode starts; :meth:`close` stops it."""
+        if self._background is not None:
+            raise ValueError("frames_in_background: this env renders in the background already")
+        self.defer_frames()
+        self._background = BackgroundFrames(
+            self._env.sim, self.config.camera_size, self.config.cameras, on_frame, on_done, parallel
+        )
+        self._needs_reset = True
+        return self._background
 
     @property
     def frames_deferred(self) -> bool:
@@ -287,6 +312,8 @@ class RobomimicEnv(gym.Env):
         the loaded model already. Returns whether it reloaded (~0.7 s). Start an episode after."""
         if model_xml in (self._model_xml, self._model_source_xml):
             return False
+        if self._background is not None:
+            raise ValueError("load_model: not with frames_in_background (bound to the loaded simulation)")
         helper = self._helper
         if helper is not None:  # bound to the simulation about to be replaced
             helper.close()

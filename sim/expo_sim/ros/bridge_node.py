@@ -49,6 +49,7 @@ episodes and the process exits 0 (the runner then stops the rest of the graph).
 
 from __future__ import annotations
 
+import threading
 import time
 from collections import OrderedDict
 from typing import Any
@@ -68,6 +69,7 @@ from rclpy.time_source import TimeSource
 from rosgraph_msgs.msg import Clock as ClockMsg
 from sensor_msgs.msg import Image, JointState
 
+from expo_sim.envs.background_frames import BackgroundFrames
 from expo_sim.envs.robosuite_env import RobomimicEnv, make_env
 from expo_sim.envs.substep_physics import SubstepPhysics
 from expo_sim.ros.bridge_conversions import clock_msg, feedback_msg, observation_msgs, snapshot_from_env
@@ -81,6 +83,7 @@ _WATCH_PERIOD_S = 0.02  # lockstep: how often to check for the policy and for ti
 #: Waiting this long for the learner's first report turns the info line into a warning [s].
 LEARNER_WAIT_WARN_S = 30.0
 StepResult = tuple[float, bool, bool, bool]  # reward, terminated, truncated, success
+_FRAMES_IDLE_S = 1.0  # realtime: how long a stop waits for the last observation's frames [s]
 _PUBLISHED_KEPT = 256  # observation stamps remembered for the round trip (wall publish times)
 
 
@@ -103,6 +106,8 @@ class SimBridge(LockstepMixin, RealtimeMixin, TeardownLifecycleNode):
         self.stats = EpisodeStats()
         self._pacer = LearnerPacer(0)  # replaced on activate with the configured limit
         self._held: tuple[cv.Command, float] | None = None
+        self._background: BackgroundFrames | None = None  # realtime cameras (bridge_realtime)
+        self._published_lock = threading.Lock()  # _published: the frame worker updates it too
         self._pubs: dict[str, Any] = {}
         self._subs: list[Any] = []
         self._timers: list[Any] = []
@@ -119,9 +124,15 @@ class SimBridge(LockstepMixin, RealtimeMixin, TeardownLifecycleNode):
             env = make_env(
                 cfg.task, horizon=cfg.horizon, cameras=cfg.rendered_cameras, camera_size=cfg.render_size
             )
+            background = None
             if cfg.rendered_cameras and not cfg.realtime:
                 # lockstep: each frame goes out as soon as it is rendered (_publish_obs)
                 env.defer_frames(parallel=cfg.render_parallel)
+            elif cfg.rendered_cameras:  # realtime: physics runs on while the cameras render,
+                # each in a thread of its own, as real cameras stream on their own
+                background = env.frames_in_background(
+                    self._on_background_frame, self._on_background_done, parallel=True
+                )
             try:
                 physics = SubstepPhysics(env, cfg.substeps)
             except ValueError as e:
@@ -130,7 +141,7 @@ class SimBridge(LockstepMixin, RealtimeMixin, TeardownLifecycleNode):
         except ValueError as e:
             log.error(f"configure failed: {e}")
             return FAILURE
-        self.cfg, self.env, self._physics = cfg, env, physics
+        self.cfg, self.env, self._physics, self._background = cfg, env, physics, background
         self._rng = np.random.default_rng([cfg.seed, 19])  # injected jitter
         # Episodes (env resets; seed + index) and sim time run on across re-activations.
         self._episode = 0  # the bridge's own count; feedback echoes the commands' indices
@@ -248,11 +259,16 @@ class SimBridge(LockstepMixin, RealtimeMixin, TeardownLifecycleNode):
     def _stop(self, reason: str = "") -> None:
         for t in self._timers:
             t.cancel()
+        if self._background is not None:  # the frames of the last observation go out first
+            self._background.wait_idle(_FRAMES_IDLE_S)
         if self.active:
             self._log_summary()
         self.active = False
 
     def _destroy(self) -> None:
+        if self._background is not None:  # its worker publishes: stopped before the publishers go
+            self._background.close()
+            self._background = None
         for t in self._timers:
             self.destroy_timer(t)
         for s in self._subs:
@@ -326,7 +342,9 @@ class SimBridge(LockstepMixin, RealtimeMixin, TeardownLifecycleNode):
         self._pubs["object_poses"].publish(msgs.object_poses)
         if msgs.image is not None:
             self._pubs["image_raw"].publish(msgs.image)
-        if self.env.frames_deferred:
+        if self._background is not None:  # realtime: rendered and published by the frame worker
+            self._background.capture(ns)
+        elif self.env.frames_deferred:
             self._publish_deferred_frames(ns)
         if self._episode_first_ns is None:
             self._episode_first_ns = ns
@@ -346,9 +364,10 @@ class SimBridge(LockstepMixin, RealtimeMixin, TeardownLifecycleNode):
 
     def _note_published(self, ns: int) -> None:
         """Remember when (wall) the observation stamped ``ns`` went out: the round trip's start."""
-        self._published[ns] = time.monotonic()
-        while len(self._published) > _PUBLISHED_KEPT:
-            self._published.popitem(last=False)
+        with self._published_lock:
+            self._published[ns] = time.monotonic()
+            while len(self._published) > _PUBLISHED_KEPT:
+                self._published.popitem(last=False)
         if self.cfg.realtime and self.cfg.anchor_deltas:
             self._poses[ns] = self._physics.anchor_pose()
             while len(self._poses) > _PUBLISHED_KEPT:
@@ -400,6 +419,8 @@ class SimBridge(LockstepMixin, RealtimeMixin, TeardownLifecycleNode):
         for t in self._timers:
             t.cancel()
         self.finished = True
+        if self._background is not None:  # the last observation's frames
+            self._background.wait_idle(_FRAMES_IDLE_S)
         self._log_summary()
         self._publish_diagnostics()
         for name, p in self._pubs.items():  # the final feedback and observation must reach the policy
@@ -410,7 +431,9 @@ class SimBridge(LockstepMixin, RealtimeMixin, TeardownLifecycleNode):
             self._summary_logged = True
             self._sync_inbox_counts()
             stale = "" if self.cfg.realtime else f", {self._gate.stale} stale commands"
-            self.get_logger().info(f"summary: {self.stats.summary()}{stale}")
+            bg = self._background
+            frames = f", {bg.rendered} observations' frames rendered, {bg.dropped} dropped" if bg else ""
+            self.get_logger().info(f"summary: {self.stats.summary()}{stale}{frames}")
 
     def _learner_ready(self, what: str) -> bool:
         """``wait_for_learner``: whether the learner has reported yet; while not, say (throttled)
@@ -442,6 +465,11 @@ class SimBridge(LockstepMixin, RealtimeMixin, TeardownLifecycleNode):
             values.update(paced_steps=self._pacer.held, paced_s=self._pacer.held_s)
         if self.cfg.wait_for_learner:
             values.update(waiting_for_learner=not self._pacer.ready)
+        bg = self._background
+        if bg is not None:  # realtime cameras
+            values.update(
+                frames_rendered=bg.rendered, frames_dropped=bg.dropped, frame_errors=bg.callback_errors
+            )
         level, message = DiagnosticStatus.OK, "finished" if self.finished else "stepping"
         if not self._pacer.ready:
             message = "waiting for the learner's first learner_stats before episode 0"

@@ -161,7 +161,8 @@ PARAMETERS: tuple[ParamSpec, ...] = (
         "pixels, lockstep, two or more cameras: render the last camera in a second GL context on a "
         "worker thread while the others render (two 84x84 frames in ~19 ms instead of ~33 on two "
         "cores: more env steps/s; the policy then gets both frames at about the same time, so the "
-        "first one's encoding no longer hides behind the second's render)",
+        "first one's encoding no longer hides behind the second's render). Realtime ignores it: "
+        "there every camera renders in a thread of its own while the physics runs on",
     ),
     ParamSpec(
         "base_frame_id",

@@ -10,6 +10,14 @@ and sim time; at a period's end the observation, the feedback and the episode's 
 ``_injected_delay_s``) take effect (``_take_arrivals``) or, without one, the row of the commands'
 plan due now (``_apply_plan``). The protocol: :mod:`expo_sim.ros.bridge_protocol`.
 
+Cameras (``observation.kind: pixels``, or ``camera.enabled``) render off the physics' thread: a
+period's end publishes the proprioception and captures the state
+(:meth:`~expo_sim.envs.robosuite_env.RobomimicEnv.frames_in_background`); a worker thread renders
+it and publishes each frame with the observation's stamp as soon as it is rendered
+(``_on_background_frame``), while the chunks go on. A state captured while the worker is busy
+waits; a newer one replaces it (``frames_dropped`` in the diagnostics), as a camera that cannot
+keep up skips frames.
+
 A mixin, not a class of its own: every method reads and advances the node's period state (set up
 in ``SimBridge.on_configure`` and ``on_activate``), drives its physics and publishes through its
 lifecycle publishers (``_tick_clock``, ``_publish_obs``, ``_publish_feedback``, ``_end_episode``).
@@ -128,6 +136,21 @@ class RealtimeMixin:
             anchor = self._pose_at(cmd.stamp_ns)
         self._physics.set_action(action, anchor=anchor)
         self._prev_action = self._physics.action
+
+    def _on_background_frame(self, ns: int, camera: str, frame: np.ndarray) -> None:
+        """A frame worker's thread (:class:`~expo_sim.envs.background_frames.BackgroundFrames`,
+        realtime with cameras): ``camera``'s frame of the observation stamped ``ns``, published as
+        soon as it is rendered."""
+        topic = "image_raw" if self.cfg.camera else f"{camera}/image_raw"
+        self._pubs[topic].publish(cv.image_msg(frame, ns, camera, "rgb8"))
+
+    def _on_background_done(self, ns: int) -> None:
+        """Every frame of the observation stamped ``ns`` is out: with pixel cameras the
+        observation is complete, and the round trip (obs -> action) starts here, as in lockstep."""
+        if self.cfg.cameras:
+            with self._published_lock:
+                if ns in self._published:
+                    self._published[ns] = time.monotonic()
 
     def _pose_at(self, stamp_ns: int) -> tuple[np.ndarray, np.ndarray] | None:
         """The ee pose published at ``stamp_ns`` or, for a command stamped between two (the Franka
