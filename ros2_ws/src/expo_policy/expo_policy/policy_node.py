@@ -22,6 +22,7 @@ swaps): docs/policy_node.md.
 from __future__ import annotations
 
 import threading
+from collections import OrderedDict
 from typing import Any
 
 import numpy as np
@@ -82,6 +83,8 @@ COUNTS = (
 _TELEOP_QOS = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
 #: Wall-clock period of the lockstep re-check while an observation waits for its teleop answer.
 _TELEOP_WAIT_POLL_S = 0.05
+#: Observation stamps whose first piece's arrival (node time) is remembered (the skip rule in _store).
+_FIRST_SEEN_KEPT = 64
 _SENSOR_QOS = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
 # observation.best_effort: also hears best-effort publishers (franka_ros2's current_pose)
 _BEST_EFFORT_QOS = QoSProfile(depth=10, reliability=ReliabilityPolicy.BEST_EFFORT)
@@ -259,6 +262,7 @@ class PolicyNode(ActingMixin, StoppingMixin, TeardownLifecycleNode):
         self._awaiting: tuple[int, int] | None = None  # (episode, step) of the last command
         self._awaiting_since = 0.0  # time.monotonic() when it was sent
         self._last_set_ns: int | None = None  # stamp of the newest complete observation set
+        self._first_seen: OrderedDict[int, int] = OrderedDict()  # stamp -> node time of its first piece
         self._pending_set: tuple[int, Pieces] | None = None
         self._done_stamp_ns = -1
         self._teleop_wait: tuple[int, float] | None = None  # (obs stamp, time.monotonic()) waiting
@@ -343,6 +347,10 @@ class PolicyNode(ActingMixin, StoppingMixin, TeardownLifecycleNode):
         self.messages_in += 1
         self._watchdog.mark(name, self._now_ns() * 1e-9)
         ns = cv.stamp_ns(header.stamp)
+        if ns not in self._first_seen:
+            self._first_seen[ns] = self._now_ns()
+            while len(self._first_seen) > _FIRST_SEEN_KEPT:
+                self._first_seen.popitem(last=False)
         pieces = self._inputs.add(name, ns, payload, header.frame_id)
         if pieces is None or not self.active:
             return
@@ -359,10 +367,11 @@ class PolicyNode(ActingMixin, StoppingMixin, TeardownLifecycleNode):
                 self._lockstep_act()
             elif self.cfg.trigger == "observation" and not self._draining:
                 res = self._inputs.build(pieces, now_ns * 1e-9)
-                if res.ok and interval > 0 and now_ns - ns >= interval:
-                    # A whole observation interval old: the next set is already out (behind on a
-                    # loaded machine); deciding on this one would only answer it later still. A bad
-                    # observation is never skipped: it must end in a hold with its reason.
+                if res.ok and interval > 0 and self._first_seen.get(ns, now_ns) - ns >= interval:
+                    # Its first piece came a whole observation interval late: the next set was out
+                    # by then (behind on a loaded machine); deciding on this one would only answer
+                    # it later still. The time its frames take to follow (camera latency) does not
+                    # count. A bad observation is never skipped: it must end in a hold with its reason.
                     self.counts["observation_sets_skipped"] += 1
                     return
                 self._control_step(pieces, ns)

@@ -163,6 +163,31 @@ def test_real_time_decides_once_per_synchronized_observation_and_the_timer_only_
     assert d["mode"] == "observation" and int(float(d["obs_age_count"])) >= 4
 
 
+def test_real_time_skips_a_set_that_came_late_not_one_whose_pieces_lagged(harness) -> None:
+    """The skip rule (a set whose first piece came a whole observation interval after its stamp:
+    the next one was out, the node is behind) looks at when the set's first piece arrived, not at
+    when its last one did: pieces that follow the first late (camera frames, which render after
+    the proprioception and carry its stamp) are camera latency, and the set is still the newest."""
+    h = harness(**{"observation.max_age_s": 30.0})
+    h.start()
+    s0 = h.publish_obs()
+    h.wait_command(lambda c: c.stamp_ns == s0, "the answer to the first observation")
+    # The last piece lags its set by more than the interval since the previous set: decided on.
+    s1 = h.publish_obs(pieces=("joint_states", "ee_pose"))
+    h.spin_for(1.5 * (s1 - s0) * 1e-9 + 0.1)  # the old rule (now - stamp >= interval) skipped it
+    assert h.now_ns() - s1 > s1 - s0
+    h.publish_obs(ns=s1, pieces=("object_poses",))
+    h.wait_command(lambda c: c.stamp_ns == s1, "the answer to the set whose last piece lagged")
+    assert h.node.counts["observation_sets_skipped"] == 0
+    # A set whose every piece comes an interval after its stamp: skipped, counted.
+    s2 = s1 + (h.now_ns() - s1) // 4  # its first piece comes 3/4 of the time since s1 late
+    h.publish_obs(ns=s2)
+    h.spin_until(lambda: h.node.counts["observation_sets_skipped"] == 1, "the late set skipped")
+    s3 = h.publish_obs()  # the newest one again: decided on
+    h.wait_command(lambda c: c.stamp_ns == s3, "the answer to a fresh observation")
+    assert not any(c.stamp_ns == s2 for c in h.commands())
+
+
 def test_a_backend_plan_goes_out_capped_and_safety_filtered_holds_carry_none(harness) -> None:
     """A backend that returns a plan (action chunks): the command carries plan.max_steps rows,
     each filtered as the continuation of the action, spaced one control period; a hold none."""
