@@ -12,6 +12,8 @@ out object_poses    geometry_msgs/PoseArray          10     task objects, ground
 out image_raw       sensor_msgs/Image (optional)     5      rgb8 camera image (camera.enabled)
 out <camera>/       sensor_msgs/Image (pixels)       5      observation.kind pixels: one rgb8
     image_raw                                               frame per camera per observation
+                                                            (realtime: from a render thread,
+                                                            after the proprioception)
 out ee_pose_base    geometry_msgs/PoseStamped        10     pixels: end effector in the robot
                     (pixels)                                base frame (base_frame_id)
 out env_feedback    expo_interfaces/EnvFeedback      50     one per command: reward, done, ...
@@ -19,7 +21,9 @@ out /clock          rosgraph_msgs/Clock              10     sim time (absolute t
 out diagnostics     diagnostic_msgs/DiagnosticArray  10     episodes, success, steps/s, obs ->
                                                             action round trip and action age
                                                             p50/p99, holds/superseded/dropped
-                                                            (also per episode: last_episode_*)
+                                                            (also per episode: last_episode_*);
+                                                            realtime cameras: frames_rendered,
+                                                            frames_dropped, frame_errors
 in  action          expo_interfaces/ActionCommand    10     the policy's commands
 in  learner_stats   expo_interfaces/LearnerStats     10     lockstep pacing (learner_pacing_backlog)
 ==================  ===============================  =====  ====================================
