@@ -13,7 +13,7 @@ policy node's loop is the same for both kinds. Pieces (the names double as watch
   :class:`~expo_policy.camera_frames.CameraFrame`.
 
 Synchronization (:class:`FreshSetSync`, approximate time): a set is emitted as soon as every name
-has received a new piece since the last set. Its pivot is the oldest of the names' newest stamps
+has a piece newer than the one the last set used from it. Its pivot is the oldest of the names' newest stamps
 (the latest moment every input has reached), and each name contributes its recent piece closest
 to the pivot. With the sim bridge, which stamps every piece of a step alike, that is exactly the
 step's set, once. With free-running cameras it is one set per frame of the slowest camera, each
@@ -68,8 +68,8 @@ class FreshSetSync:
     """Approximate-time sets: once every name has a new piece, each name's recent piece closest to
     the pivot (the oldest of the names' newest stamps); ``history`` pieces kept per name.
 
-    Counters (diagnostics): ``dropped`` pieces replaced by a newer one of the same name before any
-    set was emitted (a faster stream, or a slow consumer); ``late`` pieces whose stamp was not
+    Counters (diagnostics): ``dropped`` pieces no set used, older than the one a set took (a faster
+    stream, or a slow consumer); ``late`` pieces whose stamp was not
     newer than the previous piece of the same name (a frozen or restarted stream).
     """
 
@@ -82,6 +82,7 @@ class FreshSetSync:
         self._recent: dict[str, deque[tuple[int, Any]]] = {n: deque(maxlen=history) for n in self.names}
         self._stamps: dict[str, int] = {}
         self._fresh: set[str] = set()
+        self._used: dict[str, int] = {}  # name -> stamp of the piece the last set used
         self._last: int | None = None
         self.late = 0
         self.dropped = 0
@@ -100,8 +101,6 @@ class FreshSetSync:
         if prev is not None and stamp_ns <= prev:
             self.late += 1
         self._stamps[name] = max(int(stamp_ns), prev if prev is not None else int(stamp_ns))
-        if name in self._fresh:
-            self.dropped += 1
         self._recent[name].append((int(stamp_ns), payload))
         self._fresh.add(name)
         if len(self._fresh) < len(self.names):
@@ -112,7 +111,15 @@ class FreshSetSync:
         out = {}
         for n, recent in self._recent.items():  # closest to the pivot; on a tie the later arrival
             best = min(range(len(recent)), key=lambda i, r=recent: (abs(r[i][0] - pivot), -i))
-            out[n] = recent[best][1]
+            out[n], chosen = recent[best][1], recent[best][0]
+            used = self._used.get(n)  # pieces between the last set's and this one's: never used
+            self.dropped += sum(1 for st, _ in recent if st < chosen and (used is None or st > used))
+            self._used[n] = chosen
+            if recent[-1][0] > recent[best][0]:
+                # A newer piece than the one used (the next step's proprioception, arrived before
+                # this step's frames): still new for the next set, which must not wait for yet
+                # another one (that would decide every step a period late from then on).
+                self._fresh.add(n)
         return out
 
     def reset(self) -> None:
@@ -121,6 +128,7 @@ class FreshSetSync:
             recent.clear()
         self._stamps.clear()
         self._fresh.clear()
+        self._used.clear()
         self._last = None
 
 

@@ -146,6 +146,23 @@ def test_fresh_set_sync_takes_the_newest_and_counts_superseded_pieces() -> None:
         sync.add("c", 4, None)
 
 
+def test_fresh_set_sync_keeps_a_newer_unused_piece_for_the_next_set() -> None:
+    """Frames that come after the next step's proprioception (the sim bridge's real time: frames
+    render ~50 ms after their stamp): the set of step 0 uses the proprio of step 0; the proprio
+    of step 1, already there, stays new, so step 1's frame completes step 1's set at once instead
+    of waiting for step 2's proprio (which would decide every step a period late from then on)."""
+    sync = FreshSetSync(("proprio", "cam"))
+    assert sync.add("proprio", 0, "p0") is None
+    assert sync.add("proprio", 50, "p1") is None
+    assert sync.add("cam", 0, "c0") == {"proprio": "p0", "cam": "c0"}
+    assert sync.add("cam", 50, "c1") == {"proprio": "p1", "cam": "c1"}, "step 1 decided on its frame"
+    assert sync.add("proprio", 100, "p2") is None and sync.add("cam", 100, "c2") == {
+        "proprio": "p2",
+        "cam": "c2",
+    }
+    assert sync.dropped == 0
+
+
 # --- building ------------------------------------------------------------------------------------
 def test_good_set_builds_the_packed_observation_in_spec_order() -> None:
     inp = make_inputs()
@@ -288,7 +305,12 @@ def test_backed_up_queues_still_pair_pieces_of_one_moment() -> None:
     pieces = inp.add(EE_POSE_BASE, ticks[0], (POS, QUAT), "robot0_base")
     assert pieces is not None and {p[0] for p in pieces.values()} == {ticks[0]}
     assert inp.build(pieces, ticks[-1] / S).ok
-    assert inp.sync.dropped == 2 * 3  # each camera: ticks 1-3 replaced before the set
+    assert inp.sync.dropped == 0  # the newer frames are still to be used
+    # The proprio catches up to tick 4: that set takes each camera's tick 4; ticks 2-3 went unused.
+    inp.add(JOINT_STATES, ticks[-1], (ARM + FINGERS, JOINTS))
+    pieces = inp.add(EE_POSE_BASE, ticks[-1], (POS, QUAT), "robot0_base")
+    assert pieces is not None and {p[0] for p in pieces.values()} == {ticks[-1]}
+    assert inp.sync.dropped == 2 * 2
 
 
 def test_constant_camera_latency_is_matched_not_skewed() -> None:
