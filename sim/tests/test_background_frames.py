@@ -47,11 +47,26 @@ class Collector:
 @pytest.mark.parametrize("parallel", [False, True], ids=["one-thread", "thread-per-camera"])
 def test_frames_are_the_captured_states_while_the_env_steps_on(live_env, parallel: bool) -> None:
     """Each capture's frames are those the live env's step returned for that state, though the
-    background env has already stepped again while they rendered; across an episode's reset."""
+    background env stepped on before they rendered: a held capture keeps the workers busy, the
+    state is captured behind it, the env steps, and only then are the workers let go. Across an
+    episode's reset."""
     got = Collector()
+    gate, holding = threading.Event(), threading.Event()
+
+    def on_frame(tag: object, cam: str, frame: np.ndarray) -> None:
+        if tag == "hold":
+            holding.set()
+            assert gate.wait(30.0)
+            return
+        got.on_frame(tag, cam, frame)
+
+    def on_done(tag: object) -> None:
+        if tag != "hold":
+            got.on_done(tag)
+
     env = make_env("lift", obs="pixels", camera_size=SIZE)
     try:
-        frames = env.frames_in_background(got.on_frame, got.on_done, parallel=parallel)
+        frames = env.frames_in_background(on_frame, on_done, parallel=parallel)
         assert env.frames_deferred
         rng = np.random.default_rng(11)
         expected: dict[tuple[object, str], np.ndarray] = {}
@@ -59,15 +74,21 @@ def test_frames_are_the_captured_states_while_the_env_steps_on(live_env, paralle
             live, _ = live_env.reset(seed=seed)
             obs, _ = env.reset(seed=seed)
             assert set(obs) == {"low_dim"}, "the step renders nothing itself"
-            for t in range(5):
-                frames.capture((seed, t))
+            for t in range(4):
+                gate.clear()
+                holding.clear()
+                frames.capture("hold")
+                assert holding.wait(30.0)
+                frames.capture((seed, t))  # waits behind the held render
                 expected.update({((seed, t), c): live[f"{c}_image"] for c in CAMS})
                 a = rng.uniform(-1, 1, 7)
+                env.step(a)  # the physics moves on before the capture renders
                 live, *_ = live_env.step(a)
-                env.step(a)  # physics moves on while the capture renders
+                assert (seed, t) not in got.done
+                gate.set()
                 assert frames.wait_idle(30.0)
-        assert frames.dropped == 0 and frames.captured == frames.rendered == 10
-        assert set(got.frames) == set(expected) and len(got.done) == 10
+        assert frames.dropped == 0 and frames.captured == frames.rendered == 16
+        assert set(got.frames) == set(expected) and len(got.done) == 8
         for key, frame in expected.items():
             np.testing.assert_array_equal(got.frames[key], frame, err_msg=str(key))
             assert got.frames[key].dtype == np.uint8 and got.frames[key].flags.c_contiguous
@@ -78,6 +99,7 @@ def test_frames_are_the_captured_states_while_the_env_steps_on(live_env, paralle
         with pytest.raises(ValueError, match="frames_in_background"):
             env.load_model(env.model_xml)
     finally:
+        gate.set()
         env.close()
     with pytest.raises(RuntimeError, match="closed"):
         frames.capture("late")
@@ -114,7 +136,8 @@ def test_substep_periods_render_as_env_step(live_env) -> None:
 
 def test_a_waiting_capture_is_replaced_by_a_newer_one() -> None:
     """While the worker renders capture 1, captures 2 and 3 arrive: 2 waits, 3 replaces it (one
-    drop); 1 and 3 are rendered, in that order. A failing callback is counted, not fatal."""
+    drop); 1 and 3 are rendered, in that order. A failing callback is counted, not fatal, and
+    its capture gets no on_done."""
     release = threading.Event()
     started = threading.Event()
     got = Collector()
@@ -138,7 +161,8 @@ def test_a_waiting_capture_is_replaced_by_a_newer_one() -> None:
         assert frames.dropped == 1 and not frames.wait_idle(0.05)
         release.set()
         assert frames.wait_idle(30.0)
-        assert got.done == [1, 3] and frames.rendered == 2 and frames.captured == 3
+        # 3's first frame was not handed over: no on_done for it
+        assert got.done == [1] and frames.rendered == 2 and frames.captured == 3
         assert (3, CAMS[1]) in got.frames and (3, CAMS[0]) not in got.frames
         assert frames.callback_errors == 1 and "publisher gone" in str(frames.last_error)
     finally:
@@ -160,3 +184,30 @@ def test_bad_cameras_are_refused(live_env) -> None:
             state_env.frames_in_background(lambda *a: None)
     finally:
         state_env.close()
+
+
+def test_a_render_failure_stops_the_workers_and_capture_says_so(monkeypatch) -> None:
+    """A GL error in a worker: the workers stop, the waiting capture is dropped, and the next
+    capture raises with the cause (the caller logs it) instead of queueing in silence."""
+    import expo_sim.envs.background_frames as bf
+
+    real = bf.render_upright
+
+    def flaky(ctx, camera, side):
+        if camera == CAMS[1]:
+            raise RuntimeError("EGL context lost")
+        return real(ctx, camera, side)
+
+    monkeypatch.setattr(bf, "render_upright", flaky)
+    got = Collector()
+    env = make_env("lift", obs="pixels", camera_size=SIZE)
+    try:
+        frames = env.frames_in_background(got.on_frame, got.on_done, parallel=True)
+        env.reset(seed=2)
+        frames.capture(1)
+        assert frames.wait_idle(30.0)
+        assert got.done == [] and frames.rendered == 0
+        with pytest.raises(RuntimeError, match="rendering failed: EGL context lost"):
+            frames.capture(2)
+    finally:
+        env.close()

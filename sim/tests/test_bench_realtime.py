@@ -22,7 +22,7 @@ def _row(**over: object) -> dict:
         "action_age_count": 582.0,
         "dropped_late": 17.0,
         "bridge_holds": 34.0,
-        "frames_dropped": 4.0,
+        "frame_sets_dropped": 4.0,
     }
     return r | over
 
@@ -36,7 +36,7 @@ def test_table_rows() -> None:
         "| 582 | 17 | 34 | 4 | 1.12 -> 1.60 |"
     )
     # a state row: no frames (NaN from the diagnostics), no load average recorded
-    state = markdown_table([_row(preset="published", frames_dropped=math.nan)]).splitlines()[-1]
+    state = markdown_table([_row(preset="published", frame_sets_dropped=math.nan)]).splitlines()[-1]
     assert state.endswith("| 34 | - | - |")
 
 

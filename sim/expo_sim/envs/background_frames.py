@@ -71,7 +71,7 @@ class BackgroundFrames:
     """Frames of ``cameras`` (``side`` x ``side``, upright rgb ``(H, W, 3)`` uint8) of the states
     of robosuite MjSim ``sim`` captured with :meth:`capture`, rendered in worker threads and given
     to ``on_frame(tag, camera, frame)`` there as each is rendered; ``on_done(tag)`` follows the
-    capture's last frame.
+    capture's last frame (not when an ``on_frame`` of the capture raised).
 
     ``parallel``: one worker thread (and GL context) per camera, all rendering the same captured
     state at once (lower latency where cores are free); otherwise one thread renders the cameras
@@ -108,6 +108,7 @@ class BackgroundFrames:
         self._remaining = 0  # workers still rendering the job
         self._waiting: tuple[int, Hashable] | None = None  # (copy index, tag) captured, not started
         self._jobs = 0
+        self._job_ok = True
         self._closed = False
         self.captured = self.rendered = self.dropped = self.callback_errors = 0
         self.last_error: BaseException | None = None  # the first error of a callback
@@ -168,6 +169,7 @@ class BackgroundFrames:
     def _start(self, index: int, tag: Hashable) -> None:  # with self._cv held
         self._jobs += 1
         self._job, self._remaining = (self._jobs, index, tag), len(self._threads)
+        self._job_ok = True  # no on_frame of the job raised: on_done follows its last frame
         self._cv.notify_all()
 
     def _run(self, cameras: tuple[str, ...], started: threading.Event, errors: list) -> None:
@@ -192,9 +194,11 @@ class BackgroundFrames:
                 ctx.data._data = self._copies[index]
                 try:
                     for cam in cameras:
-                        self._call(self._on_frame, tag, cam, render_upright(ctx, cam, self.side))
-                except Exception as e:  # noqa: BLE001 (a GL failure: capture() raises it from now on)
+                        if not self._call(self._on_frame, tag, cam, render_upright(ctx, cam, self.side)):
+                            self._job_ok = False
+                except BaseException as e:  # noqa: BLE001 (a GL failure: capture() raises it from now on)
                     with self._cv:
+                        self.dropped += self._waiting is not None
                         self._failed, self._closed, self._waiting = e, True, None
                 self._finished(tag)
         finally:
@@ -207,7 +211,7 @@ class BackgroundFrames:
             self._remaining -= 1
             if self._remaining:
                 return
-        if self._on_done is not None and self._failed is None:
+        if self._on_done is not None and self._failed is None and self._job_ok:
             self._call(self._on_done, tag)
         with self._cv:
             self.rendered += self._failed is None
@@ -217,10 +221,13 @@ class BackgroundFrames:
                 self._waiting = None
             self._cv.notify_all()
 
-    def _call(self, fn: Callable[..., None], *args: Any) -> None:
+    def _call(self, fn: Callable[..., None], *args: Any) -> bool:
+        """``fn(*args)``; False (counted, the first error kept) if it raised."""
         try:
             fn(*args)
         except Exception as e:  # noqa: BLE001 (the caller's callback: counted, rendering goes on)
             with self._cv:
                 self.callback_errors += 1
                 self.last_error = self.last_error or e
+            return False
+        return True

@@ -36,6 +36,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from expo_sim.ros.bench_ros import load_cell, random_policy
+
 PAIRS = (  # (column, p50 key, p99 key)
     ("obs age", "obs_age_p50_ms", "obs_age_p99_ms"),
     ("obs -> action", "obs_to_action_p50_ms", "obs_to_action_p99_ms"),
@@ -53,7 +55,6 @@ def bench_row(
     horizon: int = 200,
     domain_id: int | None = None,
 ) -> dict[str, Any]:
-    from expo_sim.ros.bench_ros import random_policy
     from expo_sim.session.run import SessionConfig, run_session
 
     ckpt = random_policy(preset, task, tmp, pixels=pixels)
@@ -94,9 +95,10 @@ def markdown_table(rows: Sequence[dict[str, Any]]) -> str:
         cells = [r["preset"]]
         cells += [_int(r, "env_steps"), f"{r['env_steps_per_s']:.1f}", _int(r, "bridge_overruns")]
         cells += [_pair(r, a, b) for _, a, b in PAIRS]
-        cells += [_int(r, k) for k in ("action_age_count", "dropped_late", "bridge_holds", "frames_dropped")]
-        before, after = r.get("loadavg_before"), r.get("loadavg_after")
-        cells.append(f"{before[0]:.2f} -> {after[0]:.2f}" if before and after else "-")
+        cells += [
+            _int(r, k) for k in ("action_age_count", "dropped_late", "bridge_holds", "frame_sets_dropped")
+        ]
+        cells.append(load_cell(r))
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 

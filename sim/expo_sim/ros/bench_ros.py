@@ -159,7 +159,8 @@ def goal_lines(rows: Sequence[dict[str, Any]]) -> list[str]:
     ]
 
 
-def _load_cell(row: dict[str, Any]) -> str:
+def load_cell(row: dict[str, Any]) -> str:
+    """The table cell of a row's 1-minute load average, before -> after its session."""
     before, after = row.get("loadavg_before"), row.get("loadavg_after")
     if before is None or after is None:
         return "-"
@@ -174,7 +175,7 @@ def markdown_table(rows: Sequence[dict[str, Any]]) -> str:
         cells = [r["preset"], f"{int(r['obs_to_action_count'])}"]
         cells += [f"{r[a]:.2f} / {r[b]:.2f}" for _, a, b in COLUMNS]
         cells += [f"{r['ros_overhead_p50_ms']:.2f} / {r['ros_overhead_p99_ms']:.2f}"]
-        cells += [f"{r['env_steps_per_s']:.1f}", _load_cell(r)]
+        cells += [f"{r['env_steps_per_s']:.1f}", load_cell(r)]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 

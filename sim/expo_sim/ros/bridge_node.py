@@ -22,8 +22,9 @@ out diagnostics     diagnostic_msgs/DiagnosticArray  10     episodes, success, s
                                                             action round trip and action age
                                                             p50/p99, holds/superseded/dropped
                                                             (also per episode: last_episode_*);
-                                                            realtime cameras: frames_rendered,
-                                                            frames_dropped, frame_errors
+                                                            realtime cameras: frame_sets_rendered
+                                                            / _dropped (observations), frame_errors,
+                                                            frames_failed
 in  action          expo_interfaces/ActionCommand    10     the policy's commands
 in  learner_stats   expo_interfaces/LearnerStats     10     lockstep pacing (learner_pacing_backlog)
 ==================  ===============================  =====  ====================================
@@ -134,9 +135,13 @@ class SimBridge(LockstepMixin, RealtimeMixin, TeardownLifecycleNode):
                 env.defer_frames(parallel=cfg.render_parallel)
             elif cfg.rendered_cameras:  # realtime: physics runs on while the cameras render,
                 # each in a thread of its own, as real cameras stream on their own
-                background = env.frames_in_background(
-                    self._on_background_frame, self._on_background_done, parallel=True
-                )
+                try:
+                    background = env.frames_in_background(
+                        self._on_background_frame, self._on_background_done, parallel=True
+                    )
+                except RuntimeError as e:  # no render context for a worker
+                    env.close()
+                    raise ValueError(f"cameras {list(cfg.rendered_cameras)}: {e}") from e
             try:
                 physics = SubstepPhysics(env, cfg.substeps)
             except ValueError as e:
@@ -146,6 +151,7 @@ class SimBridge(LockstepMixin, RealtimeMixin, TeardownLifecycleNode):
             log.error(f"configure failed: {e}")
             return FAILURE
         self.cfg, self.env, self._physics, self._background = cfg, env, physics, background
+        self._frames_failed = False  # realtime cameras: the render threads failed (_capture_frames)
         self._rng = np.random.default_rng([cfg.seed, 19])  # injected jitter
         # Episodes (env resets; seed + index) and sim time run on across re-activations.
         self._episode = 0  # the bridge's own count; feedback echoes the commands' indices
@@ -167,6 +173,10 @@ class SimBridge(LockstepMixin, RealtimeMixin, TeardownLifecycleNode):
                 mode += f", stalls of {cfg.stall_ms:g} ms with probability {cfg.stall_probability:g}"
             if cfg.plan.mode != "off":
                 mode += f", plan_mode {cfg.plan.mode} (rows up to {cfg.plan.max_age_ms:g} ms old)"
+            if cfg.rendered_cameras:
+                mode += ", each camera rendered in a thread of its own"
+                if cfg.render_parallel:
+                    mode += " (observation.render_parallel applies to lockstep only)"
         else:
             mode = f"lockstep (timeout {cfg.action_timeout_s:g} s)"
         episodes = cfg.num_episodes or "unlimited"
@@ -346,12 +356,14 @@ class SimBridge(LockstepMixin, RealtimeMixin, TeardownLifecycleNode):
         self._pubs["object_poses"].publish(msgs.object_poses)
         if msgs.image is not None:
             self._pubs["image_raw"].publish(msgs.image)
-        if self._background is not None:  # realtime: rendered and published by the frame worker
-            self._background.capture(ns)
-        elif self.env.frames_deferred:
-            self._publish_deferred_frames(ns)
         if self._episode_first_ns is None:
             self._episode_first_ns = ns
+        if self._background is not None:  # realtime: the render threads publish the frames
+            self._note_published(ns)  # before the capture: its last frame may go out at once
+            self._capture_frames(ns)
+            return
+        if self.env.frames_deferred:
+            self._publish_deferred_frames(ns)
         self._note_published(ns)
 
     def _publish_deferred_frames(self, ns: int) -> None:
@@ -359,12 +371,16 @@ class SimBridge(LockstepMixin, RealtimeMixin, TeardownLifecycleNode):
         soon as it is rendered; a state published again (a hold, a timeout) sends them as
         rendered then. The config never has both: ``camera.*`` (the monitoring ``image_raw``) or
         the pixel cameras (each on ``<camera>/image_raw``)."""
-        c = self.cfg
-        topics = {c.camera: "image_raw"} if c.camera else {cam: f"{cam}/image_raw" for cam in c.cameras}
-        rendered = list(self._frames.items()) if self._frames else self.env.render_frames(tuple(topics))
+        cams = self.cfg.rendered_cameras
+        rendered = list(self._frames.items()) if self._frames else self.env.render_frames(cams)
         for cam, frame in rendered:
             self._frames[cam] = frame
-            self._pubs[topics[cam]].publish(cv.image_msg(frame, ns, cam, "rgb8"))
+            self._pubs[self._frame_topic(cam)].publish(cv.image_msg(frame, ns, cam, "rgb8"))
+
+    def _frame_topic(self, camera: str) -> str:
+        """The publisher key of ``camera``'s frames: ``image_raw`` for the monitoring camera
+        (``camera.*``), ``<camera>/image_raw`` for a pixel camera (the config never has both)."""
+        return "image_raw" if self.cfg.camera else f"{camera}/image_raw"
 
     def _note_published(self, ns: int) -> None:
         """Remember when (wall) the observation stamped ``ns`` went out: the round trip's start."""
@@ -437,6 +453,8 @@ class SimBridge(LockstepMixin, RealtimeMixin, TeardownLifecycleNode):
             stale = "" if self.cfg.realtime else f", {self._gate.stale} stale commands"
             bg = self._background
             frames = f", {bg.rendered} observations' frames rendered, {bg.dropped} dropped" if bg else ""
+            if bg is not None and bg.callback_errors:
+                frames += f", {bg.callback_errors} frames not published (first: {bg.last_error!r})"
             self.get_logger().info(f"summary: {self.stats.summary()}{stale}{frames}")
 
     def _learner_ready(self, what: str) -> bool:
@@ -472,7 +490,10 @@ class SimBridge(LockstepMixin, RealtimeMixin, TeardownLifecycleNode):
         bg = self._background
         if bg is not None:  # realtime cameras
             values.update(
-                frames_rendered=bg.rendered, frames_dropped=bg.dropped, frame_errors=bg.callback_errors
+                frame_sets_rendered=bg.rendered,
+                frame_sets_dropped=bg.dropped,
+                frame_errors=bg.callback_errors,
+                frames_failed=self._frames_failed,
             )
         level, message = DiagnosticStatus.OK, "finished" if self.finished else "stepping"
         if not self._pacer.ready:

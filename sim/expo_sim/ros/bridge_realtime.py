@@ -15,7 +15,7 @@ period's end publishes the proprioception and captures the state
 (:meth:`~expo_sim.envs.robosuite_env.RobomimicEnv.frames_in_background`); a worker thread renders
 it and publishes each frame with the observation's stamp as soon as it is rendered
 (``_on_background_frame``), while the chunks go on. A state captured while the worker is busy
-waits; a newer one replaces it (``frames_dropped`` in the diagnostics), as a camera that cannot
+waits; a newer one replaces it (``frame_sets_dropped`` in the diagnostics), as a camera that cannot
 keep up skips frames.
 
 A mixin, not a class of its own: every method reads and advances the node's period state (set up
@@ -141,8 +141,19 @@ class RealtimeMixin:
         """A frame worker's thread (:class:`~expo_sim.envs.background_frames.BackgroundFrames`,
         realtime with cameras): ``camera``'s frame of the observation stamped ``ns``, published as
         soon as it is rendered."""
-        topic = "image_raw" if self.cfg.camera else f"{camera}/image_raw"
-        self._pubs[topic].publish(cv.image_msg(frame, ns, camera, "rgb8"))
+        self._pubs[self._frame_topic(camera)].publish(cv.image_msg(frame, ns, camera, "rgb8"))
+
+    def _capture_frames(self, ns: int) -> None:
+        """Hand the state just published (stamped ``ns``) to the render threads. If they have
+        failed (a GL error), say so once and go on without frames: a pixel policy then holds,
+        saying a camera is missing."""
+        if self._frames_failed:
+            return
+        try:
+            self._background.capture(ns)
+        except RuntimeError as e:
+            self._frames_failed = True
+            self.get_logger().error(f"camera frames stopped: {e}; the physics goes on without them")
 
     def _on_background_done(self, ns: int) -> None:
         """Every frame of the observation stamped ``ns`` is out: with pixel cameras the

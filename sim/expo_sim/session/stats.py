@@ -20,7 +20,7 @@ Timing figures in :meth:`SessionStats.summary` (NaN where nothing was measured):
 ``adapter_plan_rows_dropped`` (Franka adapter), ``holds`` (policy holds that
 reached the sim), ``bridge_holds`` (periods without a new command nor a plan row),
 ``plan_periods`` (periods without a new command filled from a plan, ``plan_mode``),
-``frames_rendered`` / ``frames_dropped`` (realtime cameras: observations whose frames went out,
+``frame_sets_rendered`` / ``frame_sets_dropped`` (realtime cameras: observations whose frames went out,
 and captures a newer one replaced before they were rendered),
 ``plan_rows_dropped`` (plan rows too old), ``stalled`` (commands given the injected stall),
 ``superseded``, ``dropped``
@@ -249,8 +249,8 @@ class SessionStats:
             "plan_periods": _float(self.bridge, "plan_periods"),
             "plan_rows_dropped": _float(self.bridge, "plan_rows_dropped"),
             "stalled": _float(self.bridge, "stalled"),
-            "frames_rendered": _float(self.bridge, "frames_rendered"),
-            "frames_dropped": _float(self.bridge, "frames_dropped"),
+            "frame_sets_rendered": _float(self.bridge, "frame_sets_rendered"),
+            "frame_sets_dropped": _float(self.bridge, "frame_sets_dropped"),
         }
         if self.adapter:
             out.update(

@@ -83,8 +83,9 @@ COUNTS = (
 _TELEOP_QOS = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
 #: Wall-clock period of the lockstep re-check while an observation waits for its teleop answer.
 _TELEOP_WAIT_POLL_S = 0.05
-#: Observation stamps whose first piece's arrival (node time) is remembered (the skip rule in _store).
-_FIRST_SEEN_KEPT = 64
+#: Observation stamps whose first piece's arrival (node time) is remembered (the skip rule in
+#: _store): every stamp of every input counts, so with a 1 kHz joint state this is ~4 s.
+_FIRST_SEEN_KEPT = 4096
 _SENSOR_QOS = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
 # observation.best_effort: also hears best-effort publishers (franka_ros2's current_pose)
 _BEST_EFFORT_QOS = QoSProfile(depth=10, reliability=ReliabilityPolicy.BEST_EFFORT)

@@ -172,6 +172,7 @@ def test_real_time_skips_a_set_that_came_late_not_one_whose_pieces_lagged(harnes
     h.start()
     s0 = h.publish_obs()
     h.wait_command(lambda c: c.stamp_ns == s0, "the answer to the first observation")
+    h.spin_for(0.2)  # an interval well above the time the node takes to see a piece
     # The last piece lags its set by more than the interval since the previous set: decided on.
     s1 = h.publish_obs(pieces=("joint_states", "ee_pose"))
     h.spin_for(1.5 * (s1 - s0) * 1e-9 + 0.1)  # the old rule (now - stamp >= interval) skipped it
