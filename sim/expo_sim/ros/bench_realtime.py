@@ -13,7 +13,7 @@ bridge on wall time + policy node, separate processes, Fast DDS on loopback) run
 - action age: sim time from a command's observation to the chunk where it takes effect;
 - commands applied, and dropped as late (older than ``max_action_age_ms`` when due); periods
   without a new command (bridge holds);
-- frames dropped: captured states a newer one replaced before they were rendered (cameras).
+- frame sets dropped: captured states a newer one replaced before they were rendered (cameras).
 
 Each row records the load average before and after its session. Rows are measured one after
 another: compare rows of one run.
@@ -36,46 +36,13 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from expo_sim.ros.bench_ros import load_cell, random_policy
+from expo_sim.ros.bench_ros import load_cell, random_policy_session
 
 PAIRS = (  # (column, p50 key, p99 key)
     ("obs age", "obs_age_p50_ms", "obs_age_p99_ms"),
     ("obs -> action", "obs_to_action_p50_ms", "obs_to_action_p99_ms"),
     ("action age", "action_age_p50_ms", "action_age_p99_ms"),
 )
-
-
-def bench_row(
-    preset: str,
-    steps: int,
-    tmp: Path,
-    pixels: str | None,
-    backend: str,
-    task: str = "lift",
-    horizon: int = 200,
-    domain_id: int | None = None,
-) -> dict[str, Any]:
-    from expo_sim.session.run import SessionConfig, run_session
-
-    ckpt = random_policy(preset, task, tmp, pixels=pixels)
-    cfg = SessionConfig(
-        obs="pixels" if pixels else "state",
-        task=task,
-        episodes=math.ceil(steps / horizon) + 1,  # a success ends an episode early: one to spare
-        checkpoint=ckpt,
-        horizon=horizon,
-        realtime=True,
-        domain_id=domain_id,
-        out=tmp / "sessions",
-        backend=backend,
-    )
-    row = run_session(cfg, progress=False)
-    row.update(
-        preset=preset if pixels is None else f"{preset}+pixels-{pixels}",
-        pixels_encoder=pixels,
-        backend=backend,
-    )
-    return row
 
 
 def _pair(row: dict[str, Any], a: str, b: str) -> str:
@@ -89,7 +56,7 @@ def _int(row: dict[str, Any], key: str) -> str:
 
 def markdown_table(rows: Sequence[dict[str, Any]]) -> str:
     head = ["policy", "env steps", "env steps/s", "overruns"] + [f"{n} p50 / p99 [ms]" for n, _, _ in PAIRS]
-    head += ["applied", "dropped late", "bridge holds", "frames dropped", "load (1 min) before -> after"]
+    head += ["applied", "dropped late", "bridge holds", "frame sets dropped", "load (1 min) before -> after"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
         cells = [r["preset"]]
@@ -139,13 +106,16 @@ def main(argv: Sequence[str] | None = None) -> int:
                 f"== {name}: realtime session of >= {args.steps} env steps (load average {load[0]:.2f})",
                 flush=True,
             )
-            row = bench_row(
+            row = random_policy_session(
                 preset,
                 args.steps,
                 Path(tmp),
                 enc,
                 args.backend,
+                realtime=True,
+                horizon=200,
                 domain_id=args.domain_id,
+                progress=False,
             )
             row["loadavg_before"], row["loadavg_after"] = load, os.getloadavg()
             if row["error"] or row["env_steps"] < args.steps:

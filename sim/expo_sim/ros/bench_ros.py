@@ -88,6 +88,46 @@ def random_policy(preset: str, task: str, out_dir: Path, seed: int = 0, pixels: 
 GOAL_MARGIN_MS = 2.0
 
 
+def random_policy_session(
+    preset: str,
+    steps: int,
+    tmp: Path,
+    pixels: str | None = None,
+    backend: str = "auto",
+    realtime: bool = False,
+    task: str = "lift",
+    horizon: int = 400,
+    domain_id: int | None = None,
+    graph_overrides: dict[str, dict[str, Any]] | None = None,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """One session of the sim graph with :func:`random_policy`'s agent (``pixels``: a pixel
+    agent deciding from the cameras) until at least ``steps`` env steps are done; the session's
+    summary plus the row's ``preset`` name, ``pixels_encoder`` and ``backend``. Shared by this
+    bench (lockstep) and :mod:`expo_sim.ros.bench_realtime`."""
+    from expo_sim.session.run import SessionConfig, run_session
+
+    cfg = SessionConfig(
+        obs="pixels" if pixels else "state",
+        task=task,
+        episodes=math.ceil(steps / horizon) + 1,  # a success ends an episode early: one to spare
+        checkpoint=random_policy(preset, task, tmp, pixels=pixels),
+        horizon=horizon,
+        realtime=realtime,
+        domain_id=domain_id,
+        out=tmp / "sessions",
+        backend=backend,
+        graph_overrides=graph_overrides or {},
+    )
+    row = run_session(cfg, progress=progress)
+    row.update(
+        preset=preset if pixels is None else f"{preset}+pixels-{pixels}",
+        pixels_encoder=pixels,
+        backend=backend,
+    )
+    return row
+
+
 def bench_preset(
     preset: str,
     steps: int,
@@ -100,25 +140,18 @@ def bench_preset(
     pixels: str | None = None,
     render_parallel: bool = False,
 ) -> dict:
-    from expo_sim.session.run import SessionConfig, run_session
-
-    ckpt = random_policy(preset, task, tmp, pixels=pixels)
     render_parallel = render_parallel and pixels is not None  # a state row renders nothing
-    cfg = SessionConfig(
-        obs="pixels" if pixels else "state",
+    s = random_policy_session(
+        preset,
+        steps,
+        tmp,
+        pixels,
+        backend,
         task=task,
-        episodes=math.ceil(steps / horizon) + 1,  # a success ends an episode early: one to spare
-        checkpoint=ckpt,
         horizon=horizon,
         domain_id=domain_id,
-        out=tmp / "sessions",
-        backend=backend,
         graph_overrides=_overrides(rt_priority, render_parallel),
     )
-    s = run_session(cfg)
-    s["preset"] = preset if pixels is None else f"{preset}+pixels-{pixels}"
-    s["pixels_encoder"] = pixels
-    s["backend"] = backend
     s["policy_rt_priority"] = rt_priority
     s["render_parallel"] = render_parallel
     s["ros_overhead_p50_ms"] = s["obs_to_action_p50_ms"] - s["inference_p50_ms"]
