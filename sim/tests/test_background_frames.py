@@ -211,3 +211,40 @@ def test_a_render_failure_stops_the_workers_and_capture_says_so(monkeypatch) -> 
             frames.capture(2)
     finally:
         env.close()
+
+
+@pytest.mark.parametrize("parallel", [False, True], ids=["one-thread", "thread-per-camera"])
+def test_close_during_a_render_finishes_it_and_drops_the_waiting_capture(parallel: bool) -> None:
+    """close() while a capture renders and another waits: the render in progress is finished and
+    handed over, the waiting one is dropped (counted), the threads stop; with one thread per
+    camera as with one."""
+    gate, holding = threading.Event(), threading.Event()
+    got = Collector()
+
+    def on_frame(tag: object, cam: str, frame: np.ndarray) -> None:
+        holding.set()
+        assert gate.wait(30.0)
+        got.on_frame(tag, cam, frame)
+
+    env = make_env("lift", obs="pixels", camera_size=SIZE)
+    try:
+        frames = env.frames_in_background(on_frame, got.on_done, parallel=parallel)
+        env.reset(seed=5)
+        frames.capture(1)
+        assert holding.wait(30.0)
+        frames.capture(2)
+        frames.capture(3)  # replaces 2
+        closer = threading.Thread(target=frames.close)
+        closer.start()
+        closer.join(0.2)
+        assert closer.is_alive(), "close waits for the render in progress"
+        gate.set()
+        closer.join(30.0)
+        assert not closer.is_alive()
+        assert got.done == [1] and {t for t, _ in got.frames} == {1}
+        assert frames.dropped == 2 and frames.rendered == 1 and frames.captured == 3
+        with pytest.raises(RuntimeError, match="closed"):
+            frames.capture(4)
+    finally:
+        gate.set()
+        env.close()

@@ -226,16 +226,24 @@ def test_wait_for_learner_holds_episode_0_until_the_learners_first_report(harnes
     assert h.bridge.stats.env_steps == 3
 
 
-def test_camera_image_goes_out_with_each_observation(harness) -> None:
-    h = harness(**{"camera.enabled": True, "camera.width": 32, "camera.height": 32})
+@pytest.mark.parametrize("realtime", [False, True], ids=["lockstep", "realtime"])
+def test_camera_image_goes_out_with_each_observation(harness, realtime: bool) -> None:
+    """The monitoring camera (camera.*): in lockstep rendered after the step, in real time by a
+    render thread after the proprioception; either way with that observation's stamp."""
+    h = harness(realtime=realtime, **{"camera.enabled": True, "camera.width": 32, "camera.height": 32})
     images: list[Image] = []
     h.io.create_subscription(Image, "image_raw", images.append, 10)
     h.start()
     h.connect_policy()
     s0 = h.wait_set(0, "the first observation")
-    h.spin_until(lambda: images, "the first image")
-    img = images[0]
-    assert cv.stamp_ns(img.header.stamp) == s0 and img.header.frame_id == "agentview"
+    h.spin_until(lambda: any(cv.stamp_ns(m.header.stamp) >= s0 for m in images), "an image from s0 on")
+    img = next(m for m in images if cv.stamp_ns(m.header.stamp) >= s0)
+    stamp = cv.stamp_ns(img.header.stamp)
+    if realtime:  # a stream: the image of s0 or of a later observation, with that one's stamp
+        h.spin_until(lambda: stamp in h.sets(), "the observation of the image's stamp")
+    else:
+        assert stamp == s0
+    assert img.header.frame_id == "agentview"
     pixels = cv.image_to_numpy(img)
     assert pixels.shape == (32, 32, 3) and pixels.std() > 0, "a rendered scene, not a blank frame"
 
