@@ -13,9 +13,9 @@ policy node's loop is the same for both kinds. Pieces (the names double as watch
   :class:`~expo_policy.camera_frames.CameraFrame`.
 
 Synchronization (:class:`FreshSetSync`, approximate time): a set is emitted as soon as every name
-has a piece newer than the one the last set used from it. Its pivot is the oldest of the names' newest stamps
-(the latest moment every input has reached), and each name contributes its recent piece closest
-to the pivot. With the sim bridge, which stamps every piece of a step alike, that is exactly the
+has a piece newer than the one the last set used from it. Its pivot is the oldest of the names'
+newest stamps (the latest moment every input has reached), and each name contributes its recent
+piece closest to the pivot. With the sim bridge, which stamps every piece of a step alike, that is exactly the
 step's set, once. With free-running cameras it is one set per frame of the slowest camera, each
 frame paired with the proprioception of its own moment (a camera 100 ms behind gets the joint
 state of 100 ms ago, not the newest). When queues back up under load (cameras keep fewer
@@ -69,8 +69,8 @@ class FreshSetSync:
     the pivot (the oldest of the names' newest stamps); ``history`` pieces kept per name.
 
     Counters (diagnostics): ``dropped`` pieces no set used, older than the one a set took (a faster
-    stream, or a slow consumer); ``late`` pieces whose stamp was not
-    newer than the previous piece of the same name (a frozen or restarted stream).
+    stream, or a slow consumer); ``late`` pieces whose stamp was not newer than the previous piece
+    of the same name (a frozen or restarted stream).
     """
 
     def __init__(self, names: Sequence[str], history: int = 32) -> None:
@@ -115,7 +115,7 @@ class FreshSetSync:
             used = self._used.get(n)  # pieces between the last set's and this one's: never used
             self.dropped += sum(1 for st, _ in recent if st < chosen and (used is None or st > used))
             self._used[n] = chosen
-            if recent[-1][0] > recent[best][0]:
+            if recent[-1][0] > chosen:
                 # A newer piece than the one used (the next step's proprioception, arrived before
                 # this step's frames): still new for the next set, which must not wait for yet
                 # another one (that would decide every step a period late from then on).
