@@ -19,8 +19,6 @@ setup(
     entry_points={
         "console_scripts": [
             "policy_node = expo_policy.policy_node:main",
-            "franka_adapter_node = expo_franka.franka_adapter_node:main",
-            "episode_manager_node = expo_franka.episode_manager_node:main",
         ]
     },
 )

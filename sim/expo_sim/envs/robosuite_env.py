@@ -23,12 +23,13 @@ Observation keys (``info["obs_dict"]``, also what demonstrations record):
   the fingers are at the bottom.
 
 Rendering is offscreen (``MUJOCO_GL=egl``; software Mesa on a CPU) at the image size, without
-multisampling, shadows or reflections (see :meth:`RobomimicEnv._configure_renderer`). A frame is
-rendered inside robosuite's step from the simulator's data after the last physics sub-step, so
-it shows the arm one 2 ms sub-step before the MuJoCo state saved as ``states`` (positions are
-computed before integration); :meth:`RobomimicEnv.observe_state` renders a stored state
-exactly (robomimic's dataset_states_to_obs does the same). The two differ by that sub-step:
-measured on scripted Lift motion, up to ~1.3 mm of eef position and a mean absolute difference
+multisampling, shadows or reflections (:mod:`expo_sim.envs.env_cameras`, which also renders frames
+on demand and in worker threads). A frame is rendered inside robosuite's step from the
+simulator's data after the last physics sub-step, so it shows the arm one 2 ms sub-step before
+the MuJoCo state saved as ``states`` (positions are computed before integration);
+:meth:`RobomimicEnv.observe_state` renders a stored state exactly (robomimic's
+dataset_states_to_obs does the same). The two differ by that sub-step: measured on scripted Lift
+motion, up to ~1.3 mm of eef position and a mean absolute difference
 of ~0.8 (agentview) and ~1.8 (eye in hand) intensity levels per pixel (at most ~2.4 in one
 frame; frames one control step apart differ by ~4.5).
 
@@ -45,7 +46,7 @@ from __future__ import annotations
 import copy
 import json
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -54,10 +55,11 @@ import numpy as np
 from expo_core.spec import BASE_FRAME_PROPRIO, FRANKA_ACTION_SPEC, ObsSpec, task_obs_spec
 from expo_core.tasks import ROBOSUITE_ENV_TYPE, TASK_TO_ENV_NAME, requires_mimicgen, task_from_env_name
 
-from expo_sim.envs.background_frames import BackgroundFrames, OnDone, OnFrame
+from expo_sim.envs.background_frames import BackgroundFrames
+from expo_sim.envs.env_cameras import CamerasMixin
 from expo_sim.envs.env_config import EnvConfig, robomimic_env_kwargs, robosuite_make_kwargs, with_cameras
 from expo_sim.envs.frames import world_to_base
-from expo_sim.envs.helper_render import HelperRenderer, configure_offscreen
+from expo_sim.envs.helper_render import HelperRenderer
 
 log = logging.getLogger(__name__)
 _T = TypeVar("_T")
@@ -65,7 +67,7 @@ _T = TypeVar("_T")
 ACTION_SHAPE = (FRANKA_ACTION_SPEC.dim,)
 
 
-class RobomimicEnv(gym.Env):
+class RobomimicEnv(CamerasMixin, gym.Env):
     """A robomimic robosuite task as a ``gymnasium.Env``.
 
     Observation: float32 vector of ``obs_spec.dim``, the spec's low-dim keys (state: robot0_eef_pos
@@ -215,93 +217,6 @@ class RobomimicEnv(gym.Env):
         self._release_renderer()
         self._env.close()
 
-    # ------------------------------------------------------------------ frames on demand
-    def defer_frames(self, parallel: bool = False) -> None:
-        """From now on, render no camera inside :meth:`step` and :meth:`reset`: their observation
-        and ``info["obs_dict"]`` carry no ``<camera>_image``; :meth:`render_frame` renders one
-        camera's frame of the current state when the caller wants it.
-
-        The frames are the ones the step would have returned, bit for bit (tested): robosuite
-        renders its cameras after the step's last physics sub-step and nothing moves the scene
-        between that and the step's return. What this is for: the sim bridge publishes the
-        proprioception at once and each frame as soon as it is rendered (a render costs ~17 ms on
-        software EGL at 84x84), so a policy encodes one camera while the next one renders, as it
-        would with real cameras that stream on their own.
-
-        ``parallel``: a second render context in a worker thread
-        (:class:`~expo_sim.envs.helper_render.HelperRenderer`), so that :meth:`render_frames`
-        renders the last camera there while this thread renders the others (two frames in ~19 ms
-        instead of ~33 on two cores). Call it before an episode starts (creating the context
-        recomputes the kinematics)."""
-        if not self.config.cameras:
-            raise ValueError("defer_frames: this env renders no camera")
-        self._frames_deferred = True
-        self._disable_camera_observables()
-        if parallel and self._helper is None and len(self.config.cameras) > 1:
-            self._helper = HelperRenderer(self._env.sim, self.config.camera_size)
-            self._needs_reset = True
-
-    def frames_in_background(
-        self, on_frame: OnFrame, on_done: OnDone | None = None, parallel: bool = False
-    ) -> BackgroundFrames:
-        """Defer the frames (:meth:`defer_frames`) and render them in worker threads of their own:
-        ``frames.capture(tag)`` on the returned
-        :class:`~expo_sim.envs.background_frames.BackgroundFrames` copies the current state
-        (~20 us); its frames reach ``on_frame(tag, camera, frame)`` in a worker thread as each is
-        rendered, then ``on_done(tag)``, while this thread steps on (``parallel``: one thread per
-        camera). What the sim bridge's real time uses: physics runs on while the cameras render,
-        as a real arm's cameras stream on their own. The frames are the ones the step would have
-        returned, bit for bit (tested). Call it before an episode starts; :meth:`close` stops it."""
-        if self._background is not None:
-            raise ValueError("frames_in_background: this env renders in the background already")
-        self.defer_frames()
-        self._background = BackgroundFrames(
-            self._env.sim, self.config.camera_size, self.config.cameras, on_frame, on_done, parallel
-        )
-        self._needs_reset = True
-        return self._background
-
-    @property
-    def frames_deferred(self) -> bool:
-        return self._frames_deferred
-
-    def render_frame(self, camera: str) -> np.ndarray:
-        """``camera``'s frame of the current state, ``(H, W, 3)`` uint8 RGB, upright (the layout
-        of ``<camera>_image``)."""
-        self._check_camera(camera)
-        self._configure_renderer()
-        side = self.config.camera_size
-        raw = self._env.sim.render(camera_name=camera, width=side, height=side, depth=False)
-        # MjSim.render reads OpenGL's rows (row 0 = bottom) whatever robosuite's IMAGE_CONVENTION;
-        # the observable flips them for "opencv" and _obs_dict for "opengl": upright either way.
-        return np.ascontiguousarray(raw[::-1])
-
-    def render_frames(self, cameras: tuple[str, ...]) -> Iterator[tuple[str, np.ndarray]]:
-        """``(camera, frame)`` of each of ``cameras`` for the current state, each as soon as it
-        is rendered: with ``defer_frames(parallel=True)`` the last camera renders in the worker
-        thread while this one renders the others (it comes last); otherwise one after another."""
-        for cam in cameras:
-            self._check_camera(cam)
-        if self._helper is None or len(cameras) < 2:
-            for cam in cameras:
-                yield cam, self.render_frame(cam)
-            return
-        last = self._helper.submit(cameras[-1])
-        try:
-            for cam in cameras[:-1]:
-                yield cam, self.render_frame(cam)
-        finally:
-            frame = last.result()  # never leave a render running on a state about to change
-        yield cameras[-1], frame
-
-    def _check_camera(self, camera: str) -> None:
-        if camera not in self.config.cameras:
-            raise ValueError(f"camera '{camera}' is not rendered by this env; cameras: {self.config.cameras}")
-
-    def _disable_camera_observables(self) -> None:
-        for cam in self.config.cameras:
-            self._env.modify_observable(f"{cam}_image", "enabled", False)
-
     # ------------------------------------------------------------------ state replay
     def get_state(self) -> np.ndarray:
         """Flattened MuJoCo state ``[time, qpos, qvel]`` (float64), robomimic's ``states`` row."""
@@ -420,30 +335,6 @@ class RobomimicEnv(gym.Env):
         finally:
             self._rs_rng.set_state(np.random.get_state())  # noqa: NPY002
             np.random.set_state(saved)  # noqa: NPY002
-
-    def _configure_renderer(self) -> None:
-        """Cheap offscreen rendering (:func:`~expo_sim.envs.helper_render.configure_offscreen`),
-        done once per context; the context is made current so that several camera envs in one
-        process do not draw into each other's GL context."""
-        ctx = getattr(self._env.sim, "_render_context_offscreen", None)
-        if ctx is None:
-            return
-        ctx.gl_ctx.make_current()
-        if ctx is self._configured_ctx:
-            return
-        configure_offscreen(ctx, self.config.camera_size)
-        self._configured_ctx = ctx
-
-    def _release_renderer(self) -> None:
-        """Before robosuite frees the offscreen context: make it current and drop our reference.
-
-        robosuite frees a context's GL objects in whatever GL context is current; freed later
-        (by garbage collection, while another env's context is current) it deletes that other
-        env's framebuffers and textures, which then renders garbage."""
-        ctx = getattr(self._env.sim, "_render_context_offscreen", None) if self._env.sim else None
-        if ctx is not None:
-            ctx.gl_ctx.make_current()
-        self._configured_ctx = None
 
     def _obs_dict(self, raw: dict[str, Any]) -> dict[str, np.ndarray]:
         from robosuite import macros

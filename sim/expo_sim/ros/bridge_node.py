@@ -39,7 +39,8 @@ realtime mode advances it with wall time, one chunk of a control period at a tim
 sub-steps, :mod:`expo_sim.envs.substep_physics`; commands take effect when they arrive, with
 optional injected latency and jitter). The protocols are described in
 :mod:`expo_sim.ros.bridge_protocol`; the node's two loops live in :mod:`expo_sim.ros.bridge_lockstep`
-and :mod:`expo_sim.ros.bridge_realtime` (mixins), this module keeps the lifecycle, the env, the
+and :mod:`expo_sim.ros.bridge_realtime`, its summary and diagnostics in
+:mod:`expo_sim.ros.bridge_reporting` (mixins); this module keeps the lifecycle, the env, the
 publishing and the episodes.
 
 Lifecycle: configure validates the parameters and builds the env (a bad value fails the
@@ -60,7 +61,7 @@ from collections import OrderedDict
 from typing import Any
 
 import numpy as np
-from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
+from diagnostic_msgs.msg import DiagnosticArray
 from expo_interfaces.msg import ActionCommand, EnvFeedback, LearnerStats
 from expo_ros import conversions as cv
 from expo_ros.action_plan import PlanExecutor
@@ -82,17 +83,16 @@ from expo_sim.ros.bridge_lockstep import LockstepMixin
 from expo_sim.ros.bridge_params import PARAMETERS, BridgeConfig
 from expo_sim.ros.bridge_protocol import EpisodeStats, LearnerPacer, LockstepGate, RealtimeInbox, SimClock
 from expo_sim.ros.bridge_realtime import RealtimeMixin
+from expo_sim.ros.bridge_reporting import ReportingMixin
 
 SUCCESS, FAILURE = TransitionCallbackReturn.SUCCESS, TransitionCallbackReturn.FAILURE
 _WATCH_PERIOD_S = 0.02  # lockstep: how often to check for the policy and for timeouts (wall)
-#: Waiting this long for the learner's first report turns the info line into a warning [s].
-LEARNER_WAIT_WARN_S = 30.0
 StepResult = tuple[float, bool, bool, bool]  # reward, terminated, truncated, success
 _FRAMES_IDLE_S = 1.0  # realtime: how long a stop waits for the last observation's frames [s]
 _PUBLISHED_KEPT = 256  # observation stamps remembered for the round trip (wall publish times)
 
 
-class SimBridge(LockstepMixin, RealtimeMixin, TeardownLifecycleNode):
+class SimBridge(LockstepMixin, RealtimeMixin, ReportingMixin, TeardownLifecycleNode):
     """Steps a :class:`~expo_sim.envs.robosuite_env.RobomimicEnv` with the policy's commands."""
 
     def __init__(self, node_name: str = "sim_bridge", **kwargs: Any) -> None:
@@ -430,11 +430,6 @@ class SimBridge(LockstepMixin, RealtimeMixin, TeardownLifecycleNode):
         self._publish_diagnostics()
         return False
 
-    def _sync_inbox_counts(self) -> None:
-        self.stats.superseded = self._inbox.superseded
-        self.stats.dropped = dict(self._inbox.dropped)
-        self.stats.plan_rows_dropped = self._plan.plan_rows_dropped
-
     def _finish(self) -> None:
         for t in self._timers:
             t.cancel()
@@ -445,65 +440,6 @@ class SimBridge(LockstepMixin, RealtimeMixin, TeardownLifecycleNode):
         self._publish_diagnostics()
         for name, p in self._pubs.items():  # the final feedback and observation must reach the policy
             self._flush(p, f"the last {name} message")
-
-    def _log_summary(self) -> None:
-        if not self._summary_logged:
-            self._summary_logged = True
-            self._sync_inbox_counts()
-            stale = "" if self.cfg.realtime else f", {self._gate.stale} stale commands"
-            bg = self._background
-            frames = f", {bg.rendered} observations' frames rendered, {bg.dropped} dropped" if bg else ""
-            if bg is not None and bg.callback_errors:
-                frames += f", {bg.callback_errors} frames not published (first: {bg.last_error!r})"
-            self.get_logger().info(f"summary: {self.stats.summary()}{stale}{frames}")
-
-    def _learner_ready(self, what: str) -> bool:
-        """``wait_for_learner``: whether the learner has reported yet; while not, say (throttled)
-        that ``what`` waits for it, as a warning after LEARNER_WAIT_WARN_S."""
-        if self._pacer.ready:
-            return True
-        if self._learner_wait_since is None:
-            self._learner_wait_since = time.monotonic()
-        waited = time.monotonic() - self._learner_wait_since
-        text = (
-            f"waiting {waited:.0f} s for the learner's first learner_stats (wait_for_learner): {what} "
-            "waits until it is active and subscribed to the transitions"
-        )
-        if waited < LEARNER_WAIT_WARN_S:
-            self.get_logger().info(text, throttle_duration_sec=5.0)
-        else:  # alive but silent: not activated, learner_stats remapped, or its trainer died
-            self.get_logger().warning(
-                f"{text}; is the learner activated, and is its learner_stats topic this bridge's?",
-                throttle_duration_sec=10.0,
-            )
-        return False
-
-    def _publish_diagnostics(self) -> None:
-        """Episodes, success, env step rate, the obs -> action round trip, action ages and the
-        command counts (cumulative and of the last episode)."""
-        self._sync_inbox_counts()
-        values = self.stats.diagnostics_values()
-        if self.cfg.learner_pacing_backlog and not self.cfg.realtime:
-            values.update(paced_steps=self._pacer.held, paced_s=self._pacer.held_s)
-        if self.cfg.wait_for_learner:
-            values.update(waiting_for_learner=not self._pacer.ready)
-        bg = self._background
-        if bg is not None:  # realtime cameras
-            values.update(
-                frame_sets_rendered=bg.rendered,
-                frame_sets_dropped=bg.dropped,
-                frame_errors=bg.callback_errors,
-                frames_failed=self._frames_failed,
-            )
-        level, message = DiagnosticStatus.OK, "finished" if self.finished else "stepping"
-        if not self._pacer.ready:
-            message = "waiting for the learner's first learner_stats before episode 0"
-        if self.stats.timeouts or self.stats.rejected:
-            level = DiagnosticStatus.WARN
-            message = f"{self.stats.timeouts} action timeouts, {self.stats.rejected} rejected commands"
-        name = f"{self.get_fully_qualified_name()}: sim"
-        msg = cv.diagnostics_msg(self.get_clock().now().nanoseconds, name, level, message, values, "expo_sim")
-        self._pubs["diagnostics"].publish(msg)
 
     # --- commands (both modes; the loops: bridge_lockstep, bridge_realtime) --------------
     def _on_action(self, msg: ActionCommand) -> None:
