@@ -15,7 +15,7 @@ from typing import Any
 
 from expo_core.spec import task_obs_spec
 
-from .backends import InferenceBackend, is_pixel_weights, make_backend, resolve_device
+from .backends import InferenceBackend, is_pixel_weights, make_backend, resolve_device, weights_chunk_len
 from .camera_inputs import PixelObservationInputs
 from .camera_setup import pixel_inputs
 from .inputs import ObservationInputs
@@ -40,14 +40,16 @@ def load_policy(cfg: PolicyNodeConfig, log: Any) -> LoadedPolicy:
         resolve_device(cfg.device)
     except ValueError as e:
         raise ValueError(f"parameter 'device': {e}") from e
-    try:  # the kind first: backend auto must not pick one that refuses pixel weights
+    try:  # the kind first: backend auto must not pick one that refuses pixel weights or chunks
         pixels = is_pixel_weights(cfg.checkpoint)
+        chunks = weights_chunk_len(cfg.checkpoint) > 1
     except (ValueError, OSError) as e:
         raise ValueError(f"parameter 'checkpoint': {e}") from e
     try:
         backend = make_backend(
             cfg.backend,
             pixels=pixels,
+            chunks=chunks,
             device=cfg.device,
             seed=cfg.seed,
             num_base_samples=cfg.num_base_samples,

@@ -17,8 +17,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from expo_core.checkpoint import FORMAT, policy_weights_bytes
-from expo_policy.backends import AUTO_ORDER, BackendUnavailableError, TorchBackend, make_backend
+from expo_core.agent import ExpoAgent
+from expo_core.checkpoint import FORMAT, WeightsError, policy_weights_bytes, save_checkpoint
+from expo_core.config import DiffusionConfig
+from expo_policy.backends import (
+    AUTO_ORDER,
+    BackendUnavailableError,
+    TorchBackend,
+    make_backend,
+    weights_chunk_len,
+)
 from expo_policy.weights_swap import WeightsSwapper
 from expo_ros.conversions import WeightsPayload
 
@@ -78,6 +86,43 @@ def test_auto_on_cuda_without_a_gpu_names_every_reason() -> None:
         make_backend("torch", device="cuda", **COMMON)
     with pytest.raises(ValueError, match="invalid"):
         make_backend("auto", device="gpu", **COMMON)
+
+
+def _chunk_agent(make_agent) -> ExpoAgent:
+    tiny = {"hidden_dim": 32, "num_blocks": 1, "block_dim": 64, "time_embed_dim": 8, "num_steps": 3}
+    return make_agent(diffusion=DiffusionConfig(**tiny, chunk_len=4))
+
+
+def test_weights_chunk_len_reads_checkpoints_and_bundles(
+    checkpoint: Path, make_agent, tmp_path: Path
+) -> None:
+    assert weights_chunk_len(checkpoint) == 1
+    agent = _chunk_agent(make_agent)
+    save_checkpoint(tmp_path / "chunks", agent)
+    assert weights_chunk_len(tmp_path / "chunks") == 4  # x.safetensors + x.json
+    bundle = tmp_path / "bundle.safetensors"
+    bundle.write_bytes(policy_weights_bytes(agent, version=3)[0])
+    assert weights_chunk_len(bundle) == 4  # the config in the bundle's metadata
+    (tmp_path / "chunks.json").write_text("{}")
+    with pytest.raises(WeightsError, match="no readable config"):
+        weights_chunk_len(tmp_path / "chunks")
+
+
+def test_auto_with_action_chunks_picks_eager_torch_and_says_why(make_agent, tmp_path: Path) -> None:
+    """Before: auto picked onnxruntime, whose load then failed configure ("action chunks need the
+    torch backend"); now the backends that compute one action per decision are passed over."""
+    save_checkpoint(tmp_path / "chunks", _chunk_agent(make_agent))
+    backend = make_backend("auto", device="cpu", chunks=True, **COMMON)
+    assert type(backend) is TorchBackend and backend.device.type == "cpu"
+    if HAVE_ORT:
+        assert "onnxruntime (cpu): does not run action chunks (diffusion.chunk_len > 1)" in backend.selection
+    backend.load(tmp_path / "chunks")
+    dec = backend.decide(OBS)
+    assert dec.plan is not None and dec.plan.shape == (3, 7)  # the chosen candidate's other 3 steps
+    if HAVE_ORT:  # named explicitly: no fallback, the load says why
+        ort = make_backend("onnxruntime", device="cpu", **COMMON)
+        with pytest.raises(WeightsError, match="action chunks need the torch backend"):
+            ort.load(tmp_path / "chunks")
 
 
 def _available(name: str) -> tuple[str, dict]:

@@ -18,6 +18,7 @@ from .base import (
     is_pixel_weights,
     read_weights_source,
     resolve_device,
+    weights_chunk_len,
 )
 from .registry import AUTO, AUTO_ORDER, BACKENDS, make_backend, select_backend
 from .torch_eager import TorchBackend
@@ -33,6 +34,7 @@ __all__ = [
     "WeightsSource",
     "check_compatible",
     "is_pixel_weights",
+    "weights_chunk_len",
     "make_backend",
     "read_weights_source",
     "resolve_device",

@@ -22,7 +22,8 @@ takes the packed form the sim env returns, ``{"low_dim": proprio (P,), "<camera>
 names). :func:`pixel_feeds` checks it (dtype, shape, every camera present) and raises ValueError
 or KeyError naming the entry, so the caller can hold instead of acting. The torch and
 onnxruntime backends take pixel weights; TensorRT and the CUDA-graph torch backend refuse them
-with a WeightsError (``supports_pixels``) for now.
+with a WeightsError (``supports_pixels``) for now. Action chunks (``diffusion.chunk_len > 1``) run
+on eager torch only (``supports_chunks``): the exported graphs compute one action per decision.
 """
 
 from __future__ import annotations
@@ -161,6 +162,30 @@ def is_pixel_weights(path: str | Path) -> bool:
     return fmt == PIXELS_FORMAT
 
 
+def weights_chunk_len(path: str | Path) -> int:
+    """``diffusion.chunk_len`` of the bundle or checkpoint at ``path`` (as
+    :func:`read_weights_source` resolves it), read from its metadata or JSON without loading
+    tensors, so that ``backend: auto`` can pass over backends that do not run action chunks.
+    1 when the config predates chunks; WeightsError when the file or its config cannot be read."""
+    file = _resolve(path)
+    try:
+        with safe_open(str(file), "pt") as f:
+            text = (f.metadata() or {}).get("config")
+        cfg = json.loads(text) if text else json.loads(file.with_suffix(".json").read_text())["config"]
+        chunk_len = (cfg.get("diffusion") or {}).get("chunk_len", 1)
+    except WeightsError:
+        raise
+    except Exception as e:
+        raise WeightsError(
+            f"{file}: no readable config in its metadata or JSON ({type(e).__name__}: {e})"
+        ) from e
+    if isinstance(chunk_len, bool) or not isinstance(chunk_len, int) or chunk_len < 1:
+        raise WeightsError(
+            f"{file}: diffusion.chunk_len {chunk_len!r} in its config is not a positive integer"
+        )
+    return chunk_len
+
+
 class InferenceBackend(ABC):
     """What the policy node needs from an inference engine; see the module docstring."""
 
@@ -169,6 +194,8 @@ class InferenceBackend(ABC):
     selection: str = ""
     #: whether weights with an image encoder (a PixelPolicy) can be loaded
     supports_pixels: bool = True
+    #: whether weights that plan action chunks (``diffusion.chunk_len > 1``) can be loaded
+    supports_chunks: bool = False
 
     @property
     @abstractmethod

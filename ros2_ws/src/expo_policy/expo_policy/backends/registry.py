@@ -63,14 +63,16 @@ AUTO_ORDER: tuple[tuple[str, str, str, Callable[[], type[InferenceBackend]]], ..
 )
 
 
-def _order(pixels: bool) -> tuple[tuple[str, str, str, Callable[[], type[InferenceBackend]]], ...]:
-    if not pixels:
+def _order(eager_cuda: bool) -> tuple[tuple[str, str, str, Callable[[], type[InferenceBackend]]], ...]:
+    if not eager_cuda:
         return AUTO_ORDER
     i = next(i for i, c in enumerate(AUTO_ORDER) if c[0] == "torch cuda-graph (cuda)")
     return (*AUTO_ORDER[: i + 1], PIXEL_CUDA_EAGER, *AUTO_ORDER[i + 1 :])
 
 
-def select_backend(device: str = "auto", pixels: bool = False, **kwargs: Any) -> InferenceBackend:
+def select_backend(
+    device: str = "auto", pixels: bool = False, chunks: bool = False, **kwargs: Any
+) -> InferenceBackend:
     """``backend: auto``: build the first of :data:`AUTO_ORDER` that runs here and log why.
 
     ``device`` limits the candidates: 'cpu' skips the GPU ones, 'cuda'/'cuda:N' the CPU ones
@@ -81,11 +83,15 @@ def select_backend(device: str = "auto", pixels: bool = False, **kwargs: Any) ->
 
     ``pixels``: the weights to load have an image encoder (:func:`~.base.is_pixel_weights`):
     backends that refuse them (``supports_pixels`` False: TensorRT, the CUDA-graph capture) are
-    skipped with that reason, and eager torch on CUDA is tried after the CUDA-graph slot."""
+    skipped with that reason, and eager torch on CUDA is tried after the CUDA-graph slot.
+
+    ``chunks``: the weights plan action chunks (``diffusion.chunk_len > 1``,
+    :func:`~.base.weights_chunk_len`): only eager torch runs them (``supports_chunks``), on CUDA
+    in the CUDA-graph slot's place, else on the CPU; the others are skipped with that reason."""
     if not _DEVICE.match(device):
         raise ValueError(f"device '{device}' is invalid; use cpu, cuda, cuda:N or auto")
     why: list[str] = []
-    for label, name, kind, cls in _order(pixels):
+    for label, name, kind, cls in _order(pixels or chunks):
         if device != "auto" and (kind == "cuda") != device.startswith("cuda"):
             why.append(f"{label}: device '{device}' asked")
             continue
@@ -94,6 +100,9 @@ def select_backend(device: str = "auto", pixels: bool = False, **kwargs: Any) ->
             klass = cls()
             if pixels and not klass.supports_pixels:
                 why.append(f"{label}: does not run pixel policies (image encoder)")
+                continue
+            if chunks and not klass.supports_chunks:
+                why.append(f"{label}: does not run action chunks (diffusion.chunk_len > 1)")
                 continue
             backend = klass(device=dev, **kwargs)
         except (BackendUnavailableError, ImportError, ValueError) as e:
@@ -108,22 +117,24 @@ def select_backend(device: str = "auto", pixels: bool = False, **kwargs: Any) ->
     raise BackendUnavailableError("backend auto: no inference backend can run here: " + "; ".join(why))
 
 
-def make_backend(name: str, pixels: bool = False, **kwargs: Any) -> InferenceBackend:
+def make_backend(name: str, pixels: bool = False, chunks: bool = False, **kwargs: Any) -> InferenceBackend:
     """Build the backend called ``name`` with its keyword arguments (every backend takes
     ``device``, ``seed``, ``num_base_samples`` and ``num_threads``); ``auto`` picks one
     (:func:`select_backend`). ``torch`` on a CUDA device replays a captured CUDA graph.
 
     ``pixels``: the weights have an image encoder; ``auto`` then skips backends that refuse them,
     and ``torch`` on CUDA runs eagerly (the CUDA-graph capture takes state vectors only).
+    ``chunks``: the weights plan action chunks; ``auto`` then picks eager torch, and ``torch`` on
+    CUDA runs eagerly too (the captured graph computes one action per decision).
 
     Raises ValueError for unknown names (listing the known ones) and BackendUnavailableError (a
     NotImplementedError) when the backend's runtime library is not installed here.
     """
     if name == AUTO:
-        return select_backend(pixels=pixels, **kwargs)
+        return select_backend(pixels=pixels, chunks=chunks, **kwargs)
     if name not in BACKENDS:
         raise ValueError(f"unknown inference backend '{name}'; available: {sorted([*BACKENDS, AUTO])}")
     cuda = name == "torch" and resolve_device(str(kwargs.get("device", "cpu"))).type == "cuda"
-    if cuda and not pixels:
+    if cuda and not (pixels or chunks):
         return _torch_cuda_graph()(**kwargs)
     return BACKENDS[name]()(**kwargs)

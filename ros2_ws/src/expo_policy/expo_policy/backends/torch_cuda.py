@@ -124,6 +124,7 @@ class CudaGraphTorchBackend(TorchBackend):
 
     name = "torch"
     supports_pixels = False  # the captured decision takes a state vector; pixels: eager torch
+    supports_chunks = False  # OTFGraph computes one action per decision; chunks: eager torch
 
     def __init__(
         self, device: str = "cuda", seed: int = 0, num_base_samples: int | None = None, num_threads: int = 0

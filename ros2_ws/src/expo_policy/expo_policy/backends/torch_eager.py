@@ -45,6 +45,8 @@ class TorchBackend(InferenceBackend):
             with 2, published network sizes).
     """
 
+    supports_chunks = True  # ExpoPolicy.decide plans the chosen candidate's chunk
+
     name = "torch"
 
     def __init__(
