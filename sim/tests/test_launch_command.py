@@ -130,7 +130,7 @@ def test_ros2_cli_on_the_running_graph_then_a_clean_sigint(user_launch, namespac
     )
     rates = [float(r) for r in re.findall(r"average rate: ([0-9.]+)", hz.stdout)]
     assert rates and rates[-1] > 1.0, (hz.stdout, hz.stderr)
-    assert "String value is: torch" in _ros2("param", "get", *cli, f"{ns}/policy_node", "backend")
+    assert "String value is: auto" in _ros2("param", "get", *cli, f"{ns}/policy_node", "backend")
     assert "active [3]" in _ros2("lifecycle", "get", *cli, f"{ns}/policy_node")
 
     t0 = time.monotonic()

@@ -55,7 +55,11 @@ def add_session(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=0, help="demo, pretraining and env seed (default 0)")
     p.add_argument("--horizon", type=int, default=400, help="episode step limit (default 400)")
     p.add_argument("--realtime", action="store_true", help="20 Hz wall-clock control instead of lockstep")
-    p.add_argument("--backend", default="torch", help="policy inference backend (default torch)")
+    p.add_argument(
+        "--backend",
+        default="auto",
+        help="policy inference backend: auto (default: the fastest here), torch, onnxruntime, tensorrt",
+    )
     p.add_argument("--domain-id", type=int, default=None, help="ROS_DOMAIN_ID (default: the environment's)")
     p.add_argument("--out", type=Path, default=Path("runs/sim"), help="parent of the run directory")
     p.add_argument("--timeout", type=float, default=0.0, help="wall-clock limit in s (default none)")

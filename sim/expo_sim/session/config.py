@@ -45,7 +45,7 @@ class SessionConfig:
     seed: int = 0
     horizon: int = 400
     realtime: bool = False
-    backend: str = "torch"
+    backend: str = "auto"
     domain_id: int | None = None
     out: Path = Path("runs/sim")
     timeout_s: float = 0.0  # wall-clock limit of the episodes; 0 = none

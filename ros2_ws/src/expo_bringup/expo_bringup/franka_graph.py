@@ -75,7 +75,7 @@ def joint_names(robot_type: str) -> tuple[list[str], list[str]]:
 def franka_graph(
     task: str = "lift",
     checkpoint: str = "",
-    backend: str = "torch",
+    backend: str = "auto",
     robot_type: str = "fr3",
     namespace: str = "",
     dry_run: bool | None = None,

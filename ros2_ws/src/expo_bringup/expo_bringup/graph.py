@@ -204,7 +204,7 @@ def base_frame_workspace(task: str) -> dict[str, list[float]]:
 def sim_graph(
     task: str = "lift",
     checkpoint: str = "",
-    backend: str = "torch",
+    backend: str = "auto",
     realtime: bool = False,
     namespace: str = "",
     config_dir: Path | str | None = None,

@@ -26,7 +26,7 @@ def multi_actor_graph(
     learner_dir: str,
     task: str = "lift",
     offline_dataset: str = "",
-    backend: str = "torch",
+    backend: str = "auto",
     realtime: bool = False,
     config_dir: Path | str | None = None,
 ) -> Graph:

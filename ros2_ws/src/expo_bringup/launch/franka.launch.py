@@ -72,7 +72,7 @@ LAUNCH_ARGUMENTS: tuple[tuple[str, str, str], ...] = (
     ("load_gripper", "true", "start franka_gripper (the policy needs the finger joints)"),
     ("task", "lift", "robomimic task the policy was trained on"),
     ("checkpoint", "", "policy checkpoint (.safetensors); '' = policy.yaml's value"),
-    ("backend", "torch", "inference backend of the policy node"),
+    ("backend", "auto", "inference backend of the policy node (auto: the fastest that runs here)"),
     ("namespace", "", "ROS namespace of our nodes and of franka_ros2 ('' = root)"),
     (
         "dry_run",

@@ -53,7 +53,7 @@ LAUNCH_ARGUMENTS: tuple[tuple[str, str, str], ...] = (
         "the EXPO variant make sim's policy starts as (docs/learning.md, e.g. "
         "expo-n5-rewarded-bc-beta05-min); a checkpoint:= carries its own config",
     ),
-    ("backend", "torch", "inference backend of the policy node"),
+    ("backend", "auto", "inference backend of the policy node (auto: the fastest that runs here)"),
     ("realtime", "false", "true: 20 Hz wall-clock control; false: lockstep sim time"),
     ("namespace", "", "ROS namespace of every node ('' = root)"),
     ("rviz", "false", "true: also start RViz with expo_bringup's expo_sim.rviz (not required)"),

@@ -47,7 +47,7 @@ def test_launch_arguments_are_the_documented_ones_with_sim_graph_defaults(sim_la
 def test_launch_argument_texts_map_onto_sim_graph(sim_launch) -> None:
     args = {"task": "can", "checkpoint": "/c/x.pt", "backend": "torch", "realtime": "True", "namespace": "r1"}
     g = sim_launch.graph_from_launch_arguments(args)
-    assert g == sim_graph(task="can", checkpoint="/c/x.pt", realtime=True, namespace="r1")
+    assert g == sim_graph(task="can", checkpoint="/c/x.pt", backend="torch", realtime=True, namespace="r1")
     lockstep = sim_launch.graph_from_launch_arguments({"realtime": "0"})
     assert lockstep.node("sim_bridge").parameters["realtime"] is False
     assert sim_launch.graph_from_launch_arguments({"intervene": "true"}) == sim_graph(intervene=True)
