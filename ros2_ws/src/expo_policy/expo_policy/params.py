@@ -67,7 +67,7 @@ PARAMETERS: tuple[ParamSpec, ...] = (
     ),
     ParamSpec(
         "backend",
-        "torch",
+        "auto",
         "inference backend: auto (the fastest available, logged) | torch (CUDA graph on a GPU) | "
         "onnxruntime (CPU, or the CUDA EP where installed) | tensorrt (TensorRT + a CUDA GPU)",
     ),

@@ -59,11 +59,11 @@ def test_weights_kind_is_read_without_loading(tmp_path: Path, checkpoint: Path) 
 
 
 def test_auto_order_for_pixels_drops_nothing_but_adds_eager_cuda() -> None:
-    order = _order(pixels=True)
+    order = _order(eager_cuda=True)
     assert [c[0] for c in order if c is not PIXEL_CUDA_EAGER] == [c[0] for c in AUTO_ORDER]
     labels = [c[0] for c in order]
     assert labels.index("torch eager (cuda)") == labels.index("torch cuda-graph (cuda)") + 1
-    assert _order(pixels=False) == AUTO_ORDER
+    assert _order(eager_cuda=False) == AUTO_ORDER
 
 
 def test_auto_with_pixel_weights_skips_backends_that_refuse_them() -> None:
