@@ -172,6 +172,7 @@ class ActingMixin:
             )
         if self.cfg.publish_markers and dec is not None:
             self._marker_anchor = (frame, np.asarray(ee_pos, dtype=np.float64))
+        if dec is not None and self._markers_wanted():
             self._pubs["markers"].publish(
                 decision_markers(
                     stamp,
@@ -199,6 +200,11 @@ class ActingMixin:
         self.counts["actions"] += 1
         self._advance(safe.action)
 
+    def _markers_wanted(self) -> bool:
+        """``publish_markers`` and something subscribes to ``markers`` (RViz, a Foxglove client):
+        with no viewer, building and publishing the MarkerArray would only take CPU from the loop."""
+        return self.cfg.publish_markers and self._pubs["markers"].get_subscription_count() > 0
+
     def _transition_obs(self, obs: Any, pieces: Pieces) -> tuple[np.ndarray, tuple]:
         """(obs, camera messages) as transitions carry them: a pixel policy's proprio + its frames."""
         if isinstance(self._inputs, PixelObservationInputs):
@@ -225,7 +231,7 @@ class ActingMixin:
             frame_id=frame,
         )
         self._pubs["action"].publish(cv.action_command_msg(cmd))
-        if self.cfg.publish_markers:
+        if self._markers_wanted():
             self._pubs["markers"].publish(clear_markers(stamp, frame))
         if reason != self.last_hold_reason:
             self.get_logger().warning(f"hold: {reason}")

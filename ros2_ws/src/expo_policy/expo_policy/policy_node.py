@@ -464,7 +464,7 @@ class PolicyNode(ActingMixin, StoppingMixin, TeardownLifecycleNode):
         level = DiagnosticStatus.OK if level == OK else DiagnosticStatus.WARN
         name = f"{self.get_fully_qualified_name()}: control loop"
         self._pubs["diagnostics"].publish(cv.diagnostics_msg(self._now_ns(), name, level, message, values))
-        if self.cfg.publish_markers and self._marker_anchor is not None:
+        if self._marker_anchor is not None and self._markers_wanted():
             frame, ee_pos = self._marker_anchor
             text = (
                 f"{message} | {values['loop_rate_hz']:.1f} Hz | p99 {values['latency_p99_ms']:.1f} ms | "

@@ -21,6 +21,7 @@ from expo_core.checkpoint import FORMAT, policy_weights_bytes
 from expo_policy.plan import safe_plan
 from expo_ros import conversions as cv
 from policy_node_harness import EE_POS, node_fixtures
+from visualization_msgs.msg import MarkerArray
 
 pytestmark = pytest.mark.ros
 
@@ -187,6 +188,26 @@ def test_real_time_skips_a_set_that_came_late_not_one_whose_pieces_lagged(harnes
     s3 = h.publish_obs()  # the newest one again: decided on
     h.wait_command(lambda c: c.stamp_ns == s3, "the answer to a fresh observation")
     assert not any(c.stamp_ns == s2 for c in h.commands())
+
+
+def test_markers_are_built_only_while_something_subscribes(harness, monkeypatch) -> None:
+    """With no viewer on ``markers`` the node neither builds nor publishes them (a MarkerArray
+    costs the loop CPU); it acts all the same, and draws again once a viewer subscribes."""
+    import expo_policy.acting as acting
+
+    built: list[int] = []
+    real = acting.decision_markers
+    monkeypatch.setattr(acting, "decision_markers", lambda *a, **k: built.append(1) or real(*a, **k))
+    h = harness()
+    h.start()
+    (markers_sub,) = [s for s in h.io.subscriptions if s.topic_name == f"{h.ns}/markers"]
+    h.io.destroy_subscription(markers_sub)
+    h.spin_until(lambda: h.node._pubs["markers"].get_subscription_count() == 0, "no markers subscriber")
+    h.streaming = {"joint_states", "ee_pose", "object_poses"}
+    h.spin_until(lambda: h.node.counts["actions"] >= 5, "five actions")
+    assert built == []
+    h.io.create_subscription(MarkerArray, "markers", h.got["markers"].append, 100)
+    h.spin_until(lambda: bool(built) and h.got["markers"], "markers once a viewer subscribes")
 
 
 def test_a_backend_plan_goes_out_capped_and_safety_filtered_holds_carry_none(harness) -> None:
