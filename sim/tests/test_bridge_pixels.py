@@ -78,6 +78,17 @@ def _defaults(**values: object) -> dict[str, object]:
     return {p.name: p.default for p in PARAMETERS} | values
 
 
+def _reset_observation() -> dict:
+    """What an env of the bridge's default seed observes at its first reset: the frames the
+    bridge must publish first."""
+    env = make_env("lift", obs="pixels", cameras=CAMERAS, camera_size=SIZE)
+    try:
+        obs, _ = env.reset(seed=BridgeConfig.from_values(_defaults()).seed)
+    finally:
+        env.close()
+    return obs
+
+
 def test_pixel_config_parses_and_rejects_bad_values() -> None:
     cfg = BridgeConfig.from_values(_defaults(**{"observation.kind": "pixels"}))
     assert cfg.cameras == CAMERAS and cfg.rendered_cameras == CAMERAS and cfg.render_size == 84
@@ -120,12 +131,7 @@ def test_each_camera_and_the_base_pose_go_out_with_the_joint_state_stamp(harness
     # Lockstep renders each frame after the step (RobomimicEnv.defer_frames; with
     # render_parallel the second camera in a worker thread): the very frames an env of the same
     # seed observes.
-    seed = BridgeConfig.from_values(_defaults()).seed
-    env = make_env("lift", obs="pixels", cameras=CAMERAS, camera_size=SIZE)
-    try:
-        obs, _ = env.reset(seed=seed)
-    finally:
-        env.close()
+    obs = _reset_observation()
     for cam in CAMERAS:
         np.testing.assert_array_equal(cv.image_to_numpy(frames[cam][0]), obs[f"{cam}_image"])
     # Base frame: Lift's base has the identity rotation, so the pose is shifted by the base position.
@@ -166,12 +172,7 @@ def test_realtime_frames_follow_the_proprioception_with_its_stamp(harness) -> No
     its reset state every period, the very frames an env of the same seed observes at reset. Once
     a command takes effect the arm moves and the frames change. The diagnostics count the
     frames rendered and dropped."""
-    seed = BridgeConfig.from_values(_defaults()).seed
-    env = make_env("lift", obs="pixels", cameras=CAMERAS, camera_size=SIZE)
-    try:
-        reset_obs, _ = env.reset(seed=seed)
-    finally:
-        env.close()
+    reset_obs = _reset_observation()
     h = harness(realtime=True, diagnostics_period_s=0.2)
     joints = h.subscribe("joint_states", JointState)
     frames = {c: h.subscribe(f"{c}/image_raw", Image) for c in CAMERAS}

@@ -104,6 +104,17 @@ def _resolve(path: str | Path) -> Path:
     raise WeightsError(f"no checkpoint or policy-weights file at {p} (nor {p.with_suffix('.safetensors')})")
 
 
+def _header(path: str | Path) -> tuple[Path, dict[str, str]]:
+    """The file ``path`` resolves to and its safetensors metadata (the header only, no tensors);
+    WeightsError when it is not a readable safetensors file."""
+    file = _resolve(path)
+    try:
+        with safe_open(str(file), "pt") as f:
+            return file, f.metadata() or {}
+    except Exception as e:  # safetensors raises its own error types for corrupt headers
+        raise WeightsError(f"{file}: not a readable safetensors file ({e})") from e
+
+
 def read_weights_source(path: str | Path) -> WeightsSource:
     """Read a policy-weights bundle (``policy_weights_bytes`` written to a file) or a full
     checkpoint (``save_checkpoint``: ``x.safetensors`` + ``x.json``) as bundle bytes.
@@ -111,12 +122,7 @@ def read_weights_source(path: str | Path) -> WeightsSource:
     A bundle is recognized by the format tag in its safetensors metadata; anything else needs the
     checkpoint's JSON beside it. Raises WeightsError with the path on any problem.
     """
-    file = _resolve(path)
-    try:
-        with safe_open(str(file), "pt") as f:
-            meta = f.metadata() or {}
-    except Exception as e:  # safetensors raises its own error types for corrupt headers
-        raise WeightsError(f"{file}: not a readable safetensors file ({e})") from e
+    file, meta = _header(path)
     if meta.get("format") in (FORMAT, PIXELS_FORMAT):
         data = file.read_bytes()
         return WeightsSource(
@@ -143,12 +149,8 @@ def is_pixel_weights(path: str | Path) -> bool:
     holds a pixel policy (format ``PIXELS_FORMAT``), read from its metadata or JSON without
     loading tensors, so a backend can be chosen before the weights are loaded. Raises
     WeightsError when the file is not one of the two."""
-    file = _resolve(path)
-    try:
-        with safe_open(str(file), "pt") as f:
-            fmt = (f.metadata() or {}).get("format")
-    except Exception as e:
-        raise WeightsError(f"{file}: not a readable safetensors file ({e})") from e
+    file, meta = _header(path)
+    fmt = meta.get("format")
     if fmt not in (FORMAT, PIXELS_FORMAT):
         try:
             fmt = json.loads(file.with_suffix(".json").read_text()).get("format")
@@ -167,14 +169,11 @@ def weights_chunk_len(path: str | Path) -> int:
     :func:`read_weights_source` resolves it), read from its metadata or JSON without loading
     tensors, so that ``backend: auto`` can pass over backends that do not run action chunks.
     1 when the config predates chunks; WeightsError when the file or its config cannot be read."""
-    file = _resolve(path)
+    file, meta = _header(path)
     try:
-        with safe_open(str(file), "pt") as f:
-            text = (f.metadata() or {}).get("config")
+        text = meta.get("config")
         cfg = json.loads(text) if text else json.loads(file.with_suffix(".json").read_text())["config"]
         chunk_len = (cfg.get("diffusion") or {}).get("chunk_len", 1)
-    except WeightsError:
-        raise
     except Exception as e:
         raise WeightsError(
             f"{file}: no readable config in its metadata or JSON ({type(e).__name__}: {e})"
