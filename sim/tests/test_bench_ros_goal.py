@@ -70,3 +70,42 @@ def test_render_parallel_goes_to_the_bridge_and_the_goal_line() -> None:
     }
     row = {**_row(4.0, 5.9), "render_parallel": True}
     assert "cameras rendered in parallel" in goal_lines([row])[0]
+
+
+def test_the_goal_line_names_a_real_time_graph() -> None:
+    row = _row(4.0, 5.9)
+    assert "scheduling" not in goal_lines([{**row, "graph_sched": "normal"}])[0]
+    line = goal_lines([{**row, "graph_sched": "fifo 10"}])[0]
+    assert "backend auto, graph scheduling fifo 10)" in line
+
+
+def test_sched_fifo_is_checked_and_a_refusal_is_an_error(monkeypatch, capsys) -> None:
+    import pytest
+    from expo_ros import realtime
+    from expo_sim.ros import bench_ros
+
+    with pytest.raises(SystemExit):
+        bench_ros.main(["--sched-fifo", "100"])
+    assert "--sched-fifo must be in [0, 99]" in capsys.readouterr().err
+
+    def refuse(priority: int, tid: int = 0) -> None:
+        raise realtime.RealtimeError(f"SCHED_FIFO priority {priority} refused (Operation not permitted)")
+
+    monkeypatch.setattr(realtime, "set_fifo", refuse)
+    ran = []
+    monkeypatch.setattr(bench_ros, "_bench_rows", lambda *a: ran.append(a))
+    assert bench_ros.main(["--sched-fifo", "10"]) == 2
+    assert "--sched-fifo 10: SCHED_FIFO priority 10 refused" in capsys.readouterr().err
+    assert not ran  # no session runs when the scheduling was refused
+
+
+def test_sched_fifo_is_undone_after_the_sessions(monkeypatch) -> None:
+    from expo_ros import realtime
+    from expo_sim.ros import bench_ros
+
+    calls = []
+    monkeypatch.setattr(realtime, "set_fifo", lambda p, tid=0: calls.append(("fifo", p)))
+    monkeypatch.setattr(realtime, "set_normal", lambda tid=0: calls.append(("normal",)))
+    monkeypatch.setattr(bench_ros, "_bench_rows", lambda *a: calls.append(("sessions",)))  # a failed size
+    assert bench_ros.main(["--sched-fifo", "10"]) == 1
+    assert calls == [("fifo", 10), ("sessions",), ("normal",)]

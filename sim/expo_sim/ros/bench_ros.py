@@ -31,11 +31,19 @@ frames and the base-frame proprioception (rows named ``<preset>+pixels-<encoder>
 
 Run: ``python -m expo_sim.ros.bench_ros [--presets cpu published] [--steps 1000]
 [--pixels cpu published] [--backend auto|torch|onnxruntime] [--rt-priority P]
-[--executor single|events] [--render-parallel] [--out DIR]``. ``--render-parallel`` sets the
+[--executor single|events] [--sched-fifo P] [--render-parallel] [--out DIR]``. ``--render-parallel`` sets the
 bridge's ``observation.render_parallel`` for the pixel rows (the goal lines say so).
 ``--executor`` picks the rclpy executor of every node of the graph (``EXPO_ROS_EXECUTOR``,
 :mod:`expo_ros.node_main`): ``events`` (the default, rclpy's EventsExecutor) or ``single`` (the
 SingleThreadedExecutor); the goal lines name it.
+
+``--sched-fifo P`` runs every process of the graph at SCHED_FIFO priority P: the bench sets its own
+thread to it before each session, and what it starts inherits it (ros2 launch, the bridge, the
+policy node, every thread of theirs, Fast DDS's included, and the bench's own monitor). It models
+a tuned robot PC, where nothing of the control path waits behind normal work; it needs the
+permission to (root, or an rtprio limit). Each row records the scheduling its session started
+with (``graph_sched``: ``normal``, or ``fifo P`` also when the bench itself was started under
+``chrt -f P``), and the goal lines name anything but normal.
 """
 
 from __future__ import annotations
@@ -171,6 +179,8 @@ def _overrides(rt_priority: int, render_parallel: bool) -> dict[str, dict[str, A
 
 def _rt_note(row: dict[str, Any]) -> str:
     note = f", policy rt_priority {row['policy_rt_priority']}" if row.get("policy_rt_priority") else ""
+    if row.get("graph_sched", "normal") != "normal":
+        note += f", graph scheduling {row['graph_sched']}"
     if row.get("render_parallel"):
         note += ", cameras rendered in parallel"
     if row.get("executor") == "single":
@@ -213,9 +223,48 @@ def markdown_table(rows: Sequence[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+def _bench_rows(args: argparse.Namespace, executor: str) -> list[dict[str, Any]] | None:
+    """One session per size (and pixel encoder); None (and why, on stderr) when one fails."""
+    from expo_ros.realtime import describe
+
+    rows: list[dict[str, Any]] = []
+    with tempfile.TemporaryDirectory(prefix="expo-bench-ros-") as tmp:
+        for preset, pixels in [(p, None) for p in args.presets] + [
+            (p, e) for e in args.pixels for p in args.presets
+        ]:
+            name = preset if pixels is None else f"{preset}+pixels-{pixels}"
+            load_before = os.getloadavg()
+            print(
+                f"== {name}: lockstep session of >= {args.steps} env steps (load average "
+                f"{load_before[0]:.2f} {load_before[1]:.2f} {load_before[2]:.2f})",
+                flush=True,
+            )
+            row = bench_preset(
+                preset,
+                args.steps,
+                args.task,
+                args.horizon,
+                Path(tmp),
+                args.domain_id,
+                args.backend,
+                args.rt_priority,
+                pixels,
+                args.render_parallel,
+            )
+            row["executor"] = executor
+            row["graph_sched"] = describe()  # what the session's processes inherited
+            row["loadavg_before"], row["loadavg_after"] = load_before, os.getloadavg()
+            if row["error"] or row["obs_to_action_count"] < args.steps:
+                print(f"bench-ros: {name} failed: {row['error'] or 'too few steps'}", file=sys.stderr)
+                return None
+            rows.append(row)
+    return rows
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     from expo_core.presets import PRESETS
     from expo_ros.node_main import EXECUTOR_ENV, EXECUTORS, executor_name
+    from expo_ros.realtime import RealtimeError, set_fifo, set_normal
 
     p = argparse.ArgumentParser(prog="python -m expo_sim.ros.bench_ros", description=__doc__.split("\n")[0])
     p.add_argument("--presets", nargs="+", default=["cpu", "published"], choices=PRESETS)
@@ -243,6 +292,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="the policy node's rt_priority: its control thread at SCHED_FIFO (1-99; default 0 = normal)",
     )
     p.add_argument(
+        "--sched-fifo",
+        type=int,
+        default=0,
+        metavar="P",
+        help="every process of the graph (and the bench's monitor) at SCHED_FIFO P (1-99; "
+        "default 0 = as the bench was started)",
+    )
+    p.add_argument(
         "--executor",
         choices=EXECUTORS,
         default=None,
@@ -261,40 +318,25 @@ def main(argv: Sequence[str] | None = None) -> int:
         p.error("--steps must be >= 1")
     if not 0 <= args.rt_priority <= 99:
         p.error("--rt-priority must be in [0, 99]")
+    if not 0 <= args.sched_fifo <= 99:
+        p.error("--sched-fifo must be in [0, 99]")
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     if args.executor:
         os.environ[EXECUTOR_ENV] = args.executor  # the launched nodes inherit it
     executor = executor_name()
-    rows = []
-    with tempfile.TemporaryDirectory(prefix="expo-bench-ros-") as tmp:
-        for preset, pixels in [(p, None) for p in args.presets] + [
-            (p, e) for e in args.pixels for p in args.presets
-        ]:
-            name = preset if pixels is None else f"{preset}+pixels-{pixels}"
-            load_before = os.getloadavg()
-            print(
-                f"== {name}: lockstep session of >= {args.steps} env steps (load average "
-                f"{load_before[0]:.2f} {load_before[1]:.2f} {load_before[2]:.2f})",
-                flush=True,
-            )
-            row = bench_preset(
-                preset,
-                args.steps,
-                args.task,
-                args.horizon,
-                Path(tmp),
-                args.domain_id,
-                args.backend,
-                args.rt_priority,
-                pixels,
-                args.render_parallel,
-            )
-            row["executor"] = executor
-            row["loadavg_before"], row["loadavg_after"] = load_before, os.getloadavg()
-            if row["error"] or row["obs_to_action_count"] < args.steps:
-                print(f"bench-ros: {name} failed: {row['error'] or 'too few steps'}", file=sys.stderr)
-                return 1
-            rows.append(row)
+    if args.sched_fifo:
+        try:
+            set_fifo(args.sched_fifo)  # before any session: its processes and threads inherit it
+        except RealtimeError as e:
+            print(f"bench-ros: --sched-fifo {args.sched_fifo}: {e}", file=sys.stderr)
+            return 2
+    try:
+        rows = _bench_rows(args, executor)
+    finally:
+        if args.sched_fifo:
+            set_normal()
+    if rows is None:
+        return 1
     table = markdown_table(rows)
     print(table)
     goals = goal_lines(rows)
