@@ -138,3 +138,43 @@ def test_limits_broadcast_scalars_to_tuples() -> None:
     lim = SafetyLimits(action_low=-0.8, max_delta=0.3)
     assert lim.action_low == (-0.8,) * 7 and lim.max_delta == (0.3,) * 7
     assert lim.action_high == (1.0,) * 7
+
+
+def _reference(action, prev, pos, lim: SafetyLimits) -> tuple[np.ndarray, bool, int]:
+    """The rules in their plainest form (np.clip on the tuples, one rule after another); the
+    filter computes them with cached arrays and cheaper ops. Returns (sent, modified, reasons)."""
+    a = np.array(action, dtype=np.float64)
+    proposed = a.astype(np.float32)
+    low, high = np.asarray(lim.action_low), np.asarray(lim.action_high)
+    n = int(((a < low) | (a > high)).any())
+    a = np.clip(a, low, high)
+    if prev is not None:
+        md = np.asarray(lim.max_delta)
+        n += int((np.abs(a - prev) > md).any())
+        a = np.clip(a, prev - md, prev + md)
+    up = np.maximum(np.asarray(lim.workspace_high) - pos, 0.0) / lim.pos_scale
+    down = np.maximum(pos - np.asarray(lim.workspace_low), 0.0) / lim.pos_scale
+    t = np.clip(a[:3], -down, up)
+    n += int((t != a[:3]).any())
+    a[:3] = t
+    sent = np.clip(a, low, high).astype(np.float32)
+    return sent, bool((sent != proposed).any()), n
+
+
+def test_the_filter_equals_the_plain_rules_on_random_cases() -> None:
+    rng = np.random.default_rng(7)
+    limits = [
+        SafetyLimits(),
+        SafetyLimits(action_low=(-0.5, -1, -1, -0.2, -1, -1, -1), action_high=0.8, max_delta=0.1),
+        SafetyLimits(workspace_low=(-0.1, -0.1, 0.9), workspace_high=(0.1, 0.1, 1.0), pos_scale=0.2),
+    ]
+    for i in range(3000):
+        lim = limits[i % len(limits)]
+        action = rng.uniform(-1.5, 1.5, 7)
+        prev = None if i % 4 == 0 else rng.uniform(-1.2, 1.2, 7)  # a history may lie outside today's bounds
+        pos = rng.uniform((-0.6, -0.6, 0.7), (0.5, 0.6, 1.5))  # inside and outside the box
+        res = filter_action(action, prev, pos, lim)
+        sent, modified, n_rules = _reference(action, prev, pos, lim)
+        assert res.action.dtype == np.float32 and not res.rejected
+        np.testing.assert_array_equal(res.action, sent)
+        assert res.modified == modified and len(res.reasons) == n_rules
