@@ -79,33 +79,30 @@ def test_the_goal_line_names_a_real_time_graph() -> None:
     assert "backend auto, graph scheduling fifo 10)" in line
 
 
-def test_sched_fifo_is_checked_and_a_refusal_is_an_error(monkeypatch, capsys) -> None:
+def test_sched_fifo_goes_to_every_session_and_the_rows(monkeypatch, tmp_path, capsys) -> None:
+    import json
+
     import pytest
-    from expo_ros import realtime
     from expo_sim.ros import bench_ros
 
     with pytest.raises(SystemExit):
         bench_ros.main(["--sched-fifo", "100"])
     assert "--sched-fifo must be in [0, 99]" in capsys.readouterr().err
 
-    def refuse(priority: int, tid: int = 0) -> None:
-        raise realtime.RealtimeError(f"SCHED_FIFO priority {priority} refused (Operation not permitted)")
+    asked = []
 
-    monkeypatch.setattr(realtime, "set_fifo", refuse)
-    ran = []
-    monkeypatch.setattr(bench_ros, "_bench_rows", lambda *a: ran.append(a))
-    assert bench_ros.main(["--sched-fifo", "10"]) == 2
-    assert "--sched-fifo 10: SCHED_FIFO priority 10 refused" in capsys.readouterr().err
-    assert not ran  # no session runs when the scheduling was refused
+    def session(preset, *args) -> dict:
+        asked.append((preset, args[-1]))  # bench_preset's last argument: sched_fifo
+        return {**_row(4.0, 5.9), "preset": preset, "error": ""}
 
+    monkeypatch.setattr(bench_ros, "bench_preset", session)
+    assert bench_ros.main(["--presets", "tiny", "cpu", "--sched-fifo", "10", "--out", str(tmp_path)]) == 0
+    assert asked == [("tiny", 10), ("cpu", 10)]
+    rows = json.loads(next(tmp_path.glob("bench-ros-*.json")).read_text())["rows"]
+    assert [r["graph_sched"] for r in rows] == ["fifo 10", "fifo 10"]
+    assert "graph scheduling fifo 10" in capsys.readouterr().out
 
-def test_sched_fifo_is_undone_after_the_sessions(monkeypatch) -> None:
-    from expo_ros import realtime
-    from expo_sim.ros import bench_ros
-
-    calls = []
-    monkeypatch.setattr(realtime, "set_fifo", lambda p, tid=0: calls.append(("fifo", p)))
-    monkeypatch.setattr(realtime, "set_normal", lambda tid=0: calls.append(("normal",)))
-    monkeypatch.setattr(bench_ros, "_bench_rows", lambda *a: calls.append(("sessions",)))  # a failed size
-    assert bench_ros.main(["--sched-fifo", "10"]) == 1
-    assert calls == [("fifo", 10), ("sessions",), ("normal",)]
+    refused = "could not start the graph at SCHED_FIFO priority 10: the kernel refused it (run as root, ...)"
+    monkeypatch.setattr(bench_ros, "bench_preset", lambda *a: {**_row(4.0, 5.9), "error": refused})
+    assert bench_ros.main(["--presets", "cpu", "--sched-fifo", "10", "--out", str(tmp_path)]) == 1
+    assert f"bench-ros: cpu failed: {refused}" in capsys.readouterr().err

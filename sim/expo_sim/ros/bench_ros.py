@@ -37,13 +37,13 @@ bridge's ``observation.render_parallel`` for the pixel rows (the goal lines say 
 :mod:`expo_ros.node_main`): ``events`` (the default, rclpy's EventsExecutor) or ``single`` (the
 SingleThreadedExecutor); the goal lines name it.
 
-``--sched-fifo P`` runs every process of the graph at SCHED_FIFO priority P: the bench sets its own
-thread to it before each session, and what it starts inherits it (ros2 launch, the bridge, the
-policy node, every thread of theirs, Fast DDS's included, and the bench's own monitor). It models
-a tuned robot PC, where nothing of the control path waits behind normal work; it needs the
-permission to (root, or an rtprio limit). Each row records the scheduling its session started
-with (``graph_sched``: ``normal``, or ``fifo P`` also when the bench itself was started under
-``chrt -f P``), and the goal lines name anything but normal.
+``--sched-fifo P`` runs the graph at SCHED_FIFO priority P: the session starts ``ros2 launch``
+at P, so the bridge, the policy node and every thread of theirs (Fast DDS's included) inherit it,
+while the bench process and its monitor stay at normal scheduling (on two cores, a monitor at
+the graph's priority would delay it). It models a robot PC where the control graph runs real
+time; it needs the permission to (root, or an rtprio limit). Each row records the graph's
+scheduling (``graph_sched``: ``fifo P``, or what the bench itself runs at, ``normal`` unless it
+was started under ``chrt``), and the goal lines name anything but normal.
 """
 
 from __future__ import annotations
@@ -108,6 +108,7 @@ def random_policy_session(
     domain_id: int | None = None,
     graph_overrides: dict[str, dict[str, Any]] | None = None,
     progress: bool = True,
+    sched_fifo: int = 0,
 ) -> dict[str, Any]:
     """One session of the sim graph with :func:`random_policy`'s agent (``pixels``: a pixel
     agent deciding from the cameras) until at least ``steps`` env steps are done; the session's
@@ -126,6 +127,7 @@ def random_policy_session(
         out=tmp / "sessions",
         backend=backend,
         graph_overrides=graph_overrides or {},
+        sched_fifo=sched_fifo,
     )
     row = run_session(cfg, progress=progress)
     row.update(
@@ -147,6 +149,7 @@ def bench_preset(
     rt_priority: int = 0,
     pixels: str | None = None,
     render_parallel: bool = False,
+    sched_fifo: int = 0,
 ) -> dict:
     render_parallel = render_parallel and pixels is not None  # a state row renders nothing
     s = random_policy_session(
@@ -159,6 +162,7 @@ def bench_preset(
         horizon=horizon,
         domain_id=domain_id,
         graph_overrides=_overrides(rt_priority, render_parallel),
+        sched_fifo=sched_fifo,
     )
     s["policy_rt_priority"] = rt_priority
     s["render_parallel"] = render_parallel
@@ -250,9 +254,10 @@ def _bench_rows(args: argparse.Namespace, executor: str) -> list[dict[str, Any]]
                 args.rt_priority,
                 pixels,
                 args.render_parallel,
+                args.sched_fifo,
             )
             row["executor"] = executor
-            row["graph_sched"] = describe()  # what the session's processes inherited
+            row["graph_sched"] = f"fifo {args.sched_fifo}" if args.sched_fifo else describe()
             row["loadavg_before"], row["loadavg_after"] = load_before, os.getloadavg()
             if row["error"] or row["obs_to_action_count"] < args.steps:
                 print(f"bench-ros: {name} failed: {row['error'] or 'too few steps'}", file=sys.stderr)
@@ -264,7 +269,6 @@ def _bench_rows(args: argparse.Namespace, executor: str) -> list[dict[str, Any]]
 def main(argv: Sequence[str] | None = None) -> int:
     from expo_core.presets import PRESETS
     from expo_ros.node_main import EXECUTOR_ENV, EXECUTORS, executor_name
-    from expo_ros.realtime import RealtimeError, set_fifo, set_normal
 
     p = argparse.ArgumentParser(prog="python -m expo_sim.ros.bench_ros", description=__doc__.split("\n")[0])
     p.add_argument("--presets", nargs="+", default=["cpu", "published"], choices=PRESETS)
@@ -296,8 +300,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         type=int,
         default=0,
         metavar="P",
-        help="every process of the graph (and the bench's monitor) at SCHED_FIFO P (1-99; "
-        "default 0 = as the bench was started)",
+        help="the graph (bridge, policy node, all their threads) at SCHED_FIFO P while the bench "
+        "keeps its own scheduling (1-99; needs root or an rtprio limit; default 0: off)",
     )
     p.add_argument(
         "--executor",
@@ -324,17 +328,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.executor:
         os.environ[EXECUTOR_ENV] = args.executor  # the launched nodes inherit it
     executor = executor_name()
-    if args.sched_fifo:
-        try:
-            set_fifo(args.sched_fifo)  # before any session: its processes and threads inherit it
-        except RealtimeError as e:
-            print(f"bench-ros: --sched-fifo {args.sched_fifo}: {e}", file=sys.stderr)
-            return 2
-    try:
-        rows = _bench_rows(args, executor)
-    finally:
-        if args.sched_fifo:
-            set_normal()
+    rows = _bench_rows(args, executor)
     if rows is None:
         return 1
     table = markdown_table(rows)

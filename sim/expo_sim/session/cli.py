@@ -86,6 +86,14 @@ def add_session(sub: argparse._SubParsersAction) -> None:
         "with diffusion.chunk_len > 1): off, receding (a period without a new command takes the plan "
         "row due), ensemble (weighted mean of every plan's row); docs/sim_to_real.md",
     )
+    p.add_argument(
+        "--sched-fifo",
+        type=int,
+        default=0,
+        metavar="P",
+        help="run the launched graph (every node and thread) at SCHED_FIFO priority P (1-99; needs "
+        "root or an rtprio limit); this session process stays at normal scheduling (default 0: off)",
+    )
     p.set_defaults(func=run_session_command)
 
 
@@ -122,6 +130,7 @@ def run_session_command(args: argparse.Namespace) -> int:
             intervene=args.intervene,
             obs=args.obs,
             plan_mode=args.plan_mode,
+            sched_fifo=args.sched_fifo,
         )
         # SIGTERM (a supervisor, `kill`) ends the session like Ctrl-C: every node is stopped.
         signal.signal(signal.SIGTERM, _interrupt)

@@ -55,6 +55,7 @@ class SessionConfig:
     obs: str = "state"  # "pixels": cameras + base-frame proprioception (a pixel checkpoint)
     plan_mode: str = "off"  # realtime: the bridge's plan_mode (action chunks, expo_ros.action_plan)
     progress_every_s: float = 0.5
+    sched_fifo: int = 0  # 1-99: the launched graph at SCHED_FIFO (expo_bringup.launch_process)
     graph_overrides: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -103,6 +104,12 @@ class SessionConfig:
             raise ValueError(f"SessionConfig.domain_id must be in 0..232, got {self.domain_id}")
         if self.timeout_s < 0:
             raise ValueError(f"SessionConfig.timeout_s must be >= 0, got {self.timeout_s}")
+        from expo_ros.realtime import check_priority
+
+        try:
+            check_priority(self.sched_fifo)
+        except ValueError as e:
+            raise ValueError(f"SessionConfig.sched_fifo: {e}") from e
 
     def _check_algo(self) -> None:
         from expo_sim.train.presets import check_algo

@@ -174,7 +174,12 @@ def run_session(cfg: SessionConfig, stream: TextIO = sys.stdout, progress: bool 
     domain = cfg.domain_id if cfg.domain_id is not None else int(os.environ.get("ROS_DOMAIN_ID", "0"))
     sink = _LineFile(run_dir / "nodes.log")
     launch = LaunchProcess(
-        "expo_bringup", "sim.launch.py", args, env={"ROS_DOMAIN_ID": str(domain)}, sink=sink
+        "expo_bringup",
+        "sim.launch.py",
+        args,
+        env={"ROS_DOMAIN_ID": str(domain)},
+        sink=sink,
+        sched_fifo=cfg.sched_fifo,
     )
     stats = SessionStats(target_episodes=cfg.episodes)
     bar = _Progress(stream)
@@ -187,6 +192,7 @@ def run_session(cfg: SessionConfig, stream: TextIO = sys.stdout, progress: bool 
         ("realtime" if cfg.realtime else "lockstep")
         + (", scripted interventions" if cfg.intervene else "")
         + (", from pixels" if cfg.obs == "pixels" else "")
+        + (f", graph at SCHED_FIFO {cfg.sched_fifo}" if cfg.sched_fifo else "")
     )
     stream.write(
         f"expo-sim session: {cfg.task}, {cfg.episodes} episodes, {mode}, "

@@ -9,6 +9,12 @@ forwards it to every node once and waits for them (escalating to SIGTERM, then S
 node); SIGTERM to launch would orphan them (ros2/launch#666). Whatever still runs in its process
 group after ``stop_timeout_s`` gets SIGKILL.
 
+With ``sched_fifo`` P (1-99) the child is put at SCHED_FIFO priority P before it runs ``ros2
+launch``: launch, every node it starts and every thread of theirs (Fast DDS's included) inherit
+it, while the parent (a session's monitor, a bench) stays at its own scheduling. It models a
+robot PC where the control graph runs real time; it needs the permission to (root, or an rtprio
+limit: ``ulimit -r``), and :meth:`LaunchProcess.start` says so when the kernel refuses.
+
 Every output line (stdout and stderr merged) goes to ``sink``; launch's own lines about its
 processes (``[INFO] [policy_node-2]: process has finished cleanly [pid 7]``, ``[ERROR]
 [sim_bridge-1]: process has died [pid 8, exit code 1, ...]``) give each node's exit code, keyed
@@ -26,7 +32,10 @@ import subprocess
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
+from functools import partial
 from typing import IO
+
+from expo_ros.realtime import check_priority
 
 from expo_bringup.runner import new_session_default_signals
 
@@ -55,6 +64,13 @@ def ros2_executable() -> str:
     return path
 
 
+def _child_setup(sched_fifo: int) -> None:
+    """In the child before exec: its own session and default signals, then the scheduling."""
+    new_session_default_signals()
+    if sched_fifo:
+        os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(sched_fifo))
+
+
 class LaunchProcess:
     """``ros2 launch`` of one launch file, started, watched and stopped (module doc)."""
 
@@ -67,11 +83,17 @@ class LaunchProcess:
         sink: Callable[[str], None] | None = None,
         stop_timeout_s: float = 25.0,
         extra_flags: Sequence[str] = (),
+        sched_fifo: int = 0,
     ) -> None:
         """``env`` adds variables to the inherited environment; ``sink`` gets each output line
-        without its newline, from a reader thread."""
+        without its newline, from a reader thread; ``sched_fifo`` (1-99; 0: inherited, as usual)
+        the SCHED_FIFO priority of the launched graph (module doc)."""
         if stop_timeout_s <= 0:
             raise ValueError(f"LaunchProcess.stop_timeout_s must be > 0 s, got {stop_timeout_s}")
+        try:
+            self.sched_fifo = check_priority(sched_fifo)
+        except ValueError as e:
+            raise ValueError(f"LaunchProcess.sched_fifo: {e}") from e
         self.command = [
             ros2_executable(),
             "launch",
@@ -96,17 +118,23 @@ class LaunchProcess:
         if self._proc is not None:
             raise RuntimeError("LaunchProcess.start() called twice")
         log.info("starting: %s", " ".join(self.command))
-        self._proc = subprocess.Popen(
-            self.command,
-            env=self._env,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-            errors="replace",
-            bufsize=1,
-            preexec_fn=new_session_default_signals,  # noqa: PLW1509  # no threads of ours run exec here
-        )
+        try:
+            self._proc = subprocess.Popen(
+                self.command,
+                env=self._env,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                text=True,
+                errors="replace",
+                bufsize=1,
+                preexec_fn=partial(_child_setup, self.sched_fifo),  # noqa: PLW1509  # no threads of ours run exec here
+            )
+        except subprocess.SubprocessError as e:  # only the setup can fail this way: the scheduling
+            raise RuntimeError(
+                f"could not start the graph at SCHED_FIFO priority {self.sched_fifo}: the kernel refused "
+                "it (run as root, or raise the rtprio limit: ulimit -r; or leave sched_fifo at 0)"
+            ) from e
         self._reader = threading.Thread(target=self._read, args=(self._proc.stdout,), daemon=True)
         self._reader.start()
 
