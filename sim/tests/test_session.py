@@ -91,6 +91,8 @@ def test_session_cli_rejects_bad_input(tmp_path: Path, capsys: pytest.CaptureFix
     assert "episodes must be >= 1" in capsys.readouterr().err
     assert expo_sim_main(["session", "--sched-fifo", "100", "--out", str(tmp_path)]) == 2
     assert "SessionConfig.sched_fifo: real-time priority 100 is invalid" in capsys.readouterr().err
+    assert expo_sim_main(["session", "--sched-fifo", "10", "--learn", "--out", str(tmp_path)]) == 2
+    assert "--sched-fifo with --learn: the learner trains without pause" in capsys.readouterr().err
     with pytest.raises(SystemExit) as e:  # argparse: the session's choices are the EXPO variants
         expo_sim_main(["session", "--algo", "rlpd", "--out", str(tmp_path)])
     assert e.value.code == 2 and "invalid choice: 'rlpd'" in capsys.readouterr().err

@@ -92,7 +92,8 @@ def add_session(sub: argparse._SubParsersAction) -> None:
         default=0,
         metavar="P",
         help="run the launched graph (every node and thread) at SCHED_FIFO priority P (1-99; needs "
-        "root or an rtprio limit); this session process stays at normal scheduling (default 0: off)",
+        "root or an rtprio limit; not with --learn); this session process keeps its own scheduling "
+        "(default 0: off)",
     )
     p.set_defaults(func=run_session_command)
 

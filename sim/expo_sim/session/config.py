@@ -110,6 +110,13 @@ class SessionConfig:
             check_priority(self.sched_fifo)
         except ValueError as e:
             raise ValueError(f"SessionConfig.sched_fifo: {e}") from e
+        if self.sched_fifo and self.learn:
+            raise ValueError(
+                "--sched-fifo with --learn: the learner trains without pause, and at SCHED_FIFO it "
+                "would hold a core the bridge and the policy need (a SCHED_FIFO thread is not "
+                "preempted by one of the same priority); real-time scheduling is for the control "
+                "graph only"
+            )
 
     def _check_algo(self) -> None:
         from expo_sim.train.presets import check_algo
