@@ -37,7 +37,7 @@ from typing import IO
 
 from expo_ros.realtime import check_priority
 
-from expo_bringup.runner import new_session_default_signals
+from expo_bringup.runner import new_session_default_signals, popen_lines
 
 log = logging.getLogger(__name__)
 
@@ -119,17 +119,7 @@ class LaunchProcess:
             raise RuntimeError("LaunchProcess.start() called twice")
         log.info("starting: %s", " ".join(self.command))
         try:
-            self._proc = subprocess.Popen(
-                self.command,
-                env=self._env,
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.STDOUT,
-                text=True,
-                errors="replace",
-                bufsize=1,
-                preexec_fn=partial(_child_setup, self.sched_fifo),  # noqa: PLW1509  # no threads of ours run exec here
-            )
+            self._proc = popen_lines(self.command, self._env, partial(_child_setup, self.sched_fifo))
         except subprocess.SubprocessError as e:  # only the setup can fail this way: the scheduling
             raise RuntimeError(
                 f"could not start the graph at SCHED_FIFO priority {self.sched_fifo}: the kernel refused "

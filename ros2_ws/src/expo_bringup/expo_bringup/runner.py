@@ -30,7 +30,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import IO
 
 from expo_bringup.graph import Graph, NodeSpec, to_ros_args
@@ -83,6 +83,24 @@ def new_session_default_signals() -> None:
     os.setsid()
     for s in (signal.SIGINT, signal.SIGTERM):
         signal.signal(s, signal.SIG_DFL)
+
+
+def popen_lines(
+    cmd: Sequence[str], env: Mapping[str, str], setup: Callable[[], None]
+) -> subprocess.Popen[str]:
+    """Start ``cmd`` with ``setup`` run in the child before exec; its stdout and stderr merged
+    into one pipe of text lines, stdin closed (how Runner and LaunchProcess start children)."""
+    return subprocess.Popen(
+        list(cmd),
+        env=dict(env),
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        errors="replace",
+        bufsize=1,
+        preexec_fn=setup,  # noqa: PLW1509  # callers start no thread of theirs before it runs
+    )
 
 
 class Runner:
@@ -141,20 +159,10 @@ class Runner:
             cmd = node_command(node, self.python)
             log.info("starting %s: %s", label, " ".join(cmd))
             try:
-                proc = subprocess.Popen(
-                    cmd,
-                    env=self._node_env(node),
-                    stdin=subprocess.DEVNULL,
-                    stdout=subprocess.PIPE,
-                    stderr=subprocess.STDOUT,
-                    text=True,
-                    errors="replace",
-                    bufsize=1,
-                    # its own session, SIGINT and SIGTERM at their defaults: a shell's background
-                    # job inherits SIGINT ignored, and the node would then ignore our stop. The
-                    # output readers start after the last fork, so none of ours runs meanwhile.
-                    preexec_fn=new_session_default_signals,  # noqa: PLW1509
-                )
+                # its own session, SIGINT and SIGTERM at their defaults: a shell's background job
+                # inherits SIGINT ignored, and the node would then ignore our stop. The output
+                # readers start after the last fork, so none of ours runs meanwhile.
+                proc = popen_lines(cmd, self._node_env(node), new_session_default_signals)
             except OSError:
                 log.exception("could not start node %s", label)
                 self._start_readers()
