@@ -226,6 +226,28 @@ def test_wait_for_learner_holds_episode_0_until_the_learners_first_report(harnes
     assert h.bridge.stats.env_steps == 3
 
 
+@pytest.mark.parametrize("realtime", [False, True])
+def test_a_learner_that_never_reports_ends_the_run_with_exit_code_1(harness, realtime: bool) -> None:
+    """learner_wait_timeout_s: a learner that never reports does not leave the run waiting without
+    end; the bridge says why, finishes and sets exit code 1 (main() exits with it)."""
+    h = harness(
+        realtime=realtime,
+        horizon=3,
+        num_episodes=1,
+        max_action_age_ms=60_000.0,  # real time: the waiting command stays fresh enough to apply
+        wait_for_learner=True,
+        learner_wait_timeout_s=0.3,
+    )
+    h.start()
+    h.connect_policy()
+    h.spin_until(lambda: h.action_pub.get_subscription_count() > 0, "the bridge to hear the policy")
+    if realtime:  # a command waits in the inbox while the bridge waits for the learner
+        h.answer(h.wait_set(0, "an observation"), 0, 0)
+    assert h.bridge.exit_code == 0
+    h.spin_until(lambda: h.bridge.finished, "the bridge to give up on the learner")
+    assert h.bridge.exit_code == 1 and h.bridge.stats.env_steps == 0 and h.feedback == []
+
+
 @pytest.mark.parametrize("realtime", [False, True], ids=["lockstep", "realtime"])
 def test_camera_image_goes_out_with_each_observation(harness, realtime: bool) -> None:
     """The monitoring camera (camera.*): in lockstep rendered after the step, in real time by a

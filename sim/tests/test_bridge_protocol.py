@@ -57,6 +57,8 @@ def test_yaml_integers_for_floats_and_the_camera_are_accepted() -> None:
         ("ensemble_decay", float("nan"), "parameter 'ensemble_decay'"),
         ("injected_stall_probability", 1.5, "parameter 'injected_stall_probability'"),
         ("injected_stall_ms", -1.0, "parameter 'injected_stall_ms'"),
+        ("learner_wait_timeout_s", -1.0, "parameter 'learner_wait_timeout_s'"),
+        ("learner_wait_timeout_s", float("inf"), "parameter 'learner_wait_timeout_s'"),
     ],
 )
 def test_bad_values_name_the_parameter(key: str, value: object, needle: str) -> None:

@@ -107,7 +107,8 @@ class SimBridge(LockstepMixin, RealtimeMixin, ReportingMixin, TeardownLifecycleN
         self.cfg: BridgeConfig | None = None
         self.env: RobomimicEnv | None = None
         self.active = False
-        self.finished = False  # num_episodes reached: main() exits
+        self.finished = False  # num_episodes reached (or given up): main() exits
+        self.exit_code = 0  # main()'s exit code once finished: 1 when it gave up on the learner
         self.stats = EpisodeStats()
         self._pacer = LearnerPacer(0)  # replaced on activate with the configured limit
         self._held: tuple[cv.Command, float] | None = None

@@ -128,6 +128,12 @@ PARAMETERS: tuple[ParamSpec, ...] = (
         "(lockstep: the first observation; real time: the first command), so that no transition "
         "goes out before it listens",
     ),
+    ParamSpec(
+        "learner_wait_timeout_s",
+        600.0,
+        "wait_for_learner: how long to wait for the learner's first report; past it the bridge says "
+        "why and exits 1, which ends a session [s]; 0 = without end",
+    ),
     ParamSpec("frame_id", "world", "header frame of ee_pose and object_poses"),
     ParamSpec("arm_joint_names", ARM_JOINTS, "published arm joint names, robosuite order (7)"),
     ParamSpec("finger_joint_names", FINGER_JOINTS, "published finger joint names (2)"),
@@ -237,6 +243,7 @@ class BridgeConfig:
     diagnostics_period_s: float = 1.0
     learner_pacing_backlog: int = 0
     wait_for_learner: bool = False
+    learner_wait_timeout_s: float = 600.0
     frame_id: str = "world"
     arm_joint_names: tuple[str, ...] = tuple(ARM_JOINTS)
     finger_joint_names: tuple[str, ...] = tuple(FINGER_JOINTS)
@@ -364,6 +371,9 @@ class BridgeConfig:
             diagnostics_period_s=_float("diagnostics_period_s", v["diagnostics_period_s"], 0.01, 3600.0),
             learner_pacing_backlog=_int("learner_pacing_backlog", v["learner_pacing_backlog"], 0),
             wait_for_learner=_bool("wait_for_learner", v["wait_for_learner"]),
+            learner_wait_timeout_s=_non_negative(
+                "learner_wait_timeout_s", v["learner_wait_timeout_s"], 86_400.0
+            ),
             frame_id=frame,
             arm_joint_names=arm,
             finger_joint_names=fingers,

@@ -39,7 +39,8 @@ class ReportingMixin:
 
     def _learner_ready(self, what: str) -> bool:
         """``wait_for_learner``: whether the learner has reported yet; while not, say (throttled)
-        that ``what`` waits for it, as a warning after LEARNER_WAIT_WARN_S."""
+        that ``what`` waits for it, as a warning after LEARNER_WAIT_WARN_S; past
+        ``learner_wait_timeout_s``, an error, ``exit_code`` 1 and the end of the run."""
         if self._pacer.ready:
             return True
         if self._learner_wait_since is None:
@@ -49,6 +50,16 @@ class ReportingMixin:
             f"waiting {waited:.0f} s for the learner's first learner_stats (wait_for_learner): {what} "
             "waits until it is active and subscribed to the transitions"
         )
+        limit = self.cfg.learner_wait_timeout_s
+        if limit and waited > limit:
+            self.get_logger().error(
+                f"the learner sent no learner_stats within learner_wait_timeout_s ({limit:g} s): {what} "
+                "never went out; stopping with exit code 1. Is the learner activated, and is its "
+                "learner_stats topic this bridge's? (its own log lines say why it is not)"
+            )
+            self.exit_code = 1
+            self._finish()
+            return False
         if waited < LEARNER_WAIT_WARN_S:
             self.get_logger().info(text, throttle_duration_sec=5.0)
         else:  # alive but silent: not activated, learner_stats remapped, or its trainer died

@@ -123,9 +123,10 @@ def run_lifecycle_node(
     finalize: Callable[[Any], None] | None = None,
 ) -> NoReturn:
     """Create the node, autostart it, spin until a stop request, rclpy shutdown or the node's
-    ``finished`` flag; then deactivate it and run `finalize(node)`. Exits 0, or 1 when autostart
-    fails (the node logs why). `make_node` runs after rclpy.init; the node must provide
-    ``autostart() -> bool`` and ``active``."""
+    ``finished`` flag; then deactivate it and run `finalize(node)`. Exits 0, 1 when autostart
+    fails (the node logs why), or, once ``finished``, the node's ``exit_code`` if it has one (a
+    run that ended on an error it logged). `make_node` runs after rclpy.init; the node must
+    provide ``autostart() -> bool`` and ``active``."""
     try:
         which = executor_name()
     except ValueError as e:
@@ -146,6 +147,8 @@ def run_lifecycle_node(
             executor.spin_once(timeout_sec=0.1)  # returns regularly so a stop request is seen
         if code == 0 and stop.requested and node.active and rclpy.ok():
             drain(executor, node)
+        if code == 0 and getattr(node, "finished", False):
+            code = int(getattr(node, "exit_code", 0))
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     finally:

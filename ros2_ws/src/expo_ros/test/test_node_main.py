@@ -1,5 +1,5 @@
 """expo_ros.node_main: a stop signal, its duplicate and a later one that forces the exit; the
-drain between the stop request and the deactivation."""
+drain between the stop request and the deactivation; a finished node's exit code."""
 
 from __future__ import annotations
 
@@ -153,3 +153,33 @@ def test_drain_ends_once_the_node_has_what_it_drained_for() -> None:
     node2.drain_done = lambda: True
     ex2 = Executor(node2, clock)
     assert drain(ex2, node2, limit_s=1.0, clock=clock) == 0 and ex2.calls == 0
+
+
+_FINISHING_NODE = """
+import sys
+from rclpy.lifecycle import LifecycleNode
+from expo_ros.node_main import run_lifecycle_node
+
+class Done(LifecycleNode):
+    def __init__(self):
+        super().__init__("node_main_exit_code_test")
+        self.active, self.finished = False, True
+        if sys.argv[1] != "none":
+            self.exit_code = int(sys.argv[1])
+
+    def autostart(self):
+        return True
+
+run_lifecycle_node(Done)
+"""
+
+
+@pytest.mark.parametrize("exit_code, expected", [("none", 0), ("0", 0), ("1", 1)])
+def test_a_finished_node_exits_with_its_exit_code(exit_code: str, expected: int) -> None:
+    """A node that finishes on an error it logged (the sim bridge giving up on a silent learner)
+    sets ``exit_code``; the process exits with it, and with 0 when the node has none."""
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-c", _FINISHING_NODE, exit_code], timeout=60, capture_output=True)
+    assert done.returncode == expected, done.stderr.decode()[-2000:]
