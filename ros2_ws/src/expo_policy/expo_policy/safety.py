@@ -24,7 +24,8 @@ Order of the rules, each applied to the output of the previous one:
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 
@@ -54,9 +55,9 @@ def _frozen(values: tuple[float, ...]) -> np.ndarray:
     return out
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class _LimitArrays:
-    """:class:`SafetyLimits` as read-only arrays (a field left out of its equality and repr)."""
+    """:class:`SafetyLimits` as read-only arrays (:func:`_limit_arrays`)."""
 
     low: np.ndarray
     high: np.ndarray
@@ -90,7 +91,6 @@ class SafetyLimits:
     workspace_low: tuple[float, float, float] = (-0.45, -0.40, 0.80)
     workspace_high: tuple[float, float, float] = (0.35, 0.40, 1.35)
     pos_scale: float = 0.05
-    _arrays: _LimitArrays = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if not isinstance(self.action_dim, int) or self.action_dim < 4:
@@ -121,9 +121,20 @@ class SafetyLimits:
             object.__setattr__(self, name, val)
         object.__setattr__(self, "workspace_low", ws_low)
         object.__setattr__(self, "workspace_high", ws_high)
-        # The same limits as read-only float64 arrays, built once: filter_action runs every step.
-        arrays = _LimitArrays(*(_frozen(v) for v in (low, high, delta, ws_low, ws_high)))
-        object.__setattr__(self, "_arrays", arrays)
+
+
+@lru_cache(maxsize=16)
+def _limit_arrays(limits: SafetyLimits) -> _LimitArrays:
+    """The limits as arrays, built once per distinct (hashable, frozen) limits: the filter runs
+    every step. Kept out of SafetyLimits itself, so its fields, copies and pickles stay the tuples."""
+    fields = (
+        limits.action_low,
+        limits.action_high,
+        limits.max_delta,
+        limits.workspace_low,
+        limits.workspace_high,
+    )
+    return _LimitArrays(*(_frozen(v) for v in fields))
 
 
 @dataclass(frozen=True)
@@ -203,7 +214,7 @@ def filter_action(
 
     # Every clip below has lower <= upper and finite operands, where np.clip(x, lo, hi) equals
     # np.minimum(np.maximum(x, lo), hi); the latter is several times cheaper on a 7-vector.
-    lim = limits._arrays
+    lim = _limit_arrays(limits)
     proposed = a.astype(np.float32)
     reasons: list[str] = []
 

@@ -161,6 +161,7 @@ def _reference(action, prev, pos, lim: SafetyLimits) -> tuple[np.ndarray, bool, 
     return sent, bool((sent != proposed).any()), n
 
 
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")  # the huge values overflow, in both alike
 def test_the_filter_equals_the_plain_rules_on_random_cases() -> None:
     rng = np.random.default_rng(7)
     limits = [
@@ -173,8 +174,38 @@ def test_the_filter_equals_the_plain_rules_on_random_cases() -> None:
         action = rng.uniform(-1.5, 1.5, 7)
         prev = None if i % 4 == 0 else rng.uniform(-1.2, 1.2, 7)  # a history may lie outside today's bounds
         pos = rng.uniform((-0.6, -0.6, 0.7), (0.5, 0.6, 1.5))  # inside and outside the box
+        if i % 5 == 0:  # ties with the bounds, signed zeros, huge values
+            action[rng.integers(7)] = rng.choice([0.0, -0.0, 1.0, -1.0, 0.8, -0.5, 1e308, -1e308])
+        if i % 11 == 0:
+            pos[rng.integers(3)] = rng.choice([1e308, -1e308, 0.8, 1.35])
         res = filter_action(action, prev, pos, lim)
         sent, modified, n_rules = _reference(action, prev, pos, lim)
         assert res.action.dtype == np.float32 and not res.rejected
         np.testing.assert_array_equal(res.action, sent)
         assert res.modified == modified and len(res.reasons) == n_rules
+
+
+def test_limits_stay_plain_data_that_copies_and_pickles() -> None:
+    import copy
+    import dataclasses
+    import pickle
+
+    lim = SafetyLimits(max_delta=0.1, workspace_low=(-0.5, -0.5, 0.8))
+    assert [f.name for f in dataclasses.fields(lim)] == [
+        "action_dim",
+        "action_low",
+        "action_high",
+        "max_delta",
+        "workspace_low",
+        "workspace_high",
+        "pos_scale",
+    ]
+    action, prev = np.full(7, 0.9), np.zeros(7)
+    want = filter_action(action, prev, CENTER, lim)
+    for other in (pickle.loads(pickle.dumps(lim)), copy.deepcopy(lim), dataclasses.replace(lim)):
+        assert other == lim and hash(other) == hash(lim)
+        got = filter_action(action, prev, CENTER, other)
+        np.testing.assert_array_equal(got.action, want.action)
+        assert got.reasons == want.reasons
+    wider = dataclasses.replace(lim, max_delta=0.5)
+    assert filter_action(action, prev, CENTER, wider).action[0] == pytest.approx(0.5)
