@@ -62,3 +62,30 @@ def test_a_refused_real_time_priority_starts_nothing(monkeypatch, tmp_path: Path
     assert bench_dds.main(["--sched-fifo", "10", "--seconds", "1", "--out", str(tmp_path)]) == 1
     assert "bench-dds: SCHED_FIFO priority 10 refused" in capsys.readouterr().err
     assert not list(tmp_path.glob("*.json"))
+
+
+def test_the_echo_process_ends_when_its_parent_dies() -> None:
+    """A parent killed without cleaning up (SIGKILL) leaves no echo process behind for long."""
+    import subprocess
+    import sys
+    import time
+
+    namespace = f"/expo_bench_dds_orphan_{os.getpid()}"
+    parent = subprocess.Popen(  # a parent that starts the echo child and is then killed
+        [
+            sys.executable,
+            "-c",
+            "import subprocess, sys, time; subprocess.Popen([sys.executable, '-m', "
+            f"'expo_sim.ros.bench_dds', '--echo', '{namespace}', '--seconds', '120']); time.sleep(60)",
+        ]
+    )
+    deadline = time.monotonic() + 20
+    while not _echo_processes(namespace) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert _echo_processes(namespace), "the echo process did not start"
+    parent.kill()
+    parent.wait()
+    deadline = time.monotonic() + 20
+    while _echo_processes(namespace) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert _echo_processes(namespace) == []

@@ -102,7 +102,12 @@ def test_sched_fifo_goes_to_every_session_and_the_rows(monkeypatch, tmp_path, ca
     assert [r["graph_sched"] for r in rows] == ["fifo 10", "fifo 10"]
     assert "graph scheduling fifo 10" in capsys.readouterr().out
 
-    refused = "could not start the graph at SCHED_FIFO priority 10: the kernel refused it (run as root, ...)"
-    monkeypatch.setattr(bench_ros, "bench_preset", lambda *a: {**_row(4.0, 5.9), "error": refused})
-    assert bench_ros.main(["--presets", "cpu", "--sched-fifo", "10", "--out", str(tmp_path)]) == 1
-    assert f"bench-ros: cpu failed: {refused}" in capsys.readouterr().err
+    from expo_ros import realtime
+
+    def refuse(priority: int, tid: int = 0) -> None:
+        raise realtime.RealtimeError(f"SCHED_FIFO priority {priority} refused (Operation not permitted)")
+
+    monkeypatch.setattr(realtime, "set_fifo", refuse)
+    monkeypatch.setattr(bench_ros, "bench_preset", lambda *a: pytest.fail("a session ran"))
+    assert bench_ros.main(["--presets", "cpu", "--sched-fifo", "10", "--out", str(tmp_path)]) == 2
+    assert "bench-ros: --sched-fifo 10: SCHED_FIFO priority 10 refused" in capsys.readouterr().err

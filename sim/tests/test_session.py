@@ -153,3 +153,41 @@ def test_online_session_learner_updates_and_policy_swaps_weights(tmp_path: Path)
     )
     assert Path(summary["checkpoint"]).name.endswith("-expo-n5-rewarded-bc-beta05-min.safetensors")
     assert Path(summary["learning_curve"]).is_file()
+
+
+def test_sched_fifo_reaches_the_launch_and_a_refusal_comes_before_any_work(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """--sched-fifo P: the session hands P to the launch of its graph, and a kernel that refuses
+    it is said before any demo generation or pretraining."""
+    import expo_bringup.launch_process as launch_process
+    from expo_ros import realtime
+    from expo_sim.ros.bench_ros import random_policy
+
+    ckpt = random_policy("tiny", "lift", tmp_path)
+    asked: dict = {}
+
+    class Launch:  # stands in for ros2 launch: records its arguments, starts nothing
+        started, exit_codes, first_exit, command = False, {}, None, ["ros2", "launch"]
+
+        def __init__(self, *args: object, **kwargs: object) -> None:
+            asked.update(kwargs)
+
+        def start(self) -> None:
+            raise RuntimeError("stopped by the test")
+
+    monkeypatch.setattr(launch_process, "LaunchProcess", Launch)
+    monkeypatch.setattr(realtime, "probe_fifo", lambda p: None)  # as where the kernel allows it
+    cfg = SessionConfig(checkpoint=ckpt, episodes=1, out=tmp_path / "runs", sched_fifo=9, domain_id=DOMAIN_ID)
+    summary = run_session(cfg, stream=io.StringIO(), progress=False)
+    assert asked["sched_fifo"] == 9 and summary["error"] == "stopped by the test"
+
+    def refuse(priority: int, tid: int = 0) -> None:
+        raise realtime.RealtimeError(f"SCHED_FIFO priority {priority} refused (Operation not permitted)")
+
+    monkeypatch.undo()
+    monkeypatch.setattr(realtime, "set_fifo", refuse)
+    monkeypatch.setattr("expo_sim.session.run.prepare_policy", lambda *a: pytest.fail("work began"))
+    argv = ["session", "--sched-fifo", "10", "--checkpoint", str(ckpt), "--out", str(tmp_path / "runs")]
+    assert expo_sim_main(argv) == 2
+    assert "error: SCHED_FIFO priority 10 refused (Operation not permitted)" in capsys.readouterr().err

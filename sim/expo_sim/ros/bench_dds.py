@@ -48,21 +48,27 @@ def _qos() -> Any:
 
 
 def echo(namespace: str, seconds: float) -> None:
-    """The child: echo every ``ping`` on ``pong`` for at most ``seconds`` (then it exits, whatever
-    else happens: the parent also kills it when done)."""
+    """The child: echo every ``ping`` on ``pong`` while its parent lives, at most ``seconds`` (the
+    parent also kills it when done; a parent killed without that is noticed within 0.5 s)."""
     import rclpy
     from expo_ros.node_main import executor_name, make_executor
     from std_msgs.msg import Int64
 
-    threading.Timer(seconds, lambda: os._exit(0)).start()
+    parent = os.getppid()
+    timer = threading.Timer(seconds, lambda: os._exit(0))
+    timer.daemon = True
+    timer.start()
     rclpy.init()
     node = rclpy.create_node("bench_dds_echo", namespace=namespace)
     pub = node.create_publisher(Int64, "pong", _qos())
     node.create_subscription(Int64, "ping", pub.publish, _qos())
     executor = make_executor(executor_name())
     executor.add_node(node)
-    while True:  # spin_once, as our nodes spin: the EventsExecutor's spin() echoed nothing here
-        executor.spin_once(timeout_sec=1.0)
+    while (
+        os.getppid() == parent
+    ):  # spin_once, as our nodes spin: the EventsExecutor's spin() echoed nothing here
+        executor.spin_once(timeout_sec=0.5)
+    os._exit(0)
 
 
 def _stats(rtt_ms: list[float], sent: int, gap_ms: float) -> dict[str, Any]:
@@ -170,7 +176,16 @@ def measure(
         pinger = _Pinger(namespace)
         pinger.wait_matched(child)
         pinger.row(0.0, warmup_s)  # discovery traffic and first-message costs stay out of the rows
-        return [pinger.row(float(g), seconds) for g in gaps_ms]
+        rows = []
+        for g in gaps_ms:
+            rows.append(pinger.row(float(g), seconds))
+            if child.poll() is not None:
+                raise RuntimeError(
+                    f"the echo process exited during the measurement (code {child.returncode})"
+                )
+            if rows[-1]["lost"] == rows[-1]["sent"]:
+                raise RuntimeError(f"no echo came back in {seconds:g} s (gap {g:g} ms)")
+        return rows
     finally:
         child.kill()
         child.wait()

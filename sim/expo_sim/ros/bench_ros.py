@@ -38,7 +38,8 @@ bridge's ``observation.render_parallel`` for the pixel rows (the goal lines say 
 SingleThreadedExecutor); the goal lines name it.
 
 ``--sched-fifo P`` runs the graph at SCHED_FIFO priority P: the session starts ``ros2 launch``
-at P, so the bridge, the policy node and every thread of theirs (Fast DDS's included) inherit it,
+at P, so the bridge, the policy node and their threads (Fast DDS's included; not the policy's
+weights worker, which stays at normal scheduling by design) inherit it,
 while the bench process and its monitor stay at normal scheduling (on two cores, a monitor at
 the graph's priority would delay it). It models a robot PC where the control graph runs real
 time; it needs the permission to (root, or an rtprio limit). Each row records the graph's
@@ -269,6 +270,7 @@ def _bench_rows(args: argparse.Namespace, executor: str) -> list[dict[str, Any]]
 def main(argv: Sequence[str] | None = None) -> int:
     from expo_core.presets import PRESETS
     from expo_ros.node_main import EXECUTOR_ENV, EXECUTORS, executor_name
+    from expo_ros.realtime import RealtimeError, probe_fifo
 
     p = argparse.ArgumentParser(prog="python -m expo_sim.ros.bench_ros", description=__doc__.split("\n")[0])
     p.add_argument("--presets", nargs="+", default=["cpu", "published"], choices=PRESETS)
@@ -328,6 +330,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.executor:
         os.environ[EXECUTOR_ENV] = args.executor  # the launched nodes inherit it
     executor = executor_name()
+    try:
+        probe_fifo(args.sched_fifo)  # a refusal, said before any session
+    except RealtimeError as e:
+        print(f"bench-ros: --sched-fifo {args.sched_fifo}: {e}", file=sys.stderr)
+        return 2
     rows = _bench_rows(args, executor)
     if rows is None:
         return 1

@@ -91,7 +91,7 @@ def add_session(sub: argparse._SubParsersAction) -> None:
         type=int,
         default=0,
         metavar="P",
-        help="run the launched graph (every node and thread) at SCHED_FIFO priority P (1-99; needs "
+        help="run the launched graph (its nodes and their threads) at SCHED_FIFO priority P (1-99; needs "
         "root or an rtprio limit; not with --learn); this session process keeps its own scheduling "
         "(default 0: off)",
     )
@@ -103,6 +103,8 @@ def _interrupt(signum: int, frame: object) -> None:
 
 
 def run_session_command(args: argparse.Namespace) -> int:
+    from expo_ros.realtime import RealtimeError
+
     from expo_sim.mimicgen.available import MimicGenMissing
     from expo_sim.mimicgen.generate import MimicGenFailed
     from expo_sim.session.run import SessionConfig, format_summary, run_session
@@ -136,7 +138,7 @@ def run_session_command(args: argparse.Namespace) -> int:
         # SIGTERM (a supervisor, `kill`) ends the session like Ctrl-C: every node is stopped.
         signal.signal(signal.SIGTERM, _interrupt)
         summary = run_session(cfg)
-    except (ValueError, FileNotFoundError, MimicGenMissing, MimicGenFailed) as e:
+    except (ValueError, FileNotFoundError, MimicGenMissing, MimicGenFailed, RealtimeError) as e:
         print(f"expo-sim session: error: {e}", file=sys.stderr)
         return 2
     print(format_summary(summary))

@@ -166,6 +166,10 @@ def run_session(cfg: SessionConfig, stream: TextIO = sys.stdout, progress: bool 
     from expo_sim.session.stats import SessionStats
 
     t_start = time.monotonic()
+    if cfg.sched_fifo:  # before any demo generation or pretraining: RealtimeError with the reason
+        from expo_ros.realtime import probe_fifo
+
+        probe_fifo(cfg.sched_fifo)
     checkpoint, dataset = prepare_policy(cfg, progress)
     run_dir = _run_dir(cfg.out)
     args = launch_arguments(cfg, checkpoint, dataset, run_dir)

@@ -13,7 +13,9 @@ With ``sched_fifo`` P (1-99) the child is put at SCHED_FIFO priority P before it
 launch``: launch, every node it starts and every thread of theirs (Fast DDS's included) inherit
 it, while the parent (a session's monitor, a bench) stays at its own scheduling. It models a
 robot PC where the control graph runs real time; it needs the permission to (root, or an rtprio
-limit: ``ulimit -r``), and :meth:`LaunchProcess.start` says so when the kernel refuses.
+limit: ``ulimit -r``); :meth:`LaunchProcess.start` tries it first and, when the kernel refuses,
+says why and starts nothing. The policy node's weights worker drops back to normal scheduling by
+design (a hot swap never preempts a decision).
 
 Every output line (stdout and stderr merged) goes to ``sink``; launch's own lines about its
 processes (``[INFO] [policy_node-2]: process has finished cleanly [pid 7]``, ``[ERROR]
@@ -35,7 +37,7 @@ from collections.abc import Callable, Mapping, Sequence
 from functools import partial
 from typing import IO
 
-from expo_ros.realtime import check_priority
+from expo_ros.realtime import RealtimeError, check_priority, probe_fifo
 
 from expo_bringup.runner import new_session_default_signals, popen_lines
 
@@ -117,14 +119,17 @@ class LaunchProcess:
     def start(self) -> None:
         if self._proc is not None:
             raise RuntimeError("LaunchProcess.start() called twice")
+        try:
+            probe_fifo(self.sched_fifo)  # the kernel's reason, said before anything starts
+        except RealtimeError as e:
+            raise RuntimeError(
+                f"could not start the graph at SCHED_FIFO priority {self.sched_fifo}: {e}"
+            ) from e
         log.info("starting: %s", " ".join(self.command))
         try:
             self._proc = popen_lines(self.command, self._env, partial(_child_setup, self.sched_fifo))
-        except subprocess.SubprocessError as e:  # only the setup can fail this way: the scheduling
-            raise RuntimeError(
-                f"could not start the graph at SCHED_FIFO priority {self.sched_fifo}: the kernel refused "
-                "it (run as root, or raise the rtprio limit: ulimit -r; or leave sched_fifo at 0)"
-            ) from e
+        except subprocess.SubprocessError as e:  # the child's setup before exec failed
+            raise RuntimeError(f"could not start ros2 launch: its setup in the child failed ({e})") from e
         self._reader = threading.Thread(target=self._read, args=(self._proc.stdout,), daemon=True)
         self._reader.start()
 

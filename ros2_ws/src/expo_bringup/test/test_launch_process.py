@@ -45,24 +45,49 @@ def test_without_sched_fifo_the_child_keeps_the_parents_scheduling() -> None:
 
 def test_the_graph_and_its_threads_run_at_the_priority_or_the_refusal_is_said() -> None:
     """Where the kernel allows it (root, an rtprio limit), the child and a thread it starts run
-    SCHED_FIFO 7; where it does not, start() says what to do. The parent is left as it was."""
+    SCHED_FIFO 7; where it does not (as the probe finds), start() says why and starts nothing.
+    The parent is left as it was."""
+    from expo_ros.realtime import RealtimeError, probe_fifo
+
     before = (os.sched_getscheduler(0), os.sched_getparam(0).sched_priority)
     try:
-        lines = _run(7)
-    except RuntimeError as e:
-        assert "SCHED_FIFO priority 7" in str(e) and "ulimit -r" in str(e)
+        probe_fifo(7)
+        allowed = True
+    except RealtimeError:
+        allowed = False
+    if allowed:
+        assert _run(7) == [f"main {os.SCHED_FIFO} 7", f"thread {os.SCHED_FIFO} 7"]
     else:
-        assert lines == [f"main {os.SCHED_FIFO} 7", f"thread {os.SCHED_FIFO} 7"]
+        with pytest.raises(
+            RuntimeError, match="could not start the graph at SCHED_FIFO priority 7: .*refused"
+        ):
+            _run(7)
     assert (os.sched_getscheduler(0), os.sched_getparam(0).sched_priority) == before
 
 
-def test_a_refusal_is_an_error_that_says_what_to_do(monkeypatch) -> None:
-    def refuse(*args: object) -> None:  # runs in the forked child, before exec
+def test_a_refusal_says_the_kernels_reason_and_starts_nothing(monkeypatch) -> None:
+    def refuse(*args: object) -> None:
         raise PermissionError(1, "Operation not permitted")
 
     monkeypatch.setattr(os, "sched_setscheduler", refuse)
     lp = LaunchProcess("unused", "unused.launch.py", {}, sched_fifo=10)
     lp.command = [sys.executable, "-c", "pass"]
-    with pytest.raises(RuntimeError, match=r"SCHED_FIFO priority 10: the kernel refused it \(run as root"):
+    with pytest.raises(
+        RuntimeError, match=r"priority 10: SCHED_FIFO priority 10 refused \(Operation not permitted\)"
+    ):
+        lp.start()
+    assert not lp.started
+
+
+def test_a_failed_child_setup_is_said_as_such(monkeypatch) -> None:
+    import expo_bringup.launch_process as lp_module
+
+    def broken(sched_fifo: int) -> None:  # runs in the forked child, before exec
+        raise OSError("no session for you")
+
+    monkeypatch.setattr(lp_module, "_child_setup", broken)
+    lp = LaunchProcess("unused", "unused.launch.py", {})
+    lp.command = [sys.executable, "-c", "pass"]
+    with pytest.raises(RuntimeError, match="could not start ros2 launch: its setup in the child failed"):
         lp.start()
     assert not lp.started

@@ -124,6 +124,8 @@ class PolicyNode(ActingMixin, StoppingMixin, TeardownLifecycleNode):
         self.arbiter: InterventionArbiter | None = None  # intervention.enabled
         self._teleop_sub = None
         self._rt_tid: int | None = None  # the control thread while rt_priority holds it at SCHED_FIFO
+        self._rt_saved = (0, 0)  # its scheduling before (what it inherited), restored at cleanup
+        self._control_tid: int | None = None  # the thread that configured the node (the executor's)
         self.messages_in = 0  # observation pieces and feedback taken (node_main's drain watches it)
         self._reset_loop_state()
 
@@ -165,20 +167,23 @@ class PolicyNode(ActingMixin, StoppingMixin, TeardownLifecycleNode):
 
     @property
     def scheduling(self) -> str:
-        """The control thread's scheduling ('fifo 80', 'normal'); see parameter rt_priority."""
-        return realtime.describe(self._rt_tid) if self._rt_tid is not None else "normal"
+        """The control thread's scheduling ('fifo 80', 'normal'): rt_priority's, or what the
+        process inherited (a graph launched at SCHED_FIFO)."""
+        return realtime.describe(self._control_tid) if self._control_tid is not None else "normal"
 
     def _set_scheduling(self, priority: int) -> None:
         """rt_priority > 0: this thread (the executor's, which runs every callback of the control
         loop) SCHED_FIFO at ``priority`` until cleanup; a refusal is a ValueError saying how to
         allow it."""
+        self._control_tid = threading.get_native_id()
         if priority > 0:
-            tid = threading.get_native_id()
+            tid = self._control_tid
+            saved = realtime.saved(tid)
             try:
                 realtime.set_fifo(priority, tid)
             except RealtimeError as e:
                 raise ValueError(f"parameter 'rt_priority': {e}") from e
-            self._rt_tid = tid
+            self._rt_tid, self._rt_saved = tid, saved
 
     def _load(self, cfg: PolicyNodeConfig) -> None:
         """Backend + weights + the pure helpers (:func:`~expo_policy.loading.load_policy`); raises
@@ -292,8 +297,8 @@ class PolicyNode(ActingMixin, StoppingMixin, TeardownLifecycleNode):
         self._timers, self._subs, self._pubs = [], [], {}
         self.cfg, self.backend, self.weights, self.active = None, None, None, False
         self.arbiter, self._teleop_sub = None, None
-        if self._rt_tid is not None:  # back to normal scheduling until configured again
-            realtime.set_normal(self._rt_tid)
+        if self._rt_tid is not None:  # back to what it inherited until configured again
+            realtime.restore(self._rt_tid, self._rt_saved)
             self._rt_tid = None
 
     def autostart(self) -> bool:

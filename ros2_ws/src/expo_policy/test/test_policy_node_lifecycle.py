@@ -196,6 +196,30 @@ def test_rt_priority_holds_the_control_thread_fifo_until_cleanup(harness) -> Non
         realtime.set_normal()
 
 
+def test_an_inherited_real_time_scheduling_is_reported_and_restored_after_cleanup(harness) -> None:
+    """A graph launched at SCHED_FIFO (expo-sim session --sched-fifo): the node reports the
+    scheduling its control thread inherited, and rt_priority's cleanup gives that back, not
+    normal scheduling."""
+    from expo_ros import realtime
+
+    why = _fifo_refused()
+    if why:
+        pytest.skip(f"SCHED_FIFO refused here: {why}")
+    try:
+        realtime.set_fifo(5)  # as inherited from ros2 launch started at SCHED_FIFO 5
+        h = harness()
+        h.start()
+        assert h.node.scheduling == "fifo 5"
+        assert h.node.trigger_deactivate() == SUCCESS and h.node.trigger_cleanup() == SUCCESS
+        h = harness(rt_priority=7)
+        h.start()
+        assert h.node.scheduling == "fifo 7"
+        assert h.node.trigger_deactivate() == SUCCESS and h.node.trigger_cleanup() == SUCCESS
+        assert realtime.describe() == "fifo 5" and h.node.scheduling == "fifo 5"
+    finally:
+        realtime.set_normal()
+
+
 def test_rt_priority_refused_fails_configure_saying_how(harness, capfd, monkeypatch) -> None:
     def refuse(*_args) -> None:
         raise PermissionError(1, "Operation not permitted")

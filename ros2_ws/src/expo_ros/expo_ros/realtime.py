@@ -16,6 +16,7 @@ give helpers that must not preempt the control loop :func:`set_normal` first.
 from __future__ import annotations
 
 import os
+import threading
 
 #: SCHED_FIFO priorities Linux accepts (1 lowest, 99 highest); 0 means "not real time" here.
 MAX_PRIORITY = 99
@@ -61,6 +62,41 @@ def set_normal(tid: int = 0) -> None:
     """Put thread ``tid`` (0: the calling thread) back to SCHED_OTHER (always allowed)."""
     if hasattr(os, "sched_setscheduler"):
         os.sched_setscheduler(tid, os.SCHED_OTHER, os.sched_param(0))
+
+
+def saved(tid: int = 0) -> tuple[int, int]:
+    """Thread ``tid``'s scheduling (policy, priority), for :func:`restore`."""
+    if not hasattr(os, "sched_getscheduler"):
+        return (0, 0)
+    return os.sched_getscheduler(tid), os.sched_getparam(tid).sched_priority
+
+
+def restore(tid: int, state: tuple[int, int]) -> None:
+    """Put thread ``tid`` back to a scheduling :func:`saved` returned (what it inherited)."""
+    if hasattr(os, "sched_setscheduler"):
+        os.sched_setscheduler(tid, state[0], os.sched_param(state[1]))
+
+
+def probe_fifo(priority: int) -> None:
+    """Whether this process may run a thread at SCHED_FIFO ``priority``: tried on a short-lived
+    thread of its own, so the caller's scheduling is untouched. RealtimeError (the kernel's
+    reason, and how to allow it) when refused; priority 0 always passes."""
+    check_priority(priority)
+    if priority == 0:
+        return
+    refused: list[RealtimeError] = []
+
+    def attempt() -> None:
+        try:
+            set_fifo(priority)
+        except RealtimeError as e:
+            refused.append(e)
+
+    t = threading.Thread(target=attempt, name="expo-rt-probe")
+    t.start()
+    t.join()
+    if refused:
+        raise refused[0]
 
 
 def describe(tid: int = 0) -> str:
