@@ -65,7 +65,8 @@ def test_a_refused_real_time_priority_starts_nothing(monkeypatch, tmp_path: Path
 
 
 def test_the_echo_process_ends_when_its_parent_dies() -> None:
-    """A parent killed without cleaning up (SIGKILL) leaves no echo process behind for long."""
+    """A parent killed without cleaning up (SIGKILL) leaves no echo process behind for long, even
+    when it dies while the child is still starting (the parent's pid comes on the command line)."""
     import subprocess
     import sys
     import time
@@ -75,8 +76,9 @@ def test_the_echo_process_ends_when_its_parent_dies() -> None:
         [
             sys.executable,
             "-c",
-            "import subprocess, sys, time; subprocess.Popen([sys.executable, '-m', "
-            f"'expo_sim.ros.bench_dds', '--echo', '{namespace}', '--seconds', '120']); time.sleep(60)",
+            "import os, subprocess, sys, time; subprocess.Popen([sys.executable, '-m', "
+            f"'expo_sim.ros.bench_dds', '--echo', '{namespace}', '--parent', str(os.getpid()), "
+            "'--seconds', '120']); time.sleep(60)",
         ]
     )
     deadline = time.monotonic() + 20

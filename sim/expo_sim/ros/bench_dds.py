@@ -47,14 +47,14 @@ def _qos() -> Any:
     return QoSProfile(depth=10)
 
 
-def echo(namespace: str, seconds: float) -> None:
+def echo(namespace: str, seconds: float, parent: int = 0) -> None:
     """The child: echo every ``ping`` on ``pong`` while its parent lives, at most ``seconds`` (the
     parent also kills it when done; a parent killed without that is noticed within 0.5 s)."""
     import rclpy
     from expo_ros.node_main import executor_name, make_executor
     from std_msgs.msg import Int64
 
-    parent = os.getppid()
+    parent = parent or os.getppid()  # given by the parent: one that died before this line is seen too
     timer = threading.Timer(seconds, lambda: os._exit(0))
     timer.daemon = True
     timer.start()
@@ -168,7 +168,17 @@ def measure(
     if sched_fifo:
         set_fifo(sched_fifo)  # first: a refusal starts nothing
     child = subprocess.Popen(
-        [sys.executable, "-m", "expo_sim.ros.bench_dds", "--echo", namespace, "--seconds", f"{budget:.0f}"],
+        [
+            sys.executable,
+            "-m",
+            "expo_sim.ros.bench_dds",
+            "--echo",
+            namespace,
+            "--parent",
+            str(os.getpid()),
+            "--seconds",
+            f"{budget:.0f}",
+        ],
         stdin=subprocess.DEVNULL,
     )
     pinger = None
@@ -215,6 +225,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     p.add_argument("--out", type=Path, default=Path("runs/bench_dds"), help="where the JSON result goes")
     p.add_argument("--echo", metavar="NAMESPACE", help=argparse.SUPPRESS)  # the child's role
+    p.add_argument("--parent", type=int, default=0, help=argparse.SUPPRESS)  # the child's parent pid
     args = p.parse_args(argv)
     if args.seconds <= 0:
         p.error("--seconds must be > 0")
@@ -223,7 +234,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not 0 <= args.sched_fifo <= 99:
         p.error("--sched-fifo must be in [0, 99]")
     if args.echo:
-        echo(args.echo, args.seconds)
+        echo(args.echo, args.seconds, args.parent)
         return 0
     executor = executor_name()
     sched = f", SCHED_FIFO {args.sched_fifo}" if args.sched_fifo else ""
