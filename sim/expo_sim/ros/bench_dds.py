@@ -64,9 +64,8 @@ def echo(namespace: str, seconds: float, parent: int = 0) -> None:
     node.create_subscription(Int64, "ping", pub.publish, _qos())
     executor = make_executor(executor_name())
     executor.add_node(node)
-    while (
-        os.getppid() == parent
-    ):  # spin_once, as our nodes spin: the EventsExecutor's spin() echoed nothing here
+    # spin_once, as our nodes spin: the EventsExecutor's spin() echoed nothing here
+    while os.getppid() == parent:
         executor.spin_once(timeout_sec=0.5)
     os._exit(0)
 

@@ -37,7 +37,7 @@ from collections.abc import Callable, Mapping, Sequence
 from functools import partial
 from typing import IO
 
-from expo_ros.realtime import RealtimeError, check_priority, probe_fifo
+from expo_ros.realtime import RealtimeError, check_priority, probe_fifo, set_fifo
 
 from expo_bringup.runner import new_session_default_signals, popen_lines
 
@@ -70,7 +70,7 @@ def _child_setup(sched_fifo: int) -> None:
     """In the child before exec: its own session and default signals, then the scheduling."""
     new_session_default_signals()
     if sched_fifo:
-        os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(sched_fifo))
+        set_fifo(sched_fifo)
 
 
 class LaunchProcess:

@@ -123,9 +123,10 @@ class PolicyNode(ActingMixin, StoppingMixin, TeardownLifecycleNode):
         self.last_hold_reason = ""
         self.arbiter: InterventionArbiter | None = None  # intervention.enabled
         self._teleop_sub = None
-        self._rt_tid: int | None = None  # the control thread while rt_priority holds it at SCHED_FIFO
-        self._rt_saved = (0, 0)  # its scheduling before (what it inherited), restored at cleanup
         self._control_tid: int | None = None  # the thread that configured the node (the executor's)
+        # while rt_priority holds that thread at SCHED_FIFO: its scheduling before (what it
+        # inherited), restored at cleanup
+        self._rt_saved: tuple[int, int] | None = None
         self.messages_in = 0  # observation pieces and feedback taken (node_main's drain watches it)
         self._reset_loop_state()
 
@@ -175,15 +176,14 @@ class PolicyNode(ActingMixin, StoppingMixin, TeardownLifecycleNode):
         """rt_priority > 0: this thread (the executor's, which runs every callback of the control
         loop) SCHED_FIFO at ``priority`` until cleanup; a refusal is a ValueError saying how to
         allow it."""
-        self._control_tid = threading.get_native_id()
+        self._control_tid = tid = threading.get_native_id()
         if priority > 0:
-            tid = self._control_tid
             saved = realtime.saved(tid)
             try:
                 realtime.set_fifo(priority, tid)
             except RealtimeError as e:
                 raise ValueError(f"parameter 'rt_priority': {e}") from e
-            self._rt_tid, self._rt_saved = tid, saved
+            self._rt_saved = saved
 
     def _load(self, cfg: PolicyNodeConfig) -> None:
         """Backend + weights + the pure helpers (:func:`~expo_policy.loading.load_policy`); raises
@@ -297,9 +297,9 @@ class PolicyNode(ActingMixin, StoppingMixin, TeardownLifecycleNode):
         self._timers, self._subs, self._pubs = [], [], {}
         self.cfg, self.backend, self.weights, self.active = None, None, None, False
         self.arbiter, self._teleop_sub = None, None
-        if self._rt_tid is not None:  # back to what it inherited until configured again
-            realtime.restore(self._rt_tid, self._rt_saved)
-            self._rt_tid = None
+        if self._rt_saved is not None:  # back to what it inherited until configured again
+            realtime.restore(self._control_tid, self._rt_saved)
+            self._rt_saved = None
 
     def autostart(self) -> bool:
         """Configure and activate when the ``autostart`` parameter is true; False on failure."""
