@@ -111,3 +111,33 @@ def test_sched_fifo_goes_to_every_session_and_the_rows(monkeypatch, tmp_path, ca
     monkeypatch.setattr(bench_ros, "bench_preset", lambda *a: pytest.fail("a session ran"))
     assert bench_ros.main(["--presets", "cpu", "--sched-fifo", "10", "--out", str(tmp_path)]) == 2
     assert "bench-ros: --sched-fifo 10: SCHED_FIFO priority 10 refused" in capsys.readouterr().err
+
+
+def test_trace_gives_each_row_its_step_split(monkeypatch, tmp_path, capsys) -> None:
+    import json
+    import os
+
+    from expo_ros.step_trace import ENV, StepTrace
+    from expo_sim.ros import bench_ros
+
+    events = [("feedback_out", 0), ("obs_first_out", 1), ("obs_out", 2), ("feedback_in", 3)]
+    events += [("in:joint_states", 4), ("decide", 5), ("infer_start", 6), ("infer_end", 9)]
+    events += [("action_publish", 10), ("action_out", 11), ("action_in", 13)]
+
+    def session(preset, *args) -> dict:
+        trace = StepTrace("graph", os.environ[ENV])  # what the launched nodes get
+        for event, t_ms in events:
+            trace.mark(event, 100, t_ms * 10**6)
+        trace.write()
+        return {**_row(4.0, 5.9), "preset": preset, "error": ""}
+
+    monkeypatch.setattr(bench_ros, "bench_preset", session)
+    monkeypatch.delenv(ENV, raising=False)
+    out = tmp_path / "out"
+    assert bench_ros.main(["--presets", "tiny", "--trace", str(tmp_path / "tr"), "--out", str(out)]) == 0
+    assert ENV not in os.environ  # the bench's own environment is left as it was
+    (row,) = json.loads(next(out.glob("bench-ros-*.json")).read_text())["rows"]
+    seg = {s["name"]: s["p50_ms"] for s in row["step_trace"]["segments"]}
+    assert seg["inference"] == 3.0 and seg["observation out -> action in"] == 11.0
+    assert "| inference | 3.000 |" in capsys.readouterr().out
+    assert list((tmp_path / "tr" / "tiny").glob("graph-*.csv"))

@@ -24,7 +24,13 @@ DOMAIN_ID = 61 + os.getpid() % 15  # 61..75: apart from the other test files' ra
 # decisions (~1 in 15 runs, quiet or loaded): the first two, published before the policy's writer
 # had matched the monitor's reader; otf_decision is transient local since (0 in 20 runs after).
 @pytest.mark.flaky(reruns=1)
-def test_session_generates_pretrains_runs_and_summarizes(tmp_path: Path) -> None:
+def test_session_generates_pretrains_runs_and_summarizes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from expo_ros.step_trace import ENV as TRACE_ENV
+    from expo_sim.ros import trace_report
+
+    monkeypatch.setenv(TRACE_ENV, str(tmp_path / "trace"))  # the graph's nodes trace every step
     cfg = SessionConfig(
         task="lift",
         episodes=2,
@@ -60,6 +66,11 @@ def test_session_generates_pretrains_runs_and_summarizes(tmp_path: Path) -> None
     assert "num_episodes: 2" in params and "autostart: false" in params
     assert (tmp_path / "data" / "lift_mixed.hdf5").is_file()
     assert "session summary" in format_summary(summary) and "FAILED" not in format_summary(summary)
+    # Every step but each episode's first (no feedback before it) is in the step traces.
+    traced = trace_report.report(tmp_path / "trace")
+    assert summary["env_steps"] - 2 <= traced["steps"] <= summary["env_steps"], (traced, counts)
+    seg = {s["name"]: s for s in traced["segments"]}
+    assert 0 < seg["inference"]["p50_ms"] <= seg["observation out -> action in"]["p50_ms"]
 
     # A second session reuses the demos and the pretrained base.
     ckpt = Path(summary["checkpoint"])

@@ -45,6 +45,11 @@ the graph's priority would delay it). It models a robot PC where the control gra
 time; it needs the permission to (root, or an rtprio limit). Each row records the graph's
 scheduling (``graph_sched``: ``fifo P``, or what the bench itself runs at, ``normal`` unless it
 was started under ``chrt``), and the goal lines name anything but normal.
+
+``--trace DIR`` has the bridge and the policy node trace every step (:mod:`expo_ros.step_trace`,
+``EXPO_STEP_TRACE=DIR/<row>``) and prints each row's split of a step
+(:mod:`expo_sim.ros.trace_report`: the hops, the node's own work, inference); the JSON gets it as
+``step_trace``.
 """
 
 from __future__ import annotations
@@ -231,6 +236,9 @@ def markdown_table(rows: Sequence[dict[str, Any]]) -> str:
 def _bench_rows(args: argparse.Namespace, executor: str) -> list[dict[str, Any]] | None:
     """One session per size (and pixel encoder); None (and why, on stderr) when one fails."""
     from expo_ros.realtime import describe
+    from expo_ros.step_trace import ENV as TRACE_ENV
+
+    from expo_sim.ros import trace_report
 
     rows: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory(prefix="expo-bench-ros-") as tmp:
@@ -244,6 +252,8 @@ def _bench_rows(args: argparse.Namespace, executor: str) -> list[dict[str, Any]]
                 f"{load_before[0]:.2f} {load_before[1]:.2f} {load_before[2]:.2f})",
                 flush=True,
             )
+            if args.trace is not None:  # the launched nodes inherit it
+                os.environ[TRACE_ENV] = str(args.trace / name)
             row = bench_preset(
                 preset,
                 args.steps,
@@ -263,6 +273,14 @@ def _bench_rows(args: argparse.Namespace, executor: str) -> list[dict[str, Any]]
             if row["error"] or row["obs_to_action_count"] < args.steps:
                 print(f"bench-ros: {name} failed: {row['error'] or 'too few steps'}", file=sys.stderr)
                 return None
+            if args.trace is not None:
+                os.environ.pop(TRACE_ENV, None)
+                try:
+                    row["step_trace"] = trace_report.report(args.trace / name)
+                except (OSError, ValueError) as e:
+                    print(f"bench-ros: {name}: step trace: {e}", file=sys.stderr)
+                    return None
+                print(trace_report.markdown_table(row["step_trace"]), flush=True)
             rows.append(row)
     return rows
 
@@ -317,6 +335,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         action="store_true",
         help="pixel rows: the bridge renders its last camera on a worker thread "
         "(observation.render_parallel)",
+    )
+    p.add_argument(
+        "--trace",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="trace every step of the graph into DIR/<row> and print where a step's time goes",
     )
     p.add_argument("--out", type=Path, default=Path("runs/bench_ros"), help="where the JSON result goes")
     args = p.parse_args(argv)

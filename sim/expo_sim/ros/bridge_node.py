@@ -67,6 +67,7 @@ from expo_ros import conversions as cv
 from expo_ros.action_plan import PlanExecutor
 from expo_ros.lifecycle_teardown import TeardownLifecycleNode
 from expo_ros.node_main import run_lifecycle_node
+from expo_ros.step_trace import StepTrace
 from geometry_msgs.msg import PoseArray, PoseStamped
 from rcl_interfaces.msg import ParameterDescriptor
 from rclpy.clock import Clock, ClockType
@@ -97,6 +98,7 @@ class SimBridge(LockstepMixin, RealtimeMixin, ReportingMixin, TeardownLifecycleN
 
     def __init__(self, node_name: str = "sim_bridge", **kwargs: Any) -> None:
         super().__init__(node_name, **kwargs)
+        self._trace = StepTrace.from_env(node_name)  # off unless EXPO_STEP_TRACE is set
         for p in PARAMETERS:
             self.declare_parameter(
                 p.name, p.default, ParameterDescriptor(description=p.description, dynamic_typing=True)
@@ -345,6 +347,7 @@ class SimBridge(LockstepMixin, RealtimeMixin, ReportingMixin, TeardownLifecycleN
         each frame as soon as it is rendered (the policy encodes one while the next renders); a
         state published again (a hold, a timeout) reuses its frames."""
         c = self.cfg
+        self._trace.mark("obs_first_out", ns)
         msgs = observation_msgs(
             self._snap, ns, c.joint_names, c.frame_id, c.camera, c.finger_signs, c.base_frame_id
         )
@@ -385,6 +388,7 @@ class SimBridge(LockstepMixin, RealtimeMixin, ReportingMixin, TeardownLifecycleN
 
     def _note_published(self, ns: int) -> None:
         """Remember when (wall) the observation stamped ``ns`` went out: the round trip's start."""
+        self._trace.mark("obs_out", ns)
         with self._published_lock:
             self._published[ns] = time.monotonic()
             while len(self._published) > _PUBLISHED_KEPT:
@@ -397,6 +401,7 @@ class SimBridge(LockstepMixin, RealtimeMixin, ReportingMixin, TeardownLifecycleN
     def _publish_feedback(
         self, ns: int, result: StepResult, indices: tuple[int, int], applied: np.ndarray | None = None
     ) -> None:
+        self._trace.mark("feedback_out", ns)
         self._pubs["env_feedback"].publish(feedback_msg(ns, *result, *indices, applied))
 
     def _checked(self, cmd: cv.Command) -> np.ndarray | None:
@@ -444,9 +449,11 @@ class SimBridge(LockstepMixin, RealtimeMixin, ReportingMixin, TeardownLifecycleN
 
     # --- commands (both modes; the loops: bridge_lockstep, bridge_realtime) --------------
     def _on_action(self, msg: ActionCommand) -> None:
+        t_in = time.monotonic_ns()
         if self.cfg is None or self.finished:
             return
         cmd = cv.action_command_to_numpy(msg)
+        self._trace.mark("action_in", cmd.stamp_ns, t_in)
         first = self._episode_first_ns
         if first is not None and cmd.stamp_ns >= first:  # answers this episode (even while inactive)
             self._cmd_seen = max(self._cmd_seen or (cmd.episode, cmd.step), (cmd.episode, cmd.step))

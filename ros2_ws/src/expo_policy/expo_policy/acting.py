@@ -102,7 +102,7 @@ class ActingMixin:
 
     def _control_step(self, pieces: Pieces, set_ns: int | None) -> None:
         """One decision; ``set_ns``: the lockstep observation's stamp (None in timer mode)."""
-        t0 = time.perf_counter()
+        t0, t0_ns = time.perf_counter(), time.monotonic_ns()
         self._commit_weights()
         now_ns = self._now_ns()
         now = now_ns * 1e-9
@@ -118,6 +118,7 @@ class ActingMixin:
         if not res.ok:
             return self._hold("bad_observation", res.reason, stamp)
         stamp = set_ns if set_ns is not None else self._inputs.stamp_ns(pieces)
+        self._trace.mark("decide", stamp, t0_ns)
         arb = None
         if self.arbiter is not None:
             unanswered = ""
@@ -130,8 +131,10 @@ class ActingMixin:
         dec = None
         if arb is None or arb.needs_policy:
             try:
+                self._trace.mark("infer_start", stamp)
                 t_inf = time.perf_counter()
                 dec = self.backend.decide(res.obs)
+                self._trace.mark("infer_end", stamp)
                 # OtfDecision's field: the selection, and a pixel policy's frames encoded on arrival
                 inference_ms = (time.perf_counter() - t_inf) * 1e3 + dec.ahead_ms
             except Exception as e:  # a crash in inference must still end in a hold
@@ -164,7 +167,9 @@ class ActingMixin:
             plan=plan,
             plan_period_ns=plan_period_ns,
         )
+        self._trace.mark("action_publish", stamp)
         self._pubs["action"].publish(cv.action_command_msg(cmd))
+        self._trace.mark("action_out", stamp)
         latency_s = time.perf_counter() - t0
         if dec is not None:
             self._pubs["otf_decision"].publish(

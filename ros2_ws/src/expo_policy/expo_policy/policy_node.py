@@ -41,6 +41,7 @@ from expo_ros.latency import LatencyTracker
 from expo_ros.lifecycle_teardown import TeardownLifecycleNode
 from expo_ros.node_main import run_lifecycle_node
 from expo_ros.realtime import RealtimeError
+from expo_ros.step_trace import StepTrace
 from expo_ros.transitions import TransitionAssembler
 from expo_ros.watchdog import InputWatchdog
 from geometry_msgs.msg import PoseArray, PoseStamped
@@ -106,6 +107,7 @@ class PolicyNode(ActingMixin, StoppingMixin, TeardownLifecycleNode):
 
     def __init__(self, node_name: str = "policy_node", **kwargs: Any) -> None:
         super().__init__(node_name, **kwargs)
+        self._trace = StepTrace.from_env(node_name)  # off unless EXPO_STEP_TRACE is set
         for p in PARAMETERS:
             self.declare_parameter(
                 p.name, p.default, ParameterDescriptor(description=p.description, dynamic_typing=True)
@@ -353,6 +355,7 @@ class PolicyNode(ActingMixin, StoppingMixin, TeardownLifecycleNode):
         self.messages_in += 1
         self._watchdog.mark(name, self._now_ns() * 1e-9)
         ns = cv.stamp_ns(header.stamp)
+        self._trace.mark(f"in:{name}", ns)
         if ns not in self._first_seen:
             self._first_seen[ns] = self._now_ns()
             while len(self._first_seen) > _FIRST_SEEN_KEPT:
@@ -395,6 +398,7 @@ class PolicyNode(ActingMixin, StoppingMixin, TeardownLifecycleNode):
     def _on_feedback(self, msg: EnvFeedback) -> None:
         self.messages_in += 1
         fb = cv.env_feedback_to_numpy(msg)
+        self._trace.mark("feedback_in", fb.stamp_ns)
         self._watchdog.mark("env_feedback", self._now_ns() * 1e-9)
         if not self.active:
             return

@@ -1,0 +1,154 @@
+"""Where one lockstep step's time goes: the step traces of the bridge and the policy node
+(:mod:`expo_ros.step_trace`), joined by observation stamp into segments.
+
+    EXPO_STEP_TRACE=/tmp/trace expo-sim session --episodes 2     # or: bench_ros --trace DIR
+    python -m expo_sim.ros.trace_report /tmp/trace [--json out.json]
+
+Each trace file is ``<node>-<pid>.csv`` with the rows ``event,stamp_ns,t_ns``
+(``time.monotonic_ns()``, one clock for all processes). The bridge marks ``feedback_out``,
+``obs_first_out`` (before the observation's first piece), ``obs_out`` (after its last) and
+``action_in`` (a command for that stamp arrived); the policy node marks ``feedback_in``,
+``in:<piece>`` (each observation piece's callback), ``decide``, ``infer_start``, ``infer_end``,
+``action_publish`` and ``action_out`` (after the ``publish()`` call returned). A step counts when
+every one of them is there once for its stamp (the first of each is taken; a stamp published
+twice, after a timeout, is left out), so a re-published or held step does not count.
+
+Segments (ms; p50 / p90 / p99 / max over the steps): the bridge publishing the observation, the
+first hop (its last piece out -> the node's callback for the last piece it needed), the node's
+wait between that callback and the decision (other callbacks, the feedback), observation build
+and checks, inference, the safety filter and command, the action's ``publish()``, the return hop,
+and the total (``obs_out`` -> ``action_in``: the bridge's ``obs_to_action``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import sys
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+#: The events a complete step has, from the bridge's and the policy node's traces.
+BRIDGE_EVENTS = ("feedback_out", "obs_first_out", "obs_out", "action_in")
+NODE_EVENTS = ("feedback_in", "decide", "infer_start", "infer_end", "action_publish", "action_out")
+#: (name, from event, to event); "pieces_in" is the node's last observation-piece callback.
+SEGMENTS = (
+    ("bridge publishes the observation", "obs_first_out", "obs_out"),
+    ("first hop: observation out -> the node's last piece in", "obs_out", "pieces_in"),
+    ("the node: last piece in -> decision start", "pieces_in", "decide"),
+    ("decision start -> inference (build, checks)", "decide", "infer_start"),
+    ("inference", "infer_start", "infer_end"),
+    ("inference -> action publish (filter, command)", "infer_end", "action_publish"),
+    ("the action's publish() call", "action_publish", "action_out"),
+    ("return hop: action published -> the bridge's callback", "action_out", "action_in"),
+    ("observation out -> action in", "obs_out", "action_in"),
+)
+#: Extra segments: the feedback's hop (it goes out before the observation).
+FEEDBACK_SEGMENT = ("feedback hop: out -> the node's callback", "feedback_out", "feedback_in")
+
+
+def read_rows(directory: Path) -> list[tuple[str, int, int]]:
+    """Every ``(event, stamp_ns, t_ns)`` row of the ``*.csv`` traces in ``directory``;
+    FileNotFoundError when there is none, ValueError naming a malformed file."""
+    files = sorted(directory.glob("*.csv"))
+    if not files:
+        raise FileNotFoundError(
+            f"no step traces (*.csv) in {directory}: was EXPO_STEP_TRACE set for the graph?"
+        )
+    rows: list[tuple[str, int, int]] = []
+    for path in files:
+        with path.open(newline="") as f:
+            reader = csv.reader(f)
+            if next(reader, None) != ["event", "stamp_ns", "t_ns"]:
+                raise ValueError(f"{path}: not a step trace (header 'event,stamp_ns,t_ns' expected)")
+            for i, rec in enumerate(reader, start=2):
+                if len(rec) != 3:
+                    raise ValueError(f"{path}:{i}: 3 fields expected, got {len(rec)}")
+                if rec[0] == "dropped":
+                    continue
+                try:
+                    rows.append((rec[0], int(rec[1]), int(rec[2])))
+                except ValueError as e:
+                    raise ValueError(f"{path}:{i}: {e}") from e
+    return rows
+
+
+def steps(rows: Iterable[tuple[str, int, int]]) -> dict[int, dict[str, int]]:
+    """stamp -> {event: t_ns} for the complete steps (module doc): every bridge and node event
+    once (``obs_out`` and ``obs_first_out`` exactly once), ``pieces_in`` the latest piece
+    callback before ``decide``."""
+    by_stamp: dict[int, dict[str, list[int]]] = defaultdict(lambda: defaultdict(list))
+    for event, stamp, t in rows:
+        by_stamp[stamp][event].append(t)
+    out: dict[int, dict[str, int]] = {}
+    for stamp, ev in by_stamp.items():
+        if any(not ev.get(e) for e in BRIDGE_EVENTS + NODE_EVENTS):
+            continue
+        if len(ev["obs_out"]) != 1 or len(ev["obs_first_out"]) != 1:
+            continue  # published twice (a timeout's re-publish): which one was answered is unclear
+        step = {e: min(ev[e]) for e in BRIDGE_EVENTS + NODE_EVENTS}
+        pieces = [t for e, ts in ev.items() if e.startswith("in:") for t in ts if t <= step["decide"]]
+        if not pieces:
+            continue
+        step["pieces_in"] = max(pieces)
+        out[stamp] = step
+    return out
+
+
+def summarize(steps_: dict[int, dict[str, int]]) -> dict[str, Any]:
+    """``{"steps": n, "segments": [{"name", "p50_ms", "p90_ms", "p99_ms", "max_ms"}, ...]}``
+    (np.percentile, linear); ValueError without a complete step."""
+    if not steps_:
+        raise ValueError("no complete step in the traces (module doc: which events a step needs)")
+    segs = []
+    for name, a, b in (*SEGMENTS, FEEDBACK_SEGMENT):
+        d = np.array([(s[b] - s[a]) * 1e-6 for s in steps_.values()])
+        p50, p90, p99 = np.percentile(d, [50, 90, 99])
+        ms = {"p50_ms": p50, "p90_ms": p90, "p99_ms": p99, "max_ms": d.max()}
+        segs.append({"name": name, "from": a, "to": b, **{k: float(v) for k, v in ms.items()}})
+    return {"steps": len(steps_), "segments": segs}
+
+
+def markdown_table(summary: dict[str, Any]) -> str:
+    lines = [
+        f"{summary['steps']} complete steps",
+        "",
+        "| segment | p50 [ms] | p90 [ms] | p99 [ms] | max [ms] |",
+        "|---|---|---|---|---|",
+    ]
+    for s in summary["segments"]:
+        lines.append(
+            f"| {s['name']} | {s['p50_ms']:.3f} | {s['p90_ms']:.3f} | {s['p99_ms']:.3f} | {s['max_ms']:.3f} |"
+        )
+    return "\n".join(lines)
+
+
+def report(directory: Path) -> dict[str, Any]:
+    """The summary of the traces in ``directory`` (errors as in :func:`read_rows`, :func:`summarize`)."""
+    return summarize(steps(read_rows(directory)))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("directory", type=Path, help="the EXPO_STEP_TRACE directory of one run")
+    ap.add_argument("--json", type=Path, default=None, help="also write the summary here")
+    args = ap.parse_args(argv)
+    try:
+        summary = report(args.directory)
+    except (OSError, ValueError) as e:
+        print(f"trace_report: {e}", file=sys.stderr)
+        return 2
+    print(markdown_table(summary))
+    if args.json is not None:
+        args.json.write_text(json.dumps(summary, indent=2) + "\n")
+        print(f"-> {args.json}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
