@@ -13,7 +13,7 @@ import rclpy
 from diagnostic_msgs.msg import DiagnosticArray
 from expo_interfaces.msg import EnvFeedback, LearnerStats, OtfDecision, Transition
 from expo_ros.conversions import learner_stats_to_numpy
-from rclpy.executors import SingleThreadedExecutor
+from expo_ros.node_main import executor_name, make_executor
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 
 from expo_sim.ros.lifecycle_client import LifecycleClient, spin_until
@@ -52,7 +52,7 @@ class SessionMonitor:
         self._learner_sub = sub(LearnerStats, "learner_stats", self._on_learner_stats, 10)
         if transitions:  # intervention flags per step (interventions on)
             self._transitions_sub = sub(Transition, "transitions", self._on_transition, 1000)
-        self.executor = SingleThreadedExecutor(context=context)
+        self.executor = make_executor(executor_name(), context)
         self.executor.add_node(self.node)
         self._bridge = LifecycleClient(self.node, self.executor, bridge_name)
 

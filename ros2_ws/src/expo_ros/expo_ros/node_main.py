@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import os
 import signal
+import sys
 import time
 from collections.abc import Callable
 from typing import Any, NoReturn
@@ -63,6 +64,16 @@ def make_executor(name: str, context: Any = None) -> Any:
     if name == "events":
         from rclpy.experimental import EventsExecutor
 
+        try:
+            sys.stderr.fileno()
+        except (AttributeError, OSError, ValueError):
+            # rclpy's EventsExecutor calls faulthandler.enable(), which needs a stderr with a file
+            # descriptor: a notebook's or a captured stream has none; the process's own is used.
+            saved, sys.stderr = sys.stderr, sys.__stderr__
+            try:
+                return EventsExecutor(context=context)
+            finally:
+                sys.stderr = saved
         return EventsExecutor(context=context)
     if name == "single":
         return SingleThreadedExecutor(context=context)

@@ -4,6 +4,7 @@ drain between the stop request and the deactivation; a finished node's exit code
 from __future__ import annotations
 
 import signal
+import sys
 
 import pytest
 from expo_ros.node_main import REPEAT_GRACE_S, StopRequest, drain
@@ -60,6 +61,13 @@ def test_the_executor_follows_the_environment(monkeypatch) -> None:
         assert isinstance(make_executor("single", context), SingleThreadedExecutor)
         events = make_executor("events", context)
         assert type(events).__name__ == "EventsExecutor"
+        events.shutdown()
+        # a stderr without a file descriptor (a notebook's, pytest's capsys) is no obstacle
+        import io
+
+        monkeypatch.setattr("sys.stderr", io.StringIO())
+        events = make_executor("events", context)
+        assert type(events).__name__ == "EventsExecutor" and isinstance(sys.stderr, io.StringIO)
         events.shutdown()
     finally:
         rclpy.shutdown(context=context)
