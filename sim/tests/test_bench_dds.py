@@ -25,7 +25,6 @@ def _echo_processes(namespace: str) -> list[int]:
 
 
 def test_round_trips_come_back_and_the_echo_process_ends(tmp_path: Path, capfd) -> None:
-    # capfd, not capsys: the EventsExecutor enables faulthandler, which needs a real stderr
     assert bench_dds.main(["--gap-ms", "0", "3", "--seconds", "1", "--out", str(tmp_path)]) == 0
     out = json.loads(next(tmp_path.glob("bench-dds-*.json")).read_text())
     assert [r["gap_ms"] for r in out["rows"]] == [0.0, 3.0]

@@ -117,6 +117,7 @@ def test_trace_gives_each_row_its_step_split(monkeypatch, tmp_path, capsys) -> N
     import json
     import os
 
+    import pytest
     from expo_ros.step_trace import ENV, StepTrace
     from expo_sim.ros import bench_ros
 
@@ -132,12 +133,24 @@ def test_trace_gives_each_row_its_step_split(monkeypatch, tmp_path, capsys) -> N
         return {**_row(4.0, 5.9), "preset": preset, "error": ""}
 
     monkeypatch.setattr(bench_ros, "bench_preset", session)
-    monkeypatch.delenv(ENV, raising=False)
+    monkeypatch.setenv(ENV, "/users/own")
     out = tmp_path / "out"
     assert bench_ros.main(["--presets", "tiny", "--trace", str(tmp_path / "tr"), "--out", str(out)]) == 0
-    assert ENV not in os.environ  # the bench's own environment is left as it was
+    assert os.environ[ENV] == "/users/own"  # the bench's own environment is left as it was
     (row,) = json.loads(next(out.glob("bench-ros-*.json")).read_text())["rows"]
     seg = {s["name"]: s["p50_ms"] for s in row["step_trace"]["segments"]}
     assert seg["inference"] == 3.0 and seg["observation out -> action in"] == 11.0
     assert "| inference | 3.000 |" in capsys.readouterr().out
     assert list((tmp_path / "tr" / "tiny").glob("graph-*.csv"))
+    # a second run into the same directory would join two runs' stamps: refused before any session
+    monkeypatch.setattr(bench_ros, "bench_preset", lambda *a: pytest.fail("a session ran"))
+    assert bench_ros.main(["--presets", "tiny", "--trace", str(tmp_path / "tr"), "--out", str(out)]) == 2
+    assert "already holds step traces" in capsys.readouterr().err
+
+    def failing(preset, *args) -> dict:
+        raise RuntimeError("the graph died")
+
+    monkeypatch.setattr(bench_ros, "bench_preset", failing)
+    with pytest.raises(RuntimeError, match="the graph died"):
+        bench_ros.main(["--presets", "tiny", "--trace", str(tmp_path / "tr2"), "--out", str(out)])
+    assert os.environ[ENV] == "/users/own"

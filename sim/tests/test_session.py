@@ -104,6 +104,11 @@ def test_session_cli_rejects_bad_input(tmp_path: Path, capsys: pytest.CaptureFix
     assert "SessionConfig.sched_fifo: real-time priority 100 is invalid" in capsys.readouterr().err
     assert expo_sim_main(["session", "--sched-fifo", "10", "--learn", "--out", str(tmp_path)]) == 2
     assert "--sched-fifo with --learn: the learner trains without pause" in capsys.readouterr().err
+    with pytest.MonkeyPatch.context() as mp:  # said before any demo generation or pretraining
+        mp.setenv("EXPO_ROS_EXECUTOR", "multi")
+        mp.setattr("expo_sim.session.run.prepare_policy", lambda *a: pytest.fail("work began"))
+        assert expo_sim_main(["session", "--out", str(tmp_path)]) == 2
+    assert "EXPO_ROS_EXECUTOR='multi' is invalid" in capsys.readouterr().err
     with pytest.raises(SystemExit) as e:  # argparse: the session's choices are the EXPO variants
         expo_sim_main(["session", "--algo", "rlpd", "--out", str(tmp_path)])
     assert e.value.code == 2 and "invalid choice: 'rlpd'" in capsys.readouterr().err

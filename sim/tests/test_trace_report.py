@@ -39,22 +39,22 @@ def _traces(tmp_path: Path) -> Path:
         b, n = _step(1000 + k, k * 10**8, hop1, infer)
         bridge += b
         node += n
-    # an incomplete step (no action came) and one published twice (a timeout's re-publish)
+    # an incomplete step (no action came) and a re-publish after a timeout (no feedback before it)
     b, n = _step(2000, 5 * 10**8, 300, 1000)
     bridge += b[:-1]
     node += n
     b, n = _step(3000, 6 * 10**8, 300, 1000)
-    bridge += b + [("obs_out", 3000, 6 * 10**8 + 10**7)]
-    node += n
+    bridge += b[1:]
+    node += n[1:]
     node.append(("in:ee_pose", 1000, 10**9))  # a piece after the decision: not the trigger
     _write(tmp_path / "sim_bridge-1.csv", bridge)
-    _write(tmp_path / "policy_node-2.csv", node + [("dropped", 0, 0)])
+    _write(tmp_path / "policy_node-2.csv", node + [("dropped", 4, 0)])
     return tmp_path
 
 
 def test_segments_of_the_complete_steps(tmp_path: Path) -> None:
     summary = trace_report.report(_traces(tmp_path))
-    assert summary["steps"] == 3
+    assert summary["steps"] == 3 and summary["dropped_rows"] == 4
     seg = {s["name"]: s for s in summary["segments"]}
     hop1 = seg["first hop: observation out -> the node's last piece in"]
     assert hop1["p50_ms"] == pytest.approx(0.5) and hop1["max_ms"] == pytest.approx(0.7)
@@ -66,7 +66,7 @@ def test_segments_of_the_complete_steps(tmp_path: Path) -> None:
     total = seg["observation out -> action in"]
     assert total["p50_ms"] == pytest.approx(0.6 + 0.5 + 2.0) and total["max_ms"] == pytest.approx(4.3)
     assert seg["feedback hop: out -> the node's callback"]["p50_ms"] == pytest.approx(0.05)
-    assert "3 complete steps" in trace_report.markdown_table(summary)
+    assert "3 complete steps (4 trace rows dropped" in trace_report.markdown_table(summary)
 
 
 def test_the_cli_prints_the_table_and_writes_json(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -90,4 +90,16 @@ def test_bad_traces_are_refused_with_the_reason(tmp_path: Path, capsys: pytest.C
         trace_report.read_rows(tmp_path)
     _write(tmp_path / "x.csv", [("decide", 1, 5)])
     with pytest.raises(ValueError, match="no complete step"):
+        trace_report.report(tmp_path)
+
+
+def test_two_runs_in_one_directory_are_refused(tmp_path: Path) -> None:
+    """The sim clock restarts at 0: a second run's stamps would be joined with the first's."""
+    _traces(tmp_path)
+    (tmp_path / "sim_bridge-3.csv").write_text((tmp_path / "sim_bridge-1.csv").read_text())
+    with pytest.raises(ValueError, match=r"2 bridge traces \(sim_bridge-1.csv, sim_bridge-3.csv\)"):
+        trace_report.read_rows(tmp_path)
+    (tmp_path / "sim_bridge-3.csv").unlink()
+    (tmp_path / "policy_node-9.csv").write_text((tmp_path / "policy_node-2.csv").read_text())
+    with pytest.raises(ValueError, match="2 policy node traces"):
         trace_report.report(tmp_path)

@@ -252,21 +252,28 @@ def _bench_rows(args: argparse.Namespace, executor: str) -> list[dict[str, Any]]
                 f"{load_before[0]:.2f} {load_before[1]:.2f} {load_before[2]:.2f})",
                 flush=True,
             )
+            before = os.environ.get(TRACE_ENV)
             if args.trace is not None:  # the launched nodes inherit it
                 os.environ[TRACE_ENV] = str(args.trace / name)
-            row = bench_preset(
-                preset,
-                args.steps,
-                args.task,
-                args.horizon,
-                Path(tmp),
-                args.domain_id,
-                args.backend,
-                args.rt_priority,
-                pixels,
-                args.render_parallel,
-                args.sched_fifo,
-            )
+            try:
+                row = bench_preset(
+                    preset,
+                    args.steps,
+                    args.task,
+                    args.horizon,
+                    Path(tmp),
+                    args.domain_id,
+                    args.backend,
+                    args.rt_priority,
+                    pixels,
+                    args.render_parallel,
+                    args.sched_fifo,
+                )
+            finally:  # the bench's own environment as it was
+                if before is None:
+                    os.environ.pop(TRACE_ENV, None)
+                else:
+                    os.environ[TRACE_ENV] = before
             row["executor"] = executor
             row["graph_sched"] = f"fifo {args.sched_fifo}" if args.sched_fifo else describe()
             row["loadavg_before"], row["loadavg_after"] = load_before, os.getloadavg()
@@ -274,7 +281,6 @@ def _bench_rows(args: argparse.Namespace, executor: str) -> list[dict[str, Any]]
                 print(f"bench-ros: {name} failed: {row['error'] or 'too few steps'}", file=sys.stderr)
                 return None
             if args.trace is not None:
-                os.environ.pop(TRACE_ENV, None)
                 try:
                     row["step_trace"] = trace_report.report(args.trace / name)
                 except (OSError, ValueError) as e:
@@ -359,6 +365,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         probe_fifo(args.sched_fifo)  # a refusal, said before any session
     except RealtimeError as e:
         print(f"bench-ros: --sched-fifo {args.sched_fifo}: {e}", file=sys.stderr)
+        return 2
+    if args.trace is not None and args.trace.is_dir() and any(args.trace.glob("*/*.csv")):
+        print(
+            f"bench-ros: --trace {args.trace} already holds step traces: give each run an empty directory "
+            "(the sim clock restarts at 0, so two runs' steps would be joined)",
+            file=sys.stderr,
+        )
         return 2
     rows = _bench_rows(args, executor)
     if rows is None:

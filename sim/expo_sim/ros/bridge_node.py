@@ -98,7 +98,7 @@ class SimBridge(LockstepMixin, RealtimeMixin, ReportingMixin, TeardownLifecycleN
 
     def __init__(self, node_name: str = "sim_bridge", **kwargs: Any) -> None:
         super().__init__(node_name, **kwargs)
-        self._trace = StepTrace.from_env(node_name)  # off unless EXPO_STEP_TRACE is set
+        self._trace = StepTrace.from_env(self.get_fully_qualified_name())  # off unless EXPO_STEP_TRACE
         for p in PARAMETERS:
             self.declare_parameter(
                 p.name, p.default, ParameterDescriptor(description=p.description, dynamic_typing=True)

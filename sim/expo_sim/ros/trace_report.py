@@ -8,16 +8,30 @@ Each trace file is ``<node>-<pid>.csv`` with the rows ``event,stamp_ns,t_ns``
 (``time.monotonic_ns()``, one clock for all processes). The bridge marks ``feedback_out``,
 ``obs_first_out`` (before the observation's first piece), ``obs_out`` (after its last) and
 ``action_in`` (a command for that stamp arrived); the policy node marks ``feedback_in``,
-``in:<piece>`` (each observation piece's callback), ``decide``, ``infer_start``, ``infer_end``,
-``action_publish`` and ``action_out`` (after the ``publish()`` call returned). A step counts when
-every one of them is there once for its stamp (the first of each is taken; a stamp published
-twice, after a timeout, is left out), so a re-published or held step does not count.
+``in:<piece>`` (each observation piece's callback, on entry; a camera frame's before it is
+decoded and encoded), ``decide``, ``infer_start``, ``infer_end``, ``action_publish`` and
+``action_out`` (after the ``publish()`` call returned).
 
-Segments (ms; p50 / p90 / p99 / max over the steps): the bridge publishing the observation, the
-first hop (its last piece out -> the node's callback for the last piece it needed), the node's
-wait between that callback and the decision (other callbacks, the feedback), observation build
-and checks, inference, the safety filter and command, the action's ``publish()``, the return hop,
-and the total (``obs_out`` -> ``action_in``: the bridge's ``obs_to_action``).
+One directory holds one run of one graph: one bridge and one policy node. The sim clock starts
+at 0 in every run, so two runs' (or two actors') stamps would coincide; a directory with more
+than one trace of either is refused, naming the files.
+
+A step counts when every one of those events is there for its stamp (the first of each is
+taken). Left out: each episode's first observation (no feedback comes before it), the terminal
+one (no action), a lockstep timeout's re-publish (a new stamp with no feedback), and steps the
+policy did not decide (holds; an operator's command under interventions). A step whose first
+publish timed out and was answered late counts from that first publish, where the bridge's own
+``obs_to_action`` starts at the re-publish. Lockstep only: in real time the bridge publishes
+observations on its own clock and the node may decide several times per stamp.
+
+Segments (ms; p50 / p90 / p99 / max over the steps, ``np.percentile``): the bridge publishing
+the observation, the first hop (its last piece out -> the node's callback for the last piece that
+came before the decision), the node's wait between that callback and the decision (other
+callbacks, the feedback; with interventions, the teleop answer), decision start -> inference
+(weights swap check, watchdog, observation build and checks), inference (a pixel policy's frames
+encoded on arrival are not in it: they are encoded in their callbacks, before the ``in:`` mark
+of the next piece), the safety filter and command, the action's ``publish()``, the return hop,
+and the total (``obs_out`` -> ``action_in``).
 """
 
 from __future__ import annotations
@@ -52,16 +66,20 @@ SEGMENTS = (
 FEEDBACK_SEGMENT = ("feedback hop: out -> the node's callback", "feedback_out", "feedback_in")
 
 
-def read_rows(directory: Path) -> list[tuple[str, int, int]]:
-    """Every ``(event, stamp_ns, t_ns)`` row of the ``*.csv`` traces in ``directory``;
-    FileNotFoundError when there is none, ValueError naming a malformed file."""
+def read_rows(directory: Path) -> tuple[list[tuple[str, int, int]], int]:
+    """Every ``(event, stamp_ns, t_ns)`` row of the ``*.csv`` traces in ``directory``, and how
+    many rows the traces dropped when full. FileNotFoundError when there is none, ValueError
+    naming a malformed file, or the files when there is more than one bridge or policy trace."""
     files = sorted(directory.glob("*.csv"))
     if not files:
         raise FileNotFoundError(
             f"no step traces (*.csv) in {directory}: was EXPO_STEP_TRACE set for the graph?"
         )
     rows: list[tuple[str, int, int]] = []
+    dropped = 0
+    roles: dict[str, list[str]] = {"bridge": [], "policy node": []}
     for path in files:
+        n0 = len(rows)
         with path.open(newline="") as f:
             reader = csv.reader(f)
             if next(reader, None) != ["event", "stamp_ns", "t_ns"]:
@@ -69,19 +87,30 @@ def read_rows(directory: Path) -> list[tuple[str, int, int]]:
             for i, rec in enumerate(reader, start=2):
                 if len(rec) != 3:
                     raise ValueError(f"{path}:{i}: 3 fields expected, got {len(rec)}")
-                if rec[0] == "dropped":
-                    continue
                 try:
-                    rows.append((rec[0], int(rec[1]), int(rec[2])))
+                    row = (rec[0], int(rec[1]), int(rec[2]))
                 except ValueError as e:
                     raise ValueError(f"{path}:{i}: {e}") from e
-    return rows
+                if row[0] == "dropped":
+                    dropped += row[1]
+                else:
+                    rows.append(row)
+        events = {r[0] for r in rows[n0:]}
+        for role, marker in (("bridge", "obs_out"), ("policy node", "decide")):
+            if marker in events:
+                roles[role].append(path.name)
+    for role, names in roles.items():
+        if len(names) > 1:
+            raise ValueError(
+                f"{directory} holds {len(names)} {role} traces ({', '.join(names)}): one run of one graph "
+                "per directory (stamps restart at 0 in every run); trace each run into a directory of its own"
+            )
+    return rows, dropped
 
 
 def steps(rows: Iterable[tuple[str, int, int]]) -> dict[int, dict[str, int]]:
-    """stamp -> {event: t_ns} for the complete steps (module doc): every bridge and node event
-    once (``obs_out`` and ``obs_first_out`` exactly once), ``pieces_in`` the latest piece
-    callback before ``decide``."""
+    """stamp -> {event: t_ns} for the complete steps (module doc): the first of every bridge and
+    node event, and ``pieces_in``, the latest piece callback before ``decide``."""
     by_stamp: dict[int, dict[str, list[int]]] = defaultdict(lambda: defaultdict(list))
     for event, stamp, t in rows:
         by_stamp[stamp][event].append(t)
@@ -89,8 +118,6 @@ def steps(rows: Iterable[tuple[str, int, int]]) -> dict[int, dict[str, int]]:
     for stamp, ev in by_stamp.items():
         if any(not ev.get(e) for e in BRIDGE_EVENTS + NODE_EVENTS):
             continue
-        if len(ev["obs_out"]) != 1 or len(ev["obs_first_out"]) != 1:
-            continue  # published twice (a timeout's re-publish): which one was answered is unclear
         step = {e: min(ev[e]) for e in BRIDGE_EVENTS + NODE_EVENTS}
         pieces = [t for e, ts in ev.items() if e.startswith("in:") for t in ts if t <= step["decide"]]
         if not pieces:
@@ -100,9 +127,10 @@ def steps(rows: Iterable[tuple[str, int, int]]) -> dict[int, dict[str, int]]:
     return out
 
 
-def summarize(steps_: dict[int, dict[str, int]]) -> dict[str, Any]:
-    """``{"steps": n, "segments": [{"name", "p50_ms", "p90_ms", "p99_ms", "max_ms"}, ...]}``
-    (np.percentile, linear); ValueError without a complete step."""
+def summarize(steps_: dict[int, dict[str, int]], dropped: int = 0) -> dict[str, Any]:
+    """``{"steps": n, "dropped_rows": dropped, "segments": [{"name", "from", "to", "p50_ms",
+    "p90_ms", "p99_ms", "max_ms"}, ...]}`` (np.percentile, linear); ValueError without a
+    complete step."""
     if not steps_:
         raise ValueError("no complete step in the traces (module doc: which events a step needs)")
     segs = []
@@ -111,12 +139,17 @@ def summarize(steps_: dict[int, dict[str, int]]) -> dict[str, Any]:
         p50, p90, p99 = np.percentile(d, [50, 90, 99])
         ms = {"p50_ms": p50, "p90_ms": p90, "p99_ms": p99, "max_ms": d.max()}
         segs.append({"name": name, "from": a, "to": b, **{k: float(v) for k, v in ms.items()}})
-    return {"steps": len(steps_), "segments": segs}
+    return {"steps": len(steps_), "dropped_rows": dropped, "segments": segs}
 
 
 def markdown_table(summary: dict[str, Any]) -> str:
+    head = f"{summary['steps']} complete steps"
+    if summary.get("dropped_rows"):
+        head += (
+            f" ({summary['dropped_rows']} trace rows dropped when a trace was full: later steps are missing)"
+        )
     lines = [
-        f"{summary['steps']} complete steps",
+        head,
         "",
         "| segment | p50 [ms] | p90 [ms] | p99 [ms] | max [ms] |",
         "|---|---|---|---|---|",
@@ -130,7 +163,8 @@ def markdown_table(summary: dict[str, Any]) -> str:
 
 def report(directory: Path) -> dict[str, Any]:
     """The summary of the traces in ``directory`` (errors as in :func:`read_rows`, :func:`summarize`)."""
-    return summarize(steps(read_rows(directory)))
+    rows, dropped = read_rows(directory)
+    return summarize(steps(rows), dropped)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -161,11 +161,13 @@ def run_session(cfg: SessionConfig, stream: TextIO = sys.stdout, progress: bool 
     import rclpy
     from expo_bringup.launch_process import LaunchProcess, exit_code
     from expo_learner.segment_reader import recorded_count
+    from expo_ros.node_main import executor_name
 
     from expo_sim.session.monitor import SessionMonitor
     from expo_sim.session.stats import SessionStats
 
     t_start = time.monotonic()
+    executor_name()  # an invalid EXPO_ROS_EXECUTOR: its ValueError before any work, as the nodes would
     if cfg.sched_fifo:  # before any demo generation or pretraining: RealtimeError with the reason
         from expo_ros.realtime import probe_fifo
 

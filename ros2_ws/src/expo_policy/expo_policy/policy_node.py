@@ -22,6 +22,7 @@ swaps): docs/policy_node.md.
 from __future__ import annotations
 
 import threading
+import time
 from collections import OrderedDict
 from typing import Any
 
@@ -107,7 +108,7 @@ class PolicyNode(ActingMixin, StoppingMixin, TeardownLifecycleNode):
 
     def __init__(self, node_name: str = "policy_node", **kwargs: Any) -> None:
         super().__init__(node_name, **kwargs)
-        self._trace = StepTrace.from_env(node_name)  # off unless EXPO_STEP_TRACE is set
+        self._trace = StepTrace.from_env(self.get_fully_qualified_name())  # off unless EXPO_STEP_TRACE
         for p in PARAMETERS:
             self.declare_parameter(
                 p.name, p.default, ParameterDescriptor(description=p.description, dynamic_typing=True)
@@ -325,10 +326,11 @@ class PolicyNode(ActingMixin, StoppingMixin, TeardownLifecycleNode):
         self._store("ee_pose_base", msg.header, cv.pose_stamped_to_numpy(msg))
 
     def _on_camera(self, key: Any, msg: Image) -> None:
+        t_in = time.monotonic_ns()  # the step trace's arrival: before decoding and encoding
         frame = frame_from_image(key, msg, self._now_ns() * 1e-9)
         if frame.ok and self.active and self.cfg.encode_on_arrival:
             self._encode_ahead(frame)
-        self._store(key.camera, msg.header, frame)
+        self._store(key.camera, msg.header, frame, t_in)
 
     def _encode_ahead(self, frame: Any) -> None:
         """The frame's features now, while the observation's other pieces are on their way (the
@@ -351,11 +353,11 @@ class PolicyNode(ActingMixin, StoppingMixin, TeardownLifecycleNode):
         self._image = msg
         self._watchdog.mark("image_raw", self._now_ns() * 1e-9)
 
-    def _store(self, name: str, header: Header, payload: Any) -> None:
+    def _store(self, name: str, header: Header, payload: Any, t_in: int | None = None) -> None:
         self.messages_in += 1
         self._watchdog.mark(name, self._now_ns() * 1e-9)
         ns = cv.stamp_ns(header.stamp)
-        self._trace.mark(f"in:{name}", ns)
+        self._trace.mark(f"in:{name}", ns, t_in)
         if ns not in self._first_seen:
             self._first_seen[ns] = self._now_ns()
             while len(self._first_seen) > _FIRST_SEEN_KEPT:

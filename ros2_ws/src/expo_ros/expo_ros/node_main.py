@@ -58,23 +58,35 @@ def executor_name() -> str:
     return name
 
 
+def _has_fileno(stream: Any) -> bool:
+    try:
+        stream.fileno()
+    except (AttributeError, OSError, ValueError):  # io.UnsupportedOperation is both
+        return False
+    return True
+
+
 def make_executor(name: str, context: Any = None) -> Any:
     """ "single": rclpy's SingleThreadedExecutor; "events": rclpy.experimental.EventsExecutor
     (``context`` None = rclpy's default context)."""
     if name == "events":
         from rclpy.experimental import EventsExecutor
 
+        if _has_fileno(sys.stderr):
+            return EventsExecutor(context=context)
+        # rclpy's EventsExecutor calls faulthandler.enable(), which needs a stderr with a file
+        # descriptor: a notebook's or a captured stream has none; the process's own is used while
+        # it is built (process-wide for that moment: another thread's writes go there too).
+        if not _has_fileno(sys.__stderr__):
+            raise ValueError(
+                "the EventsExecutor needs a standard error stream with a file descriptor (rclpy "
+                f"enables faulthandler on it) and this process has none: set {EXECUTOR_ENV}=single"
+            )
+        saved, sys.stderr = sys.stderr, sys.__stderr__
         try:
-            sys.stderr.fileno()
-        except (AttributeError, OSError, ValueError):
-            # rclpy's EventsExecutor calls faulthandler.enable(), which needs a stderr with a file
-            # descriptor: a notebook's or a captured stream has none; the process's own is used.
-            saved, sys.stderr = sys.stderr, sys.__stderr__
-            try:
-                return EventsExecutor(context=context)
-            finally:
-                sys.stderr = saved
-        return EventsExecutor(context=context)
+            return EventsExecutor(context=context)
+        finally:
+            sys.stderr = saved
     if name == "single":
         return SingleThreadedExecutor(context=context)
     raise ValueError(f"executor {name!r} is invalid; allowed: {', '.join(EXECUTORS)}")

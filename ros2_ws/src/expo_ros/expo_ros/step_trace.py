@@ -5,7 +5,8 @@ DIR`` sets it for the graph it launches; any ``ros2 launch`` inherits it from th
 each node that traces keeps ``(event, stamp_ns, t_ns)`` rows in memory, where ``stamp_ns`` is the
 observation stamp the event belongs to and ``t_ns`` is ``time.monotonic_ns()`` (CLOCK_MONOTONIC,
 one clock for every process of the machine), and writes them at exit to
-``DIR/<node>-<pid>.csv`` (header ``event,stamp_ns,t_ns``; a last row ``dropped,<count>,0`` when
+``DIR/<node>-<pid>.csv``, the node named by its fully qualified name (``/actor_0/policy_node``
+-> ``actor_0_policy_node``) (header ``event,stamp_ns,t_ns``; a last row ``dropped,<count>,0`` when
 the trace was full). ``python -m expo_sim.ros.trace_report DIR`` joins the files by stamp into the
 step's segments.
 
@@ -24,7 +25,8 @@ from pathlib import Path
 
 #: The environment variable that turns tracing on: a directory for the trace files.
 ENV = "EXPO_STEP_TRACE"
-#: Rows kept per process (~2 MB of CSV at 8 events per step for 16k steps).
+#: Rows kept per process: ~20k lockstep steps of the policy node (~10 events each), ~8 MB of CSV
+#: and a few tens of MB in memory at most.
 DEFAULT_CAPACITY = 200_000
 _SAFE = re.compile(r"[^A-Za-z0-9_.-]+")
 

@@ -69,6 +69,10 @@ def test_the_executor_follows_the_environment(monkeypatch) -> None:
         events = make_executor("events", context)
         assert type(events).__name__ == "EventsExecutor" and isinstance(sys.stderr, io.StringIO)
         events.shutdown()
+        monkeypatch.setattr("sys.__stderr__", None)  # pythonw, a daemon with fd 2 closed
+        with pytest.raises(ValueError, match="set EXPO_ROS_EXECUTOR=single"):
+            make_executor("events", context)
+        assert isinstance(sys.stderr, io.StringIO)
     finally:
         rclpy.shutdown(context=context)
 
