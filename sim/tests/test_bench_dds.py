@@ -90,3 +90,18 @@ def test_the_echo_process_ends_when_its_parent_dies() -> None:
     while _echo_processes(namespace) and time.monotonic() < deadline:
         time.sleep(0.2)
     assert _echo_processes(namespace) == []
+
+
+def test_row_percentiles_interpolate_as_the_other_benches() -> None:
+    import math
+
+    import numpy as np
+
+    rtt = [float(v) for v in range(1, 11)]  # 1..10 ms
+    row = bench_dds._stats(rtt, sent=12, gap_ms=7.0)
+    assert row["lost"] == 2 and row["rtt_max_ms"] == 10.0
+    assert row["rtt_p50_ms"] == 5.5 and row["rtt_p90_ms"] == np.percentile(rtt, 90) == 9.1
+    assert row["rtt_p99_ms"] == np.percentile(rtt, 99)
+    empty = bench_dds._stats([], sent=3, gap_ms=0.0)
+    assert empty["lost"] == 3
+    assert all(math.isnan(empty[k]) for k in ("rtt_p50_ms", "rtt_p99_ms", "rtt_max_ms"))

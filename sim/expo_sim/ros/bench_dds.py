@@ -7,7 +7,8 @@ spinning the nodes' executor (``EXPO_ROS_EXECUTOR``, default the EventsExecutor)
 loopback, reliable QoS of depth 10, under a namespace of their own. One row per ``--gap-ms``:
 pings back to back (0), or each after an idle pause, as the lockstep loop has one per step
 while the bridge steps the physics (~7 ms for lift here): a process that sat idle takes longer
-to wake up than a busy one. Each row gives the round trip's p50 / p90 / p99 / max [ms] over
+to wake up than a busy one. Each row gives the round trip's p50 / p90 / p99 (interpolated,
+``np.percentile``, as the other benches; before session 19, nearest rank) / max [ms] over
 ``--seconds`` of pings, and how many echoes did not come back within 0.2 s.
 
 A round trip is two hops and two callbacks of the smallest message. A lockstep step of the graph
@@ -26,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import subprocess
 import sys
@@ -34,6 +36,8 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 #: How long one echo may take before it counts as lost [s].
 ECHO_TIMEOUT_S = 0.2
@@ -71,20 +75,17 @@ def echo(namespace: str, seconds: float, parent: int = 0) -> None:
 
 
 def _stats(rtt_ms: list[float], sent: int, gap_ms: float) -> dict[str, Any]:
-    x = sorted(rtt_ms)
-    n = len(x)
-
-    def q(p: float) -> float:
-        return x[min(n - 1, int(p * n))] if n else float("nan")
-
+    """The row's figures; percentiles interpolated (np.percentile), as the other benches'."""
+    n = len(rtt_ms)
+    p50, p90, p99 = np.percentile(rtt_ms, [50, 90, 99]) if n else (math.nan,) * 3
     return {
         "gap_ms": gap_ms,
         "sent": sent,
         "lost": sent - n,
-        "rtt_p50_ms": q(0.5),
-        "rtt_p90_ms": q(0.9),
-        "rtt_p99_ms": q(0.99),
-        "rtt_max_ms": x[-1] if n else float("nan"),
+        "rtt_p50_ms": float(p50),
+        "rtt_p90_ms": float(p90),
+        "rtt_p99_ms": float(p99),
+        "rtt_max_ms": max(rtt_ms) if n else math.nan,
     }
 
 
