@@ -176,6 +176,7 @@ class LearnerNode(TeardownLifecycleNode):
             stats_period_s=cfg.stats_period_s,
             seed=cfg.seed,
             device=cfg.device,
+            nice=cfg.training_nice,
         )
         self._tb = TensorBoardLog(cfg.tensorboard_dir) if cfg.tensorboard_dir else None
         self.trainer = Trainer(start, store, checkpoints, tcfg, self._publish_weights, self._publish_stats)
@@ -220,7 +221,8 @@ class LearnerNode(TeardownLifecycleNode):
         b = self.trainer.budget
         self.get_logger().info(
             f"active: training after {self.cfg.warmup_transitions} online transitions "
-            f"(have {b.seen}), {self.trainer.agent.cfg.utd} critic steps per transition"
+            f"(have {b.seen}), {self.trainer.agent.cfg.utd} critic steps per transition, training "
+            f"thread niceness +{self.cfg.training_nice}"
         )
         return ret
 

@@ -59,12 +59,25 @@ PARAMETERS: tuple[ParamSpec, ...] = (
     ParamSpec("device", "cpu", "torch device of the learner: cpu, cuda or cuda:N"),
     ParamSpec("seed", 0, "seed of the minibatch sampler's torch.Generator"),
     ParamSpec("torch_threads", 1, "torch intra-op threads of the training thread (0 = torch default)"),
+    ParamSpec(
+        "training_nice",
+        10,
+        "niceness added to the training thread (0-19; 0 = the process's): on a machine it shares "
+        "with the control graph, its updates yield the CPU to the policy node and the bridge",
+    ),
     ParamSpec("autostart", False, "configure and activate at startup (no lifecycle manager)"),
 )
 
 
 def _bad(name: str, value: Any, want: str) -> ValueError:
     return ValueError(f"parameter '{name}' must be {want}, got {value!r}")
+
+
+def _nice(v: Any) -> int:
+    n = _int("training_nice", v, 0)
+    if n > 19:
+        raise _bad("training_nice", v, "an integer in [0, 19]")
+    return n
 
 
 def _int(name: str, v: Any, lo: int) -> int:
@@ -131,6 +144,7 @@ class LearnerConfig:
     device: str
     seed: int
     torch_threads: int
+    training_nice: int
     autostart: bool
 
     @classmethod
@@ -183,5 +197,6 @@ class LearnerConfig:
             device=device,
             seed=_int("seed", v["seed"], 0),
             torch_threads=_int("torch_threads", v["torch_threads"], 0),
+            training_nice=_nice(v["training_nice"]),
             autostart=v["autostart"],
         )

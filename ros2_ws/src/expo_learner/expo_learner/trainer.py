@@ -33,6 +33,7 @@ from pathlib import Path
 
 import torch
 from expo_core.checkpoint import FORMAT, policy_weights_bytes, weights_format
+from expo_ros.realtime import add_nice, check_nice_increment
 
 from .checkpoints import CheckpointDir, StartPoint, core_agent, updates_of
 from .learner_stats import StatsReport, StatsWindow
@@ -65,8 +66,14 @@ class TrainerConfig:
     stats_period_s: float = 5.0
     seed: int = 0
     device: str = "cpu"
+    #: added to the training thread's niceness when it starts (0-19; 0 = the process's)
+    nice: int = 0
 
     def __post_init__(self) -> None:
+        try:
+            check_nice_increment(self.nice)
+        except ValueError as e:
+            raise ValueError(f"TrainerConfig.nice: {e}") from e
         lows = {
             "warmup_transitions": 0,
             "max_update_backlog": 1,
@@ -152,6 +159,8 @@ class Trainer:
         self.generator = torch.Generator().manual_seed(cfg.seed * 1_000_003 + self.updates)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        #: the training thread's niceness once it runs (cfg.nice added to the process's)
+        self.thread_nice: int | None = None
         self.error: BaseException | None = None
         now = clock()
         self._window = StatsWindow(now, self.progress.critic_steps, 0)
@@ -277,6 +286,7 @@ class Trainer:
 
     def _run(self) -> None:
         try:
+            self.thread_nice = add_nice(self.cfg.nice)  # yields the CPU to the control graph
             while not self._stop.is_set():
                 self.step(wait_s=0.05)
         except Exception as e:  # reported by the node; the thread must not die silently

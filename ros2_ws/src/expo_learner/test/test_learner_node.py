@@ -154,6 +154,8 @@ def test_lifecycle_transitions(harness) -> None:
         ({"utd": -1}, "parameter 'utd' must be an integer >= 0"),
         ({"publish_every_s": 0.0}, "parameter 'publish_every_s' must be > 0.0"),
         ({"device": "tpu"}, "parameter 'device' must be cpu, cuda or cuda:N"),
+        ({"training_nice": 20}, r"parameter 'training_nice' must be an integer in \[0, 19\], got 20"),
+        ({"training_nice": -1}, "parameter 'training_nice' must be an integer >= 0"),
         (
             {"task": "can"},
             "parameter 'task': .* takes 19 observation values, task 'can' observations have 23",

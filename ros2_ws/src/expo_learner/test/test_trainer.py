@@ -217,3 +217,31 @@ def test_a_rewarded_bc_checkpoint_trains_on_the_stores_labelled_rows(
     while t.step():
         pass
     assert t.updates == 20
+
+
+def test_the_training_thread_yields_the_cpu_by_its_nice_increment(
+    tmp_path: Path, base_checkpoint: Path, make_table
+) -> None:
+    import os
+    import threading
+
+    import pytest
+
+    with pytest.raises(ValueError, match="TrainerConfig.nice: nice increment 20 is invalid"):
+        TrainerConfig(nice=20)
+    own = os.getpriority(os.PRIO_PROCESS, 0)
+    t = _trainer(tmp_path, base_checkpoint, warmup_transitions=5, nice=7)
+    t.start()
+    try:
+        deadline = time.monotonic() + 30
+        while t.thread_nice is None and time.monotonic() < deadline:
+            time.sleep(0.01)
+        tid = next(th.native_id for th in threading.enumerate() if th.name == "expo-trainer")
+        assert t.thread_nice == os.getpriority(os.PRIO_PROCESS, tid) == min(19, own + 7)
+        _receive(t, make_table, 8, 0)  # it still trains
+        while t.updates < 3 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert t.updates == 3
+    finally:
+        t.stop(checkpoint=False)
+    assert os.getpriority(os.PRIO_PROCESS, 0) == own  # the caller's thread is left as it was

@@ -7,8 +7,9 @@ Accepted offers are decoded and verified (sha256, format, keys, shapes, finite v
 ``backend.prepare`` in one worker thread. :meth:`WeightsSwapper.poll`, called by the control
 loop between ticks, commits finished ones in arrival order: the swap itself is a reference
 change. Any failure keeps the running weights and is reported, never raised. The worker runs
-at normal scheduling even when the control loop that starts it is real time (``rt_priority``):
-a re-export must not preempt decisions.
+at normal scheduling even when the control loop that starts it is real time (``rt_priority``),
+and :data:`WORKER_NICE` below the process's niceness otherwise: a re-export must not preempt
+decisions, nor share a core with them as an equal.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from dataclasses import dataclass
 
 from expo_core.checkpoint import FORMAT, PIXELS_FORMAT
 from expo_ros.conversions import WeightsPayload
-from expo_ros.realtime import set_normal
+from expo_ros.realtime import add_nice, set_normal
 
 from .backends import InferenceBackend
 
@@ -33,13 +34,26 @@ class SwapEvent:
     error: str = ""
 
 
+#: Niceness added to the verification worker: a swap's decode and compile (~0.2 s of CPU at the
+#: published sizes) never take a core the control thread is waiting for.
+WORKER_NICE = 10
+
+
+def _worker_setup() -> None:
+    """The worker thread's scheduling: normal (not the control loop's real time), then lower."""
+    set_normal()
+    add_nice(WORKER_NICE)
+
+
 class WeightsSwapper:
     """Owns the running weights version of ``backend``; see the module docstring."""
 
     def __init__(self, backend: InferenceBackend, version: int) -> None:
         self.backend = backend
         self.version = int(version)
-        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="weights", initializer=set_normal)
+        self._pool = ThreadPoolExecutor(
+            max_workers=1, thread_name_prefix="weights", initializer=_worker_setup
+        )
         self._inflight: deque[tuple[int, Future]] = deque()
         self.accepted = 0
         self.rejected = 0

@@ -26,14 +26,17 @@ class RealtimeError(RuntimeError):
     """The kernel refused real-time scheduling (no permission, or no such policy here)."""
 
 
+def _int_in(value: int, hi: int, what: str, meaning: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= hi:
+        raise ValueError(f"{what} {value!r} is invalid; allowed: an integer in [0, {hi}] ({meaning})")
+    return value
+
+
 def check_priority(priority: int) -> int:
     """``priority`` as an int in [0, 99] (0 = normal scheduling); ValueError otherwise."""
-    if isinstance(priority, bool) or not isinstance(priority, int) or not 0 <= priority <= MAX_PRIORITY:
-        raise ValueError(
-            f"real-time priority {priority!r} is invalid; allowed: an integer in [0, {MAX_PRIORITY}] "
-            "(0 = normal scheduling, 1-99 = SCHED_FIFO priority)"
-        )
-    return priority
+    return _int_in(
+        priority, MAX_PRIORITY, "real-time priority", "0 = normal scheduling, 1-99 = SCHED_FIFO priority"
+    )
 
 
 def set_fifo(priority: int, tid: int = 0) -> None:
@@ -97,6 +100,29 @@ def probe_fifo(priority: int) -> None:
     t.join()
     if refused:
         raise refused[0]
+
+
+#: The niceness Linux allows at most (the lowest CPU priority of a normal thread).
+MAX_NICE = 19
+
+
+def check_nice_increment(increment: int) -> int:
+    """``increment`` as an int in [0, 19] (0 = as inherited); ValueError otherwise."""
+    return _int_in(increment, MAX_NICE, "nice increment", "0 = as inherited")
+
+
+def add_nice(increment: int) -> int:
+    """Lower the calling thread's CPU priority: its niceness + ``increment`` (at most 19; Linux
+    nice values are per thread, and threads it starts afterwards inherit it). Always allowed, never
+    undone without privileges. Returns the thread's niceness after (0 and no call off Linux)."""
+    check_nice_increment(increment)
+    if not hasattr(os, "getpriority"):
+        return 0
+    nice = os.getpriority(os.PRIO_PROCESS, 0)  # on Linux: this thread's
+    if increment:
+        nice = min(MAX_NICE, nice + increment)
+        os.setpriority(os.PRIO_PROCESS, 0, nice)
+    return nice
 
 
 def describe(tid: int = 0) -> str:

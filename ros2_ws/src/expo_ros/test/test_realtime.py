@@ -84,3 +84,18 @@ def test_a_refusal_says_how_to_allow_it(monkeypatch) -> None:
     with pytest.raises(realtime.RealtimeError, match=r"priority 80 refused \(Operation not permitted\)") as e:
         realtime.set_fifo(80)
     assert "rtprio" in str(e.value) and "CAP_SYS_NICE" in str(e.value)
+
+
+def test_add_nice_lowers_the_calling_thread_only() -> None:
+    own = os.getpriority(os.PRIO_PROCESS, 0)
+
+    def lowered() -> tuple[int, int]:
+        return realtime.add_nice(5), os.getpriority(os.PRIO_PROCESS, 0)
+
+    assert _in_thread(lowered) == (min(19, own + 5),) * 2
+    assert _in_thread(lambda: realtime.add_nice(0)) == own  # 0: as inherited
+    assert _in_thread(lambda: realtime.add_nice(19)) == 19  # capped at 19
+    assert os.getpriority(os.PRIO_PROCESS, 0) == own
+    for bad in (-1, 20, 1.5, True):
+        with pytest.raises(ValueError, match="nice increment .* is invalid"):
+            realtime.add_nice(bad)
