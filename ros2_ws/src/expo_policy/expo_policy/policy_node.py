@@ -357,7 +357,8 @@ class PolicyNode(ActingMixin, StoppingMixin, TeardownLifecycleNode):
         self.messages_in += 1
         self._watchdog.mark(name, self._now_ns() * 1e-9)
         ns = cv.stamp_ns(header.stamp)
-        self._trace.mark(f"in:{name}", ns, t_in)
+        if self._trace.enabled:  # the event's name is built only when tracing
+            self._trace.mark(f"in:{name}", ns, t_in)
         if ns not in self._first_seen:
             self._first_seen[ns] = self._now_ns()
             while len(self._first_seen) > _FIRST_SEEN_KEPT:
