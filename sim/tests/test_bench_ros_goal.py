@@ -32,6 +32,9 @@ def test_goal_lines_say_met_or_not() -> None:
     assert table.splitlines()[-1].endswith("| - |")  # a row without its load average
     loaded = {**met, "loadavg_before": (1.25, 1.0, 0.5), "loadavg_after": (2.5, 1.5, 0.75)}
     assert markdown_table([loaded]).splitlines()[-1].endswith("| 1.25 -> 2.50 |")
+    assert "| 2.00 / 1.90 | - | 40.0 |" in table  # no GC figures from the node: a dash
+    paused = {**met, "policy_gc_collections": 12.0, "policy_gc_pause_max_ms": 1.714}
+    assert "| 2.00 / 1.90 | 12, 1.71 | 40.0 |" in markdown_table([paused])
 
 
 def test_random_policies_of_both_kinds(tmp_path) -> None:
@@ -72,6 +75,15 @@ def test_render_parallel_goes_to_the_bridge_and_the_goal_line() -> None:
     assert "cameras rendered in parallel" in goal_lines([row])[0]
 
 
+def test_gc_freeze_off_goes_to_the_policy_node_and_the_goal_line() -> None:
+    from expo_sim.ros.bench_ros import _overrides
+
+    assert _overrides(0, False, gc_freeze=True) == {}
+    assert _overrides(10, False, gc_freeze=False) == {"policy_node": {"rt_priority": 10, "gc_freeze": False}}
+    assert "gc_freeze" not in goal_lines([{**_row(4.0, 5.9), "gc_freeze": True}])[0]
+    assert "policy gc_freeze off" in goal_lines([{**_row(4.0, 5.9), "gc_freeze": False}])[0]
+
+
 def test_the_goal_line_names_a_real_time_graph() -> None:
     row = _row(4.0, 5.9)
     assert "scheduling" not in goal_lines([{**row, "graph_sched": "normal"}])[0]
@@ -91,16 +103,20 @@ def test_sched_fifo_goes_to_every_session_and_the_rows(monkeypatch, tmp_path, ca
 
     asked = []
 
-    def session(preset, *args) -> dict:
-        asked.append((preset, args[-1]))  # bench_preset's last argument: sched_fifo
+    def session(preset, *args, sched_fifo, gc_freeze) -> dict:
+        asked.append((preset, sched_fifo, gc_freeze))
         return {**_row(4.0, 5.9), "preset": preset, "error": ""}
 
     monkeypatch.setattr(bench_ros, "bench_preset", session)
     assert bench_ros.main(["--presets", "tiny", "cpu", "--sched-fifo", "10", "--out", str(tmp_path)]) == 0
-    assert asked == [("tiny", 10), ("cpu", 10)]
+    assert asked == [("tiny", 10, True), ("cpu", 10, True)]
     rows = json.loads(next(tmp_path.glob("bench-ros-*.json")).read_text())["rows"]
     assert [r["graph_sched"] for r in rows] == ["fifo 10", "fifo 10"]
     assert "graph scheduling fifo 10" in capsys.readouterr().out
+    asked.clear()
+    assert bench_ros.main(["--presets", "cpu", "--no-gc-freeze", "--out", str(tmp_path)]) == 0
+    assert asked == [("cpu", 0, False)]
+    capsys.readouterr()
 
     from expo_ros import realtime
 
@@ -108,7 +124,7 @@ def test_sched_fifo_goes_to_every_session_and_the_rows(monkeypatch, tmp_path, ca
         raise realtime.RealtimeError(f"SCHED_FIFO priority {priority} refused (Operation not permitted)")
 
     monkeypatch.setattr(realtime, "set_fifo", refuse)
-    monkeypatch.setattr(bench_ros, "bench_preset", lambda *a: pytest.fail("a session ran"))
+    monkeypatch.setattr(bench_ros, "bench_preset", lambda *a, **k: pytest.fail("a session ran"))
     assert bench_ros.main(["--presets", "cpu", "--sched-fifo", "10", "--out", str(tmp_path)]) == 2
     assert "bench-ros: --sched-fifo 10: SCHED_FIFO priority 10 refused" in capsys.readouterr().err
 
@@ -125,7 +141,7 @@ def test_trace_gives_each_row_its_step_split(monkeypatch, tmp_path, capsys) -> N
     events += [("in:joint_states", 4), ("decide", 5), ("infer_start", 6), ("infer_end", 9)]
     events += [("action_publish", 10), ("action_out", 11), ("action_in", 13)]
 
-    def session(preset, *args) -> dict:
+    def session(preset, *args, **kwargs) -> dict:
         trace = StepTrace("graph", os.environ[ENV])  # what the launched nodes get
         for event, t_ms in events:
             trace.mark(event, 100, t_ms * 10**6)
@@ -143,11 +159,11 @@ def test_trace_gives_each_row_its_step_split(monkeypatch, tmp_path, capsys) -> N
     assert "| inference | 3.000 |" in capsys.readouterr().out
     assert list((tmp_path / "tr" / "tiny").glob("graph-*.csv"))
     # a second run into the same directory would join two runs' stamps: refused before any session
-    monkeypatch.setattr(bench_ros, "bench_preset", lambda *a: pytest.fail("a session ran"))
+    monkeypatch.setattr(bench_ros, "bench_preset", lambda *a, **k: pytest.fail("a session ran"))
     assert bench_ros.main(["--presets", "tiny", "--trace", str(tmp_path / "tr"), "--out", str(out)]) == 2
     assert "already holds step traces" in capsys.readouterr().err
 
-    def failing(preset, *args) -> dict:
+    def failing(preset, *args, **kwargs) -> dict:
         raise RuntimeError("the graph died")
 
     monkeypatch.setattr(bench_ros, "bench_preset", failing)

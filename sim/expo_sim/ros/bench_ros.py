@@ -31,7 +31,8 @@ frames and the base-frame proprioception (rows named ``<preset>+pixels-<encoder>
 
 Run: ``python -m expo_sim.ros.bench_ros [--presets cpu published] [--steps 1000]
 [--pixels cpu published] [--backend auto|torch|onnxruntime] [--rt-priority P]
-[--executor single|events] [--sched-fifo P] [--render-parallel] [--out DIR]``. ``--render-parallel`` sets the
+[--executor single|events] [--sched-fifo P] [--render-parallel] [--no-gc-freeze] [--trace DIR]
+[--out DIR]``. ``--render-parallel`` sets the
 bridge's ``observation.render_parallel`` for the pixel rows (the goal lines say so).
 ``--executor`` picks the rclpy executor of every node of the graph (``EXPO_ROS_EXECUTOR``,
 :mod:`expo_ros.node_main`): ``events`` (the default, rclpy's EventsExecutor) or ``single`` (the
@@ -45,6 +46,10 @@ the graph's priority would delay it). It models a robot PC where the control gra
 time; it needs the permission to (root, or an rtprio limit). Each row records the graph's
 scheduling (``graph_sched``: ``fifo P``, or what the bench itself runs at, ``normal`` unless it
 was started under ``chrt``), and the goal lines name anything but normal.
+
+Each row also reports the policy node's garbage-collector pauses over its session (diagnostics
+``gc_collections``, ``gc_pause_max_ms``: :mod:`expo_ros.heap`); ``--no-gc-freeze`` turns the
+node's ``gc_freeze`` off (its heap is then not frozen at configure), named in the goal lines.
 
 ``--trace DIR`` has the bridge and the policy node trace every step (:mod:`expo_ros.step_trace`,
 ``EXPO_STEP_TRACE=DIR/<row>``) and prints each row's split of a step
@@ -156,6 +161,7 @@ def bench_preset(
     pixels: str | None = None,
     render_parallel: bool = False,
     sched_fifo: int = 0,
+    gc_freeze: bool = True,
 ) -> dict:
     render_parallel = render_parallel and pixels is not None  # a state row renders nothing
     s = random_policy_session(
@@ -167,21 +173,27 @@ def bench_preset(
         task=task,
         horizon=horizon,
         domain_id=domain_id,
-        graph_overrides=_overrides(rt_priority, render_parallel),
+        graph_overrides=_overrides(rt_priority, render_parallel, gc_freeze),
         sched_fifo=sched_fifo,
     )
     s["policy_rt_priority"] = rt_priority
     s["render_parallel"] = render_parallel
+    s["gc_freeze"] = gc_freeze
     s["ros_overhead_p50_ms"] = s["obs_to_action_p50_ms"] - s["inference_p50_ms"]
     s["ros_overhead_p99_ms"] = s["obs_to_action_p99_ms"] - s["inference_p99_ms"]
     s["goal_obs_to_action_p99_met"] = s["obs_to_action_p99_ms"] < s["inference_p99_ms"] + GOAL_MARGIN_MS
     return s
 
 
-def _overrides(rt_priority: int, render_parallel: bool) -> dict[str, dict[str, Any]]:
+def _overrides(rt_priority: int, render_parallel: bool, gc_freeze: bool = True) -> dict[str, dict[str, Any]]:
     out: dict[str, dict[str, Any]] = {}
+    policy: dict[str, Any] = {}
     if rt_priority:
-        out["policy_node"] = {"rt_priority": rt_priority}
+        policy["rt_priority"] = rt_priority
+    if not gc_freeze:
+        policy["gc_freeze"] = False
+    if policy:
+        out["policy_node"] = policy
     if render_parallel:
         out["sim_bridge"] = {"observation.render_parallel": True}
     return out
@@ -193,6 +205,8 @@ def _rt_note(row: dict[str, Any]) -> str:
         note += f", graph scheduling {row['graph_sched']}"
     if row.get("render_parallel"):
         note += ", cameras rendered in parallel"
+    if row.get("gc_freeze") is False:
+        note += ", policy gc_freeze off"
     if row.get("executor") == "single":
         note += ", SingleThreadedExecutor"
     elif row.get("executor") == "events":
@@ -220,14 +234,23 @@ def load_cell(row: dict[str, Any]) -> str:
     return f"{before[0]:.2f} -> {after[0]:.2f}"
 
 
+def gc_cell(row: dict[str, Any]) -> str:
+    """The table cell of the policy node's garbage-collector pauses over its session."""
+    n, longest = row.get("policy_gc_collections", math.nan), row.get("policy_gc_pause_max_ms", math.nan)
+    if not (math.isfinite(n) and math.isfinite(longest)):
+        return "-"
+    return f"{int(n)}, {longest:.2f}"
+
+
 def markdown_table(rows: Sequence[dict[str, Any]]) -> str:
     head = ["policy", "steps"] + [f"{name} p50 / p99 [ms]" for name, _, _ in COLUMNS]
-    head += ["ROS overhead p50 / p99 [ms]", "env steps/s", "load (1 min) before -> after"]
+    head += ["ROS overhead p50 / p99 [ms]", "policy GC pauses: n, max [ms]", "env steps/s"]
+    head += ["load (1 min) before -> after"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
         cells = [r["preset"], f"{int(r['obs_to_action_count'])}"]
         cells += [f"{r[a]:.2f} / {r[b]:.2f}" for _, a, b in COLUMNS]
-        cells += [f"{r['ros_overhead_p50_ms']:.2f} / {r['ros_overhead_p99_ms']:.2f}"]
+        cells += [f"{r['ros_overhead_p50_ms']:.2f} / {r['ros_overhead_p99_ms']:.2f}", gc_cell(r)]
         cells += [f"{r['env_steps_per_s']:.1f}", load_cell(r)]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
@@ -267,7 +290,8 @@ def _bench_rows(args: argparse.Namespace, executor: str) -> list[dict[str, Any]]
                     args.rt_priority,
                     pixels,
                     args.render_parallel,
-                    args.sched_fifo,
+                    sched_fifo=args.sched_fifo,
+                    gc_freeze=not args.no_gc_freeze,
                 )
             finally:  # the bench's own environment as it was
                 if before is None:
@@ -341,6 +365,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         action="store_true",
         help="pixel rows: the bridge renders its last camera on a worker thread "
         "(observation.render_parallel)",
+    )
+    p.add_argument(
+        "--no-gc-freeze",
+        action="store_true",
+        help="the policy node's gc_freeze off (its heap not frozen at configure), for an A/B",
     )
     p.add_argument(
         "--trace",

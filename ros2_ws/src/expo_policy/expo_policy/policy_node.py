@@ -37,7 +37,7 @@ from expo_interfaces.msg import (
     Transition,
 )
 from expo_ros import conversions as cv
-from expo_ros import realtime
+from expo_ros import heap, realtime
 from expo_ros.latency import LatencyTracker
 from expo_ros.lifecycle_teardown import TeardownLifecycleNode
 from expo_ros.node_main import run_lifecycle_node
@@ -131,6 +131,7 @@ class PolicyNode(ActingMixin, StoppingMixin, TeardownLifecycleNode):
         # inherited), restored at cleanup
         self._rt_saved: tuple[int, int] | None = None
         self.messages_in = 0  # observation pieces and feedback taken (node_main's drain watches it)
+        self._gc = heap.PauseMeter()  # installed from configure to cleanup: pauses in diagnostics
         self._reset_loop_state()
 
     @property
@@ -150,6 +151,10 @@ class PolicyNode(ActingMixin, StoppingMixin, TeardownLifecycleNode):
             self._destroy()
             return FAILURE
         self._create_entities(cfg)
+        if cfg.gc_freeze:  # after loading: the policy and its libraries are what gets frozen
+            frozen, took_s = heap.freeze()
+            log.info(f"gc_freeze: {frozen} objects frozen after a {took_s * 1e3:.0f} ms collection")
+        self._gc = heap.PauseMeter().install()
         if cfg.lockstep:
             mode = "lockstep"
         elif cfg.trigger == "observation":
@@ -300,6 +305,7 @@ class PolicyNode(ActingMixin, StoppingMixin, TeardownLifecycleNode):
         self._timers, self._subs, self._pubs = [], [], {}
         self.cfg, self.backend, self.weights, self.active = None, None, None, False
         self.arbiter, self._teleop_sub = None, None
+        self._gc.uninstall()
         if self._rt_saved is not None:  # back to what it inherited until configured again
             realtime.restore(self._control_tid, self._rt_saved)
             self._rt_saved = None
@@ -467,6 +473,7 @@ class PolicyNode(ActingMixin, StoppingMixin, TeardownLifecycleNode):
             "step": self._step,
             "intervention/enabled": self.arbiter is not None,
             "scheduling": self.scheduling,
+            **self._gc.values(),
         }
         if self.arbiter is not None:
             extra.update(self.arbiter.status(self._now_ns()))

@@ -67,7 +67,9 @@ class Harness(NodeHarness):
 
     def __init__(self, ctx: rclpy.Context, **params: object) -> None:
         self.ns = f"/t_{uuid.uuid4().hex[:8]}"
-        defaults = {"lockstep": False, "diagnostics_period_s": 0.2, "deadline_ms": 2000.0}
+        # gc_freeze off: each configure would collect the whole test process (test_policy_node_lifecycle.py
+        # tests it)
+        defaults = {"lockstep": False, "diagnostics_period_s": 0.2, "deadline_ms": 2000.0, "gc_freeze": False}
         overrides = [Parameter(k, value=v) for k, v in {**defaults, **params}.items()]
         self.node = PolicyNode(context=ctx, namespace=self.ns, parameter_overrides=overrides)
         self.io = rclpy.create_node("io", namespace=self.ns, context=ctx)

@@ -1,6 +1,6 @@
 """PolicyNode on an isolated ROS domain: the lifecycle through the standard services, bad
 parameters failing configure with a clear message, the executable with autostart, and the
-control thread at SCHED_FIFO (``rt_priority``).
+control thread at SCHED_FIFO (``rt_priority``), the heap frozen at configure (``gc_freeze``).
 
 One rclpy context per module on its own domain id; every test puts its nodes in a fresh namespace
 so tests never hear each other. Waits are for conditions (matching, messages), with timeouts;
@@ -9,6 +9,7 @@ the only fixed windows are the short ones that check that something does *not* h
 
 from __future__ import annotations
 
+import gc
 import os
 import signal
 import subprocess
@@ -97,6 +98,7 @@ def test_deactivate_reports_the_loop_once_more_before_the_final_hold(harness) ->
         ),
         ({"task": "can"}, "parameter 'checkpoint': weights expect 19 observation values, task 'can'"),
         ({"checkpoint": "/nonexistent/ckpt"}, "parameter 'checkpoint': no checkpoint or policy-weights file"),
+        ({"gc_freeze": "yes"}, "parameter 'gc_freeze'"),
     ],
 )
 def test_bad_parameters_fail_configure_with_a_clear_message(
@@ -106,7 +108,13 @@ def test_bad_parameters_fail_configure_with_a_clear_message(
     assert h.node.trigger_configure() == FAILURE
     assert h.node.cfg is None and h.node.backend is None
     assert message in capfd.readouterr().err
-    good = {"control_rate_hz": 20.0, "backend": "torch", "task": "lift", "checkpoint": str(checkpoint)}
+    good = {
+        "control_rate_hz": 20.0,
+        "backend": "torch",
+        "task": "lift",
+        "checkpoint": str(checkpoint),
+        "gc_freeze": False,
+    }
     h.node.set_parameters([Parameter(k, value=good[k]) for k in params])
     assert h.node.trigger_configure() == SUCCESS  # a failed configure leaves it re-configurable
 
@@ -118,6 +126,30 @@ def _spawn(ns: str, checkpoint: Path, *params: str) -> subprocess.Popen:
         args += ["-p", p]
     cmd = [sys.executable, "-m", "expo_policy.policy_node", *args]
     return subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def test_gc_freeze_freezes_the_loaded_heap_at_configure_and_diagnostics_report_gc_pauses(harness) -> None:
+    """gc_freeze (on by default; the harness turns it off) collects once at configure and freezes
+    every object then alive; from configure on, the diagnostics count the collector's pauses."""
+    gc.unfreeze()
+    try:
+        h = harness(gc_freeze=True, diagnostics_period_s=0.1)
+        h.start()
+        assert gc.get_freeze_count() > 0
+        gc.collect()  # a pause of this process, which the node's meter must count
+        h.spin_until(lambda: int(h.diagnostics().get("gc_collections", "0")) >= 1, "a collection reported")
+        d = h.diagnostics()
+        assert 0 < float(d["gc_pause_max_ms"]) <= float(d["gc_pause_total_ms"])
+        assert int(d["gc_pause_max_generation"]) in (0, 1, 2)
+    finally:
+        gc.unfreeze()
+
+
+def test_gc_freeze_off_freezes_nothing(harness) -> None:
+    gc.unfreeze()
+    h = harness(gc_freeze=False)
+    h.start()
+    assert gc.get_freeze_count() == 0
 
 
 def test_executable_autostarts_holds_and_exits_cleanly_on_sigint(ros_ctx, checkpoint: Path) -> None:
