@@ -67,6 +67,21 @@ def test_segments_of_the_complete_steps(tmp_path: Path) -> None:
     assert total["p50_ms"] == pytest.approx(0.6 + 0.5 + 2.0) and total["max_ms"] == pytest.approx(4.3)
     assert seg["feedback hop: out -> the node's callback"]["p50_ms"] == pytest.approx(0.05)
     assert "3 complete steps (4 trace rows dropped" in trace_report.markdown_table(summary)
+    line = {t["event"]: t for t in summary["timeline"]}
+    assert [t["event"] for t in summary["timeline"]][:4] == [
+        "feedback_out",
+        "obs_first_out",
+        "feedback_in",
+        "in:joint_states",
+    ]
+    assert line["in:joint_states"]["p50_ms"] == pytest.approx(0.06) and line["in:joint_states"]["steps"] == 3
+    assert line["in:object_poses"]["p50_ms"] == pytest.approx(0.6) and line["in:object_poses"][
+        "p99_ms"
+    ] == pytest.approx(0.796)
+    assert line["in:ee_pose"]["steps"] == 1  # only one step got it (after its decision)
+    assert line["action_in"]["p50_ms"] == pytest.approx(0.7 + 0.5 + 2.0)
+    assert "pieces_in" not in line
+    assert "| in:object_poses | 0.600 | 0.760 | 0.796 |" in trace_report.markdown_table(summary)
 
 
 def test_the_cli_prints_the_table_and_writes_json(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -24,7 +24,9 @@ publish timed out and was answered late counts from that first publish, where th
 ``obs_to_action`` starts at the re-publish. Lockstep only: in real time the bridge publishes
 observations on its own clock and the node may decide several times per stamp.
 
-Segments (ms; p50 / p90 / p99 / max over the steps, ``np.percentile``): the bridge publishing
+A second table, the timeline, gives each event's time from the step's ``feedback_out`` (p50 /
+p90 / p99): when each message leaves the bridge and when the node's callback for it runs, piece
+by piece. Segments (ms; p50 / p90 / p99 / max over the steps, ``np.percentile``): the bridge publishing
 the observation, the first hop (its last piece out -> the node's callback for the last piece that
 came before the decision), the node's wait between that callback and the decision (other
 callbacks, the feedback; with interventions, the teleop answer), decision start -> inference
@@ -123,6 +125,9 @@ def steps(rows: Iterable[tuple[str, int, int]]) -> dict[int, dict[str, int]]:
         if not pieces:
             continue
         step["pieces_in"] = max(pieces)
+        for e, ts in ev.items():  # each piece's own arrival (the timeline)
+            if e.startswith("in:"):
+                step[e] = min(ts)
         out[stamp] = step
     return out
 
@@ -139,7 +144,24 @@ def summarize(steps_: dict[int, dict[str, int]], dropped: int = 0) -> dict[str, 
         p50, p90, p99 = np.percentile(d, [50, 90, 99])
         ms = {"p50_ms": p50, "p90_ms": p90, "p99_ms": p99, "max_ms": d.max()}
         segs.append({"name": name, "from": a, "to": b, **{k: float(v) for k, v in ms.items()}})
-    return {"steps": len(steps_), "dropped_rows": dropped, "segments": segs}
+    return {"steps": len(steps_), "dropped_rows": dropped, "segments": segs, "timeline": timeline(steps_)}
+
+
+def timeline(steps_: dict[int, dict[str, int]]) -> list[dict[str, Any]]:
+    """When each event of a step happens, counted from the step's ``feedback_out`` (the first
+    message out): ``[{"event", "steps", "p50_ms", "p90_ms", "p99_ms"}, ...]`` in order of p50,
+    over the steps that have the event (a piece the node did not get in some step is counted
+    over the others). Where a message waits shows as the gap between its ``*_out`` and its
+    ``in:`` / ``*_in``."""
+    events = sorted({e for s in steps_.values() for e in s if e != "pieces_in"})
+    out = []
+    for e in events:
+        d = np.array([(s[e] - s["feedback_out"]) * 1e-6 for s in steps_.values() if e in s])
+        p50, p90, p99 = np.percentile(d, [50, 90, 99])
+        out.append(
+            {"event": e, "steps": len(d), "p50_ms": float(p50), "p90_ms": float(p90), "p99_ms": float(p99)}
+        )
+    return sorted(out, key=lambda r: (r["p50_ms"], r["event"]))
 
 
 def markdown_table(summary: dict[str, Any]) -> str:
@@ -158,6 +180,14 @@ def markdown_table(summary: dict[str, Any]) -> str:
         lines.append(
             f"| {s['name']} | {s['p50_ms']:.3f} | {s['p90_ms']:.3f} | {s['p99_ms']:.3f} | {s['max_ms']:.3f} |"
         )
+    if summary.get("timeline"):
+        lines += [
+            "",
+            "| event, from the feedback's publish | p50 [ms] | p90 [ms] | p99 [ms] |",
+            "|---|---|---|---|",
+        ]
+        for t in summary["timeline"]:
+            lines.append(f"| {t['event']} | {t['p50_ms']:.3f} | {t['p90_ms']:.3f} | {t['p99_ms']:.3f} |")
     return "\n".join(lines)
 
 
