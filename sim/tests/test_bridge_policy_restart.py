@@ -67,6 +67,7 @@ class Graph(NodeHarness):
             "use_sim_time": True,
             "feedback_timeout_s": 600.0,  # the fallback stays out of the way
             "publish_markers": False,
+            "gc_freeze": False,  # no collection of the whole test process per configure
         }
         self.policy = PolicyNode(
             context=ctx,

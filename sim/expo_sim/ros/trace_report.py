@@ -112,7 +112,8 @@ def read_rows(directory: Path) -> tuple[list[tuple[str, int, int]], int]:
 
 def steps(rows: Iterable[tuple[str, int, int]]) -> dict[int, dict[str, int]]:
     """stamp -> {event: t_ns} for the complete steps (module doc): the first of every bridge and
-    node event, and ``pieces_in``, the latest piece callback before ``decide``."""
+    node event, ``pieces_in`` (the latest piece callback before ``decide``), and the first
+    ``in:<piece>`` of each piece the node got for that stamp (before or after its decision)."""
     by_stamp: dict[int, dict[str, list[int]]] = defaultdict(lambda: defaultdict(list))
     for event, stamp, t in rows:
         by_stamp[stamp][event].append(t)
@@ -134,8 +135,8 @@ def steps(rows: Iterable[tuple[str, int, int]]) -> dict[int, dict[str, int]]:
 
 def summarize(steps_: dict[int, dict[str, int]], dropped: int = 0) -> dict[str, Any]:
     """``{"steps": n, "dropped_rows": dropped, "segments": [{"name", "from", "to", "p50_ms",
-    "p90_ms", "p99_ms", "max_ms"}, ...]}`` (np.percentile, linear); ValueError without a
-    complete step."""
+    "p90_ms", "p99_ms", "max_ms"}, ...], "timeline": timeline(steps_)}`` (np.percentile,
+    linear); ValueError without a complete step."""
     if not steps_:
         raise ValueError("no complete step in the traces (module doc: which events a step needs)")
     segs = []
@@ -151,7 +152,8 @@ def timeline(steps_: dict[int, dict[str, int]]) -> list[dict[str, Any]]:
     """When each event of a step happens, counted from the step's ``feedback_out`` (the first
     message out): ``[{"event", "steps", "p50_ms", "p90_ms", "p99_ms"}, ...]`` in order of p50,
     over the steps that have the event (a piece the node did not get in some step is counted
-    over the others). Where a message waits shows as the gap between its ``*_out`` and its
+    over the others; a piece that came after the step's decision counts at its arrival). Where a
+    message waits shows as the gap between its ``*_out`` and its
     ``in:`` / ``*_in``."""
     events = sorted({e for s in steps_.values() for e in s if e != "pieces_in"})
     out = []

@@ -261,6 +261,7 @@ def test_weights_are_accepted_by_a_policy_node_and_stats_reach_tensorboard(
         parameter_overrides=[
             Parameter("checkpoint", value=str(base_checkpoint) + ".safetensors"),
             Parameter("lockstep", value=True),
+            Parameter("gc_freeze", value=False),  # no collection of the whole test process
             Parameter("diagnostics_period_s", value=0.05),
             Parameter("publish_markers", value=False),
         ],

@@ -154,6 +154,9 @@ class PolicyNode(ActingMixin, StoppingMixin, TeardownLifecycleNode):
         if cfg.gc_freeze:  # after loading: the policy and its libraries are what gets frozen
             frozen, took_s = heap.freeze()
             log.info(f"gc_freeze: {frozen} objects frozen after a {took_s * 1e3:.0f} ms collection")
+        elif heap.unfreeze():  # an earlier configure of this process froze them: not any more
+            log.info("gc_freeze off: the heap frozen at an earlier configure is unfrozen")
+        self._gc.uninstall()
         self._gc = heap.PauseMeter().install()
         if cfg.lockstep:
             mode = "lockstep"
@@ -309,6 +312,10 @@ class PolicyNode(ActingMixin, StoppingMixin, TeardownLifecycleNode):
         if self._rt_saved is not None:  # back to what it inherited until configured again
             realtime.restore(self._control_tid, self._rt_saved)
             self._rt_saved = None
+
+    def destroy_node(self) -> None:
+        self._gc.uninstall()  # a node destroyed without cleanup (tests, a crash) leaves no hook
+        super().destroy_node()
 
     def autostart(self) -> bool:
         """Configure and activate when the ``autostart`` parameter is true; False on failure."""

@@ -57,6 +57,7 @@ class Harness(NodeHarness):
     def __init__(self, ctx: rclpy.Context, **params: object) -> None:
         self.ns = f"/t_{uuid.uuid4().hex[:8]}"
         defaults = {"diagnostics_period_s": 0.2, "deadline_ms": 2000.0, "intervention.enabled": True}
+        defaults["gc_freeze"] = False  # no collection of the whole test process per configure
         overrides = [Parameter(k, value=v) for k, v in {**defaults, **params}.items()]
         self.node = PolicyNode(context=ctx, namespace=self.ns, parameter_overrides=overrides)
         self.io = rclpy.create_node("io", namespace=self.ns, context=ctx)

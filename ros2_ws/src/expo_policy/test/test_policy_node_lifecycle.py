@@ -141,6 +141,16 @@ def test_gc_freeze_freezes_the_loaded_heap_at_configure_and_diagnostics_report_g
         d = h.diagnostics()
         assert 0 < float(d["gc_pause_max_ms"]) <= float(d["gc_pause_total_ms"])
         assert int(d["gc_pause_max_generation"]) in (0, 1, 2)
+        # one meter per node, whatever the lifecycle does; gone with the node
+        assert h.node.trigger_deactivate() == SUCCESS and h.node.trigger_cleanup() == SUCCESS
+        assert h.node._gc not in gc.callbacks
+        h.node.set_parameters([Parameter("gc_freeze", value=False)])
+        assert h.node.trigger_configure() == SUCCESS
+        assert gc.get_freeze_count() == 0  # off at this configure: the earlier freeze is undone
+        meters = [cb for cb in gc.callbacks if type(cb).__name__ == "PauseMeter"]
+        assert meters.count(h.node._gc) == 1
+        h.node.destroy_node()
+        assert h.node._gc not in gc.callbacks
     finally:
         gc.unfreeze()
 

@@ -1,21 +1,22 @@
 """Python's cyclic garbage collector, out of a control loop's way.
 
-A node process that has loaded torch, onnxruntime and a policy holds a few hundred thousand
-objects the collector tracks, and its oldest-generation pass scans every one of them, on
-whichever thread allocates when the pass falls due: in the policy node (cpu preset, ONNX Runtime
-backend) one such pass took 148 ms inside a 1600-step bench session (docs/results.md, session
-20), on a thread that must decide every 50 ms on an arm.
+A node process that has loaded torch, onnxruntime and a policy holds ~314,000 objects the
+collector tracks, and its oldest-generation pass scans every one of them, on whichever thread
+allocates when the pass falls due (Python 3.11: once the long-lived objects added since the last
+such pass reach a quarter of all long-lived ones, e.g. after loading weights): in a configured
+policy node (cpu and published presets) a full pass took 128-167 ms (docs/results.md, "Session
+20"), about three periods of a 20 Hz arm if it lands on the control thread.
 
 :func:`freeze` collects once and moves every object then alive into the collector's permanent
-generation (``gc.freeze``), which no later pass scans: the same pass took 1.7 ms after it.
-Objects created later are collected as before. An object frozen that later becomes part of
-unreachable cycles is only freed at the next :func:`freeze` (which unfreezes first) or never;
-for the policy node that is at most the configured policy's own objects, once a weights swap has
+generation (``gc.freeze``), which no later pass scans: a full pass over the same node then took
+~0.02 ms. Objects created later are collected as before. An object frozen that later becomes
+part of unreachable cycles is only freed at the next :func:`freeze` or :func:`unfreeze`; for the
+policy node that is at most the configured policy's own objects, once a weights swap has
 replaced it.
 
 :class:`PauseMeter` times every collection (``gc.callbacks``), so that a node can report its
 pauses (the policy node's diagnostics: ``gc_collections``, ``gc_pause_max_ms``,
-``gc_pause_total_ms``).
+``gc_pause_total_ms``, ``gc_pause_max_generation``).
 """
 
 from __future__ import annotations
@@ -34,6 +35,13 @@ def freeze(clock: Callable[[], float] = time.perf_counter) -> tuple[int, float]:
     gc.collect()
     gc.freeze()
     return gc.get_freeze_count(), clock() - t0
+
+
+def unfreeze() -> int:
+    """Move every frozen object back into the collector's oldest generation; how many there were."""
+    frozen = gc.get_freeze_count()
+    gc.unfreeze()
+    return frozen
 
 
 class PauseMeter:

@@ -7,7 +7,7 @@ import itertools
 import weakref
 
 import pytest
-from expo_ros.heap import PauseMeter, freeze
+from expo_ros.heap import PauseMeter, freeze, unfreeze
 
 
 class _Cycle:
@@ -32,6 +32,7 @@ def test_freeze_keeps_frozen_objects_out_of_collections_until_the_next_freeze() 
     assert ref() is not None
     freeze()  # unfreezes first: the collection in it frees the cycle
     assert ref() is None
+    assert unfreeze() > 0 and gc.get_freeze_count() == 0 and unfreeze() == 0
 
 
 def test_objects_created_after_the_freeze_are_collected() -> None:
