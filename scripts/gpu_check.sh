@@ -5,7 +5,9 @@
 # benchmarks import only expo_core and expo_policy's backends. Writes into OUT_DIR:
 #   env.txt              device, driver, torch/CUDA versions
 #   bench_policy.json    per-decision latency, N=8 T=10, published sizes: torch eager CUDA, torch
-#                        CUDA graph, onnxruntime (whatever providers are installed), batched CPU torch
+#                        CUDA graph (plain and inductor-compiled), onnxruntime (whatever providers
+#                        are installed), batched CPU torch
+#   capture_check.txt    both CUDA graph captures against the eager decision (max |candidate diff|)
 #   bench_learner.json   env steps/s at UTD 20, published sizes, faithful vs fast TD paths, on CUDA
 set -uo pipefail
 OUT="${1:?usage: gpu_check.sh OUT_DIR}"
@@ -26,6 +28,22 @@ cat "$OUT/env.txt"
 echo "== bench-policy (N=8, T=10, published sizes)"
 timeout 240 python3 -m expo_policy.bench_policy --samples 8 --steps 10 --decisions 1000 \
   --naive-decisions 100 --swaps 0 --threads 1 --out "$OUT/bench_policy.json" 2>&1 | tail -40
+
+echo "== the CUDA graph captures (plain, inductor-compiled) against the eager decision"
+timeout 240 python3 -c "
+import numpy as np
+from expo_core.agent import ExpoAgent
+from expo_core.config import ExpoConfig
+from expo_core.checkpoint import policy_weights_bytes
+from expo_policy.backends.torch_cuda import CudaGraphTorchBackend, eager_difference
+from expo_policy.bench_policy import ACT_DIM, OBS_DIM
+data, sha = policy_weights_bytes(ExpoAgent(ExpoConfig(obs_dim=OBS_DIM, act_dim=ACT_DIM), seed=0), version=1)
+obs = np.random.default_rng(0).standard_normal(OBS_DIM).astype(np.float32)
+for compile in (False, True):
+    b = CudaGraphTorchBackend('cuda', seed=0, num_base_samples=8, compile=compile)
+    b.load_bundle(data, sha)
+    print('compile', compile, 'max |candidate - eager|', eager_difference(b, obs, decisions=5))
+" 2>&1 | tail -5 | tee "$OUT/capture_check.txt"
 
 echo "== bench-learner (UTD 20, published sizes, cuda)"
 timeout 240 python3 -m expo_core.bench.learner_throughput --device cuda --env-steps 3 \

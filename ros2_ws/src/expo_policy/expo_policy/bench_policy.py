@@ -15,7 +15,9 @@ reference); onnxruntime on CPU running the lean graph (``expo_core.export.lean``
 auto`` runs on CPU) and the traced graph, each with 1 thread and with 2 threads (spinning off);
 on a GPU, torch
 with a captured CUDA graph, onnxruntime's CUDA EP and TensorRT fp32/fp16. At N=8, T=10 also the
-naive eager loop (one base sample, its edit and their Q at a time; ``--naive-decisions``). Rows
+naive eager loop (one base sample, its edit and their Q at a time; ``--naive-decisions``) and, on
+a GPU, the CUDA graph of the inductor-compiled decision (``CudaGraphTorchBackend(compile=True)``;
+its compilation takes tens of seconds, so only there). Rows
 that cannot run here are listed with the reason. ``--warmup`` decisions per row are discarded,
 then ``--decisions`` are timed round-robin over every row of every (N, T), one decision each per
 round in a rotating order, so load from other processes hits every row alike. Each (N, T) also
@@ -231,7 +233,8 @@ def main(argv: list[str] | None = None) -> int:
         bundles[t] = policy_weights_bytes(agent, version=1)
         for n in args.samples:
             cfg = cfg_t.replace(num_samples=n)
-            built, why = build_rows(*bundles[t], n, args.threads, args.seed, naive=(n, t) == GOAL)
+            at_goal = (n, t) == GOAL
+            built, why = build_rows(*bundles[t], n, args.threads, args.seed, naive=at_goal, compiled=at_goal)
             rows.update({(n, t, name): b for name, b in built.items()})
             skipped.update(why)
             rates = measure_rates(cfg)

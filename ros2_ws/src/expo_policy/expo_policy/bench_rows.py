@@ -23,6 +23,7 @@ BATCHED = "torch eager batched (cpu)"
 NAIVE = "torch eager naive loop (cpu)"
 ORT_LEAN = "onnxruntime lean graph (cpu, 1 thread)"  # what backend auto runs on CPU
 PIXELS = "pixels"  # prefix of the pixel rows
+CUDA_COMPILED = "torch cuda-graph + inductor (cuda)"  # CudaGraphTorchBackend(compile=True)
 
 
 class NaiveLoop:
@@ -50,9 +51,12 @@ class NaiveLoop:
 
 
 def build_rows(
-    data: bytes, sha: str, n: int, threads: int, seed: int, naive: bool
+    data: bytes, sha: str, n: int, threads: int, seed: int, naive: bool, compiled: bool = False
 ) -> tuple[dict[str, Any], dict[str, str]]:
-    """name -> object with decide(obs), for every backend that runs here; name -> skip reason."""
+    """name -> object with decide(obs), for every backend that runs here; name -> skip reason.
+    ``naive``: with the naive loop's row; ``compiled``: with the inductor-compiled CUDA graph's
+    (:data:`CUDA_COMPILED`; its compilation takes tens of seconds, so the bench asks for it at
+    the goal's N and T only)."""
     rows: dict[str, Any] = {}
     skipped: dict[str, str] = {}
     cuda = torch.cuda.is_available()
@@ -86,8 +90,12 @@ def build_rows(
 
         add("torch eager (cuda)", lambda: TorchBackend(device="cuda", seed=seed, num_base_samples=n))
         add("torch cuda-graph (cuda)", lambda: CudaGraphTorchBackend("cuda", seed, n))
+        if compiled:
+            add(CUDA_COMPILED, lambda: CudaGraphTorchBackend("cuda", seed, n, compile=True))
     else:
         skipped["torch cuda-graph (cuda)"] = "CUDA not available to torch"
+        if compiled:
+            skipped[CUDA_COMPILED] = "CUDA not available to torch"
     add("onnxruntime (cuda)", lambda: ort("cuda", 1))
 
     def trt(fp16: bool) -> Any:

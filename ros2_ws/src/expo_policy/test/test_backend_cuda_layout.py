@@ -12,7 +12,13 @@ import numpy as np
 import pytest
 import torch
 from expo_core.export import OTFGraph, noise_shapes, observation_shapes
-from expo_policy.backends.torch_cuda import PackedDecision, noise_views, packed_size, unpack_decision
+from expo_policy.backends.torch_cuda import (
+    PackedDecision,
+    noise_views,
+    packed_module,
+    packed_size,
+    unpack_decision,
+)
 
 
 @pytest.mark.parametrize("act_steps", [0, 2])  # DDPM (base, step and edit noise) and DDIM-2
@@ -51,3 +57,22 @@ def test_layout_errors_are_clear() -> None:
         noise_views(torch.zeros(5), [(1, 2, 3)])
     with pytest.raises(ValueError, match="expected"):
         unpack_decision(np.zeros(3, dtype=np.float32), 7, 16)
+
+
+def test_the_compiled_packed_decision_is_the_eager_one(make_agent) -> None:
+    """``compile=True`` compiles :class:`PackedDecision` as one graph (``fullgraph``: a graph break
+    would raise) and computes the same decision, here with inductor's CPU code (~10-20 s to
+    compile the tiny policy); capturing it in a CUDA graph needs a GPU: test_backend_select.py's
+    ``test_the_inductor_compiled_capture_is_the_eager_decision``, skipped here."""
+    policy = make_agent(seed=3).policy.eval()
+    assert type(packed_module(policy)) is PackedDecision
+    compiled = packed_module(policy, compile=True)
+    assert type(compiled._orig_mod) is PackedDecision and compiled._orig_mod.otf.policy is policy
+    (obs_shape,) = observation_shapes(policy.cfg).values()
+    gen = torch.Generator().manual_seed(4)
+    inputs = [torch.randn(s, generator=gen) for s in (obs_shape, *noise_shapes(policy.cfg).values())]
+    with torch.no_grad():
+        ref = PackedDecision(policy)(*inputs)
+        out = compiled(*inputs)
+    assert out.shape == ref.shape
+    np.testing.assert_allclose(out.numpy(), ref.numpy(), atol=1e-5)

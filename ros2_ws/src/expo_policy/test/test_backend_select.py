@@ -219,3 +219,17 @@ def test_cuda_graph_replay_is_the_eager_decision(checkpoint: Path) -> None:
             ref = OTFGraph(c.policy)(*c.inputs)
         np.testing.assert_allclose(d.candidates, ref[1][0].cpu().numpy(), atol=1e-5)
         assert d.index == int(ref[3][0]) and d.action.shape == (7,)
+
+
+@pytest.mark.skipif(not CUDA, reason="CUDA graphs need a CUDA GPU; torch sees none (CPU-only machine)")
+def test_the_inductor_compiled_capture_is_the_eager_decision(checkpoint: Path) -> None:
+    """CudaGraphTorchBackend(compile=True) replays the torch.compile'd decision; its outputs equal
+    OTFGraph run eagerly on the same static inputs, within the fused kernels' rounding."""
+    from expo_policy.backends.torch_cuda import CudaGraphTorchBackend, eager_difference
+
+    backend = CudaGraphTorchBackend("cuda", seed=COMMON["seed"], compile=True)
+    backend.load(checkpoint)
+    assert eager_difference(backend, OBS, decisions=3) < 1e-4
+    plain = CudaGraphTorchBackend("cuda", seed=COMMON["seed"])
+    plain.load(checkpoint)
+    assert eager_difference(plain, OBS, decisions=3) < 1e-5

@@ -11,6 +11,14 @@ views of one flat buffer (one ``normal_`` from a seeded CUDA generator fills the
 graph writes its four outputs into one flat float32 buffer (:class:`PackedDecision`) that comes
 back in one asynchronous copy to pinned memory followed by one stream synchronization.
 
+``compile=True`` (a bench row, ``bench_policy``'s "torch cuda-graph + inductor (cuda)", not yet
+the node's: never measured on a GPU): :func:`capture` first compiles the decision with
+``torch.compile`` (inductor, static shapes, one graph), whose fused Triton kernels replace most of
+the ~336 small aten ops a decision runs at N=8, T=10 (published sizes; the layer norms, SiLUs,
+residual adds and the denoising updates' elementwise chains each become one kernel with their
+neighbours), then captures the compiled kernels as above. The first capture compiles (tens of
+seconds); a swap's capture reuses the compiled code when the shapes are the same.
+
 Weight hot-swap: :meth:`prepare` (the policy node's weights worker thread) builds the new policy
 on the GPU and captures a new graph on a side stream with ``capture_error_mode="thread_local"``
 (so the control thread may keep replaying the running graph meanwhile); :meth:`commit` swaps the
@@ -90,9 +98,21 @@ class CapturedDecision:
     graph: Any  # torch.cuda.CUDAGraph
 
 
-def capture(policy: ExpoPolicy, device: torch.device, warmup: int = 3) -> CapturedDecision:
-    """Capture ``PackedDecision(policy)`` (``policy`` already on ``device``, eval) at batch 1."""
+def packed_module(policy: ExpoPolicy, compile: bool = False) -> torch.nn.Module:
+    """``PackedDecision(policy)``, compiled by ``torch.compile`` (inductor, static shapes, no
+    graph break allowed) when ``compile``; the compilation runs at its first call."""
     module = PackedDecision(policy)
+    if compile:
+        return torch.compile(module, fullgraph=True, dynamic=False)
+    return module
+
+
+def capture(
+    policy: ExpoPolicy, device: torch.device, warmup: int = 3, compile: bool = False
+) -> CapturedDecision:
+    """Capture ``PackedDecision(policy)`` (``policy`` already on ``device``, eval) at batch 1;
+    ``compile``: its :func:`packed_module` compiled first (by the warm-up calls)."""
+    module = packed_module(policy, compile)
     cfg = policy.cfg
     (obs_shape,) = observation_shapes(cfg).values()
     shapes = list(noise_shapes(cfg).values())
@@ -120,14 +140,20 @@ class _CapturedPrepared:
 class CudaGraphTorchBackend(TorchBackend):
     """:class:`~expo_policy.backends.TorchBackend` replaying a captured CUDA graph; same
     arguments (``device`` must resolve to CUDA). ``make_backend("torch", device="cuda")``
-    builds this one. Noise comes from a seeded CUDA ``torch.Generator``."""
+    builds this one. Noise comes from a seeded CUDA ``torch.Generator``. ``compile``: the captured
+    decision is the inductor-compiled one (module doc)."""
 
     name = "torch"
     supports_pixels = False  # the captured decision takes a state vector; pixels: eager torch
     supports_chunks = False  # OTFGraph computes one action per decision; chunks: eager torch
 
     def __init__(
-        self, device: str = "cuda", seed: int = 0, num_base_samples: int | None = None, num_threads: int = 0
+        self,
+        device: str = "cuda",
+        seed: int = 0,
+        num_base_samples: int | None = None,
+        num_threads: int = 0,
+        compile: bool = False,
     ) -> None:
         if not torch.cuda.is_available():
             raise BackendUnavailableError(
@@ -136,6 +162,7 @@ class CudaGraphTorchBackend(TorchBackend):
         if resolve_device(device).type != "cuda":
             raise ValueError(f"CudaGraphTorchBackend runs on CUDA, not on device '{device}'")
         super().__init__(device, seed, num_base_samples, num_threads)
+        self.compile = compile
         self._captured: CapturedDecision | None = None
 
     @property
@@ -149,13 +176,13 @@ class CudaGraphTorchBackend(TorchBackend):
         return self.captured.policy
 
     def load_bundle(self, data: bytes, sha256: str | None) -> None:
-        self._captured = capture(self._build(data, sha256), self.device)
+        self._captured = capture(self._build(data, sha256), self.device, compile=self.compile)
         self._gen = torch.Generator(self.device).manual_seed(self._seed)
 
     def prepare(self, data: bytes, sha256: str) -> _CapturedPrepared:
         new = self._build(data, sha256)
         check_compatible(self.policy, new)
-        return _CapturedPrepared(capture(new, self.device))
+        return _CapturedPrepared(capture(new, self.device, compile=self.compile))
 
     def commit(self, prepared: Any) -> None:
         if not isinstance(prepared, _CapturedPrepared):
@@ -178,3 +205,17 @@ class CudaGraphTorchBackend(TorchBackend):
         torch.cuda.current_stream(self.device).synchronize()
         cfg = c.policy.cfg
         return unpack_decision(c.host_out.numpy(), cfg.act_dim, 2 * cfg.num_samples)
+
+
+def eager_difference(backend: CudaGraphTorchBackend, obs: np.ndarray, decisions: int = 3) -> float:
+    """The largest absolute difference of the candidates between ``decisions`` replays of
+    ``backend`` and :class:`~expo_core.export.OTFGraph` run eagerly on each replay's own static
+    inputs (the noise it drew): the check of a capture, compiled or not."""
+    worst = 0.0
+    for _ in range(decisions):
+        d = backend.decide(obs)
+        c = backend.captured
+        with torch.no_grad():
+            ref = OTFGraph(c.policy)(*c.inputs)
+        worst = max(worst, float(np.abs(d.candidates - ref[1][0].cpu().numpy()).max()))
+    return worst
