@@ -17,7 +17,8 @@ the node's: never measured on a GPU): :func:`capture` first compiles the decisio
 the ~336 small aten ops a decision runs at N=8, T=10 (published sizes; the layer norms, SiLUs,
 residual adds and the denoising updates' elementwise chains each become one kernel with their
 neighbours), then captures the compiled kernels as above. The first capture compiles (tens of
-seconds); a swap's capture reuses the compiled code when the shapes are the same.
+seconds); whether a swap's capture then reuses the compiled code (same shapes, new weights) or
+compiles again is up to torch.compile's cache and was not measured: the node does not use it yet.
 
 Weight hot-swap: :meth:`prepare` (the policy node's weights worker thread) builds the new policy
 on the GPU and captures a new graph on a side stream with ``capture_error_mode="thread_local"``
