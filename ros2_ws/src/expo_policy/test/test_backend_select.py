@@ -229,7 +229,4 @@ def test_the_inductor_compiled_capture_is_the_eager_decision(checkpoint: Path) -
 
     backend = CudaGraphTorchBackend("cuda", seed=COMMON["seed"], compile=True)
     backend.load(checkpoint)
-    assert eager_difference(backend, OBS, decisions=3) < 1e-4
-    plain = CudaGraphTorchBackend("cuda", seed=COMMON["seed"])
-    plain.load(checkpoint)
-    assert eager_difference(plain, OBS, decisions=3) < 1e-5
+    assert eager_difference(backend, OBS, decisions=3) < 1e-4  # the plain capture: the test above
