@@ -12,8 +12,9 @@ activate starts acting; deactivate publishes a last diagnostics report and a hol
 to 2 s for the reliable subscribers to acknowledge them, and for its last transitions) and
 stops; cleanup/shutdown destroy everything. A stop request first drains
 (:meth:`PolicyNode.begin_drain`; in real time after a hold; the stopping half:
-:mod:`expo_policy.stopping`). The input callbacks here hand observation sets, feedback and
-teleop to the acting half (:mod:`expo_policy.acting`: triggers, the decision, the hold).
+:mod:`expo_policy.stopping`). The input callbacks (the receiving half:
+:mod:`expo_policy.receiving`) hand observation sets, feedback and teleop to the acting half
+(:mod:`expo_policy.acting`: triggers, the decision, the hold).
 
 Reference (QoS, trigger and lockstep modes, the contract with the bridge, interventions, weight
 swaps): docs/policy_node.md.
@@ -22,7 +23,6 @@ swaps): docs/policy_node.md.
 from __future__ import annotations
 
 import threading
-import time
 from collections import OrderedDict
 from typing import Any
 
@@ -51,22 +51,22 @@ from rclpy.clock import Clock, ClockType
 from rclpy.lifecycle import LifecycleState, TransitionCallbackReturn
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 from sensor_msgs.msg import Image, JointState
-from std_msgs.msg import Header
 from visualization_msgs.msg import MarkerArray
 
 from .acting import ActingMixin
 from .backends import InferenceBackend
-from .camera_setup import frame_from_image, watched_inputs
+from .camera_setup import watched_inputs
 from .inputs import Pieces
 from .intervention import InterventionArbiter
 from .loading import load_policy
 from .loop_status import OK, LoopStatus
 from .markers import status_marker
 from .params import PARAMETERS, WATCHED_INPUTS, PolicyNodeConfig
+from .receiving import ReceivingMixin
 from .stopping import StoppingMixin
 from .weights_swap import WeightsSwapper
 
-SUCCESS, FAILURE = TransitionCallbackReturn.SUCCESS, TransitionCallbackReturn.FAILURE
+FAILURE = TransitionCallbackReturn.FAILURE
 #: The node's counters (diagnostics): commands sent, watchdog holds among the holds (real time,
 #: trigger observation), lockstep feedback waits given up, observation sets not decided on
 #: because a newer one was already out (real time), transitions published, lockstep waits for
@@ -85,9 +85,6 @@ COUNTS = (
 _TELEOP_QOS = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
 #: Wall-clock period of the lockstep re-check while an observation waits for its teleop answer.
 _TELEOP_WAIT_POLL_S = 0.05
-#: Observation stamps whose first piece's arrival (node time) is remembered (the skip rule in
-#: _store): every stamp of every input counts, so with a 1 kHz joint state this is ~4 s.
-_FIRST_SEEN_KEPT = 4096
 _SENSOR_QOS = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
 # observation.best_effort: also hears best-effort publishers (franka_ros2's current_pose)
 _BEST_EFFORT_QOS = QoSProfile(depth=10, reliability=ReliabilityPolicy.BEST_EFFORT)
@@ -103,7 +100,7 @@ _WEIGHTS_QOS = QoSProfile(
 )
 
 
-class PolicyNode(ActingMixin, StoppingMixin, TeardownLifecycleNode):
+class PolicyNode(ReceivingMixin, ActingMixin, StoppingMixin, TeardownLifecycleNode):
     """The control loop around an :class:`~expo_policy.backends.InferenceBackend`."""
 
     def __init__(self, node_name: str = "policy_node", **kwargs: Any) -> None:
@@ -297,12 +294,7 @@ class PolicyNode(ActingMixin, StoppingMixin, TeardownLifecycleNode):
         return ret
 
     def _destroy(self) -> None:
-        for t in self._timers:
-            self.destroy_timer(t)
-        for s in self._subs:
-            self.destroy_subscription(s)
-        for p in self._pubs.values():
-            self.destroy_lifecycle_publisher(p)
+        self._destroy_entities(self._timers, self._subs, self._pubs.values())
         if self.weights is not None:
             self.weights.close()
         self._timers, self._subs, self._pubs = [], [], {}
@@ -316,126 +308,6 @@ class PolicyNode(ActingMixin, StoppingMixin, TeardownLifecycleNode):
     def destroy_node(self) -> None:
         self._gc.uninstall()  # a node destroyed without cleanup (tests, a crash) leaves no hook
         super().destroy_node()
-
-    def autostart(self) -> bool:
-        """Configure and activate when the ``autostart`` parameter is true; False on failure."""
-        if not self.get_parameter("autostart").value:
-            return True
-        return self.trigger_configure() == SUCCESS and self.trigger_activate() == SUCCESS
-
-    # --- inputs ---------------------------------------------------------------------------
-    def _now_ns(self) -> int:
-        return self.get_clock().now().nanoseconds
-
-    def _on_joint_states(self, msg: JointState) -> None:
-        names, pos = cv.joint_state_to_numpy(msg)
-        if self._inputs.accepts_joint_state(names):
-            self._store("joint_states", msg.header, (names, pos))
-
-    def _on_ee_pose(self, msg: PoseStamped) -> None:
-        self._store("ee_pose", msg.header, cv.pose_stamped_to_numpy(msg))
-
-    def _on_ee_pose_base(self, msg: PoseStamped) -> None:
-        self._store("ee_pose_base", msg.header, cv.pose_stamped_to_numpy(msg))
-
-    def _on_camera(self, key: Any, msg: Image) -> None:
-        t_in = time.monotonic_ns()  # the step trace's arrival: before decoding and encoding
-        frame = frame_from_image(key, msg, self._now_ns() * 1e-9)
-        if frame.ok and self.active and self.cfg.encode_on_arrival:
-            self._encode_ahead(frame)
-        self._store(key.camera, msg.header, frame, t_in)
-
-    def _encode_ahead(self, frame: Any) -> None:
-        """The frame's features now, while the observation's other pieces are on their way (the
-        decision then runs only what follows the encoder); a failure here only logs: the
-        decision encodes the frame itself and holds with the reason if it cannot."""
-        try:
-            if self.backend.encode_ahead(frame.camera, frame.pixels):
-                self.counts["frames_encoded_on_arrival"] += 1
-        except Exception as e:
-            self.get_logger().warning(
-                f"encoding {frame.camera}'s frame on arrival failed ({type(e).__name__}: {e}); "
-                "the decision encodes it",
-                throttle_duration_sec=5.0,
-            )
-
-    def _on_object_poses(self, msg: PoseArray) -> None:
-        self._store("object_poses", msg.header, cv.pose_array_to_numpy(msg))
-
-    def _on_image(self, msg: Image) -> None:
-        self._image = msg
-        self._watchdog.mark("image_raw", self._now_ns() * 1e-9)
-
-    def _store(self, name: str, header: Header, payload: Any, t_in: int | None = None) -> None:
-        self.messages_in += 1
-        self._watchdog.mark(name, self._now_ns() * 1e-9)
-        ns = cv.stamp_ns(header.stamp)
-        if self._trace.enabled:  # the event's name is built only when tracing
-            self._trace.mark(f"in:{name}", ns, t_in)
-        if ns not in self._first_seen:
-            self._first_seen[ns] = self._now_ns()
-            while len(self._first_seen) > _FIRST_SEEN_KEPT:
-                self._first_seen.popitem(last=False)
-        pieces = self._inputs.add(name, ns, payload, header.frame_id)
-        if pieces is None or not self.active:
-            return
-        # The set's stamp: its newest piece's (exact sets: every piece's; a pixel set pairs pieces of
-        # one moment, which need not be the moment of the piece that completed it).
-        ns = max(p[0] for p in pieces.values())
-        interval = ns - self._last_set_ns if self._last_set_ns is not None else 0
-        self._last_set_ns = ns
-        now_ns = self._now_ns()
-        res = None
-        try:
-            if self.cfg.lockstep:
-                self._pending_set = (ns, pieces)
-                self._lockstep_act()
-            elif self.cfg.trigger == "observation" and not self._draining:
-                res = self._inputs.build(pieces, now_ns * 1e-9)
-                if res.ok and interval > 0 and self._first_seen.get(ns, now_ns) - ns >= interval:
-                    # Its first piece came a whole observation interval late: the next set was out
-                    # by then (behind on a loaded machine); deciding on this one would only answer
-                    # it later still. The time its frames take to follow (camera latency) does not
-                    # count. A bad observation is never skipped: it must end in a hold with its reason.
-                    self.counts["observation_sets_skipped"] += 1
-                    return
-                self._control_step(pieces, ns)
-        finally:
-            # The transition bookkeeping this observation triggers comes after the decision it
-            # releases: building its copy for the learner and serializing the transitions it
-            # completes (a pixel policy's carry four camera frames) stay off the obs -> action path.
-            if self.cfg.publish_transitions:
-                if res is None:
-                    res = self._inputs.build(pieces, now_ns * 1e-9)
-                if res.ok:
-                    obs, images = self._transition_obs(res.obs, pieces)  # a pixel policy's: next_images
-                    self._publish_transitions(self._assembler.add_observation(ns, obs, images))
-
-    def _on_feedback(self, msg: EnvFeedback) -> None:
-        self.messages_in += 1
-        fb = cv.env_feedback_to_numpy(msg)
-        self._trace.mark("feedback_in", fb.stamp_ns)
-        self._watchdog.mark("env_feedback", self._now_ns() * 1e-9)
-        if not self.active:
-            return
-        if self._awaiting is not None and (
-            (fb.episode, fb.step) >= self._awaiting or (fb.done and fb.episode >= self._awaiting[0])
-        ):
-            self._awaiting = None  # that step was reported, or its episode ended (no step will come)
-        if fb.done and fb.episode >= self._episode:
-            self._episode, self._step = fb.episode + 1, 0
-            self._done_stamp_ns = fb.stamp_ns
-            if self.arbiter is not None:
-                self.arbiter.reset()  # a hand-back blend ends with its episode
-        try:
-            self._lockstep_act()
-        finally:  # after the decision this feedback released (as in _store)
-            if self.cfg.publish_transitions:
-                self._publish_transitions(self._assembler.add_feedback(fb))
-
-    def _on_teleop(self, msg: TeleopCommand) -> None:
-        self.arbiter.on_teleop(cv.teleop_to_numpy(msg), self._now_ns())
-        self._lockstep_act()  # the answer an observation may be waiting for
 
     def _on_weights(self, msg: PolicyWeights) -> None:
         # Decode + verify run in the swapper's worker thread; the swap happens between ticks.
