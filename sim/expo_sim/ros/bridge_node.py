@@ -286,22 +286,11 @@ class SimBridge(LockstepMixin, RealtimeMixin, ReportingMixin, TeardownLifecycleN
         if self._background is not None:  # its worker publishes: stopped before the publishers go
             self._background.close()
             self._background = None
-        for t in self._timers:
-            self.destroy_timer(t)
-        for s in self._subs:
-            self.destroy_subscription(s)
-        for p in self._pubs.values():
-            self.destroy_lifecycle_publisher(p)
+        self._destroy_entities(self._timers, self._subs, self._pubs.values())
         if self.env is not None:
             self.env.close()
         self._timers, self._subs, self._pubs = [], [], {}
         self.cfg, self.env, self.active = None, None, False
-
-    def autostart(self) -> bool:
-        """Configure and activate when the ``autostart`` parameter is true; False on failure."""
-        if not self.get_parameter("autostart").value:
-            return True
-        return self.trigger_configure() == SUCCESS and self.trigger_activate() == SUCCESS
 
     # --- env and publishing ---------------------------------------------------------------
     def _tick_clock(self, step_ns: int | None = None, publish: bool = True) -> int:

@@ -155,20 +155,9 @@ class FrankaEmulator(TeardownLifecycleNode):
         self.active = False
 
     def _destroy(self) -> None:
-        for t in self._timers:
-            self.destroy_timer(t)
-        for s in self._subs:
-            self.destroy_subscription(s)
-        for p in self._pubs.values():
-            self.destroy_lifecycle_publisher(p)
+        self._destroy_entities(self._timers, self._subs, self._pubs.values())
         self._timers, self._subs, self._pubs = [], [], {}
         self.cfg, self.active = None, False
-
-    def autostart(self) -> bool:
-        """Configure and activate when the ``autostart`` parameter is true; False on failure."""
-        if not self.get_parameter("autostart").value:
-            return True
-        return self.trigger_configure() == SUCCESS and self.trigger_activate() == SUCCESS
 
     # --- callbacks ------------------------------------------------------------------------
     def _on_equilibrium(self, msg: PoseStamped) -> None:

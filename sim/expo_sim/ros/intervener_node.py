@@ -164,20 +164,11 @@ class IntervenerNode(TeardownLifecycleNode):
         self.active = False
 
     def _destroy(self) -> None:
-        if self._timer is not None:
-            self.destroy_timer(self._timer)
-        for s in self._subs:
-            self.destroy_subscription(s)
-        for p in self._pubs.values():
-            self.destroy_lifecycle_publisher(p)
+        timers = () if self._timer is None else (self._timer,)
+        self._destroy_entities(timers, self._subs, self._pubs.values())
         if self.env is not None:
             self.env.close()
         self._timer, self._subs, self._pubs, self.env, self.cfg = None, [], {}, None, None
-
-    def autostart(self) -> bool:
-        if not self.get_parameter("autostart").value:
-            return True
-        return self.trigger_configure() == SUCCESS and self.trigger_activate() == SUCCESS
 
     # --- callbacks ------------------------------------------------------------------------
     @property

@@ -75,7 +75,7 @@ from .franka_conversions import (
 from .franka_gripper_io import GripperSink, make_sink, resolve_interface
 from .pose_anchor import PoseHistory
 
-SUCCESS, FAILURE = TransitionCallbackReturn.SUCCESS, TransitionCallbackReturn.FAILURE
+FAILURE = TransitionCallbackReturn.FAILURE
 _BEST_EFFORT = QoSProfile(depth=10, reliability=ReliabilityPolicy.BEST_EFFORT)
 _RELIABLE = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
 
@@ -200,24 +200,11 @@ class FrankaAdapterNode(TeardownLifecycleNode):
             self.plan.reset()
 
     def _destroy(self) -> None:
-        for t in self._timers:
-            self.destroy_timer(t)
-        for s in self._subs:
-            self.destroy_subscription(s)
-        for s in self._services:
-            self.destroy_service(s)
-        for p in self._pubs.values():
-            self.destroy_lifecycle_publisher(p)
+        self._destroy_entities(self._timers, self._subs, self._pubs.values(), self._services)
         if self._sink is not None:
             self._sink.destroy()
         self._timers, self._subs, self._services, self._pubs, self._sink = [], [], [], {}, None
         self.cfg, self.safety, self.active = None, None, False
-
-    def autostart(self) -> bool:
-        """Configure and activate when the ``autostart`` parameter is true; False on failure."""
-        if not self.get_parameter("autostart").value:
-            return True
-        return self.trigger_configure() == SUCCESS and self.trigger_activate() == SUCCESS
 
     # --- inputs ---------------------------------------------------------------------------
     def _now(self) -> float:

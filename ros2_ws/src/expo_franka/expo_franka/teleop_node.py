@@ -125,22 +125,10 @@ class TeleopNode(TeardownLifecycleNode):
         self.active = False
 
     def _destroy(self) -> None:
-        for t in self._timers:
-            self.destroy_timer(t)
-        for s in self._subs:
-            self.destroy_subscription(s)
-        for p in self._pubs.values():
-            self.destroy_lifecycle_publisher(p)
-        if self._service is not None:
-            self.destroy_service(self._service)
+        services = () if self._service is None else (self._service,)
+        self._destroy_entities(self._timers, self._subs, self._pubs.values(), services)
         self._timers, self._subs, self._pubs, self._service = [], [], {}, None
         self.cfg, self.mapper, self.active = None, None, False
-
-    def autostart(self) -> bool:
-        """Configure and activate when the ``autostart`` parameter is true; False on failure."""
-        if not self.get_parameter("autostart").value:
-            return True
-        return self.trigger_configure() == SUCCESS and self.trigger_activate() == SUCCESS
 
     # --- callbacks ------------------------------------------------------------------------
     def _now_ns(self) -> int:

@@ -63,7 +63,7 @@ from .segment_reader import LoadReport
 from .segments import SegmentConfig, SegmentWriter
 from .trainer import Trainer, TrainerConfig, WeightsSnapshot
 
-SUCCESS, FAILURE = TransitionCallbackReturn.SUCCESS, TransitionCallbackReturn.FAILURE
+FAILURE = TransitionCallbackReturn.FAILURE
 WEIGHTS_QOS = QoSProfile(
     depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL
 )
@@ -242,12 +242,8 @@ class LearnerNode(TeardownLifecycleNode):
         )
 
     def _destroy(self) -> None:
-        if self._timer is not None:
-            self.destroy_timer(self._timer)
-        if self._sub is not None:
-            self.destroy_subscription(self._sub)
-        for p in self._pubs.values():
-            self.destroy_lifecycle_publisher(p)
+        timers = () if self._timer is None else (self._timer,)
+        self._destroy_entities(timers, () if self._sub is None else (self._sub,), self._pubs.values())
         if self.writer is not None:
             self.writer.close()
         if self._tb is not None:
@@ -265,12 +261,6 @@ class LearnerNode(TeardownLifecycleNode):
     def drain_pending(self) -> bool:
         """While stopping: a publisher of transitions is still there (its last ones may come)."""
         return self._sub is not None and self._sub.get_publisher_count() > 0
-
-    def autostart(self) -> bool:
-        """Configure and activate when the ``autostart`` parameter is true; False on failure."""
-        if not self.get_parameter("autostart").value:
-            return True
-        return self.trigger_configure() == SUCCESS and self.trigger_activate() == SUCCESS
 
     # --- callbacks (executor thread) ------------------------------------------------------
     def _on_transition(self, data: bytes) -> None:

@@ -5,11 +5,14 @@ Every node that acts or records defines two methods and gets the four teardown t
 - ``_stop(reason)``: stop acting (timers, threads); while the lifecycle publishers are still
   enabled it may send a last message, e.g. a hold command ("safety is always a stop in
   deactivate/finally", STYLE.md);
-- ``_destroy()``: release publishers, subscriptions, timers and resources.
+- ``_destroy()``: release publishers, subscriptions, timers and resources
+  (:meth:`TeardownLifecycleNode._destroy_entities` destroys the ROS ones).
 
 deactivate -> ``_stop("deactivated")``; cleanup -> ``_destroy()``; shutdown and error ->
 ``_stop`` then ``_destroy()`` (error is logged). Used by the policy node, the Franka adapter,
-the learner, the sim bridge and the Franka emulator.
+the learner, the sim bridge, the Franka emulator, the teleop node and the intervener.
+:meth:`TeardownLifecycleNode.autostart` is what :func:`expo_ros.node_main.run_lifecycle_node`
+calls at start: configure and activate when the node's ``autostart`` parameter is true.
 
 A last message sent in ``_stop`` goes through :meth:`TeardownLifecycleNode._flush`: it waits
 (bounded) until the reliable subscribers acknowledge it, since a process stopped by Ctrl-C exits
@@ -18,6 +21,7 @@ right after and would otherwise take an unsent hold with it on a loaded machine.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 from rclpy.duration import Duration
@@ -37,6 +41,31 @@ class TeardownLifecycleNode(LifecycleNode):
 
     def _destroy(self) -> None:
         raise NotImplementedError
+
+    def autostart(self) -> bool:
+        """Configure and activate when the ``autostart`` parameter (which the subclass declares)
+        is true; False when either transition failed."""
+        if not self.get_parameter("autostart").value:
+            return True
+        return self.trigger_configure() == SUCCESS and self.trigger_activate() == SUCCESS
+
+    def _destroy_entities(
+        self,
+        timers: Iterable[Any] = (),
+        subs: Iterable[Any] = (),
+        pubs: Iterable[Any] = (),
+        services: Iterable[Any] = (),
+    ) -> None:
+        """Destroy these timers, subscriptions, services and lifecycle publishers (``_destroy``'s
+        ROS half; the caller forgets them)."""
+        for t in timers:
+            self.destroy_timer(t)
+        for s in subs:
+            self.destroy_subscription(s)
+        for s in services:
+            self.destroy_service(s)
+        for p in pubs:
+            self.destroy_lifecycle_publisher(p)
 
     def _flush(self, publisher: Any, what: str, timeout_s: float = FLUSH_TIMEOUT_S) -> bool:
         """Wait at most ``timeout_s`` until every reliable subscriber of ``publisher`` has
