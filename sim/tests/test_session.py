@@ -104,6 +104,8 @@ def test_session_cli_rejects_bad_input(tmp_path: Path, capsys: pytest.CaptureFix
     assert "SessionConfig.sched_fifo: real-time priority 100 is invalid" in capsys.readouterr().err
     assert expo_sim_main(["session", "--sched-fifo", "10", "--learn", "--out", str(tmp_path)]) == 2
     assert "--sched-fifo with --learn: the learner trains without pause" in capsys.readouterr().err
+    assert expo_sim_main(["session", "--rt-priority", "100", "--out", str(tmp_path)]) == 2
+    assert "SessionConfig.rt_priority: real-time priority 100 is invalid" in capsys.readouterr().err
     with pytest.MonkeyPatch.context() as mp:  # said before any demo generation or pretraining
         mp.setenv("EXPO_ROS_EXECUTOR", "multi")
         mp.setattr("expo_sim.session.run.prepare_policy", lambda *a: pytest.fail("work began"))
@@ -207,3 +209,45 @@ def test_sched_fifo_reaches_the_launch_and_a_refusal_comes_before_any_work(
     argv = ["session", "--sched-fifo", "10", "--checkpoint", str(ckpt), "--out", str(tmp_path / "runs")]
     assert expo_sim_main(argv) == 2
     assert "error: SCHED_FIFO priority 10 refused (Operation not permitted)" in capsys.readouterr().err
+
+
+def test_rt_priority_reaches_the_policy_node_with_the_learner_and_a_refusal_comes_first(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """--rt-priority P (allowed with --learn, unlike --sched-fifo): the policy node's
+    rt_priority in the session's params file, the graph itself at normal scheduling; a kernel
+    that refuses is said before any demo generation or pretraining."""
+    import yaml
+    from expo_ros import realtime
+    from expo_sim.ros.bench_ros import random_policy
+    from expo_sim.session.run import launch_arguments
+
+    ckpt = random_policy("tiny", "lift", tmp_path)
+    cfg = SessionConfig(checkpoint=ckpt, episodes=1, out=tmp_path / "runs", learn=True, rt_priority=12)
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    args = launch_arguments(cfg, ckpt, None, run_dir)
+    params = yaml.safe_load(Path(args["params_file"]).read_text())
+    assert params["policy_node"]["ros__parameters"] == {"rt_priority": 12}
+    plain = launch_arguments(
+        SessionConfig(checkpoint=ckpt, episodes=1, out=tmp_path / "runs"), ckpt, None, run_dir
+    )
+    assert "policy_node" not in yaml.safe_load(Path(plain["params_file"]).read_text())
+
+    def refuse(priority: int, tid: int = 0) -> None:
+        raise realtime.RealtimeError(f"SCHED_FIFO priority {priority} refused (Operation not permitted)")
+
+    monkeypatch.setattr(realtime, "set_fifo", refuse)
+    monkeypatch.setattr("expo_sim.session.run.prepare_policy", lambda *a: pytest.fail("work began"))
+    argv = [
+        "session",
+        "--rt-priority",
+        "11",
+        "--learn",
+        "--checkpoint",
+        str(ckpt),
+        "--out",
+        str(tmp_path / "runs"),
+    ]
+    assert expo_sim_main(argv) == 2
+    assert "error: SCHED_FIFO priority 11 refused (Operation not permitted)" in capsys.readouterr().err

@@ -95,6 +95,15 @@ def add_session(sub: argparse._SubParsersAction) -> None:
         "root or an rtprio limit; not with --learn); this session process keeps its own scheduling "
         "(default 0: off)",
     )
+    p.add_argument(
+        "--rt-priority",
+        type=int,
+        default=0,
+        metavar="P",
+        help="the policy node's control thread at SCHED_FIFO priority P (its rt_priority, 1-99; needs "
+        "root or an rtprio limit); with --learn too: the decisions then never wait out a scheduler "
+        "tick behind the learner (docs/sim_to_real.md) (default 0: off)",
+    )
     p.set_defaults(func=run_session_command)
 
 
@@ -134,6 +143,7 @@ def run_session_command(args: argparse.Namespace) -> int:
             obs=args.obs,
             plan_mode=args.plan_mode,
             sched_fifo=args.sched_fifo,
+            rt_priority=args.rt_priority,
         )
         # SIGTERM (a supervisor, `kill`) ends the session like Ctrl-C: every node is stopped.
         signal.signal(signal.SIGTERM, _interrupt)

@@ -56,6 +56,7 @@ class SessionConfig:
     plan_mode: str = "off"  # realtime: the bridge's plan_mode (action chunks, expo_ros.action_plan)
     progress_every_s: float = 0.5
     sched_fifo: int = 0  # 1-99: the launched graph at SCHED_FIFO (expo_bringup.launch_process)
+    rt_priority: int = 0  # 1-99: the policy node's control thread at SCHED_FIFO (its rt_priority)
     graph_overrides: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -106,16 +107,17 @@ class SessionConfig:
             raise ValueError(f"SessionConfig.timeout_s must be >= 0, got {self.timeout_s}")
         from expo_ros.realtime import check_priority
 
-        try:
-            check_priority(self.sched_fifo)
-        except ValueError as e:
-            raise ValueError(f"SessionConfig.sched_fifo: {e}") from e
+        for name in ("sched_fifo", "rt_priority"):
+            try:
+                check_priority(getattr(self, name))
+            except ValueError as e:
+                raise ValueError(f"SessionConfig.{name}: {e}") from e
         if self.sched_fifo and self.learn:
             raise ValueError(
                 "--sched-fifo with --learn: the learner trains without pause, and at SCHED_FIFO it "
                 "would hold a core the bridge and the policy need (a SCHED_FIFO thread is not "
                 "preempted by one of the same priority); real-time scheduling is for the control "
-                "graph only"
+                "graph only: --rt-priority P raises the policy node's control thread alone"
             )
 
     def _check_algo(self) -> None:

@@ -96,7 +96,8 @@ def launch_arguments(
     cfg: SessionConfig, checkpoint: Path, dataset: Path | None, run_dir: Path
 ) -> dict[str, str]:
     """``sim.launch.py``'s arguments for this session; its own node settings (episodes, horizon,
-    seed, the bridge waiting for this process to activate it, ``graph_overrides``) are written to
+    seed, the bridge waiting for this process to activate it, the policy's ``rt_priority``,
+    ``graph_overrides``) are written to
     ``run_dir/params.yaml`` (ROS layout) and passed as ``params_file``."""
     import yaml
 
@@ -109,6 +110,8 @@ def launch_arguments(
         "autostart": False,  # this process is its lifecycle manager (SessionMonitor.start_bridge)
         **({"plan_mode": cfg.plan_mode} if cfg.plan_mode != "off" else {}),
     }
+    if cfg.rt_priority:
+        overrides["policy_node"] = {**overrides.get("policy_node", {}), "rt_priority": cfg.rt_priority}
     if cfg.intervene:  # the expert's randomness follows the session's seed
         overrides["intervener"] = {**overrides.get("intervener", {}), "seed": cfg.seed}
     params = run_dir / "params.yaml"
@@ -168,10 +171,10 @@ def run_session(cfg: SessionConfig, stream: TextIO = sys.stdout, progress: bool 
 
     t_start = time.monotonic()
     executor_name()  # an invalid EXPO_ROS_EXECUTOR: its ValueError before any work, as the nodes would
-    if cfg.sched_fifo:  # before any demo generation or pretraining: RealtimeError with the reason
+    if cfg.sched_fifo or cfg.rt_priority:  # before any demo generation or pretraining: RealtimeError
         from expo_ros.realtime import probe_fifo
 
-        probe_fifo(cfg.sched_fifo)
+        probe_fifo(max(cfg.sched_fifo, cfg.rt_priority))
     checkpoint, dataset = prepare_policy(cfg, progress)
     run_dir = _run_dir(cfg.out)
     args = launch_arguments(cfg, checkpoint, dataset, run_dir)
@@ -199,6 +202,7 @@ def run_session(cfg: SessionConfig, stream: TextIO = sys.stdout, progress: bool 
         + (", scripted interventions" if cfg.intervene else "")
         + (", from pixels" if cfg.obs == "pixels" else "")
         + (f", graph at SCHED_FIFO {cfg.sched_fifo}" if cfg.sched_fifo else "")
+        + (f", policy control thread at SCHED_FIFO {cfg.rt_priority}" if cfg.rt_priority else "")
     )
     stream.write(
         f"expo-sim session: {cfg.task}, {cfg.episodes} episodes, {mode}, "
