@@ -7,9 +7,9 @@ for the watchdog and stored (``_store``) in the node's observation inputs
 (:mod:`expo_policy.acting`): lockstep, a decision once the previous command's feedback (and,
 with interventions, the teleop answer) is in; with ``trigger: observation`` a decision at once,
 unless the set came a whole observation interval late or a stop is draining; with ``trigger:
-timer`` nothing (the timer decides on the latest pieces). The feedback and teleop callbacks release what waits for
-them. The transition bookkeeping an input triggers comes after the decision it releases.
-docs/policy_node.md describes the behaviour.
+timer`` nothing (the timer decides on the latest pieces). The feedback and teleop callbacks
+release what waits for them. The transition bookkeeping an input triggers comes after the
+decision it releases. docs/policy_node.md describes the behaviour.
 
 A mixin, not a class of its own: it reads and advances the node's loop state (set up in
 ``PolicyNode._create_entities`` and ``_reset_loop_state``), as :mod:`expo_policy.acting` does.
