@@ -101,8 +101,8 @@ def add_session(sub: argparse._SubParsersAction) -> None:
         default=0,
         metavar="P",
         help="the policy node's control thread at SCHED_FIFO priority P (its rt_priority, 1-99; needs "
-        "root or an rtprio limit); with --learn too: the decisions then never wait out a scheduler "
-        "tick behind the learner (docs/sim_to_real.md) (default 0: off)",
+        "root or an rtprio limit); with --learn too: the learner's threads then never preempt a "
+        "decision (docs/sim_to_real.md) (default 0: off)",
     )
     p.set_defaults(func=run_session_command)
 
