@@ -102,8 +102,6 @@ def test_session_cli_rejects_bad_input(tmp_path: Path, capsys: pytest.CaptureFix
     assert "episodes must be >= 1" in capsys.readouterr().err
     assert expo_sim_main(["session", "--sched-fifo", "100", "--out", str(tmp_path)]) == 2
     assert "SessionConfig.sched_fifo: real-time priority 100 is invalid" in capsys.readouterr().err
-    assert expo_sim_main(["session", "--sched-fifo", "10", "--learn", "--out", str(tmp_path)]) == 2
-    assert "--sched-fifo with --learn: the learner trains without pause" in capsys.readouterr().err
     assert expo_sim_main(["session", "--rt-priority", "100", "--out", str(tmp_path)]) == 2
     assert "SessionConfig.rt_priority: real-time priority 100 is invalid" in capsys.readouterr().err
     with pytest.MonkeyPatch.context() as mp:  # said before any demo generation or pretraining
@@ -214,9 +212,9 @@ def test_sched_fifo_reaches_the_launch_and_a_refusal_comes_before_any_work(
 def test_rt_priority_reaches_the_policy_node_with_the_learner_and_a_refusal_comes_first(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """--rt-priority P (allowed with --learn, unlike --sched-fifo): the policy node's
-    rt_priority in the session's params file, the graph itself at normal scheduling; a kernel
-    that refuses is said before any demo generation or pretraining."""
+    """--rt-priority P (with --learn too): the policy node's rt_priority in the session's params
+    file, the graph itself at normal scheduling; a kernel that refuses is said before any demo
+    generation or pretraining."""
     import yaml
     from expo_ros import realtime
     from expo_sim.ros.bench_ros import random_policy
@@ -224,6 +222,8 @@ def test_rt_priority_reaches_the_policy_node_with_the_learner_and_a_refusal_come
 
     ckpt = random_policy("tiny", "lift", tmp_path)
     cfg = SessionConfig(checkpoint=ckpt, episodes=1, out=tmp_path / "runs", learn=True, rt_priority=12)
+    # the graph at SCHED_FIFO with the learner too: the learner puts itself back to normal
+    assert SessionConfig(checkpoint=ckpt, episodes=1, learn=True, sched_fifo=10).sched_fifo == 10
     run_dir = tmp_path / "run"
     run_dir.mkdir()
     args = launch_arguments(cfg, ckpt, None, run_dir)

@@ -92,8 +92,8 @@ def add_session(sub: argparse._SubParsersAction) -> None:
         default=0,
         metavar="P",
         help="run the launched graph (its nodes and their threads) at SCHED_FIFO priority P (1-99; needs "
-        "root or an rtprio limit; not with --learn); this session process keeps its own scheduling "
-        "(default 0: off)",
+        "root or an rtprio limit), but the learner, which puts itself back to normal scheduling; this "
+        "session process keeps its own scheduling (default 0: off)",
     )
     p.add_argument(
         "--rt-priority",

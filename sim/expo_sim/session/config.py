@@ -55,7 +55,7 @@ class SessionConfig:
     obs: str = "state"  # "pixels": cameras + base-frame proprioception (a pixel checkpoint)
     plan_mode: str = "off"  # realtime: the bridge's plan_mode (action chunks, expo_ros.action_plan)
     progress_every_s: float = 0.5
-    sched_fifo: int = 0  # 1-99: the launched graph at SCHED_FIFO (expo_bringup.launch_process)
+    sched_fifo: int = 0  # 1-99: the launched graph at SCHED_FIFO, but the learner (launch_process)
     rt_priority: int = 0  # 1-99: the policy node's control thread at SCHED_FIFO (its rt_priority)
     graph_overrides: dict[str, dict[str, Any]] = field(default_factory=dict)
 
@@ -112,13 +112,6 @@ class SessionConfig:
                 check_priority(getattr(self, name))
             except ValueError as e:
                 raise ValueError(f"SessionConfig.{name}: {e}") from e
-        if self.sched_fifo and self.learn:
-            raise ValueError(
-                "--sched-fifo with --learn: the learner trains without pause, and at SCHED_FIFO it "
-                "would hold a core the bridge and the policy need (a SCHED_FIFO thread is not "
-                "preempted by one of the same priority); real-time scheduling is for the control "
-                "graph only: --rt-priority P raises the policy node's control thread alone"
-            )
 
     def _check_algo(self) -> None:
         from expo_sim.train.presets import check_algo

@@ -14,8 +14,9 @@ launch``: launch, every node it starts and every thread of theirs (Fast DDS's in
 it, while the parent (a session's monitor, a bench) stays at its own scheduling. It models a
 robot PC where the control graph runs real time; it needs the permission to (root, or an rtprio
 limit: ``ulimit -r``); :meth:`LaunchProcess.start` tries it first and, when the kernel refuses,
-says why and starts nothing. The policy node's weights worker drops back to normal scheduling by
-design (a hot swap never preempts a decision).
+says why and starts nothing. Two drop back to normal scheduling by design: the policy node's
+weights worker (a hot swap never preempts a decision) and the learner, all its threads (it
+trains without pause).
 
 Every output line (stdout and stderr merged) goes to ``sink``; launch's own lines about its
 processes (``[INFO] [policy_node-2]: process has finished cleanly [pid 7]``, ``[ERROR]

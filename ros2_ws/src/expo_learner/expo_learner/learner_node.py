@@ -46,6 +46,7 @@ from expo_core.pixel_agent import PixelAgent
 from expo_core.spec import ObsSpec, task_obs_spec
 from expo_interfaces.msg import LearnerStats, PolicyWeights, Transition
 from expo_ros import conversions as cv
+from expo_ros import realtime
 from expo_ros.lifecycle_teardown import TeardownLifecycleNode
 from expo_ros.node_main import run_lifecycle_node
 from rcl_interfaces.msg import ParameterDescriptor
@@ -84,6 +85,11 @@ class LearnerNode(TeardownLifecycleNode):
         for p in PARAMETERS:
             self.declare_parameter(
                 p.name, p.default, ParameterDescriptor(description=p.description, dynamic_typing=True)
+            )
+        if _DROPPED_REALTIME:
+            self.get_logger().info(
+                f"started at {_DROPPED_REALTIME[0]} (inherited): back to normal scheduling, as the "
+                "learner always runs"
             )
         self.cfg: LearnerConfig | None = None
         self.trainer: Trainer | None = None
@@ -365,8 +371,19 @@ def _pixel_featurizer(agent: PixelAgent, task: str, path: str) -> PixelFeaturize
         raise ValueError(f"parameter 'checkpoint': {path}: {e}") from e
 
 
+#: What this process's threads ran at before :func:`main` put them back to normal scheduling
+#: (empty: nothing was real time); the node logs it once.
+_DROPPED_REALTIME: list[str] = []
+
+
 def main(args: list[str] | None = None) -> None:
-    """Run the node; Ctrl-C / SIGTERM stop training and checkpoint before exiting 0."""
+    """Run the node; Ctrl-C / SIGTERM stop training and checkpoint before exiting 0.
+
+    The learner is never real time: started inside a graph at SCHED_FIFO (``expo-sim session
+    --sched-fifo``, ``chrt``), its threads go back to normal scheduling before rclpy starts its
+    own, since a learner that trains without pause at the control nodes' priority would hold a
+    core they need (docs/sim_to_real.md)."""
+    _DROPPED_REALTIME[:] = realtime.process_to_normal()
     run_lifecycle_node(LearnerNode, args, finalize=lambda node: node.trigger_shutdown())
 
 

@@ -320,3 +320,21 @@ def test_offline_data_and_a_damaged_segment_at_configure(harness, tmp_path: Path
     h.publish(200, 2)
     h.spin_until(lambda: store.seen == 14, "2 new transitions stored")
     assert h.node.writer.current.name.startswith("seg_000002_")
+
+
+def test_main_puts_the_process_back_to_normal_scheduling_before_the_node_starts(monkeypatch) -> None:
+    """A learner launched inside a graph at SCHED_FIFO: its threads go back to normal before
+    rclpy (and Fast DDS) starts any of its own, and the node logs what it inherited."""
+    from expo_learner import learner_node
+
+    calls: list[str] = []
+
+    def to_normal() -> list[str]:
+        calls.append("normal")
+        return ["fifo 10"]
+
+    monkeypatch.setattr(learner_node, "_DROPPED_REALTIME", [])  # the module's own list stays empty
+    monkeypatch.setattr(learner_node.realtime, "process_to_normal", to_normal)
+    monkeypatch.setattr(learner_node, "run_lifecycle_node", lambda cls, args, finalize: calls.append("node"))
+    learner_node.main([])
+    assert calls == ["normal", "node"] and learner_node._DROPPED_REALTIME == ["fifo 10"]

@@ -102,6 +102,27 @@ def probe_fifo(priority: int) -> None:
         raise refused[0]
 
 
+def process_to_normal() -> list[str]:
+    """Put every thread of this process that runs real time (SCHED_FIFO or SCHED_RR, e.g.
+    inherited from a graph launched at SCHED_FIFO) back to SCHED_OTHER; returns what each of them
+    ran at ("fifo 10"), empty when none did. Always allowed; threads started afterwards inherit
+    normal scheduling. For processes that must never be real time, such as the learner."""
+    tasks = "/proc/self/task"
+    if not hasattr(os, "sched_getscheduler") or not os.path.isdir(tasks):
+        return []
+    dropped: list[str] = []
+    for name in os.listdir(tasks):
+        tid = int(name)
+        try:
+            was = describe(tid)
+            if was.startswith(("fifo", "rr")):
+                set_normal(tid)
+                dropped.append(was)
+        except (ProcessLookupError, FileNotFoundError):  # the thread ended meanwhile
+            continue
+    return dropped
+
+
 #: The niceness Linux allows at most (the lowest CPU priority of a normal thread).
 MAX_NICE = 19
 

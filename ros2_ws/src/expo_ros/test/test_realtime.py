@@ -99,3 +99,37 @@ def test_add_nice_lowers_the_calling_thread_only() -> None:
     for bad in (-1, 20, 1.5, True):
         with pytest.raises(ValueError, match="nice increment .* is invalid"):
             realtime.add_nice(bad)
+
+
+@needs_fifo
+def test_process_to_normal_puts_every_realtime_thread_back() -> None:
+    """A thread at SCHED_FIFO and one it started (which inherits it) are both put back to normal,
+    from a third thread; a process with nothing real time returns an empty list."""
+    ready, done = threading.Event(), threading.Event()
+    tids: list[int] = []
+
+    def child() -> None:
+        tids.append(threading.get_native_id())
+        ready.set()
+        done.wait(10)
+
+    def parent() -> None:
+        realtime.set_fifo(4)
+        tids.append(threading.get_native_id())
+        c = threading.Thread(target=child)
+        c.start()
+        done.wait(10)
+        c.join()
+
+    p = threading.Thread(target=parent)
+    p.start()
+    try:
+        assert ready.wait(10)
+        assert [realtime.describe(t) for t in tids] == ["fifo 4", "fifo 4"]
+        assert realtime.process_to_normal() == ["fifo 4", "fifo 4"]
+        assert [realtime.describe(t) for t in tids] == ["normal", "normal"]
+        assert realtime.process_to_normal() == []
+    finally:
+        done.set()
+        p.join()
+    assert realtime.describe() == "normal"
