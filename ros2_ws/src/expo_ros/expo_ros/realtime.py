@@ -102,23 +102,30 @@ def probe_fifo(priority: int) -> None:
         raise refused[0]
 
 
+def _thread_ids() -> list[int]:
+    """This process's threads (/proc/self/task); [0] (the calling thread) without /proc."""
+    tasks = "/proc/self/task"
+    return [int(n) for n in os.listdir(tasks)] if os.path.isdir(tasks) else [0]
+
+
 def process_to_normal() -> list[str]:
     """Put every thread of this process that runs real time (SCHED_FIFO or SCHED_RR, e.g.
     inherited from a graph launched at SCHED_FIFO) back to SCHED_OTHER; returns what each of them
-    ran at ("fifo 10"), empty when none did. Always allowed; threads started afterwards inherit
-    normal scheduling. For processes that must never be real time, such as the learner."""
-    tasks = "/proc/self/task"
-    if not hasattr(os, "sched_getscheduler") or not os.path.isdir(tasks):
+    ran at ("fifo 10"), empty when none did. Threads started afterwards inherit normal
+    scheduling. For processes that must never be real time, such as the learner. Lowering is
+    allowed to anyone, except for a thread started with SCHED_RESET_ON_FORK (``chrt -R``) by a
+    user without the right to real time: such a thread stays as it was. Without /proc (not
+    Linux), only the calling thread is looked at."""
+    if not hasattr(os, "sched_getscheduler"):
         return []
     dropped: list[str] = []
-    for name in os.listdir(tasks):
-        tid = int(name)
+    for tid in _thread_ids():
         try:
             was = describe(tid)
             if was.startswith(("fifo", "rr")):
                 set_normal(tid)
                 dropped.append(was)
-        except (ProcessLookupError, FileNotFoundError):  # the thread ended meanwhile
+        except (ProcessLookupError, FileNotFoundError, PermissionError):  # ended meanwhile, or kept
             continue
     return dropped
 

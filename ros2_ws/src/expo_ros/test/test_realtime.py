@@ -133,3 +133,27 @@ def test_process_to_normal_puts_every_realtime_thread_back() -> None:
         done.set()
         p.join()
     assert realtime.describe() == "normal"
+
+
+def test_process_to_normal_without_privileges(monkeypatch) -> None:
+    """Nothing real time here: nothing to do. Faked real-time threads: each one lowered and
+    reported; one the kernel keeps (PermissionError) and one that ended meanwhile are skipped."""
+    assert realtime.process_to_normal() == []  # the test process runs at normal scheduling
+    assert threading.get_native_id() in realtime._thread_ids()
+    rt, kept, gone, plain = 101, 102, 103, 104
+    lowered: list[int] = []
+
+    def describe(tid: int = 0) -> str:
+        if tid == gone:
+            raise ProcessLookupError(3, "No such process")
+        return {rt: "fifo 3", kept: "rr 5", plain: "normal"}[tid]
+
+    def set_normal(tid: int = 0) -> None:
+        if tid == kept:
+            raise PermissionError(1, "Operation not permitted")
+        lowered.append(tid)
+
+    monkeypatch.setattr(realtime, "_thread_ids", lambda: [rt, kept, gone, plain])
+    monkeypatch.setattr(realtime, "describe", describe)
+    monkeypatch.setattr(realtime, "set_normal", set_normal)
+    assert realtime.process_to_normal() == ["fifo 3"] and lowered == [rt]
