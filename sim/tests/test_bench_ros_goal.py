@@ -66,11 +66,8 @@ def test_the_goal_line_names_the_executor() -> None:
 def test_render_parallel_goes_to_the_bridge_and_the_goal_line() -> None:
     from expo_sim.ros.bench_ros import _overrides
 
-    assert _overrides(0, False) == {}
-    assert _overrides(10, True) == {
-        "policy_node": {"rt_priority": 10},
-        "sim_bridge": {"observation.render_parallel": True},
-    }
+    assert _overrides(False) == {}
+    assert _overrides(True) == {"sim_bridge": {"observation.render_parallel": True}}
     row = {**_row(4.0, 5.9), "render_parallel": True}
     assert "cameras rendered in parallel" in goal_lines([row])[0]
 
@@ -78,8 +75,8 @@ def test_render_parallel_goes_to_the_bridge_and_the_goal_line() -> None:
 def test_gc_freeze_off_goes_to_the_policy_node_and_the_goal_line() -> None:
     from expo_sim.ros.bench_ros import _overrides
 
-    assert _overrides(0, False, gc_freeze=True) == {}
-    assert _overrides(10, False, gc_freeze=False) == {"policy_node": {"rt_priority": 10, "gc_freeze": False}}
+    assert _overrides(False, gc_freeze=True) == {}
+    assert _overrides(False, gc_freeze=False) == {"policy_node": {"gc_freeze": False}}
     assert "gc_freeze" not in goal_lines([{**_row(4.0, 5.9), "gc_freeze": True}])[0]
     assert "policy gc_freeze off" in goal_lines([{**_row(4.0, 5.9), "gc_freeze": False}])[0]
 
@@ -127,6 +124,8 @@ def test_sched_fifo_goes_to_every_session_and_the_rows(monkeypatch, tmp_path, ca
     monkeypatch.setattr(bench_ros, "bench_preset", lambda *a, **k: pytest.fail("a session ran"))
     assert bench_ros.main(["--presets", "cpu", "--sched-fifo", "10", "--out", str(tmp_path)]) == 2
     assert "bench-ros: --sched-fifo 10: SCHED_FIFO priority 10 refused" in capsys.readouterr().err
+    assert bench_ros.main(["--presets", "cpu", "--rt-priority", "12", "--out", str(tmp_path)]) == 2
+    assert "bench-ros: --rt-priority 12: SCHED_FIFO priority 12 refused" in capsys.readouterr().err
 
 
 def test_trace_gives_each_row_its_step_split(monkeypatch, tmp_path, capsys) -> None:
@@ -170,3 +169,28 @@ def test_trace_gives_each_row_its_step_split(monkeypatch, tmp_path, capsys) -> N
     with pytest.raises(RuntimeError, match="the graph died"):
         bench_ros.main(["--presets", "tiny", "--trace", str(tmp_path / "tr2"), "--out", str(out)])
     assert os.environ[ENV] == "/users/own"
+
+
+def test_rt_priority_goes_through_the_session_config(monkeypatch, tmp_path) -> None:
+    """--rt-priority reaches the session as ``SessionConfig.rt_priority`` (probed before its work),
+    not as a graph override of the bench's own."""
+    from expo_sim.ros import bench_ros
+    from expo_sim.session import run
+
+    seen = []
+
+    def session(cfg, progress=True) -> dict:
+        seen.append(cfg)
+        return {
+            "obs_to_action_p50_ms": 2.0,
+            "obs_to_action_p99_ms": 3.0,
+            "inference_p50_ms": 1.0,
+            "inference_p99_ms": 2.0,
+        }
+
+    monkeypatch.setattr(run, "run_session", session)
+    monkeypatch.setattr(bench_ros, "random_policy", lambda *a, **k: tmp_path / "ckpt.safetensors")
+    row = bench_ros.bench_preset("cpu", 10, "lift", 400, tmp_path, None, rt_priority=12, gc_freeze=False)
+    assert seen[0].rt_priority == 12 and seen[0].sched_fifo == 0
+    assert seen[0].graph_overrides == {"policy_node": {"gc_freeze": False}}
+    assert row["policy_rt_priority"] == 12 and row["goal_obs_to_action_p99_met"]

@@ -120,6 +120,7 @@ def random_policy_session(
     graph_overrides: dict[str, dict[str, Any]] | None = None,
     progress: bool = True,
     sched_fifo: int = 0,
+    rt_priority: int = 0,
 ) -> dict[str, Any]:
     """One session of the sim graph with :func:`random_policy`'s agent (``pixels``: a pixel
     agent deciding from the cameras) until at least ``steps`` env steps are done; the session's
@@ -139,6 +140,7 @@ def random_policy_session(
         backend=backend,
         graph_overrides=graph_overrides or {},
         sched_fifo=sched_fifo,
+        rt_priority=rt_priority,
     )
     row = run_session(cfg, progress=progress)
     row.update(
@@ -173,8 +175,9 @@ def bench_preset(
         task=task,
         horizon=horizon,
         domain_id=domain_id,
-        graph_overrides=_overrides(rt_priority, render_parallel, gc_freeze),
+        graph_overrides=_overrides(render_parallel, gc_freeze),
         sched_fifo=sched_fifo,
+        rt_priority=rt_priority,
     )
     s["policy_rt_priority"] = rt_priority
     s["render_parallel"] = render_parallel
@@ -185,15 +188,12 @@ def bench_preset(
     return s
 
 
-def _overrides(rt_priority: int, render_parallel: bool, gc_freeze: bool = True) -> dict[str, dict[str, Any]]:
+def _overrides(render_parallel: bool, gc_freeze: bool = True) -> dict[str, dict[str, Any]]:
+    """The graph's parameters this bench sets beyond the session's own (the policy's
+    ``rt_priority`` goes through :class:`SessionConfig`, which probes it before any work)."""
     out: dict[str, dict[str, Any]] = {}
-    policy: dict[str, Any] = {}
-    if rt_priority:
-        policy["rt_priority"] = rt_priority
     if not gc_freeze:
-        policy["gc_freeze"] = False
-    if policy:
-        out["policy_node"] = policy
+        out["policy_node"] = {"gc_freeze": False}
     if render_parallel:
         out["sim_bridge"] = {"observation.render_parallel": True}
     return out
@@ -390,11 +390,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.executor:
         os.environ[EXECUTOR_ENV] = args.executor  # the launched nodes inherit it
     executor = executor_name()
-    try:
-        probe_fifo(args.sched_fifo)  # a refusal, said before any session
-    except RealtimeError as e:
-        print(f"bench-ros: --sched-fifo {args.sched_fifo}: {e}", file=sys.stderr)
-        return 2
+    for flag, priority in (("--sched-fifo", args.sched_fifo), ("--rt-priority", args.rt_priority)):
+        try:
+            probe_fifo(priority)  # a refusal, said before any session
+        except RealtimeError as e:
+            print(f"bench-ros: {flag} {priority}: {e}", file=sys.stderr)
+            return 2
     if args.trace is not None and args.trace.is_dir() and any(args.trace.glob("*/*.csv")):
         print(
             f"bench-ros: --trace {args.trace} already holds step traces: give each run an empty directory "
