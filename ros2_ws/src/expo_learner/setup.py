@@ -19,7 +19,7 @@ setup(
     entry_points={
         "console_scripts": [
             "expo-data = expo_learner.data_cli:main",
-            "learner_node = expo_learner.learner_node:main",
+            "learner_node = expo_learner.start:main",
         ]
     },
 )

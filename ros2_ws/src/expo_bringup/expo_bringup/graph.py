@@ -309,7 +309,7 @@ def sim_graph(
         name="learner_node",
         package="expo_learner",
         executable="learner_node",
-        module="expo_learner.learner_node",
+        module="expo_learner.start",
         namespace=namespace,
         parameters={
             "task": task,

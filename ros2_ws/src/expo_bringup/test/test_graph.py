@@ -147,7 +147,7 @@ def test_sim_graph_with_learner_adds_it_in_the_same_namespace(tmp_path: Path) ->
     )
     assert [n.name for n in g.nodes] == ["sim_bridge", "policy_node", "learner_node"]
     node = g.node("learner_node")
-    assert node.namespace == "/r1" and node.module == "expo_learner.learner_node"
+    assert node.namespace == "/r1" and node.module == "expo_learner.start"
     p = node.parameters
     assert p["checkpoint"] == "/b/base.safetensors" and p["offline_dataset"] == "/d/lift.hdf5"
     assert p["bag_dir"] == str((tmp_path / "learn" / "bags").resolve())

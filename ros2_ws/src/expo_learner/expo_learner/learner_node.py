@@ -38,6 +38,7 @@ training thread.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import torch
@@ -376,14 +377,15 @@ def _pixel_featurizer(agent: PixelAgent, task: str, path: str) -> PixelFeaturize
 _DROPPED_REALTIME: list[str] = []
 
 
-def main(args: list[str] | None = None) -> None:
+def main(args: list[str] | None = None, inherited: Sequence[str] = ()) -> None:
     """Run the node; Ctrl-C / SIGTERM stop training and checkpoint before exiting 0.
 
     The learner is never real time: started inside a graph at SCHED_FIFO (``expo-sim session
     --sched-fifo``, ``chrt``), its threads go back to normal scheduling before rclpy starts its
     own, since a learner that trains without pause at the control nodes' priority would hold a
-    core they need (docs/sim_to_real.md)."""
-    _DROPPED_REALTIME[:] = realtime.process_to_normal()
+    core they need (docs/sim_to_real.md). ``inherited``: what :mod:`expo_learner.start` (the
+    executable, which lowers the process before importing this module) already put back."""
+    _DROPPED_REALTIME[:] = [*inherited, *realtime.process_to_normal()]
     run_lifecycle_node(LearnerNode, args, finalize=lambda node: node.trigger_shutdown())
 
 

@@ -338,3 +338,41 @@ def test_main_puts_the_process_back_to_normal_scheduling_before_the_node_starts(
     monkeypatch.setattr(learner_node, "run_lifecycle_node", lambda cls, args, finalize: calls.append("node"))
     learner_node.main([])
     assert calls == ["normal", "node"] and learner_node._DROPPED_REALTIME == ["fifo 10"]
+
+
+def test_the_executable_lowers_the_process_before_importing_the_node() -> None:
+    """``learner_node`` (expo_learner.start): the process is back to normal scheduling before
+    torch or rclpy is imported, and what it inherited reaches the node's main. In a fresh
+    interpreter (this one has torch loaded already), the node's module stood in for."""
+    import json
+    import subprocess
+    import sys
+
+    code = """
+import json, sys, types
+from expo_ros import realtime
+seen = {}
+def to_normal():
+    seen["loaded_when_lowered"] = sorted(m for m in ("torch", "rclpy", "expo_core") if m in sys.modules)
+    return ["fifo 10"]
+realtime.process_to_normal = to_normal
+fake = types.ModuleType("expo_learner.learner_node")
+fake.main = lambda args, inherited: seen.update(args=args, inherited=list(inherited))
+sys.modules["expo_learner.learner_node"] = fake
+from expo_learner import start
+start.main(["--ros-args"])
+print(json.dumps(seen))
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
+    seen = json.loads(out.stdout.strip().splitlines()[-1])
+    assert seen == {"loaded_when_lowered": [], "args": ["--ros-args"], "inherited": ["fifo 10"]}
+
+
+def test_main_keeps_what_the_executable_lowered(monkeypatch) -> None:
+    from expo_learner import learner_node
+
+    monkeypatch.setattr(learner_node, "_DROPPED_REALTIME", [])
+    monkeypatch.setattr(learner_node.realtime, "process_to_normal", lambda: [])
+    monkeypatch.setattr(learner_node, "run_lifecycle_node", lambda cls, args, finalize: None)
+    learner_node.main([], inherited=["fifo 10", "fifo 10"])
+    assert learner_node._DROPPED_REALTIME == ["fifo 10", "fifo 10"]
