@@ -8,5 +8,6 @@ segment writer), ``segment_reader`` (loading and salvage), ``robomimic_bags`` an
 Learner node (``learner_node``): ``learner_params`` (parameters), ``checkpoints`` (start, resume,
 versions), ``replay_store`` (thread-safe online/offline replay), ``intake`` (CDR and bags into
 the replay), ``trainer`` (the training thread: UTD bookkeeping, updates, weights, checkpoints),
-``learner_stats`` (reports, TensorBoard) and ``learner_node`` (the lifecycle adapter).
+``learner_stats`` (reports, TensorBoard) and ``learner_node`` (the lifecycle adapter); ``start``
+is the ``learner_node`` executable (normal scheduling before the heavy imports).
 """
