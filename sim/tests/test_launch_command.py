@@ -108,8 +108,8 @@ def _left_running(namespace: str) -> list[str]:
 def _ros2(*args: str, timeout: float = 30.0, tries: int = 1) -> str:
     """``ros2 <args>``'s stdout; ``tries`` > 1: again while it says "Node not found" (with
     --no-daemon each call discovers the graph from scratch within its --spin-time, which a loaded
-    machine can miss: CI once saw it for a node that `ros2 node list` had listed seconds before,
-    and once a `node list` without the sim bridge that had logged itself active)."""
+    machine can miss: CI once saw it for a node that `ros2 node list` had listed seconds before;
+    the test's own `node list` is repeated the same way, below)."""
     for attempt in range(tries):
         r = subprocess.run(["ros2", *args], env=ENV, capture_output=True, text=True, timeout=timeout)
         if r.returncode == 0 or "Node not found" not in r.stderr or attempt == tries - 1:

@@ -1,11 +1,12 @@
 """Crash recovery of the learner executable: kill -9 mid-run, restart, nothing durable is lost.
 
-The learner runs as ``python -m expo_learner.learner_node`` with the shipped learner.yaml plus
-overrides (tiny segments so that they rotate every few transitions). Run 1 receives 60
-transitions and trains past a checkpoint; 20 more are sent and the process is SIGKILLed while
-they arrive. Run 2 must reload every transition of every segment completed before the kill (and
-what the storage layer salvages of the open one), resume from the newest checkpoint (update
-count and weights version continue) and train on new transitions. Domain ids 51..60.
+The learner runs as ``python -m expo_learner.start`` (the ``learner_node`` executable) with the
+shipped learner.yaml plus overrides (tiny segments so that they rotate every few transitions).
+Run 1 receives 60 transitions and trains past a checkpoint; 20 more are sent and the process is
+SIGKILLed while they arrive. Run 2 must reload every transition of every segment completed
+before the kill (and what the storage layer salvages of the open one), resume from the newest
+checkpoint (update count and weights version continue) and train on new transitions. Domain ids
+51..60.
 """
 
 from __future__ import annotations
@@ -71,7 +72,7 @@ class Learner:
         env = dict(os.environ, ROS_DOMAIN_ID=str(DOMAIN_ID), PYTHONUNBUFFERED="1")
         with self.log.open("w") as out:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "expo_learner.learner_node", *args],
+                [sys.executable, "-m", "expo_learner.start", *args],
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 env=env,

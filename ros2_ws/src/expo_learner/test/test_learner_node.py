@@ -341,31 +341,45 @@ def test_main_puts_the_process_back_to_normal_scheduling_before_the_node_starts(
 
 
 def test_the_executable_lowers_the_process_before_importing_the_node() -> None:
-    """``learner_node`` (expo_learner.start): the process is back to normal scheduling before
-    torch or rclpy is imported, and what it inherited reaches the node's main. In a fresh
-    interpreter (this one has torch loaded already), the node's module stood in for."""
+    """``learner_node`` (expo_learner.start): the process is back to normal scheduling before the
+    node's module is imported, and before torch or rclpy is; what it inherited reaches the node's
+    main. In a fresh interpreter (this one has torch loaded already), the node's module served
+    by a finder that records when it is imported."""
     import json
     import subprocess
     import sys
 
     code = """
-import json, sys, types
+import importlib.abc, importlib.machinery, json, sys
 from expo_ros import realtime
-seen = {}
+seen = {"order": []}
 def to_normal():
+    seen["order"].append("lowered")
     seen["loaded_when_lowered"] = sorted(m for m in ("torch", "rclpy", "expo_core") if m in sys.modules)
     return ["fifo 10"]
 realtime.process_to_normal = to_normal
-fake = types.ModuleType("expo_learner.learner_node")
-fake.main = lambda args, inherited: seen.update(args=args, inherited=list(inherited))
-sys.modules["expo_learner.learner_node"] = fake
+class StandIn(importlib.abc.MetaPathFinder, importlib.abc.Loader):
+    def find_spec(self, name, path, target=None):
+        return importlib.machinery.ModuleSpec(name, self) if name == "expo_learner.learner_node" else None
+    def create_module(self, spec):
+        return None
+    def exec_module(self, module):
+        seen["order"].append("node imported")
+        module.main = lambda args, inherited: seen.update(args=args, inherited=list(inherited))
+sys.meta_path.insert(0, StandIn())
 from expo_learner import start
 start.main(["--ros-args"])
 print(json.dumps(seen))
 """
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
     seen = json.loads(out.stdout.strip().splitlines()[-1])
-    assert seen == {"loaded_when_lowered": [], "args": ["--ros-args"], "inherited": ["fifo 10"]}
+    assert seen == {
+        "order": ["lowered", "node imported"],
+        "loaded_when_lowered": [],
+        "args": ["--ros-args"],
+        "inherited": ["fifo 10"],
+    }
 
 
 def test_main_keeps_what_the_executable_lowered(monkeypatch) -> None:
