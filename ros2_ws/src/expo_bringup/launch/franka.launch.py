@@ -5,11 +5,11 @@ LaunchDescription.
     ros2 launch expo_bringup franka.launch.py robot_ip:=... checkpoint:=... learner:=true learner_dir:=/runs/x
     ros2 launch expo_bringup franka.launch.py robot_ip:=172.16.0.2 checkpoint:=... dry_run:=false
     ros2 launch expo_bringup franka.launch.py emulate:=true checkpoint:=...   # no robot, no franka_ros2
-    ros2 launch expo_bringup franka.launch.py robot_ip:=... checkpoint:=... franka_bringup:=false
+    ros2 launch expo_bringup franka.launch.py checkpoint:=... franka_bringup:=false
+        # our nodes only, next to a franka_ros2 already running (same ROS_DOMAIN_ID, namespace)
     ros2 launch expo_bringup franka.launch.py emulate:=true obs:=pixels   # cameras, no object poses
     ros2 launch expo_bringup franka.launch.py robot_ip:=... checkpoint:=pixels.safetensors \
         agentview_topic:=/camera/color/image_raw robot0_eye_in_hand_topic:=/wrist/color/image_raw
-        # our nodes only, next to a franka_ros2 already running (same ROS_DOMAIN_ID, namespace)
 
 Our nodes come from :func:`expo_bringup.franka_graph.franka_graph` and are mapped to
 ``launch_ros`` Nodes exactly as ``sim.launch.py`` maps the sim graph
@@ -66,7 +66,12 @@ from expo_ros.params import as_topic
 
 #: (name, default, description) of every launch argument.
 LAUNCH_ARGUMENTS: tuple[tuple[str, str, str], ...] = (
-    ("robot_ip", "", "robot (FCI) IP or hostname; required unless emulate or use_fake_hardware"),
+    (
+        "robot_ip",
+        "",
+        "robot (FCI) IP or hostname for franka_ros2's bringup; required unless emulate, "
+        "use_fake_hardware or franka_bringup:=false",
+    ),
     ("robot_type", "fr3", "fr3 | panda: franka_ros2's robot type and joint name prefix"),
     ("use_fake_hardware", "false", "franka_ros2's ros2_control mock (no state broadcaster: plumbing only)"),
     ("load_gripper", "true", "start franka_gripper (the policy needs the finger joints)"),
@@ -132,9 +137,9 @@ def parse_dry_run(text: str) -> bool | None:
 def graph_from_launch_arguments(values: Mapping[str, str]) -> Graph:
     """Launch argument texts (missing ones take their defaults) -> the hardware graph.
 
-    Raises ValueError naming the argument: unknown names, bad booleans, a missing robot_ip on
-    real hardware, and whatever :func:`franka_graph` rejects (robot_type, task, namespace, a
-    learner without checkpoint or learner_dir).
+    Raises ValueError naming the argument: unknown names, bad booleans, a missing robot_ip when
+    franka_ros2 is brought up on real hardware, and whatever :func:`franka_graph` rejects
+    (robot_type, task, namespace, a learner without checkpoint or learner_dir).
     """
     v = _values(values)
     parse = parse_bool
@@ -142,9 +147,12 @@ def graph_from_launch_arguments(values: Mapping[str, str]) -> Graph:
     fake = parse("use_fake_hardware", v["use_fake_hardware"])
     parse("load_gripper", v["load_gripper"])
     parse("rviz", v["rviz"])
-    parse("franka_bringup", v["franka_bringup"])
-    if not emulate and not fake and not v["robot_ip"].strip():
-        raise ValueError("launch argument 'robot_ip' is required on real hardware (or emulate:=true)")
+    bringup = parse("franka_bringup", v["franka_bringup"])
+    if bringup and not emulate and not fake and not v["robot_ip"].strip():  # only the include needs it
+        raise ValueError(
+            "launch argument 'robot_ip' is required to bring up real hardware "
+            "(or emulate:=true, or franka_bringup:=false next to a running franka_ros2)"
+        )
     graph = franka_graph(
         task=v["task"],
         checkpoint=v["checkpoint"],

@@ -111,6 +111,14 @@ def test_fake_hardware_needs_no_robot_ip(franka_launch) -> None:
     assert g == franka_graph()
 
 
+def test_our_nodes_next_to_a_running_franka_ros2_need_no_robot_ip(franka_launch) -> None:
+    """franka_bringup:=false: no include, so nothing needs the robot's address."""
+    values = {"franka_bringup": "false", "checkpoint": "/runs/x.safetensors"}
+    g = franka_launch.graph_from_launch_arguments(values)
+    assert g.node("franka_adapter").parameters["dry_run"] is True  # hardware: a dry run by default
+    assert franka_launch.franka_include_arguments(values, "/tmp/robot.config.yaml") is None
+
+
 def test_franka_bringup_include_and_robot_config(franka_launch) -> None:
     values = {**HW, "robot_type": "fr3", "namespace": "/arm1/", "use_fake_hardware": "False"}
     include = franka_launch.franka_include_arguments(values, "/tmp/robot.config.yaml")
