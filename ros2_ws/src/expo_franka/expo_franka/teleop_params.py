@@ -26,7 +26,7 @@ PARAMETERS: tuple[ParamSpec, ...] = (
     ParamSpec("button_events", True, "buttons arrive as events (spacenav), not full states (joy)"),
     ParamSpec("axes", [0, 1, 2, 3, 4, 5], "axis index of dx, dy, dz, droll, dpitch, dyaw (-1 = none)"),
     ParamSpec(
-        "scales", [1.0, 1.0, 1.0, 0.5, 0.5, 0.5], "multiplier of each pose dimension (sign = direction)"
+        "scales", [1.0, 1.0, 1.0, 0.6, 0.6, 0.6], "multiplier of each pose dimension (sign = direction)"
     ),
     ParamSpec("plus_buttons", [-1] * POSE_DIMS, "button adding +1 to each pose dimension (-1 = none)"),
     ParamSpec("minus_buttons", [-1] * POSE_DIMS, "button adding -1 to each pose dimension (-1 = none)"),

@@ -194,6 +194,17 @@ def test_shipped_device_configs_are_valid(name: str) -> None:
     assert cfg.mapping.device in ("spacenav", "joy", "keyboard") and cfg.autostart
 
 
+def test_the_declared_defaults_are_the_spacemouse_config() -> None:
+    """teleop_params says its defaults are the SpaceMouse's: the same values as its shipped YAML
+    (but autostart, off in code as for every node, on in the YAML)."""
+    values = _flatten(
+        yaml.safe_load((CONFIG / "teleop_spacemouse.yaml").read_text())["/**"]["ros__parameters"]
+    )
+    declared = {p.name: p.default for p in PARAMETERS}
+    differ = {k: (declared[k], v) for k, v in values.items() if k != "autostart" and declared[k] != v}
+    assert not differ, f"code default vs teleop_spacemouse.yaml: {differ}"
+
+
 def test_parameter_errors_name_the_parameter() -> None:
     values = {p.name: p.default for p in PARAMETERS}
     assert TeleopNodeConfig.from_values(values).mapping.device == "spacenav"
