@@ -39,6 +39,11 @@ and publishes ``ee_pose_base``) and gives the policy node the sim's base-frame s
 builds it (same namespace: it trains on the policy's ``transitions`` and streams
 ``policy_weights`` back). A remote learner is not part of this graph: start it on the training
 machine with the same ``ROS_DOMAIN_ID`` and namespace (see docs/sim_to_real.md).
+
+``teleop="spacemouse"`` (``"gamepad"``; ``"keyboard"`` emulated only) adds the teleop node
+(:mod:`expo_franka.teleop_node`) reading the policy's commands on ``policy_action`` and turns on
+the policy node's arbitration (``intervention.enabled``): operator interventions
+(docs/interventions.md). The device's driver is not part of the graph.
 """
 
 from __future__ import annotations
@@ -58,6 +63,8 @@ CURRENT_POSE = "franka_robot_state_broadcaster/current_pose"
 EQUILIBRIUM_POSE = f"{CONTROLLER}/equilibrium_pose"
 #: The policy's actions, between the policy node and the adapter (``action`` is the sim bridge's).
 POLICY_ACTION = "policy_action"
+#: Teleop devices with a shipped ``teleop_<device>.yaml``; the keyboard only emulated (no deadman).
+TELEOP_DEVICES = ("spacemouse", "gamepad", "keyboard")
 #: franka_ros2 reports both fingers positive; robosuite (what the policy learned on) the second
 #: one negative when open. The policy reads them back with these signs; the bridge publishes
 #: robosuite's fingers with the same signs when it emulates the Franka.
@@ -86,9 +93,10 @@ def franka_graph(
     config_dir: Path | str | None = None,
     camera_topics: Mapping[str, str] | None = None,
     obs: str = "state",
+    teleop: str = "",
 ) -> Graph:
     """Policy node + Franka adapter + episode manager (emulated: sim bridge + Franka emulator
-    instead of the episode manager) (+ learner node).
+    instead of the episode manager) (+ learner node) (+ teleop node).
 
     Args:
         task: robomimic task the policy was trained on (``expo_core.spec.TASK_OBJECT_DIMS``).
@@ -108,7 +116,17 @@ def franka_graph(
             node's ``cameras.<camera>.topic``); cameras not named keep ``<camera>/image_raw``.
         obs: ``"state"`` or ``"pixels"`` (emulated: the bridge's pixel mode; hardware: no change,
             the policy node takes the kind from the checkpoint).
+        teleop: '' (none) or a device of ``TELEOP_DEVICES``: the teleop node with that device's
+            ``teleop_<device>.yaml``, reading the policy's commands on ``policy_action``, and the
+            policy node arbitrating (``intervention.enabled``). The device's driver
+            (``spacenav_node``, ``game_controller_node``, ``keyboard_teleop``) runs apart.
     """
+    if teleop not in ("", *TELEOP_DEVICES):
+        raise ValueError(f"franka_graph teleop '{teleop}' unknown; '' or one of {list(TELEOP_DEVICES)}")
+    if teleop == "keyboard" and not emulate:
+        raise ValueError(
+            "franka_graph teleop 'keyboard' is for the emulated arm only: a terminal has no deadman"
+        )
     arm, fingers = joint_names(robot_type)
     cameras: dict[str, str] = {}
     for cam, topic in (camera_topics or {}).items():
@@ -145,6 +163,7 @@ def franka_graph(
             # pixel policies: robot0_joint_pos from franka_ros2's arm joints, and the cameras
             "observation.arm_joint_names": arm,
             **cameras,
+            **({"intervention.enabled": True} if teleop else {}),
         },
         (
             ("action", POLICY_ACTION),
@@ -197,6 +216,19 @@ def franka_graph(
                 parameters={"use_sim_time": False},
                 remappings=(("action", POLICY_ACTION),),
                 params_files=files("episode_manager.yaml"),
+            )
+        )
+    if teleop:
+        nodes.append(
+            NodeSpec(
+                name="teleop_node",
+                package="expo_franka",
+                executable="teleop_node",
+                module="expo_franka.teleop_node",
+                namespace=namespace,
+                parameters={"use_sim_time": sim_time},
+                remappings=(("action", POLICY_ACTION),),  # its topics.action: the gripper at engagement
+                params_files=files(f"teleop_{teleop}.yaml"),
             )
         )
     if learner:

@@ -8,6 +8,8 @@ LaunchDescription.
     ros2 launch expo_bringup franka.launch.py checkpoint:=... franka_bringup:=false
         # our nodes only, next to a franka_ros2 already running (same ROS_DOMAIN_ID, namespace)
     ros2 launch expo_bringup franka.launch.py emulate:=true obs:=pixels   # cameras, no object poses
+    ros2 launch expo_bringup franka.launch.py robot_ip:=... checkpoint:=... teleop:=spacemouse
+        # the teleop node and the policy arbitrating (docs/interventions.md); spacenav_node apart
     ros2 launch expo_bringup franka.launch.py robot_ip:=... checkpoint:=pixels.safetensors \
         agentview_topic:=/camera/color/image_raw robot0_eye_in_hand_topic:=/wrist/color/image_raw
 
@@ -94,6 +96,12 @@ LAUNCH_ARGUMENTS: tuple[tuple[str, str, str], ...] = (
     ("learner", "false", "true: also start the learner here (online fine-tuning; needs checkpoint)"),
     ("learner_dir", "", "the learner's directory (bags, checkpoints, tensorboard); required with learner"),
     ("offline_dataset", "", "robomimic HDF5 for the learner's offline half ('' = none)"),
+    (
+        "teleop",
+        "",
+        "spacemouse | gamepad | keyboard (emulate only): also the teleop node, the policy node "
+        "arbitrating (interventions); its device driver runs apart ('' = none)",
+    ),
     ("params_file", "", "ROS 2 parameters YAML applied last (keys: node name, /ns/name, /**)"),
     (
         "plan_mode",
@@ -166,6 +174,7 @@ def graph_from_launch_arguments(values: Mapping[str, str]) -> Graph:
         offline_dataset=v["offline_dataset"],
         camera_topics=camera_topics(v),
         obs=v["obs"],
+        teleop=v["teleop"].strip(),
     )
     if v["plan_mode"] not in PLAN_MODES:
         raise ValueError(

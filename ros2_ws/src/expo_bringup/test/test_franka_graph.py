@@ -127,6 +127,33 @@ def test_emulator_and_adapter_configs_agree() -> None:
     assert list(cfg.limits.workspace_high) == policy["safety.workspace_high"]
 
 
+def test_teleop_adds_the_teleop_node_on_the_policys_commands_and_arms_the_arbiter() -> None:
+    """teleop=<device>: the teleop node in the policy's namespace with that device's YAML, reading
+    the policy's commands where this graph puts them (policy_action), and the policy node
+    arbitrating; without it neither."""
+    from expo_franka.teleop_params import PARAMETERS as TELEOP_PARAMETERS
+    from expo_franka.teleop_params import TeleopNodeConfig
+
+    plain = franka_graph(checkpoint="/c/x.safetensors", namespace="robot1")
+    assert "teleop_node" not in [n.name for n in plain.nodes]
+    assert "intervention.enabled" not in plain.node("policy_node").parameters
+    for device, emulate in (("spacemouse", False), ("gamepad", False), ("keyboard", True)):
+        g = franka_graph(checkpoint="/c/x.safetensors", namespace="robot1", teleop=device, emulate=emulate)
+        teleop = g.node("teleop_node")
+        assert teleop.namespace == "/robot1" and teleop.executable == "teleop_node"
+        assert dict(teleop.remappings) == {"action": POLICY_ACTION}
+        assert teleop.parameters == {"use_sim_time": emulate}
+        assert [Path(f).name for f in teleop.params_files] == [f"teleop_{device}.yaml"]
+        assert g.node("policy_node").parameters["intervention.enabled"] is True
+        values = {p.name: p.default for p in TELEOP_PARAMETERS} | ros_parameters(f"teleop_{device}.yaml")
+        assert values["topics.action"] == "action"  # the relative name the remapping reaches
+        TeleopNodeConfig.from_values(values)  # the file the node gets is valid
+    with pytest.raises(ValueError, match="teleop 'joystick' unknown"):
+        franka_graph(teleop="joystick")
+    with pytest.raises(ValueError, match="'keyboard' is for the emulated arm only"):
+        franka_graph(teleop="keyboard")
+
+
 def test_franka_graph_rejects_bad_arguments() -> None:
     with pytest.raises(ValueError, match="robot_type 'ur5'"):
         franka_graph(robot_type="ur5")

@@ -40,6 +40,7 @@ def test_launch_arguments_are_the_documented_ones(franka_launch) -> None:
         "learner",
         "learner_dir",
         "offline_dataset",
+        "teleop",
         "params_file",
         "plan_mode",
         "obs",
@@ -98,6 +99,7 @@ def test_emulation_maps_onto_the_emulated_graph(franka_launch) -> None:
         ({**HW, "task": "towel"}, "task 'towel' unknown"),
         ({**HW, "speed": "1"}, "unknown launch arguments ['speed']"),
         ({**HW, "plan_mode": "later"}, "launch argument 'plan_mode'"),
+        ({**HW, "teleop": "wiimote"}, "teleop 'wiimote' unknown"),
     ],
 )
 def test_bad_launch_arguments_raise_naming_them(franka_launch, values: dict, needle: str) -> None:
@@ -109,6 +111,12 @@ def test_bad_launch_arguments_raise_naming_them(franka_launch, values: dict, nee
 def test_fake_hardware_needs_no_robot_ip(franka_launch) -> None:
     g = franka_launch.graph_from_launch_arguments({"use_fake_hardware": "true"})
     assert g == franka_graph()
+
+
+def test_teleop_argument_reaches_the_graph(franka_launch) -> None:
+    g = franka_launch.graph_from_launch_arguments({**HW, "teleop": "gamepad"})
+    assert g == franka_graph(teleop="gamepad")
+    assert franka_launch.graph_from_launch_arguments(HW) == franka_graph()
 
 
 def test_our_nodes_next_to_a_running_franka_ros2_need_no_robot_ip(franka_launch) -> None:
