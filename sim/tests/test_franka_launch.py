@@ -18,16 +18,14 @@ import uuid  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import rclpy  # noqa: E402
-from ament_index_python.packages import get_package_share_directory  # noqa: E402
 from expo_bringup.franka_graph import EQUILIBRIUM_POSE  # noqa: E402
 from expo_core.agent import ExpoAgent  # noqa: E402
 from expo_core.checkpoint import save_checkpoint  # noqa: E402
 from expo_core.presets import preset_config  # noqa: E402
 from expo_sim.ros.graph_observer import GraphObserver  # noqa: E402
+from franka_include import franka_launch_description  # noqa: E402
 from geometry_msgs.msg import PoseStamped  # noqa: E402
 from launch import LaunchDescription  # noqa: E402
-from launch.actions import IncludeLaunchDescription, SetEnvironmentVariable  # noqa: E402
-from launch.launch_description_sources import PythonLaunchDescriptionSource  # noqa: E402
 
 pytestmark = [pytest.mark.ros, pytest.mark.slow]
 
@@ -47,28 +45,15 @@ def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @launch_pytest.fixture
 def launch_description(checkpoint: Path, tmp_path_factory: pytest.TempPathFactory) -> LaunchDescription:
     params = tmp_path_factory.mktemp("params") / "params.yaml"
-    # The test is the bridge's lifecycle manager; the bridge exits after its episodes.
-    params.write_text(
-        "sim_bridge:\n  ros__parameters:\n"
-        f"    autostart: false\n    num_episodes: {EPISODES}\n    horizon: {HORIZON}\n"
-    )
-    path = Path(get_package_share_directory("expo_bringup")) / "launch" / "franka.launch.py"
     args = {
         "emulate": "true",
         "checkpoint": str(checkpoint),
         "namespace": NAMESPACE,
         "params_file": str(params),
     }
-    include = IncludeLaunchDescription(
-        PythonLaunchDescriptionSource(str(path)), launch_arguments=args.items()
-    )
-    return LaunchDescription(
-        [
-            SetEnvironmentVariable("ROS_DOMAIN_ID", str(DOMAIN_ID)),
-            include,
-            launch_pytest.actions.ReadyToTest(),
-        ]
-    )
+    # The test is the bridge's lifecycle manager; the bridge exits after its episodes.
+    bridge = f"    autostart: false\n    num_episodes: {EPISODES}\n    horizon: {HORIZON}\n"
+    return franka_launch_description(args, DOMAIN_ID, bridge)
 
 
 @pytest.mark.launch(fixture=launch_description)

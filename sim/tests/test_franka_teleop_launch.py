@@ -18,16 +18,14 @@ import uuid  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import rclpy  # noqa: E402
-from ament_index_python.packages import get_package_share_directory  # noqa: E402
 from expo_bringup.franka_graph import POLICY_ACTION  # noqa: E402
 from expo_core.agent import ExpoAgent  # noqa: E402
 from expo_core.checkpoint import save_checkpoint  # noqa: E402
 from expo_core.presets import preset_config  # noqa: E402
 from expo_interfaces.msg import ActionCommand, TeleopCommand  # noqa: E402
 from expo_sim.ros.graph_observer import GraphObserver  # noqa: E402
+from franka_include import franka_launch_description  # noqa: E402
 from launch import LaunchDescription  # noqa: E402
-from launch.actions import IncludeLaunchDescription, SetEnvironmentVariable  # noqa: E402
-from launch.launch_description_sources import PythonLaunchDescriptionSource  # noqa: E402
 from sensor_msgs.msg import Joy  # noqa: E402
 
 pytestmark = [pytest.mark.ros, pytest.mark.slow]
@@ -49,8 +47,6 @@ def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @launch_pytest.fixture
 def launch_description(checkpoint: Path, tmp_path_factory: pytest.TempPathFactory) -> LaunchDescription:
     params = tmp_path_factory.mktemp("params") / "params.yaml"
-    params.write_text(f"sim_bridge:\n  ros__parameters:\n    autostart: false\n    horizon: {HORIZON}\n")
-    path = Path(get_package_share_directory("expo_bringup")) / "launch" / "franka.launch.py"
     args = {
         "emulate": "true",
         "teleop": "keyboard",
@@ -58,16 +54,7 @@ def launch_description(checkpoint: Path, tmp_path_factory: pytest.TempPathFactor
         "namespace": NAMESPACE,
         "params_file": str(params),
     }
-    include = IncludeLaunchDescription(
-        PythonLaunchDescriptionSource(str(path)), launch_arguments=args.items()
-    )
-    return LaunchDescription(
-        [
-            SetEnvironmentVariable("ROS_DOMAIN_ID", str(DOMAIN_ID)),
-            include,
-            launch_pytest.actions.ReadyToTest(),
-        ]
-    )
+    return franka_launch_description(args, DOMAIN_ID, f"    autostart: false\n    horizon: {HORIZON}\n")
 
 
 @pytest.mark.launch(fixture=launch_description)
