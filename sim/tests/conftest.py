@@ -13,20 +13,6 @@ import pytest  # noqa: E402
 
 
 @pytest.fixture(scope="session")
-def tiny_lift_checkpoint(tmp_path_factory):
-    """A tiny untrained EXPO agent for lift, saved once per session, for the graph and launch
-    tests (they check plumbing, not learning; nodes only read it)."""
-    from expo_core.agent import ExpoAgent
-    from expo_core.checkpoint import save_checkpoint
-    from expo_core.presets import preset_config
-    from expo_core.spec import task_obs_spec
-
-    path = tmp_path_factory.mktemp("policy") / "ckpt"
-    save_checkpoint(path, ExpoAgent(preset_config("tiny", task_obs_spec("lift").dim, 7), seed=0))
-    return path.with_suffix(".safetensors")
-
-
-@pytest.fixture(scope="session")
 def sim_launch():
     """The installed ``expo_bringup`` ``sim.launch.py`` (what ``ros2 launch expo_bringup
     sim.launch.py`` runs) as a module; its name has dots, so it is loaded by path."""

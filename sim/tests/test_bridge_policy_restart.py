@@ -17,6 +17,10 @@ from pathlib import Path
 
 import pytest
 import rclpy
+from expo_core.agent import ExpoAgent
+from expo_core.checkpoint import save_checkpoint
+from expo_core.presets import preset_config
+from expo_core.spec import task_obs_spec
 from expo_interfaces.msg import ActionCommand, EnvFeedback
 from expo_policy.policy_node import PolicyNode
 from expo_ros import conversions as cv
@@ -35,6 +39,13 @@ SUCCESS = TransitionCallbackReturn.SUCCESS
 def ros_ctx():
     with ros_context(DOMAIN_ID) as ctx:
         yield ctx
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("policy") / "ckpt"
+    save_checkpoint(path, ExpoAgent(preset_config("tiny", task_obs_spec("lift").dim, 7), seed=0))
+    return path.with_suffix(".safetensors")
 
 
 class Graph(NodeHarness):
@@ -72,8 +83,8 @@ class Graph(NodeHarness):
         self.attach(ctx, self.bridge, self.policy, self.io)
 
 
-def test_deactivate_then_activate_the_bridge_resumes_acting(ros_ctx, tiny_lift_checkpoint: Path) -> None:
-    g = Graph(ros_ctx, tiny_lift_checkpoint)
+def test_deactivate_then_activate_the_bridge_resumes_acting(ros_ctx, checkpoint: Path) -> None:
+    g = Graph(ros_ctx, checkpoint)
     try:
         assert g.policy.trigger_configure() == SUCCESS and g.policy.trigger_activate() == SUCCESS
         assert g.bridge.trigger_configure() == SUCCESS and g.bridge.trigger_activate() == SUCCESS

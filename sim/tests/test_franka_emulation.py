@@ -21,6 +21,9 @@ import pytest
 import rclpy
 from expo_bringup.franka_graph import CURRENT_POSE, EQUILIBRIUM_POSE, POLICY_ACTION, franka_graph
 from expo_bringup.runner import LineBuffer, Runner
+from expo_core.agent import ExpoAgent
+from expo_core.checkpoint import save_checkpoint
+from expo_core.presets import preset_config
 from expo_core.spec import task_obs_spec
 from expo_franka.franka_conversions import OscScaling, Pose, osc_target_pose, rotation_angle
 from expo_interfaces.msg import ActionCommand
@@ -40,6 +43,14 @@ STARTUP_TIMEOUT_S = 90.0
 RUN_TIMEOUT_S = 120.0
 HOLD_WINDOW = 30  # equilibria to see during the e-stop (the adapter sends ~2 per period)
 SAME_POSE = 1e-9  # the adapter re-publishes the measured pose it latched, unchanged up to rounding
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny untrained EXPO agent for lift (the test checks plumbing, not learning)."""
+    path = tmp_path_factory.mktemp("policy") / "ckpt"
+    save_checkpoint(path, ExpoAgent(preset_config("tiny", OBS_DIM, 7), seed=0))
+    return path.with_suffix(".safetensors")
 
 
 def pose_of(msg: PoseStamped) -> np.ndarray:
@@ -73,12 +84,10 @@ def adapter_status(obs: GraphObserver, start: int) -> list[dict[str, str]]:
 # Wall-clock real time: a machine loaded by other work (load average 8-10 seen) can miss
 # periods; one retry, so a timing regression still fails both tries.
 @pytest.mark.flaky(reruns=1)
-def test_franka_graph_runs_against_the_emulated_franka(tiny_lift_checkpoint: Path, record_property) -> None:
+def test_franka_graph_runs_against_the_emulated_franka(checkpoint: Path, record_property) -> None:
     ns = f"t_{uuid.uuid4().hex[:8]}"
     clock_topic = f"/{ns}/clock"
-    graph = franka_graph(
-        task="lift", checkpoint=str(tiny_lift_checkpoint), namespace=ns, emulate=True
-    ).with_overrides(
+    graph = franka_graph(task="lift", checkpoint=str(checkpoint), namespace=ns, emulate=True).with_overrides(
         clock_topic,
         # The test is the bridge's lifecycle manager: it activates the bridge once it hears
         # every publisher, so that no message of the run goes out before it listens.

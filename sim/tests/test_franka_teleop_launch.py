@@ -19,6 +19,9 @@ from pathlib import Path  # noqa: E402
 
 import rclpy  # noqa: E402
 from expo_bringup.franka_graph import POLICY_ACTION  # noqa: E402
+from expo_core.agent import ExpoAgent  # noqa: E402
+from expo_core.checkpoint import save_checkpoint  # noqa: E402
+from expo_core.presets import preset_config  # noqa: E402
 from expo_interfaces.msg import ActionCommand, TeleopCommand  # noqa: E402
 from expo_sim.ros.graph_observer import GraphObserver  # noqa: E402
 from franka_include import franka_launch_description  # noqa: E402
@@ -34,15 +37,20 @@ STARTUP_TIMEOUT_S, RUN_TIMEOUT_S = 120.0, 60.0
 BEFORE, HELD = 8, 20  # transitions seen released, then with the deadman held
 
 
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("policy") / "ckpt"
+    save_checkpoint(path, ExpoAgent(preset_config("tiny", 19, 7), seed=0))
+    return path.with_suffix(".safetensors")
+
+
 @launch_pytest.fixture
-def launch_description(
-    tiny_lift_checkpoint: Path, tmp_path_factory: pytest.TempPathFactory
-) -> LaunchDescription:
+def launch_description(checkpoint: Path, tmp_path_factory: pytest.TempPathFactory) -> LaunchDescription:
     params = tmp_path_factory.mktemp("params") / "params.yaml"
     args = {
         "emulate": "true",
         "teleop": "keyboard",
-        "checkpoint": str(tiny_lift_checkpoint),
+        "checkpoint": str(checkpoint),
         "namespace": NAMESPACE,
         "params_file": str(params),
     }

@@ -26,6 +26,9 @@ import uuid  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import psutil  # noqa: E402
+from expo_core.agent import ExpoAgent  # noqa: E402
+from expo_core.checkpoint import save_checkpoint  # noqa: E402
+from expo_core.presets import preset_config  # noqa: E402
 from launch import LaunchDescription  # noqa: E402
 from launch.actions import ExecuteProcess  # noqa: E402
 
@@ -37,18 +40,25 @@ STOP_LIMIT_S = 20.0  # issue 16: SIGINT ends every process within 20 s
 ENV = {**os.environ, "ROS_DOMAIN_ID": str(DOMAIN_ID), "PYTHONUNBUFFERED": "1"}
 
 
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("policy") / "ckpt"
+    save_checkpoint(path, ExpoAgent(preset_config("tiny", 19, 7), seed=0))
+    return path.with_suffix(".safetensors")
+
+
 @pytest.fixture
 def namespace() -> str:
     return f"t_{uuid.uuid4().hex[:8]}"
 
 
 @launch_pytest.fixture
-def user_launch(tiny_lift_checkpoint: Path, namespace: str) -> tuple[LaunchDescription, ExecuteProcess]:
+def user_launch(checkpoint: Path, namespace: str) -> tuple[LaunchDescription, ExecuteProcess]:
     ros2 = shutil.which("ros2")
     assert ros2, "ros2 not on PATH (source scripts/env.sh)"
     # --noninteractive: SIGINT to ros2 launch reaches every node through launch, as a terminal's
     # Ctrl-C reaches them through the process group (the default without a terminal anyway).
-    args = [f"checkpoint:={tiny_lift_checkpoint}", f"namespace:={namespace}"]
+    args = [f"checkpoint:={checkpoint}", f"namespace:={namespace}"]
     cmd = [ros2, "launch", "--noninteractive", "expo_bringup", "sim.launch.py", *args]
     proc = ExecuteProcess(
         cmd=cmd,

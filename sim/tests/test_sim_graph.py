@@ -16,6 +16,9 @@ import pytest
 import rclpy
 from expo_bringup.graph import sim_graph
 from expo_bringup.runner import LineBuffer, Runner
+from expo_core.agent import ExpoAgent
+from expo_core.checkpoint import save_checkpoint
+from expo_core.presets import preset_config
 from expo_core.spec import task_obs_spec
 from expo_ros import conversions as cv
 from expo_sim.ros.graph_observer import GraphObserver
@@ -30,10 +33,18 @@ STARTUP_TIMEOUT_S = 90.0
 BRIDGE_PARAMS = {"horizon": HORIZON, "num_episodes": EPISODES, "action_timeout_s": 10.0}
 
 
-def test_sim_graph_runs_three_lockstep_episodes(tiny_lift_checkpoint: Path, record_property) -> None:
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny untrained EXPO agent for lift (the test checks plumbing, not learning)."""
+    path = tmp_path_factory.mktemp("policy") / "ckpt"
+    save_checkpoint(path, ExpoAgent(preset_config("tiny", OBS_DIM, 7), seed=0))
+    return path.with_suffix(".safetensors")
+
+
+def test_sim_graph_runs_three_lockstep_episodes(checkpoint: Path, record_property) -> None:
     ns = f"t_{uuid.uuid4().hex[:8]}"
     clock_topic = f"/{ns}/clock"
-    graph = sim_graph(task="lift", checkpoint=str(tiny_lift_checkpoint), namespace=ns).with_overrides(
+    graph = sim_graph(task="lift", checkpoint=str(checkpoint), namespace=ns).with_overrides(
         clock_topic,
         # The test is the bridge's lifecycle manager: it activates the bridge once it hears
         # every publisher, so that no message of the run goes out before it listens.

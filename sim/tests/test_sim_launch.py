@@ -20,6 +20,9 @@ from pathlib import Path  # noqa: E402
 import rclpy  # noqa: E402
 from expo_bringup.graph import Graph, sim_graph  # noqa: E402
 from expo_bringup.launch_graph import launch_actions  # noqa: E402
+from expo_core.agent import ExpoAgent  # noqa: E402
+from expo_core.checkpoint import save_checkpoint  # noqa: E402
+from expo_core.presets import preset_config  # noqa: E402
 from expo_core.spec import task_obs_spec  # noqa: E402
 from expo_sim.ros.graph_observer import GraphObserver  # noqa: E402
 from launch import LaunchDescription  # noqa: E402
@@ -35,8 +38,16 @@ RUN_TIMEOUT_S = 240.0
 STARTUP_TIMEOUT_S = 90.0
 
 
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny untrained EXPO agent for lift (plumbing, not learning)."""
+    path = tmp_path_factory.mktemp("policy") / "ckpt"
+    save_checkpoint(path, ExpoAgent(preset_config("tiny", OBS_DIM, 7), seed=0))
+    return path.with_suffix(".safetensors")
+
+
 @launch_pytest.fixture
-def launch_description(tiny_lift_checkpoint: Path) -> LaunchDescription:
+def launch_description(checkpoint: Path) -> LaunchDescription:
     overrides = {
         # The test is the bridge's lifecycle manager: no autostart, it activates the bridge.
         "sim_bridge": {
@@ -47,7 +58,7 @@ def launch_description(tiny_lift_checkpoint: Path) -> LaunchDescription:
         },
         "policy_node": {"diagnostics_period_s": 0.2},
     }
-    graph = sim_graph(task="lift", checkpoint=str(tiny_lift_checkpoint), namespace=NAMESPACE)
+    graph = sim_graph(task="lift", checkpoint=str(checkpoint), namespace=NAMESPACE)
     graph = graph.with_overrides(CLOCK_TOPIC, **overrides)  # sim time of this test only
     graph = Graph(
         tuple(dataclasses.replace(n, env={**n.env, "ROS_DOMAIN_ID": str(DOMAIN_ID)}) for n in graph.nodes)

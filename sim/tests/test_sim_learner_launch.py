@@ -22,6 +22,9 @@ from pathlib import Path  # noqa: E402
 import rclpy  # noqa: E402
 from expo_bringup.graph import Graph  # noqa: E402
 from expo_bringup.launch_graph import launch_actions  # noqa: E402
+from expo_core.agent import ExpoAgent  # noqa: E402
+from expo_core.checkpoint import save_checkpoint  # noqa: E402
+from expo_core.presets import preset_config  # noqa: E402
 from expo_sim.session.monitor import SessionMonitor  # noqa: E402
 from expo_sim.session.stats import SessionStats  # noqa: E402
 from launch import LaunchDescription  # noqa: E402
@@ -33,10 +36,17 @@ NAMESPACE = f"t_{uuid.uuid4().hex[:8]}"
 EPISODES, HORIZON, TIMEOUT_S = 4, 60, 240.0
 
 
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("policy") / "base"
+    save_checkpoint(path, ExpoAgent(preset_config("tiny", 19, 7), seed=0))
+    return path.with_suffix(".safetensors")
+
+
 @launch_pytest.fixture
-def launch_description(sim_launch, tiny_lift_checkpoint: Path, tmp_path_factory) -> LaunchDescription:
+def launch_description(sim_launch, checkpoint: Path, tmp_path_factory) -> LaunchDescription:
     args = {
-        "checkpoint": str(tiny_lift_checkpoint),
+        "checkpoint": str(checkpoint),
         "namespace": NAMESPACE,
         "learner": "true",
         "learner_dir": str(tmp_path_factory.mktemp("learner")),
