@@ -138,19 +138,6 @@ def franka_graph(
     def files(*names: str) -> tuple[str, ...]:
         return tuple(str((cfg / n).resolve()) for n in names)
 
-    def franka_node(name: str, executable: str, parameters: dict, *yaml: str) -> NodeSpec:
-        """One of expo_franka's nodes in the namespace, on the policy's commands (``policy_action``)."""
-        return NodeSpec(
-            name=name,
-            package="expo_franka",
-            executable=executable,
-            module=f"expo_franka.{executable}",
-            namespace=namespace,
-            parameters=parameters,
-            remappings=(("action", POLICY_ACTION),),
-            params_files=files(*yaml),
-        )
-
     # The sim graph's nodes in realtime mode (the policy acts on its timer: a real arm does not
     # wait for it; the bridge keeps 20 Hz wall time), adapted below to franka_ros2's names and
     # topics. sim_graph also checks task, backend and the learner's arguments.
@@ -186,18 +173,21 @@ def franka_graph(
             *(() if emulate else (("ee_pose_base", CURRENT_POSE),)),
         ),
     )
-    # Its other topics default to franka_ros2's names (franka_adapter.yaml).
-    adapter = franka_node(
-        "franka_adapter",
-        "franka_adapter_node",
-        {
+    adapter = NodeSpec(
+        name="franka_adapter",
+        package="expo_franka",
+        executable="franka_adapter_node",
+        module="expo_franka.franka_adapter_node",
+        namespace=namespace,
+        # Its other topics default to franka_ros2's names (franka_adapter.yaml).
+        parameters={
             "dry_run": (not emulate) if dry_run is None else bool(dry_run),
             "use_sim_time": sim_time,
             "joints.arm": arm,
             "joints.fingers": fingers,
         },
-        "franka_adapter.yaml",
-        *(("franka_adapter_emulated.yaml",) if emulate else ()),
+        remappings=(("action", POLICY_ACTION),),
+        params_files=files("franka_adapter.yaml", *(("franka_adapter_emulated.yaml",) if emulate else ())),
     )
     nodes = [policy, adapter]
     if emulate:
@@ -217,13 +207,29 @@ def franka_graph(
         nodes += [bridge, emulator]
     else:
         nodes.append(
-            franka_node(
-                "episode_manager", "episode_manager_node", {"use_sim_time": False}, "episode_manager.yaml"
+            NodeSpec(
+                name="episode_manager",
+                package="expo_franka",
+                executable="episode_manager_node",
+                module="expo_franka.episode_manager_node",
+                namespace=namespace,
+                parameters={"use_sim_time": False},
+                remappings=(("action", POLICY_ACTION),),
+                params_files=files("episode_manager.yaml"),
             )
         )
-    if teleop:  # its topics.action (the gripper at engagement) on policy_action
+    if teleop:
         nodes.append(
-            franka_node("teleop_node", "teleop_node", {"use_sim_time": sim_time}, f"teleop_{teleop}.yaml")
+            NodeSpec(
+                name="teleop_node",
+                package="expo_franka",
+                executable="teleop_node",
+                module="expo_franka.teleop_node",
+                namespace=namespace,
+                parameters={"use_sim_time": sim_time},
+                remappings=(("action", POLICY_ACTION),),  # its topics.action: the gripper at engagement
+                params_files=files(f"teleop_{teleop}.yaml"),
+            )
         )
     if learner:
         nodes.append(base.node("learner_node"))  # realtime: no lockstep pacing
